@@ -1,0 +1,15 @@
+//! relapse: a declarative failure-replay test harness for Kubernetes platforms.
+//!
+//! Every incident a platform team has fixed becomes a YAML scenario that is replayed for ever
+//! after: build the cluster, break it the way production broke (and prove the symptom appears),
+//! apply the documented fix, wait for convergence and snapshot the converged state.
+//!
+//! The module tree is the architecture:
+//!
+//! - [`scenario`]: the scenario format (pure data), its loader, diagnostics and JSON Schema.
+//! - [`yaml`]: the one place YAML is parsed.
+
+pub mod scenario;
+pub mod yaml;
+pub mod postgres;
+pub mod sim;

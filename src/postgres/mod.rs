@@ -1,0 +1,1 @@
+//! PostgreSQL servers for scenarios: ephemeral local servers, containers and existing servers.

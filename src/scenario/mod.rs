@@ -1,0 +1,9 @@
+//! The scenario format: pure data, its loader, diagnostics and JSON Schema.
+//!
+//! Nothing here talks to a cluster or a database; the runner and the CLI build on it.
+
+mod duration;
+mod model;
+
+pub use duration::{Duration, DurationError};
+pub use model::*;

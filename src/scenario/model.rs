@@ -1,0 +1,1013 @@
+//! The scenario file format as plain data.
+//!
+//! Every struct denies unknown fields so that a typo is an error with a location, never a
+//! silently ignored setting. Enums are externally tagged (`- apply: {...}`) and nothing is
+//! `untagged` or `flatten`ed: their error messages would be useless to a scenario author.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Duration;
+
+/// One incident replay: the cluster shape, how it breaks, how it is fixed and what "healed" means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    /// Unique name in the suite, lowercase words joined by `-` (e.g. `rwo-rollout-deadlock`).
+    pub name: String,
+    /// What broke, in a sentence or two a newcomer understands.
+    pub description: String,
+    /// The incident this scenario replays: report and section, runbook or ticket.
+    pub source: String,
+    /// Free-form tags used to select scenarios (`relapse list --tag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Fixture files (paths relative to this file) whose cluster, images, postgres and setup
+    /// steps are merged in before this file's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// The cluster's shape. Defaults to one amd64 node that is both control plane and worker.
+    #[serde(default)]
+    pub cluster: Cluster,
+    /// Behaviours of container images on the simulated cluster, keyed by image reference.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, ImageBehaviour>,
+    /// A PostgreSQL server this scenario needs, with its roles, databases and access rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<Postgres>,
+    /// Steps that build the healthy starting point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<Step>,
+    /// How production broke, and the symptoms that prove the failure was reproduced.
+    #[serde(rename = "break")]
+    pub break_: Break,
+    /// The documented fix.
+    pub fix: Vec<Step>,
+    /// What "healed" means, and how long it must hold.
+    pub converge: Converge,
+    /// Which objects the converged-state snapshot covers.
+    #[serde(default)]
+    pub snapshot: SnapshotSpec,
+    /// Re-run without the fix and require that the cluster does not heal.
+    #[serde(default)]
+    pub counterfactual: Counterfactual,
+    /// Per-backend differences: a backend that cannot reproduce this failure faithfully says why.
+    #[serde(default)]
+    pub backends: BackendOverrides,
+}
+
+/// A fixture: the shareable part of a scenario (a base environment), merged by `include:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fixture {
+    /// What this base environment is.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Further fixtures this one builds on (paths relative to this file).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Cluster shape; its nodes and storage classes are added to the including scenario's.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+    /// Image behaviours shared by the scenarios including this fixture.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageBehaviour>,
+    /// Postgres roles, databases and rules shared by the including scenarios.
+    #[serde(default)]
+    pub postgres: Option<Postgres>,
+    /// Setup steps run before the including scenario's own.
+    #[serde(default)]
+    pub setup: Vec<Step>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+// ---------------------------------------------------------------------------------------------
+
+/// Nodes and cluster-wide options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    /// The nodes. Empty means one amd64 node named `node-1` with both roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<Node>,
+    /// Who assigns addresses to `type: LoadBalancer` Services. Default: nobody (`<pending>`).
+    #[serde(default)]
+    pub load_balancer: LoadBalancerProvider,
+    /// Storage classes. Empty means one default node-local class named `local-path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_classes: Vec<StorageClass>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Node {
+    /// Node name (`metadata.name`).
+    pub name: String,
+    /// CPU architecture (`kubernetes.io/arch`).
+    #[serde(default)]
+    pub arch: Arch,
+    /// Roles; `control-plane` also brings the control-plane `NoSchedule` taint unless it is a worker too.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<NodeRole>,
+    /// Extra labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra taints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    /// Allocatable resources.
+    #[serde(default)]
+    pub capacity: Capacity,
+}
+
+fn default_roles() -> Vec<NodeRole> {
+    vec![NodeRole::ControlPlane, NodeRole::Worker]
+}
+
+/// A CPU architecture as Kubernetes and OCI platforms name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86-64.
+    #[default]
+    Amd64,
+    /// 64-bit ARM (Apple Silicon, Graviton).
+    Arm64,
+}
+
+impl Arch {
+    /// The name used in `kubernetes.io/arch` and OCI platforms.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+/// What a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// Runs the control plane (`node-role.kubernetes.io/control-plane`).
+    ControlPlane,
+    /// Runs workloads.
+    Worker,
+}
+
+/// A node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value (may be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// What the taint does to pods that do not tolerate it.
+    pub effect: TaintEffect,
+}
+
+/// A taint's effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TaintEffect {
+    /// New pods are not scheduled.
+    NoSchedule,
+    /// The scheduler avoids the node.
+    PreferNoSchedule,
+    /// Running pods are evicted too.
+    NoExecute,
+}
+
+/// Allocatable resources of a node, as Kubernetes quantities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Capacity {
+    /// CPU, e.g. `"4"` or `"3500m"`.
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Memory, e.g. `16Gi`.
+    #[serde(default = "default_memory")]
+    pub memory: String,
+    /// Maximum pods.
+    #[serde(default = "default_pods")]
+    pub pods: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self { cpu: default_cpu(), memory: default_memory(), pods: default_pods() }
+    }
+}
+
+fn default_cpu() -> String {
+    "4".to_owned()
+}
+fn default_memory() -> String {
+    "16Gi".to_owned()
+}
+const fn default_pods() -> u32 {
+    110
+}
+
+/// Who fulfils `type: LoadBalancer` Services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancerProvider {
+    /// Nobody: the external IP stays `<pending>`, as on a bare cluster.
+    #[default]
+    None,
+    /// A built-in provider that assigns a node's address, like k3s's ServiceLB.
+    ServiceLb,
+}
+
+/// A storage class offered by the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StorageClass {
+    /// Class name.
+    pub name: String,
+    /// Whether it is the default class (`storageclass.kubernetes.io/is-default-class`).
+    #[serde(default)]
+    pub default: bool,
+    /// How volumes behave.
+    pub kind: VolumeKind,
+    /// When volumes are bound.
+    #[serde(default)]
+    pub binding_mode: VolumeBindingMode,
+}
+
+/// Storage behaviour of a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeKind {
+    /// A directory on one node (like k3d's local-path): the volume is pinned to that node.
+    NodeLocal,
+    /// A network block device (like EBS): attached to one node at a time, detached after use.
+    Attachable,
+}
+
+/// `volumeBindingMode` of a storage class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VolumeBindingMode {
+    /// Bind when the first consuming pod is scheduled.
+    #[default]
+    WaitForFirstConsumer,
+    /// Bind as soon as the claim exists.
+    Immediate,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images
+// ---------------------------------------------------------------------------------------------
+
+/// What a container image does when the simulated kubelet runs it (its stand-in program).
+///
+/// Images without a behaviour run for ever and become Ready at once, as kwok does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageBehaviour {
+    /// How the image is published: one manifest for one platform, or an index of several.
+    #[serde(default)]
+    pub manifest: ManifestKind,
+    /// Platforms the image has, such as `linux/amd64`. Empty means every node's platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// The program the container runs; shown in `exec format error` messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// Whether pulling needs registry credentials (`imagePullSecrets`).
+    #[serde(default)]
+    pub private: bool,
+    /// Whether the tag does not exist in the registry at all.
+    #[serde(default)]
+    pub missing: bool,
+    /// Lines the program logs when it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// What the program needs; checked in order when it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Requirement>,
+    /// How long after start the program answers its readiness probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after: Option<Duration>,
+    /// Exit after running successfully (a batch program); absent means it runs until stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_after: Option<ExitAfter>,
+    /// Ports the program listens on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Reconcile rules when the program is an operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator: Vec<OperatorRule>,
+}
+
+/// How an image is published in its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestKind {
+    /// An index (manifest list) with one entry per platform: pulling on a missing platform fails.
+    #[default]
+    Index,
+    /// A single manifest: it pulls on any node, then fails to execute on the wrong architecture.
+    Single,
+}
+
+/// A successful exit of a batch program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExitAfter {
+    /// Running time before the exit.
+    pub duration: Duration,
+    /// Exit code (0 unless given).
+    #[serde(default)]
+    pub code: i32,
+}
+
+/// Something a program needs, and what it does when it is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Requirement {
+    /// What is required.
+    pub needs: Need,
+    /// What the program does when the requirement is not met.
+    pub otherwise: Failure,
+}
+
+/// The thing a program requires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Need {
+    /// A resource type is served by the API server (a CRD is installed and Established).
+    Resource(ResourceNeed),
+    /// An object exists.
+    Object(ObjectRef),
+    /// A Secret exists and has this key.
+    SecretKey(SecretKeyNeed),
+    /// A Service has at least one ready endpoint on this port.
+    Endpoint(EndpointNeed),
+    /// A Postgres login (and optionally a privilege) works against the scenario's server.
+    Postgres(PostgresNeed),
+}
+
+/// A resource type that must be served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceNeed {
+    /// API group, e.g. `monitoring.coreos.com`.
+    pub group: String,
+    /// API version, e.g. `v1`.
+    pub version: String,
+    /// Plural resource name, e.g. `prometheuses`.
+    pub resource: String,
+    /// Kind, e.g. `Prometheus`.
+    pub kind: String,
+}
+
+/// A Secret key that must exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretKeyNeed {
+    /// Secret name (in the pod's namespace).
+    pub name: String,
+    /// Key in `data`.
+    pub key: String,
+}
+
+/// A Service endpoint that must be ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointNeed {
+    /// Service name (in the pod's namespace unless `namespace` is given).
+    pub service: String,
+    /// Service namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Port number or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// A Postgres connection the program makes, and what it needs to do there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PostgresNeed {
+    /// Environment variable of the container holding the user name, or the name itself.
+    pub user: ValueSource,
+    /// Where the password comes from.
+    pub password: ValueSource,
+    /// Database to connect to.
+    pub database: ValueSource,
+    /// libpq `sslmode` the client uses.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// Statements the program runs after connecting (e.g. `CREATE DATABASE ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<String>,
+}
+
+/// A value given literally or read from the container's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueSource {
+    /// The value itself.
+    Value(String),
+    /// The container environment variable holding it.
+    Env(String),
+}
+
+/// libpq `sslmode` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never use TLS.
+    Disable,
+    /// Try TLS, fall back to plain.
+    #[default]
+    Prefer,
+    /// Require TLS.
+    Require,
+}
+
+/// What a program does when a requirement is not met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Failure {
+    /// Log line(s), exactly as the real program prints them. `{error}` is replaced by the
+    /// error text the failed check produced (for example the Postgres server's message).
+    pub log: Vec<String>,
+    /// Exit with this code; absent means keep running (and keep retrying every `retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How often a program that keeps running retries and logs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Duration>,
+    /// Whether the program reports Ready while failing (operators often do).
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// "For each object of this kind, own these objects": a declarative operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OperatorRule {
+    /// The watched custom resource; the rule only runs while it is served.
+    pub for_each: ResourceNeed,
+    /// Objects to create per watched object. `{{name}}` and `{{namespace}}` are replaced.
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub owns: Vec<Value>,
+    /// Log lines while the watched resource is not served (a client-go reflector error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_while_unserved: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postgres
+// ---------------------------------------------------------------------------------------------
+
+/// The Postgres server a scenario needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Postgres {
+    /// Whether the server offers TLS.
+    #[serde(default = "yes")]
+    pub ssl: bool,
+    /// Client authentication rules (`pg_hba.conf` lines), first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hba: Vec<HbaRule>,
+    /// Roles to create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<PgRole>,
+    /// Databases to create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<PgDatabase>,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// One `pg_hba.conf` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HbaRule {
+    /// Connection type.
+    #[serde(rename = "type")]
+    pub kind: HbaType,
+    /// Database name or `all`.
+    #[serde(default = "all")]
+    pub database: String,
+    /// User name or `all`.
+    #[serde(default = "all")]
+    pub user: String,
+    /// Authentication method.
+    pub method: HbaMethod,
+}
+
+fn all() -> String {
+    "all".to_owned()
+}
+
+/// `pg_hba.conf` connection types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HbaType {
+    /// TCP, with or without TLS.
+    Host,
+    /// TCP with TLS only.
+    Hostssl,
+    /// TCP without TLS only.
+    Hostnossl,
+}
+
+/// `pg_hba.conf` authentication methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HbaMethod {
+    /// SCRAM-SHA-256 password.
+    ScramSha256,
+    /// MD5 password.
+    Md5,
+    /// Always reject.
+    Reject,
+}
+
+/// A Postgres role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PgRole {
+    /// Role name.
+    pub name: String,
+    /// `LOGIN`.
+    #[serde(default = "yes")]
+    pub login: bool,
+    /// `CREATEDB`.
+    #[serde(default)]
+    pub createdb: bool,
+    /// A Secret the harness writes with the generated password, so pods can read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretRef>,
+}
+
+/// A Secret key in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Secret name.
+    pub name: String,
+    /// Key in `data`.
+    pub key: String,
+}
+
+/// A Postgres database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PgDatabase {
+    /// Database name.
+    pub name: String,
+    /// Owning role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------------------------
+
+/// The break phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Break {
+    /// Steps that reproduce the failure.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Symptoms that must all be observed; each before its own deadline.
+    pub symptoms: Vec<Expectation>,
+}
+
+/// The converge phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Converge {
+    /// Deadline for all expectations to hold at once.
+    pub within: Duration,
+    /// How long they must then keep holding, with no new restarts and no condition flips.
+    #[serde(default = "default_settle")]
+    pub settle: Duration,
+    /// Health expectations.
+    pub expect: Vec<Expectation>,
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Which objects the snapshot covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SnapshotSpec {
+    /// Kinds to project. Default: workloads, pods, services, claims and the scenario's CRs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// Namespaces to project. Default: every namespace the scenario applied objects into.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Objects to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<ObjectRef>,
+    /// Whether to take a snapshot at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for SnapshotSpec {
+    fn default() -> Self {
+        Self { kinds: Vec::new(), namespaces: Vec::new(), exclude: Vec::new(), enabled: true }
+    }
+}
+
+/// The counterfactual run: setup and break again, skip the fix, require no convergence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Counterfactual {
+    /// Whether to run it (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Why it is disabled; required when `enabled: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Default for Counterfactual {
+    fn default() -> Self {
+        Self { enabled: true, reason: None }
+    }
+}
+
+/// Per-backend settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendOverrides {
+    /// On the simulated cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<BackendOverride>,
+    /// On k3d clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3d: Option<BackendOverride>,
+    /// On an existing cluster from a kubeconfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<BackendOverride>,
+}
+
+/// How one backend treats this scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendOverride {
+    /// Do not run here, for this reason (reported as ignored with it).
+    pub skip: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------------------------
+
+/// One action against the cluster or the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Step {
+    /// Apply manifests (create or update).
+    Apply(ApplyStep),
+    /// Delete an object.
+    Delete(DeleteStep),
+    /// Patch an object.
+    Patch(PatchStep),
+    /// Set an object's replicas through its `scale` subresource.
+    Scale(ScaleStep),
+    /// `kubectl rollout restart`: stamp the pod template's restartedAt annotation.
+    RolloutRestart(ObjectRef),
+    /// Run SQL against the scenario's Postgres server.
+    Sql(SqlStep),
+    /// Wait until an expectation holds (or fail at its deadline).
+    Expect(Expectation),
+    /// Let time pass (simulated time on the sim).
+    Sleep(Duration),
+}
+
+impl Step {
+    /// The step's keyword as written in scenario files.
+    #[must_use]
+    pub const fn keyword(&self) -> &'static str {
+        match self {
+            Self::Apply(_) => "apply",
+            Self::Delete(_) => "delete",
+            Self::Patch(_) => "patch",
+            Self::Scale(_) => "scale",
+            Self::RolloutRestart(_) => "rolloutRestart",
+            Self::Sql(_) => "sql",
+            Self::Expect(_) => "expect",
+            Self::Sleep(_) => "sleep",
+        }
+    }
+}
+
+/// Manifests to apply: a file next to the scenario, or inline objects. Exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApplyStep {
+    /// A YAML file (multi-document allowed), relative to the scenario file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Inline objects: one object or a list of objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub inline: Option<Value>,
+    /// Namespace for namespaced objects that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Use server-side apply (default true), as `kubectl apply --server-side`.
+    #[serde(default = "yes")]
+    pub server_side: bool,
+    /// Whether the apply is expected to fail, and with what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_error: Option<ApiErrorExpectation>,
+}
+
+/// An API error a step must get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiErrorExpectation {
+    /// Text the error message must contain, e.g. `no matches for kind "Prometheus"`.
+    pub message: String,
+}
+
+/// A reference to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// `apiVersion`; may be omitted for built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace, for namespaced kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Delete an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteStep {
+    /// What to delete.
+    pub object: ObjectRef,
+    /// Wait until it is gone (finalizers done), like `kubectl delete --wait`.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+/// Patch an object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchStep {
+    /// What to patch.
+    pub object: ObjectRef,
+    /// Patch type, as `kubectl patch --type`.
+    #[serde(rename = "type", default)]
+    pub kind: PatchType,
+    /// The patch document.
+    #[schemars(with = "serde_json::Value")]
+    pub patch: Value,
+}
+
+/// Patch types, named as `kubectl patch --type` names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchType {
+    /// Strategic merge patch (built-in kinds only).
+    #[default]
+    Strategic,
+    /// JSON merge patch (RFC 7386).
+    Merge,
+    /// JSON patch (RFC 6902): a list of operations.
+    Json,
+}
+
+/// Scale an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScaleStep {
+    /// A Deployment, ReplicaSet or StatefulSet.
+    pub object: ObjectRef,
+    /// New replica count.
+    pub replicas: u32,
+}
+
+/// Run SQL on the scenario's Postgres server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SqlStep {
+    /// Role to run as; default the server's administrator.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Database; default `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Statements, run in order in one session.
+    pub query: String,
+    /// Expect this error instead of success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_error: Option<SqlErrorExpectation>,
+}
+
+/// An SQL error: SQLSTATE and, optionally, text the message contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SqlErrorExpectation {
+    /// Five-character SQLSTATE, e.g. `42501`.
+    pub sqlstate: String,
+    /// Text the server's message contains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expectations
+// ---------------------------------------------------------------------------------------------
+
+/// Something observable that must hold before a deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Expectation {
+    /// Objects match a partial assertion tree.
+    Object(ObjectExpectation),
+    /// No object with this name exists.
+    Absent(AbsentExpectation),
+    /// A container's log contains a line.
+    Log(LogExpectation),
+    /// An event was recorded.
+    Event(EventExpectation),
+    /// A SQL statement fails with an SQLSTATE.
+    SqlError(SqlErrorCheck),
+}
+
+impl Expectation {
+    /// The expectation's deadline, if it has its own.
+    #[must_use]
+    pub fn within(&self) -> Option<Duration> {
+        match self {
+            Self::Object(e) => e.within,
+            Self::Absent(e) => e.within,
+            Self::Log(e) => e.within,
+            Self::Event(e) => e.within,
+            Self::SqlError(e) => e.within,
+        }
+    }
+
+    /// The expectation's keyword as written in scenario files.
+    #[must_use]
+    pub const fn keyword(&self) -> &'static str {
+        match self {
+            Self::Object(_) => "object",
+            Self::Absent(_) => "absent",
+            Self::Log(_) => "log",
+            Self::Event(_) => "event",
+            Self::SqlError(_) => "sqlError",
+        }
+    }
+}
+
+/// Objects that must match a partial tree.
+///
+/// Maps match partially (keys not written are ignored); a list matches when each written
+/// element matches some element of the actual list (a filter, not a length check);
+/// scalars match when equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectExpectation {
+    /// `apiVersion`; may be omitted for built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Name; absent means every object selected by `labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Label selector (equality) choosing the objects.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// How many objects must be selected; default at least one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The partial tree every selected object must match.
+    #[schemars(with = "serde_json::Value")]
+    pub matches: Value,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+/// An object that must not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AbsentExpectation {
+    /// The object.
+    pub object: ObjectRef,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+/// A log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogExpectation {
+    /// Namespace of the pod(s).
+    pub namespace: String,
+    /// Pod name; absent means any pod selected by `labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Label selector (equality) choosing pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Container; default the pod's only or first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Text a log line contains.
+    pub contains: String,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+/// An event recorded by the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventExpectation {
+    /// Namespace of the event.
+    pub namespace: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EventType>,
+    /// Event reason, e.g. `FailedAttachVolume`.
+    pub reason: String,
+    /// Text the event message contains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Kind of the involved object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub involved_kind: Option<String>,
+    /// Name prefix of the involved object (generated suffixes vary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub involved_name_prefix: Option<String>,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+/// Event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum EventType {
+    /// Informational.
+    Normal,
+    /// Something went wrong.
+    Warning,
+}
+
+/// A SQL statement that must fail with an SQLSTATE (the symptom of a database failure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SqlErrorCheck {
+    /// Role to connect as.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Database to connect to; default `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// libpq `sslmode` of the connection.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// The statement; may be empty when connecting is what fails.
+    #[serde(default)]
+    pub query: String,
+    /// Five-character SQLSTATE, e.g. `42501`.
+    pub sqlstate: String,
+    /// Text the server's message contains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
