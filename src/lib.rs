@@ -8,8 +8,14 @@
 //!
 //! - [`scenario`]: the scenario format (pure data), its loader, diagnostics and JSON Schema.
 //! - [`yaml`]: the one place YAML is parsed.
+//! - [`run`]: the phases of a scenario run (setup, break, fix, converge, snapshot, counterfactual).
+//! - [`backend`]: the clusters scenarios run on (sim, k3d, kubeconfig) and whether they can run here.
+//! - [`sim`]: the simulated cluster: API server, object store, controllers.
+//! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
 
 pub mod scenario;
 pub mod yaml;
+pub mod backend;
 pub mod postgres;
+pub mod run;
 pub mod sim;

@@ -7,3 +7,9 @@ mod model;
 
 pub use duration::{Duration, DurationError};
 pub use model::*;
+mod diagnostics;
+mod loader;
+
+pub use diagnostics::{render, LoadError, Problem};
+pub use loader::{discover, is_dns_label, load, load_suite, LoadedScenario, NON_SCENARIO_DIRS};
+pub mod schema;

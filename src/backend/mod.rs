@@ -1,0 +1,133 @@
+//! The clusters scenarios run on: the embedded simulator, k3d clusters and existing clusters.
+//!
+//! Every backend is reached through the same kube client after provisioning; this module decides
+//! which backends can run on this machine and says why not when one cannot.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Which kind of cluster a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// The in-process simulated cluster (default).
+    Sim,
+    /// A real k3s cluster created with the `k3d` CLI (needs Docker).
+    K3d,
+    /// An existing cluster from a kubeconfig file.
+    Kubeconfig,
+}
+
+impl BackendKind {
+    /// Every backend, in the order trials are listed.
+    pub const ALL: [Self; 3] = [Self::Sim, Self::K3d, Self::Kubeconfig];
+
+    /// The backend's name as used in trial names and on the command line.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::K3d => "k3d",
+            Self::Kubeconfig => "kubeconfig",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown backend name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; expected one of: sim, k3d, kubeconfig")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for BackendKind {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sim" => Ok(Self::Sim),
+            "k3d" => Ok(Self::K3d),
+            "kubeconfig" => Ok(Self::Kubeconfig),
+            other => Err(UnknownBackend(other.to_owned())),
+        }
+    }
+}
+
+/// Environment variable naming the kubeconfig of an existing cluster for the `kubeconfig` backend.
+pub const KUBECONFIG_ENV: &str = "RELAPSE_KUBECONFIG";
+
+/// Whether a backend can run here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// It can run.
+    Available,
+    /// It cannot, for this reason (which says how to make it available).
+    Unavailable(String),
+}
+
+/// Checks whether `kind` can run on this machine, without side effects.
+#[must_use]
+pub fn availability(kind: BackendKind) -> Availability {
+    match kind {
+        BackendKind::Sim => Availability::Available,
+        BackendKind::K3d => {
+            if find_on_path("k3d").is_none() {
+                return Availability::Unavailable("the k3d backend needs the `k3d` CLI on PATH (https://k3d.io) and a running Docker daemon".to_owned());
+            }
+            match docker_daemon() {
+                Ok(()) => Availability::Available,
+                Err(why) => Availability::Unavailable(format!("the k3d backend needs a running Docker daemon: {why}")),
+            }
+        }
+        BackendKind::Kubeconfig => match std::env::var_os(KUBECONFIG_ENV) {
+            None => Availability::Unavailable(format!("the kubeconfig backend runs against an existing cluster: set {KUBECONFIG_ENV} to its kubeconfig file")),
+            Some(p) if !Path::new(&p).is_file() => {
+                Availability::Unavailable(format!("{KUBECONFIG_ENV} points at {}, which is not a file", Path::new(&p).display()))
+            }
+            Some(_) => Availability::Available,
+        },
+    }
+}
+
+/// Finds an executable on `PATH`.
+#[must_use]
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Checks that a Docker daemon answers on its socket (`DOCKER_HOST` or the default socket).
+fn docker_daemon() -> Result<(), String> {
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) => match host.strip_prefix("unix://") {
+            Some(p) => PathBuf::from(p),
+            // A TCP daemon: leave the check to the docker CLI at run time.
+            None => return Ok(()),
+        },
+        Err(_) => PathBuf::from("/var/run/docker.sock"),
+    };
+    std::os::unix::net::UnixStream::connect(&socket)
+        .map(|_| ())
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackendKind>(), Ok(kind));
+        }
+        assert!("kind".parse::<BackendKind>().is_err());
+    }
+
+    #[test]
+    fn sim_is_always_available() {
+        assert_eq!(availability(BackendKind::Sim), Availability::Available);
+    }
+}

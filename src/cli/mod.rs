@@ -1,0 +1,309 @@
+//! Argument parsing and the subcommands. Errors become diagnostics and exit codes here, at the edge.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use relapse::backend::{self, Availability, BackendKind};
+use relapse::scenario::{self, LoadError, LoadedScenario};
+
+/// Process exit codes, documented in `--help` and the README.
+pub mod exit {
+    /// Everything that ran passed.
+    pub const PASS: u8 = 0;
+    /// A scenario failed (a symptom not reproduced, no convergence, snapshot mismatch, ...).
+    #[expect(dead_code, reason = "returned once scenarios are executed")]
+    pub const SCENARIO_FAILED: u8 = 1;
+    /// Invalid input or a setup error: bad scenario files, bad arguments, unavailable backend.
+    pub const INVALID: u8 = 2;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 all passed, 1 a scenario failed, 2 invalid input or setup error.
+
+Scenario files live under ./scenarios/<area>/<name>.yaml; manifests they apply sit next to them
+(in manifests/ directories) and shared base environments in fixtures/ directories.
+Start with `relapse new my-incident --area workloads`, then `relapse validate`.";
+
+/// relapse replays fixed Kubernetes incidents so they never come back: each scenario builds a
+/// cluster, breaks it the way production broke (proving the symptom appears), applies the
+/// documented fix and checks that the cluster converges.
+#[derive(Debug, Parser)]
+#[command(name = "relapse", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the scenarios under PATHS (default: ./scenarios).
+    List {
+        /// Scenario files or directories.
+        paths: Vec<PathBuf>,
+        /// Only scenarios with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Check scenario files strictly (fields, types, referenced files) without running them.
+    Validate {
+        /// Scenario files or directories (default: ./scenarios).
+        paths: Vec<PathBuf>,
+    },
+    /// Run scenarios: setup, break, fix, converge, snapshot, then the counterfactual.
+    Run {
+        /// Scenario files or directories (default: ./scenarios).
+        paths: Vec<PathBuf>,
+        /// Where to run them.
+        #[arg(long, value_enum, default_value_t = Backend::Sim)]
+        backend: Backend,
+        /// Only scenarios whose id (`area/name`) contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Create a new scenario file from a commented template.
+    New {
+        /// Scenario name: lowercase words joined by `-`, e.g. `redis-auth-mismatch`.
+        name: String,
+        /// Area directory under the scenarios directory, e.g. `workloads` or `postgres`.
+        #[arg(long, default_value = "workloads")]
+        area: String,
+        /// The scenarios directory.
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of scenario files, or write the committed copies.
+    Schema {
+        /// Write scenarios/scenario.schema.json and scenarios/fixture.schema.json under DIR.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
+        write: Option<PathBuf>,
+        /// Print the fixture schema instead of the scenario schema.
+        #[arg(long)]
+        fixture: bool,
+    },
+    /// Work with a simulated cluster by hand (kubectl against it).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Start a simulated cluster in the foreground and write a kubeconfig for it; Ctrl-C stops it.
+    Up {
+        /// Where to write the kubeconfig (mode 0600).
+        #[arg(long, default_value = "relapse-sim.kubeconfig")]
+        kubeconfig: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The embedded simulated cluster.
+    Sim,
+    /// A k3s cluster created with k3d (needs Docker).
+    K3d,
+    /// An existing cluster named by RELAPSE_KUBECONFIG.
+    Kubeconfig,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Sim => Self::Sim,
+            Backend::K3d => Self::K3d,
+            Backend::Kubeconfig => Self::Kubeconfig,
+        }
+    }
+}
+
+/// Parses arguments and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::PASS });
+        }
+    };
+    ExitCode::from(match cli.command {
+        Command::List { paths, tag } => list(&default_paths(paths), tag.as_deref()),
+        Command::Validate { paths } => validate(&default_paths(paths)),
+        Command::Run { paths, backend, filter } => run(&default_paths(paths), backend.into(), filter.as_deref()),
+        Command::New { name, area, dir } => new(&name, &area, &dir),
+        Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
+        Command::Sim { command: SimCommand::Up { kubeconfig } } => sim_up(&kubeconfig),
+    })
+}
+
+fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths }
+}
+
+/// Loads the suite and prints every problem; `None` when anything was invalid.
+fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedScenario>> {
+    let (loaded, errors) = match scenario::load_suite(paths) {
+        Ok(r) => r,
+        Err(e) => {
+            report(e);
+            return None;
+        }
+    };
+    if errors.is_empty() {
+        if loaded.is_empty() {
+            eprintln!("error: no scenario files found under {}", display_paths(paths));
+            return None;
+        }
+        return Some(loaded);
+    }
+    let failed = errors.len();
+    for e in errors {
+        report(e);
+    }
+    eprintln!(
+        "error: {failed} of {} scenario file{} invalid",
+        loaded.len() + failed,
+        if loaded.len() + failed == 1 { " is" } else { "s are" }
+    );
+    None
+}
+
+fn report(err: LoadError) {
+    eprintln!("{:?}", miette::Report::new(err));
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn list(paths: &[PathBuf], tag: Option<&str>) -> u8 {
+    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
+    let rows: Vec<&LoadedScenario> =
+        scenarios.iter().filter(|s| tag.is_none_or(|t| s.scenario.tags.iter().any(|x| x == t))).collect();
+    let width = rows.iter().map(|s| s.id.len()).max().unwrap_or(0).max(2);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:width$}  {:24}  DESCRIPTION", "ID", "TAGS");
+    for s in &rows {
+        let tags = s.scenario.tags.join(",");
+        let description = s.scenario.description.split_whitespace().collect::<Vec<_>>().join(" ");
+        let description = truncate(&description, 80);
+        let _ = writeln!(out, "{:width$}  {tags:24}  {description}", s.id);
+    }
+    let _ = writeln!(out, "{} scenario{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    exit::PASS
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> u8 {
+    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
+    let manifests: usize = scenarios.iter().map(|s| s.manifests.values().map(Vec::len).sum::<usize>()).sum();
+    println!(
+        "{} scenario{} valid ({manifests} manifest objects checked)",
+        scenarios.len(),
+        if scenarios.len() == 1 { "" } else { "s" }
+    );
+    exit::PASS
+}
+
+fn run(paths: &[PathBuf], backend: BackendKind, filter: Option<&str>) -> u8 {
+    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
+    let selected: Vec<&LoadedScenario> = scenarios.iter().filter(|s| filter.is_none_or(|f| s.id.contains(f))).collect();
+    if selected.is_empty() {
+        eprintln!("error: no scenario matches the filter `{}`", filter.unwrap_or_default());
+        return exit::INVALID;
+    }
+    if let Availability::Unavailable(reason) = backend::availability(backend) {
+        eprintln!("error: backend {backend} cannot run here: {reason}");
+        return exit::INVALID;
+    }
+    for s in &selected {
+        eprintln!("{backend}::{}  not run", s.id);
+    }
+    eprintln!("error: {}", relapse::run::NOT_BUILT);
+    eprintln!("{} scenario{} validated, 0 run", selected.len(), if selected.len() == 1 { "" } else { "s" });
+    exit::INVALID
+}
+
+fn new(name: &str, area: &str, dir: &Path) -> u8 {
+    if !scenario::is_dns_label(name) {
+        eprintln!("error: invalid scenario name `{name}`: expected lowercase letters, digits and `-` (e.g. `redis-auth-mismatch`)");
+        return exit::INVALID;
+    }
+    let area_ok = !area.is_empty() && area.split('/').all(scenario::is_dns_label);
+    if !area_ok {
+        eprintln!("error: invalid area `{area}`: expected lowercase words joined by `-`, optionally nested with `/`");
+        return exit::INVALID;
+    }
+    let folder = dir.join(area);
+    let path = folder.join(format!("{name}.yaml"));
+    if path.exists() {
+        eprintln!("error: {} already exists; pick another name or edit that file", path.display());
+        return exit::INVALID;
+    }
+    let depth = area.split('/').count();
+    let schema = format!("{}scenario.schema.json", "../".repeat(depth));
+    let text = template(name, &schema);
+    if let Err(e) = std::fs::create_dir_all(&folder).and_then(|()| {
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).and_then(|mut f| f.write_all(text.as_bytes()))
+    }) {
+        eprintln!("error: failed to write {}: {e}", path.display());
+        return exit::INVALID;
+    }
+    println!("created {}", path.display());
+    println!("next: replace the TODOs with the incident's real texts, then run `relapse validate {}`", path.display());
+    exit::PASS
+}
+
+/// The commented scaffold `relapse new` writes.
+pub fn template(name: &str, schema_path: &str) -> String {
+    include_str!("template.yaml").replace("SCHEMA_PATH", schema_path).replace("NAME", name)
+}
+
+fn schema(write: Option<&Path>, fixture: bool) -> u8 {
+    use relapse::scenario::schema as s;
+    match write {
+        None => {
+            print!("{}", if fixture { s::fixture_schema() } else { s::scenario_schema() });
+            exit::PASS
+        }
+        Some(root) => {
+            for (rel, text) in [(s::SCENARIO_SCHEMA_PATH, s::scenario_schema()), (s::FIXTURE_SCHEMA_PATH, s::fixture_schema())] {
+                let path = root.join(rel);
+                if let Err(e) = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, text)) {
+                    eprintln!("error: failed to write {}: {e}", path.display());
+                    return exit::INVALID;
+                }
+                println!("wrote {}", path.display());
+            }
+            exit::PASS
+        }
+    }
+}
+
+fn sim_up(kubeconfig: &Path) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::INVALID;
+        }
+    };
+    match runtime.block_on(relapse::sim::up(kubeconfig)) {
+        Ok(()) => exit::PASS,
+        Err(e) => {
+            eprintln!("error: {:?}", anyhow::Error::new(e));
+            exit::INVALID
+        }
+    }
+}

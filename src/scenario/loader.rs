@@ -1,0 +1,559 @@
+//! Reads scenario files strictly: the YAML, the fixtures they include and the manifests they apply.
+//!
+//! Loading never stops at the first semantic problem of a file: every problem found is reported,
+//! each with its file, line and column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::diagnostics::{LoadError, Problem};
+use super::model::{Expectation, Fixture, Scenario, Step};
+use crate::yaml::{self, Segment};
+use crate::yaml_path;
+
+/// A scenario with its fixtures merged in and every file it applies read and checked.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    /// `<area>/<name>`: the directory below the scenarios root, then the scenario's name.
+    pub id: String,
+    /// The scenario file.
+    pub path: PathBuf,
+    /// The scenario, with fixtures merged and `apply.file` paths resolved against their files.
+    pub scenario: Scenario,
+    /// The objects of every applied file, by resolved path.
+    pub manifests: BTreeMap<PathBuf, Vec<Value>>,
+}
+
+/// Directory names that hold files scenarios use, never scenarios themselves.
+pub const NON_SCENARIO_DIRS: [&str; 2] = ["manifests", "fixtures"];
+
+/// Finds scenario files: each path is a scenario file, or a directory searched recursively for
+/// `*.yaml`/`*.yml` outside `manifests/` and `fixtures/` directories. Returns (file, root)
+/// pairs, the root being what scenario ids are relative to; sorted, without duplicates.
+///
+/// # Errors
+/// Fails when a path does not exist or cannot be read.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, LoadError> {
+    let mut found = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LoadError::NotFound { path: path.clone(), reason: "no such file or directory".to_owned() }
+            } else {
+                LoadError::Read { path: path.clone(), source }
+            }
+        })?;
+        if meta.is_dir() {
+            walk(path, path, &mut found)?;
+        } else {
+            let root = path
+                .ancestors()
+                .skip(1)
+                .find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
+                .or_else(|| path.parent())
+                .unwrap_or_else(|| Path::new("."))
+                .to_path_buf();
+            found.push((path.clone(), root));
+        }
+    }
+    found.sort();
+    found.dedup_by(|a, b| a.0 == b.0);
+    Ok(found)
+}
+
+fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<(), LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read { path: dir.to_owned(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| LoadError::Read { path: dir.to_owned(), source })?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let file_type = entry.file_type().map_err(|source| LoadError::Read { path: path.clone(), source })?;
+        if file_type.is_dir() {
+            if !NON_SCENARIO_DIRS.contains(&name.as_ref()) {
+                walk(&path, root, out)?;
+            }
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push((path, root.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Loads every scenario under `paths` and checks the suite as a whole (unique names).
+///
+/// Returns the scenarios that loaded and an error for each that did not.
+///
+/// # Errors
+/// The outer error is for paths that cannot be searched at all.
+pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadError>), LoadError> {
+    let files = discover(paths)?;
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for (file, root) in &files {
+        match load(file, root) {
+            Ok(s) => loaded.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut first_by_name: HashMap<String, PathBuf> = HashMap::new();
+    let mut keep = Vec::new();
+    for s in loaded {
+        if let Some(first) = first_by_name.get(&s.scenario.name) {
+            let text = std::fs::read_to_string(&s.path).unwrap_or_default();
+            errors.push(LoadError::Invalid {
+                path: s.path.clone(),
+                problems: vec![Problem::at_path(
+                    &s.path,
+                    &text,
+                    0,
+                    &yaml_path!["name"],
+                    format!("duplicate scenario name `{}`: {} already uses it", s.scenario.name, first.display()),
+                    Some("scenario names must be unique in the suite; rename one of them".to_owned()),
+                )],
+            });
+        } else {
+            first_by_name.insert(s.scenario.name.clone(), s.path.clone());
+            keep.push(s);
+        }
+    }
+    Ok((keep, errors))
+}
+
+/// Loads one scenario file; `root` is the directory its id is relative to.
+///
+/// # Errors
+/// [`LoadError::Read`] when a file cannot be read, [`LoadError::Invalid`] with every problem
+/// found (syntax, unknown fields, wrong types, missing or malformed manifests and fixtures,
+/// inconsistent settings).
+pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
+    let text = read(path)?;
+    let mut scenario: Scenario = yaml::from_str(&text).map_err(|e| LoadError::Invalid {
+        path: path.to_owned(),
+        problems: vec![Problem::from_yaml(path, &text, &e)],
+    })?;
+    let mut ctx = Checker { problems: Vec::new(), manifests: BTreeMap::new() };
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+
+    ctx.check_scenario(path, &text, &scenario);
+    resolve_steps(base, &mut scenario.setup);
+    resolve_steps(base, &mut scenario.break_.steps);
+    resolve_steps(base, &mut scenario.fix);
+
+    // Fixtures: merged in order, each before the scenario's own settings.
+    let mut merged = Fixture::default();
+    let mut seen = HashSet::new();
+    for (i, inc) in scenario.include.iter().enumerate() {
+        ctx.include(path, &text, &yaml_path!["include", i], base, inc, &mut merged, &mut seen);
+    }
+    merge_fixture(&mut scenario, merged, path, &text, &mut ctx.problems);
+
+    if !ctx.problems.is_empty() {
+        return Err(LoadError::Invalid { path: path.to_owned(), problems: ctx.problems });
+    }
+    let area = path
+        .parent()
+        .and_then(|p| p.strip_prefix(root).ok())
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let id = if area.is_empty() { scenario.name.clone() } else { format!("{area}/{}", scenario.name) };
+    Ok(LoadedScenario { id, path: path.to_owned(), scenario, manifests: ctx.manifests })
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })
+}
+
+fn resolve_steps(base: &Path, steps: &mut [Step]) {
+    for step in steps {
+        if let Step::Apply(apply) = step {
+            if let Some(file) = &apply.file {
+                apply.file = Some(base.join(file).to_string_lossy().into_owned());
+            }
+        }
+    }
+}
+
+fn merge_fixture(scenario: &mut Scenario, fixture: Fixture, path: &Path, text: &str, problems: &mut Vec<Problem>) {
+    if let Some(cluster) = fixture.cluster {
+        let own_nodes = std::mem::take(&mut scenario.cluster.nodes);
+        for node in &own_nodes {
+            if let Some(pos) = cluster.nodes.iter().position(|n| n.name == node.name) {
+                let i = own_nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
+                problems.push(Problem::at_path(
+                    path,
+                    text,
+                    0,
+                    &yaml_path!["cluster", "nodes", i, "name"],
+                    format!("node `{}` is already defined by an included fixture (node {pos})", node.name),
+                    None,
+                ));
+            }
+        }
+        scenario.cluster.nodes = cluster.nodes.into_iter().chain(own_nodes).collect();
+        let own_classes = std::mem::take(&mut scenario.cluster.storage_classes);
+        scenario.cluster.storage_classes = cluster.storage_classes.into_iter().chain(own_classes).collect();
+        if scenario.cluster.load_balancer == super::model::LoadBalancerProvider::None {
+            scenario.cluster.load_balancer = cluster.load_balancer;
+        }
+    }
+    for (image, behaviour) in fixture.images {
+        scenario.images.entry(image).or_insert(behaviour);
+    }
+    if let Some(pg) = fixture.postgres {
+        match &mut scenario.postgres {
+            Some(own) => {
+                own.hba = pg.hba.into_iter().chain(std::mem::take(&mut own.hba)).collect();
+                own.roles = pg.roles.into_iter().chain(std::mem::take(&mut own.roles)).collect();
+                own.databases = pg.databases.into_iter().chain(std::mem::take(&mut own.databases)).collect();
+            }
+            None => scenario.postgres = Some(pg),
+        }
+    }
+    let own_setup = std::mem::take(&mut scenario.setup);
+    scenario.setup = fixture.setup.into_iter().chain(own_setup).collect();
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+    manifests: BTreeMap<PathBuf, Vec<Value>>,
+}
+
+impl Checker {
+    fn problem(&mut self, path: &Path, text: &str, node: &[Segment], message: impl Into<String>, help: Option<&str>) {
+        self.problems.push(Problem::at_path(path, text, 0, node, message, help.map(str::to_owned)));
+    }
+
+    fn check_scenario(&mut self, path: &Path, text: &str, s: &Scenario) {
+        if !is_dns_label(&s.name) {
+            self.problem(
+                path,
+                text,
+                &yaml_path!["name"],
+                format!("invalid scenario name `{}`: expected lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters", s.name),
+                Some("for example `rwo-rollout-deadlock`"),
+            );
+        }
+        if let Some(stem) = path.file_stem().and_then(|x| x.to_str()) {
+            if stem != s.name && is_dns_label(&s.name) {
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["name"],
+                    format!("scenario name `{}` does not match its file name `{stem}`", s.name),
+                    Some("name the file after the scenario, so trials and snapshots can be found from either"),
+                );
+            }
+        }
+        if s.description.trim().is_empty() {
+            self.problem(path, text, &yaml_path!["description"], "empty description: say what broke in a sentence", None);
+        }
+        if s.source.trim().is_empty() {
+            self.problem(path, text, &yaml_path!["source"], "empty source: name the incident report and section this scenario replays", None);
+        }
+        self.check_cluster(path, text, s);
+        for (image, b) in &s.images {
+            for (i, p) in b.platforms.iter().enumerate() {
+                let parts: Vec<&str> = p.split('/').collect();
+                if !(2..=3).contains(&parts.len()) || parts.iter().any(|x| x.is_empty()) {
+                    self.problem(
+                        path,
+                        text,
+                        &[Segment::Key("images".into()), Segment::Key(image.clone()), Segment::Key("platforms".into()), Segment::Index(i)],
+                        format!("invalid platform `{p}`: expected `os/arch` or `os/arch/variant`, such as `linux/amd64`"),
+                        None,
+                    );
+                }
+            }
+        }
+        let base = path.parent().unwrap_or_else(|| Path::new(".")).to_owned();
+        self.check_steps(path, text, &base, &yaml_path!["setup"], &s.setup, s.postgres.is_some());
+        self.check_steps(path, text, &base, &yaml_path!["break", "steps"], &s.break_.steps, s.postgres.is_some());
+        self.check_steps(path, text, &base, &yaml_path!["fix"], &s.fix, s.postgres.is_some());
+        if s.break_.symptoms.is_empty() {
+            self.problem(path, text, &yaml_path!["break", "symptoms"], "no symptoms: the break phase must name at least one symptom that proves the failure was reproduced", None);
+        }
+        for (i, e) in s.break_.symptoms.iter().enumerate() {
+            let at = yaml_path!["break", "symptoms", i];
+            self.check_expectation(path, text, &at, e, true, s.postgres.is_some());
+        }
+        if s.fix.is_empty() {
+            self.problem(path, text, &yaml_path!["fix"], "no fix steps: a scenario replays a documented fix", None);
+        }
+        if s.converge.expect.is_empty() {
+            self.problem(path, text, &yaml_path!["converge", "expect"], "no expectations: converge must say what healthy means", None);
+        }
+        for (i, e) in s.converge.expect.iter().enumerate() {
+            let at = yaml_path!["converge", "expect", i];
+            self.check_expectation(path, text, &at, e, false, s.postgres.is_some());
+        }
+        if !s.counterfactual.enabled && s.counterfactual.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            self.problem(
+                path,
+                text,
+                &yaml_path!["counterfactual", "enabled"],
+                "the counterfactual run is disabled without a reason",
+                Some("add `reason:` saying why this scenario would heal without its fix"),
+            );
+        }
+        for (backend, o) in [("sim", &s.backends.sim), ("k3d", &s.backends.k3d), ("kubeconfig", &s.backends.kubeconfig)] {
+            if o.as_ref().is_some_and(|o| o.skip.trim().is_empty()) {
+                self.problem(path, text, &yaml_path!["backends", backend, "skip"], "empty skip reason: say why this backend cannot reproduce the failure", None);
+            }
+        }
+    }
+
+    fn check_cluster(&mut self, path: &Path, text: &str, s: &Scenario) {
+        let mut names = HashSet::new();
+        for (i, n) in s.cluster.nodes.iter().enumerate() {
+            if !is_dns_subdomain(&n.name) {
+                self.problem(path, text, &yaml_path!["cluster", "nodes", i, "name"], format!("invalid node name `{}`: expected a DNS subdomain (lowercase letters, digits, `-` and `.`)", n.name), None);
+            }
+            if !names.insert(n.name.as_str()) {
+                self.problem(path, text, &yaml_path!["cluster", "nodes", i, "name"], format!("duplicate node name `{}`", n.name), None);
+            }
+        }
+        let defaults: Vec<usize> = s.cluster.storage_classes.iter().enumerate().filter(|(_, c)| c.default).map(|(i, _)| i).collect();
+        if defaults.len() > 1 {
+            self.problem(path, text, &yaml_path!["cluster", "storageClasses", defaults[1], "default"], "more than one default storage class", None);
+        }
+    }
+
+    fn check_steps(&mut self, path: &Path, text: &str, base: &Path, at: &[Segment], steps: &[Step], has_pg: bool) {
+        for (i, step) in steps.iter().enumerate() {
+            let mut here = at.to_vec();
+            here.push(Segment::Index(i));
+            here.push(Segment::Key(step.keyword().to_owned()));
+            match step {
+                Step::Apply(a) => match (&a.file, &a.inline) {
+                    (Some(file), None) => {
+                        let mut at_file = here.clone();
+                        at_file.push("file".into());
+                        self.manifest_file(path, text, &at_file, &base.join(file));
+                    }
+                    (None, Some(inline)) => {
+                        let mut at_inline = here.clone();
+                        at_inline.push("inline".into());
+                        let objects: Vec<&Value> = match inline {
+                            Value::Array(items) => items.iter().collect(),
+                            other => vec![other],
+                        };
+                        for (j, obj) in objects.into_iter().enumerate() {
+                            if let Err(msg) = check_object(obj) {
+                                let mut node = at_inline.clone();
+                                if inline.is_array() {
+                                    node.push(Segment::Index(j));
+                                }
+                                self.problem(path, text, &node, format!("invalid inline object: {msg}"), None);
+                            }
+                        }
+                    }
+                    (Some(_), Some(_)) => self.problem(path, text, &here, "apply has both `file` and `inline`: give exactly one", None),
+                    (None, None) => self.problem(path, text, &here, "apply needs `file` (a manifest path) or `inline` (objects)", None),
+                },
+                Step::Patch(p) => {
+                    let ok = match p.kind {
+                        super::model::PatchType::Json => p.patch.is_array(),
+                        _ => p.patch.is_object(),
+                    };
+                    if !ok {
+                        let mut node = here.clone();
+                        node.push("patch".into());
+                        let expected = if p.kind == super::model::PatchType::Json { "a list of operations (type: json)" } else { "a mapping" };
+                        self.problem(path, text, &node, format!("invalid patch: expected {expected}"), None);
+                    }
+                }
+                Step::Sql(sql) => {
+                    if !has_pg {
+                        self.problem(path, text, &here, "sql step without a `postgres:` section: declare the server's roles and databases", None);
+                    }
+                    if let Some(e) = &sql.expect_error {
+                        if !is_sqlstate(&e.sqlstate) {
+                            let mut node = here.clone();
+                            node.extend(yaml_path!["expectError", "sqlstate"]);
+                            self.problem(path, text, &node, format!("invalid SQLSTATE `{}`: expected five digits or uppercase letters, such as `42501`", e.sqlstate), None);
+                        }
+                    }
+                }
+                Step::Expect(e) => {
+                    here.pop();
+                    here.push("expect".into());
+                    self.check_expectation(path, text, &here, e, true, has_pg);
+                }
+                Step::Delete(_) | Step::Scale(_) | Step::RolloutRestart(_) | Step::Sleep(_) => {}
+            }
+        }
+    }
+
+    fn check_expectation(&mut self, path: &Path, text: &str, at: &[Segment], e: &Expectation, needs_deadline: bool, has_pg: bool) {
+        let mut here = at.to_vec();
+        here.push(Segment::Key(e.keyword().to_owned()));
+        if needs_deadline && e.within().is_none() {
+            self.problem(path, text, &here, format!("{} expectation has no deadline", e.keyword()), Some("add `within:` with a duration such as `2m`"));
+        }
+        match e {
+            Expectation::Object(o) if !o.matches.is_object() => {
+                let mut node = here.clone();
+                node.push("matches".into());
+                self.problem(path, text, &node, "`matches` must be a mapping: a partial tree of the object's fields", None);
+            }
+            Expectation::SqlError(s) => {
+                if !has_pg {
+                    self.problem(path, text, &here, "sqlError expectation without a `postgres:` section", None);
+                }
+                if !is_sqlstate(&s.sqlstate) {
+                    let mut node = here.clone();
+                    node.push("sqlstate".into());
+                    self.problem(path, text, &node, format!("invalid SQLSTATE `{}`: expected five digits or uppercase letters, such as `28P01`", s.sqlstate), None);
+                }
+            }
+            Expectation::Log(l) if l.pod.is_none() && l.labels.is_empty() => {
+                self.problem(path, text, &here, "log expectation needs `pod` or `labels` to choose pods", None);
+            }
+            _ => {}
+        }
+    }
+
+    fn manifest_file(&mut self, path: &Path, text: &str, at: &[Segment], file: &Path) {
+        if self.manifests.contains_key(file) {
+            return;
+        }
+        let Ok(body) = std::fs::read_to_string(file) else {
+            self.problem(path, text, at, format!("manifest file {} does not exist or cannot be read", file.display()), Some("paths are relative to the scenario file"));
+            return;
+        };
+        let docs = match yaml::documents(&body) {
+            Ok(docs) => docs,
+            Err(e) => {
+                self.problems.push(Problem::from_yaml(file, &body, &e));
+                return;
+            }
+        };
+        // Empty documents were skipped by `documents`; count them back to locate by index.
+        let mut ok = true;
+        for (i, obj) in docs.iter().enumerate() {
+            if let Err(msg) = check_object(obj) {
+                ok = false;
+                let doc_index = nth_nonempty_document(&body, i);
+                self.problems.push(Problem::at_path(file, &body, doc_index, &[], format!("invalid manifest (document {}): {msg}", i + 1), None));
+            }
+        }
+        if docs.is_empty() {
+            ok = false;
+            self.problem(path, text, at, format!("manifest file {} contains no objects", file.display()), None);
+        }
+        if ok {
+            self.manifests.insert(file.to_owned(), docs);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn include(&mut self, path: &Path, text: &str, at: &[Segment], base: &Path, inc: &str, merged: &mut Fixture, seen: &mut HashSet<PathBuf>) {
+        let file = base.join(inc);
+        if !seen.insert(file.clone()) {
+            self.problem(path, text, at, format!("fixture {} is included twice (or includes itself)", file.display()), None);
+            return;
+        }
+        let Ok(body) = std::fs::read_to_string(&file) else {
+            self.problem(path, text, at, format!("fixture {} does not exist or cannot be read", file.display()), Some("paths are relative to the including file"));
+            return;
+        };
+        let mut fixture: Fixture = match yaml::from_str(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                self.problems.push(Problem::from_yaml(&file, &body, &e));
+                return;
+            }
+        };
+        let fbase = file.parent().unwrap_or_else(|| Path::new(".")).to_owned();
+        for (i, nested) in std::mem::take(&mut fixture.include).iter().enumerate() {
+            self.include(&file, &body, &yaml_path!["include", i], &fbase, nested, merged, seen);
+        }
+        self.check_steps(&file, &body, &fbase, &yaml_path!["setup"], &fixture.setup, fixture.postgres.is_some() || merged.postgres.is_some());
+        resolve_steps(&fbase, &mut fixture.setup);
+        if let Some(c) = fixture.cluster {
+            let m = merged.cluster.get_or_insert_with(Default::default);
+            m.nodes.extend(c.nodes);
+            m.storage_classes.extend(c.storage_classes);
+            if c.load_balancer != super::model::LoadBalancerProvider::None {
+                m.load_balancer = c.load_balancer;
+            }
+        }
+        for (k, v) in fixture.images {
+            merged.images.insert(k, v);
+        }
+        if let Some(pg) = fixture.postgres {
+            match &mut merged.postgres {
+                Some(m) => {
+                    m.hba.extend(pg.hba);
+                    m.roles.extend(pg.roles);
+                    m.databases.extend(pg.databases);
+                    m.ssl = pg.ssl;
+                }
+                None => merged.postgres = Some(pg),
+            }
+        }
+        merged.setup.extend(fixture.setup);
+    }
+}
+
+/// Index among all documents (empty ones included) of the `n`th non-empty document.
+fn nth_nonempty_document(text: &str, n: usize) -> usize {
+    let mut seen = 0;
+    let mut index = 0;
+    for doc in text.split("\n---") {
+        let has_content = doc.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "---"
+        });
+        if has_content {
+            if seen == n {
+                return index;
+            }
+            seen += 1;
+        }
+        index += 1;
+    }
+    n
+}
+
+/// A Kubernetes object needs `apiVersion`, `kind` and `metadata.name` as strings.
+fn check_object(obj: &Value) -> Result<(), String> {
+    let Value::Object(map) = obj else {
+        return Err("expected a mapping with apiVersion, kind and metadata".to_owned());
+    };
+    for field in ["apiVersion", "kind"] {
+        match map.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(_) => return Err(format!("`{field}` must be a non-empty string")),
+            None => return Err(format!("missing `{field}`")),
+        }
+    }
+    match map.get("metadata").and_then(|m| m.get("name").or_else(|| m.get("generateName"))) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(()),
+        _ => Err("missing `metadata.name`".to_owned()),
+    }
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace or a scenario name.
+#[must_use]
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_sqlstate(s: &str) -> bool {
+    s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
