@@ -13,9 +13,9 @@
 //! - [`sim`]: the simulated cluster: API server, object store, controllers.
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
 
-pub mod scenario;
-pub mod yaml;
 pub mod backend;
 pub mod postgres;
 pub mod run;
+pub mod scenario;
 pub mod sim;
+pub mod yaml;

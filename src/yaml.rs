@@ -5,8 +5,8 @@
 //! [`locate`], which walks the marked event stream of `yaml-rust2` along a path of keys and
 //! indices. Kubernetes objects become `serde_json::Value`s, the form the rest of the crate uses.
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -53,7 +53,9 @@ impl YamlError {
 /// # Errors
 /// Returns a [`YamlError`] with the position of the first syntax or type error.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_yaml::from_str(text).map_err(|e| YamlError::from_serde(&e))
+    // Enums are written as one-key maps (`- apply: {...}`), not as YAML tags (`!apply`).
+    serde_yaml::with::singleton_map_recursive::deserialize(serde_yaml::Deserializer::from_str(text))
+        .map_err(|e| YamlError::from_serde(&e))
 }
 
 /// Reads every document of a multi-document YAML text as JSON values, skipping empty documents.
@@ -84,7 +86,14 @@ pub fn value(text: &str) -> Result<Value, YamlError> {
 /// # Errors
 /// Fails only for values YAML cannot represent (maps with non-string keys).
 pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, YamlError> {
-    serde_yaml::to_string(value).map_err(|e| YamlError::from_serde(&e))
+    let mut out = Vec::new();
+    let mut ser = serde_yaml::Serializer::new(&mut out);
+    serde_yaml::with::singleton_map_recursive::serialize(value, &mut ser)
+        .map_err(|e| YamlError::from_serde(&e))?;
+    String::from_utf8(out).map_err(|e| YamlError {
+        message: format!("yaml output is not utf-8: {e}"),
+        location: None,
+    })
 }
 
 /// One step of a path into a YAML document.
@@ -214,8 +223,15 @@ fn skip_node(events: &[(Event, Marker)], i: usize) -> Option<usize> {
 
 fn marker_location(text: &str, mark: Marker) -> Location {
     // Markers count characters; spans need bytes.
-    let offset = text.char_indices().nth(mark.index()).map_or(text.len(), |(b, _)| b);
-    Location { line: mark.line(), column: mark.col() + 1, offset }
+    let offset = text
+        .char_indices()
+        .nth(mark.index())
+        .map_or(text.len(), |(b, _)| b);
+    Location {
+        line: mark.line(),
+        column: mark.col() + 1,
+        offset,
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +273,11 @@ mod tests {
             name: String,
         }
         let err = from_str::<T>("name: x\nnmae: y\n").unwrap_err();
-        assert!(err.message.contains("unknown field `nmae`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `nmae`"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.location.map(|l| (l.line, l.column)), Some((2, 1)));
         let err = documents("a: [1, 2\n").unwrap_err();
         assert!(err.location.is_some());

@@ -1,1 +1,88 @@
-fn main() {}
+//! One trial per scenario and backend, named `<backend>::<area>/<name>`, plus `validate::` trials.
+//!
+//! Backends that cannot run on this machine are reported as ignored with the reason. Until the
+//! runner is built, backend trials load and validate their scenario and are then reported as
+//! ignored with that fact: no trial reports a run that did not happen.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use relapse::backend::{self, Availability, BackendKind};
+use relapse::scenario::{self, LoadedScenario};
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let trials = match trials(&root) {
+        Ok(t) => t,
+        Err(message) => vec![Trial::test("validate::suite", move || {
+            Err(Failed::from(message))
+        })],
+    };
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn trials(root: &Path) -> Result<Vec<Trial>, String> {
+    let files = scenario::discover(&[root.to_path_buf()]).map_err(|e| scenario::render(&e))?;
+    let mut trials = Vec::new();
+    let suite_root = root.to_path_buf();
+    trials.push(Trial::test("validate::suite", move || {
+        let (_, errors) = scenario::load_suite(&[suite_root]).map_err(|e| scenario::render(&e))?;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors
+                .iter()
+                .map(scenario::render)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into())
+        }
+    }));
+    for (file, root) in files {
+        let id = path_id(&file, &root);
+        {
+            let (file, root) = (file.clone(), root.clone());
+            trials.push(Trial::test(format!("validate::{id}"), move || {
+                load(&file, &root).map(|_| ())
+            }));
+        }
+        for kind in BackendKind::ALL {
+            let (file, root) = (file.clone(), root.clone());
+            trials.push(Trial::ignorable_test(format!("{kind}::{id}"), move || {
+                backend_trial(kind, &file, &root)
+            }));
+        }
+    }
+    Ok(trials)
+}
+
+/// The trial id from the path alone (the loader requires the name to match the file name).
+fn path_id(file: &Path, root: &Path) -> String {
+    let rel: PathBuf = file.strip_prefix(root).unwrap_or(file).with_extension("");
+    rel.to_string_lossy().replace('\\', "/")
+}
+
+fn load(file: &Path, root: &Path) -> Result<LoadedScenario, Failed> {
+    scenario::load(file, root).map_err(|e| Failed::from(scenario::render(&e)))
+}
+
+fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completion, Failed> {
+    let loaded = load(file, root)?;
+    let skip = match kind {
+        BackendKind::Sim => &loaded.scenario.backends.sim,
+        BackendKind::K3d => &loaded.scenario.backends.k3d,
+        BackendKind::Kubeconfig => &loaded.scenario.backends.kubeconfig,
+    };
+    if let Some(o) = skip {
+        return Ok(Completion::ignored_with(format!(
+            "the scenario skips {kind}: {}",
+            o.skip.trim()
+        )));
+    }
+    if let Availability::Unavailable(reason) = backend::availability(kind) {
+        return Ok(Completion::ignored_with(reason));
+    }
+    Ok(Completion::ignored_with(relapse::run::NOT_BUILT))
+}

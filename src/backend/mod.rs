@@ -79,14 +79,19 @@ pub fn availability(kind: BackendKind) -> Availability {
             }
             match docker_daemon() {
                 Ok(()) => Availability::Available,
-                Err(why) => Availability::Unavailable(format!("the k3d backend needs a running Docker daemon: {why}")),
+                Err(why) => Availability::Unavailable(format!(
+                    "the k3d backend needs a running Docker daemon: {why}"
+                )),
             }
         }
         BackendKind::Kubeconfig => match std::env::var_os(KUBECONFIG_ENV) {
-            None => Availability::Unavailable(format!("the kubeconfig backend runs against an existing cluster: set {KUBECONFIG_ENV} to its kubeconfig file")),
-            Some(p) if !Path::new(&p).is_file() => {
-                Availability::Unavailable(format!("{KUBECONFIG_ENV} points at {}, which is not a file", Path::new(&p).display()))
-            }
+            None => Availability::Unavailable(format!(
+                "the kubeconfig backend runs against an existing cluster: set {KUBECONFIG_ENV} to its kubeconfig file"
+            )),
+            Some(p) if !Path::new(&p).is_file() => Availability::Unavailable(format!(
+                "{KUBECONFIG_ENV} points at {}, which is not a file",
+                Path::new(&p).display()
+            )),
             Some(_) => Availability::Available,
         },
     }
@@ -96,7 +101,9 @@ pub fn availability(kind: BackendKind) -> Availability {
 #[must_use]
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Checks that a Docker daemon answers on its socket (`DOCKER_HOST` or the default socket).

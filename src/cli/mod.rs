@@ -125,21 +125,35 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::PASS });
+            return ExitCode::from(if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::PASS
+            });
         }
     };
     ExitCode::from(match cli.command {
         Command::List { paths, tag } => list(&default_paths(paths), tag.as_deref()),
         Command::Validate { paths } => validate(&default_paths(paths)),
-        Command::Run { paths, backend, filter } => run(&default_paths(paths), backend.into(), filter.as_deref()),
+        Command::Run {
+            paths,
+            backend,
+            filter,
+        } => run(&default_paths(paths), backend.into(), filter.as_deref()),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
-        Command::Sim { command: SimCommand::Up { kubeconfig } } => sim_up(&kubeconfig),
+        Command::Sim {
+            command: SimCommand::Up { kubeconfig },
+        } => sim_up(&kubeconfig),
     })
 }
 
 fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths }
+    if paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        paths
+    }
 }
 
 /// Loads the suite and prints every problem; `None` when anything was invalid.
@@ -153,7 +167,10 @@ fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedScenario>> {
     };
     if errors.is_empty() {
         if loaded.is_empty() {
-            eprintln!("error: no scenario files found under {}", display_paths(paths));
+            eprintln!(
+                "error: no scenario files found under {}",
+                display_paths(paths)
+            );
             return None;
         }
         return Some(loaded);
@@ -165,33 +182,62 @@ fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedScenario>> {
     eprintln!(
         "error: {failed} of {} scenario file{} invalid",
         loaded.len() + failed,
-        if loaded.len() + failed == 1 { " is" } else { "s are" }
+        if loaded.len() + failed == 1 {
+            " is"
+        } else {
+            "s are"
+        }
     );
     None
 }
 
 fn report(err: LoadError) {
-    eprintln!("{:?}", miette::Report::new(err));
+    match err {
+        LoadError::Invalid { problems, .. } => {
+            for p in problems {
+                eprintln!("{:?}", miette::Report::new(p));
+            }
+        }
+        other => eprintln!("{:?}", miette::Report::new(other)),
+    }
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn list(paths: &[PathBuf], tag: Option<&str>) -> u8 {
-    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
-    let rows: Vec<&LoadedScenario> =
-        scenarios.iter().filter(|s| tag.is_none_or(|t| s.scenario.tags.iter().any(|x| x == t))).collect();
+    let Some(scenarios) = load_all(paths) else {
+        return exit::INVALID;
+    };
+    let rows: Vec<&LoadedScenario> = scenarios
+        .iter()
+        .filter(|s| tag.is_none_or(|t| s.scenario.tags.iter().any(|x| x == t)))
+        .collect();
     let width = rows.iter().map(|s| s.id.len()).max().unwrap_or(0).max(2);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{:width$}  {:24}  DESCRIPTION", "ID", "TAGS");
     for s in &rows {
         let tags = s.scenario.tags.join(",");
-        let description = s.scenario.description.split_whitespace().collect::<Vec<_>>().join(" ");
+        let description = s
+            .scenario
+            .description
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let description = truncate(&description, 80);
         let _ = writeln!(out, "{:width$}  {tags:24}  {description}", s.id);
     }
-    let _ = writeln!(out, "{} scenario{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "{} scenario{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
     exit::PASS
 }
 
@@ -206,8 +252,13 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 fn validate(paths: &[PathBuf]) -> u8 {
-    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
-    let manifests: usize = scenarios.iter().map(|s| s.manifests.values().map(Vec::len).sum::<usize>()).sum();
+    let Some(scenarios) = load_all(paths) else {
+        return exit::INVALID;
+    };
+    let manifests: usize = scenarios
+        .iter()
+        .map(|s| s.manifests.values().map(Vec::len).sum::<usize>())
+        .sum();
     println!(
         "{} scenario{} valid ({manifests} manifest objects checked)",
         scenarios.len(),
@@ -217,10 +268,18 @@ fn validate(paths: &[PathBuf]) -> u8 {
 }
 
 fn run(paths: &[PathBuf], backend: BackendKind, filter: Option<&str>) -> u8 {
-    let Some(scenarios) = load_all(paths) else { return exit::INVALID };
-    let selected: Vec<&LoadedScenario> = scenarios.iter().filter(|s| filter.is_none_or(|f| s.id.contains(f))).collect();
+    let Some(scenarios) = load_all(paths) else {
+        return exit::INVALID;
+    };
+    let selected: Vec<&LoadedScenario> = scenarios
+        .iter()
+        .filter(|s| filter.is_none_or(|f| s.id.contains(f)))
+        .collect();
     if selected.is_empty() {
-        eprintln!("error: no scenario matches the filter `{}`", filter.unwrap_or_default());
+        eprintln!(
+            "error: no scenario matches the filter `{}`",
+            filter.unwrap_or_default()
+        );
         return exit::INVALID;
     }
     if let Availability::Unavailable(reason) = backend::availability(backend) {
@@ -231,56 +290,90 @@ fn run(paths: &[PathBuf], backend: BackendKind, filter: Option<&str>) -> u8 {
         eprintln!("{backend}::{}  not run", s.id);
     }
     eprintln!("error: {}", relapse::run::NOT_BUILT);
-    eprintln!("{} scenario{} validated, 0 run", selected.len(), if selected.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{} scenario{} validated, 0 run",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    );
     exit::INVALID
 }
 
 fn new(name: &str, area: &str, dir: &Path) -> u8 {
     if !scenario::is_dns_label(name) {
-        eprintln!("error: invalid scenario name `{name}`: expected lowercase letters, digits and `-` (e.g. `redis-auth-mismatch`)");
+        eprintln!(
+            "error: invalid scenario name `{name}`: expected lowercase letters, digits and `-` (e.g. `redis-auth-mismatch`)"
+        );
         return exit::INVALID;
     }
     let area_ok = !area.is_empty() && area.split('/').all(scenario::is_dns_label);
     if !area_ok {
-        eprintln!("error: invalid area `{area}`: expected lowercase words joined by `-`, optionally nested with `/`");
+        eprintln!(
+            "error: invalid area `{area}`: expected lowercase words joined by `-`, optionally nested with `/`"
+        );
         return exit::INVALID;
     }
     let folder = dir.join(area);
     let path = folder.join(format!("{name}.yaml"));
     if path.exists() {
-        eprintln!("error: {} already exists; pick another name or edit that file", path.display());
+        eprintln!(
+            "error: {} already exists; pick another name or edit that file",
+            path.display()
+        );
         return exit::INVALID;
     }
     let depth = area.split('/').count();
     let schema = format!("{}scenario.schema.json", "../".repeat(depth));
     let text = template(name, &schema);
     if let Err(e) = std::fs::create_dir_all(&folder).and_then(|()| {
-        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).and_then(|mut f| f.write_all(text.as_bytes()))
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
     }) {
         eprintln!("error: failed to write {}: {e}", path.display());
         return exit::INVALID;
     }
     println!("created {}", path.display());
-    println!("next: replace the TODOs with the incident's real texts, then run `relapse validate {}`", path.display());
+    println!(
+        "next: replace the TODOs with the incident's real texts, then run `relapse validate {}`",
+        path.display()
+    );
     exit::PASS
 }
 
 /// The commented scaffold `relapse new` writes.
 pub fn template(name: &str, schema_path: &str) -> String {
-    include_str!("template.yaml").replace("SCHEMA_PATH", schema_path).replace("NAME", name)
+    include_str!("template.yaml")
+        .replace("SCHEMA_PATH", schema_path)
+        .replace("NAME", name)
 }
 
 fn schema(write: Option<&Path>, fixture: bool) -> u8 {
     use relapse::scenario::schema as s;
     match write {
         None => {
-            print!("{}", if fixture { s::fixture_schema() } else { s::scenario_schema() });
+            print!(
+                "{}",
+                if fixture {
+                    s::fixture_schema()
+                } else {
+                    s::scenario_schema()
+                }
+            );
             exit::PASS
         }
         Some(root) => {
-            for (rel, text) in [(s::SCENARIO_SCHEMA_PATH, s::scenario_schema()), (s::FIXTURE_SCHEMA_PATH, s::fixture_schema())] {
+            for (rel, text) in [
+                (s::SCENARIO_SCHEMA_PATH, s::scenario_schema()),
+                (s::FIXTURE_SCHEMA_PATH, s::fixture_schema()),
+            ] {
                 let path = root.join(rel);
-                if let Err(e) = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, text)) {
+                if let Err(e) = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, text))
+                {
                     eprintln!("error: failed to write {}: {e}", path.display());
                     return exit::INVALID;
                 }
@@ -292,7 +385,10 @@ fn schema(write: Option<&Path>, fixture: bool) -> u8 {
 }
 
 fn sim_up(kubeconfig: &Path) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

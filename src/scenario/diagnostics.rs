@@ -38,7 +38,11 @@ impl Problem {
         label: impl Into<String>,
         help: Option<String>,
     ) -> Self {
-        let location = location.unwrap_or(Location { line: 1, column: 1, offset: 0 });
+        let location = location.unwrap_or(Location {
+            line: 1,
+            column: 1,
+            offset: 0,
+        });
         let offset = location.offset.min(text.len());
         // Underline the token at the location (up to the end of the line or a delimiter).
         let len = text[offset..]
@@ -68,7 +72,14 @@ impl Problem {
         message: impl Into<String>,
         help: Option<String>,
     ) -> Self {
-        Self::at(path, text, yaml::locate(text, doc, node), message, "here", help)
+        Self::at(
+            path,
+            text,
+            yaml::locate(text, doc, node),
+            message,
+            "here",
+            help,
+        )
     }
 
     /// A YAML syntax or type error.
@@ -87,8 +98,12 @@ impl Problem {
 
 fn hint_for(message: &str) -> Option<String> {
     if message.contains("unknown field") || message.contains("unknown variant") {
-        Some("check the spelling; `relapse schema` prints every field the format accepts".to_owned())
-    } else if message.contains("did not find expected") || message.contains("mapping values are not allowed") {
+        Some(
+            "check the spelling; `relapse schema` prints every field the format accepts".to_owned(),
+        )
+    } else if message.contains("did not find expected")
+        || message.contains("mapping values are not allowed")
+    {
         Some("check the indentation: nested fields are indented further than their parent, with spaces".to_owned())
     } else {
         None
@@ -140,8 +155,9 @@ impl LoadError {
 /// Renders an error with its source snippets as plain text (no colours), for test output and logs.
 #[must_use]
 pub fn render(err: &LoadError) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
     let mut out = String::new();
     if handler.render_report(&mut out, err).is_err() {
         out = err.to_string();

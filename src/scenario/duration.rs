@@ -19,7 +19,9 @@ pub enum DurationError {
     #[error("empty duration; expected a number and a unit such as `30s`, `10m` or `1m30s`")]
     Empty,
     /// A number was not followed by a unit, or a unit was not one of ms, s, m, h.
-    #[error("invalid duration `{0}`; expected a number and a unit (ms, s, m, h) such as `30s`, `10m` or `1m30s`")]
+    #[error(
+        "invalid duration `{0}`; expected a number and a unit (ms, s, m, h) such as `30s`, `10m` or `1m30s`"
+    )]
     Invalid(String),
 }
 

@@ -40,9 +40,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, LoadError>
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
-                LoadError::NotFound { path: path.clone(), reason: "no such file or directory".to_owned() }
+                LoadError::NotFound {
+                    path: path.clone(),
+                    reason: "no such file or directory".to_owned(),
+                }
             } else {
-                LoadError::Read { path: path.clone(), source }
+                LoadError::Read {
+                    path: path.clone(),
+                    source,
+                }
             }
         })?;
         if meta.is_dir() {
@@ -64,16 +70,25 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, LoadError>
 }
 
 fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<(), LoadError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read { path: dir.to_owned(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
     for entry in entries {
-        let entry = entry.map_err(|source| LoadError::Read { path: dir.to_owned(), source })?;
+        let entry = entry.map_err(|source| LoadError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') {
             continue;
         }
-        let file_type = entry.file_type().map_err(|source| LoadError::Read { path: path.clone(), source })?;
+        let file_type = entry.file_type().map_err(|source| LoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
         if file_type.is_dir() {
             if !NON_SCENARIO_DIRS.contains(&name.as_ref()) {
                 walk(&path, root, out)?;
@@ -113,8 +128,14 @@ pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadErr
                     &text,
                     0,
                     &yaml_path!["name"],
-                    format!("duplicate scenario name `{}`: {} already uses it", s.scenario.name, first.display()),
-                    Some("scenario names must be unique in the suite; rename one of them".to_owned()),
+                    format!(
+                        "duplicate scenario name `{}`: {} already uses it",
+                        s.scenario.name,
+                        first.display()
+                    ),
+                    Some(
+                        "scenario names must be unique in the suite; rename one of them".to_owned(),
+                    ),
                 )],
             });
         } else {
@@ -137,7 +158,10 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         path: path.to_owned(),
         problems: vec![Problem::from_yaml(path, &text, &e)],
     })?;
-    let mut ctx = Checker { problems: Vec::new(), manifests: BTreeMap::new() };
+    let mut ctx = Checker {
+        problems: Vec::new(),
+        manifests: BTreeMap::new(),
+    };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
     ctx.check_scenario(path, &text, &scenario);
@@ -149,24 +173,47 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     let mut merged = Fixture::default();
     let mut seen = HashSet::new();
     for (i, inc) in scenario.include.iter().enumerate() {
-        ctx.include(path, &text, &yaml_path!["include", i], base, inc, &mut merged, &mut seen);
+        ctx.include(
+            path,
+            &text,
+            &yaml_path!["include", i],
+            base,
+            inc,
+            &mut merged,
+            &mut seen,
+        );
     }
     merge_fixture(&mut scenario, merged, path, &text, &mut ctx.problems);
 
     if !ctx.problems.is_empty() {
-        return Err(LoadError::Invalid { path: path.to_owned(), problems: ctx.problems });
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            problems: ctx.problems,
+        });
     }
     let area = path
         .parent()
         .and_then(|p| p.strip_prefix(root).ok())
         .map(|p| p.to_string_lossy().replace('\\', "/"))
         .unwrap_or_default();
-    let id = if area.is_empty() { scenario.name.clone() } else { format!("{area}/{}", scenario.name) };
-    Ok(LoadedScenario { id, path: path.to_owned(), scenario, manifests: ctx.manifests })
+    let id = if area.is_empty() {
+        scenario.name.clone()
+    } else {
+        format!("{area}/{}", scenario.name)
+    };
+    Ok(LoadedScenario {
+        id,
+        path: path.to_owned(),
+        scenario,
+        manifests: ctx.manifests,
+    })
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn resolve_steps(base: &Path, steps: &mut [Step]) {
@@ -179,25 +226,41 @@ fn resolve_steps(base: &Path, steps: &mut [Step]) {
     }
 }
 
-fn merge_fixture(scenario: &mut Scenario, fixture: Fixture, path: &Path, text: &str, problems: &mut Vec<Problem>) {
+fn merge_fixture(
+    scenario: &mut Scenario,
+    fixture: Fixture,
+    path: &Path,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) {
     if let Some(cluster) = fixture.cluster {
         let own_nodes = std::mem::take(&mut scenario.cluster.nodes);
         for node in &own_nodes {
             if let Some(pos) = cluster.nodes.iter().position(|n| n.name == node.name) {
-                let i = own_nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
+                let i = own_nodes
+                    .iter()
+                    .position(|n| n.name == node.name)
+                    .unwrap_or(0);
                 problems.push(Problem::at_path(
                     path,
                     text,
                     0,
                     &yaml_path!["cluster", "nodes", i, "name"],
-                    format!("node `{}` is already defined by an included fixture (node {pos})", node.name),
+                    format!(
+                        "node `{}` is already defined by an included fixture (node {pos})",
+                        node.name
+                    ),
                     None,
                 ));
             }
         }
         scenario.cluster.nodes = cluster.nodes.into_iter().chain(own_nodes).collect();
         let own_classes = std::mem::take(&mut scenario.cluster.storage_classes);
-        scenario.cluster.storage_classes = cluster.storage_classes.into_iter().chain(own_classes).collect();
+        scenario.cluster.storage_classes = cluster
+            .storage_classes
+            .into_iter()
+            .chain(own_classes)
+            .collect();
         if scenario.cluster.load_balancer == super::model::LoadBalancerProvider::None {
             scenario.cluster.load_balancer = cluster.load_balancer;
         }
@@ -208,9 +271,21 @@ fn merge_fixture(scenario: &mut Scenario, fixture: Fixture, path: &Path, text: &
     if let Some(pg) = fixture.postgres {
         match &mut scenario.postgres {
             Some(own) => {
-                own.hba = pg.hba.into_iter().chain(std::mem::take(&mut own.hba)).collect();
-                own.roles = pg.roles.into_iter().chain(std::mem::take(&mut own.roles)).collect();
-                own.databases = pg.databases.into_iter().chain(std::mem::take(&mut own.databases)).collect();
+                own.hba = pg
+                    .hba
+                    .into_iter()
+                    .chain(std::mem::take(&mut own.hba))
+                    .collect();
+                own.roles = pg
+                    .roles
+                    .into_iter()
+                    .chain(std::mem::take(&mut own.roles))
+                    .collect();
+                own.databases = pg
+                    .databases
+                    .into_iter()
+                    .chain(std::mem::take(&mut own.databases))
+                    .collect();
             }
             None => scenario.postgres = Some(pg),
         }
@@ -225,8 +300,22 @@ struct Checker {
 }
 
 impl Checker {
-    fn problem(&mut self, path: &Path, text: &str, node: &[Segment], message: impl Into<String>, help: Option<&str>) {
-        self.problems.push(Problem::at_path(path, text, 0, node, message, help.map(str::to_owned)));
+    fn problem(
+        &mut self,
+        path: &Path,
+        text: &str,
+        node: &[Segment],
+        message: impl Into<String>,
+        help: Option<&str>,
+    ) {
+        self.problems.push(Problem::at_path(
+            path,
+            text,
+            0,
+            node,
+            message,
+            help.map(str::to_owned),
+        ));
     }
 
     fn check_scenario(&mut self, path: &Path, text: &str, s: &Scenario) {
@@ -251,10 +340,22 @@ impl Checker {
             }
         }
         if s.description.trim().is_empty() {
-            self.problem(path, text, &yaml_path!["description"], "empty description: say what broke in a sentence", None);
+            self.problem(
+                path,
+                text,
+                &yaml_path!["description"],
+                "empty description: say what broke in a sentence",
+                None,
+            );
         }
         if s.source.trim().is_empty() {
-            self.problem(path, text, &yaml_path!["source"], "empty source: name the incident report and section this scenario replays", None);
+            self.problem(
+                path,
+                text,
+                &yaml_path!["source"],
+                "empty source: name the incident report and section this scenario replays",
+                None,
+            );
         }
         self.check_cluster(path, text, s);
         for (image, b) in &s.images {
@@ -272,9 +373,30 @@ impl Checker {
             }
         }
         let base = path.parent().unwrap_or_else(|| Path::new(".")).to_owned();
-        self.check_steps(path, text, &base, &yaml_path!["setup"], &s.setup, s.postgres.is_some());
-        self.check_steps(path, text, &base, &yaml_path!["break", "steps"], &s.break_.steps, s.postgres.is_some());
-        self.check_steps(path, text, &base, &yaml_path!["fix"], &s.fix, s.postgres.is_some());
+        self.check_steps(
+            path,
+            text,
+            &base,
+            &yaml_path!["setup"],
+            &s.setup,
+            s.postgres.is_some(),
+        );
+        self.check_steps(
+            path,
+            text,
+            &base,
+            &yaml_path!["break", "steps"],
+            &s.break_.steps,
+            s.postgres.is_some(),
+        );
+        self.check_steps(
+            path,
+            text,
+            &base,
+            &yaml_path!["fix"],
+            &s.fix,
+            s.postgres.is_some(),
+        );
         if s.break_.symptoms.is_empty() {
             self.problem(path, text, &yaml_path!["break", "symptoms"], "no symptoms: the break phase must name at least one symptom that proves the failure was reproduced", None);
         }
@@ -283,16 +405,33 @@ impl Checker {
             self.check_expectation(path, text, &at, e, true, s.postgres.is_some());
         }
         if s.fix.is_empty() {
-            self.problem(path, text, &yaml_path!["fix"], "no fix steps: a scenario replays a documented fix", None);
+            self.problem(
+                path,
+                text,
+                &yaml_path!["fix"],
+                "no fix steps: a scenario replays a documented fix",
+                None,
+            );
         }
         if s.converge.expect.is_empty() {
-            self.problem(path, text, &yaml_path!["converge", "expect"], "no expectations: converge must say what healthy means", None);
+            self.problem(
+                path,
+                text,
+                &yaml_path!["converge", "expect"],
+                "no expectations: converge must say what healthy means",
+                None,
+            );
         }
         for (i, e) in s.converge.expect.iter().enumerate() {
             let at = yaml_path!["converge", "expect", i];
             self.check_expectation(path, text, &at, e, false, s.postgres.is_some());
         }
-        if !s.counterfactual.enabled && s.counterfactual.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        if !s.counterfactual.enabled
+            && s.counterfactual
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
+        {
             self.problem(
                 path,
                 text,
@@ -301,9 +440,19 @@ impl Checker {
                 Some("add `reason:` saying why this scenario would heal without its fix"),
             );
         }
-        for (backend, o) in [("sim", &s.backends.sim), ("k3d", &s.backends.k3d), ("kubeconfig", &s.backends.kubeconfig)] {
+        for (backend, o) in [
+            ("sim", &s.backends.sim),
+            ("k3d", &s.backends.k3d),
+            ("kubeconfig", &s.backends.kubeconfig),
+        ] {
             if o.as_ref().is_some_and(|o| o.skip.trim().is_empty()) {
-                self.problem(path, text, &yaml_path!["backends", backend, "skip"], "empty skip reason: say why this backend cannot reproduce the failure", None);
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["backends", backend, "skip"],
+                    "empty skip reason: say why this backend cannot reproduce the failure",
+                    None,
+                );
             }
         }
     }
@@ -315,16 +464,43 @@ impl Checker {
                 self.problem(path, text, &yaml_path!["cluster", "nodes", i, "name"], format!("invalid node name `{}`: expected a DNS subdomain (lowercase letters, digits, `-` and `.`)", n.name), None);
             }
             if !names.insert(n.name.as_str()) {
-                self.problem(path, text, &yaml_path!["cluster", "nodes", i, "name"], format!("duplicate node name `{}`", n.name), None);
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["cluster", "nodes", i, "name"],
+                    format!("duplicate node name `{}`", n.name),
+                    None,
+                );
             }
         }
-        let defaults: Vec<usize> = s.cluster.storage_classes.iter().enumerate().filter(|(_, c)| c.default).map(|(i, _)| i).collect();
+        let defaults: Vec<usize> = s
+            .cluster
+            .storage_classes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.default)
+            .map(|(i, _)| i)
+            .collect();
         if defaults.len() > 1 {
-            self.problem(path, text, &yaml_path!["cluster", "storageClasses", defaults[1], "default"], "more than one default storage class", None);
+            self.problem(
+                path,
+                text,
+                &yaml_path!["cluster", "storageClasses", defaults[1], "default"],
+                "more than one default storage class",
+                None,
+            );
         }
     }
 
-    fn check_steps(&mut self, path: &Path, text: &str, base: &Path, at: &[Segment], steps: &[Step], has_pg: bool) {
+    fn check_steps(
+        &mut self,
+        path: &Path,
+        text: &str,
+        base: &Path,
+        at: &[Segment],
+        steps: &[Step],
+        has_pg: bool,
+    ) {
         for (i, step) in steps.iter().enumerate() {
             let mut here = at.to_vec();
             here.push(Segment::Index(i));
@@ -349,12 +525,30 @@ impl Checker {
                                 if inline.is_array() {
                                     node.push(Segment::Index(j));
                                 }
-                                self.problem(path, text, &node, format!("invalid inline object: {msg}"), None);
+                                self.problem(
+                                    path,
+                                    text,
+                                    &node,
+                                    format!("invalid inline object: {msg}"),
+                                    None,
+                                );
                             }
                         }
                     }
-                    (Some(_), Some(_)) => self.problem(path, text, &here, "apply has both `file` and `inline`: give exactly one", None),
-                    (None, None) => self.problem(path, text, &here, "apply needs `file` (a manifest path) or `inline` (objects)", None),
+                    (Some(_), Some(_)) => self.problem(
+                        path,
+                        text,
+                        &here,
+                        "apply has both `file` and `inline`: give exactly one",
+                        None,
+                    ),
+                    (None, None) => self.problem(
+                        path,
+                        text,
+                        &here,
+                        "apply needs `file` (a manifest path) or `inline` (objects)",
+                        None,
+                    ),
                 },
                 Step::Patch(p) => {
                     let ok = match p.kind {
@@ -364,8 +558,18 @@ impl Checker {
                     if !ok {
                         let mut node = here.clone();
                         node.push("patch".into());
-                        let expected = if p.kind == super::model::PatchType::Json { "a list of operations (type: json)" } else { "a mapping" };
-                        self.problem(path, text, &node, format!("invalid patch: expected {expected}"), None);
+                        let expected = if p.kind == super::model::PatchType::Json {
+                            "a list of operations (type: json)"
+                        } else {
+                            "a mapping"
+                        };
+                        self.problem(
+                            path,
+                            text,
+                            &node,
+                            format!("invalid patch: expected {expected}"),
+                            None,
+                        );
                     }
                 }
                 Step::Sql(sql) => {
@@ -390,21 +594,47 @@ impl Checker {
         }
     }
 
-    fn check_expectation(&mut self, path: &Path, text: &str, at: &[Segment], e: &Expectation, needs_deadline: bool, has_pg: bool) {
+    fn check_expectation(
+        &mut self,
+        path: &Path,
+        text: &str,
+        at: &[Segment],
+        e: &Expectation,
+        needs_deadline: bool,
+        has_pg: bool,
+    ) {
         let mut here = at.to_vec();
         here.push(Segment::Key(e.keyword().to_owned()));
         if needs_deadline && e.within().is_none() {
-            self.problem(path, text, &here, format!("{} expectation has no deadline", e.keyword()), Some("add `within:` with a duration such as `2m`"));
+            self.problem(
+                path,
+                text,
+                &here,
+                format!("{} expectation has no deadline", e.keyword()),
+                Some("add `within:` with a duration such as `2m`"),
+            );
         }
         match e {
             Expectation::Object(o) if !o.matches.is_object() => {
                 let mut node = here.clone();
                 node.push("matches".into());
-                self.problem(path, text, &node, "`matches` must be a mapping: a partial tree of the object's fields", None);
+                self.problem(
+                    path,
+                    text,
+                    &node,
+                    "`matches` must be a mapping: a partial tree of the object's fields",
+                    None,
+                );
             }
             Expectation::SqlError(s) => {
                 if !has_pg {
-                    self.problem(path, text, &here, "sqlError expectation without a `postgres:` section", None);
+                    self.problem(
+                        path,
+                        text,
+                        &here,
+                        "sqlError expectation without a `postgres:` section",
+                        None,
+                    );
                 }
                 if !is_sqlstate(&s.sqlstate) {
                     let mut node = here.clone();
@@ -413,7 +643,13 @@ impl Checker {
                 }
             }
             Expectation::Log(l) if l.pod.is_none() && l.labels.is_empty() => {
-                self.problem(path, text, &here, "log expectation needs `pod` or `labels` to choose pods", None);
+                self.problem(
+                    path,
+                    text,
+                    &here,
+                    "log expectation needs `pod` or `labels` to choose pods",
+                    None,
+                );
             }
             _ => {}
         }
@@ -424,7 +660,16 @@ impl Checker {
             return;
         }
         let Ok(body) = std::fs::read_to_string(file) else {
-            self.problem(path, text, at, format!("manifest file {} does not exist or cannot be read", file.display()), Some("paths are relative to the scenario file"));
+            self.problem(
+                path,
+                text,
+                at,
+                format!(
+                    "manifest file {} does not exist or cannot be read",
+                    file.display()
+                ),
+                Some("paths are relative to the scenario file"),
+            );
             return;
         };
         let docs = match yaml::documents(&body) {
@@ -440,12 +685,25 @@ impl Checker {
             if let Err(msg) = check_object(obj) {
                 ok = false;
                 let doc_index = nth_nonempty_document(&body, i);
-                self.problems.push(Problem::at_path(file, &body, doc_index, &[], format!("invalid manifest (document {}): {msg}", i + 1), None));
+                self.problems.push(Problem::at_path(
+                    file,
+                    &body,
+                    doc_index,
+                    &[],
+                    format!("invalid manifest (document {}): {msg}", i + 1),
+                    None,
+                ));
             }
         }
         if docs.is_empty() {
             ok = false;
-            self.problem(path, text, at, format!("manifest file {} contains no objects", file.display()), None);
+            self.problem(
+                path,
+                text,
+                at,
+                format!("manifest file {} contains no objects", file.display()),
+                None,
+            );
         }
         if ok {
             self.manifests.insert(file.to_owned(), docs);
@@ -453,14 +711,41 @@ impl Checker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn include(&mut self, path: &Path, text: &str, at: &[Segment], base: &Path, inc: &str, merged: &mut Fixture, seen: &mut HashSet<PathBuf>) {
+    fn include(
+        &mut self,
+        path: &Path,
+        text: &str,
+        at: &[Segment],
+        base: &Path,
+        inc: &str,
+        merged: &mut Fixture,
+        seen: &mut HashSet<PathBuf>,
+    ) {
         let file = base.join(inc);
         if !seen.insert(file.clone()) {
-            self.problem(path, text, at, format!("fixture {} is included twice (or includes itself)", file.display()), None);
+            self.problem(
+                path,
+                text,
+                at,
+                format!(
+                    "fixture {} is included twice (or includes itself)",
+                    file.display()
+                ),
+                None,
+            );
             return;
         }
         let Ok(body) = std::fs::read_to_string(&file) else {
-            self.problem(path, text, at, format!("fixture {} does not exist or cannot be read", file.display()), Some("paths are relative to the including file"));
+            self.problem(
+                path,
+                text,
+                at,
+                format!(
+                    "fixture {} does not exist or cannot be read",
+                    file.display()
+                ),
+                Some("paths are relative to the including file"),
+            );
             return;
         };
         let mut fixture: Fixture = match yaml::from_str(&body) {
@@ -472,9 +757,24 @@ impl Checker {
         };
         let fbase = file.parent().unwrap_or_else(|| Path::new(".")).to_owned();
         for (i, nested) in std::mem::take(&mut fixture.include).iter().enumerate() {
-            self.include(&file, &body, &yaml_path!["include", i], &fbase, nested, merged, seen);
+            self.include(
+                &file,
+                &body,
+                &yaml_path!["include", i],
+                &fbase,
+                nested,
+                merged,
+                seen,
+            );
         }
-        self.check_steps(&file, &body, &fbase, &yaml_path!["setup"], &fixture.setup, fixture.postgres.is_some() || merged.postgres.is_some());
+        self.check_steps(
+            &file,
+            &body,
+            &fbase,
+            &yaml_path!["setup"],
+            &fixture.setup,
+            fixture.postgres.is_some() || merged.postgres.is_some(),
+        );
         resolve_steps(&fbase, &mut fixture.setup);
         if let Some(c) = fixture.cluster {
             let m = merged.cluster.get_or_insert_with(Default::default);
@@ -534,7 +834,10 @@ fn check_object(obj: &Value) -> Result<(), String> {
             None => return Err(format!("missing `{field}`")),
         }
     }
-    match map.get("metadata").and_then(|m| m.get("name").or_else(|| m.get("generateName"))) {
+    match map
+        .get("metadata")
+        .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
+    {
         Some(Value::String(s)) if !s.is_empty() => Ok(()),
         _ => Err("missing `metadata.name`".to_owned()),
     }
@@ -545,7 +848,8 @@ fn check_object(obj: &Value) -> Result<(), String> {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -555,5 +859,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 fn is_sqlstate(s: &str) -> bool {
-    s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    s.len() == 5
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }

@@ -10,6 +10,6 @@ pub use model::*;
 mod diagnostics;
 mod loader;
 
-pub use diagnostics::{render, LoadError, Problem};
-pub use loader::{discover, is_dns_label, load, load_suite, LoadedScenario, NON_SCENARIO_DIRS};
+pub use diagnostics::{LoadError, Problem, render};
+pub use loader::{LoadedScenario, NON_SCENARIO_DIRS, discover, is_dns_label, load, load_suite};
 pub mod schema;

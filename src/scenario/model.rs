@@ -202,7 +202,11 @@ pub struct Capacity {
 
 impl Default for Capacity {
     fn default() -> Self {
-        Self { cpu: default_cpu(), memory: default_memory(), pods: default_pods() }
+        Self {
+            cpu: default_cpu(),
+            memory: default_memory(),
+            pods: default_pods(),
+        }
     }
 }
 
@@ -630,7 +634,12 @@ pub struct SnapshotSpec {
 
 impl Default for SnapshotSpec {
     fn default() -> Self {
-        Self { kinds: Vec::new(), namespaces: Vec::new(), exclude: Vec::new(), enabled: true }
+        Self {
+            kinds: Vec::new(),
+            namespaces: Vec::new(),
+            exclude: Vec::new(),
+            enabled: true,
+        }
     }
 }
 
@@ -648,7 +657,10 @@ pub struct Counterfactual {
 
 impl Default for Counterfactual {
     fn default() -> Self {
-        Self { enabled: true, reason: None }
+        Self {
+            enabled: true,
+            reason: None,
+        }
     }
 }
 

@@ -35,7 +35,8 @@ mod tests {
 
     fn committed(rel: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
     #[test]
@@ -53,7 +54,10 @@ mod tests {
     #[test]
     fn schema_rejects_unknown_fields_and_names_steps() {
         let schema: serde_json::Value = serde_json::from_str(&scenario_schema()).unwrap();
-        assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
+        assert_eq!(
+            schema["additionalProperties"],
+            serde_json::Value::Bool(false)
+        );
         let text = scenario_schema();
         for keyword in ["rolloutRestart", "sqlError", "within", "counterfactual"] {
             assert!(text.contains(keyword), "schema lacks {keyword}");
