@@ -53,9 +53,26 @@ impl YamlError {
 /// # Errors
 /// Returns a [`YamlError`] with the position of the first syntax or type error.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    // Syntax first: a mis-indented line otherwise surfaces as a confusing type error
+    // ("missing field") at an earlier line, because deserialization stops before reaching it.
+    check_syntax(text)?;
     // Enums are written as one-key maps (`- apply: {...}`), not as YAML tags (`!apply`).
     serde_yaml::with::singleton_map_recursive::deserialize(serde_yaml::Deserializer::from_str(text))
         .map_err(|e| YamlError::from_serde(&e))
+}
+
+/// Checks that `text` is well-formed YAML (all documents), pointing at the first syntax error.
+///
+/// # Errors
+/// Returns a [`YamlError`] with the scanner's message and position.
+pub fn check_syntax(text: &str) -> Result<(), YamlError> {
+    let mut recorder = Recorder::default();
+    Parser::new_from_str(text)
+        .load(&mut recorder, true)
+        .map_err(|e| YamlError {
+            message: format!("invalid YAML: {}", e.info()),
+            location: Some(marker_location(text, *e.marker())),
+        })
 }
 
 /// Reads every document of a multi-document YAML text as JSON values, skipping empty documents.
@@ -63,6 +80,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
 /// # Errors
 /// Returns a [`YamlError`] with the position of the first syntax error.
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
+    check_syntax(text)?;
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         let value = Value::deserialize(doc).map_err(|e| YamlError::from_serde(&e))?;
@@ -121,7 +139,7 @@ impl From<usize> for Segment {
 #[macro_export]
 macro_rules! yaml_path {
     ($($seg:expr),* $(,)?) => {
-        vec![$($crate::yaml::Segment::from($seg)),*]
+        [$($crate::yaml::Segment::from($seg)),*]
     };
 }
 

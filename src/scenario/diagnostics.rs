@@ -46,7 +46,7 @@ impl Problem {
         let offset = location.offset.min(text.len());
         // Underline the token at the location (up to the end of the line or a delimiter).
         let len = text[offset..]
-            .find(|c: char| c == '\n' || c == ':' || c == ',' || c == ']' || c == '}')
+            .find(['\n', ':', ',', ']', '}'])
             .unwrap_or(text.len() - offset)
             .max(1)
             .min(text.len().saturating_sub(offset).max(1));

@@ -218,10 +218,10 @@ fn read(path: &Path) -> Result<String, LoadError> {
 
 fn resolve_steps(base: &Path, steps: &mut [Step]) {
     for step in steps {
-        if let Step::Apply(apply) = step {
-            if let Some(file) = &apply.file {
-                apply.file = Some(base.join(file).to_string_lossy().into_owned());
-            }
+        if let Step::Apply(apply) = step
+            && let Some(file) = &apply.file
+        {
+            apply.file = Some(base.join(file).to_string_lossy().into_owned());
         }
     }
 }
@@ -328,16 +328,17 @@ impl Checker {
                 Some("for example `rwo-rollout-deadlock`"),
             );
         }
-        if let Some(stem) = path.file_stem().and_then(|x| x.to_str()) {
-            if stem != s.name && is_dns_label(&s.name) {
-                self.problem(
+        if let Some(stem) = path.file_stem().and_then(|x| x.to_str())
+            && stem != s.name
+            && is_dns_label(&s.name)
+        {
+            self.problem(
                     path,
                     text,
                     &yaml_path!["name"],
                     format!("scenario name `{}` does not match its file name `{stem}`", s.name),
                     Some("name the file after the scenario, so trials and snapshots can be found from either"),
                 );
-            }
         }
         if s.description.trim().is_empty() {
             self.problem(
@@ -576,12 +577,12 @@ impl Checker {
                     if !has_pg {
                         self.problem(path, text, &here, "sql step without a `postgres:` section: declare the server's roles and databases", None);
                     }
-                    if let Some(e) = &sql.expect_error {
-                        if !is_sqlstate(&e.sqlstate) {
-                            let mut node = here.clone();
-                            node.extend(yaml_path!["expectError", "sqlstate"]);
-                            self.problem(path, text, &node, format!("invalid SQLSTATE `{}`: expected five digits or uppercase letters, such as `42501`", e.sqlstate), None);
-                        }
+                    if let Some(e) = &sql.expect_error
+                        && !is_sqlstate(&e.sqlstate)
+                    {
+                        let mut node = here.clone();
+                        node.extend(yaml_path!["expectError", "sqlstate"]);
+                        self.problem(path, text, &node, format!("invalid SQLSTATE `{}`: expected five digits or uppercase letters, such as `42501`", e.sqlstate), None);
                     }
                 }
                 Step::Expect(e) => {
@@ -805,8 +806,7 @@ impl Checker {
 /// Index among all documents (empty ones included) of the `n`th non-empty document.
 fn nth_nonempty_document(text: &str, n: usize) -> usize {
     let mut seen = 0;
-    let mut index = 0;
-    for doc in text.split("\n---") {
+    for (index, doc) in text.split("\n---").enumerate() {
         let has_content = doc.lines().any(|l| {
             let t = l.trim();
             !t.is_empty() && !t.starts_with('#') && t != "---"
@@ -817,7 +817,6 @@ fn nth_nonempty_document(text: &str, n: usize) -> usize {
             }
             seen += 1;
         }
-        index += 1;
     }
     n
 }

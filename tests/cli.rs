@@ -1,0 +1,299 @@
+//! The `relapse` binary against good and broken scenario files: exit codes and golden output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn relapse(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .env_remove("RELAPSE_KUBECONFIG")
+        .output()
+        .expect("the relapse binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A minimal valid scenario, with `name` substituted.
+fn scenario(name: &str) -> String {
+    format!(
+        r#"name: {name}
+description: A pod crash-loops because its Secret is missing.
+source: "test"
+setup:
+  - apply: {{file: manifests/app.yaml}}
+break:
+  symptoms:
+    - object:
+        kind: Pod
+        namespace: demo
+        labels: {{app: app}}
+        matches: {{status: {{phase: Running}}}}
+        within: 2m
+fix:
+  - apply:
+      inline: {{apiVersion: v1, kind: Secret, metadata: {{name: s, namespace: demo}}}}
+converge:
+  within: 5m
+  expect:
+    - object:
+        kind: Deployment
+        name: app
+        namespace: demo
+        matches: {{status: {{readyReplicas: 1}}}}
+"#
+    )
+}
+
+const MANIFEST: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n";
+
+fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    dir
+}
+
+/// stderr with miette's line wrapping undone, so messages can be matched whole.
+fn flat(out: &Output) -> String {
+    stderr(out).replace("\n  │ ", " ")
+}
+
+fn assert_invalid(out: &Output, location: &str, what: &str) {
+    let err = flat(out);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr:\n{err}");
+    assert!(
+        err.contains(location),
+        "stderr lacks location {location}:\n{err}"
+    );
+    assert!(err.contains(what), "stderr lacks {what:?}:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic:\n{err}"
+    );
+    assert!(err.lines().count() < 40, "more than one screen:\n{err}");
+}
+
+#[test]
+fn valid_suite_validates_and_lists() {
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 scenario valid (1 manifest objects checked)\n"
+    );
+    let out = relapse(dir.path(), &["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!("list", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn typo_in_field_name() {
+    let text = scenario("crash").replace("  expect:\n", "  expct:\n");
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:19:3",
+        "unknown field `expct`, expected one of `within`, `settle`, `expect`",
+    );
+    insta::assert_snapshot!("typo", stderr(&out));
+}
+
+#[test]
+fn wrong_type() {
+    let text = scenario("crash").replace("within: 5m", "within: [5m]");
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:18:11",
+        "a duration such as `30s`",
+    );
+}
+
+#[test]
+fn bare_number_duration() {
+    let text = scenario("crash").replace("within: 5m", "within: 300");
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:18:11",
+        "a bare number has no unit; write `300s`",
+    );
+}
+
+#[test]
+fn bad_indentation() {
+    let text = scenario("crash").replace("        labels:", "       labels:");
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:11:14",
+        "check the indentation",
+    );
+    insta::assert_snapshot!("indentation", stderr(&out));
+}
+
+#[test]
+fn missing_manifest() {
+    let dir = suite(&[("scenarios/apps/crash.yaml", &scenario("crash"))]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "does not exist or cannot be read",
+    );
+    insta::assert_snapshot!("missing_manifest", stderr(&out));
+}
+
+#[test]
+fn malformed_manifest_points_into_the_manifest() {
+    let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", manifest),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/manifests/app.yaml:7:1",
+        "invalid manifest (document 2): missing `kind`",
+    );
+}
+
+#[test]
+fn duplicate_scenario_name() {
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+        ("scenarios/other/crash.yaml", &scenario("crash")),
+        ("scenarios/other/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/other/crash.yaml:1:1",
+        "duplicate scenario name `crash`: scenarios/apps/crash.yaml already uses it",
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let text = scenario("crash")
+        .replace("within: 2m\n", "\n")
+        .replace("name: crash", "name: Crash");
+    let dir = suite(&[("scenarios/apps/crash.yaml", &text)]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:1:1",
+        "invalid scenario name `Crash`",
+    );
+    let err = flat(&out);
+    assert!(err.contains("object expectation has no deadline"), "{err}");
+    assert!(err.contains("does not exist or cannot be read"), "{err}");
+}
+
+#[test]
+fn run_says_execution_is_not_built() {
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("scenario execution is not built yet"), "{err}");
+    assert!(err.contains("1 scenario validated, 0 run"), "{err}");
+    let out = relapse(dir.path(), &["run", "--backend", "kubeconfig"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("set RELAPSE_KUBECONFIG"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn new_scaffolds_a_valid_scenario() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = relapse(
+        dir.path(),
+        &["new", "redis-auth-mismatch", "--area", "data"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let path = dir.path().join("scenarios/data/redis-auth-mismatch.yaml");
+    let text = std::fs::read_to_string(&path).expect("scaffold written");
+    assert!(text.starts_with("# yaml-language-server: $schema=../scenario.schema.json"));
+    let out = relapse(dir.path(), &["validate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the scaffold must validate:\n{}",
+        stderr(&out)
+    );
+    // Never overwrites.
+    let out = relapse(
+        dir.path(),
+        &["new", "redis-auth-mismatch", "--area", "data"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"));
+    let out = relapse(dir.path(), &["new", "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn no_scenarios_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = relapse(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no scenario at scenarios: no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_subcommand_and_help() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = relapse(dir.path(), &["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = relapse(dir.path(), &["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn shipped_scenarios_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = relapse(root, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
