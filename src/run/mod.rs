@@ -5,3 +5,5 @@
 
 /// What the CLI and the test harness say about execution in this build.
 pub const NOT_BUILT: &str = "scenario execution is not built yet (the runner and the simulated cluster's controllers are still to come); the scenario was loaded and validated, not run";
+
+pub mod matcher;
