@@ -1,0 +1,400 @@
+//! The converged-state projection that scenarios snapshot.
+//!
+//! It keeps what says whether a cluster healed and drops what changes from run to run:
+//! kind, namespace, name (generated suffixes replaced by stable tokens), images, replicas, phase,
+//! ready counts, condition types/statuses/reasons and the owner chain. No uids,
+//! resourceVersions, timestamps, IPs, node names or managedFields. Secret values never appear:
+//! only their keys, each with a fixed marker.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// What replaces every Secret value.
+pub const REDACTED: &str = "<redacted>";
+
+/// One object in the projection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Projected {
+    /// `kind`.
+    pub kind: String,
+    /// Namespace, for namespaced objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name with generated parts replaced by tokens (`grafana-<rev2>-<1>`).
+    pub name: String,
+    /// Owner chain, nearest first (`ReplicaSet/grafana-<rev2>`, `Deployment/grafana`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Container images (init containers first), from the pod or the pod template.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Deployment strategy or StatefulSet/DaemonSet update strategy type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// `spec.replicas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    /// Ready count as kubectl shows it (`1/1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// `status.phase`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Conditions as `Type=Status (Reason)`, sorted by type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+    /// Keys of `data` (ConfigMaps: keys only; Secrets: keys with [`REDACTED`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+/// Projects `objects` (any kinds, any order) into a stable, sorted list.
+#[must_use]
+pub fn project(objects: &[Value]) -> Vec<Projected> {
+    let names = stable_names(objects);
+    let by_uid: HashMap<&str, &Value> = objects
+        .iter()
+        .filter_map(|o| Some((str_at(o, &["metadata", "uid"])?, o)))
+        .collect();
+    let mut out: Vec<Projected> = objects
+        .iter()
+        .map(|o| project_one(o, &names, &by_uid))
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    out
+}
+
+fn project_one(
+    o: &Value,
+    names: &HashMap<String, String>,
+    by_uid: &HashMap<&str, &Value>,
+) -> Projected {
+    let kind = str_at(o, &["kind"]).unwrap_or_default().to_owned();
+    let stable = |obj: &Value| {
+        names.get(&key(obj)).cloned().unwrap_or_else(|| {
+            str_at(obj, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_owned()
+        })
+    };
+    let mut owners = Vec::new();
+    let mut cursor = o;
+    for _ in 0..8 {
+        let Some(owner) = controller_uid(cursor).and_then(|uid| by_uid.get(uid)) else {
+            break;
+        };
+        owners.push(format!(
+            "{}/{}",
+            str_at(owner, &["kind"]).unwrap_or_default(),
+            stable(owner)
+        ));
+        cursor = owner;
+    }
+    if owners.is_empty() {
+        // Owner not among the projected objects: name it from the reference itself.
+        if let Some(r) = controller_ref(o) {
+            owners.push(format!(
+                "{}/{}",
+                str_at(r, &["kind"]).unwrap_or_default(),
+                str_at(r, &["name"]).unwrap_or_default()
+            ));
+        }
+    }
+    let pod_spec = if kind == "Pod" {
+        o.get("spec")
+    } else {
+        o.pointer("/spec/template/spec")
+            .or_else(|| o.pointer("/spec/jobTemplate/spec/template/spec"))
+    };
+    let images = pod_spec
+        .map(|spec| {
+            ["initContainers", "containers"]
+                .iter()
+                .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+                .flatten()
+                .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let strategy = o
+        .pointer("/spec/strategy/type")
+        .or_else(|| o.pointer("/spec/updateStrategy/type"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let replicas = if kind == "Pod" {
+        None
+    } else {
+        o.pointer("/spec/replicas").and_then(Value::as_i64)
+    };
+    let ready = ready(&kind, o);
+    let phase = o
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut conditions: Vec<String> = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let t = str_at(c, &["type"]).unwrap_or_default();
+                    let s = str_at(c, &["status"]).unwrap_or_default();
+                    match str_at(c, &["reason"]) {
+                        Some(r) if !r.is_empty() => format!("{t}={s} ({r})"),
+                        _ => format!("{t}={s}"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    conditions.sort();
+    let mut data = BTreeMap::new();
+    for field in ["data", "stringData", "binaryData"] {
+        if let Some(map) = o.get(field).and_then(Value::as_object) {
+            for k in map.keys() {
+                let shown = if kind == "Secret" {
+                    REDACTED.to_owned()
+                } else {
+                    String::new()
+                };
+                data.insert(k.clone(), shown);
+            }
+        }
+    }
+    Projected {
+        kind,
+        namespace: str_at(o, &["metadata", "namespace"]).map(str::to_owned),
+        name: stable(o),
+        owners,
+        images,
+        strategy,
+        replicas,
+        ready,
+        phase,
+        conditions,
+        data,
+    }
+}
+
+fn ready(kind: &str, o: &Value) -> Option<String> {
+    let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    match kind {
+        "Pod" => {
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |s| {
+                s.iter()
+                    .filter(|c| c.get("ready") == Some(&Value::Bool(true)))
+                    .count()
+            });
+            Some(format!("{ready}/{total}"))
+        }
+        "Deployment" | "ReplicaSet" | "StatefulSet" => Some(format!(
+            "{}/{}",
+            n("/status/readyReplicas"),
+            n("/spec/replicas")
+        )),
+        "DaemonSet" => Some(format!(
+            "{}/{}",
+            n("/status/numberReady"),
+            n("/status/desiredNumberScheduled")
+        )),
+        _ => None,
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
+}
+
+fn key(o: &Value) -> String {
+    format!(
+        "{}/{}/{}",
+        str_at(o, &["kind"]).unwrap_or_default(),
+        str_at(o, &["metadata", "namespace"]).unwrap_or_default(),
+        str_at(o, &["metadata", "name"]).unwrap_or_default()
+    )
+}
+
+fn controller_ref(o: &Value) -> Option<&Value> {
+    let refs = o.pointer("/metadata/ownerReferences")?.as_array()?;
+    refs.iter()
+        .find(|r| r.get("controller") == Some(&Value::Bool(true)))
+        .or_else(|| refs.first())
+}
+
+fn controller_uid(o: &Value) -> Option<&str> {
+    controller_ref(o).and_then(|r| str_at(r, &["uid"]))
+}
+
+/// Replaces generated name suffixes by tokens that are the same on every run:
+/// ReplicaSets of a Deployment by revision (`<rev2>`), other generated children by their order of
+/// creation among siblings (`<1>`, `<2>`), dynamically provisioned volumes by their claim.
+/// StatefulSet ordinals are already stable and kept.
+fn stable_names(objects: &[Value]) -> HashMap<String, String> {
+    let mut names: HashMap<String, String> = HashMap::new();
+    let by_uid: HashMap<&str, &Value> = objects
+        .iter()
+        .filter_map(|o| Some((str_at(o, &["metadata", "uid"])?, o)))
+        .collect();
+    // Resolve parents before children: at most a few levels (CronJob > Job > Pod, Deployment > RS > Pod).
+    let mut siblings: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for o in objects {
+        let Some(uid) = controller_uid(o) else {
+            continue;
+        };
+        siblings.entry(uid.to_owned()).or_default().push(o);
+    }
+    for _ in 0..4 {
+        for (owner_uid, children) in &siblings {
+            let Some(owner) = by_uid.get(owner_uid.as_str()) else {
+                continue;
+            };
+            let owner_name = str_at(owner, &["metadata", "name"]).unwrap_or_default();
+            let owner_stable = names
+                .get(&key(owner))
+                .cloned()
+                .unwrap_or_else(|| owner_name.to_owned());
+            let owner_kind = str_at(owner, &["kind"]).unwrap_or_default();
+            let mut ordered: Vec<&&Value> = children.iter().collect();
+            ordered.sort_by_key(|c| {
+                (
+                    str_at(c, &["metadata", "creationTimestamp"])
+                        .unwrap_or_default()
+                        .to_owned(),
+                    str_at(c, &["metadata", "name"])
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            });
+            let mut ordinal = 0;
+            for child in ordered {
+                let name = str_at(child, &["metadata", "name"]).unwrap_or_default();
+                let Some(suffix) = name
+                    .strip_prefix(owner_name)
+                    .and_then(|s| s.strip_prefix('-'))
+                else {
+                    continue;
+                };
+                if owner_kind == "StatefulSet" && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                    names.insert(key(child), format!("{owner_stable}-{suffix}"));
+                    continue;
+                }
+                let token = if str_at(child, &["kind"]) == Some("ReplicaSet") {
+                    child
+                        .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                        .and_then(Value::as_str)
+                        .map(|r| format!("<rev{r}>"))
+                } else {
+                    None
+                };
+                let token = token.unwrap_or_else(|| {
+                    ordinal += 1;
+                    format!("<{ordinal}>")
+                });
+                names.insert(key(child), format!("{owner_stable}-{token}"));
+            }
+        }
+    }
+    for o in objects {
+        if str_at(o, &["kind"]) == Some("PersistentVolume") {
+            if let (Some(ns), Some(claim)) = (
+                str_at(o, &["spec", "claimRef", "namespace"]),
+                str_at(o, &["spec", "claimRef", "name"]),
+            ) {
+                names.insert(key(o), format!("pvc-<{ns}/{claim}>"));
+            }
+        }
+    }
+    names
+}
+
+/// Renders a projection as the YAML text that is snapshotted.
+///
+/// # Errors
+/// Fails only if the projection cannot be represented as YAML, which does not happen for
+/// [`Projected`] values.
+pub fn render(projection: &[Projected]) -> Result<String, crate::yaml::YamlError> {
+    crate::yaml::to_string(&projection)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fixture() -> Vec<Value> {
+        vec![
+            json!({"kind": "Deployment", "metadata": {"name": "grafana", "namespace": "monitoring", "uid": "d1", "resourceVersion": "77"},
+                   "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "template": {"spec": {"initContainers": [{"name": "init", "image": "busybox:1.31.1"}], "containers": [{"name": "grafana", "image": "grafana/grafana:10.2.2"}]}}},
+                   "status": {"readyReplicas": 1, "conditions": [
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "lastUpdateTime": "2026-01-01T00:00:00Z"},
+                       {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}}),
+            json!({"kind": "ReplicaSet", "metadata": {"name": "grafana-6d7d8fc764", "namespace": "monitoring", "uid": "r2",
+                   "annotations": {"deployment.kubernetes.io/revision": "2"},
+                   "ownerReferences": [{"kind": "Deployment", "name": "grafana", "uid": "d1", "controller": true}]},
+                   "spec": {"replicas": 1}, "status": {"readyReplicas": 1}}),
+            json!({"kind": "Pod", "metadata": {"name": "grafana-6d7d8fc764-659zz", "namespace": "monitoring", "uid": "p1", "creationTimestamp": "2026-01-01T00:00:05Z",
+                   "ownerReferences": [{"kind": "ReplicaSet", "name": "grafana-6d7d8fc764", "uid": "r2", "controller": true}]},
+                   "spec": {"nodeName": "ip-10-0-1-20", "containers": [{"name": "grafana", "image": "grafana/grafana:10.2.2"}]},
+                   "status": {"phase": "Running", "podIP": "10.42.0.7", "containerStatuses": [{"name": "grafana", "ready": true, "restartCount": 0}]}}),
+            json!({"kind": "Secret", "metadata": {"name": "creds", "namespace": "monitoring"}, "data": {"password": "Y2FuYXJ5LXNlY3JldC12YWx1ZQ=="}, "stringData": {"token": "canary-secret-value"}}),
+            json!({"kind": "PersistentVolume", "metadata": {"name": "pvc-3fd53380-07c7-4506-933b-a011fcc10a82", "uid": "v1"},
+                   "spec": {"claimRef": {"namespace": "monitoring", "name": "grafana"}}, "status": {"phase": "Bound"}}),
+        ]
+    }
+
+    #[test]
+    fn projection_is_stable_and_drops_volatile_fields() {
+        let text = render(&project(&fixture())).unwrap();
+        insta::assert_snapshot!("projection", text);
+        for volatile in [
+            "659zz",
+            "6d7d8fc764",
+            "10.42.0.7",
+            "ip-10-0-1-20",
+            "2026-01-01",
+            "resourceVersion",
+            "3fd53380",
+        ] {
+            assert!(!text.contains(volatile), "{volatile} leaked into:\n{text}");
+        }
+    }
+
+    #[test]
+    fn secret_values_never_appear() {
+        let text = render(&project(&fixture())).unwrap();
+        assert!(!text.contains("canary-secret-value"));
+        assert!(!text.contains("Y2FuYXJ5LXNlY3JldC12YWx1ZQ=="));
+        assert!(text.contains("password: <redacted>"));
+    }
+
+    #[test]
+    fn order_of_input_does_not_matter() {
+        let mut reversed = fixture();
+        reversed.reverse();
+        assert_eq!(project(&fixture()), project(&reversed));
+    }
+
+    #[test]
+    fn sibling_pods_get_ordinals_by_creation() {
+        let mut objects = fixture();
+        objects.push(json!({"kind": "Pod", "metadata": {"name": "grafana-6d7d8fc764-aaaaa", "namespace": "monitoring", "uid": "p0", "creationTimestamp": "2026-01-01T00:00:01Z",
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "grafana-6d7d8fc764", "uid": "r2", "controller": true}]}}));
+        let names: Vec<String> = project(&objects)
+            .into_iter()
+            .filter(|p| p.kind == "Pod")
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["grafana-<rev2>-<1>", "grafana-<rev2>-<2>"]);
+    }
+}
