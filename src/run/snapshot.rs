@@ -305,13 +305,13 @@ fn stable_names(objects: &[Value]) -> HashMap<String, String> {
         }
     }
     for o in objects {
-        if str_at(o, &["kind"]) == Some("PersistentVolume") {
-            if let (Some(ns), Some(claim)) = (
+        if str_at(o, &["kind"]) == Some("PersistentVolume")
+            && let (Some(ns), Some(claim)) = (
                 str_at(o, &["spec", "claimRef", "namespace"]),
                 str_at(o, &["spec", "claimRef", "name"]),
-            ) {
-                names.insert(key(o), format!("pvc-<{ns}/{claim}>"));
-            }
+            )
+        {
+            names.insert(key(o), format!("pvc-<{ns}/{claim}>"));
         }
     }
     names
