@@ -12,9 +12,11 @@
 //! - [`backend`]: the clusters scenarios run on (sim, k3d, kubeconfig) and whether they can run here.
 //! - [`sim`]: the simulated cluster: API server, object store, controllers.
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
+//! - [`report`]: the human summary, failure details and JUnit XML.
 
 pub mod backend;
 pub mod postgres;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod sim;

@@ -1,0 +1,7 @@
+//! Reports of scenario outcomes: the human summary and failure details, and JUnit XML for CI.
+
+mod junit;
+mod text;
+
+pub use junit::{JunitError, junit_xml};
+pub use text::{failure_details, human_duration, summary_table, timeline};
