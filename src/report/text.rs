@@ -15,14 +15,14 @@ pub fn human_duration(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else if ms < 3_600_000 {
         let s = d.as_secs();
-        if s % 60 == 0 {
+        if s.is_multiple_of(60) {
             format!("{}m", s / 60)
         } else {
             format!("{}m{}s", s / 60, s % 60)
         }
     } else {
         let m = d.as_secs() / 60;
-        if m % 60 == 0 {
+        if m.is_multiple_of(60) {
             format!("{}h", m / 60)
         } else {
             format!("{}h{}m", m / 60, m % 60)
