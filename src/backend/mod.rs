@@ -138,3 +138,54 @@ mod tests {
         assert_eq!(availability(BackendKind::Sim), Availability::Available);
     }
 }
+
+/// Errors of a cluster backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot run on this machine.
+    #[error("backend {backend} is unavailable: {reason}")]
+    Unavailable {
+        /// The backend.
+        backend: BackendKind,
+        /// Why, and how to make it available.
+        reason: String,
+    },
+    /// Provisioning or tearing down a cluster failed.
+    #[error("failed to {action} a {backend} cluster")]
+    Lifecycle {
+        /// What was being done (`create`, `delete`).
+        action: &'static str,
+        /// The backend.
+        backend: BackendKind,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A cluster a scenario runs on, whatever the backend.
+///
+/// After provisioning, everything goes through [`Cluster::client`]; the runner cannot tell
+/// backends apart except through time: on the simulator, time is simulated and
+/// [`Cluster::advance`] jumps to the next thing that happens.
+pub trait Cluster: Send + Sync {
+    /// Which backend this is.
+    fn backend(&self) -> BackendKind;
+
+    /// A client for the cluster's API.
+    fn client(&self) -> kube::Client;
+
+    /// Cluster time elapsed since the cluster was provisioned.
+    fn now(&self) -> std::time::Duration;
+
+    /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,
+    /// whichever comes first. On the simulator this runs controllers to quiescence and jumps the
+    /// clock to the next timer; on real clusters it waits for a watch event or the deadline.
+    ///
+    /// # Errors
+    /// Fails when the cluster can no longer be reached.
+    fn advance(
+        &self,
+        until: std::time::Duration,
+    ) -> futures::future::BoxFuture<'_, Result<(), BackendError>>;
+}

@@ -7,5 +7,7 @@
 pub const NOT_BUILT: &str = "scenario execution is not built yet (the runner and the simulated cluster's controllers are still to come); the scenario was loaded and validated, not run";
 
 pub mod matcher;
+pub mod observe;
 pub mod outcome;
 pub mod snapshot;
+pub mod steps;

@@ -1,0 +1,298 @@
+//! Evaluating expectations against a cluster: does it hold now, and if not, what differs.
+
+use kube::api::{ListParams, LogParams};
+use serde_json::Value;
+
+use super::matcher::match_tree;
+use super::steps::{self, StepError};
+use crate::scenario::{
+    AbsentExpectation, EventExpectation, Expectation, LogExpectation, ObjectExpectation, ObjectRef,
+};
+
+/// The state of one expectation at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Whether the expectation holds.
+    pub holds: bool,
+    /// Expected versus observed, one line each, when it does not.
+    pub mismatches: Vec<String>,
+}
+
+impl Observation {
+    fn holds() -> Self {
+        Self {
+            holds: true,
+            mismatches: Vec::new(),
+        }
+    }
+
+    fn fails(mismatches: Vec<String>) -> Self {
+        Self {
+            holds: false,
+            mismatches,
+        }
+    }
+}
+
+/// A short description of an expectation for reports: `object Deployment monitoring/grafana`.
+#[must_use]
+pub fn describe(e: &Expectation) -> String {
+    match e {
+        Expectation::Object(o) => {
+            let what = o.name.clone().unwrap_or_else(|| selector(&o.labels));
+            format!(
+                "object {} {}/{what}",
+                o.kind,
+                o.namespace.as_deref().unwrap_or("-")
+            )
+        }
+        Expectation::Absent(a) => format!(
+            "absent {} {}/{}",
+            a.object.kind,
+            a.object.namespace.as_deref().unwrap_or("-"),
+            a.object.name
+        ),
+        Expectation::Log(l) => format!(
+            "log of {}/{} contains {:?}",
+            l.namespace,
+            l.pod.clone().unwrap_or_else(|| selector(&l.labels)),
+            l.contains
+        ),
+        Expectation::Event(e) => format!("event {} in {}", e.reason, e.namespace),
+        Expectation::SqlError(s) => format!("sql error {}", s.sqlstate),
+    }
+}
+
+fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Evaluates one expectation now.
+///
+/// # Errors
+/// When the cluster cannot be asked (a kind that is not served counts as "no objects").
+pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observation, StepError> {
+    match e {
+        Expectation::Object(o) => object(client, o).await,
+        Expectation::Absent(a) => absent(client, a).await,
+        Expectation::Log(l) => log(client, l).await,
+        Expectation::Event(ev) => event(client, ev).await,
+        Expectation::SqlError(_) => Ok(Observation::fails(vec!["sqlError expectations need the Postgres provider, which this runner does not drive yet".to_owned()])),
+    }
+}
+
+async fn select(
+    client: &kube::Client,
+    api_version: Option<&str>,
+    kind: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Value>, StepError> {
+    let r = ObjectRef {
+        api_version: api_version.map(str::to_owned),
+        kind: kind.to_owned(),
+        name: name.unwrap_or_default().to_owned(),
+        namespace: namespace.map(str::to_owned),
+    };
+    let api = match steps::api_for_ref(client, &r).await {
+        Ok(api) => api,
+        Err(StepError::NoKindMatch { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let to_api_error = |e: kube::Error| StepError::Api {
+        action: "list",
+        target: format!("{kind} in {}", namespace.unwrap_or("all namespaces")),
+        message: e.to_string(),
+        reason: String::new(),
+    };
+    if let Some(name) = name {
+        let found = api.get_opt(name).await.map_err(to_api_error)?;
+        return Ok(found
+            .into_iter()
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .collect());
+    }
+    let mut lp = ListParams::default();
+    if !labels.is_empty() {
+        lp = lp.labels(&selector(labels));
+    }
+    let list = api.list(&lp).await.map_err(to_api_error)?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .collect())
+}
+
+fn name_of(o: &Value) -> &str {
+    o.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+}
+
+async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observation, StepError> {
+    let objects = select(
+        client,
+        o.api_version.as_deref(),
+        &o.kind,
+        o.namespace.as_deref(),
+        o.name.as_deref(),
+        &o.labels,
+    )
+    .await?;
+    let mut mismatches = Vec::new();
+    match o.count {
+        Some(n) if objects.len() != n as usize => {
+            let names: Vec<&str> = objects.iter().map(name_of).collect();
+            mismatches.push(format!(
+                "count: expected {n} {}, observed {} {names:?}",
+                o.kind,
+                objects.len()
+            ));
+        }
+        None if objects.is_empty() => {
+            mismatches.push(format!("expected at least one {}, observed none", o.kind))
+        }
+        _ => {}
+    }
+    for obj in &objects {
+        for m in match_tree(&o.matches, obj) {
+            mismatches.push(format!("{} {}: {m}", o.kind, name_of(obj)));
+        }
+    }
+    Ok(if mismatches.is_empty() {
+        Observation::holds()
+    } else {
+        Observation::fails(mismatches)
+    })
+}
+
+async fn absent(client: &kube::Client, a: &AbsentExpectation) -> Result<Observation, StepError> {
+    Ok(if steps::exists(client, &a.object).await? {
+        Observation::fails(vec![format!(
+            "{} {} exists, expected it to be absent",
+            a.object.kind, a.object.name
+        )])
+    } else {
+        Observation::holds()
+    })
+}
+
+async fn log(client: &kube::Client, l: &LogExpectation) -> Result<Observation, StepError> {
+    let pods = select(
+        client,
+        Some("v1"),
+        "Pod",
+        Some(&l.namespace),
+        l.pod.as_deref(),
+        &l.labels,
+    )
+    .await?;
+    if pods.is_empty() {
+        return Ok(Observation::fails(vec![format!(
+            "no pod selected in {} to read logs from",
+            l.namespace
+        )]));
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &l.namespace);
+    for pod in &pods {
+        let name = name_of(pod);
+        for previous in [false, true] {
+            let lp = LogParams {
+                container: l.container.clone(),
+                previous,
+                ..LogParams::default()
+            };
+            // A container that has not started (or has no previous instance) has no log yet.
+            if let Ok(text) = api.logs(name, &lp).await
+                && text.lines().any(|line| line.contains(&l.contains))
+            {
+                return Ok(Observation::holds());
+            }
+        }
+    }
+    Ok(Observation::fails(vec![format!(
+        "no log line of {} pod(s) contains {:?}",
+        pods.len(),
+        l.contains
+    )]))
+}
+
+async fn event(client: &kube::Client, e: &EventExpectation) -> Result<Observation, StepError> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), &e.namespace);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|err| StepError::Api {
+            action: "list",
+            target: format!("events in {}", e.namespace),
+            message: err.to_string(),
+            reason: String::new(),
+        })?;
+    let mut same_reason = 0;
+    for ev in &list.items {
+        if ev.reason.as_deref() != Some(e.reason.as_str()) {
+            continue;
+        }
+        same_reason += 1;
+        let type_ok = e.kind.is_none_or(|t| {
+            ev.type_.as_deref()
+                == Some(match t {
+                    crate::scenario::EventType::Normal => "Normal",
+                    crate::scenario::EventType::Warning => "Warning",
+                })
+        });
+        let message_ok = e.message.as_ref().is_none_or(|m| {
+            ev.message
+                .as_deref()
+                .is_some_and(|have| have.contains(m.as_str()))
+        });
+        let kind_ok = e
+            .involved_kind
+            .as_ref()
+            .is_none_or(|k| ev.involved_object.kind.as_deref() == Some(k.as_str()));
+        let name_ok = e.involved_name_prefix.as_ref().is_none_or(|p| {
+            ev.involved_object
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(p.as_str()))
+        });
+        if type_ok && message_ok && kind_ok && name_ok {
+            return Ok(Observation::holds());
+        }
+    }
+    let messages: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|ev| ev.message.clone())
+        .take(3)
+        .collect();
+    Ok(Observation::fails(vec![format!(
+        "no {} event matches (reason {}{}); {same_reason} with that reason{}",
+        e.kind.map_or(
+            "",
+            |t| if matches!(t, crate::scenario::EventType::Warning) {
+                "Warning "
+            } else {
+                "Normal "
+            }
+        ),
+        e.reason,
+        e.message
+            .as_ref()
+            .map(|m| format!(", message containing {m:?}"))
+            .unwrap_or_default(),
+        if messages.is_empty() {
+            String::new()
+        } else {
+            format!(": {messages:?}")
+        }
+    )]))
+}
