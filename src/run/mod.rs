@@ -9,5 +9,7 @@ pub const NOT_BUILT: &str = "scenario execution is not built yet (the runner and
 pub mod matcher;
 pub mod observe;
 pub mod outcome;
+pub mod phases;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod steps;
