@@ -107,9 +107,10 @@ impl K3d {
         let command = display_command(&self.program, args);
         let mut child = Command::new(&self.program)
             .args(args)
-            // Plain text in captured output, and logs only at warning level or above on stdout:
-            // k3d writes info logs to stdout (cmd/root.go) where they would precede JSON/YAML.
-            .env("LOG_COLORS", "false")
+            // k3d writes info logs to stdout (cmd/root.go), where they would precede the JSON
+            // or YAML we read; warnings and errors still go to stderr. Its colour codes are
+            // kept (the `ERRO[0002] ...` form reads better than logrus's key=value form) and
+            // stripped from error messages.
             .env("LOG_LEVEL", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
