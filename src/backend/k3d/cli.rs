@@ -194,6 +194,12 @@ pub(crate) fn kill_running() {
     }
 }
 
+/// How many k3d commands are running now.
+#[cfg(test)]
+pub(crate) fn running_commands() -> usize {
+    lock_running().len()
+}
+
 fn lock_running() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
     RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
 }

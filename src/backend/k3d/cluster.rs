@@ -418,4 +418,91 @@ mod tests {
         );
         assert_eq!(seen[1].1, "/api/v1/nodes/w2");
     }
+
+    #[test]
+    fn the_ctrl_c_cleanup_needs_a_runtime() {
+        assert!(matches!(install_ctrl_c_cleanup(), Err(K3dError::NoRuntime)));
+    }
+
+    /// A fake `k3d` whose `cluster create` hangs and whose other commands succeed; it logs
+    /// its argv and the pid of the hanging `sleep`.
+    fn hanging_fake(dir: &std::path::Path) -> K3d {
+        use std::os::unix::fs::PermissionsExt;
+        let program = dir.join("k3d");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/argv.log\"\nif [ \"$1 $2\" = \"cluster create\" ]; then sleep 600 & echo $! > \"$d/sleep.pid\"; wait $!; fi\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Until a concurrently forked child execs, it holds our write descriptor and exec
+        // fails with ETXTBSY: retry, bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Err(e) = std::process::Command::new(&program).arg("warm-up").output() {
+            assert!(
+                e.raw_os_error() == Some(libc::ETXTBSY) && std::time::Instant::now() < deadline,
+                "{e}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Short enough that a broken kill cannot stall the suite for long.
+        K3d::at(program).with_timeouts(super::super::Timeouts {
+            create: Duration::from_secs(60),
+            create_grace: Duration::ZERO,
+            ..super::super::Timeouts::default()
+        })
+    }
+
+    #[test]
+    fn interrupt_cleanup_stops_a_running_create_and_deletes_the_cluster() {
+        use super::super::owner::Owner;
+        use super::super::spec::CreateOptions;
+        use crate::scenario::Cluster;
+
+        let dir = tempfile::tempdir().unwrap();
+        let k3d = hanging_fake(dir.path());
+        let name = ClusterName::new("relapse-interrupted-q1w2e3r4").unwrap();
+        let options = CreateOptions {
+            k3s_version: "v1.31.5-k3s1".to_owned(),
+            host_arch: Some(crate::scenario::Arch::Amd64),
+        };
+        let spec = CreateSpec::new(
+            &Cluster::default(),
+            &options,
+            name.clone(),
+            Owner::current(),
+        )
+        .unwrap();
+        let creating = std::thread::spawn(move || K3dCluster::create(&k3d, &spec));
+
+        // Bounded wait until the create is under way.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !dir.path().join("sleep.pid").exists() || cli::running_commands() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake create never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(live_clusters().contains(&name.to_string()));
+
+        let outcomes = delete_live_clusters();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].0, name.as_str());
+        assert!(outcomes[0].1.is_ok(), "{:?}", outcomes[0].1);
+        assert!(live_clusters().is_empty());
+
+        let err = creating.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err, K3dError::CommandFailed { code: None, .. }),
+            "{err:?}"
+        );
+        let log = std::fs::read_to_string(dir.path().join("argv.log")).unwrap();
+        let deletes = log
+            .lines()
+            .filter(|l| *l == format!("cluster delete {name}"))
+            .count();
+        // One from the interrupt cleanup, one from the failed create's own cleanup.
+        assert_eq!(deletes, 2, "{log}");
+    }
 }
