@@ -3,6 +3,8 @@
 //! Every backend is reached through the same kube client after provisioning; this module decides
 //! which backends can run on this machine and says why not when one cannot.
 
+pub mod k3d;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,0 +1,40 @@
+//! The k3d backend: real k3s clusters created, inspected and deleted through the `k3d` CLI.
+//!
+//! k3d is driven as a program (`std::process`), never linked: what runs here is exactly what a
+//! person would type. The pieces:
+//!
+//! - `spec`: from a scenario's cluster shape to a `k3d cluster create` command line, and the
+//!   scenario features k3d cannot express ([`Unsupported`]), which are refused rather than dropped.
+//! - `cli`: running the executable with a deadline; a command that hangs is killed with its
+//!   whole process group.
+//! - `cluster`: one cluster's lifecycle (create, kubeconfig, API readiness, image import,
+//!   delete), the [`K3dCluster`] guard that deletes it when dropped (also while a test panics)
+//!   and the process-wide registry a Ctrl-C handler empties.
+//! - `owner`: which process owns a cluster and whether it is still alive.
+//! - `list` and `gc`: `k3d cluster list -o json`, and deleting clusters whose owner is gone.
+//!
+//! Every operation has a deadline ([`Timeouts`]).
+
+mod cli;
+mod cluster;
+mod error;
+mod gc;
+mod kubeconfig;
+mod list;
+mod owner;
+mod spec;
+
+pub use cli::{K3d, Timeouts};
+pub use cluster::{
+    K3dCluster, delete_live_clusters, install_ctrl_c_cleanup, label_nodes, live_clusters,
+    wait_until_ready,
+};
+pub use error::K3dError;
+pub use gc::{GcReport, KeepReason, gc};
+pub use kubeconfig::ClusterKubeconfig;
+pub use list::{ListedCluster, parse_cluster_list};
+pub use owner::{Liveness, Owner};
+pub use spec::{
+    ClusterName, CreateOptions, CreateSpec, NAME_PREFIX, NodeLabel, OWNER_ENV, OWNER_LABEL,
+    Unsupported, host_arch,
+};

@@ -1,0 +1,538 @@
+//! The k3d driver against a recorded fake `k3d`: a shell script that logs its argv and replays
+//! canned stdout, stderr, exit codes and hangs. No Docker daemon or k3d binary is needed.
+//!
+//! Each test gets its own fake in its own temp dir and passes its path explicitly
+//! ([`K3d::at`]), so tests run in parallel without touching `PATH`. Each test also uses its own
+//! cluster name, because the registry of live clusters is process-wide.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use relapse::backend::k3d::{
+    ClusterName, CreateOptions, CreateSpec, K3d, K3dCluster, K3dError, KeepReason, Owner, Timeouts,
+    gc, live_clusters,
+};
+use relapse::scenario::{Arch, Cluster};
+
+const KUBECONFIG: &str = include_str!("data/k3d/kubeconfig.yaml");
+/// The cluster the recorded kubeconfig belongs to.
+const RECORDED_NAME: &str = "relapse-arm64-image-on-x7k2p9qa";
+
+/// Logs argv (tab-separated, one line per call) and replays `<cmd>-<sub>.{sleep,stdout,stderr,code}`.
+const FAKE_K3D: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+{ for a in "$@"; do printf '%s\t' "$a"; done; printf '\n'; } >> "$dir/argv.log"
+key="$1-$2"
+if [ -f "$dir/$key.sleep" ]; then
+  sleep "$(cat "$dir/$key.sleep")" &
+  echo $! > "$dir/$key.sleep-pid"
+  wait $!
+fi
+if [ -f "$dir/$key.stdout" ]; then cat "$dir/$key.stdout"; fi
+if [ -f "$dir/$key.stderr" ]; then cat "$dir/$key.stderr" >&2; fi
+if [ -f "$dir/$key.code" ]; then exit "$(cat "$dir/$key.code")"; fi
+exit 0
+"#;
+
+struct Fake {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+}
+
+impl Fake {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("k3d");
+        fs::write(&program, FAKE_K3D).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread may fork while our write descriptor is open; until that child
+        // execs, running the script fails with ETXTBSY. Wait (bounded) until it runs once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::process::Command::new(&program).arg("warm-up").output() {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot run the fake k3d: {e}"),
+            }
+        }
+        fs::remove_file(dir.path().join("argv.log")).unwrap();
+        Self { dir, program }
+    }
+
+    fn k3d(&self) -> K3d {
+        K3d::at(&self.program)
+    }
+
+    fn reply(&self, key: &str, suffix: &str, content: &str) {
+        fs::write(self.dir.path().join(format!("{key}.{suffix}")), content).unwrap();
+    }
+
+    /// Serves the recorded kubeconfig, renamed for `name`.
+    fn serve_kubeconfig(&self, name: &str) {
+        self.reply(
+            "kubeconfig-get",
+            "stdout",
+            &KUBECONFIG.replace(RECORDED_NAME, name),
+        );
+    }
+
+    fn calls(&self) -> Vec<Vec<String>> {
+        match fs::read_to_string(self.dir.path().join("argv.log")) {
+            Ok(log) => log
+                .lines()
+                .map(|l| {
+                    l.strip_suffix('\t')
+                        .unwrap_or(l)
+                        .split('\t')
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .collect(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+}
+
+fn owner() -> Owner {
+    Owner {
+        host: "ci-runner-7".to_owned(),
+        boot_id: Some("0b4e6a3c-5d1f-4c8e-9a2b-7f3e1d6c8a90".to_owned()),
+        pid: 48213,
+        start_time: Some(7_730_121),
+    }
+}
+
+const TOKEN: &str = "ci-runner-7/0b4e6a3c-5d1f-4c8e-9a2b-7f3e1d6c8a90/48213/7730121";
+
+fn spec(cluster: &Cluster, name: &str) -> CreateSpec {
+    let options = CreateOptions {
+        k3s_version: "v1.31.5-k3s1".to_owned(),
+        host_arch: Some(Arch::Amd64),
+    };
+    CreateSpec::new(cluster, &options, ClusterName::new(name).unwrap(), owner()).unwrap()
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|&w| w.to_owned()).collect()
+}
+
+#[test]
+fn one_server_cluster_command_lines() {
+    let fake = Fake::new();
+    let name = "relapse-one-server-a1b2c3d4";
+    fake.serve_kubeconfig(name);
+    let cluster = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap();
+    assert!(live_clusters().contains(&name.to_owned()));
+    assert_eq!(cluster.kubeconfig().server(), Some("https://0.0.0.0:38517"));
+    assert_eq!(cluster.kubeconfig().context(), format!("k3d-{name}"));
+    cluster.delete().unwrap();
+    assert!(!live_clusters().contains(&name.to_owned()));
+
+    let owner_label = format!("--runtime-label=relapse.owner={TOKEN}@all");
+    let owner_env = format!("--env=RELAPSE_OWNER={TOKEN}@all");
+    assert_eq!(
+        fake.calls(),
+        [
+            strings(&[
+                "cluster",
+                "create",
+                name,
+                "--image=rancher/k3s:v1.31.5-k3s1",
+                "--servers=1",
+                "--agents=0",
+                "--no-lb",
+                "--wait",
+                "--timeout=300s",
+                "--kubeconfig-update-default=false",
+                "--kubeconfig-switch-context=false",
+                &owner_label,
+                &owner_env,
+                "--k3s-arg=--disable=traefik@server:*",
+                "--k3s-arg=--disable=servicelb@server:*",
+                "--k3s-arg=--node-name=node-1@server:0",
+            ]),
+            strings(&["kubeconfig", "get", name]),
+            strings(&["cluster", "delete", name]),
+        ]
+    );
+}
+
+const THREE_NODES: &str = r"
+loadBalancer: service-lb
+nodes:
+  - name: cp-1
+    roles: [control-plane]
+  - name: ip-10-0-1-10.eu-west-2.compute.internal
+    roles: [worker]
+    labels:
+      topology.kubernetes.io/zone: eu-west-2a
+      eks.amazonaws.com/nodegroup: general
+  - name: ip-10-0-1-20.eu-west-2.compute.internal
+    roles: [worker]
+    labels:
+      topology.kubernetes.io/zone: eu-west-2b
+      node-role.kubernetes.io/batch: ''
+    taints:
+      - {key: dedicated, value: batch, effect: NoSchedule}
+      - {key: spot, effect: PreferNoSchedule}
+    capacity: {pods: 30}
+";
+
+#[test]
+fn server_and_two_agents_with_labels_and_taints() {
+    let fake = Fake::new();
+    let name = "relapse-three-nodes-e5f6g7h8";
+    fake.serve_kubeconfig(name);
+    let cluster: Cluster = relapse::yaml::from_str(THREE_NODES).unwrap();
+    let spec = spec(&cluster, name);
+    let created = K3dCluster::create(&fake.k3d(), &spec).unwrap();
+    drop(created);
+
+    let owner_label = format!("--runtime-label=relapse.owner={TOKEN}@all");
+    let owner_env = format!("--env=RELAPSE_OWNER={TOKEN}@all");
+    assert_eq!(
+        fake.calls(),
+        [
+            strings(&[
+                "cluster",
+                "create",
+                name,
+                "--image=rancher/k3s:v1.31.5-k3s1",
+                "--servers=1",
+                "--agents=2",
+                "--no-lb",
+                "--wait",
+                "--timeout=300s",
+                "--kubeconfig-update-default=false",
+                "--kubeconfig-switch-context=false",
+                &owner_label,
+                &owner_env,
+                "--k3s-arg=--disable=traefik@server:*",
+                "--k3s-arg=--node-name=cp-1@server:0",
+                "--k3s-arg=--node-taint=node-role.kubernetes.io/control-plane:NoSchedule@server:0",
+                "--k3s-arg=--node-name=ip-10-0-1-10.eu-west-2.compute.internal@agent:0",
+                "--k3s-node-label=eks.amazonaws.com/nodegroup=general@agent:0",
+                "--k3s-node-label=topology.kubernetes.io/zone=eu-west-2a@agent:0",
+                "--k3s-arg=--node-name=ip-10-0-1-20.eu-west-2.compute.internal@agent:1",
+                "--k3s-node-label=topology.kubernetes.io/zone=eu-west-2b@agent:1",
+                "--k3s-arg=--node-taint=dedicated=batch:NoSchedule@agent:1",
+                "--k3s-arg=--node-taint=spot:PreferNoSchedule@agent:1",
+                "--k3s-arg=--kubelet-arg=max-pods=30@agent:1",
+            ]),
+            strings(&["kubeconfig", "get", name]),
+            // Dropping the guard deleted the cluster.
+            strings(&["cluster", "delete", name]),
+        ]
+    );
+    // The kubelet may not set node-role.kubernetes.io/* on itself: it is applied via the API.
+    let api: Vec<_> = spec
+        .api_labels()
+        .iter()
+        .map(|l| (l.node.as_str(), l.key.as_str(), l.value.as_str()))
+        .collect();
+    assert_eq!(
+        api,
+        [(
+            "ip-10-0-1-20.eu-west-2.compute.internal",
+            "node-role.kubernetes.io/batch",
+            ""
+        )]
+    );
+}
+
+#[test]
+fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
+    let fake = Fake::new();
+    let name = "relapse-create-fails-k2m4q8zt";
+    fake.reply("cluster-create", "code", "1");
+    fake.reply(
+        "cluster-create",
+        "stderr",
+        include_str!("data/k3d/create-failure.stderr"),
+    );
+    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    let K3dError::CommandFailed {
+        command,
+        code,
+        stderr_tail,
+    } = &err
+    else {
+        panic!("expected CommandFailed, got {err:?}");
+    };
+    assert!(
+        command.starts_with(&format!(
+            "k3d cluster create {name} --image=rancher/k3s:v1.31.5-k3s1 --servers=1"
+        )),
+        "{command}"
+    );
+    assert_eq!(*code, Some(1));
+    // Colour codes are stripped; the tail ends with k3d's verdict.
+    assert!(
+        stderr_tail.ends_with(
+            "ERRO[0002] Failed to create cluster >>> Rolling Back\nFATA[0003] Cluster creation FAILED, all changes have been rolled back!"
+        ),
+        "{stderr_tail}"
+    );
+    let message = err.to_string();
+    assert!(
+        message
+            .contains("exited with code 1; stderr ends with:\nERRO[0002] failed Cluster Creation"),
+        "{message}"
+    );
+    assert!(message.contains("manifest for rancher/k3s:v1.31.99-k3s1 not found"));
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1], strings(&["cluster", "delete", name]));
+    assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+#[test]
+fn hanging_create_is_killed_at_its_deadline() {
+    let fake = Fake::new();
+    let name = "relapse-hangs-p9r8s7t6";
+    fake.reply("cluster-create", "sleep", "600");
+    fake.reply("cluster-create", "stderr", "never printed\n");
+    let k3d = fake.k3d().with_timeouts(Timeouts {
+        create: Duration::from_secs(1),
+        create_grace: Duration::ZERO,
+        ..Timeouts::default()
+    });
+    let err = K3dCluster::create(&k3d, &spec(&Cluster::default(), name)).unwrap_err();
+    let K3dError::Timeout { command, after, .. } = &err else {
+        panic!("expected Timeout, got {err:?}");
+    };
+    assert!(command.starts_with(&format!("k3d cluster create {name} ")));
+    assert!(command.contains(" --timeout=1s "), "{command}");
+    assert_eq!(*after, Duration::from_secs(1));
+    assert!(
+        err.to_string()
+            .contains("did not finish within 1s and was killed")
+    );
+
+    // The fake's `sleep 600` was in the killed process group: it must be gone (or a zombie
+    // waiting for init to collect it). Bounded wait for the kernel to deliver the signal.
+    let pid: i32 = fs::read_to_string(fake.path("cluster-create.sleep-pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_running(pid) {
+        assert!(Instant::now() < deadline, "sleep {pid} survived the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let calls = fake.calls();
+    assert_eq!(
+        calls.last().unwrap(),
+        &strings(&["cluster", "delete", name])
+    );
+    assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+fn process_running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn the_guard_deletes_the_cluster_when_a_test_panics() {
+    let fake = Fake::new();
+    let name = "relapse-panics-u1v2w3x4";
+    fake.serve_kubeconfig(name);
+    let k3d = fake.k3d();
+    let spec = spec(&Cluster::default(), name);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let _cluster = K3dCluster::create(&k3d, &spec).unwrap();
+        panic!("symptom never appeared");
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &strings(&["cluster", "delete", name])
+    );
+    assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+#[test]
+fn images_are_imported_into_the_cluster() {
+    let fake = Fake::new();
+    let name = "relapse-images-y5z6a7b8";
+    fake.serve_kubeconfig(name);
+    let cluster = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap();
+    cluster.import_images(&[]).unwrap();
+    cluster
+        .import_images(&strings(&[
+            "quay.io/keycloak/keycloak:26.1.1",
+            "busybox:1.36",
+        ]))
+        .unwrap();
+    cluster.delete().unwrap();
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 4, "no call for an empty list: {calls:?}");
+    assert_eq!(
+        calls[2],
+        strings(&[
+            "image",
+            "import",
+            "quay.io/keycloak/keycloak:26.1.1",
+            "busybox:1.36",
+            &format!("--cluster={name}"),
+        ])
+    );
+}
+
+#[test]
+fn unreadable_kubeconfig_fails_create_and_deletes_the_cluster() {
+    let fake = Fake::new();
+    let name = "relapse-bad-kubeconfig-c9d0";
+    fake.reply("kubeconfig-get", "stdout", "---\n");
+    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            K3dError::Unparsable {
+                what: "kubeconfig",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &strings(&["cluster", "delete", name])
+    );
+}
+
+/// Owner token of a process that has exited: started, identity recorded, killed and reaped.
+fn dead_owner_token() -> String {
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let owner = Owner::of_pid(child.id()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    owner.token()
+}
+
+fn gc_listing() -> (String, String) {
+    let dead = dead_owner_token();
+    let other = Owner {
+        host: "another-runner".to_owned(),
+        ..Owner::current()
+    };
+    let listing = include_str!("data/k3d/cluster-list-gc.json.template")
+        .replace("@DEAD_OWNER@", &dead)
+        .replace("@LIVE_OWNER@", &Owner::current().token())
+        .replace("@OTHER_HOST_OWNER@", &other.token());
+    (listing, dead)
+}
+
+#[test]
+fn gc_deletes_clusters_of_dead_owners_and_keeps_the_rest() {
+    let fake = Fake::new();
+    let (listing, dead) = gc_listing();
+    fake.reply("cluster-list", "stdout", &listing);
+
+    let report = gc(&fake.k3d()).unwrap();
+
+    let dead_pid = Owner::parse(&dead).unwrap().pid;
+    assert_eq!(
+        report.deleted,
+        [(
+            "relapse-leftover-aaaa1111".to_owned(),
+            format!("process {dead_pid} has exited")
+        )]
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let kept: Vec<(&str, &KeepReason)> = report.kept.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept[0].0, "relapse-running-bbbb2222");
+    assert_eq!(kept[0].1, &KeepReason::InUse(Owner::current()));
+    assert_eq!(kept[1], ("relapse-unmarked-cccc3333", &KeepReason::NoOwner));
+    assert_eq!(kept[2].0, "relapse-elsewhere-dddd4444");
+    assert!(matches!(kept[2].1, KeepReason::OtherHost(_)));
+
+    assert_eq!(
+        fake.calls(),
+        [
+            strings(&["cluster", "list", "-o", "json"]),
+            strings(&["cluster", "delete", "relapse-leftover-aaaa1111"]),
+        ]
+    );
+}
+
+#[test]
+fn gc_reports_a_failed_delete_and_goes_on() {
+    let fake = Fake::new();
+    let (listing, _) = gc_listing();
+    fake.reply("cluster-list", "stdout", &listing);
+    fake.reply("cluster-delete", "code", "1");
+    fake.reply(
+        "cluster-delete",
+        "stderr",
+        "FATA[0000] failed to delete cluster\n",
+    );
+    let report = gc(&fake.k3d()).unwrap();
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, "relapse-leftover-aaaa1111");
+    assert!(matches!(
+        report.failed[0].1,
+        K3dError::CommandFailed { code: Some(1), .. }
+    ));
+    assert_eq!(report.kept.len(), 3);
+}
+
+#[test]
+fn gc_fails_on_output_it_cannot_read() {
+    let fake = Fake::new();
+    fake.reply(
+        "cluster-list",
+        "stdout",
+        "NAME   SERVERS   AGENTS   LOADBALANCER\n",
+    );
+    let err = gc(&fake.k3d()).unwrap_err();
+    let K3dError::Unparsable {
+        what,
+        command,
+        snippet,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*what, "cluster list");
+    assert_eq!(command, "k3d cluster list -o json");
+    assert!(snippet.starts_with("NAME   SERVERS"));
+}
+
+#[test]
+fn a_missing_executable_is_a_spawn_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("k3d");
+    let err = gc(&K3d::at(&missing)).unwrap_err();
+    assert!(matches!(err, K3dError::Spawn { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "failed to start `k3d cluster list -o json`"
+    );
+}
