@@ -297,3 +297,19 @@ fn shipped_scenarios_validate() {
     let out = relapse(root, &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn gc_without_k3d_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("gc")
+        .env("PATH", dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the relapse binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: the `k3d` CLI is not on PATH; install it from https://k3d.io\n"
+    );
+}

@@ -82,6 +82,8 @@ enum Command {
         #[arg(long)]
         fixture: bool,
     },
+    /// Delete k3d clusters left behind by relapse runs whose process is gone.
+    Gc,
     /// Work with a simulated cluster by hand (kubectl against it).
     Sim {
         #[command(subcommand)]
@@ -145,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Sim {
             command: SimCommand::Up { kubeconfig },
         } => sim_up(&kubeconfig),
+        Command::Gc => gc(),
     })
 }
 
@@ -398,7 +401,46 @@ fn sim_up(kubeconfig: &Path) -> u8 {
     match runtime.block_on(relapse::sim::up(kubeconfig)) {
         Ok(()) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {:?}", anyhow::Error::new(e));
+            eprintln!("error: {:#}", anyhow::Error::new(e));
+            exit::INVALID
+        }
+    }
+}
+
+fn gc() -> u8 {
+    use relapse::backend::k3d;
+    let k3d = match k3d::K3d::from_path() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::new(e));
+            return exit::INVALID;
+        }
+    };
+    match k3d::gc(&k3d) {
+        Ok(report) => {
+            for (name, why) in &report.deleted {
+                println!("deleted {name}: {why}");
+            }
+            for (name, why) in &report.kept {
+                println!("kept {name}: {why}");
+            }
+            for (name, err) in &report.failed {
+                eprintln!("error: failed to delete {name}: {err}");
+            }
+            println!(
+                "{} deleted, {} kept, {} failed",
+                report.deleted.len(),
+                report.kept.len(),
+                report.failed.len()
+            );
+            if report.failed.is_empty() {
+                exit::PASS
+            } else {
+                exit::INVALID
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::new(e));
             exit::INVALID
         }
     }
