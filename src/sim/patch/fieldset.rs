@@ -1,0 +1,1 @@
+//! Field sets of server-side apply (structured-merge-diff `fieldpath.Set`).
