@@ -7,7 +7,6 @@
 //! k8s.io/api, k8s.io/apimachinery and k8s.io/apiextensions-apiserver v0.32.9.
 
 /// The shape of a Go field type, as far as merging cares.
-#[allow(dead_code)] // the server-side apply half is read by the apply module
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ty {
     /// A string, number, bool or a type with a scalar JSON form (Quantity, IntOrString, Time).
@@ -21,7 +20,6 @@ pub(super) enum Ty {
 }
 
 /// A Go struct type.
-#[allow(dead_code)] // the server-side apply half is read by the apply module
 #[derive(Debug)]
 pub(super) struct Struct {
     /// The Go type name (`PodSpec`), as the API server prints it in errors.
@@ -33,7 +31,6 @@ pub(super) struct Struct {
 }
 
 /// One JSON field of a struct and its merge metadata.
-#[allow(dead_code)] // the server-side apply half is read by the apply module
 #[derive(Debug)]
 pub(super) struct Field {
     /// JSON name.
@@ -52,6 +49,8 @@ pub(super) struct Field {
     pub map_type: &'static str,
     /// `+structType` marker of the field or its type.
     pub struct_type: &'static str,
+    /// `+default` marker with a string value (list map keys may default, e.g. `protocol`).
+    pub default: &'static str,
 }
 
 impl Struct {

@@ -251,6 +251,7 @@ def emit_struct(key):
         list_keys = marker(comments, "listMapKey")
         map_type = (marker(comments, "mapType") or [""])[0]
         struct_type = (marker(comments, "structType") or [""])[0]
+        default = next((d[1:-1] for d in marker(comments, "default") if d.startswith('"') and d.endswith('"')), "")
         base = fty.lstrip("*")
         tkey = resolve_ref(base, pkg, imports)
         if tkey in markers_of_type:
@@ -262,7 +263,7 @@ def emit_struct(key):
         rows.append(
             f'        Field {{ json: "{json_name}", ty: {ty(fty, pkg, imports)}, strategy: "{strategy}", '
             f'merge_key: "{merge_key}", list_type: "{list_type}", list_keys: &[{keys}], '
-            f'map_type: "{map_type}", struct_type: "{struct_type}" }},')
+            f'map_type: "{map_type}", struct_type: "{struct_type}", default: "{default}" }},')
     body = "\n".join(rows)
     return (f"pub(super) static {rust_name(key)}: Struct = Struct {{\n    name: \"{st['name']}\",\n"
             f"    atomic: {'true' if atomic else 'false'},\n    fields: &[\n{body}\n    ],\n}};\n")

@@ -66,11 +66,11 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME: Struct = Struct {
     name: "PersistentVolume",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -78,11 +78,11 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM: Struct = Struct {
     name: "PersistentVolumeClaim",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -90,10 +90,10 @@ pub(super) static CORE_V1_POD_STATUS_RESULT: Struct = Struct {
     name: "PodStatusResult",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_POD_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_POD_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -101,11 +101,11 @@ pub(super) static CORE_V1_POD: Struct = Struct {
     name: "Pod",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_POD_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_POD_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_POD_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_POD_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -113,10 +113,10 @@ pub(super) static CORE_V1_POD_TEMPLATE: Struct = Struct {
     name: "PodTemplate",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -124,11 +124,11 @@ pub(super) static CORE_V1_REPLICATION_CONTROLLER: Struct = Struct {
     name: "ReplicationController",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -136,11 +136,11 @@ pub(super) static CORE_V1_SERVICE: Struct = Struct {
     name: "Service",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_SERVICE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_SERVICE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_SERVICE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_SERVICE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -148,12 +148,12 @@ pub(super) static CORE_V1_SERVICE_ACCOUNT: Struct = Struct {
     name: "ServiceAccount",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secrets", ty: Ty::List(&Ty::Struct(&CORE_V1_OBJECT_REFERENCE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "imagePullSecrets", ty: Ty::List(&Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "automountServiceAccountToken", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secrets", ty: Ty::List(&Ty::Struct(&CORE_V1_OBJECT_REFERENCE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "imagePullSecrets", ty: Ty::List(&Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "automountServiceAccountToken", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -161,10 +161,10 @@ pub(super) static CORE_V1_ENDPOINTS: Struct = Struct {
     name: "Endpoints",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subsets", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_SUBSET)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subsets", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_SUBSET)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -172,11 +172,11 @@ pub(super) static CORE_V1_NODE: Struct = Struct {
     name: "Node",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_NODE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_NODE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_NODE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_NODE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -184,11 +184,11 @@ pub(super) static CORE_V1_NAMESPACE: Struct = Struct {
     name: "Namespace",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_NAMESPACE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_NAMESPACE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_NAMESPACE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_NAMESPACE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -196,10 +196,10 @@ pub(super) static CORE_V1_BINDING: Struct = Struct {
     name: "Binding",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -207,23 +207,23 @@ pub(super) static CORE_V1_EVENT: Struct = Struct {
     name: "Event",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "involvedObject", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "source", ty: Ty::Struct(&CORE_V1_EVENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "firstTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "eventTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "series", ty: Ty::Struct(&CORE_V1_EVENT_SERIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "related", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "reportingComponent", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reportingInstance", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "involvedObject", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "source", ty: Ty::Struct(&CORE_V1_EVENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "firstTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "eventTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "series", ty: Ty::Struct(&CORE_V1_EVENT_SERIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "related", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "reportingComponent", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reportingInstance", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -231,10 +231,10 @@ pub(super) static CORE_V1_LIMIT_RANGE: Struct = Struct {
     name: "LimitRange",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_LIMIT_RANGE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_LIMIT_RANGE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -242,11 +242,11 @@ pub(super) static CORE_V1_RESOURCE_QUOTA: Struct = Struct {
     name: "ResourceQuota",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_RESOURCE_QUOTA_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CORE_V1_RESOURCE_QUOTA_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_RESOURCE_QUOTA_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CORE_V1_RESOURCE_QUOTA_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -254,13 +254,13 @@ pub(super) static CORE_V1_SECRET: Struct = Struct {
     name: "Secret",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "immutable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "data", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "stringData", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "immutable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "data", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "stringData", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -268,12 +268,12 @@ pub(super) static CORE_V1_CONFIG_MAP: Struct = Struct {
     name: "ConfigMap",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "immutable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "data", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "binaryData", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "immutable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "data", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "binaryData", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -281,10 +281,10 @@ pub(super) static CORE_V1_COMPONENT_STATUS: Struct = Struct {
     name: "ComponentStatus",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_COMPONENT_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_COMPONENT_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -292,11 +292,11 @@ pub(super) static CORE_V1_RANGE_ALLOCATION: Struct = Struct {
     name: "RangeAllocation",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "range", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "data", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "range", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "data", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -304,11 +304,11 @@ pub(super) static APPS_V1_STATEFUL_SET: Struct = Struct {
     name: "StatefulSet",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -316,11 +316,11 @@ pub(super) static APPS_V1_DEPLOYMENT: Struct = Struct {
     name: "Deployment",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -328,11 +328,11 @@ pub(super) static APPS_V1_DAEMON_SET: Struct = Struct {
     name: "DaemonSet",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&APPS_V1_DAEMON_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&APPS_V1_DAEMON_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&APPS_V1_DAEMON_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&APPS_V1_DAEMON_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -340,11 +340,11 @@ pub(super) static APPS_V1_REPLICA_SET: Struct = Struct {
     name: "ReplicaSet",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&APPS_V1_REPLICA_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&APPS_V1_REPLICA_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&APPS_V1_REPLICA_SET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&APPS_V1_REPLICA_SET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -352,11 +352,11 @@ pub(super) static APPS_V1_CONTROLLER_REVISION: Struct = Struct {
     name: "ControllerRevision",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "data", ty: Ty::Struct(&RUNTIME_RAW_EXTENSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "revision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "data", ty: Ty::Struct(&RUNTIME_RAW_EXTENSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "revision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -364,11 +364,11 @@ pub(super) static BATCH_V1_JOB: Struct = Struct {
     name: "Job",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&BATCH_V1_JOB_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&BATCH_V1_JOB_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -376,11 +376,11 @@ pub(super) static BATCH_V1_CRON_JOB: Struct = Struct {
     name: "CronJob",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_CRON_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&BATCH_V1_CRON_JOB_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_CRON_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&BATCH_V1_CRON_JOB_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -388,10 +388,10 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY: Struct = Struct {
     name: "NetworkPolicy",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -399,11 +399,11 @@ pub(super) static NETWORKING_V1_INGRESS: Struct = Struct {
     name: "Ingress",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_INGRESS_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&NETWORKING_V1_INGRESS_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_INGRESS_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&NETWORKING_V1_INGRESS_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -411,10 +411,10 @@ pub(super) static NETWORKING_V1_INGRESS_CLASS: Struct = Struct {
     name: "IngressClass",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_INGRESS_CLASS_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&NETWORKING_V1_INGRESS_CLASS_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -422,11 +422,11 @@ pub(super) static POLICY_V1_POD_DISRUPTION_BUDGET: Struct = Struct {
     name: "PodDisruptionBudget",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -434,10 +434,10 @@ pub(super) static POLICY_V1_EVICTION: Struct = Struct {
     name: "Eviction",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deleteOptions", ty: Ty::Struct(&META_V1_DELETE_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deleteOptions", ty: Ty::Struct(&META_V1_DELETE_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -445,10 +445,10 @@ pub(super) static RBAC_V1_ROLE: Struct = Struct {
     name: "Role",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&RBAC_V1_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&RBAC_V1_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -456,11 +456,11 @@ pub(super) static RBAC_V1_ROLE_BINDING: Struct = Struct {
     name: "RoleBinding",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subjects", ty: Ty::List(&Ty::Struct(&RBAC_V1_SUBJECT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "roleRef", ty: Ty::Struct(&RBAC_V1_ROLE_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subjects", ty: Ty::List(&Ty::Struct(&RBAC_V1_SUBJECT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "roleRef", ty: Ty::Struct(&RBAC_V1_ROLE_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -468,11 +468,11 @@ pub(super) static RBAC_V1_CLUSTER_ROLE: Struct = Struct {
     name: "ClusterRole",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&RBAC_V1_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "aggregationRule", ty: Ty::Struct(&RBAC_V1_AGGREGATION_RULE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&RBAC_V1_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "aggregationRule", ty: Ty::Struct(&RBAC_V1_AGGREGATION_RULE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -480,11 +480,11 @@ pub(super) static RBAC_V1_CLUSTER_ROLE_BINDING: Struct = Struct {
     name: "ClusterRoleBinding",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subjects", ty: Ty::List(&Ty::Struct(&RBAC_V1_SUBJECT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "roleRef", ty: Ty::Struct(&RBAC_V1_ROLE_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subjects", ty: Ty::List(&Ty::Struct(&RBAC_V1_SUBJECT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "roleRef", ty: Ty::Struct(&RBAC_V1_ROLE_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -492,16 +492,16 @@ pub(super) static STORAGE_V1_STORAGE_CLASS: Struct = Struct {
     name: "StorageClass",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "provisioner", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "parameters", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reclaimPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mountOptions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allowVolumeExpansion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeBindingMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allowedTopologies", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SELECTOR_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "provisioner", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "parameters", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reclaimPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mountOptions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allowVolumeExpansion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeBindingMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allowedTopologies", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SELECTOR_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -509,11 +509,11 @@ pub(super) static STORAGE_V1_VOLUME_ATTACHMENT: Struct = Struct {
     name: "VolumeAttachment",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -521,10 +521,10 @@ pub(super) static STORAGE_V1_CSI_DRIVER: Struct = Struct {
     name: "CSIDriver",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_CSI_DRIVER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_CSI_DRIVER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -532,10 +532,10 @@ pub(super) static STORAGE_V1_CSI_NODE: Struct = Struct {
     name: "CSINode",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_CSI_NODE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&STORAGE_V1_CSI_NODE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -543,13 +543,13 @@ pub(super) static STORAGE_V1_CSI_STORAGE_CAPACITY: Struct = Struct {
     name: "CSIStorageCapacity",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeTopology", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "capacity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maximumVolumeSize", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeTopology", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "capacity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maximumVolumeSize", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -557,12 +557,12 @@ pub(super) static DISCOVERY_V1_ENDPOINT_SLICE: Struct = Struct {
     name: "EndpointSlice",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "addressType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "endpoints", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_ENDPOINT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_ENDPOINT_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "addressType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "endpoints", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_ENDPOINT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_ENDPOINT_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -570,23 +570,23 @@ pub(super) static EVENTS_V1_EVENT: Struct = Struct {
     name: "Event",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "eventTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "series", ty: Ty::Struct(&EVENTS_V1_EVENT_SERIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reportingController", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reportingInstance", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "regarding", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "related", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "note", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecatedSource", ty: Ty::Struct(&CORE_V1_EVENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecatedFirstTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecatedLastTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecatedCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "eventTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "series", ty: Ty::Struct(&EVENTS_V1_EVENT_SERIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reportingController", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reportingInstance", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "regarding", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "related", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "note", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecatedSource", ty: Ty::Struct(&CORE_V1_EVENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecatedFirstTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecatedLastTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecatedCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -594,10 +594,10 @@ pub(super) static COORDINATION_V1_LEASE: Struct = Struct {
     name: "Lease",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&COORDINATION_V1_LEASE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&COORDINATION_V1_LEASE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -605,11 +605,11 @@ pub(super) static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER: Struct = Struct {
     name: "HorizontalPodAutoscaler",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -617,11 +617,11 @@ pub(super) static AUTOSCALING_V1_SCALE: Struct = Struct {
     name: "Scale",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V1_SCALE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V1_SCALE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V1_SCALE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V1_SCALE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -629,11 +629,11 @@ pub(super) static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: Struct = Struct {
     name: "HorizontalPodAutoscaler",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -641,13 +641,13 @@ pub(super) static SCHEDULING_V1_PRIORITY_CLASS: Struct = Struct {
     name: "PriorityClass",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "globalDefault", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preemptionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "globalDefault", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preemptionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -655,12 +655,12 @@ pub(super) static NODE_V1_RUNTIME_CLASS: Struct = Struct {
     name: "RuntimeClass",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "handler", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "overhead", ty: Ty::Struct(&NODE_V1_OVERHEAD), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scheduling", ty: Ty::Struct(&NODE_V1_SCHEDULING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "handler", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "overhead", ty: Ty::Struct(&NODE_V1_OVERHEAD), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scheduling", ty: Ty::Struct(&NODE_V1_SCHEDULING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -668,11 +668,11 @@ pub(super) static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST: Struct = Struct {
     name: "CertificateSigningRequest",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -680,11 +680,11 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY: Struct =
     name: "ValidatingAdmissionPolicy",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -692,10 +692,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING: 
     name: "ValidatingAdmissionPolicyBinding",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -703,10 +703,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION: Str
     name: "ValidatingWebhookConfiguration",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "webhooks", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "webhooks", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -714,10 +714,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION: Struc
     name: "MutatingWebhookConfiguration",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "webhooks", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "webhooks", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -725,11 +725,11 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION: Struct = Struct {
     name: "CustomResourceDefinition",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -737,21 +737,21 @@ pub(super) static META_V1_OBJECT_META: Struct = Struct {
     name: "ObjectMeta",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "generateName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selfLink", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "generation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "creationTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deletionTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deletionGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "labels", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "annotations", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ownerReferences", ty: Ty::List(&Ty::Struct(&META_V1_OWNER_REFERENCE)), strategy: "merge", merge_key: "uid", list_type: "map", list_keys: &["uid"], map_type: "", struct_type: "" },
-        Field { json: "finalizers", ty: Ty::List(&Ty::Scalar), strategy: "merge", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "managedFields", ty: Ty::List(&Ty::Struct(&META_V1_MANAGED_FIELDS_ENTRY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "generateName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selfLink", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "generation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "creationTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deletionTimestamp", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deletionGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "labels", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "annotations", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ownerReferences", ty: Ty::List(&Ty::Struct(&META_V1_OWNER_REFERENCE)), strategy: "merge", merge_key: "uid", list_type: "map", list_keys: &["uid"], map_type: "", struct_type: "", default: "" },
+        Field { json: "finalizers", ty: Ty::List(&Ty::Scalar), strategy: "merge", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "managedFields", ty: Ty::List(&Ty::Struct(&META_V1_MANAGED_FIELDS_ENTRY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -759,37 +759,37 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_SPEC: Struct = Struct {
     name: "PersistentVolumeSpec",
     atomic: false,
     fields: &[
-        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gcePersistentDisk", ty: Ty::Struct(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "awsElasticBlockStore", ty: Ty::Struct(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostPath", ty: Ty::Struct(&CORE_V1_HOST_PATH_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "glusterfs", ty: Ty::Struct(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nfs", ty: Ty::Struct(&CORE_V1_NFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rbd", ty: Ty::Struct(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iscsi", ty: Ty::Struct(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "cinder", ty: Ty::Struct(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "cephfs", ty: Ty::Struct(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fc", ty: Ty::Struct(&CORE_V1_FC_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "flocker", ty: Ty::Struct(&CORE_V1_FLOCKER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "flexVolume", ty: Ty::Struct(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "azureFile", ty: Ty::Struct(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "vsphereVolume", ty: Ty::Struct(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "quobyte", ty: Ty::Struct(&CORE_V1_QUOBYTE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "azureDisk", ty: Ty::Struct(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "photonPersistentDisk", ty: Ty::Struct(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "portworxVolume", ty: Ty::Struct(&CORE_V1_PORTWORX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scaleIO", ty: Ty::Struct(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "local", ty: Ty::Struct(&CORE_V1_LOCAL_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageos", ty: Ty::Struct(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "csi", ty: Ty::Struct(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "claimRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "granular" },
-        Field { json: "persistentVolumeReclaimPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mountOptions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeAffinity", ty: Ty::Struct(&CORE_V1_VOLUME_NODE_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gcePersistentDisk", ty: Ty::Struct(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "awsElasticBlockStore", ty: Ty::Struct(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostPath", ty: Ty::Struct(&CORE_V1_HOST_PATH_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "glusterfs", ty: Ty::Struct(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nfs", ty: Ty::Struct(&CORE_V1_NFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rbd", ty: Ty::Struct(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iscsi", ty: Ty::Struct(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "cinder", ty: Ty::Struct(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "cephfs", ty: Ty::Struct(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fc", ty: Ty::Struct(&CORE_V1_FC_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "flocker", ty: Ty::Struct(&CORE_V1_FLOCKER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "flexVolume", ty: Ty::Struct(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "azureFile", ty: Ty::Struct(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "vsphereVolume", ty: Ty::Struct(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "quobyte", ty: Ty::Struct(&CORE_V1_QUOBYTE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "azureDisk", ty: Ty::Struct(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "photonPersistentDisk", ty: Ty::Struct(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "portworxVolume", ty: Ty::Struct(&CORE_V1_PORTWORX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scaleIO", ty: Ty::Struct(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "local", ty: Ty::Struct(&CORE_V1_LOCAL_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageos", ty: Ty::Struct(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "csi", ty: Ty::Struct(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "claimRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "granular", default: "" },
+        Field { json: "persistentVolumeReclaimPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mountOptions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeAffinity", ty: Ty::Struct(&CORE_V1_VOLUME_NODE_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -797,10 +797,10 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_STATUS: Struct = Struct {
     name: "PersistentVolumeStatus",
     atomic: false,
     fields: &[
-        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastPhaseTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastPhaseTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -808,15 +808,15 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Struct = Struct {
     name: "PersistentVolumeClaimSpec",
     atomic: false,
     fields: &[
-        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "resources", ty: Ty::Struct(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "dataSource", ty: Ty::Struct(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "dataSourceRef", ty: Ty::Struct(&CORE_V1_TYPED_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "resources", ty: Ty::Struct(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "dataSource", ty: Ty::Struct(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "dataSourceRef", ty: Ty::Struct(&CORE_V1_TYPED_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -824,14 +824,14 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: Struct = Struct {
     name: "PersistentVolumeClaimStatus",
     atomic: false,
     fields: &[
-        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "allocatedResources", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocatedResourceStatuses", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "granular", struct_type: "" },
-        Field { json: "currentVolumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "modifyVolumeStatus", ty: Ty::Struct(&CORE_V1_MODIFY_VOLUME_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "accessModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatedResources", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatedResourceStatuses", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "granular", struct_type: "", default: "" },
+        Field { json: "currentVolumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "modifyVolumeStatus", ty: Ty::Struct(&CORE_V1_MODIFY_VOLUME_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -839,22 +839,22 @@ pub(super) static CORE_V1_POD_STATUS: Struct = Struct {
     name: "PodStatus",
     atomic: false,
     fields: &[
-        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nominatedNodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostIPs", ty: Ty::List(&Ty::Struct(&CORE_V1_HOST_IP)), strategy: "merge", merge_key: "ip", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podIPs", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_IP)), strategy: "merge", merge_key: "ip", list_type: "map", list_keys: &["ip"], map_type: "", struct_type: "" },
-        Field { json: "startTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "initContainerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "qosClass", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ephemeralContainerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resize", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceClaimStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_RESOURCE_CLAIM_STATUS)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nominatedNodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostIPs", ty: Ty::List(&Ty::Struct(&CORE_V1_HOST_IP)), strategy: "merge", merge_key: "ip", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podIPs", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_IP)), strategy: "merge", merge_key: "ip", list_type: "map", list_keys: &["ip"], map_type: "", struct_type: "", default: "" },
+        Field { json: "startTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "initContainerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "qosClass", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ephemeralContainerStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resize", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceClaimStatuses", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_RESOURCE_CLAIM_STATUS)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -862,46 +862,46 @@ pub(super) static CORE_V1_POD_SPEC: Struct = Struct {
     name: "PodSpec",
     atomic: false,
     fields: &[
-        Field { json: "volumes", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "initContainers", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "containers", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "ephemeralContainers", ty: Ty::List(&Ty::Struct(&CORE_V1_EPHEMERAL_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "activeDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "dnsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeSelector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "" },
-        Field { json: "serviceAccountName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "serviceAccount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "automountServiceAccountToken", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostNetwork", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostPID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostIPC", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "shareProcessNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_POD_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "imagePullSecrets", ty: Ty::List(&Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subdomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "affinity", ty: Ty::Struct(&CORE_V1_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "schedulerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tolerations", ty: Ty::List(&Ty::Struct(&CORE_V1_TOLERATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostAliases", ty: Ty::List(&Ty::Struct(&CORE_V1_HOST_ALIAS)), strategy: "merge", merge_key: "ip", list_type: "map", list_keys: &["ip"], map_type: "", struct_type: "" },
-        Field { json: "priorityClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "priority", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "dnsConfig", ty: Ty::Struct(&CORE_V1_POD_DNS_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readinessGates", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_READINESS_GATE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runtimeClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "enableServiceLinks", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preemptionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "overhead", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "topologySpreadConstraints", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT)), strategy: "merge", merge_key: "topologyKey", list_type: "map", list_keys: &["topologyKey", "whenUnsatisfiable"], map_type: "", struct_type: "" },
-        Field { json: "setHostnameAsFQDN", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "os", ty: Ty::Struct(&CORE_V1_POD_OS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostUsers", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "schedulingGates", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_SCHEDULING_GATE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "resourceClaims", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_RESOURCE_CLAIM)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "volumes", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "initContainers", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "containers", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "ephemeralContainers", ty: Ty::List(&Ty::Struct(&CORE_V1_EPHEMERAL_CONTAINER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "activeDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "dnsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeSelector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "", default: "" },
+        Field { json: "serviceAccountName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "serviceAccount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "automountServiceAccountToken", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostNetwork", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostPID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostIPC", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "shareProcessNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_POD_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "imagePullSecrets", ty: Ty::List(&Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subdomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "affinity", ty: Ty::Struct(&CORE_V1_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "schedulerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tolerations", ty: Ty::List(&Ty::Struct(&CORE_V1_TOLERATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostAliases", ty: Ty::List(&Ty::Struct(&CORE_V1_HOST_ALIAS)), strategy: "merge", merge_key: "ip", list_type: "map", list_keys: &["ip"], map_type: "", struct_type: "", default: "" },
+        Field { json: "priorityClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "priority", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "dnsConfig", ty: Ty::Struct(&CORE_V1_POD_DNS_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readinessGates", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_READINESS_GATE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runtimeClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "enableServiceLinks", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preemptionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "overhead", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "topologySpreadConstraints", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT)), strategy: "merge", merge_key: "topologyKey", list_type: "map", list_keys: &["topologyKey", "whenUnsatisfiable"], map_type: "", struct_type: "", default: "" },
+        Field { json: "setHostnameAsFQDN", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "os", ty: Ty::Struct(&CORE_V1_POD_OS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostUsers", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "schedulingGates", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_SCHEDULING_GATE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceClaims", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_RESOURCE_CLAIM)), strategy: "merge,retainKeys", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -909,8 +909,8 @@ pub(super) static CORE_V1_POD_TEMPLATE_SPEC: Struct = Struct {
     name: "PodTemplateSpec",
     atomic: false,
     fields: &[
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_POD_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_POD_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -918,10 +918,10 @@ pub(super) static CORE_V1_REPLICATION_CONTROLLER_SPEC: Struct = Struct {
     name: "ReplicationControllerSpec",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -929,12 +929,12 @@ pub(super) static CORE_V1_REPLICATION_CONTROLLER_STATUS: Struct = Struct {
     name: "ReplicationControllerStatus",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fullyLabeledReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fullyLabeledReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_REPLICATION_CONTROLLER_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -942,26 +942,26 @@ pub(super) static CORE_V1_SERVICE_SPEC: Struct = Struct {
     name: "ServiceSpec",
     atomic: false,
     fields: &[
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_SERVICE_PORT)), strategy: "merge", merge_key: "port", list_type: "map", list_keys: &["port", "protocol"], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "" },
-        Field { json: "clusterIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "clusterIPs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "externalIPs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sessionAffinity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "loadBalancerIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "loadBalancerSourceRanges", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "externalName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "externalTrafficPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "healthCheckNodePort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "publishNotReadyAddresses", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sessionAffinityConfig", ty: Ty::Struct(&CORE_V1_SESSION_AFFINITY_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ipFamilies", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ipFamilyPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocateLoadBalancerNodePorts", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "loadBalancerClass", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "internalTrafficPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "trafficDistribution", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_SERVICE_PORT)), strategy: "merge", merge_key: "port", list_type: "map", list_keys: &["port", "protocol"], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "", default: "" },
+        Field { json: "clusterIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "clusterIPs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "externalIPs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sessionAffinity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "loadBalancerIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "loadBalancerSourceRanges", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "externalName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "externalTrafficPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "healthCheckNodePort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "publishNotReadyAddresses", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sessionAffinityConfig", ty: Ty::Struct(&CORE_V1_SESSION_AFFINITY_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ipFamilies", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ipFamilyPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocateLoadBalancerNodePorts", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "loadBalancerClass", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "internalTrafficPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "trafficDistribution", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -969,8 +969,8 @@ pub(super) static CORE_V1_SERVICE_STATUS: Struct = Struct {
     name: "ServiceStatus",
     atomic: false,
     fields: &[
-        Field { json: "loadBalancer", ty: Ty::Struct(&CORE_V1_LOAD_BALANCER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "loadBalancer", ty: Ty::Struct(&CORE_V1_LOAD_BALANCER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -978,13 +978,13 @@ pub(super) static CORE_V1_OBJECT_REFERENCE: Struct = Struct {
     name: "ObjectReference",
     atomic: true,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -992,7 +992,7 @@ pub(super) static CORE_V1_LOCAL_OBJECT_REFERENCE: Struct = Struct {
     name: "LocalObjectReference",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1000,9 +1000,9 @@ pub(super) static CORE_V1_ENDPOINT_SUBSET: Struct = Struct {
     name: "EndpointSubset",
     atomic: false,
     fields: &[
-        Field { json: "addresses", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_ADDRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "notReadyAddresses", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_ADDRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "addresses", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_ADDRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "notReadyAddresses", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_ADDRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_ENDPOINT_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1010,13 +1010,13 @@ pub(super) static CORE_V1_NODE_SPEC: Struct = Struct {
     name: "NodeSpec",
     atomic: false,
     fields: &[
-        Field { json: "podCIDR", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podCIDRs", ty: Ty::List(&Ty::Scalar), strategy: "merge", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "providerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "unschedulable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "taints", ty: Ty::List(&Ty::Struct(&CORE_V1_TAINT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "configSource", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "externalID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "podCIDR", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podCIDRs", ty: Ty::List(&Ty::Scalar), strategy: "merge", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "providerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "unschedulable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "taints", ty: Ty::List(&Ty::Struct(&CORE_V1_TAINT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "configSource", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "externalID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1024,19 +1024,19 @@ pub(super) static CORE_V1_NODE_STATUS: Struct = Struct {
     name: "NodeStatus",
     atomic: false,
     fields: &[
-        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocatable", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "addresses", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_ADDRESS)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "daemonEndpoints", ty: Ty::Struct(&CORE_V1_NODE_DAEMON_ENDPOINTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeInfo", ty: Ty::Struct(&CORE_V1_NODE_SYSTEM_INFO), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "images", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_IMAGE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumesInUse", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumesAttached", ty: Ty::List(&Ty::Struct(&CORE_V1_ATTACHED_VOLUME)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "config", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runtimeHandlers", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_RUNTIME_HANDLER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "features", ty: Ty::Struct(&CORE_V1_NODE_FEATURES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "capacity", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatable", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "addresses", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_ADDRESS)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "daemonEndpoints", ty: Ty::Struct(&CORE_V1_NODE_DAEMON_ENDPOINTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeInfo", ty: Ty::Struct(&CORE_V1_NODE_SYSTEM_INFO), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "images", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_IMAGE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumesInUse", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumesAttached", ty: Ty::List(&Ty::Struct(&CORE_V1_ATTACHED_VOLUME)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "config", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runtimeHandlers", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_RUNTIME_HANDLER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "features", ty: Ty::Struct(&CORE_V1_NODE_FEATURES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1044,7 +1044,7 @@ pub(super) static CORE_V1_NAMESPACE_SPEC: Struct = Struct {
     name: "NamespaceSpec",
     atomic: false,
     fields: &[
-        Field { json: "finalizers", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "finalizers", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1052,8 +1052,8 @@ pub(super) static CORE_V1_NAMESPACE_STATUS: Struct = Struct {
     name: "NamespaceStatus",
     atomic: false,
     fields: &[
-        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_NAMESPACE_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "phase", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CORE_V1_NAMESPACE_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1061,8 +1061,8 @@ pub(super) static CORE_V1_EVENT_SOURCE: Struct = Struct {
     name: "EventSource",
     atomic: false,
     fields: &[
-        Field { json: "component", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "component", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1070,8 +1070,8 @@ pub(super) static CORE_V1_EVENT_SERIES: Struct = Struct {
     name: "EventSeries",
     atomic: false,
     fields: &[
-        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastObservedTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastObservedTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1079,7 +1079,7 @@ pub(super) static CORE_V1_LIMIT_RANGE_SPEC: Struct = Struct {
     name: "LimitRangeSpec",
     atomic: false,
     fields: &[
-        Field { json: "limits", ty: Ty::List(&Ty::Struct(&CORE_V1_LIMIT_RANGE_ITEM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "limits", ty: Ty::List(&Ty::Struct(&CORE_V1_LIMIT_RANGE_ITEM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1087,9 +1087,9 @@ pub(super) static CORE_V1_RESOURCE_QUOTA_SPEC: Struct = Struct {
     name: "ResourceQuotaSpec",
     atomic: false,
     fields: &[
-        Field { json: "hard", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scopes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scopeSelector", ty: Ty::Struct(&CORE_V1_SCOPE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "hard", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scopes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scopeSelector", ty: Ty::Struct(&CORE_V1_SCOPE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -1097,8 +1097,8 @@ pub(super) static CORE_V1_RESOURCE_QUOTA_STATUS: Struct = Struct {
     name: "ResourceQuotaStatus",
     atomic: false,
     fields: &[
-        Field { json: "hard", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "used", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "hard", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "used", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1106,10 +1106,10 @@ pub(super) static CORE_V1_COMPONENT_CONDITION: Struct = Struct {
     name: "ComponentCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1117,17 +1117,17 @@ pub(super) static APPS_V1_STATEFUL_SET_SPEC: Struct = Struct {
     name: "StatefulSetSpec",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeClaimTemplates", ty: Ty::List(&Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "serviceName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podManagementPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updateStrategy", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "persistentVolumeClaimRetentionPolicy", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ordinals", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_ORDINALS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeClaimTemplates", ty: Ty::List(&Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "serviceName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podManagementPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updateStrategy", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "persistentVolumeClaimRetentionPolicy", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ordinals", ty: Ty::Struct(&APPS_V1_STATEFUL_SET_ORDINALS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1135,16 +1135,16 @@ pub(super) static APPS_V1_STATEFUL_SET_STATUS: Struct = Struct {
     name: "StatefulSetStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updatedReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentRevision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updateRevision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_STATEFUL_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updatedReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentRevision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updateRevision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_STATEFUL_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1152,14 +1152,14 @@ pub(super) static APPS_V1_DEPLOYMENT_SPEC: Struct = Struct {
     name: "DeploymentSpec",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "strategy", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_STRATEGY), strategy: "retainKeys", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "paused", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "progressDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "strategy", ty: Ty::Struct(&APPS_V1_DEPLOYMENT_STRATEGY), strategy: "retainKeys", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "paused", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "progressDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1167,14 +1167,14 @@ pub(super) static APPS_V1_DEPLOYMENT_STATUS: Struct = Struct {
     name: "DeploymentStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updatedReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "unavailableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_DEPLOYMENT_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updatedReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "unavailableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_DEPLOYMENT_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1182,11 +1182,11 @@ pub(super) static APPS_V1_DAEMON_SET_SPEC: Struct = Struct {
     name: "DaemonSetSpec",
     atomic: false,
     fields: &[
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updateStrategy", ty: Ty::Struct(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updateStrategy", ty: Ty::Struct(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "revisionHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1194,16 +1194,16 @@ pub(super) static APPS_V1_DAEMON_SET_STATUS: Struct = Struct {
     name: "DaemonSetStatus",
     atomic: false,
     fields: &[
-        Field { json: "currentNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "numberMisscheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "desiredNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "numberReady", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "updatedNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "numberAvailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "numberUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_DAEMON_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "currentNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "numberMisscheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "desiredNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "numberReady", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "updatedNumberScheduled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "numberAvailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "numberUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "collisionCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_DAEMON_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1211,10 +1211,10 @@ pub(super) static APPS_V1_REPLICA_SET_SPEC: Struct = Struct {
     name: "ReplicaSetSpec",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReadySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1222,12 +1222,12 @@ pub(super) static APPS_V1_REPLICA_SET_STATUS: Struct = Struct {
     name: "ReplicaSetStatus",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fullyLabeledReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_REPLICA_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fullyLabeledReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readyReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "availableReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APPS_V1_REPLICA_SET_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1243,22 +1243,22 @@ pub(super) static BATCH_V1_JOB_SPEC: Struct = Struct {
     name: "JobSpec",
     atomic: false,
     fields: &[
-        Field { json: "parallelism", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "completions", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "activeDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podFailurePolicy", ty: Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "successPolicy", ty: Ty::Struct(&BATCH_V1_SUCCESS_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "backoffLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "backoffLimitPerIndex", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxFailedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "manualSelector", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ttlSecondsAfterFinished", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "completionMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "suspend", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podReplacementPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "managedBy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "parallelism", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "completions", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "activeDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podFailurePolicy", ty: Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "successPolicy", ty: Ty::Struct(&BATCH_V1_SUCCESS_POLICY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "backoffLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "backoffLimitPerIndex", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxFailedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "manualSelector", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "template", ty: Ty::Struct(&CORE_V1_POD_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ttlSecondsAfterFinished", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "completionMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "suspend", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podReplacementPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "managedBy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1266,17 +1266,17 @@ pub(super) static BATCH_V1_JOB_STATUS: Struct = Struct {
     name: "JobStatus",
     atomic: false,
     fields: &[
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&BATCH_V1_JOB_CONDITION)), strategy: "merge", merge_key: "type", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "startTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "completionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "active", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "succeeded", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failed", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminating", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "completedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uncountedTerminatedPods", ty: Ty::Struct(&BATCH_V1_UNCOUNTED_TERMINATED_PODS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&BATCH_V1_JOB_CONDITION)), strategy: "merge", merge_key: "type", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "startTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "completionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "active", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "succeeded", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failed", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminating", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "completedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failedIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uncountedTerminatedPods", ty: Ty::Struct(&BATCH_V1_UNCOUNTED_TERMINATED_PODS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1284,14 +1284,14 @@ pub(super) static BATCH_V1_CRON_JOB_SPEC: Struct = Struct {
     name: "CronJobSpec",
     atomic: false,
     fields: &[
-        Field { json: "schedule", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "timeZone", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "startingDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "concurrencyPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "suspend", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "jobTemplate", ty: Ty::Struct(&BATCH_V1_JOB_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "successfulJobsHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failedJobsHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "schedule", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "timeZone", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "startingDeadlineSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "concurrencyPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "suspend", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "jobTemplate", ty: Ty::Struct(&BATCH_V1_JOB_TEMPLATE_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "successfulJobsHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failedJobsHistoryLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1299,9 +1299,9 @@ pub(super) static BATCH_V1_CRON_JOB_STATUS: Struct = Struct {
     name: "CronJobStatus",
     atomic: false,
     fields: &[
-        Field { json: "active", ty: Ty::List(&Ty::Struct(&CORE_V1_OBJECT_REFERENCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastScheduleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastSuccessfulTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "active", ty: Ty::List(&Ty::Struct(&CORE_V1_OBJECT_REFERENCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastScheduleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastSuccessfulTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1309,10 +1309,10 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY_SPEC: Struct = Struct {
     name: "NetworkPolicySpec",
     atomic: false,
     fields: &[
-        Field { json: "podSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "egress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "policyTypes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "podSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "egress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "policyTypes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1320,10 +1320,10 @@ pub(super) static NETWORKING_V1_INGRESS_SPEC: Struct = Struct {
     name: "IngressSpec",
     atomic: false,
     fields: &[
-        Field { json: "ingressClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultBackend", ty: Ty::Struct(&NETWORKING_V1_INGRESS_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tls", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_TLS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ingressClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultBackend", ty: Ty::Struct(&NETWORKING_V1_INGRESS_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tls", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_TLS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1331,7 +1331,7 @@ pub(super) static NETWORKING_V1_INGRESS_STATUS: Struct = Struct {
     name: "IngressStatus",
     atomic: false,
     fields: &[
-        Field { json: "loadBalancer", ty: Ty::Struct(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "loadBalancer", ty: Ty::Struct(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1339,8 +1339,8 @@ pub(super) static NETWORKING_V1_INGRESS_CLASS_SPEC: Struct = Struct {
     name: "IngressClassSpec",
     atomic: false,
     fields: &[
-        Field { json: "controller", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "parameters", ty: Ty::Struct(&NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "controller", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "parameters", ty: Ty::Struct(&NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1348,10 +1348,10 @@ pub(super) static POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: Struct = Struct {
     name: "PodDisruptionBudgetSpec",
     atomic: false,
     fields: &[
-        Field { json: "minAvailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "replace", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "unhealthyPodEvictionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "minAvailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "replace", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "unhealthyPodEvictionPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1359,13 +1359,13 @@ pub(super) static POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: Struct = Struct {
     name: "PodDisruptionBudgetStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "disruptedPods", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "disruptionsAllowed", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentHealthy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "desiredHealthy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expectedPods", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "disruptedPods", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "disruptionsAllowed", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentHealthy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "desiredHealthy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expectedPods", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1373,14 +1373,14 @@ pub(super) static META_V1_DELETE_OPTIONS: Struct = Struct {
     name: "DeleteOptions",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preconditions", ty: Ty::Struct(&META_V1_PRECONDITIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "orphanDependents", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "propagationPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "dryRun", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ignoreStoreReadErrorWithClusterBreakingPotential", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preconditions", ty: Ty::Struct(&META_V1_PRECONDITIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "orphanDependents", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "propagationPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "dryRun", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ignoreStoreReadErrorWithClusterBreakingPotential", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1388,11 +1388,11 @@ pub(super) static RBAC_V1_POLICY_RULE: Struct = Struct {
     name: "PolicyRule",
     atomic: false,
     fields: &[
-        Field { json: "verbs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nonResourceURLs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "verbs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nonResourceURLs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1400,10 +1400,10 @@ pub(super) static RBAC_V1_SUBJECT: Struct = Struct {
     name: "Subject",
     atomic: true,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1411,9 +1411,9 @@ pub(super) static RBAC_V1_ROLE_REF: Struct = Struct {
     name: "RoleRef",
     atomic: true,
     fields: &[
-        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1421,7 +1421,7 @@ pub(super) static RBAC_V1_AGGREGATION_RULE: Struct = Struct {
     name: "AggregationRule",
     atomic: false,
     fields: &[
-        Field { json: "clusterRoleSelectors", ty: Ty::List(&Ty::Struct(&META_V1_LABEL_SELECTOR)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "clusterRoleSelectors", ty: Ty::List(&Ty::Struct(&META_V1_LABEL_SELECTOR)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1429,7 +1429,7 @@ pub(super) static CORE_V1_TOPOLOGY_SELECTOR_TERM: Struct = Struct {
     name: "TopologySelectorTerm",
     atomic: true,
     fields: &[
-        Field { json: "matchLabelExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "matchLabelExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1437,9 +1437,9 @@ pub(super) static STORAGE_V1_VOLUME_ATTACHMENT_SPEC: Struct = Struct {
     name: "VolumeAttachmentSpec",
     atomic: false,
     fields: &[
-        Field { json: "attacher", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "source", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "attacher", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "source", ty: Ty::Struct(&STORAGE_V1_VOLUME_ATTACHMENT_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1447,10 +1447,10 @@ pub(super) static STORAGE_V1_VOLUME_ATTACHMENT_STATUS: Struct = Struct {
     name: "VolumeAttachmentStatus",
     atomic: false,
     fields: &[
-        Field { json: "attached", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "attachmentMetadata", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "attachError", ty: Ty::Struct(&STORAGE_V1_VOLUME_ERROR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "detachError", ty: Ty::Struct(&STORAGE_V1_VOLUME_ERROR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "attached", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "attachmentMetadata", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "attachError", ty: Ty::Struct(&STORAGE_V1_VOLUME_ERROR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "detachError", ty: Ty::Struct(&STORAGE_V1_VOLUME_ERROR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1458,14 +1458,14 @@ pub(super) static STORAGE_V1_CSI_DRIVER_SPEC: Struct = Struct {
     name: "CSIDriverSpec",
     atomic: false,
     fields: &[
-        Field { json: "attachRequired", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podInfoOnMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeLifecycleModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageCapacity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsGroupPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tokenRequests", ty: Ty::List(&Ty::Struct(&STORAGE_V1_TOKEN_REQUEST)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "requiresRepublish", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "seLinuxMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "attachRequired", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podInfoOnMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeLifecycleModes", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageCapacity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsGroupPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tokenRequests", ty: Ty::List(&Ty::Struct(&STORAGE_V1_TOKEN_REQUEST)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "requiresRepublish", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "seLinuxMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1473,7 +1473,7 @@ pub(super) static STORAGE_V1_CSI_NODE_SPEC: Struct = Struct {
     name: "CSINodeSpec",
     atomic: false,
     fields: &[
-        Field { json: "drivers", ty: Ty::List(&Ty::Struct(&STORAGE_V1_CSI_NODE_DRIVER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "drivers", ty: Ty::List(&Ty::Struct(&STORAGE_V1_CSI_NODE_DRIVER)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1481,8 +1481,8 @@ pub(super) static META_V1_LABEL_SELECTOR: Struct = Struct {
     name: "LabelSelector",
     atomic: true,
     fields: &[
-        Field { json: "matchLabels", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&META_V1_LABEL_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "matchLabels", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&META_V1_LABEL_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1490,14 +1490,14 @@ pub(super) static DISCOVERY_V1_ENDPOINT: Struct = Struct {
     name: "Endpoint",
     atomic: false,
     fields: &[
-        Field { json: "addresses", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::Struct(&DISCOVERY_V1_ENDPOINT_CONDITIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "targetRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "deprecatedTopology", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "zone", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hints", ty: Ty::Struct(&DISCOVERY_V1_ENDPOINT_HINTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "addresses", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::Struct(&DISCOVERY_V1_ENDPOINT_CONDITIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "targetRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "deprecatedTopology", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "zone", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hints", ty: Ty::Struct(&DISCOVERY_V1_ENDPOINT_HINTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1505,10 +1505,10 @@ pub(super) static DISCOVERY_V1_ENDPOINT_PORT: Struct = Struct {
     name: "EndpointPort",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1516,8 +1516,8 @@ pub(super) static EVENTS_V1_EVENT_SERIES: Struct = Struct {
     name: "EventSeries",
     atomic: false,
     fields: &[
-        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastObservedTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastObservedTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1525,13 +1525,13 @@ pub(super) static COORDINATION_V1_LEASE_SPEC: Struct = Struct {
     name: "LeaseSpec",
     atomic: false,
     fields: &[
-        Field { json: "holderIdentity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "leaseDurationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "acquireTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "renewTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "leaseTransitions", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "strategy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preferredHolder", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "holderIdentity", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "leaseDurationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "acquireTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "renewTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "leaseTransitions", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "strategy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preferredHolder", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1539,10 +1539,10 @@ pub(super) static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC: Struct = Struct
     name: "HorizontalPodAutoscalerSpec",
     atomic: false,
     fields: &[
-        Field { json: "scaleTargetRef", ty: Ty::Struct(&AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "minReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "targetCPUUtilizationPercentage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "scaleTargetRef", ty: Ty::Struct(&AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "minReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "targetCPUUtilizationPercentage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1550,11 +1550,11 @@ pub(super) static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS: Struct = Stru
     name: "HorizontalPodAutoscalerStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastScaleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "desiredReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentCPUUtilizationPercentage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastScaleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "desiredReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentCPUUtilizationPercentage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1562,7 +1562,7 @@ pub(super) static AUTOSCALING_V1_SCALE_SPEC: Struct = Struct {
     name: "ScaleSpec",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1570,8 +1570,8 @@ pub(super) static AUTOSCALING_V1_SCALE_STATUS: Struct = Struct {
     name: "ScaleStatus",
     atomic: false,
     fields: &[
-        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "replicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1579,11 +1579,11 @@ pub(super) static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: Struct = Struct
     name: "HorizontalPodAutoscalerSpec",
     atomic: false,
     fields: &[
-        Field { json: "scaleTargetRef", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metrics", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_METRIC_SPEC)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "behavior", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "scaleTargetRef", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metrics", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_METRIC_SPEC)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "behavior", ty: Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1591,12 +1591,12 @@ pub(super) static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: Struct = Stru
     name: "HorizontalPodAutoscalerStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastScaleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "desiredReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "currentMetrics", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_METRIC_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastScaleTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "desiredReplicas", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "currentMetrics", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_METRIC_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION)), strategy: "merge", merge_key: "type", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1604,7 +1604,7 @@ pub(super) static NODE_V1_OVERHEAD: Struct = Struct {
     name: "Overhead",
     atomic: false,
     fields: &[
-        Field { json: "podFixed", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "podFixed", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1612,8 +1612,8 @@ pub(super) static NODE_V1_SCHEDULING: Struct = Struct {
     name: "Scheduling",
     atomic: false,
     fields: &[
-        Field { json: "nodeSelector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "" },
-        Field { json: "tolerations", ty: Ty::List(&Ty::Struct(&CORE_V1_TOLERATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "nodeSelector", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "atomic", struct_type: "", default: "" },
+        Field { json: "tolerations", ty: Ty::List(&Ty::Struct(&CORE_V1_TOLERATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1621,14 +1621,14 @@ pub(super) static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_SPEC: Struct = Str
     name: "CertificateSigningRequestSpec",
     atomic: false,
     fields: &[
-        Field { json: "request", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "signerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "usages", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "username", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "groups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "extra", ty: Ty::Map(&Ty::List(&Ty::Scalar)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "request", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "signerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "usages", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "username", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "groups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "extra", ty: Ty::Map(&Ty::List(&Ty::Scalar)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1636,8 +1636,8 @@ pub(super) static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_STATUS: Struct = S
     name: "CertificateSigningRequestStatus",
     atomic: false,
     fields: &[
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "certificate", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "certificate", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1645,13 +1645,13 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC: Str
     name: "ValidatingAdmissionPolicySpec",
     atomic: false,
     fields: &[
-        Field { json: "paramKind", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_PARAM_KIND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "matchConstraints", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "validations", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "auditAnnotations", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "variables", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VARIABLE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "paramKind", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_PARAM_KIND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "matchConstraints", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "validations", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VALIDATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "auditAnnotations", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "variables", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_VARIABLE)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1659,9 +1659,9 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS: S
     name: "ValidatingAdmissionPolicyStatus",
     atomic: false,
     fields: &[
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "typeChecking", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_TYPE_CHECKING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "typeChecking", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_TYPE_CHECKING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&META_V1_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1669,10 +1669,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_S
     name: "ValidatingAdmissionPolicyBindingSpec",
     atomic: false,
     fields: &[
-        Field { json: "policyName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "paramRef", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_PARAM_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "matchResources", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "validationActions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "policyName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "paramRef", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_PARAM_REF), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "matchResources", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "validationActions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1680,17 +1680,17 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK: Struct = Struct {
     name: "ValidatingWebhook",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "clientConfig", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "sideEffects", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "admissionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "clientConfig", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "sideEffects", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "admissionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1698,18 +1698,18 @@ pub(super) static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK: Struct = Struct {
     name: "MutatingWebhook",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "clientConfig", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "sideEffects", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "admissionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reinvocationPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "clientConfig", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failurePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "sideEffects", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "admissionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reinvocationPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchConditions", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1717,12 +1717,12 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_SPEC: Struct = Str
     name: "CustomResourceDefinitionSpec",
     atomic: false,
     fields: &[
-        Field { json: "group", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "names", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_NAMES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "versions", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_VERSION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conversion", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_CONVERSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preserveUnknownFields", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "group", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "names", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_NAMES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "versions", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_VERSION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conversion", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_CONVERSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preserveUnknownFields", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1730,9 +1730,9 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_STATUS: Struct = S
     name: "CustomResourceDefinitionStatus",
     atomic: false,
     fields: &[
-        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "" },
-        Field { json: "acceptedNames", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_NAMES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storedVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "conditions", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_CONDITION)), strategy: "", merge_key: "", list_type: "map", list_keys: &["type"], map_type: "", struct_type: "", default: "" },
+        Field { json: "acceptedNames", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_NAMES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storedVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1740,12 +1740,12 @@ pub(super) static META_V1_OWNER_REFERENCE: Struct = Struct {
     name: "OwnerReference",
     atomic: true,
     fields: &[
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "controller", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "blockOwnerDeletion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "controller", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "blockOwnerDeletion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1753,13 +1753,13 @@ pub(super) static META_V1_MANAGED_FIELDS_ENTRY: Struct = Struct {
     name: "ManagedFieldsEntry",
     atomic: false,
     fields: &[
-        Field { json: "manager", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "time", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldsV1", ty: Ty::Struct(&META_V1_FIELDS_V1), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subresource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "manager", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "time", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldsV1", ty: Ty::Struct(&META_V1_FIELDS_V1), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subresource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1767,10 +1767,10 @@ pub(super) static CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Struct = Struct {
     name: "GCEPersistentDiskVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "pdName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "pdName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1778,10 +1778,10 @@ pub(super) static CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Struct = Struct
     name: "AWSElasticBlockStoreVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1789,8 +1789,8 @@ pub(super) static CORE_V1_HOST_PATH_VOLUME_SOURCE: Struct = Struct {
     name: "HostPathVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1798,10 +1798,10 @@ pub(super) static CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "GlusterfsPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "endpoints", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "endpointsNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "endpoints", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "endpointsNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1809,9 +1809,9 @@ pub(super) static CORE_V1_NFS_VOLUME_SOURCE: Struct = Struct {
     name: "NFSVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "server", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "server", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1819,14 +1819,14 @@ pub(super) static CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "RBDPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "keyring", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "rbd" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "admin" },
+        Field { json: "keyring", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "/etc/ceph/keyring" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1834,17 +1834,17 @@ pub(super) static CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "ISCSIPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "targetPortal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iqn", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iscsiInterface", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "portals", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "chapAuthDiscovery", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "chapAuthSession", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "initiatorName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "targetPortal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iqn", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iscsiInterface", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "default" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "portals", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "chapAuthDiscovery", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "chapAuthSession", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "initiatorName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1852,10 +1852,10 @@ pub(super) static CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "CinderPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -1863,12 +1863,12 @@ pub(super) static CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "CephFSPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretFile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretFile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1876,11 +1876,11 @@ pub(super) static CORE_V1_FC_VOLUME_SOURCE: Struct = Struct {
     name: "FCVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "targetWWNs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "wwids", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "targetWWNs", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "wwids", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1888,8 +1888,8 @@ pub(super) static CORE_V1_FLOCKER_VOLUME_SOURCE: Struct = Struct {
     name: "FlockerVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "datasetName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "datasetUUID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "datasetName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "datasetUUID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1897,11 +1897,11 @@ pub(super) static CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "FlexPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "options", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "options", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1909,10 +1909,10 @@ pub(super) static CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "AzureFilePersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "shareName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "shareName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1920,10 +1920,10 @@ pub(super) static CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: Struct = Struct {
     name: "VsphereVirtualDiskVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storagePolicyName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storagePolicyID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "volumePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storagePolicyName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storagePolicyID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1931,12 +1931,12 @@ pub(super) static CORE_V1_QUOBYTE_VOLUME_SOURCE: Struct = Struct {
     name: "QuobyteVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "registry", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volume", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "group", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tenant", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "registry", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volume", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "group", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tenant", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1944,12 +1944,12 @@ pub(super) static CORE_V1_AZURE_DISK_VOLUME_SOURCE: Struct = Struct {
     name: "AzureDiskVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "diskName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "diskURI", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "cachingMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "diskName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "diskURI", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "cachingMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "ext4" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1957,8 +1957,8 @@ pub(super) static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Struct = Struct 
     name: "PhotonPersistentDiskVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "pdID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "pdID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1966,9 +1966,9 @@ pub(super) static CORE_V1_PORTWORX_VOLUME_SOURCE: Struct = Struct {
     name: "PortworxVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1976,16 +1976,16 @@ pub(super) static CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "ScaleIOPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "gateway", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "system", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "sslEnabled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protectionDomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storagePool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "gateway", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "system", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "sslEnabled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protectionDomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storagePool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "ThinProvisioned" },
+        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "xfs" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -1993,8 +1993,8 @@ pub(super) static CORE_V1_LOCAL_VOLUME_SOURCE: Struct = Struct {
     name: "LocalVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2002,11 +2002,11 @@ pub(super) static CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "StorageOSPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -2014,16 +2014,16 @@ pub(super) static CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: Struct = Struct {
     name: "CSIPersistentVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeHandle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeAttributes", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "controllerPublishSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "nodeStageSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "nodePublishSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "controllerExpandSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "nodeExpandSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeHandle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeAttributes", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "controllerPublishSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "nodeStageSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "nodePublishSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "controllerExpandSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "nodeExpandSecretRef", ty: Ty::Struct(&CORE_V1_SECRET_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -2031,7 +2031,7 @@ pub(super) static CORE_V1_VOLUME_NODE_AFFINITY: Struct = Struct {
     name: "VolumeNodeAffinity",
     atomic: false,
     fields: &[
-        Field { json: "required", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "required", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -2039,8 +2039,8 @@ pub(super) static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Struct = Struct {
     name: "VolumeResourceRequirements",
     atomic: false,
     fields: &[
-        Field { json: "limits", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "requests", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "limits", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "requests", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2048,9 +2048,9 @@ pub(super) static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Struct = Struct {
     name: "TypedLocalObjectReference",
     atomic: true,
     fields: &[
-        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2058,10 +2058,10 @@ pub(super) static CORE_V1_TYPED_OBJECT_REFERENCE: Struct = Struct {
     name: "TypedObjectReference",
     atomic: false,
     fields: &[
-        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2069,12 +2069,12 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: Struct = Struct {
     name: "PersistentVolumeClaimCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2082,8 +2082,8 @@ pub(super) static CORE_V1_MODIFY_VOLUME_STATUS: Struct = Struct {
     name: "ModifyVolumeStatus",
     atomic: false,
     fields: &[
-        Field { json: "targetVolumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "targetVolumeAttributesClassName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2091,12 +2091,12 @@ pub(super) static CORE_V1_POD_CONDITION: Struct = Struct {
     name: "PodCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2104,7 +2104,7 @@ pub(super) static CORE_V1_HOST_IP: Struct = Struct {
     name: "HostIP",
     atomic: false,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2112,7 +2112,7 @@ pub(super) static CORE_V1_POD_IP: Struct = Struct {
     name: "PodIP",
     atomic: false,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2120,20 +2120,20 @@ pub(super) static CORE_V1_CONTAINER_STATUS: Struct = Struct {
     name: "ContainerStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "state", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastState", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "restartCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "imageID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "started", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocatedResources", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT_STATUS)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Struct(&CORE_V1_CONTAINER_USER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocatedResourcesStatus", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_STATUS)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "state", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastState", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "restartCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "imageID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "started", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatedResources", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT_STATUS)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "", default: "" },
+        Field { json: "user", ty: Ty::Struct(&CORE_V1_CONTAINER_USER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatedResourcesStatus", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_STATUS)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2141,8 +2141,8 @@ pub(super) static CORE_V1_POD_RESOURCE_CLAIM_STATUS: Struct = Struct {
     name: "PodResourceClaimStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceClaimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceClaimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2150,37 +2150,37 @@ pub(super) static CORE_V1_VOLUME: Struct = Struct {
     name: "Volume",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostPath", ty: Ty::Struct(&CORE_V1_HOST_PATH_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "emptyDir", ty: Ty::Struct(&CORE_V1_EMPTY_DIR_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gcePersistentDisk", ty: Ty::Struct(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "awsElasticBlockStore", ty: Ty::Struct(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gitRepo", ty: Ty::Struct(&CORE_V1_GIT_REPO_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secret", ty: Ty::Struct(&CORE_V1_SECRET_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nfs", ty: Ty::Struct(&CORE_V1_NFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iscsi", ty: Ty::Struct(&CORE_V1_ISCSI_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "glusterfs", ty: Ty::Struct(&CORE_V1_GLUSTERFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "persistentVolumeClaim", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rbd", ty: Ty::Struct(&CORE_V1_RBD_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "flexVolume", ty: Ty::Struct(&CORE_V1_FLEX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "cinder", ty: Ty::Struct(&CORE_V1_CINDER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "cephfs", ty: Ty::Struct(&CORE_V1_CEPH_FS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "flocker", ty: Ty::Struct(&CORE_V1_FLOCKER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "downwardAPI", ty: Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fc", ty: Ty::Struct(&CORE_V1_FC_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "azureFile", ty: Ty::Struct(&CORE_V1_AZURE_FILE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "vsphereVolume", ty: Ty::Struct(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "quobyte", ty: Ty::Struct(&CORE_V1_QUOBYTE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "azureDisk", ty: Ty::Struct(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "photonPersistentDisk", ty: Ty::Struct(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "projected", ty: Ty::Struct(&CORE_V1_PROJECTED_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "portworxVolume", ty: Ty::Struct(&CORE_V1_PORTWORX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scaleIO", ty: Ty::Struct(&CORE_V1_SCALE_IO_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageos", ty: Ty::Struct(&CORE_V1_STORAGE_OS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "csi", ty: Ty::Struct(&CORE_V1_CSI_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ephemeral", ty: Ty::Struct(&CORE_V1_EPHEMERAL_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Struct(&CORE_V1_IMAGE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostPath", ty: Ty::Struct(&CORE_V1_HOST_PATH_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "emptyDir", ty: Ty::Struct(&CORE_V1_EMPTY_DIR_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gcePersistentDisk", ty: Ty::Struct(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "awsElasticBlockStore", ty: Ty::Struct(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gitRepo", ty: Ty::Struct(&CORE_V1_GIT_REPO_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secret", ty: Ty::Struct(&CORE_V1_SECRET_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nfs", ty: Ty::Struct(&CORE_V1_NFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iscsi", ty: Ty::Struct(&CORE_V1_ISCSI_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "glusterfs", ty: Ty::Struct(&CORE_V1_GLUSTERFS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "persistentVolumeClaim", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rbd", ty: Ty::Struct(&CORE_V1_RBD_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "flexVolume", ty: Ty::Struct(&CORE_V1_FLEX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "cinder", ty: Ty::Struct(&CORE_V1_CINDER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "cephfs", ty: Ty::Struct(&CORE_V1_CEPH_FS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "flocker", ty: Ty::Struct(&CORE_V1_FLOCKER_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "downwardAPI", ty: Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fc", ty: Ty::Struct(&CORE_V1_FC_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "azureFile", ty: Ty::Struct(&CORE_V1_AZURE_FILE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "vsphereVolume", ty: Ty::Struct(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "quobyte", ty: Ty::Struct(&CORE_V1_QUOBYTE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "azureDisk", ty: Ty::Struct(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "photonPersistentDisk", ty: Ty::Struct(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "projected", ty: Ty::Struct(&CORE_V1_PROJECTED_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "portworxVolume", ty: Ty::Struct(&CORE_V1_PORTWORX_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scaleIO", ty: Ty::Struct(&CORE_V1_SCALE_IO_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageos", ty: Ty::Struct(&CORE_V1_STORAGE_OS_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "csi", ty: Ty::Struct(&CORE_V1_CSI_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ephemeral", ty: Ty::Struct(&CORE_V1_EPHEMERAL_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Struct(&CORE_V1_IMAGE_VOLUME_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2188,30 +2188,30 @@ pub(super) static CORE_V1_CONTAINER: Struct = Struct {
     name: "Container",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "args", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "workingDir", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_PORT)), strategy: "merge", merge_key: "containerPort", list_type: "map", list_keys: &["containerPort", "protocol"], map_type: "", struct_type: "" },
-        Field { json: "envFrom", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_FROM_SOURCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "env", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_VAR)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resizePolicy", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_RESIZE_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "" },
-        Field { json: "volumeDevices", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_DEVICE)), strategy: "merge", merge_key: "devicePath", list_type: "map", list_keys: &["devicePath"], map_type: "", struct_type: "" },
-        Field { json: "livenessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readinessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "startupProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lifecycle", ty: Ty::Struct(&CORE_V1_LIFECYCLE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationMessagePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationMessagePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "imagePullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "stdin", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "stdinOnce", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tty", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "args", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "workingDir", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_PORT)), strategy: "merge", merge_key: "containerPort", list_type: "map", list_keys: &["containerPort", "protocol"], map_type: "", struct_type: "", default: "" },
+        Field { json: "envFrom", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_FROM_SOURCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "env", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_VAR)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resizePolicy", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_RESIZE_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeDevices", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_DEVICE)), strategy: "merge", merge_key: "devicePath", list_type: "map", list_keys: &["devicePath"], map_type: "", struct_type: "", default: "" },
+        Field { json: "livenessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readinessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "startupProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lifecycle", ty: Ty::Struct(&CORE_V1_LIFECYCLE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationMessagePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationMessagePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "imagePullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "stdin", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "stdinOnce", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tty", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2219,31 +2219,31 @@ pub(super) static CORE_V1_EPHEMERAL_CONTAINER: Struct = Struct {
     name: "EphemeralContainer",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "args", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "workingDir", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_PORT)), strategy: "merge", merge_key: "containerPort", list_type: "map", list_keys: &["containerPort", "protocol"], map_type: "", struct_type: "" },
-        Field { json: "envFrom", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_FROM_SOURCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "env", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_VAR)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resizePolicy", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_RESIZE_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "" },
-        Field { json: "volumeDevices", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_DEVICE)), strategy: "merge", merge_key: "devicePath", list_type: "map", list_keys: &["devicePath"], map_type: "", struct_type: "" },
-        Field { json: "livenessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readinessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "startupProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lifecycle", ty: Ty::Struct(&CORE_V1_LIFECYCLE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationMessagePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationMessagePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "imagePullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "stdin", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "stdinOnce", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tty", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "targetContainerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "args", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "workingDir", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_PORT)), strategy: "merge", merge_key: "containerPort", list_type: "map", list_keys: &["containerPort", "protocol"], map_type: "", struct_type: "", default: "" },
+        Field { json: "envFrom", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_FROM_SOURCE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "env", ty: Ty::List(&Ty::Struct(&CORE_V1_ENV_VAR)), strategy: "merge", merge_key: "name", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::Struct(&CORE_V1_RESOURCE_REQUIREMENTS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resizePolicy", ty: Ty::List(&Ty::Struct(&CORE_V1_CONTAINER_RESIZE_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeMounts", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_MOUNT)), strategy: "merge", merge_key: "mountPath", list_type: "map", list_keys: &["mountPath"], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeDevices", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_DEVICE)), strategy: "merge", merge_key: "devicePath", list_type: "map", list_keys: &["devicePath"], map_type: "", struct_type: "", default: "" },
+        Field { json: "livenessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readinessProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "startupProbe", ty: Ty::Struct(&CORE_V1_PROBE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lifecycle", ty: Ty::Struct(&CORE_V1_LIFECYCLE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationMessagePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationMessagePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "imagePullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "securityContext", ty: Ty::Struct(&CORE_V1_SECURITY_CONTEXT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "stdin", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "stdinOnce", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tty", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "targetContainerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2251,19 +2251,19 @@ pub(super) static CORE_V1_POD_SECURITY_CONTEXT: Struct = Struct {
     name: "PodSecurityContext",
     atomic: false,
     fields: &[
-        Field { json: "seLinuxOptions", ty: Ty::Struct(&CORE_V1_SE_LINUX_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "windowsOptions", ty: Ty::Struct(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsUser", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsNonRoot", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "supplementalGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "supplementalGroupsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sysctls", ty: Ty::List(&Ty::Struct(&CORE_V1_SYSCTL)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsGroupChangePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "seccompProfile", ty: Ty::Struct(&CORE_V1_SECCOMP_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "appArmorProfile", ty: Ty::Struct(&CORE_V1_APP_ARMOR_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "seLinuxChangePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "seLinuxOptions", ty: Ty::Struct(&CORE_V1_SE_LINUX_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "windowsOptions", ty: Ty::Struct(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsUser", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsNonRoot", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "supplementalGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "supplementalGroupsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sysctls", ty: Ty::List(&Ty::Struct(&CORE_V1_SYSCTL)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsGroupChangePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "seccompProfile", ty: Ty::Struct(&CORE_V1_SECCOMP_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "appArmorProfile", ty: Ty::Struct(&CORE_V1_APP_ARMOR_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "seLinuxChangePolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2271,9 +2271,9 @@ pub(super) static CORE_V1_AFFINITY: Struct = Struct {
     name: "Affinity",
     atomic: false,
     fields: &[
-        Field { json: "nodeAffinity", ty: Ty::Struct(&CORE_V1_NODE_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podAffinity", ty: Ty::Struct(&CORE_V1_POD_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podAntiAffinity", ty: Ty::Struct(&CORE_V1_POD_ANTI_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "nodeAffinity", ty: Ty::Struct(&CORE_V1_NODE_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podAffinity", ty: Ty::Struct(&CORE_V1_POD_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podAntiAffinity", ty: Ty::Struct(&CORE_V1_POD_ANTI_AFFINITY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2281,11 +2281,11 @@ pub(super) static CORE_V1_TOLERATION: Struct = Struct {
     name: "Toleration",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "effect", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tolerationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "effect", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tolerationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2293,8 +2293,8 @@ pub(super) static CORE_V1_HOST_ALIAS: Struct = Struct {
     name: "HostAlias",
     atomic: false,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostnames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostnames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2302,9 +2302,9 @@ pub(super) static CORE_V1_POD_DNS_CONFIG: Struct = Struct {
     name: "PodDNSConfig",
     atomic: false,
     fields: &[
-        Field { json: "nameservers", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "searches", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "options", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_DNS_CONFIG_OPTION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "nameservers", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "searches", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "options", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_DNS_CONFIG_OPTION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2312,7 +2312,7 @@ pub(super) static CORE_V1_POD_READINESS_GATE: Struct = Struct {
     name: "PodReadinessGate",
     atomic: false,
     fields: &[
-        Field { json: "conditionType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "conditionType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2320,14 +2320,14 @@ pub(super) static CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: Struct = Struct {
     name: "TopologySpreadConstraint",
     atomic: false,
     fields: &[
-        Field { json: "maxSkew", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "topologyKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "whenUnsatisfiable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "minDomains", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeAffinityPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeTaintsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "maxSkew", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "topologyKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "whenUnsatisfiable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "minDomains", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeAffinityPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeTaintsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2335,7 +2335,7 @@ pub(super) static CORE_V1_POD_OS: Struct = Struct {
     name: "PodOS",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2343,7 +2343,7 @@ pub(super) static CORE_V1_POD_SCHEDULING_GATE: Struct = Struct {
     name: "PodSchedulingGate",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2351,9 +2351,9 @@ pub(super) static CORE_V1_POD_RESOURCE_CLAIM: Struct = Struct {
     name: "PodResourceClaim",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceClaimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceClaimTemplateName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceClaimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceClaimTemplateName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2361,9 +2361,9 @@ pub(super) static CORE_V1_RESOURCE_REQUIREMENTS: Struct = Struct {
     name: "ResourceRequirements",
     atomic: false,
     fields: &[
-        Field { json: "limits", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "requests", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "claims", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_CLAIM)), strategy: "", merge_key: "", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "" },
+        Field { json: "limits", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "requests", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "claims", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_CLAIM)), strategy: "", merge_key: "", list_type: "map", list_keys: &["name"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2371,11 +2371,11 @@ pub(super) static CORE_V1_REPLICATION_CONTROLLER_CONDITION: Struct = Struct {
     name: "ReplicationControllerCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2383,12 +2383,12 @@ pub(super) static CORE_V1_SERVICE_PORT: Struct = Struct {
     name: "ServicePort",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "targetPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodePort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "TCP" },
+        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "targetPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodePort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2396,7 +2396,7 @@ pub(super) static CORE_V1_SESSION_AFFINITY_CONFIG: Struct = Struct {
     name: "SessionAffinityConfig",
     atomic: false,
     fields: &[
-        Field { json: "clientIP", ty: Ty::Struct(&CORE_V1_CLIENT_IP_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "clientIP", ty: Ty::Struct(&CORE_V1_CLIENT_IP_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2404,7 +2404,7 @@ pub(super) static CORE_V1_LOAD_BALANCER_STATUS: Struct = Struct {
     name: "LoadBalancerStatus",
     atomic: false,
     fields: &[
-        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&CORE_V1_LOAD_BALANCER_INGRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&CORE_V1_LOAD_BALANCER_INGRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2412,12 +2412,12 @@ pub(super) static META_V1_CONDITION: Struct = Struct {
     name: "Condition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "observedGeneration", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2425,10 +2425,10 @@ pub(super) static CORE_V1_ENDPOINT_ADDRESS: Struct = Struct {
     name: "EndpointAddress",
     atomic: true,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "targetRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "targetRef", ty: Ty::Struct(&CORE_V1_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -2436,10 +2436,10 @@ pub(super) static CORE_V1_ENDPOINT_PORT: Struct = Struct {
     name: "EndpointPort",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "appProtocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2447,10 +2447,10 @@ pub(super) static CORE_V1_TAINT: Struct = Struct {
     name: "Taint",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "effect", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "timeAdded", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "effect", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "timeAdded", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2458,7 +2458,7 @@ pub(super) static CORE_V1_NODE_CONFIG_SOURCE: Struct = Struct {
     name: "NodeConfigSource",
     atomic: false,
     fields: &[
-        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2466,12 +2466,12 @@ pub(super) static CORE_V1_NODE_CONDITION: Struct = Struct {
     name: "NodeCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastHeartbeatTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastHeartbeatTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2479,8 +2479,8 @@ pub(super) static CORE_V1_NODE_ADDRESS: Struct = Struct {
     name: "NodeAddress",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "address", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "address", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2488,7 +2488,7 @@ pub(super) static CORE_V1_NODE_DAEMON_ENDPOINTS: Struct = Struct {
     name: "NodeDaemonEndpoints",
     atomic: false,
     fields: &[
-        Field { json: "kubeletEndpoint", ty: Ty::Struct(&CORE_V1_DAEMON_ENDPOINT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kubeletEndpoint", ty: Ty::Struct(&CORE_V1_DAEMON_ENDPOINT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2496,16 +2496,16 @@ pub(super) static CORE_V1_NODE_SYSTEM_INFO: Struct = Struct {
     name: "NodeSystemInfo",
     atomic: false,
     fields: &[
-        Field { json: "machineID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "systemUUID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "bootID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kernelVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "osImage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerRuntimeVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kubeletVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kubeProxyVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operatingSystem", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "architecture", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "machineID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "systemUUID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "bootID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kernelVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "osImage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerRuntimeVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kubeletVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kubeProxyVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operatingSystem", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "architecture", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2513,8 +2513,8 @@ pub(super) static CORE_V1_CONTAINER_IMAGE: Struct = Struct {
     name: "ContainerImage",
     atomic: false,
     fields: &[
-        Field { json: "names", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sizeBytes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "names", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sizeBytes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2522,8 +2522,8 @@ pub(super) static CORE_V1_ATTACHED_VOLUME: Struct = Struct {
     name: "AttachedVolume",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "devicePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "devicePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2531,10 +2531,10 @@ pub(super) static CORE_V1_NODE_CONFIG_STATUS: Struct = Struct {
     name: "NodeConfigStatus",
     atomic: false,
     fields: &[
-        Field { json: "assigned", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "active", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastKnownGood", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "assigned", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "active", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastKnownGood", ty: Ty::Struct(&CORE_V1_NODE_CONFIG_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2542,8 +2542,8 @@ pub(super) static CORE_V1_NODE_RUNTIME_HANDLER: Struct = Struct {
     name: "NodeRuntimeHandler",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "features", ty: Ty::Struct(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "features", ty: Ty::Struct(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2551,7 +2551,7 @@ pub(super) static CORE_V1_NODE_FEATURES: Struct = Struct {
     name: "NodeFeatures",
     atomic: false,
     fields: &[
-        Field { json: "supplementalGroupsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "supplementalGroupsPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2559,11 +2559,11 @@ pub(super) static CORE_V1_NAMESPACE_CONDITION: Struct = Struct {
     name: "NamespaceCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2571,12 +2571,12 @@ pub(super) static CORE_V1_LIMIT_RANGE_ITEM: Struct = Struct {
     name: "LimitRangeItem",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "max", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "min", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "default", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultRequest", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxLimitRequestRatio", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "max", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "min", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "default", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultRequest", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxLimitRequestRatio", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2584,7 +2584,7 @@ pub(super) static CORE_V1_SCOPE_SELECTOR: Struct = Struct {
     name: "ScopeSelector",
     atomic: true,
     fields: &[
-        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2592,8 +2592,8 @@ pub(super) static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Struct = Struct {
     name: "StatefulSetUpdateStrategy",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2601,8 +2601,8 @@ pub(super) static APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY:
     name: "StatefulSetPersistentVolumeClaimRetentionPolicy",
     atomic: false,
     fields: &[
-        Field { json: "whenDeleted", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "whenScaled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "whenDeleted", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "whenScaled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2610,7 +2610,7 @@ pub(super) static APPS_V1_STATEFUL_SET_ORDINALS: Struct = Struct {
     name: "StatefulSetOrdinals",
     atomic: false,
     fields: &[
-        Field { json: "start", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "start", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2618,11 +2618,11 @@ pub(super) static APPS_V1_STATEFUL_SET_CONDITION: Struct = Struct {
     name: "StatefulSetCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2630,8 +2630,8 @@ pub(super) static APPS_V1_DEPLOYMENT_STRATEGY: Struct = Struct {
     name: "DeploymentStrategy",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2639,12 +2639,12 @@ pub(super) static APPS_V1_DEPLOYMENT_CONDITION: Struct = Struct {
     name: "DeploymentCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastUpdateTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastUpdateTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2652,8 +2652,8 @@ pub(super) static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: Struct = Struct {
     name: "DaemonSetUpdateStrategy",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "rollingUpdate", ty: Ty::Struct(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2661,11 +2661,11 @@ pub(super) static APPS_V1_DAEMON_SET_CONDITION: Struct = Struct {
     name: "DaemonSetCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2673,11 +2673,11 @@ pub(super) static APPS_V1_REPLICA_SET_CONDITION: Struct = Struct {
     name: "ReplicaSetCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2685,7 +2685,7 @@ pub(super) static BATCH_V1_POD_FAILURE_POLICY: Struct = Struct {
     name: "PodFailurePolicy",
     atomic: false,
     fields: &[
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2693,7 +2693,7 @@ pub(super) static BATCH_V1_SUCCESS_POLICY: Struct = Struct {
     name: "SuccessPolicy",
     atomic: false,
     fields: &[
-        Field { json: "rules", ty: Ty::List(&Ty::Struct(&BATCH_V1_SUCCESS_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "rules", ty: Ty::List(&Ty::Struct(&BATCH_V1_SUCCESS_POLICY_RULE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2701,12 +2701,12 @@ pub(super) static BATCH_V1_JOB_CONDITION: Struct = Struct {
     name: "JobCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastProbeTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2714,8 +2714,8 @@ pub(super) static BATCH_V1_UNCOUNTED_TERMINATED_PODS: Struct = Struct {
     name: "UncountedTerminatedPods",
     atomic: false,
     fields: &[
-        Field { json: "succeeded", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failed", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "succeeded", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failed", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2723,8 +2723,8 @@ pub(super) static BATCH_V1_JOB_TEMPLATE_SPEC: Struct = Struct {
     name: "JobTemplateSpec",
     atomic: false,
     fields: &[
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&BATCH_V1_JOB_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2732,8 +2732,8 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE: Struct = Struct {
     name: "NetworkPolicyIngressRule",
     atomic: false,
     fields: &[
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "from", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PEER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "from", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PEER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2741,8 +2741,8 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE: Struct = Struct {
     name: "NetworkPolicyEgressRule",
     atomic: false,
     fields: &[
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "to", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PEER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PORT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "to", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_NETWORK_POLICY_PEER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2750,8 +2750,8 @@ pub(super) static NETWORKING_V1_INGRESS_BACKEND: Struct = Struct {
     name: "IngressBackend",
     atomic: false,
     fields: &[
-        Field { json: "service", ty: Ty::Struct(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resource", ty: Ty::Struct(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "service", ty: Ty::Struct(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resource", ty: Ty::Struct(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -2759,8 +2759,8 @@ pub(super) static NETWORKING_V1_INGRESS_TLS: Struct = Struct {
     name: "IngressTLS",
     atomic: false,
     fields: &[
-        Field { json: "hosts", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "hosts", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2768,8 +2768,8 @@ pub(super) static NETWORKING_V1_INGRESS_RULE: Struct = Struct {
     name: "IngressRule",
     atomic: false,
     fields: &[
-        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "http", ty: Ty::Struct(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "http", ty: Ty::Struct(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2777,7 +2777,7 @@ pub(super) static NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: Struct = Struct {
     name: "IngressLoadBalancerStatus",
     atomic: false,
     fields: &[
-        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ingress", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2785,11 +2785,11 @@ pub(super) static NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: Struct = Str
     name: "IngressClassParametersReference",
     atomic: false,
     fields: &[
-        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2797,8 +2797,8 @@ pub(super) static META_V1_PRECONDITIONS: Struct = Struct {
     name: "Preconditions",
     atomic: false,
     fields: &[
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2806,8 +2806,8 @@ pub(super) static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: Struct = Struct {
     name: "TopologySelectorLabelRequirement",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2815,8 +2815,8 @@ pub(super) static STORAGE_V1_VOLUME_ATTACHMENT_SOURCE: Struct = Struct {
     name: "VolumeAttachmentSource",
     atomic: false,
     fields: &[
-        Field { json: "persistentVolumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "inlineVolumeSpec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "persistentVolumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "inlineVolumeSpec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2824,8 +2824,8 @@ pub(super) static STORAGE_V1_VOLUME_ERROR: Struct = Struct {
     name: "VolumeError",
     atomic: false,
     fields: &[
-        Field { json: "time", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "time", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2833,8 +2833,8 @@ pub(super) static STORAGE_V1_TOKEN_REQUEST: Struct = Struct {
     name: "TokenRequest",
     atomic: false,
     fields: &[
-        Field { json: "audience", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "audience", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2842,10 +2842,10 @@ pub(super) static STORAGE_V1_CSI_NODE_DRIVER: Struct = Struct {
     name: "CSINodeDriver",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "topologyKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allocatable", ty: Ty::Struct(&STORAGE_V1_VOLUME_NODE_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "topologyKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allocatable", ty: Ty::Struct(&STORAGE_V1_VOLUME_NODE_RESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2853,9 +2853,9 @@ pub(super) static META_V1_LABEL_SELECTOR_REQUIREMENT: Struct = Struct {
     name: "LabelSelectorRequirement",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2863,9 +2863,9 @@ pub(super) static DISCOVERY_V1_ENDPOINT_CONDITIONS: Struct = Struct {
     name: "EndpointConditions",
     atomic: false,
     fields: &[
-        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "serving", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminating", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ready", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "serving", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminating", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2873,7 +2873,7 @@ pub(super) static DISCOVERY_V1_ENDPOINT_HINTS: Struct = Struct {
     name: "EndpointHints",
     atomic: false,
     fields: &[
-        Field { json: "forZones", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_FOR_ZONE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "forZones", ty: Ty::List(&Ty::Struct(&DISCOVERY_V1_FOR_ZONE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2881,9 +2881,9 @@ pub(super) static AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE: Struct = Struct
     name: "CrossVersionObjectReference",
     atomic: true,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2891,9 +2891,9 @@ pub(super) static AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: Struct = Struct
     name: "CrossVersionObjectReference",
     atomic: false,
     fields: &[
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2901,12 +2901,12 @@ pub(super) static AUTOSCALING_V2_METRIC_SPEC: Struct = Struct {
     name: "MetricSpec",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "object", ty: Ty::Struct(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pods", ty: Ty::Struct(&AUTOSCALING_V2_PODS_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resource", ty: Ty::Struct(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerResource", ty: Ty::Struct(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "external", ty: Ty::Struct(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "object", ty: Ty::Struct(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pods", ty: Ty::Struct(&AUTOSCALING_V2_PODS_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resource", ty: Ty::Struct(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerResource", ty: Ty::Struct(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "external", ty: Ty::Struct(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2914,8 +2914,8 @@ pub(super) static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: Struct = St
     name: "HorizontalPodAutoscalerBehavior",
     atomic: false,
     fields: &[
-        Field { json: "scaleUp", ty: Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_RULES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scaleDown", ty: Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_RULES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "scaleUp", ty: Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_RULES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scaleDown", ty: Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_RULES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2923,12 +2923,12 @@ pub(super) static AUTOSCALING_V2_METRIC_STATUS: Struct = Struct {
     name: "MetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "object", ty: Ty::Struct(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pods", ty: Ty::Struct(&AUTOSCALING_V2_PODS_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resource", ty: Ty::Struct(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerResource", ty: Ty::Struct(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "external", ty: Ty::Struct(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "object", ty: Ty::Struct(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pods", ty: Ty::Struct(&AUTOSCALING_V2_PODS_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resource", ty: Ty::Struct(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerResource", ty: Ty::Struct(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "external", ty: Ty::Struct(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2936,11 +2936,11 @@ pub(super) static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: Struct = S
     name: "HorizontalPodAutoscalerCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2948,12 +2948,12 @@ pub(super) static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_CONDITION: Struct 
     name: "CertificateSigningRequestCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastUpdateTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastUpdateTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2961,8 +2961,8 @@ pub(super) static ADMISSIONREGISTRATION_V1_PARAM_KIND: Struct = Struct {
     name: "ParamKind",
     atomic: true,
     fields: &[
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2970,11 +2970,11 @@ pub(super) static ADMISSIONREGISTRATION_V1_MATCH_RESOURCES: Struct = Struct {
     name: "MatchResources",
     atomic: true,
     fields: &[
-        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "resourceRules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "excludeResourceRules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "objectSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "resourceRules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "excludeResourceRules", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2982,10 +2982,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_VALIDATION: Struct = Struct {
     name: "Validation",
     atomic: false,
     fields: &[
-        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "messageExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "messageExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -2993,8 +2993,8 @@ pub(super) static ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION: Struct = Struct {
     name: "AuditAnnotation",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "valueExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "valueExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3002,8 +3002,8 @@ pub(super) static ADMISSIONREGISTRATION_V1_MATCH_CONDITION: Struct = Struct {
     name: "MatchCondition",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3011,8 +3011,8 @@ pub(super) static ADMISSIONREGISTRATION_V1_VARIABLE: Struct = Struct {
     name: "Variable",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3020,7 +3020,7 @@ pub(super) static ADMISSIONREGISTRATION_V1_TYPE_CHECKING: Struct = Struct {
     name: "TypeChecking",
     atomic: false,
     fields: &[
-        Field { json: "expressionWarnings", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "expressionWarnings", ty: Ty::List(&Ty::Struct(&ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3028,10 +3028,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_PARAM_REF: Struct = Struct {
     name: "ParamRef",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "parameterNotFoundAction", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "parameterNotFoundAction", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3039,9 +3039,9 @@ pub(super) static ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG: Struct = Struc
     name: "WebhookClientConfig",
     atomic: false,
     fields: &[
-        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "service", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "caBundle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "service", ty: Ty::Struct(&ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "caBundle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3049,11 +3049,11 @@ pub(super) static ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS: Struct = Struct
     name: "RuleWithOperations",
     atomic: false,
     fields: &[
-        Field { json: "operations", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "operations", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3061,12 +3061,12 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_NAMES: Struct = St
     name: "CustomResourceDefinitionNames",
     atomic: false,
     fields: &[
-        Field { json: "plural", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "singular", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "shortNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "listKind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "categories", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "plural", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "singular", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "shortNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "listKind", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "categories", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3074,15 +3074,15 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_VERSION: Struct = 
     name: "CustomResourceDefinitionVersion",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "served", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecated", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "deprecationWarning", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "schema", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_VALIDATION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subresources", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "additionalPrinterColumns", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_COLUMN_DEFINITION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selectableFields", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_SELECTABLE_FIELD)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "served", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storage", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecated", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "deprecationWarning", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "schema", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_VALIDATION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subresources", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "additionalPrinterColumns", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_COLUMN_DEFINITION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selectableFields", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_SELECTABLE_FIELD)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3090,8 +3090,8 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_CONVERSION: Struct = Struct {
     name: "CustomResourceConversion",
     atomic: false,
     fields: &[
-        Field { json: "strategy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "webhook", ty: Ty::Struct(&APIEXTENSIONS_V1_WEBHOOK_CONVERSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "strategy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "webhook", ty: Ty::Struct(&APIEXTENSIONS_V1_WEBHOOK_CONVERSION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3099,11 +3099,11 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION_CONDITION: Struct 
     name: "CustomResourceDefinitionCondition",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lastTransitionTime", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3119,8 +3119,8 @@ pub(super) static CORE_V1_SECRET_REFERENCE: Struct = Struct {
     name: "SecretReference",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3128,7 +3128,7 @@ pub(super) static CORE_V1_NODE_SELECTOR: Struct = Struct {
     name: "NodeSelector",
     atomic: true,
     fields: &[
-        Field { json: "nodeSelectorTerms", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "nodeSelectorTerms", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3136,9 +3136,9 @@ pub(super) static CORE_V1_CONTAINER_STATE: Struct = Struct {
     name: "ContainerState",
     atomic: false,
     fields: &[
-        Field { json: "waiting", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_WAITING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "running", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_RUNNING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminated", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_TERMINATED), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "waiting", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_WAITING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "running", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_RUNNING), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminated", ty: Ty::Struct(&CORE_V1_CONTAINER_STATE_TERMINATED), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3146,10 +3146,10 @@ pub(super) static CORE_V1_VOLUME_MOUNT_STATUS: Struct = Struct {
     name: "VolumeMountStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mountPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "recursiveReadOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mountPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "recursiveReadOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3157,7 +3157,7 @@ pub(super) static CORE_V1_CONTAINER_USER: Struct = Struct {
     name: "ContainerUser",
     atomic: false,
     fields: &[
-        Field { json: "linux", ty: Ty::Struct(&CORE_V1_LINUX_CONTAINER_USER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "linux", ty: Ty::Struct(&CORE_V1_LINUX_CONTAINER_USER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3165,8 +3165,8 @@ pub(super) static CORE_V1_RESOURCE_STATUS: Struct = Struct {
     name: "ResourceStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_HEALTH)), strategy: "", merge_key: "", list_type: "map", list_keys: &["resourceID"], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::List(&Ty::Struct(&CORE_V1_RESOURCE_HEALTH)), strategy: "", merge_key: "", list_type: "map", list_keys: &["resourceID"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3174,8 +3174,8 @@ pub(super) static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Struct = Struct {
     name: "EmptyDirVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "medium", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sizeLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "medium", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sizeLimit", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3183,9 +3183,9 @@ pub(super) static CORE_V1_GIT_REPO_VOLUME_SOURCE: Struct = Struct {
     name: "GitRepoVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "repository", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "revision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "directory", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "repository", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "revision", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "directory", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3193,10 +3193,10 @@ pub(super) static CORE_V1_SECRET_VOLUME_SOURCE: Struct = Struct {
     name: "SecretVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3204,17 +3204,17 @@ pub(super) static CORE_V1_ISCSI_VOLUME_SOURCE: Struct = Struct {
     name: "ISCSIVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "targetPortal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iqn", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "iscsiInterface", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "portals", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "chapAuthDiscovery", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "chapAuthSession", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "initiatorName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "targetPortal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iqn", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "lun", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "iscsiInterface", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "default" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "portals", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "chapAuthDiscovery", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "chapAuthSession", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "initiatorName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3222,9 +3222,9 @@ pub(super) static CORE_V1_GLUSTERFS_VOLUME_SOURCE: Struct = Struct {
     name: "GlusterfsVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "endpoints", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "endpoints", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3232,8 +3232,8 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: Struct = Struct
     name: "PersistentVolumeClaimVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "claimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "claimName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3241,14 +3241,14 @@ pub(super) static CORE_V1_RBD_VOLUME_SOURCE: Struct = Struct {
     name: "RBDVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "keyring", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "image", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "rbd" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "admin" },
+        Field { json: "keyring", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "/etc/ceph/keyring" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3256,11 +3256,11 @@ pub(super) static CORE_V1_FLEX_VOLUME_SOURCE: Struct = Struct {
     name: "FlexVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "options", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "options", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3268,10 +3268,10 @@ pub(super) static CORE_V1_CINDER_VOLUME_SOURCE: Struct = Struct {
     name: "CinderVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "volumeID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -3279,12 +3279,12 @@ pub(super) static CORE_V1_CEPH_FS_VOLUME_SOURCE: Struct = Struct {
     name: "CephFSVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretFile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "monitors", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretFile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3292,8 +3292,8 @@ pub(super) static CORE_V1_DOWNWARD_API_VOLUME_SOURCE: Struct = Struct {
     name: "DownwardAPIVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_FILE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_FILE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3301,9 +3301,9 @@ pub(super) static CORE_V1_AZURE_FILE_VOLUME_SOURCE: Struct = Struct {
     name: "AzureFileVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "shareName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "secretName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "shareName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3311,10 +3311,10 @@ pub(super) static CORE_V1_CONFIG_MAP_VOLUME_SOURCE: Struct = Struct {
     name: "ConfigMapVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3322,8 +3322,8 @@ pub(super) static CORE_V1_PROJECTED_VOLUME_SOURCE: Struct = Struct {
     name: "ProjectedVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "sources", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_PROJECTION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "sources", ty: Ty::List(&Ty::Struct(&CORE_V1_VOLUME_PROJECTION)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "defaultMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3331,16 +3331,16 @@ pub(super) static CORE_V1_SCALE_IO_VOLUME_SOURCE: Struct = Struct {
     name: "ScaleIOVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "gateway", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "system", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "sslEnabled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protectionDomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storagePool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "storageMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "gateway", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "system", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "sslEnabled", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protectionDomain", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storagePool", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "storageMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "ThinProvisioned" },
+        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "xfs" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3348,11 +3348,11 @@ pub(super) static CORE_V1_STORAGE_OS_VOLUME_SOURCE: Struct = Struct {
     name: "StorageOSVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "volumeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeNamespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -3360,11 +3360,11 @@ pub(super) static CORE_V1_CSI_VOLUME_SOURCE: Struct = Struct {
     name: "CSIVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "volumeAttributes", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nodePublishSecretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "driver", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fsType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "volumeAttributes", ty: Ty::Map(&Ty::Scalar), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nodePublishSecretRef", ty: Ty::Struct(&CORE_V1_LOCAL_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -3372,7 +3372,7 @@ pub(super) static CORE_V1_EPHEMERAL_VOLUME_SOURCE: Struct = Struct {
     name: "EphemeralVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "volumeClaimTemplate", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "volumeClaimTemplate", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3380,8 +3380,8 @@ pub(super) static CORE_V1_IMAGE_VOLUME_SOURCE: Struct = Struct {
     name: "ImageVolumeSource",
     atomic: false,
     fields: &[
-        Field { json: "reference", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "reference", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pullPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3389,11 +3389,11 @@ pub(super) static CORE_V1_CONTAINER_PORT: Struct = Struct {
     name: "ContainerPort",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "TCP" },
+        Field { json: "hostIP", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3401,9 +3401,9 @@ pub(super) static CORE_V1_ENV_FROM_SOURCE: Struct = Struct {
     name: "EnvFromSource",
     atomic: false,
     fields: &[
-        Field { json: "prefix", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "configMapRef", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_ENV_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_ENV_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "prefix", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "configMapRef", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_ENV_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "secretRef", ty: Ty::Struct(&CORE_V1_SECRET_ENV_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3411,9 +3411,9 @@ pub(super) static CORE_V1_ENV_VAR: Struct = Struct {
     name: "EnvVar",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "valueFrom", ty: Ty::Struct(&CORE_V1_ENV_VAR_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "valueFrom", ty: Ty::Struct(&CORE_V1_ENV_VAR_SOURCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3421,8 +3421,8 @@ pub(super) static CORE_V1_CONTAINER_RESIZE_POLICY: Struct = Struct {
     name: "ContainerResizePolicy",
     atomic: false,
     fields: &[
-        Field { json: "resourceName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "resourceName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "restartPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3430,13 +3430,13 @@ pub(super) static CORE_V1_VOLUME_MOUNT: Struct = Struct {
     name: "VolumeMount",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "recursiveReadOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mountPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mountPropagation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "subPathExpr", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "recursiveReadOnly", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mountPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mountPropagation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "subPathExpr", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3444,8 +3444,8 @@ pub(super) static CORE_V1_VOLUME_DEVICE: Struct = Struct {
     name: "VolumeDevice",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "devicePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "devicePath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3453,16 +3453,16 @@ pub(super) static CORE_V1_PROBE: Struct = Struct {
     name: "Probe",
     atomic: false,
     fields: &[
-        Field { json: "exec", ty: Ty::Struct(&CORE_V1_EXEC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "httpGet", ty: Ty::Struct(&CORE_V1_HTTP_GET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tcpSocket", ty: Ty::Struct(&CORE_V1_TCP_SOCKET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "grpc", ty: Ty::Struct(&CORE_V1_GRPC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "initialDelaySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "periodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "successThreshold", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "failureThreshold", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "terminationGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "exec", ty: Ty::Struct(&CORE_V1_EXEC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "httpGet", ty: Ty::Struct(&CORE_V1_HTTP_GET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tcpSocket", ty: Ty::Struct(&CORE_V1_TCP_SOCKET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "grpc", ty: Ty::Struct(&CORE_V1_GRPC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "initialDelaySeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "periodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "successThreshold", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "failureThreshold", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "terminationGracePeriodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3470,8 +3470,8 @@ pub(super) static CORE_V1_LIFECYCLE: Struct = Struct {
     name: "Lifecycle",
     atomic: false,
     fields: &[
-        Field { json: "postStart", ty: Ty::Struct(&CORE_V1_LIFECYCLE_HANDLER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preStop", ty: Ty::Struct(&CORE_V1_LIFECYCLE_HANDLER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "postStart", ty: Ty::Struct(&CORE_V1_LIFECYCLE_HANDLER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preStop", ty: Ty::Struct(&CORE_V1_LIFECYCLE_HANDLER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3479,18 +3479,18 @@ pub(super) static CORE_V1_SECURITY_CONTEXT: Struct = Struct {
     name: "SecurityContext",
     atomic: false,
     fields: &[
-        Field { json: "capabilities", ty: Ty::Struct(&CORE_V1_CAPABILITIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "privileged", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "seLinuxOptions", ty: Ty::Struct(&CORE_V1_SE_LINUX_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "windowsOptions", ty: Ty::Struct(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsUser", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsNonRoot", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "readOnlyRootFilesystem", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allowPrivilegeEscalation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "procMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "seccompProfile", ty: Ty::Struct(&CORE_V1_SECCOMP_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "appArmorProfile", ty: Ty::Struct(&CORE_V1_APP_ARMOR_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "capabilities", ty: Ty::Struct(&CORE_V1_CAPABILITIES), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "privileged", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "seLinuxOptions", ty: Ty::Struct(&CORE_V1_SE_LINUX_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "windowsOptions", ty: Ty::Struct(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsUser", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsGroup", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsNonRoot", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "readOnlyRootFilesystem", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allowPrivilegeEscalation", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "procMount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "seccompProfile", ty: Ty::Struct(&CORE_V1_SECCOMP_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "appArmorProfile", ty: Ty::Struct(&CORE_V1_APP_ARMOR_PROFILE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3498,10 +3498,10 @@ pub(super) static CORE_V1_SE_LINUX_OPTIONS: Struct = Struct {
     name: "SELinuxOptions",
     atomic: false,
     fields: &[
-        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "role", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "level", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "user", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "role", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "level", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3509,10 +3509,10 @@ pub(super) static CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: Struct = Struct {
     name: "WindowsSecurityContextOptions",
     atomic: false,
     fields: &[
-        Field { json: "gmsaCredentialSpecName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gmsaCredentialSpec", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "runAsUserName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostProcess", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "gmsaCredentialSpecName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gmsaCredentialSpec", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "runAsUserName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostProcess", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3520,8 +3520,8 @@ pub(super) static CORE_V1_SYSCTL: Struct = Struct {
     name: "Sysctl",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3529,8 +3529,8 @@ pub(super) static CORE_V1_SECCOMP_PROFILE: Struct = Struct {
     name: "SeccompProfile",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "localhostProfile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "localhostProfile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3538,8 +3538,8 @@ pub(super) static CORE_V1_APP_ARMOR_PROFILE: Struct = Struct {
     name: "AppArmorProfile",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "localhostProfile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "localhostProfile", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3547,8 +3547,8 @@ pub(super) static CORE_V1_NODE_AFFINITY: Struct = Struct {
     name: "NodeAffinity",
     atomic: false,
     fields: &[
-        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_PREFERRED_SCHEDULING_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_PREFERRED_SCHEDULING_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3556,8 +3556,8 @@ pub(super) static CORE_V1_POD_AFFINITY: Struct = Struct {
     name: "PodAffinity",
     atomic: false,
     fields: &[
-        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3565,8 +3565,8 @@ pub(super) static CORE_V1_POD_ANTI_AFFINITY: Struct = Struct {
     name: "PodAntiAffinity",
     atomic: false,
     fields: &[
-        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::List(&Ty::Struct(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3574,8 +3574,8 @@ pub(super) static CORE_V1_POD_DNS_CONFIG_OPTION: Struct = Struct {
     name: "PodDNSConfigOption",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3583,8 +3583,8 @@ pub(super) static CORE_V1_RESOURCE_CLAIM: Struct = Struct {
     name: "ResourceClaim",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "request", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "request", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3592,7 +3592,7 @@ pub(super) static CORE_V1_CLIENT_IP_CONFIG: Struct = Struct {
     name: "ClientIPConfig",
     atomic: false,
     fields: &[
-        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "timeoutSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3600,10 +3600,10 @@ pub(super) static CORE_V1_LOAD_BALANCER_INGRESS: Struct = Struct {
     name: "LoadBalancerIngress",
     atomic: false,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ipMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_PORT_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ipMode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&CORE_V1_PORT_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3611,11 +3611,11 @@ pub(super) static CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: Struct = Struct {
     name: "ConfigMapNodeConfigSource",
     atomic: false,
     fields: &[
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "kubeletConfigKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resourceVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "kubeletConfigKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3623,7 +3623,7 @@ pub(super) static CORE_V1_DAEMON_ENDPOINT: Struct = Struct {
     name: "DaemonEndpoint",
     atomic: false,
     fields: &[
-        Field { json: "Port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "Port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3631,8 +3631,8 @@ pub(super) static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Struct = Struct {
     name: "NodeRuntimeHandlerFeatures",
     atomic: false,
     fields: &[
-        Field { json: "recursiveReadOnlyMounts", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "userNamespaces", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "recursiveReadOnlyMounts", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "userNamespaces", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3640,9 +3640,9 @@ pub(super) static CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: Struct = Struct 
     name: "ScopedResourceSelectorRequirement",
     atomic: false,
     fields: &[
-        Field { json: "scopeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "scopeName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3650,8 +3650,8 @@ pub(super) static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: Struct = Struct 
     name: "RollingUpdateStatefulSetStrategy",
     atomic: false,
     fields: &[
-        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "partition", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3659,8 +3659,8 @@ pub(super) static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Struct = Struct {
     name: "RollingUpdateDeployment",
     atomic: false,
     fields: &[
-        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxSurge", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxSurge", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3668,8 +3668,8 @@ pub(super) static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Struct = Struct {
     name: "RollingUpdateDaemonSet",
     atomic: false,
     fields: &[
-        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxSurge", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "maxUnavailable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxSurge", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3677,9 +3677,9 @@ pub(super) static BATCH_V1_POD_FAILURE_POLICY_RULE: Struct = Struct {
     name: "PodFailurePolicyRule",
     atomic: false,
     fields: &[
-        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "onExitCodes", ty: Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "onPodConditions", ty: Ty::List(&Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "action", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "onExitCodes", ty: Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "onPodConditions", ty: Ty::List(&Ty::Struct(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3687,8 +3687,8 @@ pub(super) static BATCH_V1_SUCCESS_POLICY_RULE: Struct = Struct {
     name: "SuccessPolicyRule",
     atomic: false,
     fields: &[
-        Field { json: "succeededIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "succeededCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "succeededIndexes", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "succeededCount", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3696,9 +3696,9 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY_PORT: Struct = Struct {
     name: "NetworkPolicyPort",
     atomic: false,
     fields: &[
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "endPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "endPort", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3706,9 +3706,9 @@ pub(super) static NETWORKING_V1_NETWORK_POLICY_PEER: Struct = Struct {
     name: "NetworkPolicyPeer",
     atomic: false,
     fields: &[
-        Field { json: "podSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "ipBlock", ty: Ty::Struct(&NETWORKING_V1_IP_BLOCK), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "podSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "ipBlock", ty: Ty::Struct(&NETWORKING_V1_IP_BLOCK), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3716,8 +3716,8 @@ pub(super) static NETWORKING_V1_INGRESS_SERVICE_BACKEND: Struct = Struct {
     name: "IngressServiceBackend",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Struct(&NETWORKING_V1_SERVICE_BACKEND_PORT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Struct(&NETWORKING_V1_SERVICE_BACKEND_PORT), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -3725,7 +3725,7 @@ pub(super) static NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: Struct = Struct {
     name: "HTTPIngressRuleValue",
     atomic: false,
     fields: &[
-        Field { json: "paths", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_HTTP_INGRESS_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "paths", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_HTTP_INGRESS_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3733,9 +3733,9 @@ pub(super) static NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: Struct = Struct {
     name: "IngressLoadBalancerIngress",
     atomic: false,
     fields: &[
-        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_PORT_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "ip", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "hostname", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "ports", ty: Ty::List(&Ty::Struct(&NETWORKING_V1_INGRESS_PORT_STATUS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3743,7 +3743,7 @@ pub(super) static STORAGE_V1_VOLUME_NODE_RESOURCES: Struct = Struct {
     name: "VolumeNodeResources",
     atomic: false,
     fields: &[
-        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "count", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3751,7 +3751,7 @@ pub(super) static DISCOVERY_V1_FOR_ZONE: Struct = Struct {
     name: "ForZone",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3759,9 +3759,9 @@ pub(super) static AUTOSCALING_V2_OBJECT_METRIC_SOURCE: Struct = Struct {
     name: "ObjectMetricSource",
     atomic: false,
     fields: &[
-        Field { json: "describedObject", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "describedObject", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3769,8 +3769,8 @@ pub(super) static AUTOSCALING_V2_PODS_METRIC_SOURCE: Struct = Struct {
     name: "PodsMetricSource",
     atomic: false,
     fields: &[
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3778,8 +3778,8 @@ pub(super) static AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: Struct = Struct {
     name: "ResourceMetricSource",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3787,9 +3787,9 @@ pub(super) static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: Struct = Stru
     name: "ContainerResourceMetricSource",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "container", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "container", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3797,8 +3797,8 @@ pub(super) static AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: Struct = Struct {
     name: "ExternalMetricSource",
     atomic: false,
     fields: &[
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "target", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_TARGET), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3806,9 +3806,9 @@ pub(super) static AUTOSCALING_V2_HPA_SCALING_RULES: Struct = Struct {
     name: "HPAScalingRules",
     atomic: false,
     fields: &[
-        Field { json: "stabilizationWindowSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selectPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "policies", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "stabilizationWindowSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selectPolicy", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "policies", ty: Ty::List(&Ty::Struct(&AUTOSCALING_V2_HPA_SCALING_POLICY)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3816,9 +3816,9 @@ pub(super) static AUTOSCALING_V2_OBJECT_METRIC_STATUS: Struct = Struct {
     name: "ObjectMetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "describedObject", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "describedObject", ty: Ty::Struct(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3826,8 +3826,8 @@ pub(super) static AUTOSCALING_V2_PODS_METRIC_STATUS: Struct = Struct {
     name: "PodsMetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3835,8 +3835,8 @@ pub(super) static AUTOSCALING_V2_RESOURCE_METRIC_STATUS: Struct = Struct {
     name: "ResourceMetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3844,9 +3844,9 @@ pub(super) static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: Struct = Stru
     name: "ContainerResourceMetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "container", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "container", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3854,8 +3854,8 @@ pub(super) static AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: Struct = Struct {
     name: "ExternalMetricStatus",
     atomic: false,
     fields: &[
-        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metric", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_IDENTIFIER), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "current", ty: Ty::Struct(&AUTOSCALING_V2_METRIC_VALUE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3863,12 +3863,12 @@ pub(super) static ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS: Struct = 
     name: "NamedRuleWithOperations",
     atomic: true,
     fields: &[
-        Field { json: "resourceNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operations", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "apiVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "resourceNames", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operations", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "apiVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resources", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scope", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3876,8 +3876,8 @@ pub(super) static ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING: Struct = Struct {
     name: "ExpressionWarning",
     atomic: false,
     fields: &[
-        Field { json: "fieldRef", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "warning", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "fieldRef", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "warning", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3885,10 +3885,10 @@ pub(super) static ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE: Struct = Struct {
     name: "ServiceReference",
     atomic: false,
     fields: &[
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3896,7 +3896,7 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_VALIDATION: Struct = Struct {
     name: "CustomResourceValidation",
     atomic: false,
     fields: &[
-        Field { json: "openAPIV3Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "openAPIV3Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3904,8 +3904,8 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCES: Struct = Struct
     name: "CustomResourceSubresources",
     atomic: false,
     fields: &[
-        Field { json: "status", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scale", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCE_SCALE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "status", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCE_STATUS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scale", ty: Ty::Struct(&APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCE_SCALE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3913,12 +3913,12 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_COLUMN_DEFINITION: Struct = S
     name: "CustomResourceColumnDefinition",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "format", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "priority", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "jsonPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "format", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "priority", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "jsonPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3926,7 +3926,7 @@ pub(super) static APIEXTENSIONS_V1_SELECTABLE_FIELD: Struct = Struct {
     name: "SelectableField",
     atomic: false,
     fields: &[
-        Field { json: "jsonPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "jsonPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3934,8 +3934,8 @@ pub(super) static APIEXTENSIONS_V1_WEBHOOK_CONVERSION: Struct = Struct {
     name: "WebhookConversion",
     atomic: false,
     fields: &[
-        Field { json: "clientConfig", ty: Ty::Struct(&APIEXTENSIONS_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "conversionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "clientConfig", ty: Ty::Struct(&APIEXTENSIONS_V1_WEBHOOK_CLIENT_CONFIG), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "conversionReviewVersions", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3943,8 +3943,8 @@ pub(super) static CORE_V1_NODE_SELECTOR_TERM: Struct = Struct {
     name: "NodeSelectorTerm",
     atomic: true,
     fields: &[
-        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "matchFields", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "matchExpressions", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "matchFields", ty: Ty::List(&Ty::Struct(&CORE_V1_NODE_SELECTOR_REQUIREMENT)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3952,8 +3952,8 @@ pub(super) static CORE_V1_CONTAINER_STATE_WAITING: Struct = Struct {
     name: "ContainerStateWaiting",
     atomic: false,
     fields: &[
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3961,7 +3961,7 @@ pub(super) static CORE_V1_CONTAINER_STATE_RUNNING: Struct = Struct {
     name: "ContainerStateRunning",
     atomic: false,
     fields: &[
-        Field { json: "startedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "startedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3969,13 +3969,13 @@ pub(super) static CORE_V1_CONTAINER_STATE_TERMINATED: Struct = Struct {
     name: "ContainerStateTerminated",
     atomic: false,
     fields: &[
-        Field { json: "exitCode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "signal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "startedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "finishedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "containerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "exitCode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "signal", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "startedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "finishedAt", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "containerID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3983,9 +3983,9 @@ pub(super) static CORE_V1_LINUX_CONTAINER_USER: Struct = Struct {
     name: "LinuxContainerUser",
     atomic: false,
     fields: &[
-        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "gid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "supplementalGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "uid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "gid", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "supplementalGroups", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -3993,8 +3993,8 @@ pub(super) static CORE_V1_RESOURCE_HEALTH: Struct = Struct {
     name: "ResourceHealth",
     atomic: false,
     fields: &[
-        Field { json: "resourceID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "health", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "resourceID", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "health", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4002,9 +4002,9 @@ pub(super) static CORE_V1_KEY_TO_PATH: Struct = Struct {
     name: "KeyToPath",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4012,10 +4012,10 @@ pub(super) static CORE_V1_DOWNWARD_API_VOLUME_FILE: Struct = Struct {
     name: "DownwardAPIVolumeFile",
     atomic: false,
     fields: &[
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldRef", ty: Ty::Struct(&CORE_V1_OBJECT_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "resourceFieldRef", ty: Ty::Struct(&CORE_V1_RESOURCE_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "mode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldRef", ty: Ty::Struct(&CORE_V1_OBJECT_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "resourceFieldRef", ty: Ty::Struct(&CORE_V1_RESOURCE_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "mode", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4023,11 +4023,11 @@ pub(super) static CORE_V1_VOLUME_PROJECTION: Struct = Struct {
     name: "VolumeProjection",
     atomic: false,
     fields: &[
-        Field { json: "secret", ty: Ty::Struct(&CORE_V1_SECRET_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "downwardAPI", ty: Ty::Struct(&CORE_V1_DOWNWARD_API_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "serviceAccountToken", ty: Ty::Struct(&CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "clusterTrustBundle", ty: Ty::Struct(&CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "secret", ty: Ty::Struct(&CORE_V1_SECRET_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "downwardAPI", ty: Ty::Struct(&CORE_V1_DOWNWARD_API_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "configMap", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "serviceAccountToken", ty: Ty::Struct(&CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "clusterTrustBundle", ty: Ty::Struct(&CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4035,8 +4035,8 @@ pub(super) static CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: Struct = Struct {
     name: "PersistentVolumeClaimTemplate",
     atomic: false,
     fields: &[
-        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "metadata", ty: Ty::Struct(&META_V1_OBJECT_META), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "spec", ty: Ty::Struct(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4044,8 +4044,8 @@ pub(super) static CORE_V1_CONFIG_MAP_ENV_SOURCE: Struct = Struct {
     name: "ConfigMapEnvSource",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4053,8 +4053,8 @@ pub(super) static CORE_V1_SECRET_ENV_SOURCE: Struct = Struct {
     name: "SecretEnvSource",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4062,10 +4062,10 @@ pub(super) static CORE_V1_ENV_VAR_SOURCE: Struct = Struct {
     name: "EnvVarSource",
     atomic: false,
     fields: &[
-        Field { json: "fieldRef", ty: Ty::Struct(&CORE_V1_OBJECT_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "resourceFieldRef", ty: Ty::Struct(&CORE_V1_RESOURCE_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "configMapKeyRef", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_KEY_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "secretKeyRef", ty: Ty::Struct(&CORE_V1_SECRET_KEY_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "fieldRef", ty: Ty::Struct(&CORE_V1_OBJECT_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "resourceFieldRef", ty: Ty::Struct(&CORE_V1_RESOURCE_FIELD_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "configMapKeyRef", ty: Ty::Struct(&CORE_V1_CONFIG_MAP_KEY_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "secretKeyRef", ty: Ty::Struct(&CORE_V1_SECRET_KEY_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -4073,7 +4073,7 @@ pub(super) static CORE_V1_EXEC_ACTION: Struct = Struct {
     name: "ExecAction",
     atomic: false,
     fields: &[
-        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "command", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4081,11 +4081,11 @@ pub(super) static CORE_V1_HTTP_GET_ACTION: Struct = Struct {
     name: "HTTPGetAction",
     atomic: false,
     fields: &[
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "scheme", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "httpHeaders", ty: Ty::List(&Ty::Struct(&CORE_V1_HTTP_HEADER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "scheme", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "httpHeaders", ty: Ty::List(&Ty::Struct(&CORE_V1_HTTP_HEADER)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4093,8 +4093,8 @@ pub(super) static CORE_V1_TCP_SOCKET_ACTION: Struct = Struct {
     name: "TCPSocketAction",
     atomic: false,
     fields: &[
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "host", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4102,8 +4102,8 @@ pub(super) static CORE_V1_GRPC_ACTION: Struct = Struct {
     name: "GRPCAction",
     atomic: false,
     fields: &[
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "service", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "service", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4111,10 +4111,10 @@ pub(super) static CORE_V1_LIFECYCLE_HANDLER: Struct = Struct {
     name: "LifecycleHandler",
     atomic: false,
     fields: &[
-        Field { json: "exec", ty: Ty::Struct(&CORE_V1_EXEC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "httpGet", ty: Ty::Struct(&CORE_V1_HTTP_GET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "tcpSocket", ty: Ty::Struct(&CORE_V1_TCP_SOCKET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "sleep", ty: Ty::Struct(&CORE_V1_SLEEP_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "exec", ty: Ty::Struct(&CORE_V1_EXEC_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "httpGet", ty: Ty::Struct(&CORE_V1_HTTP_GET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "tcpSocket", ty: Ty::Struct(&CORE_V1_TCP_SOCKET_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "sleep", ty: Ty::Struct(&CORE_V1_SLEEP_ACTION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4122,8 +4122,8 @@ pub(super) static CORE_V1_CAPABILITIES: Struct = Struct {
     name: "Capabilities",
     atomic: false,
     fields: &[
-        Field { json: "add", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "drop", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "add", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "drop", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4131,8 +4131,8 @@ pub(super) static CORE_V1_PREFERRED_SCHEDULING_TERM: Struct = Struct {
     name: "PreferredSchedulingTerm",
     atomic: false,
     fields: &[
-        Field { json: "weight", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "preference", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR_TERM), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "weight", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "preference", ty: Ty::Struct(&CORE_V1_NODE_SELECTOR_TERM), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -4140,12 +4140,12 @@ pub(super) static CORE_V1_POD_AFFINITY_TERM: Struct = Struct {
     name: "PodAffinityTerm",
     atomic: false,
     fields: &[
-        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "namespaces", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "topologyKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "matchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "mismatchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "namespaces", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "topologyKey", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "namespaceSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "matchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "mismatchLabelKeys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4153,8 +4153,8 @@ pub(super) static CORE_V1_WEIGHTED_POD_AFFINITY_TERM: Struct = Struct {
     name: "WeightedPodAffinityTerm",
     atomic: false,
     fields: &[
-        Field { json: "weight", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "podAffinityTerm", ty: Ty::Struct(&CORE_V1_POD_AFFINITY_TERM), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "weight", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "podAffinityTerm", ty: Ty::Struct(&CORE_V1_POD_AFFINITY_TERM), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4162,9 +4162,9 @@ pub(super) static CORE_V1_PORT_STATUS: Struct = Struct {
     name: "PortStatus",
     atomic: false,
     fields: &[
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4172,9 +4172,9 @@ pub(super) static BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Struct 
     name: "PodFailurePolicyOnExitCodesRequirement",
     atomic: false,
     fields: &[
-        Field { json: "containerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "containerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "set", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4182,8 +4182,8 @@ pub(super) static BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Struct 
     name: "PodFailurePolicyOnPodConditionsPattern",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "status", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4191,8 +4191,8 @@ pub(super) static NETWORKING_V1_IP_BLOCK: Struct = Struct {
     name: "IPBlock",
     atomic: false,
     fields: &[
-        Field { json: "cidr", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "except", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "cidr", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "except", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4200,8 +4200,8 @@ pub(super) static NETWORKING_V1_SERVICE_BACKEND_PORT: Struct = Struct {
     name: "ServiceBackendPort",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "number", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "number", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4209,9 +4209,9 @@ pub(super) static NETWORKING_V1_HTTP_INGRESS_PATH: Struct = Struct {
     name: "HTTPIngressPath",
     atomic: false,
     fields: &[
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pathType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "backend", ty: Ty::Struct(&NETWORKING_V1_INGRESS_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pathType", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "backend", ty: Ty::Struct(&NETWORKING_V1_INGRESS_BACKEND), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4219,9 +4219,9 @@ pub(super) static NETWORKING_V1_INGRESS_PORT_STATUS: Struct = Struct {
     name: "IngressPortStatus",
     atomic: false,
     fields: &[
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "protocol", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "error", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4229,10 +4229,10 @@ pub(super) static AUTOSCALING_V2_METRIC_TARGET: Struct = Struct {
     name: "MetricTarget",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "averageValue", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "averageUtilization", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "averageValue", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "averageUtilization", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4240,8 +4240,8 @@ pub(super) static AUTOSCALING_V2_METRIC_IDENTIFIER: Struct = Struct {
     name: "MetricIdentifier",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "selector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
     ],
 };
 
@@ -4249,9 +4249,9 @@ pub(super) static AUTOSCALING_V2_HPA_SCALING_POLICY: Struct = Struct {
     name: "HPAScalingPolicy",
     atomic: false,
     fields: &[
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "periodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "periodSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4259,9 +4259,9 @@ pub(super) static AUTOSCALING_V2_METRIC_VALUE_STATUS: Struct = Struct {
     name: "MetricValueStatus",
     atomic: false,
     fields: &[
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "averageValue", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "averageUtilization", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "averageValue", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "averageUtilization", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4269,50 +4269,50 @@ pub(super) static APIEXTENSIONS_V1_JSON_SCHEMA_PROPS: Struct = Struct {
     name: "JSONSchemaProps",
     atomic: false,
     fields: &[
-        Field { json: "id", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "$schema", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "$ref", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "format", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "title", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "default", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maximum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "exclusiveMaximum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minimum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "exclusiveMinimum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxLength", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minLength", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "pattern", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "uniqueItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "multipleOf", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "enum", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "maxProperties", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "minProperties", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "required", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "items", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_ARRAY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "allOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "oneOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "anyOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "not", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "properties", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "additionalProperties", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_BOOL), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "patternProperties", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "dependencies", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_STRING_ARRAY)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "additionalItems", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_BOOL), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "definitions", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "externalDocs", ty: Ty::Struct(&APIEXTENSIONS_V1_EXTERNAL_DOCUMENTATION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "example", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "nullable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-preserve-unknown-fields", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-embedded-resource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-int-or-string", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-list-map-keys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-list-type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-map-type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "x-kubernetes-validations", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_VALIDATION_RULE)), strategy: "merge", merge_key: "rule", list_type: "map", list_keys: &["rule"], map_type: "", struct_type: "" },
+        Field { json: "id", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "$schema", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "$ref", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "format", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "title", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "default", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maximum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "exclusiveMaximum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minimum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "exclusiveMinimum", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxLength", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minLength", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "pattern", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "uniqueItems", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "multipleOf", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "enum", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "maxProperties", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "minProperties", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "required", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "items", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_ARRAY), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "allOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "oneOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "anyOf", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "not", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "properties", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "additionalProperties", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_BOOL), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "patternProperties", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "dependencies", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_STRING_ARRAY)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "additionalItems", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_BOOL), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "definitions", ty: Ty::Map(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "externalDocs", ty: Ty::Struct(&APIEXTENSIONS_V1_EXTERNAL_DOCUMENTATION), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "example", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "nullable", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-preserve-unknown-fields", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-embedded-resource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-int-or-string", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-list-map-keys", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-list-type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-map-type", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "x-kubernetes-validations", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_VALIDATION_RULE)), strategy: "merge", merge_key: "rule", list_type: "map", list_keys: &["rule"], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4328,9 +4328,9 @@ pub(super) static APIEXTENSIONS_V1_CUSTOM_RESOURCE_SUBRESOURCE_SCALE: Struct = S
     name: "CustomResourceSubresourceScale",
     atomic: false,
     fields: &[
-        Field { json: "specReplicasPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "statusReplicasPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "labelSelectorPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "specReplicasPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "statusReplicasPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "labelSelectorPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4338,9 +4338,9 @@ pub(super) static APIEXTENSIONS_V1_WEBHOOK_CLIENT_CONFIG: Struct = Struct {
     name: "WebhookClientConfig",
     atomic: false,
     fields: &[
-        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "service", ty: Ty::Struct(&APIEXTENSIONS_V1_SERVICE_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "caBundle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "service", ty: Ty::Struct(&APIEXTENSIONS_V1_SERVICE_REFERENCE), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "caBundle", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4348,9 +4348,9 @@ pub(super) static CORE_V1_NODE_SELECTOR_REQUIREMENT: Struct = Struct {
     name: "NodeSelectorRequirement",
     atomic: false,
     fields: &[
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "operator", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "values", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4358,8 +4358,8 @@ pub(super) static CORE_V1_OBJECT_FIELD_SELECTOR: Struct = Struct {
     name: "ObjectFieldSelector",
     atomic: true,
     fields: &[
-        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "apiVersion", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4367,9 +4367,9 @@ pub(super) static CORE_V1_RESOURCE_FIELD_SELECTOR: Struct = Struct {
     name: "ResourceFieldSelector",
     atomic: true,
     fields: &[
-        Field { json: "containerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "resource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "divisor", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "containerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "resource", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "divisor", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4377,9 +4377,9 @@ pub(super) static CORE_V1_SECRET_PROJECTION: Struct = Struct {
     name: "SecretProjection",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4387,7 +4387,7 @@ pub(super) static CORE_V1_DOWNWARD_API_PROJECTION: Struct = Struct {
     name: "DownwardAPIProjection",
     atomic: false,
     fields: &[
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_FILE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_DOWNWARD_API_VOLUME_FILE)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4395,9 +4395,9 @@ pub(super) static CORE_V1_CONFIG_MAP_PROJECTION: Struct = Struct {
     name: "ConfigMapProjection",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "items", ty: Ty::List(&Ty::Struct(&CORE_V1_KEY_TO_PATH)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4405,9 +4405,9 @@ pub(super) static CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: Struct = Struct {
     name: "ServiceAccountTokenProjection",
     atomic: false,
     fields: &[
-        Field { json: "audience", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "audience", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "expirationSeconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4415,11 +4415,11 @@ pub(super) static CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: Struct = Struct {
     name: "ClusterTrustBundleProjection",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "signerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "signerName", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "labelSelector", ty: Ty::Struct(&META_V1_LABEL_SELECTOR), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "atomic", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4427,9 +4427,9 @@ pub(super) static CORE_V1_CONFIG_MAP_KEY_SELECTOR: Struct = Struct {
     name: "ConfigMapKeySelector",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4437,9 +4437,9 @@ pub(super) static CORE_V1_SECRET_KEY_SELECTOR: Struct = Struct {
     name: "SecretKeySelector",
     atomic: true,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "key", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optional", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4447,8 +4447,8 @@ pub(super) static CORE_V1_HTTP_HEADER: Struct = Struct {
     name: "HTTPHeader",
     atomic: false,
     fields: &[
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "value", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4456,7 +4456,7 @@ pub(super) static CORE_V1_SLEEP_ACTION: Struct = Struct {
     name: "SleepAction",
     atomic: false,
     fields: &[
-        Field { json: "seconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "seconds", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4472,8 +4472,8 @@ pub(super) static APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_ARRAY: Struct = Struct {
     name: "JSONSchemaPropsOrArray",
     atomic: false,
     fields: &[
-        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "JSONSchemas", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "JSONSchemas", ty: Ty::List(&Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS)), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4481,8 +4481,8 @@ pub(super) static APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_BOOL: Struct = Struct {
     name: "JSONSchemaPropsOrBool",
     atomic: false,
     fields: &[
-        Field { json: "Allows", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "Allows", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4490,8 +4490,8 @@ pub(super) static APIEXTENSIONS_V1_JSON_SCHEMA_PROPS_OR_STRING_ARRAY: Struct = S
     name: "JSONSchemaPropsOrStringArray",
     atomic: false,
     fields: &[
-        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "Property", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "Schema", ty: Ty::Struct(&APIEXTENSIONS_V1_JSON_SCHEMA_PROPS), strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "Property", ty: Ty::List(&Ty::Scalar), strategy: "", merge_key: "", list_type: "atomic", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4499,8 +4499,8 @@ pub(super) static APIEXTENSIONS_V1_EXTERNAL_DOCUMENTATION: Struct = Struct {
     name: "ExternalDocumentation",
     atomic: false,
     fields: &[
-        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "description", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "url", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4508,12 +4508,12 @@ pub(super) static APIEXTENSIONS_V1_VALIDATION_RULE: Struct = Struct {
     name: "ValidationRule",
     atomic: false,
     fields: &[
-        Field { json: "rule", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "messageExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "optionalOldSelf", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "rule", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "message", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "messageExpression", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "reason", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "fieldPath", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "optionalOldSelf", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
@@ -4521,10 +4521,10 @@ pub(super) static APIEXTENSIONS_V1_SERVICE_REFERENCE: Struct = Struct {
     name: "ServiceReference",
     atomic: false,
     fields: &[
-        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
-        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "" },
+        Field { json: "namespace", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "name", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "path", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
+        Field { json: "port", ty: Ty::Scalar, strategy: "", merge_key: "", list_type: "", list_keys: &[], map_type: "", struct_type: "", default: "" },
     ],
 };
 
