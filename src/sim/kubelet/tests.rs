@@ -706,3 +706,85 @@ fn operator_objects_are_reported_while_the_container_runs() {
     r.sync();
     assert_eq!(r.last.owned_objects[0]["metadata"]["name"], "w-x");
 }
+
+#[test]
+fn postgres_checks_round_trip_through_the_node_agent() {
+    use crate::scenario::{PostgresNeed, SslMode, ValueSource};
+    use crate::sim::behaviour::PostgresRequest;
+
+    let images = BTreeMap::from([(
+        "backstage:1".to_owned(),
+        ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Postgres(PostgresNeed {
+                    user: ValueSource::Env("POSTGRES_USER".into()),
+                    password: ValueSource::Env("POSTGRES_PASSWORD".into()),
+                    database: ValueSource::Value("postgres".into()),
+                    sslmode: SslMode::Require,
+                    run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
+                }),
+                otherwise: Failure {
+                    log: vec!["Backend failed to start up Error: {error}".into()],
+                    exit_code: Some(1),
+                    retry: None,
+                    ready: false,
+                },
+            }],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pg", "namespace": "apps"}, "data": {"password": "czNjcjN0"}});
+    let spec = json!({"containers": [{"name": "backstage", "image": "backstage:1", "env": [
+        {"name": "POSTGRES_USER", "value": "backstage"},
+        {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "password"}}}]}]});
+    let mut r = Run::new(pod(spec), images, StaticView::new(vec![secret]));
+    r.until(after(t0(), Duration::from_secs(30)));
+    assert_eq!(
+        r.last.postgres,
+        vec![PendingPostgres {
+            container: "backstage".into(),
+            request: PostgresRequest {
+                user: "backstage".into(),
+                password: "s3cr3t".into(),
+                database: "postgres".into(),
+                sslmode: SslMode::Require,
+                run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
+            },
+        }]
+    );
+    assert_eq!(r.last.wake_at, None, "waits for the answer");
+    r.kubelet.postgres_result(
+        "uid-1",
+        "backstage",
+        &PostgresOutcome::Failed {
+            sqlstate: Some("42501".into()),
+            message: "permission denied to create database".into(),
+        },
+    );
+    r.sync();
+    assert_eq!(
+        r.last.logs[0].text,
+        "Backend failed to start up Error: permission denied to create database"
+    );
+    // The exit happened when the check was made (the clock does not move while the real
+    // server answers); by now the container was restarted and asks again.
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(cs["restartCount"], 1);
+    assert_eq!(r.last.postgres.len(), 1);
+}
+
+#[test]
+fn sidecar_init_containers_keep_running_beside_the_app() {
+    let spec = json!({"initContainers": [{"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"}],
+        "containers": [{"name": "app", "image": "app:1"}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(30)));
+    assert!(r.status()["initContainerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(r.status()["initContainerStatuses"][0]["started"], true);
+    assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(r.status()["phase"], "Running");
+    assert_eq!(r.condition("Initialized")["status"], "True");
+    assert_eq!(r.condition("Ready")["status"], "True");
+}
