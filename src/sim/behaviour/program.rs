@@ -171,9 +171,10 @@ impl Program {
             && !platform_matches(&b.platforms, program.ctx.node_arch)
         {
             // A single-manifest image of another architecture pulls fine; the kernel then
-            // refuses to execute it and runc reports the execve error on the container's
-            // stderr (runc libcontainer/standard_init_linux.go: `exec %s: %w`, here with
-            // ENOEXEC, "exec format error") and the process exits 255.
+            // refuses to execute it (ENOEXEC). runc's init reports the failed execve as an
+            // `os.PathError{Op: "exec", Path: cmd}` (libcontainer/system/linux.go `Exec`),
+            // which prints `exec <path>: exec format error` on the container's stderr, and
+            // the process exits 255.
             let target = program
                 .ctx
                 .command

@@ -75,7 +75,7 @@ fn configmap_values(cm: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Looked-up objects, cached per sync as the kubelet does.
+/// Secret and ConfigMap lookups in the pod's namespace.
 struct Lookup<'a> {
     view: &'a dyn ClusterView,
     namespace: &'a str,
