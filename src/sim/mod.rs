@@ -2,7 +2,10 @@
 //!
 //! The simulator is a cluster and knows nothing of scenarios being run.
 
+pub mod behaviour;
+pub mod kubelet;
 pub mod patch;
+pub mod scheduler;
 
 use std::path::Path;
 

@@ -1,0 +1,130 @@
+//! The read-only window on the cluster that the node agent, the scheduler helpers and the
+//! stand-in programs decide from.
+
+use serde_json::Value;
+
+/// Read-only lookups of cluster objects, implemented by the simulator's object store.
+///
+/// Everything the decision logic needs to know about the cluster goes through this trait, so
+/// the logic stays pure and testable with an in-memory map.
+pub trait ClusterView {
+    /// One object, or `None` when it does not exist. `namespace` is `None` for cluster-scoped kinds.
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value>;
+
+    /// Every object of a kind, in one namespace or (with `None`) in all of them, in a stable order.
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value>;
+
+    /// Whether the API server serves `group/version/resource` (built in, or a CRD that is Established).
+    fn resource_served(&self, group: &str, version: &str, resource: &str) -> bool;
+
+    /// The plural resource name of a kind (`Prometheus` → `prometheuses`), when it is served.
+    ///
+    /// Used only to word API errors the way the API server does (`<resource>.<group> "<name>" not found`).
+    fn resource_name(&self, api_version: &str, kind: &str) -> Option<String> {
+        let _ = (api_version, kind);
+        None
+    }
+
+    /// Whether the persistent volume `pv` is attached to `node` (attachable storage only;
+    /// node-local volumes are always usable on their node).
+    fn volume_attached(&self, pv: &str, node: &str) -> bool {
+        let _ = (pv, node);
+        true
+    }
+}
+
+/// A [`ClusterView`] over a fixed list of objects, for tests and for callers that already hold
+/// the objects they want to expose.
+#[derive(Debug, Clone, Default)]
+pub struct StaticView {
+    /// The objects, each with `apiVersion`, `kind` and `metadata`.
+    pub objects: Vec<Value>,
+    /// Served resources as `(group, version, resource)`; built-in core resources are always served.
+    pub served: Vec<(String, String, String)>,
+    /// Attached volumes as `(pv, node)`; when `None`, every volume counts as attached.
+    pub attached: Option<Vec<(String, String)>>,
+}
+
+impl StaticView {
+    /// A view over these objects, serving only the built-in resources.
+    #[must_use]
+    pub fn new(objects: Vec<Value>) -> Self {
+        Self {
+            objects,
+            served: Vec::new(),
+            attached: None,
+        }
+    }
+
+    /// Also serve `group/version/resource`.
+    #[must_use]
+    pub fn serving(mut self, group: &str, version: &str, resource: &str) -> Self {
+        self.served
+            .push((group.to_owned(), version.to_owned(), resource.to_owned()));
+        self
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+impl ClusterView for StaticView {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        self.objects
+            .iter()
+            .find(|o| {
+                str_at(o, &["apiVersion"]) == Some(api_version)
+                    && str_at(o, &["kind"]) == Some(kind)
+                    && str_at(o, &["metadata", "name"]) == Some(name)
+                    && str_at(o, &["metadata", "namespace"]) == namespace
+            })
+            .cloned()
+    }
+
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|o| {
+                str_at(o, &["apiVersion"]) == Some(api_version)
+                    && str_at(o, &["kind"]) == Some(kind)
+                    && (namespace.is_none() || str_at(o, &["metadata", "namespace"]) == namespace)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn resource_served(&self, group: &str, version: &str, resource: &str) -> bool {
+        (group.is_empty() && version == "v1")
+            || matches!(
+                group,
+                "apps" | "batch" | "discovery.k8s.io" | "storage.k8s.io"
+            )
+            || self
+                .served
+                .iter()
+                .any(|(g, v, r)| g == group && v == version && r == resource)
+    }
+
+    fn volume_attached(&self, pv: &str, node: &str) -> bool {
+        self.attached
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|(p, n)| p == pv && n == node))
+    }
+}

@@ -1,0 +1,309 @@
+//! Image references, pull policy and what containerd answers to a pull on this node.
+
+use std::time::Duration;
+
+use crate::scenario::{Arch, ImageBehaviour, ManifestKind};
+
+/// A stable 64-hex-digit digest derived from `input` (FNV-1a, four rounds): the sim's stand-in
+/// for image digests and container ids, identical on every run.
+#[must_use]
+pub fn hex_digest(input: &str) -> String {
+    let mut out = String::with_capacity(64);
+    for round in 0u64..4 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for b in input.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out
+}
+
+/// An image reference split the way the Docker reference grammar does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Registry host, `docker.io` when the reference names none.
+    pub domain: String,
+    /// Repository path inside the registry (`library/nginx` for Docker Hub short names).
+    pub path: String,
+    /// Tag, when given or defaulted (`latest` when neither tag nor digest is given).
+    pub tag: Option<String>,
+    /// Digest, when given.
+    pub digest: Option<String>,
+    /// Whether the reference as written had neither tag nor digest.
+    pub untagged: bool,
+}
+
+impl ImageRef {
+    /// Parses a reference as written in a pod spec (`nginx`, `quay.io/a/b:1`, `x@sha256:…`).
+    #[must_use]
+    pub fn parse(reference: &str) -> Self {
+        let (rest, digest) = match reference.split_once('@') {
+            Some((r, d)) => (r, Some(d.to_owned())),
+            None => (reference, None),
+        };
+        // A tag is after the last ':' that follows the last '/'.
+        let slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[slash..].rfind(':') {
+            Some(i) => (&rest[..slash + i], Some(rest[slash + i + 1..].to_owned())),
+            None => (rest, None),
+        };
+        let (domain, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_owned(), rest.to_owned())
+            }
+            Some(_) => ("docker.io".to_owned(), name.to_owned()),
+            None => ("docker.io".to_owned(), format!("library/{name}")),
+        };
+        let untagged = tag.is_none() && digest.is_none();
+        let tag = if untagged {
+            Some("latest".to_owned())
+        } else {
+            tag
+        };
+        Self {
+            domain,
+            path,
+            tag,
+            digest,
+            untagged,
+        }
+    }
+
+    /// The fully qualified reference containerd reports (`docker.io/library/nginx:latest`).
+    #[must_use]
+    pub fn normalized(&self) -> String {
+        let mut s = format!("{}/{}", self.domain, self.path);
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// The repository with the image's digest, as `status.containerStatuses[].imageID` shows it.
+    #[must_use]
+    pub fn image_id(&self) -> String {
+        let digest = self
+            .digest
+            .clone()
+            .unwrap_or_else(|| format!("sha256:{}", hex_digest(&self.normalized())));
+        format!("{}/{}@{}", self.domain, self.path, digest)
+    }
+}
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull every time.
+    Always,
+    /// Pull when the node lacks the image.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl PullPolicy {
+    /// The container's policy, defaulted as the API server does (`Always` for `:latest` or
+    /// untagged images, else `IfNotPresent`; pkg/apis/core/v1/defaults.go).
+    #[must_use]
+    pub fn of(written: Option<&str>, image: &ImageRef) -> Self {
+        match written {
+            Some("Always") => Self::Always,
+            Some("Never") => Self::Never,
+            Some("IfNotPresent") => Self::IfNotPresent,
+            _ if image.digest.is_none() && image.tag.as_deref() == Some("latest") => Self::Always,
+            _ => Self::IfNotPresent,
+        }
+    }
+}
+
+/// What a pull on this node yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullOutcome {
+    /// The image arrives.
+    Pulled {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The runtime refuses; the text is the CRI error as the kubelet prints it.
+    Failed(String),
+}
+
+/// How long a failed pull takes before the runtime answers (resolution only: a simulator
+/// constant).
+pub const FAILED_PULL: Duration = Duration::from_millis(500);
+
+/// Simulated registry throughput used to derive pull times from image sizes.
+const BYTES_PER_SECOND: u64 = 50_000_000;
+
+/// Size of an image: a stable pseudo-random value between 20 MB and 420 MB.
+#[must_use]
+pub fn image_size(image: &ImageRef) -> u64 {
+    let h = u64::from_str_radix(&hex_digest(&image.normalized())[..12], 16).unwrap_or(0);
+    20_000_000 + h % 400_000_000
+}
+
+/// How long pulling an image of `size` bytes takes, truncated to milliseconds as the
+/// kubelet's message is.
+#[must_use]
+pub fn pull_duration(size: u64) -> Duration {
+    Duration::from_millis(size * 1000 / BYTES_PER_SECOND)
+}
+
+/// Decides a pull of `image` on a node of `arch`, for a pod that has (`has_credentials`)
+/// registry credentials or not.
+///
+/// The texts are containerd 1.7's CRI errors as the kubelet shows them (`rpc error: code = …
+/// desc = …`): `failed to pull and unpack image %q: %w` (pkg/cri/server/image_pull.go),
+/// `failed to resolve reference %q: %w` and `%s: not found` (remotes/docker/resolver.go),
+/// `pulling from host %s failed with status code %v: %v` for a registry that wants
+/// credentials, and `no match for platform in manifest: not found` (images/image.go) for an
+/// index without the node's platform.
+#[must_use]
+pub fn pull(
+    image: &ImageRef,
+    behaviour: Option<&ImageBehaviour>,
+    arch: Arch,
+    has_credentials: bool,
+) -> PullOutcome {
+    let n = image.normalized();
+    let Some(b) = behaviour else {
+        return PullOutcome::Pulled {
+            size: image_size(image),
+        };
+    };
+    if b.missing {
+        return PullOutcome::Failed(format!(
+            "rpc error: code = NotFound desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": {n}: not found"
+        ));
+    }
+    if b.private && !has_credentials {
+        let what = image
+            .digest
+            .clone()
+            .or_else(|| image.tag.clone())
+            .unwrap_or_default();
+        return PullOutcome::Failed(format!(
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": pulling from host {} failed with status code [manifests {what}]: 401 Unauthorized",
+            image.domain
+        ));
+    }
+    let want = format!("linux/{}", arch.as_str());
+    let has_platform =
+        b.platforms.is_empty() || b.platforms.iter().any(|p| p == &want || p == arch.as_str());
+    if b.manifest == ManifestKind::Index && !has_platform {
+        return PullOutcome::Failed(format!(
+            "rpc error: code = NotFound desc = failed to pull and unpack image \"{n}\": no match for platform in manifest: not found"
+        ));
+    }
+    PullOutcome::Pulled {
+        size: image_size(image),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_containerd() {
+        let n = |s: &str| ImageRef::parse(s).normalized();
+        assert_eq!(n("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(n("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(n("bitnami/redis:7"), "docker.io/bitnami/redis:7");
+        assert_eq!(
+            n("quay.io/keycloak/keycloak:26.1.1"),
+            "quay.io/keycloak/keycloak:26.1.1"
+        );
+        assert_eq!(n("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(n("registry:5000/app:v1"), "registry:5000/app:v1");
+        assert_eq!(
+            n("busybox@sha256:abc"),
+            "docker.io/library/busybox@sha256:abc"
+        );
+        let r = ImageRef::parse("nginx:1.27");
+        assert!(r.image_id().starts_with("docker.io/library/nginx@sha256:"));
+        assert_eq!(
+            r.image_id().len(),
+            "docker.io/library/nginx@sha256:".len() + 64
+        );
+    }
+
+    #[test]
+    fn pull_policy_defaults() {
+        let p = |w: Option<&str>, i: &str| PullPolicy::of(w, &ImageRef::parse(i));
+        assert_eq!(p(None, "nginx"), PullPolicy::Always);
+        assert_eq!(p(None, "nginx:latest"), PullPolicy::Always);
+        assert_eq!(p(None, "nginx:1"), PullPolicy::IfNotPresent);
+        assert_eq!(p(None, "nginx@sha256:ab"), PullPolicy::IfNotPresent);
+        assert_eq!(p(Some("Never"), "nginx"), PullPolicy::Never);
+    }
+
+    #[test]
+    fn pull_failures_read_like_containerd() {
+        let img = ImageRef::parse("foundationdb/fdb-kubernetes-operator:v2.6.0");
+        let index_arm = ImageBehaviour {
+            platforms: vec!["linux/arm64".into()],
+            ..ImageBehaviour::default()
+        };
+        assert_eq!(
+            pull(&img, Some(&index_arm), Arch::Amd64, false),
+            PullOutcome::Failed("rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/foundationdb/fdb-kubernetes-operator:v2.6.0\": no match for platform in manifest: not found".into())
+        );
+        assert!(matches!(
+            pull(&img, Some(&index_arm), Arch::Arm64, false),
+            PullOutcome::Pulled { .. }
+        ));
+        let single_arm = ImageBehaviour {
+            manifest: ManifestKind::Single,
+            ..index_arm
+        };
+        assert!(matches!(
+            pull(&img, Some(&single_arm), Arch::Amd64, false),
+            PullOutcome::Pulled { .. }
+        ));
+
+        let missing = ImageBehaviour {
+            missing: true,
+            ..ImageBehaviour::default()
+        };
+        assert_eq!(
+            pull(&ImageRef::parse("nginx:1.27.test"), Some(&missing), Arch::Amd64, true),
+            PullOutcome::Failed("rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/library/nginx:1.27.test\": failed to resolve reference \"docker.io/library/nginx:1.27.test\": docker.io/library/nginx:1.27.test: not found".into())
+        );
+
+        let private = ImageBehaviour {
+            private: true,
+            ..ImageBehaviour::default()
+        };
+        let ecr = ImageRef::parse("123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1");
+        assert_eq!(
+            pull(&ecr, Some(&private), Arch::Amd64, false),
+            PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": failed to resolve reference \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": pulling from host 123456789012.dkr.ecr.eu-west-2.amazonaws.com failed with status code [manifests 26.1.1]: 401 Unauthorized".into())
+        );
+        assert!(matches!(
+            pull(&ecr, Some(&private), Arch::Amd64, true),
+            PullOutcome::Pulled { .. }
+        ));
+    }
+
+    #[test]
+    fn sizes_and_durations_are_stable() {
+        let img = ImageRef::parse("nginx:1.27");
+        let size = image_size(&img);
+        assert_eq!(
+            size,
+            image_size(&ImageRef::parse("docker.io/library/nginx:1.27"))
+        );
+        assert!((20_000_000..420_000_000).contains(&size));
+        assert_eq!(pull_duration(64_753_325), Duration::from_millis(1295));
+    }
+}

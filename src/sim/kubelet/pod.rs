@@ -1,0 +1,1097 @@
+//! One pod's state machine on the node: the kubelet's `syncPod` and the runtime manager's
+//! `computePodActions`/`SyncPod` (pkg/kubelet/kubelet.go, pkg/kubelet/kuberuntime/
+//! kuberuntime_manager.go), reduced to their decisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::KubeletConfig;
+use super::backoff::Backoff;
+use super::env::{VolumeProblem, check_volumes, resolve_env};
+use super::events::{EventType, InvolvedObject, RecordedEvent};
+use super::gofmt::go_duration;
+use super::image::{self, FAILED_PULL, ImageRef, PullOutcome, PullPolicy, hex_digest};
+use super::probe::{ProbeKind, ProbeSpec, ProbeState};
+use super::status;
+use crate::scenario::ImageBehaviour;
+use crate::sim::behaviour::time::{after, earliest};
+use crate::sim::behaviour::{
+    ClusterView, ContainerContext, PostgresOutcome, PostgresRequest, Program,
+};
+
+/// How long after a container exits the kubelet notices and acts (PLEG relist period, 1 s;
+/// pkg/kubelet/kubelet.go `plegRelistPeriod`).
+const PLEG_RELIST: Duration = Duration::from_secs(1);
+/// How soon a pod whose sync failed is synced again (pkg/kubelet/kubelet.go `backOffPeriod`,
+/// without the worker's jitter).
+const RESYNC_AFTER_ERROR: Duration = Duration::from_secs(10);
+/// How often a pod waiting for a volume to be attached looks again (a simulator interval; the
+/// kubelet polls every 300 ms).
+const ATTACH_RECHECK: Duration = Duration::from_secs(2);
+/// First and longest wait between retries of a failed mount
+/// (pkg/util/goroutinemap/exponentialbackoff: 500 ms doubling to 2m2s).
+const MOUNT_RETRY_INITIAL: Duration = Duration::from_millis(500);
+const MOUNT_RETRY_MAX: Duration = Duration::from_secs(122);
+
+/// A line a container wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLog {
+    /// Container name.
+    pub container: String,
+    /// Which run of the container (its restart count when it started): `kubectl logs
+    /// --previous` shows the run before the current one.
+    pub attempt: u32,
+    /// When it was written.
+    pub at: Timestamp,
+    /// The line.
+    pub text: String,
+}
+
+/// A Postgres check a container's program waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPostgres {
+    /// Container name.
+    pub container: String,
+    /// What to check.
+    pub request: PostgresRequest,
+}
+
+/// What one [`super::Kubelet::sync_pod`] produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodSync {
+    /// The pod's new `status`.
+    pub status: Value,
+    /// Events to record, in order.
+    pub events: Vec<RecordedEvent>,
+    /// Lines the containers wrote, in order.
+    pub logs: Vec<ContainerLog>,
+    /// Postgres checks to carry out (then call `postgres_result` and sync again).
+    pub postgres: Vec<PendingPostgres>,
+    /// Objects the containers' operator programs want to exist.
+    pub owned_objects: Vec<Value>,
+    /// When to sync the pod again, if nothing else changes.
+    pub wake_at: Option<Timestamp>,
+    /// The pod is being deleted and all its containers have stopped: it can be removed.
+    pub finished: bool,
+}
+
+pub(super) struct NodeContext<'a> {
+    pub config: &'a KubeletConfig,
+    pub images: &'a mut BTreeSet<String>,
+    pub behaviours: &'a BTreeMap<String, ImageBehaviour>,
+    pub view: &'a dyn ClusterView,
+}
+
+impl NodeContext<'_> {
+    fn behaviour(&self, image: &str) -> Option<&ImageBehaviour> {
+        self.behaviours.get(image).or_else(|| {
+            let n = ImageRef::parse(image).normalized();
+            self.behaviours
+                .iter()
+                .find(|(k, _)| ImageRef::parse(k).normalized() == n)
+                .map(|(_, b)| b)
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Term {
+    pub exit_code: i32,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub id: String,
+    pub image: ImageRef,
+}
+
+impl Term {
+    /// containerd's reason for an exited container (pkg/cri/server/container_status.go):
+    /// `Completed` for 0, else `Error` (OOM kills are not simulated).
+    pub const fn reason(&self) -> &'static str {
+        if self.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    pub id: String,
+    pub started_at: Timestamp,
+    pub program: Program,
+    pub probes: Vec<ProbeState>,
+    pub started: bool,
+    pub image: ImageRef,
+    pub attempt: u32,
+    pub wake: Option<Timestamp>,
+}
+
+impl Run {
+    pub fn probe(&self, kind: ProbeKind) -> Option<&ProbeState> {
+        self.probes.iter().find(|p| p.spec.kind == kind)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Instance {
+    Running(Box<Run>),
+    Exited(Term),
+}
+
+#[derive(Debug, Clone)]
+struct Pull {
+    done_at: Timestamp,
+    outcome: PullOutcome,
+    image: ImageRef,
+    duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Ctr {
+    pub name: String,
+    pub init: bool,
+    pub sidecar: bool,
+    pub spec: Value,
+    pub restart_count: u32,
+    pub instance: Option<Instance>,
+    pub previous: Option<Term>,
+    pub reason: Option<(String, String)>,
+    pull: Option<Pull>,
+    observe_at: Option<Timestamp>,
+    backoff_until: Option<Timestamp>,
+}
+
+impl Ctr {
+    pub fn running(&self) -> Option<&Run> {
+        match &self.instance {
+            Some(Instance::Running(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn exited(&self) -> Option<&Term> {
+        match &self.instance {
+            Some(Instance::Exited(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// `ready` in the container status.
+    pub fn ready(&self) -> bool {
+        if self.init && !self.sidecar {
+            return self.exited().is_some_and(|t| t.exit_code == 0);
+        }
+        self.running()
+            .is_some_and(|r| r.started && r.probe(ProbeKind::Readiness).is_none_or(|p| p.passing))
+    }
+
+    pub fn image(&self) -> String {
+        self.spec
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// `kubecontainer.ShouldContainerBeRestarted` for an exited container.
+pub(super) fn should_restart(ctr: &Ctr, policy: &str) -> bool {
+    match &ctr.instance {
+        None => true,
+        Some(Instance::Running(_)) => false,
+        Some(Instance::Exited(t)) => {
+            if ctr.sidecar {
+                return true;
+            }
+            match policy {
+                "Never" => false,
+                "OnFailure" => t.exit_code != 0,
+                _ => true,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct PodRuntime {
+    pub ip: String,
+    pub start_time: Timestamp,
+    volumes_ready: bool,
+    mount_retry: BTreeMap<String, (Timestamp, Duration)>,
+    attach_recheck: Option<Timestamp>,
+    pub sandbox: bool,
+    pub had_sandbox: bool,
+    pub terminating: bool,
+    pub containers: Vec<Ctr>,
+    crash: Backoff,
+    pulls: Backoff,
+    resync_at: Option<Timestamp>,
+    finished: bool,
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `format.Pod`: `<name>_<namespace>(<uid>)` (pkg/kubelet/util/format/pod.go).
+fn format_pod(pod: &Value) -> String {
+    format!(
+        "{}_{}({})",
+        str_at(pod, "/metadata/name"),
+        str_at(pod, "/metadata/namespace"),
+        str_at(pod, "/metadata/uid")
+    )
+}
+
+struct Out<'p> {
+    pod: &'p Value,
+    host: String,
+    sync: PodSync,
+}
+
+impl Out<'_> {
+    fn event(
+        &mut self,
+        at: Timestamp,
+        kind: EventType,
+        reason: &str,
+        message: String,
+        ctr: Option<(&str, bool)>,
+    ) {
+        let involved = match ctr {
+            Some((name, init)) => InvolvedObject::container(self.pod, name, init),
+            None => InvolvedObject::pod(self.pod),
+        };
+        self.sync.events.push(RecordedEvent {
+            at,
+            kind,
+            reason: reason.to_owned(),
+            message,
+            involved,
+            component: "kubelet".to_owned(),
+            host: Some(self.host.clone()),
+        });
+    }
+}
+
+impl PodRuntime {
+    pub fn new(pod: &Value, ip: String, now: Timestamp) -> Self {
+        let mut containers = Vec::new();
+        for (list, init) in [("/spec/initContainers", true), ("/spec/containers", false)] {
+            for spec in pod
+                .pointer(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                containers.push(Ctr {
+                    name: str_at(spec, "/name").to_owned(),
+                    init,
+                    sidecar: init && str_at(spec, "/restartPolicy") == "Always",
+                    spec: spec.clone(),
+                    restart_count: 0,
+                    instance: None,
+                    previous: None,
+                    reason: None,
+                    pull: None,
+                    observe_at: None,
+                    backoff_until: None,
+                });
+            }
+        }
+        Self {
+            ip,
+            start_time: now,
+            volumes_ready: false,
+            mount_retry: BTreeMap::new(),
+            attach_recheck: None,
+            sandbox: false,
+            had_sandbox: false,
+            terminating: false,
+            containers,
+            crash: Backoff::default(),
+            pulls: Backoff::default(),
+            resync_at: None,
+            finished: false,
+        }
+    }
+
+    pub fn postgres_result(&mut self, container: &str, outcome: &PostgresOutcome) {
+        for c in &mut self.containers {
+            if c.name == container
+                && let Some(Instance::Running(run)) = &mut c.instance
+            {
+                run.program.postgres_result(outcome);
+            }
+        }
+    }
+
+    pub fn sync(&mut self, pod: &Value, ctx: &mut NodeContext<'_>, now: Timestamp) -> PodSync {
+        let mut out = Out {
+            pod,
+            host: ctx.config.node_name.clone(),
+            sync: PodSync::default(),
+        };
+        let policy = match str_at(pod, "/spec/restartPolicy") {
+            "" => "Always",
+            p => p,
+        }
+        .to_owned();
+        self.advance_containers(ctx, now, &mut out);
+
+        let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+        let api_terminal = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
+        self.terminating = deleting;
+        if deleting {
+            self.terminate_all(now, &mut out, None);
+            self.finished = true;
+            self.sandbox = false;
+        } else if !api_terminal && !self.finished {
+            self.act(pod, ctx, &policy, now, &mut out);
+        }
+
+        let phase = status::phase(
+            self,
+            &policy,
+            deleting || self.finished,
+            api_terminal.then(|| str_at(pod, "/status/phase")),
+        );
+        if !deleting && matches!(phase, "Succeeded" | "Failed") {
+            // A pod that reached a terminal phase stops its remaining (sidecar) containers and
+            // its sandbox.
+            self.terminate_all(now, &mut out, None);
+            self.sandbox = false;
+        }
+        out.sync.status = status::build(
+            self,
+            pod,
+            &policy,
+            phase,
+            &ctx.config.host_ip,
+            &self.ip,
+            now,
+        );
+        out.sync.finished = deleting && self.containers.iter().all(|c| c.running().is_none());
+        if !deleting {
+            for c in &self.containers {
+                if let Some(r) = c.running() {
+                    out.sync
+                        .owned_objects
+                        .extend(r.program.desired_objects(ctx.view));
+                }
+            }
+        }
+        out.sync.wake_at = if deleting { None } else { self.wake_at(now) };
+        out.sync.logs.sort_by_key(|l| l.at);
+        out.sync
+    }
+
+    fn wake_at(&self, now: Timestamp) -> Option<Timestamp> {
+        let mut w = None;
+        let mut consider = |t: Option<Timestamp>| {
+            if let Some(t) = t.filter(|t| *t > now) {
+                w = earliest(w, Some(t));
+            }
+        };
+        consider(self.resync_at);
+        consider(self.attach_recheck);
+        for (t, _) in self.mount_retry.values() {
+            consider(Some(*t));
+        }
+        for c in &self.containers {
+            consider(c.observe_at);
+            consider(c.backoff_until);
+            consider(c.pull.as_ref().map(|p| p.done_at));
+            if let Some(r) = c.running() {
+                consider(r.wake);
+                for p in &r.probes {
+                    consider(Some(p.next_at));
+                }
+            }
+        }
+        w
+    }
+
+    /// Runs the programs and their probes up to `now`, noting exits.
+    fn advance_containers(&mut self, ctx: &NodeContext<'_>, now: Timestamp, out: &mut Out<'_>) {
+        let ip = self.ip.clone();
+        for c in &mut self.containers {
+            let Some(Instance::Running(run)) = &mut c.instance else {
+                continue;
+            };
+            let mut killed: Option<(Timestamp, String)> = None;
+            // Probes run in time order; each sees the program as it is at that instant.
+            while let Some(i) = run
+                .probes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.next_at <= now)
+                .min_by_key(|(_, p)| (p.next_at, p.spec.kind))
+                .map(|(i, _)| i)
+            {
+                let at = run.probes[i].next_at;
+                advance_run(run, at, ctx.view, &c.name, out);
+                if run.program.exit().is_some() {
+                    break;
+                }
+                let kind = run.probes[i].spec.kind;
+                let applies = match kind {
+                    ProbeKind::Startup => !run.started,
+                    _ => run.started,
+                };
+                if !applies {
+                    let period = run.probes[i].spec.period;
+                    run.probes[i].next_at = after(at, period);
+                    continue;
+                }
+                let failure = run.probes[i].spec.run(&run.program, &ip, at);
+                if let Some(output) = &failure {
+                    // pkg/kubelet/prober/prober.go: `%s probe failed: %s`.
+                    out.event(
+                        at,
+                        EventType::Warning,
+                        "Unhealthy",
+                        format!("{} probe failed: {output}", kind.title()),
+                        Some((&c.name, c.init)),
+                    );
+                }
+                let flipped = run.probes[i].record(failure.is_some());
+                if kind == ProbeKind::Startup && failure.is_none() {
+                    run.started = true;
+                }
+                if flipped && kind != ProbeKind::Readiness {
+                    // pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions:
+                    // `Container %s failed liveness probe` + `, will be restarted`.
+                    let what = if kind == ProbeKind::Liveness {
+                        "liveness"
+                    } else {
+                        "startup"
+                    };
+                    killed = Some((
+                        at,
+                        format!(
+                            "Container {} failed {what} probe, will be restarted",
+                            c.name
+                        ),
+                    ));
+                    break;
+                }
+            }
+            let was_killed = killed.is_some();
+            if let Some((at, message)) = killed {
+                out.event(
+                    at,
+                    EventType::Normal,
+                    "Killing",
+                    message,
+                    Some((&c.name, c.init)),
+                );
+                run.program.terminate(at);
+            } else {
+                advance_run(run, now, ctx.view, &c.name, out);
+            }
+            if let Some(exit) = run.program.exit() {
+                let term = Term {
+                    exit_code: exit.code,
+                    started_at: run.started_at,
+                    finished_at: exit.at,
+                    id: run.id.clone(),
+                    image: run.image.clone(),
+                };
+                // A container killed by the kubelet is restarted in the same sync; one that
+                // exited by itself is noticed at the next relist.
+                c.observe_at = Some(if was_killed {
+                    exit.at
+                } else {
+                    after(exit.at, PLEG_RELIST)
+                });
+                c.instance = Some(Instance::Exited(term));
+            }
+        }
+    }
+
+    /// Stops every running container (`Stopping container <name>`, killContainer with no
+    /// message; pkg/kubelet/kuberuntime/kuberuntime_container.go).
+    fn terminate_all(&mut self, now: Timestamp, out: &mut Out<'_>, only_sidecars: Option<bool>) {
+        for c in &mut self.containers {
+            if only_sidecars.is_some_and(|s| s != c.sidecar) {
+                continue;
+            }
+            if let Some(Instance::Running(run)) = &mut c.instance {
+                out.event(
+                    now,
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {}", c.name),
+                    Some((&c.name, c.init)),
+                );
+                run.program.terminate(now);
+                let term = Term {
+                    exit_code: run.program.exit().map_or(143, |e| e.code),
+                    started_at: run.started_at,
+                    finished_at: now,
+                    id: run.id.clone(),
+                    image: run.image.clone(),
+                };
+                c.instance = Some(Instance::Exited(term));
+                c.observe_at = None;
+            }
+            c.pull = None;
+            c.backoff_until = None;
+        }
+    }
+
+    fn act(
+        &mut self,
+        pod: &Value,
+        ctx: &mut NodeContext<'_>,
+        policy: &str,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
+        if self.resync_at.is_some_and(|t| t <= now) {
+            self.resync_at = None;
+        }
+        if !self.volumes_ready && !self.mount_volumes(pod, ctx, now, out) {
+            return;
+        }
+        self.sandbox = true;
+        self.had_sandbox = true;
+
+        // Finish pulls that are done; a failed pull is retried at a later sync, not this one.
+        let mut pulled = Vec::new();
+        for i in 0..self.containers.len() {
+            let done = self.containers[i]
+                .pull
+                .as_ref()
+                .is_some_and(|p| p.done_at <= now);
+            if done {
+                self.finish_pull(i, pod, ctx, out);
+                pulled.push(i);
+            }
+        }
+
+        for i in self.to_start(policy, now) {
+            let c = &self.containers[i];
+            if pulled.contains(&i) || c.pull.is_some() || c.observe_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            self.containers[i].observe_at = None;
+            self.start(i, pod, ctx, now, out);
+        }
+    }
+
+    /// Volumes: true when all are set up. Failed set-ups are retried with the volume
+    /// manager's exponential back-off, each failure a `FailedMount` event.
+    fn mount_volumes(
+        &mut self,
+        pod: &Value,
+        ctx: &NodeContext<'_>,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) -> bool {
+        let problems = check_volumes(pod, ctx.view, &ctx.config.node_name);
+        self.attach_recheck = None;
+        if problems.is_empty() {
+            self.volumes_ready = true;
+            self.mount_retry.clear();
+            return true;
+        }
+        for (name, problem) in problems {
+            match problem {
+                VolumeProblem::SetUpFailed(message) => {
+                    let due = self.mount_retry.get(&name).is_none_or(|(t, _)| *t <= now);
+                    if due {
+                        let delay = self
+                            .mount_retry
+                            .get(&name)
+                            .map_or(MOUNT_RETRY_INITIAL, |(_, d)| (*d * 2).min(MOUNT_RETRY_MAX));
+                        out.event(now, EventType::Warning, "FailedMount", message, None);
+                        self.mount_retry.insert(name, (after(now, delay), delay));
+                    }
+                }
+                VolumeProblem::NotAttached => {
+                    self.attach_recheck = Some(after(now, ATTACH_RECHECK));
+                }
+            }
+        }
+        false
+    }
+
+    /// Indices of containers to (re)start now, in order (computePodActions with sidecar
+    /// containers enabled, their default since v1.29).
+    fn to_start(&self, policy: &str, now: Timestamp) -> Vec<usize> {
+        let mut out = Vec::new();
+        // An exit the kubelet has not noticed yet (next relist) still counts as running.
+        let unnoticed = |c: &Ctr| c.observe_at.is_some_and(|t| t > now);
+        let initialized_before = self
+            .containers
+            .iter()
+            .any(|c| !c.init && c.instance.is_some());
+        let mut initialized = true;
+        for (i, c) in self.containers.iter().enumerate().filter(|(_, c)| c.init) {
+            if c.sidecar {
+                match &c.instance {
+                    Some(Instance::Running(r)) if r.started => continue,
+                    Some(Instance::Running(_)) => {
+                        initialized = initialized_before;
+                        break;
+                    }
+                    _ => {
+                        out.push(i);
+                        if !initialized_before {
+                            initialized = false;
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            if initialized_before {
+                continue;
+            }
+            if unnoticed(c) {
+                initialized = false;
+                break;
+            }
+            match &c.instance {
+                Some(Instance::Exited(t)) if t.exit_code == 0 => {}
+                Some(Instance::Running(_)) => {
+                    initialized = false;
+                    break;
+                }
+                Some(Instance::Exited(_)) => {
+                    if policy != "Never" {
+                        out.push(i);
+                    }
+                    initialized = false;
+                    break;
+                }
+                None => {
+                    out.push(i);
+                    initialized = false;
+                    break;
+                }
+            }
+        }
+        if !initialized {
+            return out;
+        }
+        let regular: Vec<usize> = (0..self.containers.len())
+            .filter(|i| !self.containers[*i].init)
+            .collect();
+        let keep = regular.iter().any(|i| {
+            let c = &self.containers[*i];
+            c.running().is_some() || should_restart(c, policy)
+        });
+        if !keep {
+            // Nothing will run again: the pod is done and its sidecars are not restarted.
+            return Vec::new();
+        }
+        out.extend(
+            regular
+                .into_iter()
+                .filter(|i| should_restart(&self.containers[*i], policy)),
+        );
+        out
+    }
+
+    fn start(
+        &mut self,
+        i: usize,
+        pod: &Value,
+        ctx: &mut NodeContext<'_>,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
+        // doBackOff (kuberuntime_manager.go): keyed by pod and container, measured from the
+        // last exit.
+        let key = format!(
+            "{}_{}_{}_{}",
+            str_at(pod, "/metadata/name"),
+            str_at(pod, "/metadata/namespace"),
+            str_at(pod, "/metadata/uid"),
+            self.containers[i].name
+        );
+        self.containers[i].backoff_until = None;
+        if let Some(t) = self.containers[i].exited().cloned() {
+            if self.crash.in_backoff_since(&key, t.finished_at, now) {
+                let c = &self.containers[i];
+                let fp = format_pod(pod);
+                // kuberuntime_manager.go doBackOff: the event and the waiting message.
+                out.event(
+                    now,
+                    EventType::Warning,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {fp}",
+                        c.name
+                    ),
+                    Some((&c.name, c.init)),
+                );
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={fp}",
+                    go_duration(self.crash.get(&key)),
+                    c.name
+                );
+                let until = self.crash.until(&key, t.finished_at);
+                let c = &mut self.containers[i];
+                c.reason = Some(("CrashLoopBackOff".to_owned(), message));
+                c.backoff_until = until;
+                return;
+            }
+            self.crash.next(&key, t.finished_at, now);
+        }
+        self.ensure_image(i, pod, ctx, now, out);
+    }
+
+    /// EnsureImageExists (pkg/kubelet/images/image_manager.go).
+    fn ensure_image(
+        &mut self,
+        i: usize,
+        pod: &Value,
+        ctx: &mut NodeContext<'_>,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
+        let written = self.containers[i].image();
+        let image = ImageRef::parse(&written);
+        let policy = PullPolicy::of(
+            self.containers[i]
+                .spec
+                .get("imagePullPolicy")
+                .and_then(Value::as_str),
+            &image,
+        );
+        let present = ctx.images.contains(&image.normalized());
+        let c = &self.containers[i];
+        if policy != PullPolicy::Always && present {
+            out.event(
+                now,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{written}\" already present on machine"),
+                Some((&c.name, c.init)),
+            );
+            self.create(i, pod, ctx, image, now, out);
+            return;
+        }
+        if policy == PullPolicy::Never {
+            let message =
+                format!("Container image \"{written}\" is not present with pull policy of Never");
+            out.event(
+                now,
+                EventType::Warning,
+                "ErrImageNeverPull",
+                message.clone(),
+                Some((&c.name, c.init)),
+            );
+            out.event(
+                now,
+                EventType::Warning,
+                "Failed",
+                "Error: ErrImageNeverPull".to_owned(),
+                Some((&c.name, c.init)),
+            );
+            self.containers[i].reason = Some(("ErrImageNeverPull".to_owned(), message));
+            self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+            return;
+        }
+        let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
+        if self.pulls.in_backoff_since_update(&key, now) {
+            let message = format!("Back-off pulling image \"{written}\"");
+            out.event(
+                now,
+                EventType::Normal,
+                "BackOff",
+                message.clone(),
+                Some((&c.name, c.init)),
+            );
+            // kuberuntime_container.go startContainer: `Error: %v` with the ErrImagePullBackOff reason.
+            out.event(
+                now,
+                EventType::Warning,
+                "Failed",
+                "Error: ImagePullBackOff".to_owned(),
+                Some((&c.name, c.init)),
+            );
+            self.containers[i].reason = Some(("ImagePullBackOff".to_owned(), message));
+            self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+            return;
+        }
+        let has_credentials = self.pull_credentials(pod, ctx.view, now, out);
+        let c = &self.containers[i];
+        out.event(
+            now,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image \"{written}\""),
+            Some((&c.name, c.init)),
+        );
+        let outcome = image::pull(
+            &image,
+            ctx.behaviour(&written),
+            ctx.config.arch,
+            has_credentials,
+        );
+        let duration = match &outcome {
+            PullOutcome::Pulled { .. } if present => FAILED_PULL,
+            PullOutcome::Pulled { size } => image::pull_duration(*size),
+            PullOutcome::Failed(_) => FAILED_PULL,
+        };
+        self.containers[i].pull = Some(Pull {
+            done_at: after(now, duration),
+            outcome,
+            image,
+            duration,
+        });
+    }
+
+    /// getPullSecretsForPod (pkg/kubelet/kubelet_pods.go): whether any referenced pull secret
+    /// exists; missing ones are reported.
+    fn pull_credentials(
+        &self,
+        pod: &Value,
+        view: &dyn ClusterView,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) -> bool {
+        let ns = str_at(pod, "/metadata/namespace");
+        let mut found = false;
+        let mut missing = Vec::new();
+        for r in pod
+            .pointer("/spec/imagePullSecrets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = str_at(r, "/name");
+            if name.is_empty() {
+                continue;
+            }
+            if view.get("v1", "Secret", Some(ns), name).is_some() {
+                found = true;
+            } else {
+                missing.push(name.to_owned());
+            }
+        }
+        if !missing.is_empty() {
+            out.event(
+                now,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+                None,
+            );
+        }
+        found
+    }
+
+    fn finish_pull(&mut self, i: usize, pod: &Value, ctx: &mut NodeContext<'_>, out: &mut Out<'_>) {
+        let Some(p) = self.containers[i].pull.take() else {
+            return;
+        };
+        let written = self.containers[i].image();
+        let c = &self.containers[i];
+        match p.outcome {
+            PullOutcome::Pulled { size } => {
+                let d = go_duration(p.duration);
+                out.event(
+                    p.done_at,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image \"{written}\" in {d} ({d} including waiting). Image size: {size} bytes."),
+                    Some((&c.name, c.init)),
+                );
+                ctx.images.insert(p.image.normalized());
+                self.create(i, pod, ctx, p.image, p.done_at, out);
+            }
+            PullOutcome::Failed(err) => {
+                out.event(
+                    p.done_at,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image \"{written}\": {err}"),
+                    Some((&c.name, c.init)),
+                );
+                out.event(
+                    p.done_at,
+                    EventType::Warning,
+                    "Failed",
+                    "Error: ErrImagePull".to_owned(),
+                    Some((&c.name, c.init)),
+                );
+                let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
+                self.pulls.next(&key, p.done_at, p.done_at);
+                self.containers[i].reason = Some(("ErrImagePull".to_owned(), err));
+                self.resync_at =
+                    earliest(self.resync_at, Some(after(p.done_at, RESYNC_AFTER_ERROR)));
+            }
+        }
+    }
+
+    /// generateContainerConfig, CreateContainer and StartContainer.
+    fn create(
+        &mut self,
+        i: usize,
+        pod: &Value,
+        ctx: &NodeContext<'_>,
+        image: ImageRef,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
+        let c = &self.containers[i];
+        let env = match resolve_env(pod, &c.spec, ctx.view, &self.ip, &ctx.config.host_ip) {
+            Ok(env) => env,
+            Err(message) => {
+                out.event(
+                    now,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                    Some((&c.name, c.init)),
+                );
+                self.containers[i].reason =
+                    Some(("CreateContainerConfigError".to_owned(), message));
+                self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+                return;
+            }
+        };
+        // kuberuntime_container.go startContainer (v1.32 wording).
+        out.event(
+            now,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+            Some((&c.name, c.init)),
+        );
+        out.event(
+            now,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+            Some((&c.name, c.init)),
+        );
+        let c = &mut self.containers[i];
+        if let Some(Instance::Exited(t)) = c.instance.take() {
+            c.restart_count += 1;
+            c.previous = Some(t);
+        }
+        let attempt = c.restart_count;
+        let command = c
+            .spec
+            .get("command")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let program = Program::start(
+            ctx.behaviour(&c.image()),
+            ContainerContext {
+                namespace: str_at(pod, "/metadata/namespace").to_owned(),
+                pod_name: str_at(pod, "/metadata/name").to_owned(),
+                container: c.name.clone(),
+                command,
+                env,
+                node_arch: ctx.config.arch,
+            },
+            now,
+        );
+        let probes: Vec<ProbeState> = [
+            ProbeKind::Startup,
+            ProbeKind::Liveness,
+            ProbeKind::Readiness,
+        ]
+        .into_iter()
+        .filter_map(|k| ProbeSpec::of(&c.spec, k))
+        .map(|s| ProbeState::new(s, now))
+        .collect();
+        let started = !probes.iter().any(|p| p.spec.kind == ProbeKind::Startup);
+        let id = format!(
+            "containerd://{}",
+            hex_digest(&format!(
+                "{}/{}/{attempt}",
+                str_at(pod, "/metadata/uid"),
+                c.name
+            ))
+        );
+        c.reason = None;
+        c.instance = Some(Instance::Running(Box::new(Run {
+            id,
+            started_at: now,
+            program,
+            probes,
+            started,
+            image,
+            attempt,
+            wake: None,
+        })));
+        // The program may write or exit at once (an exec format error does).
+        let name = c.name.clone();
+        let Some(Instance::Running(run)) = &mut c.instance else {
+            return;
+        };
+        advance_run(run, now, ctx.view, &name, out);
+        let c = &mut self.containers[i];
+        if let Some(Instance::Running(run)) = &c.instance
+            && let Some(exit) = run.program.exit()
+        {
+            let term = Term {
+                exit_code: exit.code,
+                started_at: run.started_at,
+                finished_at: exit.at,
+                id: run.id.clone(),
+                image: run.image.clone(),
+            };
+            c.observe_at = Some(after(exit.at, PLEG_RELIST));
+            c.instance = Some(Instance::Exited(term));
+        }
+    }
+}
+
+/// Runs a program up to `at`, keeping its next wake-up and handing out what it wrote.
+fn advance_run(
+    run: &mut Run,
+    at: Timestamp,
+    view: &dyn ClusterView,
+    name: &str,
+    out: &mut Out<'_>,
+) {
+    let progress = run.program.advance(at, view);
+    run.wake = progress.wake_at;
+    collect(name, run.attempt, progress, out);
+}
+
+fn collect(
+    container: &str,
+    attempt: u32,
+    progress: crate::sim::behaviour::Progress,
+    out: &mut Out<'_>,
+) {
+    out.sync
+        .logs
+        .extend(progress.logs.into_iter().map(|l| ContainerLog {
+            container: container.to_owned(),
+            attempt,
+            at: l.at,
+            text: l.text,
+        }));
+    if let Some(request) = progress.postgres
+        && !out.sync.postgres.iter().any(|p| p.container == container)
+    {
+        out.sync.postgres.push(PendingPostgres {
+            container: container.to_owned(),
+            request,
+        });
+    }
+}

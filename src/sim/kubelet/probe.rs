@@ -1,0 +1,346 @@
+//! Container probes: their settings, their schedule and what they report.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::gofmt::go_duration;
+use crate::sim::behaviour::Program;
+use crate::sim::behaviour::time::after;
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// `startupProbe`.
+    Startup,
+    /// `livenessProbe`.
+    Liveness,
+    /// `readinessProbe`.
+    Readiness,
+}
+
+impl ProbeKind {
+    /// The name the kubelet uses in events (pkg/kubelet/prober/prober.go `probeType.String()`).
+    #[must_use]
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::Startup => "Startup",
+            Self::Liveness => "Liveness",
+            Self::Readiness => "Readiness",
+        }
+    }
+
+    const fn field(self) -> &'static str {
+        match self {
+            Self::Startup => "startupProbe",
+            Self::Liveness => "livenessProbe",
+            Self::Readiness => "readinessProbe",
+        }
+    }
+}
+
+/// How a probe reaches the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// `httpGet`.
+    Http {
+        /// `http` or `https`.
+        scheme: String,
+        /// Port number.
+        port: u16,
+        /// Request path.
+        path: String,
+    },
+    /// `tcpSocket`.
+    Tcp {
+        /// Port number.
+        port: u16,
+    },
+    /// `grpc`.
+    Grpc {
+        /// Port number.
+        port: u16,
+    },
+    /// `exec`.
+    Exec,
+}
+
+/// A probe's settings with the API defaults applied (pkg/apis/core/v1/defaults.go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// Which probe.
+    pub kind: ProbeKind,
+    /// How it reaches the program.
+    pub handler: Handler,
+    /// `initialDelaySeconds` (0).
+    pub initial_delay: Duration,
+    /// `periodSeconds` (10).
+    pub period: Duration,
+    /// `timeoutSeconds` (1).
+    pub timeout: Duration,
+    /// `successThreshold` (1).
+    pub success_threshold: u32,
+    /// `failureThreshold` (3).
+    pub failure_threshold: u32,
+}
+
+fn secs(v: &Value, key: &str, default: u64) -> Duration {
+    Duration::from_secs(v.get(key).and_then(Value::as_u64).unwrap_or(default))
+}
+
+fn count(v: &Value, key: &str, default: u32) -> u32 {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(default)
+        .max(1)
+}
+
+fn port(container: &Value, p: Option<&Value>) -> u16 {
+    match p {
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+        Some(Value::String(name)) => name.parse().unwrap_or_else(|_| {
+            container
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|cp| cp.get("name").and_then(Value::as_str) == Some(name))
+                .and_then(|cp| cp.get("containerPort").and_then(Value::as_u64))
+                .and_then(|n| u16::try_from(n).ok())
+                .unwrap_or(0)
+        }),
+        _ => 0,
+    }
+}
+
+impl ProbeSpec {
+    /// The container's probe of `kind`, if it has one.
+    #[must_use]
+    pub fn of(container: &Value, kind: ProbeKind) -> Option<Self> {
+        let p = container.get(kind.field())?;
+        let handler = if let Some(h) = p.get("httpGet") {
+            Handler::Http {
+                scheme: h
+                    .get("scheme")
+                    .and_then(Value::as_str)
+                    .unwrap_or("HTTP")
+                    .to_ascii_lowercase(),
+                port: port(container, h.get("port")),
+                path: h
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_owned(),
+            }
+        } else if let Some(t) = p.get("tcpSocket") {
+            Handler::Tcp {
+                port: port(container, t.get("port")),
+            }
+        } else if let Some(g) = p.get("grpc") {
+            Handler::Grpc {
+                port: port(container, g.get("port")),
+            }
+        } else {
+            Handler::Exec
+        };
+        let liveness_like = kind != ProbeKind::Readiness;
+        Some(Self {
+            kind,
+            handler,
+            initial_delay: secs(p, "initialDelaySeconds", 0),
+            period: secs(p, "periodSeconds", 10).max(Duration::from_secs(1)),
+            timeout: secs(p, "timeoutSeconds", 1).max(Duration::from_secs(1)),
+            // Liveness and startup probes must use 1 (API validation); keep it so.
+            success_threshold: if liveness_like {
+                1
+            } else {
+                count(p, "successThreshold", 1)
+            },
+            failure_threshold: count(p, "failureThreshold", 3),
+        })
+    }
+
+    /// Probes the program at `now`: `None` on success, else the failure output the kubelet
+    /// puts after `<Kind> probe failed: `.
+    ///
+    /// The outputs are Go's errors for a refused connection (net/net.go `OpError`, wrapped by
+    /// net/http's `url.Error` for HTTP probes) and the kubelet's gRPC prober text
+    /// (pkg/probe/grpc/grpc.go); an exec probe of a program that is not ready exits non-zero
+    /// without output.
+    #[must_use]
+    pub fn run(&self, program: &Program, pod_ip: &str, now: Timestamp) -> Option<String> {
+        match &self.handler {
+            Handler::Http { scheme, port, path } => (!program.listens_on(*port, now)).then(|| {
+                format!(
+                    "Get \"{scheme}://{pod_ip}:{port}{path}\": dial tcp {pod_ip}:{port}: connect: connection refused"
+                )
+            }),
+            Handler::Tcp { port } => (!program.listens_on(*port, now))
+                .then(|| format!("dial tcp {pod_ip}:{port}: connect: connection refused")),
+            Handler::Grpc { port } => (!program.listens_on(*port, now)).then(|| {
+                format!(
+                    "timeout: failed to connect service \"{pod_ip}:{port}\" within {}: context deadline exceeded",
+                    go_duration(self.timeout)
+                )
+            }),
+            Handler::Exec => (!program.ready(now)).then(String::new),
+        }
+    }
+}
+
+/// The running tally of one probe for one container instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeState {
+    /// The settings.
+    pub spec: ProbeSpec,
+    /// When it runs next.
+    pub next_at: Timestamp,
+    /// Consecutive successes.
+    pub successes: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// The current result: readiness starts failed, liveness and startup start passed
+    /// (pkg/kubelet/prober/worker.go `initialValue`).
+    pub passing: bool,
+}
+
+impl ProbeState {
+    /// A fresh tally for a container that started at `started_at`.
+    ///
+    /// The kubelet's probe worker ticks every period and skips ticks before the initial delay
+    /// (pkg/kubelet/prober/worker.go), so the first probe comes one period after the start at
+    /// the earliest.
+    #[must_use]
+    pub fn new(spec: ProbeSpec, started_at: Timestamp) -> Self {
+        let passing = spec.kind == ProbeKind::Liveness;
+        Self {
+            next_at: after(started_at, spec.initial_delay.max(spec.period)),
+            spec,
+            successes: 0,
+            failures: 0,
+            passing,
+        }
+    }
+
+    /// Records one result and schedules the next run; returns whether the result flipped to failing.
+    pub fn record(&mut self, failed: bool) -> bool {
+        self.next_at = after(self.next_at, self.spec.period);
+        if failed {
+            self.successes = 0;
+            self.failures += 1;
+            if self.passing && self.failures >= self.spec.failure_threshold {
+                self.passing = false;
+                return true;
+            }
+            if self.spec.kind == ProbeKind::Startup && self.failures >= self.spec.failure_threshold
+            {
+                return true;
+            }
+        } else {
+            self.failures = 0;
+            self.successes += 1;
+            if self.successes >= self.spec.success_threshold {
+                self.passing = true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scenario::{Arch, Duration as D, ImageBehaviour};
+    use crate::sim::behaviour::{ContainerContext, StaticView};
+
+    fn t(s: u64) -> Timestamp {
+        after(
+            "2025-01-01T00:00:00Z".parse().unwrap(),
+            Duration::from_secs(s),
+        )
+    }
+
+    #[test]
+    fn parses_with_defaults_and_named_ports() {
+        let c = json!({"ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"}, "periodSeconds": 5},
+            "livenessProbe": {"tcpSocket": {"port": 9000}, "initialDelaySeconds": 30, "successThreshold": 4}});
+        let r = ProbeSpec::of(&c, ProbeKind::Readiness).unwrap();
+        assert_eq!(
+            r.handler,
+            Handler::Http {
+                scheme: "http".into(),
+                port: 8080,
+                path: "/health/ready".into()
+            }
+        );
+        assert_eq!(
+            (r.period, r.timeout, r.failure_threshold),
+            (Duration::from_secs(5), Duration::from_secs(1), 3)
+        );
+        let l = ProbeSpec::of(&c, ProbeKind::Liveness).unwrap();
+        assert_eq!(l.handler, Handler::Tcp { port: 9000 });
+        assert_eq!(
+            (l.initial_delay, l.success_threshold),
+            (Duration::from_secs(30), 1)
+        );
+        assert!(ProbeSpec::of(&c, ProbeKind::Startup).is_none());
+    }
+
+    #[test]
+    fn failure_outputs() {
+        let b = ImageBehaviour {
+            ready_after: Some(D::from_secs(20)),
+            ..ImageBehaviour::default()
+        };
+        let ctx = ContainerContext {
+            namespace: "n".into(),
+            pod_name: "p".into(),
+            container: "c".into(),
+            command: vec![],
+            env: Default::default(),
+            node_arch: Arch::Amd64,
+        };
+        let mut prog = Program::start(Some(&b), ctx, t(0));
+        let _ = prog.advance(t(0), &StaticView::default());
+        let c = json!({"readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                       "livenessProbe": {"tcpSocket": {"port": 8080}},
+                       "startupProbe": {"grpc": {"port": 9090}}});
+        let http = ProbeSpec::of(&c, ProbeKind::Readiness).unwrap();
+        assert_eq!(
+            http.run(&prog, "10.244.0.5", t(1)).unwrap(),
+            "Get \"http://10.244.0.5:8080/healthz\": dial tcp 10.244.0.5:8080: connect: connection refused"
+        );
+        assert_eq!(http.run(&prog, "10.244.0.5", t(20)), None);
+        let tcp = ProbeSpec::of(&c, ProbeKind::Liveness).unwrap();
+        assert_eq!(
+            tcp.run(&prog, "10.244.0.5", t(1)).unwrap(),
+            "dial tcp 10.244.0.5:8080: connect: connection refused"
+        );
+        let grpc = ProbeSpec::of(&c, ProbeKind::Startup).unwrap();
+        assert_eq!(
+            grpc.run(&prog, "10.244.0.5", t(1)).unwrap(),
+            "timeout: failed to connect service \"10.244.0.5:9090\" within 1s: context deadline exceeded"
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let c = json!({"readinessProbe": {"exec": {"command": ["true"]}, "successThreshold": 2, "failureThreshold": 2}});
+        let mut s = ProbeState::new(ProbeSpec::of(&c, ProbeKind::Readiness).unwrap(), t(0));
+        assert!(!s.passing);
+        assert!(!s.record(false));
+        assert!(!s.passing);
+        assert!(!s.record(false));
+        assert!(s.passing);
+        assert!(!s.record(true));
+        assert!(s.passing);
+        assert!(s.record(true));
+        assert!(!s.passing);
+        assert_eq!(s.next_at, t(50)); // first at 10, then four periods
+    }
+}

@@ -1,0 +1,790 @@
+//! The node agent driven on simulated time only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::scenario::{Duration as D, Failure, ManifestKind, Need, Requirement, ResourceNeed};
+use crate::sim::behaviour::StaticView;
+use crate::sim::behaviour::time::{after, since};
+
+fn t0() -> Timestamp {
+    "2025-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn secs(t: Timestamp) -> f64 {
+    ms(t) as f64 / 1000.0
+}
+
+fn ms(t: Timestamp) -> u128 {
+    since(t, t0()).as_millis()
+}
+
+fn kubelet() -> Kubelet {
+    Kubelet::new(KubeletConfig {
+        node_name: "node-1".into(),
+        arch: Arch::Amd64,
+        host_ip: "172.18.0.2".into(),
+        pod_ip_prefix: "10.244.1.".into(),
+    })
+}
+
+fn pod(spec: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app-7d4b9c", "namespace": "apps", "uid": "uid-1"},
+        "spec": spec,
+        "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-12-31T23:59:59Z"}]}
+    })
+}
+
+/// Drives one pod: syncs at each wake-up, writes the status back, and keeps everything.
+struct Run {
+    kubelet: Kubelet,
+    pod: Value,
+    images: BTreeMap<String, ImageBehaviour>,
+    view: StaticView,
+    now: Timestamp,
+    events: Vec<RecordedEvent>,
+    logs: Vec<ContainerLog>,
+    statuses: Vec<(Timestamp, Value)>,
+    last: PodSync,
+}
+
+impl Run {
+    fn new(pod: Value, images: BTreeMap<String, ImageBehaviour>, view: StaticView) -> Self {
+        Self {
+            kubelet: kubelet(),
+            pod,
+            images,
+            view,
+            now: t0(),
+            events: vec![],
+            logs: vec![],
+            statuses: vec![],
+            last: PodSync::default(),
+        }
+    }
+
+    fn sync(&mut self) {
+        let s = self
+            .kubelet
+            .sync_pod(&self.pod, &self.images, &self.view, self.now);
+        self.pod["status"] = s.status.clone();
+        self.events.extend(s.events.iter().cloned());
+        self.logs.extend(s.logs.iter().cloned());
+        self.statuses.push((self.now, s.status.clone()));
+        self.last = s;
+    }
+
+    /// Syncs at every wake-up until `until` (simulated) or until nothing is scheduled.
+    fn until(&mut self, until: Timestamp) {
+        self.sync();
+        while let Some(w) = self.last.wake_at {
+            if w > until {
+                break;
+            }
+            assert!(w > self.now, "wake-ups move forward");
+            self.now = w;
+            self.sync();
+        }
+        self.now = until;
+    }
+
+    fn status(&self) -> &Value {
+        &self.pod["status"]
+    }
+
+    fn event_messages(&self, reason: &str) -> Vec<(f64, String)> {
+        self.events
+            .iter()
+            .filter(|e| e.reason == reason)
+            .map(|e| (secs(e.at), e.message.clone()))
+            .collect()
+    }
+
+    fn condition(&self, t: &str) -> Value {
+        self.status()["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap()
+    }
+}
+
+fn keycloak_arm64() -> BTreeMap<String, ImageBehaviour> {
+    BTreeMap::from([(
+        "registry.example/keycloak:26.1.1".to_owned(),
+        ImageBehaviour {
+            manifest: ManifestKind::Single,
+            platforms: vec!["linux/arm64".into()],
+            entrypoint: Some("/opt/keycloak/bin/kc.sh".into()),
+            ..ImageBehaviour::default()
+        },
+    )])
+}
+
+fn one_container(image: &str) -> Value {
+    pod(json!({"nodeName": "node-1", "containers": [{"name": "keycloak", "image": image}]}))
+}
+
+#[test]
+fn crash_loop_back_off_doubles_from_ten_seconds() {
+    let mut r = Run::new(
+        one_container("registry.example/keycloak:26.1.1"),
+        keycloak_arm64(),
+        StaticView::default(),
+    );
+    let mut waiting: Vec<String> = Vec::new();
+    r.sync();
+    loop {
+        let cs = &r.status()["containerStatuses"][0];
+        if let Some(m) = cs.pointer("/state/waiting/message").and_then(Value::as_str)
+            && cs.pointer("/state/waiting/reason") == Some(&json!("CrashLoopBackOff"))
+            && waiting.last().map(String::as_str) != Some(m)
+        {
+            waiting.push(m.to_owned());
+            // While backing off the last run is shown as terminated with its exit code.
+            assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
+            assert_eq!(cs["lastState"]["terminated"]["exitCode"], 255);
+            assert_eq!(r.status()["phase"], "Running");
+        }
+        if waiting.len() == 5 {
+            break;
+        }
+        r.now = r
+            .last
+            .wake_at
+            .expect("a crash-looping pod always has a next wake-up");
+        r.sync();
+    }
+    let pod = "app-7d4b9c_apps(uid-1)";
+    assert_eq!(
+        waiting,
+        ["10s", "20s", "40s", "1m20s", "2m40s"]
+            .iter()
+            .map(|d| format!("back-off {d} restarting failed container=keycloak pod={pod}"))
+            .collect::<Vec<_>>()
+    );
+
+    // The image was pulled once, then found on the node.
+    let pulled = r.event_messages("Pulled");
+    assert!(
+        pulled[0]
+            .1
+            .starts_with("Successfully pulled image \"registry.example/keycloak:26.1.1\" in ")
+    );
+    assert!(pulled[0].1.ends_with(" bytes."));
+    assert_eq!(
+        pulled[1].1,
+        "Container image \"registry.example/keycloak:26.1.1\" already present on machine"
+    );
+    let d = pulled[0].0;
+
+    // Six runs: the first exit is restarted at once (no back-off yet), then 10s, 20s, ...
+    // measured from each exit, each exit noticed one second later.
+    let d = (d * 1000.0).round() as u128;
+    let started: Vec<u128> = r
+        .events
+        .iter()
+        .filter(|e| e.reason == "Started")
+        .map(|e| ms(e.at))
+        .collect();
+    let expect: Vec<u128> = [0, 1, 11, 31, 71, 151]
+        .iter()
+        .map(|x| x * 1000 + d)
+        .collect();
+    assert_eq!(started, expect);
+    assert_eq!(
+        r.event_messages("Started")[0].1,
+        "Started container keycloak"
+    );
+    assert_eq!(
+        r.event_messages("Created")[0].1,
+        "Created container: keycloak"
+    );
+    let backoffs = r.event_messages("BackOff");
+    assert_eq!(backoffs.len(), 5);
+    assert!(
+        backoffs
+            .iter()
+            .all(|(_, m)| m
+                == &format!("Back-off restarting failed container keycloak in pod {pod}"))
+    );
+    assert!(r.events.iter().filter(|e| e.reason == "BackOff").all(|e| {
+        e.kind == EventType::Warning
+            && e.involved.field_path.as_deref() == Some("spec.containers{keycloak}")
+    }));
+
+    // Every run wrote the runc error, in its own attempt.
+    assert_eq!(r.logs.len(), 6);
+    assert!(r.logs.iter().enumerate().all(|(i, l)| l.text
+        == "exec /opt/keycloak/bin/kc.sh: exec format error"
+        && l.attempt == u32::try_from(i).unwrap()));
+    assert_eq!(r.status()["containerStatuses"][0]["restartCount"], 5);
+
+    // Right after an exit, before the kubelet acts, the status shows the terminated run
+    // (kubectl's STATUS column reads `Error`).
+    let after_first_exit = &r.statuses.iter().find(|(t, _)| ms(*t) == d).unwrap().1;
+    assert_eq!(
+        after_first_exit["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Error"
+    );
+    assert_eq!(after_first_exit["containerStatuses"][0]["restartCount"], 0);
+}
+
+#[test]
+fn back_off_resets_after_ten_minutes_of_running() {
+    // Runs 11 minutes, then exits 1.
+    let images = BTreeMap::from([(
+        "app:1".to_owned(),
+        ImageBehaviour {
+            exit_after: Some(crate::scenario::ExitAfter {
+                duration: D::from_secs(660),
+                code: 1,
+            }),
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let mut r = Run::new(
+        pod(json!({"containers": [{"name": "app", "image": "app:1"}]})),
+        images,
+        StaticView::default(),
+    );
+    r.until(after(t0(), Duration::from_secs(3 * 700)));
+    // Each exit is restarted without a back-off: the last one is more than 2 × 5 m old.
+    assert!(r.event_messages("BackOff").is_empty());
+    assert_eq!(r.status()["containerStatuses"][0]["restartCount"], 3);
+    assert_eq!(
+        r.status()["containerStatuses"][0]["lastState"]["terminated"]["reason"],
+        "Error"
+    );
+}
+
+#[test]
+fn image_without_the_node_platform_fails_to_pull_then_backs_off() {
+    let images = BTreeMap::from([(
+        "foundationdb/fdb-kubernetes-operator:v2.6.0".to_owned(),
+        ImageBehaviour {
+            platforms: vec!["linux/arm64".into()],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let mut r = Run::new(
+        one_container("foundationdb/fdb-kubernetes-operator:v2.6.0"),
+        images,
+        StaticView::default(),
+    );
+    r.until(after(t0(), Duration::from_secs(60)));
+    let err = "rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/foundationdb/fdb-kubernetes-operator:v2.6.0\": no match for platform in manifest: not found";
+    let failed = r.event_messages("Failed");
+    assert_eq!(
+        failed[0],
+        (
+            0.5,
+            format!("Failed to pull image \"foundationdb/fdb-kubernetes-operator:v2.6.0\": {err}")
+        )
+    );
+    assert_eq!(failed[1], (0.5, "Error: ErrImagePull".to_owned()));
+    let reasons: Vec<String> = r
+        .statuses
+        .iter()
+        .filter_map(|(_, s)| {
+            s.pointer("/containerStatuses/0/state/waiting/reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(reasons[0], "ContainerCreating");
+    assert!(reasons.contains(&"ErrImagePull".to_owned()));
+    let first_backoff = reasons
+        .iter()
+        .position(|r| r == "ImagePullBackOff")
+        .unwrap();
+    assert!(reasons[..first_backoff].contains(&"ErrImagePull".to_owned()));
+    assert!(r.event_messages("BackOff").iter().all(
+        |(_, m)| m == "Back-off pulling image \"foundationdb/fdb-kubernetes-operator:v2.6.0\""
+    ));
+    assert!(
+        failed.contains(&(
+            failed
+                .iter()
+                .find(|(_, m)| m == "Error: ImagePullBackOff")
+                .unwrap()
+                .0,
+            "Error: ImagePullBackOff".to_owned()
+        ))
+    );
+    let st = r
+        .statuses
+        .iter()
+        .find(|(_, s)| {
+            s.pointer("/containerStatuses/0/state/waiting/reason") == Some(&json!("ErrImagePull"))
+        })
+        .unwrap();
+    assert_eq!(
+        st.1["containerStatuses"][0]["state"]["waiting"]["message"],
+        err
+    );
+    assert_eq!(st.1["phase"], "Pending");
+}
+
+#[test]
+fn private_image_without_pull_secret_is_unauthorized_and_missing_secrets_are_reported() {
+    let images = BTreeMap::from([(
+        "123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1".to_owned(),
+        ImageBehaviour {
+            private: true,
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let mut p = one_container("123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1");
+    p["spec"]["imagePullSecrets"] = json!([{"name": "ecr"}]);
+    let mut r = Run::new(p.clone(), images.clone(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(1)));
+    assert_eq!(
+        r.event_messages("FailedToRetrieveImagePullSecret")[0].1,
+        "Unable to retrieve some image pull secrets (ecr); attempting to pull the image may not succeed."
+    );
+    assert!(r.event_messages("Failed")[0].1.ends_with(
+        "pulling from host 123456789012.dkr.ecr.eu-west-2.amazonaws.com failed with status code [manifests 26.1.1]: 401 Unauthorized"
+    ));
+
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "ecr", "namespace": "apps"}});
+    let mut r = Run::new(p, images, StaticView::new(vec![secret]));
+    r.until(after(t0(), Duration::from_secs(60)));
+    assert_eq!(r.status()["phase"], "Running");
+    assert_eq!(r.status()["containerStatuses"][0]["ready"], true);
+    assert_eq!(r.condition("Ready")["status"], "True");
+}
+
+#[test]
+fn missing_secret_in_env_is_a_config_error() {
+    let spec = json!({"containers": [{"name": "app", "image": "app:1",
+        "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(25)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(
+        cs["state"]["waiting"]["reason"],
+        "CreateContainerConfigError"
+    );
+    assert_eq!(cs["state"]["waiting"]["message"], "secret \"db\" not found");
+    let failed = r.event_messages("Failed");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, m)| m == "Error: secret \"db\" not found")
+    );
+    assert!(failed.len() >= 2, "retried: {failed:?}");
+
+    // Once the Secret exists without the key, the message names the key.
+    r.view
+        .objects
+        .push(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "apps"}, "data": {"user": "dQ=="}}));
+    r.until(after(r.now, Duration::from_secs(11)));
+    assert_eq!(
+        r.status()["containerStatuses"][0]["state"]["waiting"]["message"],
+        "couldn't find key password in Secret apps/db"
+    );
+    r.view.objects[0]["data"]["password"] = json!("cA==");
+    r.until(after(r.now, Duration::from_secs(11)));
+    assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
+}
+
+#[test]
+fn missing_volume_source_fails_mount_with_growing_retries() {
+    let spec = json!({"containers": [{"name": "app", "image": "app:1",
+        "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds", "readOnly": true}]}],
+        "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(10)));
+    let mounts = r.event_messages("FailedMount");
+    assert_eq!(
+        mounts.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        vec![0.0, 0.5, 1.5, 3.5, 7.5]
+    );
+    assert!(
+        mounts.iter().all(|(_, m)| m
+            == "MountVolume.SetUp failed for volume \"creds\" : secret \"creds\" not found")
+    );
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["state"]["waiting"]["reason"], "ContainerCreating");
+    assert_eq!(cs["volumeMounts"][0]["recursiveReadOnly"], "Disabled");
+    assert_eq!(r.condition("PodReadyToStartContainers")["status"], "False");
+    assert!(r.status().get("podIP").is_none());
+
+    r.view
+        .objects
+        .push(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "apps"}}));
+    r.until(after(r.now, Duration::from_secs(30)));
+    assert_eq!(r.condition("PodReadyToStartContainers")["status"], "True");
+    assert_eq!(r.status()["podIP"], "10.244.1.2");
+    assert_eq!(r.status()["phase"], "Running");
+}
+
+fn failing(log: &str, exit_code: Option<i32>) -> Requirement {
+    Requirement {
+        needs: Need::Resource(ResourceNeed {
+            group: "example.com".into(),
+            version: "v1".into(),
+            resource: "widgets".into(),
+            kind: "Widget".into(),
+        }),
+        otherwise: Failure {
+            log: vec![log.into()],
+            exit_code,
+            retry: Some(D::from_secs(5)),
+            ready: false,
+        },
+    }
+}
+
+#[test]
+fn failing_init_container_crash_loops_and_blocks_the_pod() {
+    let images = BTreeMap::from([(
+        "migrate:1".to_owned(),
+        ImageBehaviour {
+            requires: vec![failing("widgets missing", Some(1))],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let spec = json!({"initContainers": [
+            {"name": "wait", "image": "busybox:1.36"},
+            {"name": "migrate", "image": "migrate:1"}],
+        "containers": [{"name": "app", "image": "app:1"}]});
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(120)));
+    let init = &r.status()["initContainerStatuses"];
+    // `wait` never exits (an unknown image runs for ever), so `migrate` never starts: the
+    // printer shows Init:0/2.
+    assert!(init[0]["state"]["running"].is_object());
+    assert_eq!(init[1]["state"]["waiting"]["reason"], "PodInitializing");
+    assert_eq!(
+        r.status()["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    assert_eq!(r.status()["phase"], "Pending");
+    let initialized = r.condition("Initialized");
+    assert_eq!(initialized["reason"], "ContainersNotInitialized");
+    assert_eq!(
+        initialized["message"],
+        "containers with incomplete status: [wait migrate]"
+    );
+
+    // With a first step that completes, the second crash-loops: Init:CrashLoopBackOff.
+    let mut images = r.images.clone();
+    images.insert(
+        "busybox:1.36".into(),
+        ImageBehaviour {
+            exit_after: Some(crate::scenario::ExitAfter {
+                duration: D::from_secs(2),
+                code: 0,
+            }),
+            ..ImageBehaviour::default()
+        },
+    );
+    let spec = r.pod["spec"].clone();
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(120)));
+    let init = &r.status()["initContainerStatuses"];
+    assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init[0]["ready"], true);
+    assert_eq!(init[1]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(init[1]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(r.status()["phase"], "Pending");
+    assert_eq!(
+        r.condition("Initialized")["message"],
+        "containers with incomplete status: [migrate]"
+    );
+    assert_eq!(
+        r.logs.iter().filter(|l| l.container == "migrate").count() as u64,
+        u64::from(init[1]["restartCount"].as_u64().unwrap() as u32) + 1
+    );
+    assert!(r.events.iter().any(|e| e.reason == "BackOff"
+        && e.involved.field_path.as_deref() == Some("spec.initContainers{migrate}")));
+
+    // restartPolicy Never: a failed init container fails the pod.
+    let mut p = r.pod.clone();
+    p["spec"]["restartPolicy"] = json!("Never");
+    p["status"] = json!({});
+    let mut r = Run::new(p, r.images.clone(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(120)));
+    assert_eq!(r.status()["phase"], "Failed");
+    assert_eq!(
+        r.status()["initContainerStatuses"][1]["state"]["terminated"]["reason"],
+        "Error"
+    );
+}
+
+#[test]
+fn readiness_follows_the_program_and_probe_failures_are_reported() {
+    let images = BTreeMap::from([(
+        "quay.io/keycloak/keycloak:26.1.1".to_owned(),
+        ImageBehaviour {
+            ready_after: Some(D::from_secs(20)),
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let spec = json!({"containers": [{"name": "keycloak", "image": "quay.io/keycloak/keycloak:26.1.1",
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"}, "periodSeconds": 5}}]});
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(60)));
+    let unhealthy = r.event_messages("Unhealthy");
+    assert!(!unhealthy.is_empty());
+    assert!(unhealthy.iter().all(|(_, m)| m
+        == "Readiness probe failed: Get \"http://10.244.1.2:8080/health/ready\": dial tcp 10.244.1.2:8080: connect: connection refused"));
+    let not_ready = r
+        .statuses
+        .iter()
+        .find(|(_, s)| s.pointer("/containerStatuses/0/state/running").is_some())
+        .unwrap();
+    let ready_cond = not_ready.1["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready_cond["reason"], "ContainersNotReady");
+    assert_eq!(
+        ready_cond["message"],
+        "containers with unready status: [keycloak]"
+    );
+    assert_eq!(r.condition("Ready")["status"], "True");
+    assert_eq!(r.condition("ContainersReady")["status"], "True");
+    assert_eq!(r.status()["containerStatuses"][0]["ready"], true);
+    assert_eq!(
+        r.condition("PodScheduled")["lastTransitionTime"],
+        "2024-12-31T23:59:59Z"
+    );
+    assert_eq!(r.status()["qosClass"], "BestEffort");
+}
+
+#[test]
+fn liveness_failures_kill_and_restart_the_container() {
+    let images = BTreeMap::from([(
+        "app:1".to_owned(),
+        ImageBehaviour {
+            requires: vec![failing("waiting for widgets", None)],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let spec = json!({"containers": [{"name": "app", "image": "app:1",
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 10, "periodSeconds": 10}}]});
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(45)));
+    let unhealthy = r.event_messages("Unhealthy");
+    assert_eq!(
+        unhealthy
+            .iter()
+            .map(|(t, _)| t.floor())
+            .collect::<Vec<_>>()
+            .len(),
+        3
+    );
+    assert!(unhealthy.iter().all(|(_, m)| m
+        == "Liveness probe failed: dial tcp 10.244.1.2:8080: connect: connection refused"));
+    let killing = r.event_messages("Killing");
+    assert_eq!(killing.len(), 1);
+    assert_eq!(
+        killing[0].1,
+        "Container app failed liveness probe, will be restarted"
+    );
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["restartCount"], 1);
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 143);
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error");
+    assert!(cs["state"]["running"].is_object());
+}
+
+#[test]
+fn batch_program_completes_and_the_pod_succeeds() {
+    let images = BTreeMap::from([(
+        "job:1".to_owned(),
+        ImageBehaviour {
+            logs: vec!["done".into()],
+            exit_after: Some(crate::scenario::ExitAfter {
+                duration: D::from_secs(5),
+                code: 0,
+            }),
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let spec = json!({"restartPolicy": "Never", "containers": [{"name": "job", "image": "job:1",
+        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(600)));
+    assert_eq!(r.status()["phase"], "Succeeded");
+    assert_eq!(
+        r.status()["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    assert_eq!(r.condition("Ready")["reason"], "PodCompleted");
+    assert_eq!(r.condition("Initialized")["reason"], "PodCompleted");
+    assert_eq!(r.condition("PodReadyToStartContainers")["status"], "False");
+    assert_eq!(r.status()["qosClass"], "Guaranteed");
+    assert_eq!(r.last.wake_at, None);
+    assert_eq!(r.logs.len(), 1);
+}
+
+#[test]
+fn deletion_stops_containers_gracefully() {
+    let mut r = Run::new(
+        pod(json!({"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]})),
+        BTreeMap::new(),
+        StaticView::default(),
+    );
+    r.until(after(t0(), Duration::from_secs(30)));
+    assert_eq!(r.status()["phase"], "Running");
+    r.pod["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:30Z");
+    r.sync();
+    assert!(r.last.finished);
+    assert_eq!(
+        r.event_messages("Killing")
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect::<Vec<_>>(),
+        vec!["Stopping container a", "Stopping container b"]
+    );
+    assert_eq!(
+        r.status()["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        143
+    );
+    assert_eq!(r.last.wake_at, None);
+}
+
+#[test]
+fn operator_objects_are_reported_while_the_container_runs() {
+    let images = BTreeMap::from([(
+        "op:1".to_owned(),
+        ImageBehaviour {
+            operator: vec![crate::scenario::OperatorRule {
+                for_each: ResourceNeed {
+                    group: "example.com".into(),
+                    version: "v1".into(),
+                    resource: "widgets".into(),
+                    kind: "Widget".into(),
+                },
+                owns: vec![
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w-{{name}}"}}),
+                ],
+                log_while_unserved: vec!["widgets not served".into()],
+            }],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let view = StaticView::new(vec![
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "x", "namespace": "apps", "uid": "w1"}}),
+    ]);
+    let mut r = Run::new(
+        pod(json!({"containers": [{"name": "op", "image": "op:1"}]})),
+        images,
+        view,
+    );
+    r.until(after(t0(), Duration::from_secs(70)));
+    assert!(r.last.owned_objects.is_empty());
+    assert!(
+        r.logs
+            .iter()
+            .filter(|l| l.text == "widgets not served")
+            .count()
+            >= 2
+    );
+    r.view = r.view.clone().serving("example.com", "v1", "widgets");
+    r.sync();
+    assert_eq!(r.last.owned_objects[0]["metadata"]["name"], "w-x");
+}
+
+#[test]
+fn postgres_checks_round_trip_through_the_node_agent() {
+    use crate::scenario::{PostgresNeed, SslMode, ValueSource};
+    use crate::sim::behaviour::PostgresRequest;
+
+    let images = BTreeMap::from([(
+        "backstage:1".to_owned(),
+        ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Postgres(PostgresNeed {
+                    user: ValueSource::Env("POSTGRES_USER".into()),
+                    password: ValueSource::Env("POSTGRES_PASSWORD".into()),
+                    database: ValueSource::Value("postgres".into()),
+                    sslmode: SslMode::Require,
+                    run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
+                }),
+                otherwise: Failure {
+                    log: vec!["Backend failed to start up Error: {error}".into()],
+                    exit_code: Some(1),
+                    retry: None,
+                    ready: false,
+                },
+            }],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pg", "namespace": "apps"}, "data": {"password": "czNjcjN0"}});
+    let spec = json!({"containers": [{"name": "backstage", "image": "backstage:1", "env": [
+        {"name": "POSTGRES_USER", "value": "backstage"},
+        {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "password"}}}]}]});
+    let mut r = Run::new(pod(spec), images, StaticView::new(vec![secret]));
+    r.until(after(t0(), Duration::from_secs(30)));
+    assert_eq!(
+        r.last.postgres,
+        vec![PendingPostgres {
+            container: "backstage".into(),
+            request: PostgresRequest {
+                user: "backstage".into(),
+                password: "s3cr3t".into(),
+                database: "postgres".into(),
+                sslmode: SslMode::Require,
+                run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
+            },
+        }]
+    );
+    assert_eq!(r.last.wake_at, None, "waits for the answer");
+    r.kubelet.postgres_result(
+        "uid-1",
+        "backstage",
+        &PostgresOutcome::Failed {
+            sqlstate: Some("42501".into()),
+            message: "permission denied to create database".into(),
+        },
+    );
+    r.sync();
+    assert_eq!(
+        r.last.logs[0].text,
+        "Backend failed to start up Error: permission denied to create database"
+    );
+    // The exit happened when the check was made (the clock does not move while the real
+    // server answers); by now the container was restarted and asks again.
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(cs["restartCount"], 1);
+    assert_eq!(r.last.postgres.len(), 1);
+}
+
+#[test]
+fn sidecar_init_containers_keep_running_beside_the_app() {
+    let spec = json!({"initContainers": [{"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"}],
+        "containers": [{"name": "app", "image": "app:1"}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(30)));
+    assert!(r.status()["initContainerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(r.status()["initContainerStatuses"][0]["started"], true);
+    assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(r.status()["phase"], "Running");
+    assert_eq!(r.condition("Initialized")["status"], "True");
+    assert_eq!(r.condition("Ready")["status"], "True");
+}

@@ -1,0 +1,533 @@
+//! The simulated scheduler: picks a node for a pending pod or explains, in kube-scheduler's
+//! own words, why none fits.
+//!
+//! The filters run in the default profile's order (pkg/scheduler/apis/config/v1/
+//! default_plugins.go) and each node is rejected by the first filter that fails, as the
+//! framework does; the `FailedScheduling` text is `FitError.Error()` with the default
+//! preemption plugin's post-filter message (Kubernetes v1.32). Scoring is least-allocated CPU
+//! and memory; where the real scheduler picks at random among equal scores, ties go to the
+//! node whose name sorts first so that the same input always gives the same node.
+
+pub mod node;
+pub mod quantity;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::sim::behaviour::time::rfc3339;
+use crate::sim::kubelet::{EventType, InvolvedObject, RecordedEvent};
+use quantity::{parse_milli, parse_value};
+
+pub use node::{kubelet_config, node_object};
+
+/// What the scheduler sees of the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// Every node.
+    pub nodes: &'a [Value],
+    /// Every pod (bound ones count against their node).
+    pub pods: &'a [Value],
+    /// Every PersistentVolumeClaim.
+    pub pvcs: &'a [Value],
+    /// Every PersistentVolume.
+    pub pvs: &'a [Value],
+    /// Every StorageClass.
+    pub storage_classes: &'a [Value],
+}
+
+/// The outcome of one scheduling attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Bind the pod to `node` (set `spec.nodeName`) and record `event` (`Scheduled`).
+    Bind {
+        /// The chosen node.
+        node: String,
+        /// `Normal Scheduled Successfully assigned <ns>/<pod> to <node>`.
+        event: RecordedEvent,
+    },
+    /// No node fits.
+    Unschedulable {
+        /// The `FailedScheduling` message.
+        message: String,
+        /// The `PodScheduled` condition to put in the pod's status.
+        condition: Value,
+        /// `Warning FailedScheduling <message>`.
+        event: RecordedEvent,
+    },
+}
+
+/// kube-scheduler's framework status codes that matter for the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    /// Preemption might help.
+    Unschedulable,
+    /// Preemption cannot help.
+    Unresolvable,
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn array<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// Requested CPU (millicores) and memory (bytes) of a pod: the larger of the sum over its
+/// containers and the largest init container; a container that sets only limits requests its
+/// limits (API defaulting).
+fn requests(pod: &Value, non_zero: bool) -> (i128, i128) {
+    let one = |c: &Value| {
+        let get = |r: &str, default: i128, parse: fn(&str) -> Option<i128>| {
+            c.pointer(&format!("/resources/requests/{r}"))
+                .or_else(|| c.pointer(&format!("/resources/limits/{r}")))
+                .and_then(|q| match q {
+                    Value::String(s) => parse(s),
+                    Value::Number(n) => parse(&n.to_string()),
+                    _ => None,
+                })
+                .unwrap_or(if non_zero { default } else { 0 })
+        };
+        // Scoring counts containers without requests as 100m and 200Mi
+        // (pkg/scheduler/util/pod_resources.go DefaultMilliCPURequest, DefaultMemoryRequest).
+        (
+            get("cpu", 100, parse_milli),
+            get("memory", 200 * 1024 * 1024, parse_value),
+        )
+    };
+    let (mut cpu, mut mem) = (0, 0);
+    for c in array(pod, "/spec/containers") {
+        let (a, b) = one(c);
+        cpu += a;
+        mem += b;
+    }
+    for c in array(pod, "/spec/initContainers") {
+        let (a, b) = one(c);
+        cpu = cpu.max(a);
+        mem = mem.max(b);
+    }
+    (cpu, mem)
+}
+
+fn tolerates(pod: &Value, taint: &Value) -> bool {
+    let (key, value, effect) = (
+        str_at(taint, "/key"),
+        str_at(taint, "/value"),
+        str_at(taint, "/effect"),
+    );
+    array(pod, "/spec/tolerations").any(|t| {
+        let t_effect = str_at(t, "/effect");
+        if !t_effect.is_empty() && t_effect != effect {
+            return false;
+        }
+        let t_key = str_at(t, "/key");
+        match str_at(t, "/operator") {
+            "Exists" => t_key.is_empty() || t_key == key,
+            _ => t_key == key && str_at(t, "/value") == value,
+        }
+    })
+}
+
+fn label<'a>(node: &'a Value, key: &str) -> Option<&'a str> {
+    node.pointer("/metadata/labels")
+        .and_then(|l| l.get(key))
+        .and_then(Value::as_str)
+}
+
+fn expression_matches(node: &Value, e: &Value, field: bool) -> bool {
+    let key = str_at(e, "/key");
+    let actual = if field {
+        (key == "metadata.name").then(|| str_at(node, "/metadata/name"))
+    } else {
+        label(node, key)
+    };
+    let values: Vec<&str> = array(e, "/values").filter_map(Value::as_str).collect();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match str_at(e, "/operator") {
+        "In" => actual.is_some_and(|a| values.contains(&a)),
+        "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
+        "Exists" => actual.is_some(),
+        "DoesNotExist" => actual.is_none(),
+        "Gt" => actual
+            .and_then(number)
+            .zip(values.first().and_then(|v| number(v)))
+            .is_some_and(|(a, v)| a > v),
+        "Lt" => actual
+            .and_then(number)
+            .zip(values.first().and_then(|v| number(v)))
+            .is_some_and(|(a, v)| a < v),
+        _ => false,
+    }
+}
+
+/// nodeSelector and required node affinity (pkg/scheduler/framework/plugins/nodeaffinity).
+fn affinity_matches(pod: &Value, node: &Value) -> bool {
+    let selector_ok = pod
+        .pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| sel.iter().all(|(k, v)| label(node, k) == v.as_str()));
+    let Some(required) =
+        pod.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
+    else {
+        return selector_ok;
+    };
+    selector_ok && terms_match(required, node)
+}
+
+/// ORed node selector terms, each an AND of expressions; a term without any matches nothing.
+fn terms_match(selector: &Value, node: &Value) -> bool {
+    array(selector, "/nodeSelectorTerms").any(|term| {
+        let exprs: Vec<(&Value, bool)> = array(term, "/matchExpressions")
+            .map(|e| (e, false))
+            .chain(array(term, "/matchFields").map(|e| (e, true)))
+            .collect();
+        !exprs.is_empty() && exprs.iter().all(|(e, f)| expression_matches(node, e, *f))
+    })
+}
+
+fn terminal(pod: &Value) -> bool {
+    matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed")
+}
+
+fn find<'a>(items: &'a [Value], namespace: Option<&str>, name: &str) -> Option<&'a Value> {
+    items.iter().find(|o| {
+        str_at(o, "/metadata/name") == name
+            && namespace.is_none_or(|ns| str_at(o, "/metadata/namespace") == ns)
+    })
+}
+
+fn claims(pod: &Value) -> Vec<&str> {
+    array(pod, "/spec/volumes")
+        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// One scheduling attempt for `pod` at `now`.
+#[must_use]
+pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision {
+    let ns = str_at(pod, "/metadata/namespace");
+    let n = cluster.nodes.len();
+    if n == 0 {
+        // pkg/scheduler/schedule_one.go ErrNoNodesAvailable.
+        return unschedulable(pod, "no nodes available to schedule pods".to_owned(), now);
+    }
+
+    // PreFilter: the claims must exist, be alive and, if their class binds immediately, be
+    // bound (VolumeRestrictions, VolumeBinding).
+    let mut rwop_conflict = false;
+    for claim in claims(pod) {
+        let Some(pvc) = find(cluster.pvcs, Some(ns), claim) else {
+            // apimachinery NewNotFound for the claim lister.
+            return prefilter_failure(
+                pod,
+                n,
+                &format!("persistentvolumeclaim \"{claim}\" not found"),
+                now,
+            );
+        };
+        if pvc.pointer("/metadata/deletionTimestamp").is_some() {
+            // volumebinding/binder.go GetPodVolumeClaims.
+            return prefilter_failure(
+                pod,
+                n,
+                &format!("persistentvolumeclaim \"{claim}\" is being deleted"),
+                now,
+            );
+        }
+        let bound = !str_at(pvc, "/spec/volumeName").is_empty();
+        if !bound {
+            let class = str_at(pvc, "/spec/storageClassName");
+            let mode = find(cluster.storage_classes, None, class).map_or("Immediate", |sc| {
+                match str_at(sc, "/volumeBindingMode") {
+                    "" => "Immediate",
+                    m => m,
+                }
+            });
+            if mode != "WaitForFirstConsumer" {
+                // volumebinding.go ErrReasonBindConflict's sibling for immediate claims.
+                return prefilter_failure(
+                    pod,
+                    n,
+                    "pod has unbound immediate PersistentVolumeClaims",
+                    now,
+                );
+            }
+        }
+        let rwop = array(pvc, "/spec/accessModes").any(|m| m == "ReadWriteOncePod");
+        if rwop {
+            let uid = str_at(pod, "/metadata/uid");
+            rwop_conflict |= cluster.pods.iter().any(|p| {
+                str_at(p, "/metadata/uid") != uid
+                    && str_at(p, "/metadata/namespace") == ns
+                    && !str_at(p, "/spec/nodeName").is_empty()
+                    && !terminal(p)
+                    && claims(p).contains(&claim)
+            });
+        }
+    }
+
+    let (want_cpu, want_mem) = requests(pod, false);
+    let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
+    let mut feasible: Vec<(i128, String)> = Vec::new();
+    for node in cluster.nodes {
+        let name = str_at(node, "/metadata/name").to_owned();
+        match filter(pod, node, cluster, (want_cpu, want_mem), rwop_conflict) {
+            Ok(()) => feasible.push((score(pod, node, cluster), name)),
+            Err(status) => {
+                statuses.insert(name, status);
+            }
+        }
+    }
+    // Highest score first; equal scores go to the first name.
+    feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    if let Some((_, node)) = feasible.into_iter().next() {
+        let event = RecordedEvent {
+            at: now,
+            kind: EventType::Normal,
+            reason: "Scheduled".to_owned(),
+            // pkg/scheduler/schedule_one.go handleBindingCycle... `Successfully assigned %v/%v to %v`.
+            message: format!(
+                "Successfully assigned {ns}/{} to {node}",
+                str_at(pod, "/metadata/name")
+            ),
+            involved: InvolvedObject::pod(pod),
+            component: "default-scheduler".to_owned(),
+            host: None,
+        };
+        return Decision::Bind { node, event };
+    }
+
+    // FitError.Error(): `0/N nodes are available: <sorted "count reason" list>.` followed by
+    // the preemption plugin's own fit error over the same nodes.
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut preemption: BTreeMap<&str, usize> = BTreeMap::new();
+    for (code, rs) in statuses.values() {
+        for r in rs {
+            *reasons.entry(r.clone()).or_default() += 1;
+        }
+        // pkg/scheduler/framework/preemption/preemption.go: nodes whose failure preemption
+        // cannot resolve, and nodes where no lower-priority pod could be evicted (priorities
+        // are not simulated, so no victim is ever found).
+        let why = match code {
+            Code::Unresolvable => "Preemption is not helpful for scheduling",
+            Code::Unschedulable => "No preemption victims found for incoming pod",
+        };
+        *preemption.entry(why).or_default() += 1;
+    }
+    let histogram = |m: Vec<String>| {
+        let mut v = m;
+        v.sort();
+        v.join(", ")
+    };
+    let message = format!(
+        "0/{n} nodes are available: {}. preemption: 0/{n} nodes are available: {}.",
+        histogram(reasons.iter().map(|(r, c)| format!("{c} {r}")).collect()),
+        histogram(preemption.iter().map(|(r, c)| format!("{c} {r}")).collect()),
+    );
+    unschedulable(pod, message, now)
+}
+
+fn prefilter_failure(pod: &Value, n: usize, reason: &str, now: Timestamp) -> Decision {
+    unschedulable(
+        pod,
+        format!(
+            "0/{n} nodes are available: {reason}. preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."
+        ),
+        now,
+    )
+}
+
+fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
+    // v1.PodReasonUnschedulable.
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": rfc3339(now),
+    });
+    let event = RecordedEvent {
+        at: now,
+        kind: EventType::Warning,
+        reason: "FailedScheduling".to_owned(),
+        message: message.clone(),
+        involved: InvolvedObject::pod(pod),
+        component: "default-scheduler".to_owned(),
+        host: None,
+    };
+    Decision::Unschedulable {
+        message,
+        condition,
+        event,
+    }
+}
+
+fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item = &'a Value> {
+    cluster
+        .pods
+        .iter()
+        .filter(move |p| str_at(p, "/spec/nodeName") == node && !terminal(p))
+}
+
+fn allocatable(node: &Value) -> (i128, i128, i128) {
+    let q = |r: &str, parse: fn(&str) -> Option<i128>| {
+        node.pointer(&format!("/status/allocatable/{r}"))
+            .and_then(|v| match v {
+                Value::String(s) => parse(s),
+                Value::Number(n) => parse(&n.to_string()),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
+    (
+        q("cpu", parse_milli),
+        q("memory", parse_value),
+        q("pods", parse_value),
+    )
+}
+
+/// The filters in default-profile order; the first failure is the node's status.
+fn filter(
+    pod: &Value,
+    node: &Value,
+    cluster: &Snapshot<'_>,
+    (want_cpu, want_mem): (i128, i128),
+    rwop_conflict: bool,
+) -> Result<(), (Code, Vec<String>)> {
+    let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
+    let name = str_at(node, "/metadata/name");
+    // NodeUnschedulable (nodeunschedulable/node_unschedulable.go).
+    let cordon = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
+    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
+        && !tolerates(pod, &cordon)
+    {
+        return fail(Code::Unresolvable, "node(s) were unschedulable");
+    }
+    // TaintToleration (tainttoleration/taint_toleration.go): the first untolerated
+    // NoSchedule or NoExecute taint.
+    if let Some(t) = array(node, "/spec/taints")
+        .find(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute") && !tolerates(pod, t))
+    {
+        return fail(
+            Code::Unresolvable,
+            &format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                str_at(t, "/key"),
+                str_at(t, "/value")
+            ),
+        );
+    }
+    // NodeAffinity (nodeaffinity/node_affinity.go ErrReasonPod).
+    if !affinity_matches(pod, node) {
+        return fail(
+            Code::Unresolvable,
+            "node(s) didn't match Pod's node affinity/selector",
+        );
+    }
+    // NodePorts (nodeports/node_ports.go ErrReason).
+    let host_ports: Vec<(u64, String)> = array(pod, "/spec/containers")
+        .flat_map(|c| array(c, "/ports"))
+        .filter_map(|p| {
+            p.get("hostPort")
+                .and_then(Value::as_u64)
+                .map(|h| (h, str_at(p, "/protocol").to_owned()))
+        })
+        .collect();
+    if !host_ports.is_empty() {
+        let used = pods_on(cluster, name)
+            .flat_map(|p| array(p, "/spec/containers"))
+            .flat_map(|c| array(c, "/ports"))
+            .any(|p| {
+                p.get("hostPort")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|h| host_ports.contains(&(h, str_at(p, "/protocol").to_owned())))
+            });
+        if used {
+            return fail(
+                Code::Unschedulable,
+                "node(s) didn't have free ports for the requested pod ports",
+            );
+        }
+    }
+    // NodeResourcesFit (noderesources/fit.go): every shortfall is a reason.
+    let (cpu, mem, max_pods) = allocatable(node);
+    let (mut used_cpu, mut used_mem, mut count) = (0, 0, 0);
+    let uid = str_at(pod, "/metadata/uid");
+    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
+        let (c, m) = requests(p, false);
+        used_cpu += c;
+        used_mem += m;
+        count += 1;
+    }
+    let mut short = Vec::new();
+    if count + 1 > max_pods {
+        short.push("Too many pods".to_owned());
+    }
+    if want_cpu > 0 && want_cpu > cpu - used_cpu {
+        short.push("Insufficient cpu".to_owned());
+    }
+    if want_mem > 0 && want_mem > mem - used_mem {
+        short.push("Insufficient memory".to_owned());
+    }
+    if !short.is_empty() {
+        return Err((Code::Unschedulable, short));
+    }
+    // VolumeRestrictions (volumerestrictions/volume_restrictions.go).
+    if rwop_conflict {
+        return fail(
+            Code::Unschedulable,
+            "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode",
+        );
+    }
+    // VolumeBinding (volumebinding/binder.go ErrReasonNodeConflict): bound volumes must be
+    // reachable from the node.
+    let ns = str_at(pod, "/metadata/namespace");
+    for claim in claims(pod) {
+        let pv = find(cluster.pvcs, Some(ns), claim)
+            .map(|pvc| str_at(pvc, "/spec/volumeName"))
+            .filter(|v| !v.is_empty())
+            .and_then(|v| find(cluster.pvs, None, v));
+        if let Some(pv) = pv
+            && let Some(required) = pv.pointer("/spec/nodeAffinity/required")
+            && !terms_match(required, node)
+        {
+            return fail(
+                Code::Unresolvable,
+                "node(s) had volume node affinity conflict",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the
+/// scheduler's non-zero defaults for containers without requests.
+fn score(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> i128 {
+    let (cpu, mem, _) = allocatable(node);
+    let (mut req_cpu, mut req_mem) = requests(pod, true);
+    let name = str_at(node, "/metadata/name");
+    let uid = str_at(pod, "/metadata/uid");
+    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
+        let (c, m) = requests(p, true);
+        req_cpu += c;
+        req_mem += m;
+    }
+    let least = |cap: i128, req: i128| {
+        if cap <= 0 || req > cap {
+            0
+        } else {
+            (cap - req) * 100 / cap
+        }
+    };
+    (least(cpu, req_cpu) + least(mem, req_mem)) / 2
+}
+
+#[cfg(test)]
+mod tests;
