@@ -7,6 +7,7 @@ use super::matcher::match_tree;
 use super::steps::{self, StepError};
 use crate::scenario::{
     AbsentExpectation, EventExpectation, Expectation, LogExpectation, ObjectExpectation, ObjectRef,
+    Quantifier,
 };
 
 /// The state of one expectation at one moment.
@@ -160,9 +161,32 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
         }
         _ => {}
     }
-    for obj in &objects {
-        for m in match_tree(&o.matches, obj) {
-            mismatches.push(format!("{} {}: {m}", o.kind, name_of(obj)));
+    let per_object: Vec<(&Value, Vec<super::matcher::Mismatch>)> = objects
+        .iter()
+        .map(|obj| (obj, match_tree(&o.matches, obj)))
+        .collect();
+    match o.require {
+        Quantifier::All => {
+            for (obj, ms) in &per_object {
+                for m in ms {
+                    mismatches.push(format!("{} {}: {m}", o.kind, name_of(obj)));
+                }
+            }
+        }
+        Quantifier::Any => {
+            if !per_object.iter().any(|(_, ms)| ms.is_empty()) {
+                // None matches: show the closest one.
+                if let Some((obj, ms)) = per_object.iter().min_by_key(|(_, ms)| ms.len()) {
+                    for m in ms {
+                        mismatches.push(format!(
+                            "{} {} (closest of {}): {m}",
+                            o.kind,
+                            name_of(obj),
+                            objects.len()
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(if mismatches.is_empty() {

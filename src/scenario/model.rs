@@ -923,12 +923,26 @@ pub struct ObjectExpectation {
     /// How many objects must be selected; default at least one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// The partial tree every selected object must match.
+    /// Whether every selected object must match (`all`, the default) or at least one (`any`).
+    #[serde(default)]
+    pub require: Quantifier,
+    /// The partial tree the selected objects must match.
     #[schemars(with = "serde_json::Value")]
     pub matches: Value,
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
+}
+
+/// How many of the selected objects must match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantifier {
+    /// Every selected object.
+    #[default]
+    All,
+    /// At least one selected object (e.g. the new pod of a rollout, beside the old one).
+    Any,
 }
 
 /// An object that must not exist.
