@@ -2,6 +2,7 @@
 //!
 //! The simulator is a cluster and knows nothing of scenarios being run.
 
+pub mod controllers;
 pub mod patch;
 
 use std::path::Path;
