@@ -429,10 +429,11 @@ impl<'a> Sync<'a> {
             if !meta::selector_matches(selector.as_ref(), &meta::labels(&pod)) {
                 continue;
             }
-            if let Some(owner) = meta::controller_of(&pod).map(|r| str_at(r, &["uid"]).to_owned()) {
-                if let Some(pods) = self.pod_map.get_mut(&owner) {
-                    pods.push(pod);
-                }
+            if let Some(pods) = meta::controller_of(&pod)
+                .map(|r| str_at(r, &["uid"]).to_owned())
+                .and_then(|owner| self.pod_map.get_mut(&owner))
+            {
+                pods.push(pod);
             }
         }
     }

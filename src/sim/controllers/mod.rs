@@ -37,6 +37,8 @@ pub mod volume;
 mod names;
 
 #[cfg(test)]
+mod rwo_deadlock_tests;
+#[cfg(test)]
 mod testing;
 
 pub use names::{NameGen, pod_template_hash, safe_encode};
@@ -124,7 +126,7 @@ pub struct Event {
     /// Human-readable message, exactly as the real controller words it.
     pub message: String,
     /// `source.component` (`deployment-controller`).
-    pub component: &'static str,
+    pub component: String,
 }
 
 /// One change a controller asks for.
@@ -191,14 +193,14 @@ impl Reconciled {
         event_type: EventType,
         reason: &str,
         message: String,
-        component: &'static str,
+        component: impl Into<String>,
     ) {
         self.effects.push(Effect::Event(Event {
             involved: ObjectRef::of(obj),
             event_type,
             reason: reason.to_owned(),
             message,
-            component,
+            component: component.into(),
         }));
     }
 

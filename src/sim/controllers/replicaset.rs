@@ -370,12 +370,12 @@ fn delete_first(a: &Value, rank_a: usize, b: &Value, rank_b: usize, now: Timesta
         return rank_a > rank_b;
     }
     // 6. Ready for a shorter time < longer (log scale).
-    if ready_a && ready_b {
-        if let Some(first) =
+    if ready_a
+        && ready_b
+        && let Some(first) =
             log_scale_first(meta::pod_ready_time(a), meta::pod_ready_time(b), now, a, b)
-        {
-            return first;
-        }
+    {
+        return first;
     }
     // 7. More container restarts < fewer.
     if meta::max_container_restarts(a) != meta::max_container_restarts(b) {
@@ -495,7 +495,7 @@ mod tests {
             ("SuccessfulCreate", format!("Created pod: {first}").as_str())
         );
         assert_eq!(
-            out.events().next().map(|e| e.component),
+            out.events().next().map(|e| e.component.as_str()),
             Some("replicaset-controller")
         );
     }

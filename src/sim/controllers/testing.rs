@@ -93,13 +93,19 @@ impl World {
         ))
     }
 
-    pub fn remove(&mut self, api_version: &str, kind: &str, ns: &str, name: &str) {
-        self.objects.remove(&(
-            api_version.to_owned(),
-            kind.to_owned(),
-            ns.to_owned(),
-            name.to_owned(),
-        ));
+    /// Changes an object's spec as a user would: the generation goes up.
+    pub fn edit_spec(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) {
+        let obj = self.obj_mut(api_version, kind, ns, name).unwrap();
+        f(obj);
+        let generation = meta::generation(obj) + 1;
+        meta::set_at(obj, &["metadata", "generation"], json!(generation));
     }
 
     /// Applies effects as an API server would; returns whether anything but events changed.
@@ -229,5 +235,148 @@ impl ClusterView for World {
             })
             .map(|(_, v)| v.clone())
             .collect()
+    }
+}
+
+/// A whole simulated control plane for scenario tests: the workload and storage controllers
+/// plus a stand-in scheduler (placing pods where the test says) and kubelet (a pod becomes
+/// Running and Ready once its attachable volumes are attached to its node).
+pub struct Cluster {
+    pub world: World,
+    pub now: Timestamp,
+    pub names: NameGen,
+    pub volumes: super::volume::VolumeController,
+    pub attach: super::attachdetach::AttachDetachController,
+    /// Chooses the node of an unscheduled pod.
+    pub place: Box<dyn Fn(&Value) -> String>,
+    wakes: Vec<Timestamp>,
+}
+
+impl Cluster {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            world: World::new(),
+            now: t0(),
+            names: NameGen::new(seed),
+            volumes: super::volume::VolumeController::default(),
+            attach: super::attachdetach::AttachDetachController::default(),
+            place: Box::new(|_| "node-a".to_owned()),
+            wakes: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, out: Reconciled) -> bool {
+        if let Some(at) = out.requeue_at {
+            self.wakes.push(at);
+        }
+        self.world.apply(&out.effects, self.now)
+    }
+
+    fn schedule(&mut self) -> bool {
+        let mut changed = false;
+        for pod in self.world.list("v1", "Pod", None) {
+            if !str_at(&pod, &["spec", "nodeName"]).is_empty() || meta::is_deleting(&pod) {
+                continue;
+            }
+            let node = (self.place)(&pod);
+            let ns = meta::namespace(&pod).unwrap_or("default").to_owned();
+            for vol in meta::array_at(&pod, &["spec", "volumes"]) {
+                let claim = str_at(vol, &["persistentVolumeClaim", "claimName"]);
+                if let Some(pvc) = self
+                    .world
+                    .obj_mut("v1", "PersistentVolumeClaim", &ns, claim)
+                    && str_at(pvc, &["spec", "volumeName"]).is_empty()
+                {
+                    meta::set_annotation(pvc, super::volume::SELECTED_NODE_ANNOTATION, &node);
+                }
+            }
+            let stored = self
+                .world
+                .obj_mut("v1", "Pod", &ns, meta::name(&pod))
+                .unwrap();
+            meta::set_at(stored, &["spec", "nodeName"], json!(node));
+            stored["status"] = json!({"phase": "Pending"});
+            changed = true;
+        }
+        changed
+    }
+
+    fn kubelet(&mut self) -> bool {
+        let mut changed = false;
+        for pod in self.world.list("v1", "Pod", None) {
+            if str_at(&pod, &["spec", "nodeName"]).is_empty() || meta::is_pod_ready(&pod) {
+                continue;
+            }
+            let ns = meta::namespace(&pod).unwrap_or("default").to_owned();
+            let claims_bound = meta::array_at(&pod, &["spec", "volumes"]).iter().all(|v| {
+                let claim = str_at(v, &["persistentVolumeClaim", "claimName"]);
+                claim.is_empty()
+                    || self
+                        .world
+                        .obj("v1", "PersistentVolumeClaim", &ns, claim)
+                        .is_some_and(|c| str_at(c, &["status", "phase"]) == "Bound")
+            });
+            let unattached = super::attachdetach::unattached_volumes(
+                &self.world,
+                &pod,
+                &self.attach.attachable_drivers,
+            );
+            if claims_bound && unattached.is_empty() {
+                let node = str_at(&pod, &["spec", "nodeName"]).to_owned();
+                let ready = pod_ready(pod.clone(), self.now, &node);
+                self.world.add(ready);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Runs everything at the current time until nothing changes.
+    pub fn settle(&mut self) {
+        self.wakes.clear();
+        for _ in 0..200 {
+            self.wakes.clear();
+            let now = self.now;
+            let mut changed = false;
+            let out = super::deployment::reconcile_all(&self.world, now);
+            changed |= self.step(out);
+            let out = super::replicaset::reconcile_all(&self.world, now, &mut self.names);
+            changed |= self.step(out);
+            let out = self
+                .volumes
+                .reconcile_all(&self.world, now, &mut self.names);
+            changed |= self.step(out);
+            let out = self.attach.reconcile(&self.world, now);
+            changed |= self.step(out);
+            changed |= self.schedule();
+            changed |= self.kubelet();
+            if !changed {
+                return;
+            }
+        }
+        panic!("cluster did not settle at {}", self.now);
+    }
+
+    /// Settles, then jumps from wake-up to wake-up until `until` (inclusive).
+    pub fn run_until(&mut self, until: Timestamp) {
+        loop {
+            self.settle();
+            let next = self.wakes.iter().copied().filter(|t| *t > self.now).min();
+            match next {
+                Some(t) if t <= until => self.now = t,
+                _ => {
+                    self.now = until;
+                    self.settle();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl World {
+    /// The pods of a namespace.
+    pub fn list_pods(&self, ns: &str) -> Vec<Value> {
+        ClusterView::list(self, "v1", "Pod", Some(ns))
     }
 }
