@@ -118,10 +118,10 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
 
     let mut pods: BTreeMap<usize, Value> = BTreeMap::new();
     for pod in view.list("v1", "Pod", Some(&ns)) {
-        if meta::is_controlled_by(&pod, set) {
-            if let Some(i) = ordinal_of(&name, meta::name(&pod)) {
-                pods.insert(i, pod);
-            }
+        if meta::is_controlled_by(&pod, set)
+            && let Some(i) = ordinal_of(&name, meta::name(&pod))
+        {
+            pods.insert(i, pod);
         }
     }
     let revision_of = |p: &Value| {
@@ -181,12 +181,12 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
         // every pod is running and ready.
         if !blocked && !on_delete {
             let all_ready = (0..replicas).all(|i| pods.get(&i).is_some_and(running_and_ready));
-            if all_ready {
-                if let Some((_, pod)) = pods.iter().rev().find(|(i, p)| {
+            if all_ready
+                && let Some((_, pod)) = pods.iter().rev().find(|(i, p)| {
                     **i >= partition && **i < replicas && revision_of(p) != update_revision
-                }) {
-                    delete_pod(set, pod, &mut out);
-                }
+                })
+            {
+                delete_pod(set, pod, &mut out);
             }
         }
     }
