@@ -1310,3 +1310,141 @@ fn set_new_rs_annotations(d: &Value, rs: &mut Value, new_revision: i64, exists: 
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::controllers::NameGen;
+    use crate::sim::controllers::testing::{World, t0};
+
+    fn deployment(replicas: i64, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "uid": "d-uid", "generation": 1},
+            "spec": {"replicas": replicas, "revisionHistoryLimit": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    /// Pretends the ReplicaSet controller caught up: every ReplicaSet reports its pods ready
+    /// and available.
+    fn rs_caught_up(world: &mut World) {
+        for mut rs in ClusterView::list(world, "apps/v1", "ReplicaSet", Some("default")) {
+            let n = replicas_of(&rs);
+            rs["status"] = json!({"replicas": n, "readyReplicas": n, "availableReplicas": n, "observedGeneration": meta::generation(&rs)});
+            world.add(rs);
+        }
+    }
+
+    fn run(world: &mut World, now: Timestamp) {
+        let mut names = NameGen::new(1);
+        world.run_controller(|w, t, _| reconcile_all(w, t), now, &mut names);
+    }
+
+    #[test]
+    fn rolling_update_rounds_surge_up_and_unavailability_down() {
+        let mut world = World::new();
+        world.add(deployment(10, "web:1"));
+        run(&mut world, t0());
+        let first = ClusterView::list(&world, "apps/v1", "ReplicaSet", Some("default"));
+        assert_eq!(first.len(), 1);
+        let old = meta::name(&first[0]).to_owned();
+        assert_eq!(meta::annotation(&first[0], REVISION_ANNOTATION), Some("1"));
+        assert_eq!(
+            meta::annotation(&first[0], MAX_REPLICAS_ANNOTATION),
+            Some("13")
+        );
+        rs_caught_up(&mut world);
+        run(&mut world, t0());
+
+        let later = meta::add_secs(t0(), 10);
+        world.edit_spec("apps/v1", "Deployment", "default", "web", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:2");
+        });
+        run(&mut world, later);
+        let msgs: Vec<String> = world
+            .events_with_reason("ScalingReplicaSet")
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        let new = ClusterView::list(&world, "apps/v1", "ReplicaSet", Some("default"))
+            .into_iter()
+            .map(|r| meta::name(&r).to_owned())
+            .find(|n| *n != old)
+            .unwrap();
+        // 25% of 10: surge ceil(2.5) = 3, unavailable floor(2.5) = 2.
+        assert!(
+            msgs.contains(&format!("Scaled up replica set {new} from 0 to 3")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&format!("Scaled down replica set {old} from 10 to 8")),
+            "{msgs:?}"
+        );
+        let d = world
+            .obj("apps/v1", "Deployment", "default", "web")
+            .unwrap();
+        assert_eq!(meta::annotation(d, REVISION_ANNOTATION), Some("2"));
+        let cond = meta::condition(d, "Progressing").unwrap();
+        assert_eq!(str_at(cond, &["reason"]), reason::NEW_REPLICA_SET_CREATED);
+        assert_eq!(
+            str_at(cond, &["message"]),
+            format!("Created new replica set \"{new}\"")
+        );
+
+        // Let the rollout finish; the old ReplicaSet is kept (limit 1), then a third revision
+        // makes the first one go.
+        for _ in 0..10 {
+            rs_caught_up(&mut world);
+            run(&mut world, later);
+        }
+        let d = world
+            .obj("apps/v1", "Deployment", "default", "web")
+            .unwrap();
+        let cond = meta::condition(d, "Progressing").unwrap();
+        assert_eq!(
+            str_at(cond, &["message"]),
+            format!("ReplicaSet \"{new}\" has successfully progressed.")
+        );
+        assert_eq!(
+            world.obj("apps/v1", "ReplicaSet", "default", &old).unwrap()["spec"]["replicas"],
+            0
+        );
+        world.edit_spec("apps/v1", "Deployment", "default", "web", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:3");
+        });
+        for _ in 0..10 {
+            rs_caught_up(&mut world);
+            run(&mut world, later);
+        }
+        assert!(
+            world
+                .obj("apps/v1", "ReplicaSet", "default", &old)
+                .is_none()
+        );
+        assert!(
+            world
+                .obj("apps/v1", "ReplicaSet", "default", &new)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn scaling_a_deployment_scales_its_replica_set() {
+        let mut world = World::new();
+        world.add(deployment(2, "web:1"));
+        run(&mut world, t0());
+        rs_caught_up(&mut world);
+        run(&mut world, t0());
+        world.edit_spec("apps/v1", "Deployment", "default", "web", |d| {
+            d["spec"]["replicas"] = json!(5)
+        });
+        run(&mut world, t0());
+        let rs = &ClusterView::list(&world, "apps/v1", "ReplicaSet", Some("default"))[0];
+        assert_eq!(rs["spec"]["replicas"], 5);
+        assert_eq!(meta::annotation(rs, DESIRED_REPLICAS_ANNOTATION), Some("5"));
+        let msgs = world.events_with_reason("ScalingReplicaSet");
+        assert_eq!(
+            msgs.last().unwrap().0,
+            format!("Scaled up replica set {} from 2 to 5", meta::name(rs))
+        );
+    }
+}
