@@ -3,6 +3,7 @@
 //! The simulator is a cluster and knows nothing of scenarios being run.
 
 pub mod behaviour;
+pub mod controllers;
 pub mod kubelet;
 pub mod patch;
 pub mod scheduler;
