@@ -2,7 +2,10 @@
 //!
 //! The simulator is a cluster and knows nothing of scenarios being run.
 
+pub mod clock;
 pub mod patch;
+pub mod resources;
+pub mod store;
 
 use std::path::Path;
 
