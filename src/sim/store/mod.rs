@@ -320,6 +320,12 @@ impl Store {
             .cloned()
     }
 
+    /// How many watches are open right now (for tests that must wait for a watcher).
+    #[must_use]
+    pub fn watcher_count(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Forgets the watch history: every watch from an older resourceVersion gets 410 Expired.
     /// This is what etcd compaction does to a real cluster.
     pub fn compact(&self) {
