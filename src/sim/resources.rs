@@ -133,7 +133,7 @@ impl ResourceDef {
     #[must_use]
     pub fn answers_to(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.plural == name || self.singular == name || self.short_names.iter().any(|s| *s == name)
+        self.plural == name || self.singular == name || self.short_names.contains(&name)
     }
 }
 

@@ -144,9 +144,7 @@ impl Ctx<'_> {
                 // Media types this server decodes (the real one also takes protobuf and CBOR).
                 return Err(ApiError::new(
                     Reason::UnsupportedMediaType,
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
-                    ),
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
                 ));
             }
         };
@@ -238,6 +236,14 @@ impl Ctx<'_> {
 
     pub fn update(&self, part: Part) -> Response<Body> {
         let result = self.decode_body().and_then(|body| {
+            let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
+            if !body_name.is_empty() && body_name != self.name() {
+                // k8s.io/apiserver/pkg/endpoints/handlers/update.go
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
             self.store().update(
                 self.res,
                 self.ns,

@@ -1340,6 +1340,9 @@ fn row_object(obj: &Value, include: IncludeObject) -> Value {
     }
 }
 
+/// Computes the cells of one row.
+type RowFn<'a> = Box<dyn Fn(&Value) -> Vec<Value> + 'a>;
+
 /// Builds a Table of `items` of resource `res`.
 #[must_use]
 pub fn table(
@@ -1350,7 +1353,7 @@ pub fn table(
     resource_version: &str,
     continue_token: Option<&str>,
 ) -> Value {
-    let (defs, row_cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) = if res.custom {
+    let (defs, row_cells): (Vec<Value>, RowFn<'_>) = if res.custom {
         let mut defs = vec![
             json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DOC, "priority": 0}),
         ];

@@ -151,20 +151,20 @@ impl Ctx<'_> {
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
             for ev in &sub.initial {
-                if let Some((ty, obj)) = translate(ev, &opts) {
-                    if tx.send(encoder.event(ty, &obj)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            if send_initial == Some(true) && bookmarks {
-                if tx
-                    .send(encoder.bookmark(sub.resource_version, true))
-                    .await
-                    .is_err()
+                if let Some((ty, obj)) = translate(ev, &opts)
+                    && tx.send(encoder.event(ty, &obj)).await.is_err()
                 {
                     return;
                 }
+            }
+            if send_initial == Some(true)
+                && bookmarks
+                && tx
+                    .send(encoder.bookmark(sub.resource_version, true))
+                    .await
+                    .is_err()
+            {
+                return;
             }
             let mut last_rv = sub.resource_version;
             let mut tick = tokio::time::interval(BOOKMARK_EVERY);
@@ -184,10 +184,10 @@ impl Ctx<'_> {
                                 continue;
                             }
                             last_rv = ev.rv;
-                            if let Some((ty, obj)) = translate(&ev, &opts) {
-                                if tx.send(encoder.event(ty, &obj)).await.is_err() {
-                                    return;
-                                }
+                            if let Some((ty, obj)) = translate(&ev, &opts)
+                                && tx.send(encoder.event(ty, &obj)).await.is_err()
+                            {
+                                return;
                             }
                         }
                         // A watcher that fell behind is closed; clients resume from their last

@@ -268,6 +268,13 @@ pub struct ApiError {
     pub reason: Reason,
     /// The Status message, exactly as a real API server words it.
     pub message: String,
+    /// `details`, when the error names an object or fields (boxed to keep errors small).
+    pub details: Option<Box<StatusDetails>>,
+}
+
+/// `metav1.StatusDetails`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusDetails {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -289,17 +296,24 @@ impl ApiError {
         Self {
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: None,
         }
     }
 
+    fn details_mut(&mut self) -> &mut StatusDetails {
+        self.details.get_or_insert_with(Box::default)
+    }
+
+    /// The field causes of an Invalid error.
+    #[must_use]
+    pub fn causes(&self) -> &[FieldError] {
+        self.details.as_ref().map_or(&[], |d| d.causes.as_slice())
+    }
+
     fn with_details(mut self, res: &ResourceDef, name: &str) -> Self {
-        self.name = Some(name.to_string());
-        self.group = Some(res.group.clone());
-        self.kind = Some(res.plural.clone());
+        self.details_mut().name = Some(name.to_string());
+        self.details_mut().group = Some(res.group.clone());
+        self.details_mut().kind = Some(res.plural.clone());
         self
     }
 
@@ -320,9 +334,9 @@ impl ApiError {
             Reason::NotFound,
             format!("namespaces {} not found", go_quote(name)),
         );
-        e.name = Some(name.to_string());
-        e.group = Some(String::new());
-        e.kind = Some("namespaces".to_string());
+        e.details_mut().name = Some(name.to_string());
+        e.details_mut().group = Some(String::new());
+        e.details_mut().kind = Some("namespaces".to_string());
         e
     }
 
@@ -383,10 +397,10 @@ impl ApiError {
             Reason::Invalid,
             format!("{} {} is invalid{list}", res.group_kind(), go_quote(name)),
         );
-        e.name = Some(name.to_string());
-        e.group = Some(res.group.clone());
-        e.kind = Some(res.kind.clone());
-        e.causes = causes;
+        e.details_mut().name = Some(name.to_string());
+        e.details_mut().group = Some(res.group.clone());
+        e.details_mut().kind = Some(res.kind.clone());
+        e.details_mut().causes = causes;
         e
     }
 
@@ -405,7 +419,7 @@ impl ApiError {
                 go_quote(resource)
             ),
         );
-        e.kind = Some(resource.to_string());
+        e.details_mut().kind = Some(resource.to_string());
         e
     }
 
@@ -445,19 +459,19 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.reason.code(),
         });
-        if self.name.is_some() || self.kind.is_some() || !self.causes.is_empty() {
+        if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
-            if let Some(n) = &self.name {
+            if let Some(n) = &d.name {
                 details.insert("name".into(), json!(n));
             }
-            if let Some(g) = self.group.as_ref().filter(|g| !g.is_empty()) {
+            if let Some(g) = d.group.as_ref().filter(|g| !g.is_empty()) {
                 details.insert("group".into(), json!(g));
             }
-            if let Some(k) = &self.kind {
+            if let Some(k) = &d.kind {
                 details.insert("kind".into(), json!(k));
             }
-            if !self.causes.is_empty() {
-                let causes: Vec<Value> = self
+            if !d.causes.is_empty() {
+                let causes: Vec<Value> = d
                     .causes
                     .iter()
                     .map(|c| json!({"reason": c.kind.cause(), "message": c.body(), "field": c.field}))

@@ -897,10 +897,11 @@ impl Inner {
                 mm.remove(k);
             }
         }
-        if res.status && !(res.group.is_empty() && res.plural == "nodes") {
-            if let Value::Object(mm) = &mut obj {
-                mm.remove("status");
-            }
+        if res.status
+            && !(res.group.is_empty() && res.plural == "nodes")
+            && let Value::Object(mm) = &mut obj
+        {
+            mm.remove("status");
         }
         defaults::apply(&res.group, &res.kind, &mut obj);
         let errs = validation::validate(&res.group, &res.kind, &obj);
@@ -1113,15 +1114,15 @@ impl Inner {
                 new = merged;
             }
             Part::Main => {
-                if res.status {
-                    if let Value::Object(m) = &mut new {
-                        match old.get("status") {
-                            Some(s) => {
-                                m.insert("status".into(), s.clone());
-                            }
-                            None => {
-                                m.remove("status");
-                            }
+                if res.status
+                    && let Value::Object(m) = &mut new
+                {
+                    match old.get("status") {
+                        Some(s) => {
+                            m.insert("status".into(), s.clone());
+                        }
+                        None => {
+                            m.remove("status");
                         }
                     }
                 }
