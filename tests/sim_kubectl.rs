@@ -24,11 +24,14 @@ struct Env {
 }
 
 async fn env() -> Option<Env> {
+    env_with(SimCluster::start()).await
+}
+
+async fn env_with(cluster: SimCluster) -> Option<Env> {
     if !Path::new(KUBECTL).exists() {
         eprintln!("skipped: {KUBECTL} is not installed on this machine");
         return None;
     }
-    let cluster = SimCluster::start();
     let endpoint = cluster.serve_tls().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -600,4 +603,29 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
         .expect("no watch output in time")
         .unwrap()
         .unwrap()
+}
+
+/// kubectl here dispatches on the server's minor version; every installed kubectl must work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_installed_kubectl_minor_applies_and_gets() {
+    for minor in 27..=33 {
+        let cluster = SimCluster::builder()
+            .minor_version(minor.to_string())
+            .start();
+        let Some(env) = env_with(cluster).await else {
+            return;
+        };
+        let out = env.run_stdin(&["apply", "-f", "-"], MANIFEST).await;
+        assert!(out.ok, "kubectl 1.{minor}: {}\n{}", out.stdout, out.stderr);
+        let out = env.ok(&["get", "deploy", "-n", "shop"]).await;
+        assert!(
+            out.lines().next().unwrap().starts_with("NAME"),
+            "kubectl 1.{minor}: {out}"
+        );
+        let version = env.ok(&["version", "-o", "json"]).await;
+        assert!(
+            version.contains(&format!("\"minor\": \"{minor}\"")),
+            "kubectl 1.{minor}: {version}"
+        );
+    }
 }
