@@ -502,3 +502,53 @@ async fn pod_logs() {
         r#"previous terminated container "a" in pod "p" not found"#
     );
 }
+
+#[tokio::test]
+async fn followed_logs_stream_until_the_container_stops() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    let pod =
+        json!({"metadata": {"name": "f"}, "spec": {"containers": [{"name": "a", "image": "x:1"}]}});
+    call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &pod.to_string(),
+    )
+    .await;
+    let key = crate::sim::store::ContainerKey::new("default", "f", "a");
+    let logs = cluster.store().logs();
+    logs.append(&key, "t".into(), "first");
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/pods/f/log?follow=true")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut body = api.handle(req).await.into_body();
+    let next = async |body: &mut Body| {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("no log output in time");
+        frame.map(|f| f.unwrap().into_data().unwrap())
+    };
+    assert_eq!(next(&mut body).await.unwrap(), "first\n");
+    logs.append(&key, "t".into(), "second");
+    assert_eq!(next(&mut body).await.unwrap(), "second\n");
+    // The container stops: the stream ends.
+    let res = cluster.store().resource("", "v1", "pods").unwrap();
+    let mut p = cluster.store().get(&res, Some("default"), "f").unwrap();
+    p["status"]["containerStatuses"] =
+        json!([{"name": "a", "state": {"terminated": {"exitCode": 0}}}]);
+    cluster
+        .store()
+        .update(
+            &res,
+            Some("default"),
+            "f",
+            p,
+            crate::sim::store::Part::Status,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(next(&mut body).await.is_none());
+}
