@@ -1,0 +1,579 @@
+//! Handlers of object requests: get, list, create, update, patch, delete and the `scale` and
+//! `finalize` subresources.
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::body::Body;
+use super::table::{IncludeObject, table};
+use super::{ApiServer, Req, status};
+use crate::sim::patch::{PatchError, PatchKind, PatchRequest, apply_patch};
+use crate::sim::resources::ResourceDef;
+use crate::sim::store::{
+    ApiError, DeleteOptions, Deleted, FieldError, FieldSelector, LabelSelector, ListOptions,
+    OPTIMISTIC_LOCK_MSG, Part, Propagation, Reason, WriteOptions,
+};
+
+/// One request against one resource.
+pub(super) struct Ctx<'a> {
+    pub server: &'a ApiServer,
+    pub req: &'a Req,
+    pub res: &'a ResourceDef,
+    pub ns: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// Renders a body for an error message as apimachinery's `summarizeData` does.
+fn summarize(data: &[u8]) -> String {
+    const MAX: usize = 30;
+    match data.first() {
+        None => "<empty>".to_string(),
+        Some(b'{') => {
+            let text = String::from_utf8_lossy(&data[..data.len().min(MAX)]).into_owned();
+            if data.len() > MAX {
+                format!("{text} ...")
+            } else {
+                text
+            }
+        }
+        Some(_) => {
+            let hex: String = data[..data.len().min(MAX)]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if data.len() > MAX {
+                format!("{hex} ...")
+            } else {
+                hex
+            }
+        }
+    }
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Maps a patch engine error to the Status the API server sends.
+fn patch_error(err: PatchError) -> ApiError {
+    #[allow(unreachable_patterns)]
+    match err {
+        PatchError::BadRequest(m) => ApiError::bad_request(m),
+        PatchError::UnsupportedMediaType(m) => ApiError::new(Reason::UnsupportedMediaType, m),
+        other => ApiError::internal(&other.to_string()),
+    }
+}
+
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let segs: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut cur = obj;
+    for (i, seg) in segs.iter().enumerate() {
+        if i + 1 == segs.len() {
+            if let Value::Object(m) = cur {
+                m.insert((*seg).to_string(), value);
+            }
+            return;
+        }
+        cur = crate::sim::store::defaults::child(cur, seg);
+    }
+}
+
+fn get_path<'v>(obj: &'v Value, path: &str) -> &'v Value {
+    let mut cur = obj;
+    for seg in path.trim_start_matches('.').split('.') {
+        cur = &cur[seg];
+    }
+    cur
+}
+
+impl Ctx<'_> {
+    fn store(&self) -> &crate::sim::store::Store {
+        &self.server.store
+    }
+
+    fn name(&self) -> &str {
+        self.name.unwrap_or_default()
+    }
+
+    fn wants_table(&self) -> bool {
+        self.req.accept.split(',').any(|p| p.contains("as=Table"))
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            dry_run: self.req.query.get("dryRun") == Some("All"),
+        }
+    }
+
+    fn respond<T>(
+        result: Result<T, ApiError>,
+        ok: impl FnOnce(T) -> Response<Body>,
+    ) -> Response<Body> {
+        match result {
+            Ok(v) => ok(v),
+            Err(e) => status::error(&e),
+        }
+    }
+
+    /// Decodes a JSON or YAML request body as an object.
+    fn decode_body(&self) -> Result<Value, ApiError> {
+        let media = media_type(&self.req.content_type);
+        let body = &self.req.body;
+        let unrecognized = |detail: String| {
+            // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (transformDecodeError)
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {detail} ({})",
+                self.res.kind,
+                summarize(body)
+            ))
+        };
+        let value = match media.as_str() {
+            "" | "application/json" | "*/*" => {
+                serde_json::from_slice::<Value>(body).map_err(|e| unrecognized(e.to_string()))?
+            }
+            "application/yaml" | "application/x-yaml" | "text/yaml" => {
+                let text = std::str::from_utf8(body).map_err(|e| unrecognized(e.to_string()))?;
+                crate::yaml::value(text).map_err(|e| unrecognized(e.to_string()))?
+            }
+            _ => {
+                // Media types this server decodes (the real one also takes protobuf and CBOR).
+                return Err(ApiError::new(
+                    Reason::UnsupportedMediaType,
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+                ));
+            }
+        };
+        if !value.is_object() {
+            return Err(unrecognized("cannot unmarshal into an object".to_string()));
+        }
+        Ok(value)
+    }
+
+    fn list_options(&self) -> Result<ListOptions, ApiError> {
+        let q = &self.req.query;
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+        let mut fields = FieldSelector::parse(
+            q.get("fieldSelector").unwrap_or_default(),
+            &self.res.selectable_fields,
+        )?;
+        if let Some(name) = self.name {
+            // A watch on an item path watches that one object.
+            fields = FieldSelector::parse(&format!("metadata.name={name}"), &[])?;
+        }
+        Ok(ListOptions {
+            labels,
+            fields,
+            limit: usize::try_from(q.int("limit").unwrap_or(0)).unwrap_or(0),
+            continue_token: q.non_empty("continue").map(ToString::to_string),
+        })
+    }
+
+    fn include(&self) -> IncludeObject {
+        IncludeObject::parse(self.req.query.get("includeObject"))
+    }
+
+    pub fn list(&self) -> Response<Body> {
+        let result = self
+            .list_options()
+            .and_then(|opts| self.store().list(self.res, self.ns, &opts));
+        Self::respond(result, |list| {
+            let rv = list.resource_version.to_string();
+            if self.wants_table() {
+                let now = self.store().clock().now();
+                return status::ok(&table(
+                    self.res,
+                    &list.items,
+                    self.include(),
+                    now,
+                    &rv,
+                    list.continue_token.as_deref(),
+                ));
+            }
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(c) = &list.continue_token {
+                metadata["continue"] = json!(c);
+            }
+            if let Some(n) = list.remaining {
+                metadata["remainingItemCount"] = json!(n);
+            }
+            status::ok(&json!({
+                "kind": format!("{}List", self.res.kind),
+                "apiVersion": self.res.api_version(),
+                "metadata": metadata,
+                "items": list.items,
+            }))
+        })
+    }
+
+    pub fn get(&self) -> Response<Body> {
+        Self::respond(self.store().get(self.res, self.ns, self.name()), |obj| {
+            if self.wants_table() {
+                let now = self.store().clock().now();
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                return status::ok(&table(self.res, &[obj], self.include(), now, &rv, None));
+            }
+            status::ok(&obj)
+        })
+    }
+
+    pub fn create(&self) -> Response<Body> {
+        let result = self.decode_body().and_then(|body| {
+            self.store()
+                .create(self.res, self.ns, body, &self.write_options())
+        });
+        Self::respond(result, |obj| {
+            status::json_response(StatusCode::CREATED, &obj)
+        })
+    }
+
+    pub fn update(&self, part: Part) -> Response<Body> {
+        let result = self.decode_body().and_then(|body| {
+            let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
+            if !body_name.is_empty() && body_name != self.name() {
+                // k8s.io/apiserver/pkg/endpoints/handlers/update.go
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+            self.store().update(
+                self.res,
+                self.ns,
+                self.name(),
+                body,
+                part,
+                &self.write_options(),
+            )
+        });
+        Self::respond(result, |obj| status::ok(&obj))
+    }
+
+    fn patch_kind(&self) -> Result<PatchKind, ApiError> {
+        let media = media_type(&self.req.content_type);
+        let kind = match media.as_str() {
+            "application/json-patch+json" => PatchKind::Json,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" if !self.res.custom => PatchKind::Strategic,
+            "application/apply-patch+yaml" => PatchKind::Apply,
+            _ => {
+                // k8s.io/apiserver/pkg/endpoints/handlers/negotiation (NewUnsupportedMediaTypeError)
+                let mut accepted = vec![
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ];
+                if !self.res.custom {
+                    accepted.insert(2, "application/strategic-merge-patch+json");
+                }
+                return Err(ApiError::new(
+                    Reason::UnsupportedMediaType,
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: {}",
+                        accepted.join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(kind)
+    }
+
+    pub fn patch(&self, part: Part) -> Response<Body> {
+        let kind = match self.patch_kind() {
+            Ok(k) => k,
+            Err(e) => return status::error(&e),
+        };
+        let now = self.store().now();
+        let api_version = self.res.api_version();
+        let q = &self.req.query;
+        let result = self.store().modify(
+            self.res,
+            self.ns,
+            self.name(),
+            part,
+            &self.write_options(),
+            |current| {
+                if current.is_none() && (kind != PatchKind::Apply || part == Part::Status) {
+                    return Err(ApiError::not_found(self.res, self.name()));
+                }
+                let request = PatchRequest {
+                    kind,
+                    api_version: &api_version,
+                    object_kind: &self.res.kind,
+                    current,
+                    body: &self.req.body,
+                    field_manager: q.non_empty("fieldManager"),
+                    force: q.flag("force"),
+                    now: &now,
+                };
+                let mut patched = apply_patch(&request).map_err(patch_error)?;
+                if current.is_none() && patched["metadata"]["name"].is_null() {
+                    crate::sim::store::defaults::child(&mut patched, "metadata")["name"] =
+                        json!(self.name());
+                }
+                Ok(patched)
+            },
+        );
+        Self::respond(result, |(obj, created)| {
+            status::json_response(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &obj,
+            )
+        })
+    }
+
+    fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
+        let body: Value = if self.req.body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&self.req.body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type DeleteOptions): couldn't get version/kind; json parse error: {e} ({})",
+                    summarize(&self.req.body)
+                ))
+            })?
+        };
+        let q = &self.req.query;
+        let policy = body["propagationPolicy"]
+            .as_str()
+            .map(ToString::to_string)
+            .or_else(|| q.non_empty("propagationPolicy").map(ToString::to_string));
+        let orphan = body["orphanDependents"]
+            .as_bool()
+            .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+        let propagation = match policy.as_deref() {
+            Some("Background") => Some(Propagation::Background),
+            Some("Foreground") => Some(Propagation::Foreground),
+            Some("Orphan") => Some(Propagation::Orphan),
+            Some(other) => {
+                // k8s.io/apiserver/pkg/apis/.../validation (ValidateDeleteOptions)
+                let err = FieldError::not_supported(
+                    "propagationPolicy",
+                    other,
+                    &["Foreground", "Background", "Orphan"],
+                );
+                return Err(ApiError::new(
+                    Reason::Invalid,
+                    format!("DeleteOptions.meta.k8s.io \"\" is invalid: {err}"),
+                ));
+            }
+            None => match orphan {
+                Some(true) => Some(Propagation::Orphan),
+                Some(false) => Some(Propagation::Background),
+                None => None,
+            },
+        };
+        let dry_run = body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+            || q.get("dryRun") == Some("All");
+        Ok(DeleteOptions {
+            propagation,
+            uid: body["preconditions"]["uid"]
+                .as_str()
+                .map(ToString::to_string),
+            resource_version: body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(ToString::to_string),
+            grace_period: body["gracePeriodSeconds"]
+                .as_i64()
+                .or_else(|| q.int("gracePeriodSeconds")),
+            dry_run,
+        })
+    }
+
+    pub fn delete(&self) -> Response<Body> {
+        let result = self
+            .delete_options()
+            .and_then(|opts| self.store().delete(self.res, self.ns, self.name(), &opts));
+        Self::respond(result, |out| match out {
+            Deleted::Pending(obj) => status::ok(&obj),
+            Deleted::Gone(obj) => {
+                // Pods, services and custom resources return the deleted object; other
+                // resources a Success status (registry stores with ReturnDeletedObject).
+                let returns_object = self.res.custom
+                    || (self.res.group.is_empty()
+                        && matches!(self.res.kind.as_str(), "Pod" | "Service"));
+                if returns_object {
+                    status::ok(&obj)
+                } else {
+                    status::ok(&status::success(
+                        self.name(),
+                        &self.res.group,
+                        &self.res.plural,
+                        obj["metadata"]["uid"].as_str().unwrap_or_default(),
+                    ))
+                }
+            }
+        })
+    }
+
+    pub fn delete_collection(&self) -> Response<Body> {
+        let result = self.list_options().and_then(|list| {
+            let opts = self.delete_options()?;
+            self.store()
+                .delete_collection(self.res, self.ns, &list, &opts)
+        });
+        Self::respond(result, |items| {
+            status::ok(&json!({
+                "kind": format!("{}List", self.res.kind),
+                "apiVersion": self.res.api_version(),
+                "metadata": {"resourceVersion": self.store().resource_version().to_string()},
+                "items": items,
+            }))
+        })
+    }
+
+    fn scale_of(&self, obj: &Value) -> Value {
+        let Some(paths) = &self.res.scale else {
+            return Value::Null;
+        };
+        let selector = match &paths.label_selector {
+            Some(p) => get_path(obj, p).as_str().unwrap_or_default().to_string(),
+            None => LabelSelector::from_object(&obj["spec"]["selector"])
+                .map(|s| s.to_query())
+                .unwrap_or_default(),
+        };
+        let m = &obj["metadata"];
+        let mut metadata = json!({"name": m["name"], "uid": m["uid"], "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]});
+        if !m["namespace"].is_null() {
+            metadata["namespace"] = m["namespace"].clone();
+        }
+        let mut out = json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": metadata,
+            "spec": {"replicas": get_path(obj, &paths.spec_replicas).as_i64().unwrap_or(0)},
+            "status": {"replicas": get_path(obj, &paths.status_replicas).as_i64().unwrap_or(0)},
+        });
+        if !selector.is_empty() {
+            out["status"]["selector"] = json!(selector);
+        }
+        out
+    }
+
+    pub fn get_scale(&self) -> Response<Body> {
+        Self::respond(self.store().get(self.res, self.ns, self.name()), |obj| {
+            status::ok(&self.scale_of(&obj))
+        })
+    }
+
+    /// Applies a desired Scale to the object.
+    fn write_scale(
+        &self,
+        desired: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Response<Body> {
+        let Some(paths) = self.res.scale.clone() else {
+            return status::error(&ApiError::unknown_path());
+        };
+        let scale_res = ResourceDef {
+            group: "autoscaling".to_string(),
+            kind: "Scale".to_string(),
+            ..self.res.clone()
+        };
+        let result = self.store().modify(
+            self.res,
+            self.ns,
+            self.name(),
+            Part::Main,
+            &self.write_options(),
+            |current| {
+                let Some(current) = current else {
+                    return Err(ApiError::not_found(self.res, self.name()));
+                };
+                let scale = desired(&self.scale_of(current))?;
+                let rv = scale["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
+                if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() {
+                    return Err(ApiError::conflict(
+                        self.res,
+                        self.name(),
+                        OPTIMISTIC_LOCK_MSG,
+                    ));
+                }
+                let replicas = &scale["spec"]["replicas"];
+                let n = replicas.as_i64().unwrap_or(0);
+                if n < 0 {
+                    return Err(ApiError::invalid(
+                        &scale_res,
+                        self.name(),
+                        vec![FieldError::invalid_raw(
+                            "spec.replicas",
+                            n.to_string(),
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
+                }
+                let mut next = current.clone();
+                set_path(&mut next, &paths.spec_replicas, json!(n));
+                Ok(next)
+            },
+        );
+        Self::respond(result, |(obj, _)| status::ok(&self.scale_of(&obj)))
+    }
+
+    pub fn update_scale(&self) -> Response<Body> {
+        match self.decode_body() {
+            Ok(body) => self.write_scale(|_| Ok(body)),
+            Err(e) => status::error(&e),
+        }
+    }
+
+    pub fn patch_scale(&self) -> Response<Body> {
+        let kind = match self.patch_kind() {
+            Ok(k) => k,
+            Err(e) => return status::error(&e),
+        };
+        let now = self.store().now();
+        let q = &self.req.query;
+        self.write_scale(|current| {
+            let request = PatchRequest {
+                kind,
+                api_version: "autoscaling/v1",
+                object_kind: "Scale",
+                current: Some(current),
+                body: &self.req.body,
+                field_manager: q.non_empty("fieldManager"),
+                force: q.flag("force"),
+                now: &now,
+            };
+            apply_patch(&request).map_err(patch_error)
+        })
+    }
+
+    /// `PUT namespaces/<name>/finalize`: replaces `spec.finalizers`.
+    pub fn finalize(&self) -> Response<Body> {
+        let body = match self.decode_body() {
+            Ok(b) => b,
+            Err(e) => return status::error(&e),
+        };
+        let result = self.store().modify(
+            self.res,
+            None,
+            self.name(),
+            Part::Main,
+            &self.write_options(),
+            |current| {
+                let Some(current) = current else {
+                    return Err(ApiError::not_found(self.res, self.name()));
+                };
+                let mut next = current.clone();
+                next["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
+                Ok(next)
+            },
+        );
+        Self::respond(result, |(obj, _)| status::ok(&obj))
+    }
+}

@@ -1,0 +1,553 @@
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::sim::SimCluster;
+
+async fn call(
+    api: &ApiServer,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn api() -> ApiServer {
+    SimCluster::start().api().clone()
+}
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn crud_round_trip() {
+    let api = api();
+    let (code, created) = call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"a"},"data":{"k":"v"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(created["kind"], "ConfigMap");
+    let (code, got) = call(&api, "GET", &format!("{CM}/a"), "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(got["data"]["k"], "v");
+    let (code, list) = call(&api, "GET", &format!("{CM}?labelSelector="), "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert!(list["metadata"]["resourceVersion"].as_str().is_some());
+    let (code, deleted) = call(
+        &api,
+        "DELETE",
+        &format!("{CM}/a"),
+        "application/json",
+        r#"{"propagationPolicy":"Background"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(deleted["status"], "Success");
+    assert_eq!(deleted["details"]["kind"], "configmaps");
+    let (code, missing) = call(&api, "GET", &format!("{CM}/a"), "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(missing["message"], r#"configmaps "a" not found"#);
+    assert_eq!(missing["reason"], "NotFound");
+    assert_eq!(missing["kind"], "Status");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_status_errors() {
+    let api = api();
+    let (code, s) = call(&api, "POST", CM, "application/json", "{not json").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(s["message"].as_str().unwrap().starts_with("the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: "), "{s}");
+    let (code, s) = call(
+        &api,
+        "POST",
+        CM,
+        "application/yaml",
+        "metadata: {name: y}\ndata: {k: v}\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{s}");
+    let (code, s) = call(&api, "POST", CM, "application/yaml", "metadata: [unclosed").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{s}");
+    let (code, s) = call(&api, "POST", CM, "text/plain", "hello").await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(s["reason"], "UnsupportedMediaType");
+    let (code, s) = call(&api, "GET", "/apis/example.com/v1/widgets", "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s["message"],
+        "the server could not find the requested resource"
+    );
+    let (code, _) = call(&api, "GET", "/nope", "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    let (code, s) = call(&api, "POST", CM, "application/json", &big).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s["message"], "Request entity too large: limit is 3145728");
+    let (code, s) = call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"Bad_Name"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+    let (code, s) = call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "the API version in the data (apps/v1) does not match the expected API version (v1)"
+    );
+    let (code, s) = call(&api, "PUT", CM, "application/json", "{}").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(s["reason"], "MethodNotAllowed");
+    let (code, s) = call(&api, "GET", &format!("{CM}?labelSelector=a+in+b"), "", "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{s}");
+    let (code, s) = call(
+        &api,
+        "GET",
+        &format!("{CM}?fieldSelector=spec.x%3D1"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(s["message"], "field label not supported: spec.x");
+}
+
+#[tokio::test]
+async fn stale_update_conflicts() {
+    let api = api();
+    let (_, created) = call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"c"}}"#,
+    )
+    .await;
+    let mut changed = created.clone();
+    changed["data"] = json!({"a": "1"});
+    let (code, _) = call(
+        &api,
+        "PUT",
+        &format!("{CM}/c"),
+        "application/json",
+        &changed.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, s) = call(
+        &api,
+        "PUT",
+        &format!("{CM}/c"),
+        "application/json",
+        &created.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(s["reason"], "Conflict");
+    let (code, s) = call(
+        &api,
+        "PUT",
+        &format!("{CM}/other"),
+        "application/json",
+        &created.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "the name of the object (c) does not match the name on the URL (other)"
+    );
+}
+
+#[tokio::test]
+async fn discovery_and_openapi() {
+    let api = api();
+    let (code, v) = call(&api, "GET", "/version", "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["minor"], "32");
+    let req = Request::builder()
+        .uri("/apis")
+        .header(
+            header::ACCEPT,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = api.handle(req).await;
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        discovery::AGGREGATED_V2
+    );
+    let (code, idx) = call(&api, "GET", "/openapi/v3", "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(idx["paths"]["apis/apps/v1"].is_object());
+    let (code, _) = call(&api, "GET", "/openapi/v3/apis/apps/v1", "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&api, "GET", "/openapi/v2", "", "").await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_replicas() {
+    let api = api();
+    let d = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    let (code, _) = call(
+        &api,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        &d.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, scale) = call(
+        &api,
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let mut next = scale.clone();
+    next["spec"]["replicas"] = json!(5);
+    let (code, scaled) = call(
+        &api,
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "application/json",
+        &next.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{scaled}");
+    assert_eq!(scaled["spec"]["replicas"], 5);
+    let (_, d) = call(
+        &api,
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let (code, _) = call(
+        &api,
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "application/json",
+        &scale.to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn patch_content_types_are_checked() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"p"}}"#,
+    )
+    .await;
+    let (code, s) = call(&api, "PATCH", &format!("{CM}/p"), "application/json", "{}").await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        s["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+    );
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/missing"),
+        "application/merge-patch+json",
+        "{}",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{s}");
+}
+
+async fn patched(api: &ApiServer, content_type: &str, body: &str) -> Value {
+    let (code, v) = call(
+        api,
+        "PATCH",
+        &format!("{CM}/p?fieldManager=test"),
+        content_type,
+        body,
+    )
+    .await;
+    assert!(code.is_success(), "{code}: {v}");
+    v
+}
+
+#[tokio::test]
+async fn patches_go_through_the_engine() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"p"},"data":{"a":"1"}}"#,
+    )
+    .await;
+    assert_eq!(
+        patched(
+            &api,
+            "application/merge-patch+json",
+            r#"{"data":{"b":"2"}}"#
+        )
+        .await["data"],
+        json!({"a": "1", "b": "2"})
+    );
+    let v = patched(
+        &api,
+        "application/json-patch+json",
+        r#"[{"op":"remove","path":"/data/a"}]"#,
+    )
+    .await;
+    assert_eq!(v["data"], json!({"b": "2"}));
+    let v = patched(
+        &api,
+        "application/strategic-merge-patch+json",
+        r#"{"data":{"c":"3"}}"#,
+    )
+    .await;
+    assert_eq!(v["data"], json!({"b": "2", "c": "3"}));
+    let v = patched(
+        &api,
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: p\ndata:\n  d: '4'\n",
+    )
+    .await;
+    assert_eq!(v["data"]["d"], "4");
+    // Server-side apply creates what is missing.
+    let (code, v) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/fresh?fieldManager=test"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fresh\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn watch_streams_events_and_expires_old_versions() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    let rv = cluster.store().resource_version();
+    let req = Request::builder()
+        .uri(format!(
+            "{CM}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=30"
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut body = api.handle(req).await.into_body();
+    call(
+        &api,
+        "POST",
+        CM,
+        "application/json",
+        r#"{"metadata":{"name":"w"}}"#,
+    )
+    .await;
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let line: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
+    assert_eq!(line["type"], "ADDED");
+    assert_eq!(line["object"]["metadata"]["name"], "w");
+    assert!(line["object"]["metadata"]["resourceVersion"].is_string());
+    drop(body);
+
+    cluster.store().compact();
+    let req = Request::builder()
+        .uri(format!("{CM}?watch=true&resourceVersion={rv}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = api.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let line: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(line["type"], "ERROR");
+    assert_eq!(line["object"]["code"], 410);
+    assert_eq!(line["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn table_output_for_kubectl() {
+    let api = api();
+    let req = Request::builder()
+        .uri("/api/v1/namespaces")
+        .header(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let bytes = api
+        .handle(req)
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let t: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(t["kind"], "Table");
+    assert_eq!(t["rows"][0]["cells"][0], "default");
+    assert_eq!(t["rows"][0]["cells"][1], "Active");
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
+
+#[tokio::test]
+async fn pod_logs() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "x:1"}]}});
+    call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &pod.to_string(),
+    )
+    .await;
+    let key = crate::sim::store::ContainerKey::new("default", "p", "a");
+    cluster
+        .store()
+        .logs()
+        .append(&key, "2024-05-01T10:00:00.000000000Z".into(), "hello");
+    let (code, s) = call(&api, "GET", "/api/v1/namespaces/default/pods/p/log", "", "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "a container name must be specified for pod p, choose one of: [a b]"
+    );
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/pods/p/log?container=a&timestamps=true")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let bytes = api
+        .handle(req)
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..], b"2024-05-01T10:00:00.000000000Z hello\n");
+    let (code, s) = call(
+        &api,
+        "GET",
+        "/api/v1/namespaces/default/pods/p/log?container=a&previous=true",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        r#"previous terminated container "a" in pod "p" not found"#
+    );
+}
+
+#[tokio::test]
+async fn followed_logs_stream_until_the_container_stops() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    let pod =
+        json!({"metadata": {"name": "f"}, "spec": {"containers": [{"name": "a", "image": "x:1"}]}});
+    call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &pod.to_string(),
+    )
+    .await;
+    let key = crate::sim::store::ContainerKey::new("default", "f", "a");
+    let logs = cluster.store().logs();
+    logs.append(&key, "t".into(), "first");
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/pods/f/log?follow=true")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut body = api.handle(req).await.into_body();
+    let next = async |body: &mut Body| {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("no log output in time");
+        frame.map(|f| f.unwrap().into_data().unwrap())
+    };
+    assert_eq!(next(&mut body).await.unwrap(), "first\n");
+    logs.append(&key, "t".into(), "second");
+    assert_eq!(next(&mut body).await.unwrap(), "second\n");
+    // The container stops: the stream ends.
+    let res = cluster.store().resource("", "v1", "pods").unwrap();
+    let mut p = cluster.store().get(&res, Some("default"), "f").unwrap();
+    p["status"]["containerStatuses"] =
+        json!([{"name": "a", "state": {"terminated": {"exitCode": 0}}}]);
+    cluster
+        .store()
+        .update(
+            &res,
+            Some("default"),
+            "f",
+            p,
+            crate::sim::store::Part::Status,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(next(&mut body).await.is_none());
+}

@@ -1,0 +1,521 @@
+//! The common validations of the real API server, with its messages.
+//!
+//! Messages are those of k8s.io/apimachinery/pkg/util/validation/validation.go (names),
+//! k8s.io/kubernetes/pkg/apis/core/validation/validation.go (pods, services, config maps) and
+//! k8s.io/kubernetes/pkg/apis/apps/validation/validation.go (workloads).
+
+use serde_json::Value;
+
+use super::error::{FieldError, go_string_map};
+use super::selector::LabelSelector;
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+const CONFIG_KEY_MSG: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
+
+/// `RegexError` of apimachinery's validation package.
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    if examples.is_empty() {
+        return format!("{msg} (regex used for validation is '{fmt}')");
+    }
+    let mut out = format!("{msg} (e.g. ");
+    for (i, e) in examples.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" or ");
+        }
+        out.push_str(&format!("'{e}', "));
+    }
+    out.push_str(&format!("regex used for validation is '{fmt}')"));
+    out
+}
+
+fn max_len_error(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+fn is_alnum_lower(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+fn label_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && is_alnum_lower(b[0])
+        && is_alnum_lower(b[b.len() - 1])
+        && b.iter().all(|c| is_alnum_lower(*c) || *c == b'-')
+}
+
+/// Problems of `s` as an RFC 1123 label (`IsDNS1123Label`).
+#[must_use]
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !label_ok(s) {
+        errs.push(regex_error(
+            DNS1123_LABEL_MSG,
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
+    }
+    errs
+}
+
+/// Problems of `s` as an RFC 1123 subdomain (`IsDNS1123Subdomain`).
+#[must_use]
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if !s.split('.').all(label_ok) {
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_MSG,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
+/// Problems of `s` as an RFC 1035 label (`IsDNS1035Label`).
+#[must_use]
+pub fn dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !(label_ok(s) && s.as_bytes()[0].is_ascii_lowercase()) {
+        errs.push(regex_error(
+            DNS1035_LABEL_MSG,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
+    }
+    errs
+}
+
+/// Problems of `s` as a path segment name (`ValidatePathSegmentName`, used by RBAC kinds).
+fn path_segment(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    let mut errs = Vec::new();
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            errs.push(format!("may not contain '{bad}'"));
+        }
+    }
+    errs
+}
+
+/// Which name rule a kind's `metadata.name` follows.
+fn name_rule(group: &str, kind: &str) -> fn(&str) -> Vec<String> {
+    match (group, kind) {
+        ("", "Namespace") => dns1123_label,
+        ("", "Service") => dns1035_label,
+        ("rbac.authorization.k8s.io", _) => path_segment,
+        _ => dns1123_subdomain,
+    }
+}
+
+/// Validates an object of `group`/`kind` before it is stored.
+#[must_use]
+pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if name.is_empty() {
+        errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else {
+        for msg in name_rule(group, kind)(name) {
+            errs.push(FieldError::invalid_str("metadata.name", name, msg));
+        }
+    }
+    let spec = &obj["spec"];
+    match (group, kind) {
+        ("", "Pod") => pod_spec(spec, "spec", &mut errs),
+        ("", "ConfigMap") => {
+            for section in ["data", "binaryData"] {
+                for key in obj[section].as_object().into_iter().flat_map(|m| m.keys()) {
+                    let ok = !key.is_empty()
+                        && key
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
+                    if !ok {
+                        errs.push(FieldError::invalid_str(
+                            format!("{section}[{key}]"),
+                            key,
+                            regex_error(
+                                CONFIG_KEY_MSG,
+                                CONFIG_KEY_FMT,
+                                &["key.name", "KEY_NAME", "key-name"],
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        ("", "Service") => service(spec, &mut errs),
+        ("apps", "Deployment") => {
+            replicas(spec, &mut errs);
+            selector_and_template(spec, &mut errs);
+            restart_always(spec, &mut errs);
+            deployment_strategy(spec, &mut errs);
+            if let (Some(pd), Some(mr)) = (
+                spec["progressDeadlineSeconds"].as_i64(),
+                spec["minReadySeconds"].as_i64(),
+            ) && pd <= mr
+            {
+                errs.push(FieldError::invalid_raw(
+                    "spec.progressDeadlineSeconds",
+                    pd.to_string(),
+                    "must be greater than minReadySeconds",
+                ));
+            }
+        }
+        ("apps", "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            if kind != "DaemonSet" {
+                replicas(spec, &mut errs);
+            }
+            selector_and_template(spec, &mut errs);
+            restart_always(spec, &mut errs);
+            if kind == "StatefulSet"
+                && let Some(p) = spec["podManagementPolicy"].as_str()
+                && p != "OrderedReady"
+                && p != "Parallel"
+            {
+                errs.push(FieldError::not_supported(
+                    "spec.podManagementPolicy",
+                    p,
+                    &["OrderedReady", "Parallel"],
+                ));
+            }
+        }
+        ("batch", "Job") => job_spec(spec, "spec", &mut errs),
+        ("batch", "CronJob") => {
+            if spec["schedule"].as_str().unwrap_or_default().is_empty() {
+                errs.push(FieldError::required("spec.schedule", ""));
+            }
+            job_spec(
+                &spec["jobTemplate"]["spec"],
+                "spec.jobTemplate.spec",
+                &mut errs,
+            );
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj, &mut errs),
+        _ => {}
+    }
+    errs
+}
+
+fn replicas(spec: &Value, errs: &mut Vec<FieldError>) {
+    if let Some(r) = spec["replicas"].as_i64()
+        && r < 0
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.replicas",
+            r.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+fn selector_and_template(spec: &Value, errs: &mut Vec<FieldError>) {
+    let labels = &spec["template"]["metadata"]["labels"];
+    if spec["selector"].is_null() {
+        errs.push(FieldError::required("spec.selector", ""));
+    } else if let Ok(sel) = LabelSelector::from_object(&spec["selector"])
+        && !sel.is_empty()
+        && !sel.matches(labels)
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.template.metadata.labels",
+            go_string_map(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    pod_spec(&spec["template"]["spec"], "spec.template.spec", errs);
+}
+
+fn restart_always(spec: &Value, errs: &mut Vec<FieldError>) {
+    if let Some(p) = spec["template"]["spec"]["restartPolicy"].as_str()
+        && p != "Always"
+    {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            p,
+            &["Always"],
+        ));
+    }
+}
+
+fn deployment_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
+    let strategy = &spec["strategy"];
+    match strategy["type"].as_str().unwrap_or_default() {
+        "Recreate" => {
+            if !strategy["rollingUpdate"].is_null() {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {}
+        other => errs.push(FieldError::not_supported(
+            "spec.strategy.type",
+            other,
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+}
+
+fn job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let field = format!("{path}.template.spec.restartPolicy");
+    match spec["template"]["spec"]["restartPolicy"].as_str() {
+        None | Some("") => errs.push(FieldError::required(
+            field,
+            "valid values: \"OnFailure\", \"Never\"",
+        )),
+        Some("OnFailure" | "Never") => {}
+        Some(other) => errs.push(FieldError::not_supported(
+            field,
+            other,
+            &["OnFailure", "Never"],
+        )),
+    }
+    pod_spec(
+        &spec["template"]["spec"],
+        &format!("{path}.template.spec"),
+        errs,
+    );
+}
+
+fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(p) = spec["restartPolicy"].as_str()
+        && !["Always", "OnFailure", "Never"].contains(&p)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            p,
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+    if let Some(p) = spec["dnsPolicy"].as_str()
+        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&p)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.dnsPolicy"),
+            p,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        ));
+    }
+    let containers = spec["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if containers.is_empty() {
+        errs.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for key in ["initContainers", "containers"] {
+        for (i, c) in spec[key].as_array().into_iter().flatten().enumerate() {
+            let at = format!("{path}.{key}[{i}]");
+            let name = c["name"].as_str().unwrap_or_default();
+            if name.is_empty() {
+                errs.push(FieldError::required(format!("{at}.name"), ""));
+            } else {
+                for msg in dns1123_label(name) {
+                    errs.push(FieldError::invalid_str(format!("{at}.name"), name, msg));
+                }
+                if seen.contains(&name) {
+                    errs.push(FieldError::duplicate(format!("{at}.name"), name));
+                }
+                seen.push(name);
+            }
+            if c["image"].as_str().unwrap_or_default().trim().is_empty() {
+                errs.push(FieldError::required(format!("{at}.image"), ""));
+            }
+            for (j, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+                let n = p["containerPort"].as_i64().unwrap_or(0);
+                let field = format!("{at}.ports[{j}].containerPort");
+                if n == 0 {
+                    errs.push(FieldError::required(field, ""));
+                } else if !(1..=65535).contains(&n) {
+                    errs.push(FieldError::invalid_raw(
+                        field,
+                        n.to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn service(spec: &Value, errs: &mut Vec<FieldError>) {
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    if !["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"].contains(&ty) {
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            ty,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let ports = spec["ports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let headless = spec["clusterIP"].as_str() == Some("None");
+    if ports.is_empty() && ty != "ExternalName" && !headless {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        if ports.len() > 1 && p["name"].as_str().unwrap_or_default().is_empty() {
+            errs.push(FieldError::required(format!("spec.ports[{i}].name"), ""));
+        }
+        let n = p["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&n) {
+            errs.push(FieldError::invalid_raw(
+                format!("spec.ports[{i}].port"),
+                n.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+}
+
+fn crd(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if !name.is_empty() && name != format!("{plural}.{group}") {
+        // apiextensions-apiserver/pkg/apis/apiextensions/validation/validation.go
+        errs.push(FieldError::invalid_str(
+            "metadata.name",
+            name,
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    if group.is_empty() {
+        errs.push(FieldError::required("spec.group", ""));
+    }
+    if plural.is_empty() {
+        errs.push(FieldError::required("spec.names.plural", ""));
+    }
+    if spec["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        errs.push(FieldError::required("spec.names.kind", ""));
+    }
+    let versions = spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if versions.is_empty() {
+        errs.push(FieldError::required("spec.versions", ""));
+    } else if versions
+        .iter()
+        .filter(|v| v["storage"] == Value::Bool(true))
+        .count()
+        != 1
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.versions",
+            "[]apiextensions.CustomResourceDefinitionVersion{...}",
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    match spec["scope"].as_str() {
+        Some("Namespaced" | "Cluster") => {}
+        None => errs.push(FieldError::required("spec.scope", "")),
+        Some(other) => errs.push(FieldError::not_supported(
+            "spec.scope",
+            other,
+            &["Cluster", "Namespaced"],
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn name_messages() {
+        let errs = validate("", "ConfigMap", &json!({"metadata": {"name": "Bad_Name"}}));
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        let errs = validate("", "Namespace", &json!({"metadata": {"name": "a.b"}}));
+        assert!(errs[0].to_string().contains("(e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
+        let errs = validate(
+            "",
+            "Service",
+            &json!({"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}}),
+        );
+        assert!(errs[0].to_string().contains("a DNS-1035 label"));
+        assert!(
+            validate("", "ConfigMap", &json!({"metadata": {}}))[0]
+                .to_string()
+                .ends_with("Required value: name or generateName is required")
+        );
+    }
+
+    #[test]
+    fn config_key_message() {
+        let errs = validate(
+            "",
+            "ConfigMap",
+            &json!({"metadata": {"name": "c"}, "data": {"a b": "x"}}),
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "data[a b]: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+        );
+    }
+
+    #[test]
+    fn deployment_rules() {
+        let d = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+            "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        let msgs: Vec<String> = validate("apps", "Deployment", &d)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`".to_string(),
+                "spec.template.spec.containers[0].image: Required value".to_string(),
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn job_restart_policy() {
+        let j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        assert_eq!(
+            validate("batch", "Job", &j)[0].to_string(),
+            "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
+        );
+    }
+}
