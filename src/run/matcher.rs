@@ -61,6 +61,18 @@ pub fn compact(v: &Value) -> String {
 }
 
 /// Matches `actual` against the partial tree `expected`; returns every mismatch (empty = match).
+///
+/// ```
+/// use relapse::run::matcher::match_tree;
+/// use serde_json::json;
+/// let deployment = json!({"status": {"conditions": [
+///     {"type": "Available", "status": "True"},
+///     {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}});
+/// let want = json!({"status": {"conditions": [{"type": "Progressing", "status": "True"}]}});
+/// let mismatches = match_tree(&want, &deployment);
+/// assert_eq!(mismatches[0].to_string(),
+///     r#".status.conditions[type=Progressing].status: expected "True", observed "False""#);
+/// ```
 #[must_use]
 pub fn match_tree(expected: &Value, actual: &Value) -> Vec<Mismatch> {
     let mut out = Vec::new();

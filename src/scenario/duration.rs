@@ -46,6 +46,13 @@ impl Duration {
 
     /// Parses `500ms`, `30s`, `10m`, `2h` or a concatenation such as `1h2m3s`.
     ///
+    /// ```
+    /// use relapse::scenario::Duration;
+    /// assert_eq!(Duration::parse("1m30s").unwrap().as_std().as_secs(), 90);
+    /// assert_eq!(Duration::parse("90s").unwrap().to_string(), "1m30s");
+    /// assert!(Duration::parse("10").is_err());
+    /// ```
+    ///
     /// # Errors
     /// Returns [`DurationError`] when the text is empty, a number has no unit, or a unit is unknown.
     pub fn parse(text: &str) -> Result<Self, DurationError> {
