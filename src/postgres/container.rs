@@ -139,7 +139,7 @@ impl ContainerProvider {
         };
         await_login(&admin).await?;
         let (version, offers_tls) = super::url::inspect(&admin).await?;
-        Ok(Arc::new(Server::new(ServerParts {
+        let server = Arc::new(Server::new(ServerParts {
             provider: NAME,
             host,
             port,
@@ -158,7 +158,10 @@ impl ContainerProvider {
             pid: None,
             version,
             keep_alive: Some(Box::new(container)),
-        })))
+            spares: 4,
+        }));
+        server.refill_spares();
+        Ok(server)
     }
 }
 

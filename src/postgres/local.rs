@@ -216,7 +216,9 @@ impl LocalProvider {
             }
             return Err(Error::ShutDown(NAME));
         }
-        Ok(Arc::new(Server::new(parts)))
+        let server = Arc::new(Server::new(parts));
+        server.refill_spares();
+        Ok(server)
     }
 
     fn stop_all(&self) -> Result<(), Error> {
@@ -473,6 +475,7 @@ fn start_blocking(
                 pid: Some(pid),
                 version,
                 keep_alive: None,
+                spares: 4,
             };
             Ok((instance, parts))
         }

@@ -38,6 +38,18 @@ pub(crate) struct ServerParts {
     pub version: String,
     /// Whatever must stay alive as long as the server (a container handle).
     pub keep_alive: Option<Box<dyn Any + Send + Sync>>,
+    /// How many empty databases to keep ready for tenants (0 on servers that are not ours).
+    pub spares: usize,
+}
+
+/// Empty databases made ahead of time. `CREATE DATABASE` copies the whole template (hundreds
+/// of milliseconds); renaming a spare takes a few. A spare is created by the administrator,
+/// revoked from `PUBLIC` and never connected to, so it is as fresh as a new database.
+struct SparePool {
+    target: usize,
+    ready: std::sync::Mutex<Vec<String>>,
+    refilling: std::sync::atomic::AtomicBool,
+    next: std::sync::atomic::AtomicU64,
 }
 
 struct HbaState {
@@ -58,6 +70,7 @@ pub struct Server {
     pid: Option<u32>,
     version: String,
     hba: Option<tokio::sync::Mutex<HbaState>>,
+    spares: SparePool,
     _keep_alive: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -93,8 +106,77 @@ impl Server {
                     blocks: BTreeMap::new(),
                 })
             }),
+            spares: SparePool {
+                target: parts.spares,
+                ready: std::sync::Mutex::new(Vec::new()),
+                refilling: std::sync::atomic::AtomicBool::new(false),
+                next: std::sync::atomic::AtomicU64::new(1),
+            },
             _keep_alive: parts.keep_alive,
         }
+    }
+
+    /// Takes a spare database, if one is ready, and starts making a replacement.
+    pub(crate) fn take_spare(self: &Arc<Self>) -> Option<String> {
+        let spare = self
+            .spares
+            .ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        self.refill_spares();
+        spare
+    }
+
+    /// Makes spare databases in the background until the pool is full.
+    pub(crate) fn refill_spares(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.spares.target == 0 || self.spares.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let server = Arc::clone(self);
+        drop(on_io_runtime(async move {
+            let filled = server.fill_spares().await;
+            server.spares.refilling.store(false, Ordering::SeqCst);
+            // A spare made meanwhile may have been taken; failures stop until the next take.
+            if filled.is_ok() && server.spare_count() < server.spares.target {
+                server.refill_spares();
+            }
+        }));
+    }
+
+    fn spare_count(&self) -> usize {
+        self.spares
+            .ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    async fn fill_spares(&self) -> Result<(), SqlError> {
+        use std::sync::atomic::Ordering;
+        let admin = self.admin("postgres").await?;
+        while self.spare_count() < self.spares.target {
+            let name = format!(
+                "relapse_spare_{}",
+                self.spares.next.fetch_add(1, Ordering::Relaxed)
+            );
+            admin
+                .batch(&format!("CREATE DATABASE {}", ident(&name)))
+                .await?;
+            admin
+                .batch(&format!(
+                    "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+                    ident(&name)
+                ))
+                .await?;
+            self.spares
+                .ready
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(name);
+        }
+        Ok(())
     }
 
     /// The provider that serves this server (`local`, `container`, `url`).

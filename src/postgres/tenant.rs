@@ -297,7 +297,7 @@ impl Tenant {
                 create_role(&admin, role, &passwords, &marker, &names).await?;
             }
             for database in &spec.databases {
-                create_database(&admin, database, &marker, &names).await?;
+                create_database(&server, &admin, database, &marker, &names).await?;
             }
             server
                 .set_hba_block(id, Some(hba::tenant_lines(&spec.hba, &names.roles)))
@@ -392,7 +392,7 @@ impl Tenant {
                 .admin("postgres")
                 .await
                 .map_err(admin_err("connect as administrator"))?;
-            create_database(&admin, &database, &marker, &names).await
+            create_database(&server, &admin, &database, &marker, &names).await
         })
         .await
         .map_err(Error::Task)?
@@ -651,19 +651,34 @@ async fn create_role(
 }
 
 async fn create_database(
+    server: &Arc<Server>,
     admin: &Session,
     database: &PgDatabase,
     marker: &str,
     names: &Names,
 ) -> Result<(), Error> {
     let action = || format!("create database {:?}", database.name);
-    let mut create = format!("CREATE DATABASE {}", ident(&database.name));
-    if let Some(owner) = &database.owner {
-        create.push_str(&format!(" OWNER {}", ident(owner)));
-    }
-    // CREATE DATABASE cannot share a transaction with anything else.
-    admin.batch(&create).await.map_err(admin_err(action()))?;
     let name = ident(&database.name);
+    let mut renamed = false;
+    if let Some(spare) = server.take_spare() {
+        let mut adopt = format!("ALTER DATABASE {} RENAME TO {name}", ident(&spare));
+        if let Some(owner) = &database.owner {
+            adopt.push_str(&format!(
+                "; ALTER DATABASE {name} OWNER TO {}",
+                ident(owner)
+            ));
+        }
+        // One transaction: a failed owner change leaves the spare as it was.
+        renamed = admin.batch(&adopt).await.is_ok();
+    }
+    if !renamed {
+        let mut create = format!("CREATE DATABASE {name}");
+        if let Some(owner) = &database.owner {
+            create.push_str(&format!(" OWNER {}", ident(owner)));
+        }
+        // CREATE DATABASE cannot share a transaction with anything else.
+        admin.batch(&create).await.map_err(admin_err(action()))?;
+    }
     let mut sql = format!(
         "COMMENT ON DATABASE {name} IS {}; REVOKE CONNECT ON DATABASE {name} FROM PUBLIC",
         literal(marker)

@@ -123,6 +123,7 @@ impl UrlProvider {
             pid: None,
             version,
             keep_alive: None,
+            spares: 0,
         })))
     }
 }
