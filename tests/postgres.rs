@@ -170,6 +170,75 @@ async fn tenants_cannot_reach_each_others_databases() {
 }
 
 #[tokio::test]
+async fn databases_come_from_private_spares() {
+    let Some(provider) = provider() else { return };
+    let server = provider.server(true).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.spare_databases() == 0 {
+        assert!(Instant::now() < deadline, "no spare database was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin = server.admin("postgres").await.unwrap();
+    let spares = admin
+        .query_text("SELECT datname FROM pg_database WHERE datname LIKE 'relapse_spare_%'")
+        .await
+        .unwrap();
+    let spare = spares[0][0].clone().unwrap();
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("spare_app", false)],
+            vec![database("spare_db", "spare_app")],
+            vec![],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    // A spare is not a back door: the tenant's role may not connect to one.
+    let refused = server_error(
+        tenant
+            .connect("spare_app", &spare, SslMode::Prefer)
+            .await
+            .map(|_| ()),
+    );
+    // The spare may have become spare_db meanwhile; then it no longer exists by that name.
+    assert!(
+        ["42501", "3D000"].contains(&refused.sqlstate.as_str()),
+        "{refused:?}"
+    );
+    let rows = admin
+        .query_text(
+            "SELECT pg_get_userbyid(datdba)::text, \
+             has_database_privilege('spare_app', 'spare_db', 'CONNECT')::text, \
+             has_database_privilege('public', 'spare_db', 'CONNECT')::text \
+             FROM pg_database WHERE datname = 'spare_db'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some("spare_app".to_owned()),
+            Some("true".to_owned()),
+            Some("false".to_owned())
+        ]]
+    );
+    let session = tenant
+        .connect("spare_app", "spare_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    let tables = session
+        .query_text("SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'")
+        .await
+        .unwrap();
+    assert_eq!(tables, vec![vec![Some("0".to_owned())]]);
+    session.batch("CREATE TABLE mine (x int)").await.unwrap();
+    drop(session);
+    tenant.teardown().await.unwrap();
+}
+
+#[tokio::test]
 async fn role_without_createdb_cannot_create_databases_until_altered() {
     let Some(provider) = provider() else { return };
     let tenant = Tenant::create(

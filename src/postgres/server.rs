@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::scenario::SslMode;
 
-use super::sql::{ConnectSpec, Route, Session, SqlError, on_io_runtime};
+use super::sql::{ConnectSpec, Route, Session, SqlError, on_io_runtime, spawn_on_io};
 use super::{Error, Secret, hba};
 
 /// How long a `pg_hba.conf` change may take to be loaded.
@@ -135,14 +135,23 @@ impl Server {
             return;
         }
         let server = Arc::clone(self);
-        drop(on_io_runtime(async move {
+        spawn_on_io(async move {
             let filled = server.fill_spares().await;
             server.spares.refilling.store(false, Ordering::SeqCst);
             // A spare made meanwhile may have been taken; failures stop until the next take.
             if filled.is_ok() && server.spare_count() < server.spares.target {
                 server.refill_spares();
             }
-        }));
+        });
+    }
+
+    /// How many empty databases are ready for tenants to take (see [`Tenant`] setup; servers
+    /// this process does not own keep none).
+    ///
+    /// [`Tenant`]: super::Tenant
+    #[must_use]
+    pub fn spare_databases(&self) -> usize {
+        self.spare_count()
     }
 
     fn spare_count(&self) -> usize {

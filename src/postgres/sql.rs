@@ -363,6 +363,11 @@ pub(crate) async fn on_io_runtime<T: Send + 'static>(
     io_runtime().spawn(future).await
 }
 
+/// Starts a future on the module's I/O runtime without waiting for it.
+pub(crate) fn spawn_on_io(future: impl Future<Output = ()> + Send + 'static) {
+    drop(io_runtime().spawn(future));
+}
+
 /// Runs a future on the I/O runtime from synchronous code (a `Drop` implementation).
 ///
 /// Must not be called from a thread that is itself driving a runtime; callers use a fresh

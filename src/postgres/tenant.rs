@@ -287,11 +287,8 @@ impl Tenant {
         let marker = self.marker();
         let id = self.id;
         on_io_runtime(async move {
-            let lease = lease_names(&server, &names, lease_timeout).await?;
-            let admin = server
-                .admin("postgres")
-                .await
-                .map_err(admin_err("connect as administrator"))?;
+            // The session holding the leases is an administrator's: it does the work too.
+            let admin = lease_names(&server, &names, lease_timeout).await?;
             clear_leftovers(&admin, &names).await?;
             for role in &spec.roles {
                 create_role(&admin, role, &passwords, &marker, &names).await?;
@@ -302,7 +299,7 @@ impl Tenant {
             server
                 .set_hba_block(id, Some(hba::tenant_lines(&spec.hba, &names.roles)))
                 .await?;
-            Ok(lease)
+            Ok(admin)
         })
         .await
         .map_err(Error::Task)?
