@@ -558,6 +558,12 @@ async fn a_held_name_makes_the_next_scenario_wait() {
     .await
     .unwrap_err();
     assert!(matches!(busy, Error::NamesBusy { .. }), "{busy}");
+    // The waiting scenario touched nothing of the holder's.
+    assert!(exists(&first, "pg_roles", "lease_app").await);
+    first
+        .connect("lease_app", "postgres", SslMode::Prefer)
+        .await
+        .unwrap();
     first.teardown().await.unwrap();
     let second = Tenant::create(
         provider,
@@ -729,4 +735,131 @@ fn an_interrupted_test_process_leaves_no_server_behind() {
 #[test]
 fn a_killed_test_process_leaves_no_server_behind() {
     run_child_and_check_cleanup("signal", Some(libc::SIGKILL));
+}
+
+#[tokio::test]
+async fn leftovers_of_a_dead_process_are_reclaimed_but_foreign_objects_are_not() {
+    let Some(provider) = provider() else { return };
+    let server = provider.server(true).await.unwrap();
+    let admin = server.admin("postgres").await.unwrap();
+    admin
+        .batch(
+            "CREATE ROLE leftover_app LOGIN; \
+             COMMENT ON ROLE leftover_app IS 'relapse tenant 999999-1'; \
+             CREATE ROLE foreign_app LOGIN",
+        )
+        .await
+        .unwrap();
+    let reclaimed = Tenant::create(
+        provider,
+        &spec(vec![role("leftover_app", true)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    // The role was made anew, with this tenant's settings and password.
+    reclaimed
+        .connect("leftover_app", "postgres", SslMode::Prefer)
+        .await
+        .unwrap()
+        .batch("CREATE DATABASE leftover_app_made")
+        .await
+        .unwrap();
+    reclaimed.teardown().await.unwrap();
+
+    let refused = Tenant::create(
+        provider,
+        &spec(vec![role("foreign_app", false)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "postgres role \"foreign_app\" already exists on the server and was not created by relapse"
+    );
+    let still_there = admin
+        .query_text("SELECT rolname FROM pg_roles WHERE rolname = 'foreign_app'")
+        .await
+        .unwrap();
+    assert_eq!(still_there.len(), 1, "a foreign role was dropped");
+    admin.batch("DROP ROLE foreign_app").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_existing_server_by_url_hosts_tenants_but_not_hba_rules() {
+    let Some(provider) = provider() else { return };
+    let local = provider.server(true).await.unwrap();
+    // The local server's administrator logs in over its unix socket.
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        local.data_dir().unwrap().display(),
+        local.port()
+    );
+    let by_url = relapse::postgres::UrlProvider::new(url, "the test");
+    let server = by_url.server(false).await.unwrap();
+    assert!(!server.manages_hba());
+    assert!(
+        server.version().starts_with("PostgreSQL "),
+        "{}",
+        server.version()
+    );
+
+    let mut with_rules = spec(
+        vec![role("url_app", false)],
+        vec![],
+        vec![HbaRule {
+            kind: HbaType::Hostssl,
+            database: "all".to_owned(),
+            user: "all".to_owned(),
+            method: HbaMethod::ScramSha256,
+        }],
+    );
+    with_rules.ssl = false;
+    let unsupported = Tenant::create(&by_url, &with_rules, &TenantOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unsupported, Error::Unsupported { .. }),
+        "{unsupported}"
+    );
+
+    let mut plain = spec(
+        vec![role("url_app", false)],
+        vec![database("url_db", "url_app")],
+        vec![],
+    );
+    plain.ssl = false;
+    let tenant = Tenant::create(&by_url, &plain, &TenantOptions::default())
+        .await
+        .unwrap();
+    assert!(exists(&tenant, "pg_roles", "url_app").await);
+    assert!(exists(&tenant, "pg_database", "url_db").await);
+    let admin = tenant.admin("postgres").await.unwrap();
+    tenant.teardown().await.unwrap();
+    let left = admin
+        .query_text(
+            "SELECT rolname FROM pg_roles WHERE rolname = 'url_app' \
+             UNION ALL SELECT datname FROM pg_database WHERE datname = 'url_db'",
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn the_container_provider_reports_a_missing_docker_daemon() {
+    if relapse::postgres::docker_daemon().is_ok() {
+        eprintln!("skipped: a docker daemon is running; this test covers its absence");
+        return;
+    }
+    let error = relapse::postgres::ContainerProvider::new()
+        .server(true)
+        .await
+        .unwrap_err();
+    let Error::Unavailable(unavailable) = &error else {
+        panic!("expected unavailable, got {error}");
+    };
+    assert_eq!(unavailable.provider, "container");
+    assert!(unavailable.reason.contains("docker daemon"), "{error}");
 }

@@ -266,18 +266,8 @@ impl Tenant {
             passwords: Arc::new(passwords),
             lease: None,
         };
-        let setup = tenant.setup(spec.clone(), options.lease_timeout);
-        match setup.await {
-            Ok(lease) => {
-                tenant.lease = Some(lease);
-                Ok(tenant)
-            }
-            Err(error) => {
-                // Drop whatever was made; the error that matters is the setup's.
-                let _ = tenant.cleanup().await;
-                Err(error)
-            }
-        }
+        tenant.lease = Some(tenant.setup(spec.clone(), options.lease_timeout).await?);
+        Ok(tenant)
     }
 
     async fn setup(&self, spec: Postgres, lease_timeout: Duration) -> Result<Session, Error> {
@@ -288,17 +278,27 @@ impl Tenant {
         let id = self.id;
         on_io_runtime(async move {
             // The session holding the leases is an administrator's: it does the work too.
+            // Until the leases are held and the names checked, nothing may be dropped: the
+            // objects could be another scenario's, or not ours at all.
             let admin = lease_names(&server, &names, lease_timeout).await?;
             clear_leftovers(&admin, &names).await?;
-            for role in &spec.roles {
-                create_role(&admin, role, &passwords, &marker, &names).await?;
+            let made = async {
+                for role in &spec.roles {
+                    create_role(&admin, role, &passwords, &marker, &names).await?;
+                }
+                for database in &spec.databases {
+                    create_database(&server, &admin, database, &marker, &names).await?;
+                }
+                server
+                    .set_hba_block(id, Some(hba::tenant_lines(&spec.hba, &names.roles)))
+                    .await
             }
-            for database in &spec.databases {
-                create_database(&server, &admin, database, &marker, &names).await?;
+            .await;
+            if let Err(error) = made {
+                // Still holding the leases: drop what was made; the setup error is what counts.
+                let _ = cleanup(Arc::clone(&server), names, id).await;
+                return Err(error);
             }
-            server
-                .set_hba_block(id, Some(hba::tenant_lines(&spec.hba, &names.roles)))
-                .await?;
             Ok(admin)
         })
         .await
