@@ -1,0 +1,865 @@
+//! The Postgres layer against a real server started from the machine's binaries.
+//!
+//! Every test skips (printing why) where the binaries are missing. The server messages checked
+//! here are produced by PostgreSQL itself; their sources are cited beside each.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use relapse::postgres::{
+    Error, LocalProvider, Names, Provider, ServerError, SqlError, Tenant, TenantOptions,
+};
+use relapse::scenario::{
+    HbaMethod, HbaRule, HbaType, PgDatabase, PgRole, Postgres, SqlErrorCheck, SqlErrorExpectation,
+    SqlStep, SslMode,
+};
+
+/// The shared local provider, or `None` (with the reason printed) where it cannot run.
+fn provider() -> Option<&'static LocalProvider> {
+    let provider = LocalProvider::shared();
+    match provider.check() {
+        Ok(_) => Some(provider),
+        Err(unavailable) => {
+            eprintln!("skipped: {unavailable}");
+            None
+        }
+    }
+}
+
+fn role(name: &str, createdb: bool) -> PgRole {
+    PgRole {
+        name: name.to_owned(),
+        login: true,
+        createdb,
+        password_secret: None,
+    }
+}
+
+fn database(name: &str, owner: &str) -> PgDatabase {
+    PgDatabase {
+        name: name.to_owned(),
+        owner: Some(owner.to_owned()),
+    }
+}
+
+fn spec(roles: Vec<PgRole>, databases: Vec<PgDatabase>, hba: Vec<HbaRule>) -> Postgres {
+    Postgres {
+        ssl: true,
+        hba,
+        roles,
+        databases,
+    }
+}
+
+/// The server's error from a failed attempt; panics with the outcome otherwise.
+fn server_error<T: std::fmt::Debug>(outcome: Result<T, SqlError>) -> ServerError {
+    match outcome {
+        Err(SqlError::Server(error)) => *error,
+        other => panic!("expected an error from the server, got {other:?}"),
+    }
+}
+
+async fn exists(tenant: &Tenant, catalog: &str, name: &str) -> bool {
+    let column = if catalog == "pg_roles" {
+        "rolname"
+    } else {
+        "datname"
+    };
+    let admin = tenant.admin("postgres").await.unwrap();
+    let rows = admin
+        .query_text(&format!(
+            "SELECT 1 FROM {catalog} WHERE {column} = '{name}'"
+        ))
+        .await
+        .unwrap();
+    !rows.is_empty()
+}
+
+#[tokio::test]
+async fn tenants_cannot_reach_each_others_databases() {
+    let Some(provider) = provider() else { return };
+    let options = TenantOptions::default();
+    let alice = Tenant::create(
+        provider,
+        &spec(
+            vec![role("iso_alice", false)],
+            vec![database("iso_alice_db", "iso_alice")],
+            vec![],
+        ),
+        &options,
+    )
+    .await
+    .unwrap();
+    let bob = Tenant::create(
+        provider,
+        &spec(
+            vec![role("iso_bob", false)],
+            vec![database("iso_bob_db", "iso_bob")],
+            vec![],
+        ),
+        &options,
+    )
+    .await
+    .unwrap();
+
+    let own = alice
+        .connect("iso_alice", "iso_alice_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    own.batch("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('alice only')")
+        .await
+        .unwrap();
+
+    // Bob's role logs in (its hba line matches) but may not connect to Alice's database.
+    // Source: src/backend/utils/init/postinit.c, "permission denied for database \"%s\"".
+    let refused = server_error(
+        bob.connect("iso_bob", "iso_alice_db", SslMode::Prefer)
+            .await,
+    );
+    assert_eq!(refused.sqlstate, "42501");
+    assert_eq!(
+        refused.message,
+        "permission denied for database \"iso_alice_db\""
+    );
+    assert_eq!(
+        refused.detail.as_deref(),
+        Some("User does not have CONNECT privilege.")
+    );
+
+    // Bob does not know Alice's password, and his own does not open her role.
+    let wrong = server_error(
+        bob.server()
+            .connect(
+                "iso_alice",
+                bob.password("iso_bob"),
+                "iso_alice_db",
+                SslMode::Prefer,
+            )
+            .await,
+    );
+    assert_eq!(wrong.sqlstate, "28P01");
+
+    // A role nobody holds matches no pg_hba.conf line at all.
+    let nobody = server_error(
+        bob.server()
+            .connect("iso_mallory", None, "iso_alice_db", SslMode::Disable)
+            .await,
+    );
+    assert_eq!(nobody.sqlstate, "28000");
+    assert!(
+        nobody
+            .message
+            .starts_with("no pg_hba.conf entry for host \"127.0.0.1\"")
+    );
+
+    // Bob's own database does not see Alice's table.
+    let bobs = bob
+        .connect("iso_bob", "iso_bob_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    let missing = server_error(bobs.query_text("SELECT v FROM secrets").await);
+    assert_eq!(missing.sqlstate, "42P01");
+    let rows = own.query_text("SELECT v FROM secrets").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("alice only".to_owned())]]);
+
+    drop((own, bobs));
+    alice.teardown().await.unwrap();
+    bob.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn databases_come_from_private_spares() {
+    let Some(provider) = provider() else { return };
+    let server = provider.server(true).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.spare_databases() == 0 {
+        assert!(Instant::now() < deadline, "no spare database was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin = server.admin("postgres").await.unwrap();
+    let spares = admin
+        .query_text("SELECT datname FROM pg_database WHERE datname LIKE 'relapse_spare_%'")
+        .await
+        .unwrap();
+    let spare = spares[0][0].clone().unwrap();
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("spare_app", false)],
+            vec![database("spare_db", "spare_app")],
+            vec![],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    // A spare is not a back door: the tenant's role may not connect to one.
+    let refused = server_error(
+        tenant
+            .connect("spare_app", &spare, SslMode::Prefer)
+            .await
+            .map(|_| ()),
+    );
+    // The spare may have become spare_db meanwhile; then it no longer exists by that name.
+    assert!(
+        ["42501", "3D000"].contains(&refused.sqlstate.as_str()),
+        "{refused:?}"
+    );
+    let rows = admin
+        .query_text(
+            "SELECT pg_get_userbyid(datdba)::text, \
+             has_database_privilege('spare_app', 'spare_db', 'CONNECT')::text, \
+             has_database_privilege('public', 'spare_db', 'CONNECT')::text \
+             FROM pg_database WHERE datname = 'spare_db'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some("spare_app".to_owned()),
+            Some("true".to_owned()),
+            Some("false".to_owned())
+        ]]
+    );
+    let session = tenant
+        .connect("spare_app", "spare_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    let tables = session
+        .query_text("SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'")
+        .await
+        .unwrap();
+    assert_eq!(tables, vec![vec![Some("0".to_owned())]]);
+    session.batch("CREATE TABLE mine (x int)").await.unwrap();
+    drop(session);
+    tenant.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn role_without_createdb_cannot_create_databases_until_altered() {
+    let Some(provider) = provider() else { return };
+    let tenant = Tenant::create(
+        provider,
+        &spec(vec![role("backstage_cdb", false)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    let create = "CREATE DATABASE backstage_cdb_plugin_catalog";
+    let session = tenant
+        .connect("backstage_cdb", "postgres", SslMode::Prefer)
+        .await
+        .unwrap();
+    // Source: src/backend/commands/dbcommands.c, createdb(): errcode
+    // ERRCODE_INSUFFICIENT_PRIVILEGE, "permission denied to create database".
+    let denied = server_error(session.batch(create).await);
+    assert_eq!(denied.sqlstate, "42501");
+    assert_eq!(denied.message, "permission denied to create database");
+
+    // The same symptom through the scenario's own check type.
+    let check = SqlErrorCheck {
+        role: Some("backstage_cdb".to_owned()),
+        database: None,
+        sslmode: SslMode::Prefer,
+        query: create.to_owned(),
+        sqlstate: "42501".to_owned(),
+        message: Some("permission denied to create database".to_owned()),
+        within: None,
+    };
+    tenant.check(&check).await.unwrap().unwrap();
+
+    // The fix, as a scenario step run by the administrator.
+    tenant
+        .run_step(&SqlStep {
+            role: None,
+            database: None,
+            query: "ALTER ROLE backstage_cdb CREATEDB".to_owned(),
+            expect_error: None,
+        })
+        .await
+        .unwrap();
+    let session = tenant
+        .connect("backstage_cdb", "postgres", SslMode::Prefer)
+        .await
+        .unwrap();
+    session.batch(create).await.unwrap();
+    assert!(
+        tenant.check(&check).await.unwrap().is_err(),
+        "the symptom outlived the fix"
+    );
+    drop(session);
+
+    // The database the application made belongs to the tenant's role and goes with it.
+    let server = std::sync::Arc::clone(tenant.server());
+    tenant.teardown().await.unwrap();
+    let admin = server.admin("postgres").await.unwrap();
+    let left = admin
+        .query_text(
+            "SELECT datname FROM pg_database WHERE datname = 'backstage_cdb_plugin_catalog' \
+             UNION ALL SELECT rolname FROM pg_roles WHERE rolname = 'backstage_cdb'",
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn hostssl_rules_refuse_plain_connections_until_sslmode_require() {
+    let Some(provider) = provider() else { return };
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("rds_app", false)],
+            vec![database("rds_app_db", "rds_app")],
+            vec![HbaRule {
+                kind: HbaType::Hostssl,
+                database: "all".to_owned(),
+                user: "all".to_owned(),
+                method: HbaMethod::ScramSha256,
+            }],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Source: src/backend/libpq/auth.c, ClientAuthentication(): "no pg_hba.conf entry for host
+    // \"%s\", user \"%s\", database \"%s\", %s" with encryption_state "no encryption",
+    // ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION (28000).
+    let refused = server_error(
+        tenant
+            .connect("rds_app", "rds_app_db", SslMode::Disable)
+            .await,
+    );
+    assert_eq!(refused.sqlstate, "28000");
+    assert_eq!(
+        refused.message,
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"rds_app\", database \"rds_app_db\", no encryption"
+    );
+    assert!(refused.while_connecting);
+
+    let session = tenant
+        .connect("rds_app", "rds_app_db", SslMode::Require)
+        .await
+        .unwrap();
+    let rows = session
+        .query_text("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![vec![Some("true".to_owned())]]);
+    drop(session);
+    tenant.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_role_fails_password_authentication_until_created() {
+    let Some(provider) = provider() else { return };
+    // Terraform wrote the Secret but never created the role: the scenario names the role and
+    // database in its hba rule only, so they are reserved but not created.
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![],
+            vec![],
+            vec![HbaRule {
+                kind: HbaType::Host,
+                database: "norole_db".to_owned(),
+                user: "norole_app".to_owned(),
+                method: HbaMethod::ScramSha256,
+            }],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(tenant.password("norole_app").is_some());
+    // Source: src/backend/libpq/auth.c, auth_failed(): uaSCRAM → "password authentication
+    // failed for user \"%s\"", ERRCODE_INVALID_PASSWORD (28P01).
+    let failed = server_error(
+        tenant
+            .connect("norole_app", "norole_db", SslMode::Prefer)
+            .await,
+    );
+    assert_eq!(failed.sqlstate, "28P01");
+    assert_eq!(
+        failed.message,
+        "password authentication failed for user \"norole_app\""
+    );
+
+    tenant
+        .create_role(&role("norole_app", false))
+        .await
+        .unwrap();
+    tenant
+        .create_database(&database("norole_db", "norole_app"))
+        .await
+        .unwrap();
+    let session = tenant
+        .connect("norole_app", "norole_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    session.batch("SELECT 1").await.unwrap();
+    drop(session);
+    tenant.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_before_schema_fails_until_the_table_exists() {
+    let Some(provider) = provider() else { return };
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("temporal_pf", false)],
+            vec![database("temporal_pf", "temporal_pf")],
+            vec![],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    let preflight = SqlStep {
+        role: Some("temporal_pf".to_owned()),
+        database: Some("temporal_pf".to_owned()),
+        query: "SELECT count(*) FROM namespace_metadata".to_owned(),
+        // Source: src/backend/parser/parse_relation.c, parserOpenTable():
+        // ERRCODE_UNDEFINED_TABLE (42P01), "relation \"%s\" does not exist".
+        expect_error: Some(SqlErrorExpectation {
+            sqlstate: "42P01".to_owned(),
+            message: Some("relation \"namespace_metadata\" does not exist".to_owned()),
+        }),
+    };
+    tenant.run_step(&preflight).await.unwrap();
+
+    tenant
+        .run_step(&SqlStep {
+            role: Some("temporal_pf".to_owned()),
+            database: Some("temporal_pf".to_owned()),
+            query: "CREATE TABLE namespace_metadata (partition_id int PRIMARY KEY, \
+                    notification_version bigint NOT NULL);\n\
+                    INSERT INTO namespace_metadata VALUES (54321, 1);"
+                .to_owned(),
+            expect_error: None,
+        })
+        .await
+        .unwrap();
+    // The expectation no longer holds: the step reports the mismatch with what it saw.
+    let failure = tenant.run_step(&preflight).await.unwrap_err();
+    assert_eq!(
+        failure.to_string(),
+        "expected SQLSTATE 42P01 with a message containing \
+         \"relation \\\"namespace_metadata\\\" does not exist\", observed success"
+    );
+    tenant.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn teardown_removes_roles_databases_and_rules() {
+    let Some(provider) = provider() else { return };
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("gone_app", true)],
+            vec![database("gone_db", "gone_app")],
+            vec![],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    let debug = format!("{tenant:?}");
+    let password = tenant.password("gone_app").unwrap().expose().to_owned();
+    assert!(
+        !debug.contains(&password),
+        "password in debug output: {debug}"
+    );
+    let session = tenant
+        .connect("gone_app", "gone_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    assert!(exists(&tenant, "pg_roles", "gone_app").await);
+    assert!(exists(&tenant, "pg_database", "gone_db").await);
+    let server = std::sync::Arc::clone(tenant.server());
+    // Teardown terminates the session still open.
+    tenant.teardown().await.unwrap();
+    assert!(session.batch("SELECT 1").await.is_err());
+    let admin = server.admin("postgres").await.unwrap();
+    let left = admin
+        .query_text(
+            "SELECT rolname FROM pg_roles WHERE rolname = 'gone_app' \
+             UNION ALL SELECT datname FROM pg_database WHERE datname = 'gone_db'",
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let hba = std::fs::read_to_string(server.data_dir().unwrap().join("data/pg_hba.conf")).unwrap();
+    assert!(!hba.contains("gone_app"), "{hba}");
+    // The password no longer opens anything.
+    let refused = server_error(
+        server
+            .connect(
+                "gone_app",
+                Some(&relapse::postgres::Secret::new(password)),
+                "gone_db",
+                SslMode::Prefer,
+            )
+            .await,
+    );
+    assert_eq!(refused.sqlstate, "28000");
+}
+
+#[tokio::test]
+async fn dropping_a_tenant_without_teardown_still_cleans_up() {
+    let Some(provider) = provider() else { return };
+    let tenant = Tenant::create(
+        provider,
+        &spec(
+            vec![role("dropped_app", false)],
+            vec![database("dropped_db", "dropped_app")],
+            vec![],
+        ),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    let server = std::sync::Arc::clone(tenant.server());
+    drop(tenant);
+    let admin = server.admin("postgres").await.unwrap();
+    let left = admin
+        .query_text(
+            "SELECT rolname FROM pg_roles WHERE rolname = 'dropped_app' \
+             UNION ALL SELECT datname FROM pg_database WHERE datname = 'dropped_db'",
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn a_held_name_makes_the_next_scenario_wait() {
+    let Some(provider) = provider() else { return };
+    let first = Tenant::create(
+        provider,
+        &spec(vec![role("lease_app", false)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    let impatient = TenantOptions {
+        reserve: Names::default(),
+        lease_timeout: Duration::from_millis(200),
+    };
+    let busy = Tenant::create(
+        provider,
+        &spec(vec![role("lease_app", false)], vec![], vec![]),
+        &impatient,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(busy, Error::NamesBusy { .. }), "{busy}");
+    // The waiting scenario touched nothing of the holder's.
+    assert!(exists(&first, "pg_roles", "lease_app").await);
+    first
+        .connect("lease_app", "postgres", SslMode::Prefer)
+        .await
+        .unwrap();
+    first.teardown().await.unwrap();
+    let second = Tenant::create(
+        provider,
+        &spec(vec![role("lease_app", false)], vec![], vec![]),
+        &impatient,
+    )
+    .await
+    .unwrap();
+    second.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_without_tls_refuses_sslmode_require() {
+    let Some(provider) = provider() else { return };
+    let mut plain = spec(
+        vec![role("plain_app", false)],
+        vec![database("plain_db", "plain_app")],
+        vec![],
+    );
+    plain.ssl = false;
+    let tenant = Tenant::create(provider, &plain, &TenantOptions::default())
+        .await
+        .unwrap();
+    assert!(!tenant.server().tls());
+    // The client gives up before the server says anything.
+    let refused = tenant
+        .connect("plain_app", "plain_db", SslMode::Require)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, SqlError::Connect { .. }), "{refused:?}");
+    tenant
+        .connect("plain_app", "plain_db", SslMode::Prefer)
+        .await
+        .unwrap();
+    tenant.teardown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nothing outlives the test process
+// ---------------------------------------------------------------------------------------------
+
+const CHILD_ENV: &str = "RELAPSE_POSTGRES_TEST_CHILD";
+
+/// Not a test of its own: the cleanup tests run this binary again with only this function,
+/// which starts a server, reports it and then ends the way [`CHILD_ENV`] says.
+#[tokio::test]
+#[ignore = "helper for the process cleanup tests; runs only in a child process"]
+async fn helper_child_starts_a_server_and_ends() {
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let server = LocalProvider::shared().server(true).await.unwrap();
+    println!(
+        "READY {} {}",
+        server.pid().unwrap(),
+        server.data_dir().unwrap().display()
+    );
+    match mode.as_str() {
+        "panic" => panic!("the test process panics with a server running"),
+        // Wait for the parent's signal.
+        _ => tokio::time::sleep(Duration::from_secs(120)).await,
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only its parent's bookkeeping remains.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Processes whose command line mentions `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains(&needle) && alive(e.file_name().to_string_lossy().parse().ok()?))
+                .then_some(cmdline)
+        })
+        .collect()
+}
+
+fn run_child_and_check_cleanup(mode: &str, signal: Option<i32>) {
+    if provider().is_none() {
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_child_starts_a_server_and_ends",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest prints the test's name on the same line first.
+            if let Some(at) = line.find("READY ") {
+                let _ = sender.send(line[at + "READY ".len()..].to_owned());
+            }
+        }
+    });
+    let ready = receiver.recv_timeout(Duration::from_secs(120));
+    let Ok(ready) = ready else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the child never reported a running server");
+    };
+    let (pid, dir) = ready.split_once(' ').unwrap();
+    let (pid, dir): (u32, PathBuf) = (pid.parse().unwrap(), PathBuf::from(dir));
+    assert!(alive(pid), "postmaster {pid} is not running");
+    assert!(dir.exists());
+
+    if let Some(signal) = signal {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), signal);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the child did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    loop {
+        let (running, dir_left, users) = (alive(pid), dir.exists(), processes_using(&dir));
+        if !running && !dir_left && users.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the child ended ({mode}): postmaster running {running}, directory left \
+             {dir_left}, processes {users:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_panicking_test_process_leaves_no_server_behind() {
+    run_child_and_check_cleanup("panic", None);
+}
+
+#[test]
+fn an_interrupted_test_process_leaves_no_server_behind() {
+    run_child_and_check_cleanup("signal", Some(libc::SIGINT));
+}
+
+#[test]
+fn a_killed_test_process_leaves_no_server_behind() {
+    run_child_and_check_cleanup("signal", Some(libc::SIGKILL));
+}
+
+#[tokio::test]
+async fn leftovers_of_a_dead_process_are_reclaimed_but_foreign_objects_are_not() {
+    let Some(provider) = provider() else { return };
+    let server = provider.server(true).await.unwrap();
+    let admin = server.admin("postgres").await.unwrap();
+    admin
+        .batch(
+            "CREATE ROLE leftover_app LOGIN; \
+             COMMENT ON ROLE leftover_app IS 'relapse tenant 999999-1'; \
+             CREATE ROLE foreign_app LOGIN",
+        )
+        .await
+        .unwrap();
+    let reclaimed = Tenant::create(
+        provider,
+        &spec(vec![role("leftover_app", true)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap();
+    // The role was made anew, with this tenant's settings and password.
+    reclaimed
+        .connect("leftover_app", "postgres", SslMode::Prefer)
+        .await
+        .unwrap()
+        .batch("CREATE DATABASE leftover_app_made")
+        .await
+        .unwrap();
+    reclaimed.teardown().await.unwrap();
+
+    let refused = Tenant::create(
+        provider,
+        &spec(vec![role("foreign_app", false)], vec![], vec![]),
+        &TenantOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "postgres role \"foreign_app\" already exists on the server and was not created by relapse"
+    );
+    let still_there = admin
+        .query_text("SELECT rolname FROM pg_roles WHERE rolname = 'foreign_app'")
+        .await
+        .unwrap();
+    assert_eq!(still_there.len(), 1, "a foreign role was dropped");
+    admin.batch("DROP ROLE foreign_app").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_existing_server_by_url_hosts_tenants_but_not_hba_rules() {
+    let Some(provider) = provider() else { return };
+    let local = provider.server(true).await.unwrap();
+    // The local server's administrator logs in over its unix socket.
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        local.data_dir().unwrap().display(),
+        local.port()
+    );
+    let by_url = relapse::postgres::UrlProvider::new(url, "the test");
+    let server = by_url.server(false).await.unwrap();
+    assert!(!server.manages_hba());
+    assert!(
+        server.version().starts_with("PostgreSQL "),
+        "{}",
+        server.version()
+    );
+
+    let mut with_rules = spec(
+        vec![role("url_app", false)],
+        vec![],
+        vec![HbaRule {
+            kind: HbaType::Hostssl,
+            database: "all".to_owned(),
+            user: "all".to_owned(),
+            method: HbaMethod::ScramSha256,
+        }],
+    );
+    with_rules.ssl = false;
+    let unsupported = Tenant::create(&by_url, &with_rules, &TenantOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unsupported, Error::Unsupported { .. }),
+        "{unsupported}"
+    );
+
+    let mut plain = spec(
+        vec![role("url_app", false)],
+        vec![database("url_db", "url_app")],
+        vec![],
+    );
+    plain.ssl = false;
+    let tenant = Tenant::create(&by_url, &plain, &TenantOptions::default())
+        .await
+        .unwrap();
+    assert!(exists(&tenant, "pg_roles", "url_app").await);
+    assert!(exists(&tenant, "pg_database", "url_db").await);
+    let admin = tenant.admin("postgres").await.unwrap();
+    tenant.teardown().await.unwrap();
+    let left = admin
+        .query_text(
+            "SELECT rolname FROM pg_roles WHERE rolname = 'url_app' \
+             UNION ALL SELECT datname FROM pg_database WHERE datname = 'url_db'",
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn the_container_provider_reports_a_missing_docker_daemon() {
+    if relapse::postgres::docker_daemon().is_ok() {
+        eprintln!("skipped: a docker daemon is running; this test covers its absence");
+        return;
+    }
+    let error = relapse::postgres::ContainerProvider::new()
+        .server(true)
+        .await
+        .unwrap_err();
+    let Error::Unavailable(unavailable) = &error else {
+        panic!("expected unavailable, got {error}");
+    };
+    assert_eq!(unavailable.provider, "container");
+    assert!(unavailable.reason.contains("docker daemon"), "{error}");
+}
