@@ -28,6 +28,15 @@ schema:
 sim KUBECONFIG="relapse-sim.kubeconfig":
     cargo run --quiet -- sim up --kubeconfig {{KUBECONFIG}}
 
+# The nightly matrix locally: the k3d trials for each k3s version and partition (needs docker + k3d).
+nightly VERSIONS="v1.33.1-k3s1 v1.32.5-k3s1 v1.29.15-k3s1":
+    for v in {{VERSIONS}}; do for p in 1 2; do RELAPSE_K3S_VERSION=$v cargo nextest run --profile ci --test scenarios --partition count:$p/2 --run-ignored all -E 'test(/^k3d::/)' || exit 1; done; done
+    cargo run --quiet -- gc
+
+# Lint the workflow files under ci/.
+lint-workflows:
+    bash ci/lint-workflows.sh
+
 # What CI runs.
 ci:
     bash .ci/run
