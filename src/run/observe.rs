@@ -82,7 +82,10 @@ pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observati
         Expectation::Absent(a) => absent(client, a).await,
         Expectation::Log(l) => log(client, l).await,
         Expectation::Event(ev) => event(client, ev).await,
-        Expectation::SqlError(_) => Ok(Observation::fails(vec!["sqlError expectations need the Postgres provider, which this runner does not drive yet".to_owned()])),
+        // Needs the scenario's Postgres tenant, which the phase runner holds and asks itself.
+        Expectation::SqlError(_) => Ok(Observation::fails(vec![
+            "sqlError expectations are evaluated against the scenario's Postgres tenant".to_owned(),
+        ])),
     }
 }
 

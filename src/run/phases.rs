@@ -14,6 +14,7 @@ use super::snapshot::{project, render};
 use super::snapshot_file::{Comparison, UpdateMode, compare, snapshot_name};
 use super::steps::{self, StepError};
 use crate::backend::{BackendError, Cluster};
+use crate::postgres::{Names, Tenant, TenantOptions};
 use crate::scenario::{Converge, Expectation, LoadedScenario, Scenario, Step};
 
 /// Creates a fresh cluster shaped like a scenario's `cluster:` section.
@@ -46,7 +47,7 @@ pub async fn run_scenario(
     loaded: &LoadedScenario,
     snapshots: &SnapshotSettings,
 ) -> ScenarioOutcome {
-    let mut phases = Vec::new();
+    let phases = Vec::new();
     let cluster = match provisioner.provision(&loaded.scenario).await {
         Ok(c) => c,
         Err(e) => {
@@ -63,11 +64,37 @@ pub async fn run_scenario(
         }
     };
     let backend = cluster.backend();
+    let tenant = match tenant_for(&loaded.scenario).await {
+        Ok(t) => t,
+        Err(reason) => {
+            return ScenarioOutcome {
+                id: loaded.id.clone(),
+                backend,
+                phases,
+                verdict: Verdict::Ignored(format!("postgres unavailable: {reason}")),
+            };
+        }
+    };
     let mut run = Run {
         cluster: cluster.as_ref(),
         loaded,
         namespaces: BTreeSet::new(),
+        tenant,
     };
+    let outcome = lifecycle(&mut run, provisioner, snapshots, phases).await;
+    teardown(run.tenant.take()).await;
+    outcome
+}
+
+/// The phases on the first cluster, then the counterfactual on a fresh one.
+async fn lifecycle<'a>(
+    run: &mut Run<'a>,
+    provisioner: &dyn Provisioner,
+    snapshots: &'a SnapshotSettings,
+    mut phases: Vec<PhaseRecord>,
+) -> ScenarioOutcome {
+    let loaded = run.loaded;
+    let backend = run.cluster.backend();
     let s = &loaded.scenario;
 
     // setup
@@ -114,7 +141,8 @@ pub async fn run_scenario(
     {
         return finish(loaded, backend, phases, f);
     }
-    drop(cluster);
+    // The counterfactual leases the same Postgres names: release them first.
+    teardown(run.tenant.take()).await;
     // counterfactual: a fresh cluster, setup and break again, no fix: it must not converge.
     if s.counterfactual.enabled {
         let started = Instant::now();
@@ -135,6 +163,31 @@ pub async fn run_scenario(
         backend,
         phases,
         verdict: Verdict::Passed,
+    }
+}
+
+/// The scenario's Postgres tenant: `Ok(None)` without a `postgres:` section, `Err(reason)` when
+/// no provider can serve it here (the trial is then ignored with that reason and remedy).
+async fn tenant_for(scenario: &Scenario) -> Result<Option<Tenant>, String> {
+    let Some(spec) = &scenario.postgres else {
+        return Ok(None);
+    };
+    let provider = crate::postgres::shared().map_err(|e| error_chain(&e))?;
+    let options = TenantOptions {
+        reserve: Names::of_scenario(scenario),
+        ..TenantOptions::default()
+    };
+    Tenant::create(provider, spec, &options)
+        .await
+        .map(Some)
+        .map_err(|e| error_chain(&e))
+}
+
+async fn teardown(tenant: Option<Tenant>) {
+    if let Some(t) = tenant
+        && let Err(e) = t.teardown().await
+    {
+        tracing::warn!("postgres teardown: {}", error_chain(&e));
     }
 }
 
@@ -161,10 +214,24 @@ async fn counterfactual(
             );
         }
     };
+    let tenant = match tenant_for(&loaded.scenario).await {
+        Ok(t) => t,
+        Err(reason) => {
+            let f = failure(
+                Phase::Counterfactual,
+                "postgres unavailable for the counterfactual run",
+                String::new(),
+                vec![reason],
+                Context::default(),
+            );
+            return (Duration::ZERO, Err(f));
+        }
+    };
     let mut run = Run {
         cluster: cluster.as_ref(),
         loaded,
         namespaces: BTreeSet::new(),
+        tenant,
     };
     let s = &loaded.scenario;
     let result = async {
@@ -252,6 +319,8 @@ struct Run<'a> {
     cluster: &'a dyn Cluster,
     loaded: &'a LoadedScenario,
     namespaces: BTreeSet<String>,
+    /// The scenario's roles and databases on the shared Postgres server, when it declares any.
+    tenant: Option<Tenant>,
 }
 
 impl Run<'_> {
@@ -351,10 +420,10 @@ impl Run<'_> {
                     .await
                     .map_err(err)
             }
-            Step::Sql(_) => Err(vec![
-                "sql steps need the Postgres provider, which this runner does not drive yet"
-                    .to_owned(),
-            ]),
+            Step::Sql(sql) => match &self.tenant {
+                Some(t) => t.run_step(sql).await.map_err(|e| vec![error_chain(&e)]),
+                None => Err(vec!["sql step without a postgres: section".to_owned()]),
+            },
             Step::Expect(e) => {
                 let deadline = self.cluster.now() + e.within().map_or(DEFAULT_WAIT, |d| d.as_std());
                 self.wait_for(e, deadline).await.map_err(|o| o.mismatches)
@@ -372,17 +441,35 @@ impl Run<'_> {
         }
     }
 
+    /// Evaluates one expectation now; SQL checks go to the scenario's Postgres tenant.
+    async fn observe(&self, client: &kube::Client, e: &Expectation) -> Observation {
+        let fails = |m: String| Observation {
+            holds: false,
+            mismatches: vec![m],
+        };
+        match (e, &self.tenant) {
+            (Expectation::SqlError(check), Some(t)) => match t.check(check).await {
+                Ok(Ok(_)) => Observation {
+                    holds: true,
+                    mismatches: Vec::new(),
+                },
+                Ok(Err(mismatch)) => fails(mismatch.to_string()),
+                Err(err) => fails(error_chain(&err)),
+            },
+            (Expectation::SqlError(_), None) => {
+                fails("sqlError expectation without a postgres: section".to_owned())
+            }
+            _ => observe(client, e)
+                .await
+                .unwrap_or_else(|err| fails(error_chain(&err))),
+        }
+    }
+
     /// Waits until `e` holds or the deadline passes; returns the last observation on failure.
     async fn wait_for(&self, e: &Expectation, deadline: Duration) -> Result<(), Observation> {
         let client = self.cluster.client();
         loop {
-            let obs = match observe(&client, e).await {
-                Ok(o) => o,
-                Err(err) => Observation {
-                    holds: false,
-                    mismatches: vec![error_chain(&err)],
-                },
-            };
+            let obs = self.observe(&client, e).await;
             if obs.holds {
                 return Ok(());
             }
@@ -429,10 +516,7 @@ impl Run<'_> {
         loop {
             let mut failing = None;
             for (i, e) in spec.expect.iter().enumerate() {
-                let obs = observe(&client, e).await.unwrap_or_else(|err| Observation {
-                    holds: false,
-                    mismatches: vec![error_chain(&err)],
-                });
+                let obs = self.observe(&client, e).await;
                 if !obs.holds {
                     failing = Some((i, obs));
                     break;
@@ -482,10 +566,7 @@ impl Run<'_> {
                 }
             }
             for (i, e) in spec.expect.iter().enumerate() {
-                let obs = observe(&client, e).await.unwrap_or_else(|err| Observation {
-                    holds: false,
-                    mismatches: vec![error_chain(&err)],
-                });
+                let obs = self.observe(&client, e).await;
                 if !obs.holds {
                     changes.push(format!(
                         "converge.expect[{i}] ({}) stopped holding: {}",
