@@ -603,3 +603,6 @@ fn ensure_owned(store: &Store, desired: &Value) {
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

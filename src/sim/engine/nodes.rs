@@ -291,12 +291,17 @@ impl Nodes {
             });
             tracked.fingerprint = fingerprint;
             let mut finished = false;
+            let mut current = pod.get("status").cloned();
             for s in syncs {
                 logged |= write_logs(store, tracked, &s);
                 for ev in &s.events {
                     recorder.record(store, &incoming(ev));
                 }
-                write_status(store, pod, &s.status);
+                // Unchanged statuses are not written: most syncs only check timers.
+                if current.as_ref() != Some(&s.status) {
+                    write_status(store, pod, &s.status);
+                    current = Some(s.status.clone());
+                }
                 tracked.wake_at = s.wake_at;
                 finished = s.finished;
             }
@@ -524,11 +529,9 @@ fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
             store.logs().restart(&key);
             *attempt += 1;
         }
-        store.logs().append(
-            &key,
-            line.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_string(),
-            line.text.clone(),
-        );
+        store
+            .logs()
+            .append(&key, rfc3339_nano(line.at), line.text.clone());
     }
     // A run that has not written yet still starts a new log.
     for status in sync
@@ -562,4 +565,23 @@ fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
         }
     }
     !sync.logs.is_empty()
+}
+
+/// A log line's time as the kubelet returns it with `timestamps=true`: Go's `RFC3339Nano`
+/// (trailing zeros of the fraction dropped, and the dot with them).
+fn rfc3339_nano(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_times_are_rfc3339_nano() {
+        let t: Timestamp = "2025-01-01T00:00:01.500Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2025-01-01T00:00:01.5Z");
+        let t: Timestamp = "2025-01-01T00:00:01Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2025-01-01T00:00:01Z");
+    }
 }
