@@ -4,6 +4,7 @@
 //! which backends can run on this machine and says why not when one cannot.
 
 pub mod k3d;
+pub mod sim;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

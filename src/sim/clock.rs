@@ -50,6 +50,16 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    /// Moves the clock to `at` (forwards or backwards).
+    pub fn set(&self, at: Timestamp) {
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self

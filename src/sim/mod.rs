@@ -12,12 +12,14 @@
 //! - [`kubelet`]: the node agent: image pulls, container states, crash back-off, probes.
 //! - [`behaviour`]: stand-in programs that images run, and declarative operators.
 //! - [`controllers`]: Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, endpoints, volumes.
+//! - [`engine`]: the control loop that runs all of the above on simulated time.
 
 pub mod api;
 pub mod behaviour;
 pub mod clock;
 mod cluster;
 pub mod controllers;
+pub mod engine;
 pub mod kubelet;
 pub mod patch;
 pub mod resources;

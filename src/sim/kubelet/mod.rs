@@ -120,6 +120,22 @@ impl Kubelet {
         }
     }
 
+    /// The objects the operator programs running on this node want to exist now, pod by pod
+    /// (in uid order) and container by container. Unlike [`PodSync::owned_objects`] this needs
+    /// no sync, so a caller can re-evaluate operators whenever the cluster changes.
+    #[must_use]
+    pub fn desired_objects(&self, view: &dyn ClusterView) -> Vec<Value> {
+        let mut out = Vec::new();
+        for rt in self.pods.values().filter(|rt| !rt.terminating) {
+            for c in &rt.containers {
+                if let Some(run) = c.running() {
+                    out.extend(run.program.desired_objects(view));
+                }
+            }
+        }
+        out
+    }
+
     /// Forgets a pod that is gone from the API.
     pub fn forget(&mut self, pod_uid: &str) {
         self.pods.remove(pod_uid);

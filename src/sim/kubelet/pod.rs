@@ -16,7 +16,7 @@ use super::gofmt::go_duration;
 use super::image::{self, FAILED_PULL, ImageRef, PullOutcome, PullPolicy, hex_digest};
 use super::probe::{ProbeKind, ProbeSpec, ProbeState};
 use super::status;
-use crate::scenario::ImageBehaviour;
+use crate::scenario::{ExitAfter, ImageBehaviour};
 use crate::sim::behaviour::time::{after, earliest};
 use crate::sim::behaviour::{
     ClusterView, ContainerContext, PostgresOutcome, PostgresRequest, Program,
@@ -995,8 +995,19 @@ impl PodRuntime {
                     .collect()
             })
             .unwrap_or_default();
+        // An init container whose image declares no behaviour does its job and exits 0 at
+        // once (as kwok completes init containers); running for ever would hold the pod in
+        // Init for good.
+        let completes =
+            (c.init && !c.sidecar && ctx.behaviour(&c.image()).is_none()).then(|| ImageBehaviour {
+                exit_after: Some(ExitAfter {
+                    duration: crate::scenario::Duration::from_secs(0),
+                    code: 0,
+                }),
+                ..ImageBehaviour::default()
+            });
         let program = Program::start(
-            ctx.behaviour(&c.image()),
+            completes.as_ref().or_else(|| ctx.behaviour(&c.image())),
             ContainerContext {
                 namespace: str_at(pod, "/metadata/namespace").to_owned(),
                 pod_name: str_at(pod, "/metadata/name").to_owned(),

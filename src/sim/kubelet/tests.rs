@@ -451,13 +451,22 @@ fn failing(log: &str, exit_code: Option<i32>) -> Requirement {
 
 #[test]
 fn failing_init_container_crash_loops_and_blocks_the_pod() {
-    let images = BTreeMap::from([(
-        "migrate:1".to_owned(),
-        ImageBehaviour {
-            requires: vec![failing("widgets missing", Some(1))],
-            ..ImageBehaviour::default()
-        },
-    )]);
+    let images = BTreeMap::from([
+        (
+            "migrate:1".to_owned(),
+            ImageBehaviour {
+                requires: vec![failing("widgets missing", Some(1))],
+                ..ImageBehaviour::default()
+            },
+        ),
+        (
+            "busybox:1.36".to_owned(),
+            ImageBehaviour {
+                requires: vec![failing("waiting for widgets", None)],
+                ..ImageBehaviour::default()
+            },
+        ),
+    ]);
     let spec = json!({"initContainers": [
             {"name": "wait", "image": "busybox:1.36"},
             {"name": "migrate", "image": "migrate:1"}],
@@ -465,8 +474,8 @@ fn failing_init_container_crash_loops_and_blocks_the_pod() {
     let mut r = Run::new(pod(spec), images, StaticView::default());
     r.until(after(t0(), Duration::from_secs(120)));
     let init = &r.status()["initContainerStatuses"];
-    // `wait` never exits (an unknown image runs for ever), so `migrate` never starts: the
-    // printer shows Init:0/2.
+    // `wait` keeps waiting and never exits, so `migrate` never starts: the printer shows
+    // Init:0/2.
     assert!(init[0]["state"]["running"].is_object());
     assert_eq!(init[1]["state"]["waiting"]["reason"], "PodInitializing");
     assert_eq!(
@@ -787,4 +796,17 @@ fn sidecar_init_containers_keep_running_beside_the_app() {
     assert_eq!(r.status()["phase"], "Running");
     assert_eq!(r.condition("Initialized")["status"], "True");
     assert_eq!(r.condition("Ready")["status"], "True");
+}
+
+#[test]
+fn init_container_of_an_unknown_image_completes() {
+    let spec = json!({"initContainers": [{"name": "chown", "image": "busybox:1.31.1"}],
+        "containers": [{"name": "app", "image": "app:1"}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(60)));
+    let init = &r.status()["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init["state"]["terminated"]["exitCode"], 0);
+    assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(r.status()["phase"], "Running");
 }

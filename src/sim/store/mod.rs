@@ -16,7 +16,8 @@ pub mod validation;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
@@ -42,6 +43,9 @@ pub struct StoreConfig {
     /// Whether deleting a pod bound to a node waits for a kubelet to finish it (graceful
     /// deletion). Off until a simulated kubelet runs, so that deletes complete.
     pub graceful_pod_deletion: bool,
+    /// Seed of the generator of uids and `generateName` suffixes; `None` draws them from the
+    /// operating system's entropy. A seed makes a run's names reproducible.
+    pub seed: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +53,7 @@ impl Default for StoreConfig {
         Self {
             watch_history: 50_000,
             graceful_pod_deletion: false,
+            seed: None,
         }
     }
 }
@@ -202,6 +207,8 @@ struct Inner {
     pending: Vec<Arc<WatchEvent>>,
     /// Garbage-collection work queued by deletes.
     tasks: Vec<Task>,
+    /// Source of uids and generated name suffixes.
+    rng: StdRng,
 }
 
 /// The object store. Cheap to share behind an `Arc`.
@@ -234,6 +241,9 @@ impl Store {
                 next_node_port: 30000,
                 pending: Vec::new(),
                 tasks: Vec::new(),
+                rng: config
+                    .seed
+                    .map_or_else(|| StdRng::from_rng(&mut rand::rng()), StdRng::seed_from_u64),
             }),
             clock,
             events,
@@ -687,8 +697,8 @@ pub fn unbase64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn new_uid() -> String {
-    let mut b: [u8; 16] = rand::rng().random();
+fn new_uid(rng: &mut StdRng) -> String {
+    let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -703,9 +713,8 @@ fn new_uid() -> String {
 }
 
 /// Five characters of `names.SimpleNameGenerator` (k8s.io/apiserver/pkg/storage/names).
-fn random_suffix() -> String {
+fn random_suffix(rng: &mut StdRng) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
     (0..5)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
@@ -860,9 +869,9 @@ impl Inner {
         if m["name"].as_str().unwrap_or_default().is_empty()
             && let Some(prefix) = m["generateName"].as_str().filter(|p| !p.is_empty())
         {
-            let mut candidate = format!("{prefix}{}", random_suffix());
+            let mut candidate = format!("{prefix}{}", random_suffix(&mut self.rng));
             while self.get(res, &ns, &candidate).is_some() {
-                candidate = format!("{prefix}{}", random_suffix());
+                candidate = format!("{prefix}{}", random_suffix(&mut self.rng));
             }
             m["name"] = json!(candidate);
         }
@@ -911,7 +920,7 @@ impl Inner {
         if self.get(res, &ns, &name).is_some() {
             return Err(ApiError::already_exists(res, &name));
         }
-        let uid = new_uid();
+        let uid = new_uid(&mut self.rng);
         {
             let m = defaults::child(&mut obj, "metadata");
             m["uid"] = json!(uid);
@@ -1205,7 +1214,15 @@ impl Inner {
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
-        if new["metadata"]["deletionTimestamp"].is_string() && finalizers(&new).is_empty() {
+        // An object still in its grace period is not removed by an update
+        // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
+        let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|g| g > 0);
+        if new["metadata"]["deletionTimestamp"].is_string()
+            && finalizers(&new).is_empty()
+            && !in_grace
+        {
             self.remove(res, &key, now);
             self.run_gc(now);
         }
@@ -1256,6 +1273,17 @@ impl Inner {
         }
         let key = (ns.to_string(), name.to_string());
         if current["metadata"]["deletionTimestamp"].is_string() {
+            // A pod in its grace period is removed by a second delete with a zero grace period
+            // once nothing else holds it (the kubelet's final delete; `BeforeDelete` in
+            // k8s.io/apiserver/pkg/registry/rest/delete.go shortens the grace period).
+            let in_grace = current["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_some_and(|g| g > 0);
+            if in_grace && opts.grace_period == Some(0) && finalizers(&current).is_empty() {
+                let gone = self.remove(res, &key, now);
+                self.run_gc(now);
+                return Ok(Deleted::Gone(gone));
+            }
             return Ok(Deleted::Pending(current));
         }
         let is_namespace = res.group.is_empty() && res.kind == "Namespace";
@@ -1514,7 +1542,15 @@ impl Inner {
             .or_default()
             .insert(key.clone(), new.clone());
         self.emit(res, EventType::Modified, &new, Some(&old));
-        if new["metadata"]["deletionTimestamp"].is_string() && finalizers(&new).is_empty() {
+        // An object still in its grace period is not removed by an update
+        // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
+        let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|g| g > 0);
+        if new["metadata"]["deletionTimestamp"].is_string()
+            && finalizers(&new).is_empty()
+            && !in_grace
+        {
             self.remove(res, key, now);
         }
     }

@@ -1,0 +1,587 @@
+//! The scheduler and the node agents, driven against the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::recorder::{EventRecorder, Incoming, Involved};
+use super::view::StoreView;
+use crate::scenario::ImageBehaviour;
+use crate::sim::behaviour::PostgresOutcome;
+use crate::sim::clock::format_time;
+use crate::sim::controllers::ClusterView as _;
+use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
+use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
+use crate::sim::scheduler::{self, Decision, Snapshot};
+use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
+
+/// How long an unschedulable pod waits before it is tried again although nothing changed
+/// (`podMaxInUnschedulablePodsDuration`, pkg/scheduler/scheduler.go: 5 minutes).
+const UNSCHEDULABLE_RETRY_SECS: i64 = 300;
+
+/// What a Postgres check gets while the simulated cluster has no server to check against.
+pub const NO_POSTGRES: &str = "the simulated cluster has no PostgreSQL server wired in yet; scenarios with `postgres:` cannot run their checks on the sim";
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A pod as the node agent last synced it.
+#[derive(Debug, Clone)]
+struct Tracked {
+    node: usize,
+    namespace: String,
+    name: String,
+    fingerprint: u64,
+    wake_at: Option<Timestamp>,
+    /// The run of each container whose log is being written (its restart count).
+    attempts: BTreeMap<String, u32>,
+}
+
+/// An unschedulable pod and the cluster it was last tried against.
+#[derive(Debug, Clone, Copy)]
+struct Unschedulable {
+    cluster: u64,
+    pod: u64,
+    at: Timestamp,
+}
+
+/// The scheduler's and the kubelets' memory between rounds.
+#[derive(Debug)]
+pub struct Nodes {
+    names: Vec<String>,
+    kubelets: Vec<Kubelet>,
+    tracked: BTreeMap<String, Tracked>,
+    /// Pods assumed on a node while their WaitForFirstConsumer claims are provisioned
+    /// (the volume binding plugin's PreBind), by uid.
+    binding: BTreeMap<String, (String, RecordedEvent)>,
+    unschedulable: BTreeMap<String, Unschedulable>,
+}
+
+fn hash_of(parts: &[&Value]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        p.to_string().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// What makes the node agent look at a pod again: anything but its status and bookkeeping.
+fn pod_fingerprint(pod: &Value) -> u64 {
+    let mut meta = pod.get("metadata").cloned().unwrap_or(Value::Null);
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    hash_of(&[&meta, pod.get("spec").unwrap_or(&Value::Null)])
+}
+
+fn event_type(t: EventType) -> &'static str {
+    match t {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+/// The recorder's form of a kubelet or scheduler event.
+#[must_use]
+pub fn incoming(ev: &RecordedEvent) -> Incoming {
+    let i = &ev.involved;
+    Incoming {
+        at: ev.at,
+        type_: event_type(ev.kind).to_owned(),
+        reason: ev.reason.clone(),
+        message: ev.message.clone(),
+        involved: Involved {
+            api_version: i.api_version.clone(),
+            kind: i.kind.clone(),
+            namespace: Some(i.namespace.clone()).filter(|n| !n.is_empty()),
+            name: i.name.clone(),
+            uid: Some(i.uid.clone()).filter(|u| !u.is_empty()),
+            field_path: i.field_path.clone(),
+        },
+        component: ev.component.clone(),
+        host: ev.host.clone(),
+    }
+}
+
+impl Nodes {
+    /// Node agents for the named nodes.
+    #[must_use]
+    pub fn new(agents: Vec<(String, Kubelet)>) -> Self {
+        let (names, kubelets) = agents.into_iter().unzip();
+        Self {
+            names,
+            kubelets,
+            tracked: BTreeMap::new(),
+            binding: BTreeMap::new(),
+            unschedulable: BTreeMap::new(),
+        }
+    }
+
+    /// The earliest instant after `now` at which a node agent or a waiting pod needs a look.
+    #[must_use]
+    pub fn next_wake(&self, now: Timestamp) -> Option<Timestamp> {
+        let kubelets = self.tracked.values().filter_map(|t| t.wake_at);
+        let retries = self
+            .unschedulable
+            .values()
+            .map(|u| crate::sim::controllers::meta::add_secs(u.at, UNSCHEDULABLE_RETRY_SECS));
+        kubelets.chain(retries).filter(|t| *t > now).min()
+    }
+
+    /// One scheduling pass over the pending pods.
+    pub fn schedule(
+        &mut self,
+        store: &Store,
+        view: &StoreView<'_>,
+        recorder: &mut EventRecorder,
+        now: Timestamp,
+    ) {
+        let mut pods = view.list("v1", "Pod", None);
+        let pending: Vec<Value> = pods
+            .iter()
+            .filter(|p| {
+                str_at(p, "/spec/nodeName").is_empty()
+                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && matches!(str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
+                    && !matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
+            })
+            .cloned()
+            .collect();
+        let live: BTreeSet<&str> = pods.iter().map(|p| str_at(p, "/metadata/uid")).collect();
+        self.binding.retain(|uid, _| live.contains(uid.as_str()));
+        self.unschedulable
+            .retain(|uid, _| live.contains(uid.as_str()));
+        if pending.is_empty() {
+            return;
+        }
+        let nodes = view.list("v1", "Node", None);
+        let mut pvcs = view.list("v1", "PersistentVolumeClaim", None);
+        let pvs = view.list("v1", "PersistentVolume", None);
+        let classes = view.list("storage.k8s.io/v1", "StorageClass", None);
+        for pod in pending {
+            let uid = str_at(&pod, "/metadata/uid").to_owned();
+            if let Some((node, event)) = self.binding.get(&uid).cloned() {
+                if unbound_delayed_claims(&pod, &pvcs, &classes).is_empty() {
+                    self.binding.remove(&uid);
+                    let event = RecordedEvent { at: now, ..event };
+                    bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                }
+                continue;
+            }
+            let cluster = hash_of(&[
+                &Value::Array(nodes.clone()),
+                &Value::Array(pvcs.clone()),
+                &Value::Array(pvs.clone()),
+                &Value::Array(
+                    pods.iter()
+                        .map(|p| {
+                            json!([
+                                str_at(p, "/metadata/uid"),
+                                str_at(p, "/spec/nodeName"),
+                                str_at(p, "/status/phase")
+                            ])
+                        })
+                        .collect(),
+                ),
+            ]);
+            let pod_fp = pod_fingerprint(&pod);
+            if let Some(u) = self.unschedulable.get(&uid)
+                && u.cluster == cluster
+                && u.pod == pod_fp
+                && now < crate::sim::controllers::meta::add_secs(u.at, UNSCHEDULABLE_RETRY_SECS)
+            {
+                continue;
+            }
+            let snapshot = Snapshot {
+                nodes: &nodes,
+                pods: &pods,
+                pvcs: &pvcs,
+                pvs: &pvs,
+                storage_classes: &classes,
+            };
+            match scheduler::schedule(&pod, &snapshot, now) {
+                Decision::Bind { node, event } => {
+                    self.unschedulable.remove(&uid);
+                    let delayed = unbound_delayed_claims(&pod, &pvcs, &classes);
+                    if delayed.is_empty() {
+                        bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                        continue;
+                    }
+                    // The volume binding plugin asks for the claims to be provisioned on the
+                    // chosen node, then waits for them to be bound before binding the pod.
+                    for claim in delayed {
+                        select_node(store, &pod, &claim, &node, &mut pvcs);
+                    }
+                    self.binding.insert(uid, (node, event));
+                }
+                Decision::Unschedulable {
+                    condition, event, ..
+                } => {
+                    set_condition(store, &pod, &condition);
+                    recorder.record(store, &incoming(&event));
+                    self.unschedulable.insert(
+                        uid,
+                        Unschedulable {
+                            cluster,
+                            pod: pod_fp,
+                            at: now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// One pass of every node agent over its pods; returns whether logs were written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &mut self,
+        store: &Store,
+        view: &StoreView<'_>,
+        images: &BTreeMap<String, ImageBehaviour>,
+        recorder: &mut EventRecorder,
+        now: Timestamp,
+    ) -> bool {
+        let pods = view.list("v1", "Pod", None);
+        let mut seen = BTreeSet::new();
+        let mut logged = false;
+        for pod in &pods {
+            let node_name = str_at(pod, "/spec/nodeName");
+            let Some(node) = self.names.iter().position(|n| n == node_name) else {
+                continue;
+            };
+            let uid = str_at(pod, "/metadata/uid").to_owned();
+            seen.insert(uid.clone());
+            let fingerprint = pod_fingerprint(pod);
+            let due = self.tracked.get(&uid).is_none_or(|t| {
+                t.fingerprint != fingerprint || t.wake_at.is_some_and(|w| w <= now)
+            });
+            if !due {
+                continue;
+            }
+            let kubelet = &mut self.kubelets[node];
+            let mut syncs = vec![kubelet.sync_pod(pod, images, view, now)];
+            // Postgres checks are answered at once, then the pod is synced again at the same
+            // instant; a bounded number of rounds guards against a program that keeps asking.
+            for _ in 0..8 {
+                let Some(last) = syncs.last() else { break };
+                if last.postgres.is_empty() {
+                    break;
+                }
+                let outcome = PostgresOutcome::Failed {
+                    sqlstate: None,
+                    message: NO_POSTGRES.to_owned(),
+                };
+                for p in last.postgres.clone() {
+                    kubelet.postgres_result(&uid, &p.container, &outcome);
+                }
+                syncs.push(kubelet.sync_pod(pod, images, view, now));
+            }
+            let tracked = self.tracked.entry(uid.clone()).or_insert_with(|| Tracked {
+                node,
+                namespace: str_at(pod, "/metadata/namespace").to_owned(),
+                name: str_at(pod, "/metadata/name").to_owned(),
+                fingerprint,
+                wake_at: None,
+                attempts: BTreeMap::new(),
+            });
+            tracked.fingerprint = fingerprint;
+            let mut finished = false;
+            let mut current = pod.get("status").cloned();
+            for s in syncs {
+                logged |= write_logs(store, tracked, &s);
+                for ev in &s.events {
+                    recorder.record(store, &incoming(ev));
+                }
+                // Unchanged statuses are not written: most syncs only check timers.
+                if current.as_ref() != Some(&s.status) {
+                    write_status(store, pod, &s.status);
+                    current = Some(s.status.clone());
+                }
+                tracked.wake_at = s.wake_at;
+                finished = s.finished;
+            }
+            if finished {
+                // The kubelet's final delete once every container has stopped
+                // (pkg/kubelet/status/status_manager.go, `canBeDeleted` then a zero grace period).
+                if let Some(res) = store.resource("", "v1", "pods") {
+                    let _ = store.delete(
+                        &res,
+                        Some(&tracked.namespace),
+                        &tracked.name,
+                        &DeleteOptions {
+                            grace_period: Some(0),
+                            uid: Some(uid.clone()),
+                            ..DeleteOptions::default()
+                        },
+                    );
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .tracked
+            .keys()
+            .filter(|uid| !seen.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(t) = self.tracked.remove(&uid) {
+                self.kubelets[t.node].forget(&uid);
+            }
+        }
+        logged
+    }
+
+    /// The objects the operators running on every node want to exist now.
+    #[must_use]
+    pub fn desired_objects(&self, view: &StoreView<'_>) -> Vec<Value> {
+        self.kubelets
+            .iter()
+            .flat_map(|k| k.desired_objects(view))
+            .collect()
+    }
+}
+
+/// Claims of the pod that are not bound yet and whose class waits for the first consumer.
+fn unbound_delayed_claims(pod: &Value, pvcs: &[Value], classes: &[Value]) -> Vec<String> {
+    let ns = str_at(pod, "/metadata/namespace");
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            v.pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+        })
+        .filter(|claim| {
+            pvcs.iter()
+                .find(|c| {
+                    str_at(c, "/metadata/namespace") == ns && str_at(c, "/metadata/name") == *claim
+                })
+                .is_some_and(|pvc| {
+                    let class = str_at(pvc, "/spec/storageClassName");
+                    str_at(pvc, "/spec/volumeName").is_empty()
+                        && classes.iter().any(|sc| {
+                            str_at(sc, "/metadata/name") == class
+                                && str_at(sc, "/volumeBindingMode") == "WaitForFirstConsumer"
+                        })
+                })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Sets `volume.kubernetes.io/selected-node` on a claim (volumebinding `AssumePodVolumes`
+/// and `BindPodVolumes`, pkg/scheduler/framework/plugins/volumebinding/binder.go).
+fn select_node(store: &Store, pod: &Value, claim: &str, node: &str, pvcs: &mut [Value]) {
+    let Some(res) = store.resource("", "v1", "persistentvolumeclaims") else {
+        return;
+    };
+    let ns = str_at(pod, "/metadata/namespace").to_owned();
+    let written = store.modify(
+        &res,
+        Some(&ns),
+        claim,
+        Part::Main,
+        &WriteOptions::default(),
+        |current| {
+            let Some(c) = current else {
+                return Err(ApiError::not_found(&res, claim));
+            };
+            let mut c = c.clone();
+            c["metadata"]["annotations"][SELECTED_NODE_ANNOTATION] = json!(node);
+            Ok(c)
+        },
+    );
+    if let Ok((stored, _)) = written
+        && let Some(slot) = pvcs.iter_mut().find(|c| {
+            str_at(c, "/metadata/namespace") == ns && str_at(c, "/metadata/name") == claim
+        })
+    {
+        *slot = stored;
+    }
+}
+
+/// Binds a pod: `spec.nodeName` and `PodScheduled=True`, as the binding subresource does
+/// (pkg/registry/core/pod/storage/storage.go `setPodNodeAndMetadata`), then the `Scheduled`
+/// event.
+fn bind(
+    store: &Store,
+    pod: &Value,
+    node: &str,
+    event: &RecordedEvent,
+    recorder: &mut EventRecorder,
+    now: Timestamp,
+    pods: &mut [Value],
+) {
+    let Some(res) = store.resource("", "v1", "pods") else {
+        return;
+    };
+    let ns = str_at(pod, "/metadata/namespace").to_owned();
+    let name = str_at(pod, "/metadata/name").to_owned();
+    let uid = str_at(pod, "/metadata/uid").to_owned();
+    let bound = store.modify(
+        &res,
+        Some(&ns),
+        &name,
+        Part::Main,
+        &WriteOptions::default(),
+        |current| match current {
+            Some(p) if str_at(p, "/metadata/uid") == uid => {
+                let mut p = p.clone();
+                p["spec"]["nodeName"] = json!(node);
+                Ok(p)
+            }
+            _ => Err(ApiError::not_found(&res, &name)),
+        },
+    );
+    let Ok((stored, _)) = bound else { return };
+    let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                           "lastTransitionTime": format_time(now)});
+    set_condition(store, &stored, &condition);
+    if let Some(slot) = pods.iter_mut().find(|p| str_at(p, "/metadata/uid") == uid) {
+        *slot = stored;
+    }
+    recorder.record(store, &incoming(event));
+}
+
+/// Puts a condition into a pod's status, keeping the transition time when the status is the same.
+fn set_condition(store: &Store, pod: &Value, condition: &Value) {
+    let Some(res) = store.resource("", "v1", "pods") else {
+        return;
+    };
+    let ns = str_at(pod, "/metadata/namespace");
+    let name = str_at(pod, "/metadata/name");
+    let _ = store.modify(
+        &res,
+        Some(ns),
+        name,
+        Part::Status,
+        &WriteOptions::default(),
+        |current| {
+            let Some(p) = current else {
+                return Err(ApiError::not_found(&res, name));
+            };
+            let mut p = p.clone();
+            let mut conditions: Vec<Value> = p
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut next = condition.clone();
+            match conditions
+                .iter_mut()
+                .find(|c| c["type"] == condition["type"])
+            {
+                Some(c) => {
+                    if c["status"] == condition["status"] {
+                        next["lastTransitionTime"] = c["lastTransitionTime"].clone();
+                    }
+                    *c = next;
+                }
+                None => conditions.push(next),
+            }
+            p["status"]["conditions"] = Value::Array(conditions);
+            Ok(p)
+        },
+    );
+}
+
+/// Writes the status the node agent computed.
+fn write_status(store: &Store, pod: &Value, status: &Value) {
+    if status.is_null() {
+        return;
+    }
+    let Some(res) = store.resource("", "v1", "pods") else {
+        return;
+    };
+    let ns = str_at(pod, "/metadata/namespace");
+    let name = str_at(pod, "/metadata/name");
+    let uid = str_at(pod, "/metadata/uid");
+    let _ = store.modify(
+        &res,
+        Some(ns),
+        name,
+        Part::Status,
+        &WriteOptions::default(),
+        |current| match current {
+            Some(p) if str_at(p, "/metadata/uid") == uid => {
+                let mut p = p.clone();
+                p["status"] = status.clone();
+                Ok(p)
+            }
+            _ => Err(ApiError::not_found(&res, name)),
+        },
+    );
+}
+
+/// Appends what the containers wrote; a line from a newer run of a container first moves the
+/// current log to `previous`. Returns whether anything was written.
+fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
+    for line in &sync.logs {
+        let key = ContainerKey::new(&tracked.namespace, &tracked.name, &line.container);
+        let attempt = tracked.attempts.entry(line.container.clone()).or_insert(0);
+        while *attempt < line.attempt {
+            store.logs().restart(&key);
+            *attempt += 1;
+        }
+        store
+            .logs()
+            .append(&key, rfc3339_nano(line.at), line.text.clone());
+    }
+    // A run that has not written yet still starts a new log.
+    for status in sync
+        .status
+        .pointer("/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            sync.status
+                .pointer("/initContainerStatuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+    {
+        let name = str_at(status, "/name");
+        let restarts = status
+            .get("restartCount")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let running = status.pointer("/state/running").is_some();
+        let attempt = tracked.attempts.entry(name.to_owned()).or_insert(0);
+        if running && *attempt < restarts {
+            let key = ContainerKey::new(&tracked.namespace, &tracked.name, name);
+            while *attempt < restarts {
+                store.logs().restart(&key);
+                *attempt += 1;
+            }
+        }
+    }
+    !sync.logs.is_empty()
+}
+
+/// A log line's time as the kubelet returns it with `timestamps=true`: Go's `RFC3339Nano`
+/// (trailing zeros of the fraction dropped, and the dot with them).
+fn rfc3339_nano(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_times_are_rfc3339_nano() {
+        let t: Timestamp = "2025-01-01T00:00:01.500Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2025-01-01T00:00:01.5Z");
+        let t: Timestamp = "2025-01-01T00:00:01Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2025-01-01T00:00:01Z");
+    }
+}

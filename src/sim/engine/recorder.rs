@@ -1,0 +1,415 @@
+//! Events as the components' event recorders write them to the API server.
+//!
+//! Two recorders exist in a real cluster and both are imitated:
+//!
+//! - the legacy core/v1 recorder (client-go `tools/record`), used by the kubelet and the
+//!   controller manager: `source`, `firstTimestamp`, `lastTimestamp`, `count`, and
+//!   `reportingComponent`/`reportingInstance` copied from the source (`generateEvent`,
+//!   `tools/record/event.go`). A repeat of an event with the same key (source, involved object,
+//!   type, reason and message: `getEventKey`, `tools/record/events_cache.go`) is not a new
+//!   object: the existing one gets `count + 1` and a new `lastTimestamp` (`eventObserve`).
+//! - the events.k8s.io recorder (client-go `tools/events`), used by the scheduler: `eventTime`,
+//!   `action`, `reportingController`/`reportingInstance` and no deprecated fields. A repeat with
+//!   the same type, action, reason, reporter and regarding object (`getKey`, whatever the
+//!   message) becomes a series (`recordToSink`, `tools/events/event_broadcaster.go`).
+//!
+//! Not imitated: the legacy recorder's spam filter and its aggregation of similar events with
+//! different messages, and the events.k8s.io recorder's deferral of series counts after the
+//! second to a 30-minute heartbeat (the count is written at every repeat here).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use crate::sim::clock::{format_micro_time, format_time};
+use crate::sim::store::{Part, Reason, Store, WriteOptions};
+
+/// The object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Involved {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// UID, when known.
+    pub uid: Option<String>,
+    /// `fieldPath` (a container of a pod: `spec.containers{app}`).
+    pub field_path: Option<String>,
+}
+
+impl Involved {
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("apiVersion".into(), json!(self.api_version));
+        m.insert("kind".into(), json!(self.kind));
+        if let Some(ns) = &self.namespace {
+            m.insert("namespace".into(), json!(ns));
+        }
+        m.insert("name".into(), json!(self.name));
+        if let Some(uid) = &self.uid {
+            m.insert("uid".into(), json!(uid));
+        }
+        if let Some(fp) = &self.field_path {
+            m.insert("fieldPath".into(), json!(fp));
+        }
+        Value::Object(m)
+    }
+
+    fn key(&self) -> String {
+        [
+            self.kind.as_str(),
+            self.namespace.as_deref().unwrap_or_default(),
+            self.name.as_str(),
+            self.field_path.as_deref().unwrap_or_default(),
+            self.uid.as_deref().unwrap_or_default(),
+            self.api_version.as_str(),
+        ]
+        .join("\u{0}")
+    }
+}
+
+/// One event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// When it happened.
+    pub at: Timestamp,
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+    /// What it is about.
+    pub involved: Involved,
+    /// The reporting component (`kubelet`, `deployment-controller`, `default-scheduler`).
+    pub component: String,
+    /// The node of a kubelet event.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Observed {
+    namespace: String,
+    name: String,
+    count: u64,
+}
+
+/// Writes events to the store and remembers what it wrote, as each component's recorder does.
+#[derive(Debug, Clone, Default)]
+pub struct EventRecorder {
+    legacy: BTreeMap<String, Observed>,
+    series: BTreeMap<String, Observed>,
+    /// `reportingInstance` of the scheduler: `default-scheduler-<hostname>` (`NewRecorder`,
+    /// `tools/events/event_broadcaster.go`).
+    scheduler_instance: String,
+}
+
+/// The events.k8s.io `action` of the scheduler's events (pkg/scheduler/schedule_one.go:
+/// `Eventf(pod, nil, v1.EventTypeNormal, "Scheduled", "Binding", ...)` and
+/// `Eventf(pod, nil, v1.EventTypeWarning, "FailedScheduling", "Scheduling", ...)`).
+fn scheduler_action(reason: &str) -> &'static str {
+    if reason == "Scheduled" {
+        "Binding"
+    } else {
+        "Scheduling"
+    }
+}
+
+impl EventRecorder {
+    /// A recorder whose scheduler runs on the host `scheduler_host`.
+    #[must_use]
+    pub fn new(scheduler_host: &str) -> Self {
+        Self {
+            scheduler_instance: format!("default-scheduler-{scheduler_host}"),
+            ..Self::default()
+        }
+    }
+
+    /// Records one event; returns whether the store changed. Events that cannot be written
+    /// (their namespace is gone or terminating) are dropped, as a recorder drops them.
+    pub fn record(&mut self, store: &Store, ev: &Incoming) -> bool {
+        if ev.component == "default-scheduler" {
+            self.record_series(store, ev)
+        } else {
+            self.record_legacy(store, ev)
+        }
+    }
+
+    fn record_legacy(&mut self, store: &Store, ev: &Incoming) -> bool {
+        let key = [
+            ev.component.as_str(),
+            ev.host.as_deref().unwrap_or_default(),
+            &ev.involved.key(),
+            ev.type_.as_str(),
+            ev.reason.as_str(),
+            ev.message.as_str(),
+        ]
+        .join("\u{0}");
+        let time = format_time(ev.at);
+        if let Some(seen) = self.legacy.get_mut(&key) {
+            seen.count += 1;
+            let count = seen.count;
+            let (ns, name) = (seen.namespace.clone(), seen.name.clone());
+            if update(store, &ns, &name, |e| {
+                e["count"] = json!(count);
+                e["lastTimestamp"] = json!(time);
+            }) {
+                return true;
+            }
+            // The event expired or was deleted: the recorder's patch fails and it creates the
+            // event anew, keeping its count.
+            self.legacy.remove(&key);
+        }
+        let mut source = Map::new();
+        source.insert("component".into(), json!(ev.component));
+        if let Some(h) = &ev.host {
+            source.insert("host".into(), json!(h));
+        }
+        let body = json!({
+            "involvedObject": ev.involved.to_json(),
+            "reason": ev.reason,
+            "message": ev.message,
+            "type": ev.type_,
+            "source": source,
+            "firstTimestamp": time,
+            "lastTimestamp": time,
+            "count": 1,
+            "eventTime": null,
+            "reportingComponent": ev.component,
+            "reportingInstance": ev.host.clone().unwrap_or_default(),
+        });
+        match create(store, ev, body) {
+            Some((namespace, name)) => {
+                self.legacy.insert(
+                    key,
+                    Observed {
+                        namespace,
+                        name,
+                        count: 1,
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn record_series(&mut self, store: &Store, ev: &Incoming) -> bool {
+        let action = scheduler_action(&ev.reason);
+        let key = [
+            ev.type_.as_str(),
+            action,
+            ev.reason.as_str(),
+            ev.component.as_str(),
+            self.scheduler_instance.as_str(),
+            &ev.involved.key(),
+        ]
+        .join("\u{0}");
+        let observed = format_micro_time(ev.at);
+        if let Some(seen) = self.series.get_mut(&key) {
+            seen.count += 1;
+            let count = seen.count;
+            let (ns, name) = (seen.namespace.clone(), seen.name.clone());
+            if update(store, &ns, &name, |e| {
+                e["series"] = json!({"count": count, "lastObservedTime": observed});
+            }) {
+                return true;
+            }
+            self.series.remove(&key);
+        }
+        let body = json!({
+            "involvedObject": ev.involved.to_json(),
+            "reason": ev.reason,
+            "message": ev.message,
+            "type": ev.type_,
+            "source": {},
+            "firstTimestamp": null,
+            "lastTimestamp": null,
+            "eventTime": observed,
+            "action": action,
+            "reportingComponent": ev.component,
+            "reportingInstance": self.scheduler_instance,
+        });
+        match create(store, ev, body) {
+            Some((namespace, name)) => {
+                self.series.insert(
+                    key,
+                    Observed {
+                        namespace,
+                        name,
+                        count: 1,
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Creates the event named `<involved>.<unix nanoseconds in hex>` (`GenerateEventName`,
+/// `tools/record/util/util.go`; the same format in `tools/events/recorder.go`) in the involved
+/// object's namespace, or `default` for cluster-scoped objects (`makeEvent`). Two events of one
+/// object at one simulated instant would share a name; the later one moves a nanosecond on.
+fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, String)> {
+    let res = store.resource("", "v1", "events")?;
+    let namespace = ev
+        .involved
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let mut nanos = ev.at.as_nanosecond();
+    for _ in 0..1000 {
+        let name = format!("{}.{nanos:x}", ev.involved.name);
+        body["metadata"] = json!({"name": name, "namespace": namespace});
+        match store.create(
+            &res,
+            Some(&namespace),
+            body.clone(),
+            &WriteOptions::default(),
+        ) {
+            Ok(_) => return Some((namespace, name)),
+            Err(e) if e.reason == Reason::AlreadyExists => nanos += 1,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Changes a stored event; false when it no longer exists.
+fn update(store: &Store, namespace: &str, name: &str, f: impl FnOnce(&mut Value)) -> bool {
+    let Some(res) = store.resource("", "v1", "events") else {
+        return false;
+    };
+    store
+        .modify(
+            &res,
+            Some(namespace),
+            name,
+            Part::Main,
+            &WriteOptions::default(),
+            |current| match current {
+                Some(e) => {
+                    let mut e = e.clone();
+                    f(&mut e);
+                    Ok(e)
+                }
+                None => Err(crate::sim::store::ApiError::not_found(&res, name)),
+            },
+        )
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sim::clock::ManualClock;
+    use crate::sim::store::{ListOptions, StoreConfig};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pod_event(at: Timestamp, component: &str, reason: &str, message: &str) -> Incoming {
+        Incoming {
+            at,
+            type_: "Warning".into(),
+            reason: reason.into(),
+            message: message.into(),
+            involved: Involved {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: Some("default".into()),
+                name: "app-1".into(),
+                uid: Some("u-1".into()),
+                field_path: Some("spec.containers{app}".into()),
+            },
+            component: component.into(),
+            host: (component == "kubelet").then(|| "node-1".to_owned()),
+        }
+    }
+
+    fn events(store: &Store) -> Vec<Value> {
+        let res = store.resource("", "v1", "events").unwrap();
+        store
+            .list(&res, None, &ListOptions::default())
+            .unwrap()
+            .items
+    }
+
+    #[test]
+    fn legacy_repeats_bump_the_count() {
+        let store = Store::new(
+            Arc::new(ManualClock::new(t("2025-01-01T00:00:00Z"))),
+            StoreConfig::default(),
+        );
+        let mut rec = EventRecorder::new("node-1");
+        let t0 = t("2025-01-01T00:00:01Z");
+        assert!(rec.record(&store, &pod_event(t0, "kubelet", "BackOff", "back-off")));
+        assert!(rec.record(
+            &store,
+            &pod_event(t("2025-01-01T00:00:11Z"), "kubelet", "BackOff", "back-off")
+        ));
+        assert!(rec.record(&store, &pod_event(t0, "kubelet", "BackOff", "other")));
+        let all = events(&store);
+        assert_eq!(all.len(), 2);
+        let e = &all[0];
+        assert_eq!(
+            e["metadata"]["name"],
+            format!("app-1.{:x}", t0.as_nanosecond())
+        );
+        assert_eq!(e["count"], 2);
+        assert_eq!(e["firstTimestamp"], "2025-01-01T00:00:01Z");
+        assert_eq!(e["lastTimestamp"], "2025-01-01T00:00:11Z");
+        assert_eq!(
+            e["source"],
+            json!({"component": "kubelet", "host": "node-1"})
+        );
+        assert_eq!(e["reportingComponent"], "kubelet");
+        assert_eq!(e["reportingInstance"], "node-1");
+        assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{app}");
+        // The second message at the same instant got the next nanosecond.
+        assert_eq!(
+            all[1]["metadata"]["name"],
+            format!("app-1.{:x}", t0.as_nanosecond() + 1)
+        );
+    }
+
+    #[test]
+    fn scheduler_repeats_form_a_series() {
+        let store = Store::new(
+            Arc::new(ManualClock::new(t("2025-01-01T00:00:00Z"))),
+            StoreConfig::default(),
+        );
+        let mut rec = EventRecorder::new("cp-1");
+        let ev = |s: &str, m: &str| pod_event(t(s), "default-scheduler", "FailedScheduling", m);
+        rec.record(
+            &store,
+            &ev("2025-01-01T00:00:01Z", "0/1 nodes are available"),
+        );
+        rec.record(
+            &store,
+            &ev("2025-01-01T00:01:01Z", "0/2 nodes are available"),
+        );
+        let all = events(&store);
+        assert_eq!(all.len(), 1);
+        let e = &all[0];
+        assert_eq!(e["action"], "Scheduling");
+        assert_eq!(e["reportingInstance"], "default-scheduler-cp-1");
+        assert_eq!(e["message"], "0/1 nodes are available");
+        assert_eq!(e["series"]["count"], 2);
+        assert_eq!(
+            e["series"]["lastObservedTime"],
+            "2025-01-01T00:01:01.000000Z"
+        );
+        assert!(e["firstTimestamp"].is_null() && e.get("count").is_none());
+    }
+}

@@ -1,0 +1,168 @@
+//! The engine driven directly through its store, on simulated time.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::sim::store::ListOptions;
+
+fn engine() -> SimEngine {
+    SimEngine::new(EngineConfig::new(Cluster::default(), BTreeMap::new()).unwrap()).unwrap()
+}
+
+fn list(e: &SimEngine, api_version: &str, kind: &str) -> Vec<Value> {
+    let store = e.store();
+    let res = store.resource_for_kind(api_version, kind).unwrap();
+    store
+        .list(&res, None, &ListOptions::default())
+        .unwrap()
+        .items
+}
+
+fn create(e: &SimEngine, obj: Value) {
+    let store = e.store();
+    let res = store
+        .resource_for_kind(
+            obj["apiVersion"].as_str().unwrap(),
+            obj["kind"].as_str().unwrap(),
+        )
+        .unwrap();
+    let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
+    store
+        .create(&res, ns.as_deref(), obj, &WriteOptions::default())
+        .unwrap();
+}
+
+fn at(e: &SimEngine, secs: i64) -> Timestamp {
+    controllers::meta::add_secs(e.start(), secs)
+}
+
+fn deployment(image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "web", "image": image}]}}}})
+}
+
+#[test]
+fn default_cluster_has_one_node_and_a_default_local_class() {
+    let e = engine();
+    let nodes = list(&e, "v1", "Node");
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["metadata"]["name"], "node-1");
+    assert_eq!(
+        nodes[0]["metadata"]["labels"]["kubernetes.io/arch"],
+        "amd64"
+    );
+    let classes = list(&e, "storage.k8s.io/v1", "StorageClass");
+    assert_eq!(classes.len(), 1);
+    assert_eq!(classes[0]["metadata"]["name"], "local-path");
+    assert_eq!(classes[0]["provisioner"], NODE_LOCAL_PROVISIONER);
+    assert_eq!(classes[0]["volumeBindingMode"], "WaitForFirstConsumer");
+    assert_eq!(
+        classes[0]["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION],
+        "true"
+    );
+    assert_eq!(e.now().to_string(), EPOCH);
+}
+
+#[test]
+fn a_rollout_replaces_pods_and_old_ones_go_away() {
+    let mut e = engine();
+    create(&e, deployment("nginx:1.27"));
+    e.run_until(at(&e, 60)).unwrap();
+    let pods = list(&e, "v1", "Pod");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter()
+            .all(|p| p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == "node-1")
+    );
+
+    // A new template: new pods come up, the old ones are deleted gracefully and removed once
+    // their containers stopped.
+    let store = e.store().clone();
+    let res = store.resource_for_kind("apps/v1", "Deployment").unwrap();
+    store
+        .modify(
+            &res,
+            Some("default"),
+            "web",
+            Part::Main,
+            &WriteOptions::default(),
+            |cur| {
+                let mut d = cur.unwrap().clone();
+                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+                Ok(d)
+            },
+        )
+        .unwrap();
+    e.run_until(at(&e, 180)).unwrap();
+    let pods = list(&e, "v1", "Pod");
+    assert_eq!(pods.len(), 2, "{pods:#?}");
+    assert!(pods.iter().all(|p| {
+        p["spec"]["containers"][0]["image"] == "nginx:1.28" && p["status"]["phase"] == "Running"
+    }));
+    let killing: Vec<Value> = list(&e, "v1", "Event")
+        .into_iter()
+        .filter(|ev| ev["reason"] == "Killing")
+        .collect();
+    assert_eq!(killing.len(), 2);
+    assert_eq!(killing[0]["message"], "Stopping container web");
+    let d = &list(&e, "apps/v1", "Deployment")[0];
+    assert_eq!(d["status"]["updatedReplicas"], 2);
+    assert_eq!(d["status"]["availableReplicas"], 2);
+}
+
+#[test]
+fn advance_stops_where_something_changes_and_never_passes_until() {
+    let mut e = engine();
+    create(&e, deployment("nginx:1.27"));
+    // The writes made before the call are reconciled at the current instant first.
+    e.advance(at(&e, 600)).unwrap();
+    assert_eq!(e.now(), e.start());
+    assert_eq!(list(&e, "v1", "Pod").len(), 2);
+    // Then time moves from wake-up to wake-up (image pulls take simulated seconds) ...
+    e.advance(at(&e, 600)).unwrap();
+    assert!(e.now() > e.start() && e.now() < at(&e, 600));
+    // ... and stops at `until` once nothing is left to happen.
+    e.run_until(at(&e, 600)).unwrap();
+    e.advance(at(&e, 900)).unwrap();
+    assert_eq!(e.now(), at(&e, 900));
+}
+
+#[test]
+fn a_cluster_that_keeps_changing_is_an_error() {
+    let mut config = EngineConfig::new(Cluster::default(), BTreeMap::new()).unwrap();
+    config.max_rounds = 1;
+    let mut e = SimEngine::new(config).unwrap();
+    create(&e, deployment("nginx:1.27"));
+    let err = e.settle().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "the simulated cluster did not settle at 2025-01-01T00:00:00Z after 1 rounds"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("deployment-controller"), "{text}");
+}
+
+#[test]
+fn duplicate_nodes_are_a_setup_error() {
+    let node = Node {
+        name: "a".into(),
+        ..default_node()
+    };
+    let cluster = Cluster {
+        nodes: vec![node.clone(), node],
+        ..Cluster::default()
+    };
+    let err = SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "failed to create Node a in the simulated cluster"
+    );
+}
