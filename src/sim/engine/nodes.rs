@@ -132,6 +132,14 @@ impl Nodes {
         kubelets.chain(retries).filter(|t| *t > now).min()
     }
 
+    /// Whether a retry of an unschedulable pod is due at `now`.
+    #[must_use]
+    pub fn retry_due(&self, now: Timestamp) -> bool {
+        self.unschedulable
+            .values()
+            .any(|u| crate::sim::controllers::meta::add_secs(u.at, UNSCHEDULABLE_RETRY_SECS) <= now)
+    }
+
     /// One scheduling pass over the pending pods.
     pub fn schedule(
         &mut self,
