@@ -3,6 +3,8 @@
 
 #![no_main]
 
+// Seeds are written by the replay test, so the encoder is unused here.
+#[allow(dead_code)]
 #[path = "../../tests/common/fuzz_request.rs"]
 mod fuzz_request;
 

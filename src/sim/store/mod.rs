@@ -1639,7 +1639,10 @@ impl Inner {
 
 /// Checks `apiVersion`/`kind` of a body against the resource it was sent to.
 fn check_type(res: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
-    if let Some(m) = obj.get("metadata").filter(|m| !m.is_object() && !m.is_null()) {
+    if let Some(m) = obj
+        .get("metadata")
+        .filter(|m| !m.is_object() && !m.is_null())
+    {
         // The typed decoder's error (encoding/json UnmarshalTypeError, as sigs.k8s.io/json
         // reports it) wrapped by k8s.io/apiserver/pkg/endpoints/handlers/rest.go
         // (transformDecodeError).
