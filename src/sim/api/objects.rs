@@ -315,8 +315,12 @@ impl Ctx<'_> {
                 };
                 let mut patched = apply_patch(&request).map_err(patch_error)?;
                 if current.is_none() && patched["metadata"]["name"].is_null() {
-                    crate::sim::store::defaults::child(&mut patched, "metadata")["name"] =
-                        json!(self.name());
+                    // A `metadata` that is not an object is left for validation to reject.
+                    if let Value::Object(meta) =
+                        crate::sim::store::defaults::child(&mut patched, "metadata")
+                    {
+                        meta.insert("name".to_string(), json!(self.name()));
+                    }
                 }
                 Ok(patched)
             },

@@ -1675,6 +1675,20 @@ impl Inner {
 
 /// Checks `apiVersion`/`kind` of a body against the resource it was sent to.
 fn check_type(res: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    if let Some(m) = obj
+        .get("metadata")
+        .filter(|m| !m.is_object() && !m.is_null())
+    {
+        // The typed decoder's error (encoding/json UnmarshalTypeError, as sigs.k8s.io/json
+        // reports it) wrapped by k8s.io/apiserver/pkg/endpoints/handlers/rest.go
+        // (transformDecodeError).
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {} cannot be handled as a {kind}: json: cannot unmarshal {} into Go struct field {kind}.metadata of type v1.ObjectMeta",
+            error::go_quote(&res.version),
+            go_json_type(m),
+            kind = res.kind,
+        )));
+    }
     if let Some(av) = obj["apiVersion"].as_str().filter(|s| !s.is_empty())
         && av != res.api_version()
     {
@@ -1695,6 +1709,18 @@ fn check_type(res: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// How encoding/json names the JSON type of a value in its errors.
+fn go_json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// Sets or replaces one condition in `status.conditions`.
