@@ -221,22 +221,65 @@ fn several_problems_are_all_reported() {
 }
 
 #[test]
-fn run_says_execution_is_not_built() {
+fn run_executes_the_shipped_scenarios_on_the_sim() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let junit = tempfile::NamedTempFile::new().expect("temp file");
+    let junit_path = junit.path().to_str().expect("utf-8 path").to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--filter", "temporal/", "--junit", &junit_path])
+        .current_dir(root)
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the relapse binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
+    assert!(stdout.contains("sim::temporal/temporal-namespace-missing  setup,break,fix,converge,snapshot,counterfactual  passed"), "{stdout}");
+    let xml = std::fs::read_to_string(junit.path()).expect("junit written");
+    assert!(
+        xml.contains(
+            r#"<testcase name="sim::temporal/temporal-namespace-missing" classname="sim""#
+        ),
+        "{xml}"
+    );
+}
+
+#[test]
+fn run_on_unbuilt_or_unavailable_backends_is_a_setup_error() {
     let dir = suite(&[
         ("scenarios/apps/crash.yaml", &scenario("crash")),
         ("scenarios/apps/manifests/app.yaml", MANIFEST),
     ]);
-    let out = relapse(dir.path(), &["run"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(err.contains("scenario execution is not built yet"), "{err}");
-    assert!(err.contains("1 scenario validated, 0 run"), "{err}");
     let out = relapse(dir.path(), &["run", "--backend", "kubeconfig"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("set RELAPSE_KUBECONFIG"),
         "{}",
         stderr(&out)
+    );
+    let out = relapse(dir.path(), &["run", "--filter", "nothing-matches"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no scenario matches the filter `nothing-matches`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_failing_scenario_exits_1_with_details() {
+    // The Deployment the scenario expects is never created: converge must fail, naming it.
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("FAILED sim::apps/crash in break: could not reproduce: symptom 1 did not appear within 2m"), "{err}");
+    assert!(
+        err.contains("break.symptoms[0]: object Pod demo/app=app"),
+        "{err}"
     );
 }
 

@@ -1,14 +1,19 @@
 //! One trial per scenario and backend, named `<backend>::<area>/<name>`, plus `validate::` trials.
 //!
-//! Backends that cannot run on this machine are reported as ignored with the reason. Until the
-//! runner is built, backend trials load and validate their scenario and are then reported as
-//! ignored with that fact: no trial reports a run that did not happen.
+//! Backends that cannot run on this machine are reported as ignored with the reason. Sim trials
+//! run the whole lifecycle on the simulated cluster; the k3d and kubeconfig trials load and
+//! validate their scenario and are reported as ignored until their runners are built: no trial
+//! reports a run that did not happen.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use relapse::backend::sim::SimBackend;
 use relapse::backend::{self, Availability, BackendKind};
+use relapse::run::outcome::Verdict;
+use relapse::run::phases::{SnapshotSettings, run_scenario};
+use relapse::run::snapshot_file::UpdateMode;
 use relapse::scenario::{self, LoadedScenario};
 
 fn main() -> ExitCode {
@@ -84,5 +89,27 @@ fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completi
     if let Availability::Unavailable(reason) = backend::availability(kind) {
         return Ok(Completion::ignored_with(reason));
     }
-    Ok(Completion::ignored_with(relapse::run::NOT_BUILT))
+    match kind {
+        BackendKind::Sim => run_on_sim(&loaded),
+        BackendKind::K3d | BackendKind::Kubeconfig => {
+            Ok(Completion::ignored_with(relapse::run::NOT_BUILT))
+        }
+    }
+}
+
+fn run_on_sim(loaded: &LoadedScenario) -> Result<Completion, Failed> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(format!("failed to start a runtime: {e}")))?;
+    let settings = SnapshotSettings {
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+        mode: UpdateMode::from_env(),
+    };
+    let outcome = runtime.block_on(run_scenario(&SimBackend::default(), loaded, &settings));
+    match &outcome.verdict {
+        Verdict::Passed => Ok(Completion::Completed),
+        Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+        Verdict::Failed(f) => Err(Failed::from(relapse::report::failure_details(&outcome, f))),
+    }
 }

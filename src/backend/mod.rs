@@ -181,6 +181,12 @@ pub trait Cluster: Send + Sync {
     /// Cluster time elapsed since the cluster was provisioned.
     fn now(&self) -> std::time::Duration;
 
+    /// The cluster's current date and time (what its API server stamps on objects); the wall
+    /// clock on real clusters, the simulated clock on the simulator.
+    fn timestamp(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+
     /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,
     /// whichever comes first. On the simulator this runs controllers to quiescence and jumps the
     /// clock to the next timer; on real clusters it waits for a watch event or the deadline.

@@ -100,6 +100,13 @@ impl Cluster for SimClusterHandle {
             .elapsed()
     }
 
+    fn timestamp(&self) -> jiff::Timestamp {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .now()
+    }
+
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);

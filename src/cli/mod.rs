@@ -13,7 +13,6 @@ pub mod exit {
     /// Everything that ran passed.
     pub const PASS: u8 = 0;
     /// A scenario failed (a symptom not reproduced, no convergence, snapshot mismatch, ...).
-    #[expect(dead_code, reason = "returned once scenarios are executed")]
     pub const SCENARIO_FAILED: u8 = 1;
     /// Invalid input or a setup error: bad scenario files, bad arguments, unavailable backend.
     pub const INVALID: u8 = 2;
@@ -61,6 +60,12 @@ enum Command {
         /// Only scenarios whose id (`area/name`) contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Also write the results as JUnit XML to this file (for CI dashboards).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Where the converged-state snapshots live.
+        #[arg(long, value_name = "DIR", default_value = "snapshots")]
+        snapshots: PathBuf,
     },
     /// Create a new scenario file from a commented template.
     New {
@@ -141,7 +146,15 @@ pub fn main() -> ExitCode {
             paths,
             backend,
             filter,
-        } => run(&default_paths(paths), backend.into(), filter.as_deref()),
+            junit,
+            snapshots,
+        } => run(
+            &default_paths(paths),
+            backend.into(),
+            filter.as_deref(),
+            junit.as_deref(),
+            &snapshots,
+        ),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
         Command::Sim {
@@ -270,7 +283,17 @@ fn validate(paths: &[PathBuf]) -> u8 {
     exit::PASS
 }
 
-fn run(paths: &[PathBuf], backend: BackendKind, filter: Option<&str>) -> u8 {
+fn run(
+    paths: &[PathBuf],
+    backend: BackendKind,
+    filter: Option<&str>,
+    junit: Option<&Path>,
+    snapshots: &Path,
+) -> u8 {
+    use relapse::run::outcome::Verdict;
+    use relapse::run::phases::{SnapshotSettings, run_scenario};
+    use relapse::run::snapshot_file::UpdateMode;
+
     let Some(scenarios) = load_all(paths) else {
         return exit::INVALID;
     };
@@ -289,16 +312,59 @@ fn run(paths: &[PathBuf], backend: BackendKind, filter: Option<&str>) -> u8 {
         eprintln!("error: backend {backend} cannot run here: {reason}");
         return exit::INVALID;
     }
-    for s in &selected {
-        eprintln!("{backend}::{}  not run", s.id);
+    if backend != BackendKind::Sim {
+        eprintln!("error: {}", relapse::run::NOT_BUILT);
+        return exit::INVALID;
     }
-    eprintln!("error: {}", relapse::run::NOT_BUILT);
-    eprintln!(
-        "{} scenario{} validated, 0 run",
-        selected.len(),
-        if selected.len() == 1 { "" } else { "s" }
-    );
-    exit::INVALID
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::INVALID;
+        }
+    };
+    let settings = SnapshotSettings {
+        dir: snapshots.to_path_buf(),
+        mode: UpdateMode::from_env(),
+    };
+    let provisioner = relapse::backend::sim::SimBackend::default();
+    let mut outcomes = Vec::new();
+    for s in &selected {
+        eprintln!("{backend}::{} ...", s.id);
+        let outcome = runtime.block_on(run_scenario(&provisioner, s, &settings));
+        match &outcome.verdict {
+            Verdict::Passed => eprintln!(
+                "{}  passed  {}",
+                outcome.trial_name(),
+                relapse::report::timeline(&outcome)
+            ),
+            Verdict::Ignored(reason) => eprintln!("{}  ignored: {reason}", outcome.trial_name()),
+            Verdict::Failed(f) => eprint!("{}", relapse::report::failure_details(&outcome, f)),
+        }
+        outcomes.push(outcome);
+    }
+    println!();
+    print!("{}", relapse::report::summary_table(&outcomes));
+    if let Some(path) = junit {
+        let written = relapse::report::junit_xml(&outcomes)
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: failed to write {}: {e}", path.display());
+            return exit::INVALID;
+        }
+    }
+    if outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::Failed(_)))
+    {
+        exit::SCENARIO_FAILED
+    } else {
+        exit::PASS
+    }
 }
 
 fn new(name: &str, area: &str, dir: &Path) -> u8 {

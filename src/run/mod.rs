@@ -1,10 +1,12 @@
 //! Running a scenario's phases: setup, break, fix, converge, snapshot and the counterfactual.
 //!
-//! Execution needs the simulated cluster's controllers and the runner, which are not part of this
-//! build yet. Until they are, callers say so plainly instead of reporting runs that did not happen.
+//! [`phases`] runs the lifecycle on any [`crate::backend::Cluster`]; [`steps`] and [`observe`]
+//! talk to the cluster through the kube client; [`matcher`] compares partial trees;
+//! [`snapshot`] and [`snapshot_file`] project and store the converged state; [`outcome`] is what a
+//! run produced.
 
-/// What the CLI and the test harness say about execution in this build.
-pub const NOT_BUILT: &str = "scenario execution is not built yet (the runner and the simulated cluster's controllers are still to come); the scenario was loaded and validated, not run";
+/// What the CLI and the test harness say for backends whose runner is not built yet.
+pub const NOT_BUILT: &str = "running scenarios on this backend is not built yet (only the sim backend runs them); the scenario was loaded and validated, not run";
 
 pub mod matcher;
 pub mod observe;

@@ -410,12 +410,8 @@ impl Run<'_> {
             Step::Patch(p) => steps::patch(&client, p).await.map_err(err),
             Step::Scale(s) => steps::scale(&client, s).await.map_err(err),
             Step::RolloutRestart(r) => {
-                let stamp = jiff::Timestamp::UNIX_EPOCH
-                    .checked_add(
-                        jiff::SignedDuration::try_from(self.cluster.now()).unwrap_or_default(),
-                    )
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
+                // kubectl stamps its own clock; the cluster's keeps the sim reproducible.
+                let stamp = self.cluster.timestamp().to_string();
                 steps::rollout_restart(&client, r, &stamp)
                     .await
                     .map_err(err)
