@@ -14,7 +14,10 @@ use relapse::run::phases::{SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
 
 fn main() {
-    let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (scenarios, errors) = match relapse::scenario::load_suite(&[root.join("scenarios")]) {
         Ok(r) => r,
@@ -29,16 +32,27 @@ fn main() {
         }
         std::process::exit(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("failed to start a runtime: {e}");
             std::process::exit(2);
         }
     };
-    let settings = SnapshotSettings { dir: root.join("snapshots"), mode: UpdateMode::No };
-    println!("{runs} runs per scenario (lifecycle + counterfactual + snapshot comparison), sim backend");
-    println!("{:42} {:>10} {:>10} {:>10} {:>12}  repeatable", "scenario", "min", "median", "max", "cluster time");
+    let settings = SnapshotSettings {
+        dir: root.join("snapshots"),
+        mode: UpdateMode::No,
+    };
+    println!(
+        "{runs} runs per scenario (lifecycle + counterfactual + snapshot comparison), sim backend"
+    );
+    println!(
+        "{:42} {:>10} {:>10} {:>10} {:>12}  repeatable",
+        "scenario", "min", "median", "max", "cluster time"
+    );
     let mut all_ok = true;
     for s in &scenarios {
         let mut walls = Vec::with_capacity(runs);
@@ -55,7 +69,9 @@ fn main() {
         walls.sort();
         // Same verdict (snapshot compared each time) and the same simulated phase timeline.
         let repeatable = verdicts.windows(2).all(|w| w[0] == w[1]);
-        let passed = verdicts.first().is_some_and(|v| v.0 == format!("{:?}", Verdict::Passed));
+        let passed = verdicts
+            .first()
+            .is_some_and(|v| v.0 == format!("{:?}", Verdict::Passed));
         all_ok &= repeatable && passed;
         println!(
             "{:42} {:>10} {:>10} {:>10} {:>12}  {}",
@@ -64,7 +80,13 @@ fn main() {
             relapse::report::human_duration(walls[walls.len() / 2]),
             relapse::report::human_duration(walls[walls.len() - 1]),
             relapse::report::human_duration(cluster),
-            if !passed { "FAILED" } else if repeatable { "yes" } else { "NO" }
+            if !passed {
+                "FAILED"
+            } else if repeatable {
+                "yes"
+            } else {
+                "NO"
+            }
         );
     }
     if !all_ok {

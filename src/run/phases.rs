@@ -554,11 +554,17 @@ impl Run<'_> {
             })?;
             let now = self.stability().await;
             let mut changes: Vec<String> = Vec::new();
+            // Instability is a regression: a restart, or a condition that was True and is not.
+            // Something still coming up (False → True) or a new object is not.
             for (k, v) in &now {
-                match baseline.get(k) {
-                    Some(old) if old != v => changes.push(format!("{k}: {old} → {v}")),
-                    None => changes.push(format!("{k}: (new) {v}")),
-                    _ => {}
+                let Some(old) = baseline.get(k) else { continue };
+                let regressed = if k.ends_with(" restarts") {
+                    v.parse::<i64>().unwrap_or(0) > old.parse::<i64>().unwrap_or(0)
+                } else {
+                    old == "True" && v != "True"
+                };
+                if regressed {
+                    changes.push(format!("{k}: {old} → {v}"));
                 }
             }
             for (i, e) in spec.expect.iter().enumerate() {

@@ -1,0 +1,139 @@
+//! The runner's verdicts on deliberately broken scenarios: a missing fix must fail converge,
+//! and a fix that is not what heals the cluster must fail the counterfactual.
+
+use std::path::Path;
+
+use relapse::backend::sim::SimBackend;
+use relapse::report::failure_details;
+use relapse::run::outcome::{Phase, ScenarioOutcome, Verdict};
+use relapse::run::phases::{SnapshotSettings, run_scenario};
+use relapse::run::snapshot_file::UpdateMode;
+use relapse::scenario::{self, LoadedScenario, Step};
+
+fn load(rel: &str) -> LoadedScenario {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    scenario::load(&root.join(rel), &root).unwrap_or_else(|e| panic!("{}", scenario::render(&e)))
+}
+
+fn run(loaded: &LoadedScenario) -> ScenarioOutcome {
+    let snapshots = tempfile::tempdir().expect("temp dir");
+    let settings = SnapshotSettings {
+        dir: snapshots.path().to_path_buf(),
+        mode: UpdateMode::No,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_scenario(&SimBackend::default(), loaded, &settings))
+}
+
+#[test]
+fn without_its_fix_a_scenario_fails_converge_naming_the_expectation() {
+    let mut loaded = load("temporal/temporal-namespace-missing.yaml");
+    loaded.scenario.fix = vec![Step::Sleep(scenario::Duration::from_secs(1))];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Converge, "{details}");
+    assert_eq!(f.summary, "did not converge within 10m", "{details}");
+    assert_eq!(
+        f.expectation, "converge.expect[0]: object Deployment ameide-local/workflows-runtime",
+        "{details}"
+    );
+    assert!(
+        f.mismatches
+            .iter()
+            .any(|m| m.contains(".status.readyReplicas")),
+        "{details}"
+    );
+    // The report carries the evidence: the crash-looping pod and its log line.
+    assert!(
+        details.contains("Temporal namespace is missing; create it or update configuration"),
+        "{details}"
+    );
+}
+
+#[test]
+fn a_fix_that_is_not_what_heals_fails_the_counterfactual() {
+    // The "fix" is a no-op and the symptom is mere existence: the cluster is healthy without it.
+    let mut loaded = load("temporal/temporal-namespace-missing.yaml");
+    loaded
+        .scenario
+        .setup
+        .push(Step::Apply(relapse::scenario::ApplyStep {
+            file: None,
+            inline: Some(serde_json::json!({
+                "apiVersion": "temporal.io/v1beta1", "kind": "TemporalNamespace",
+                "metadata": {"name": "ameide", "namespace": "ameide-local"},
+                "spec": {"clusterRef": {"name": "temporal"}}
+            })),
+            namespace: None,
+            server_side: true,
+            expect_error: None,
+        }));
+    loaded.scenario.break_.symptoms = vec![relapse::scenario::Expectation::Absent(
+        relapse::scenario::AbsentExpectation {
+            object: relapse::scenario::ObjectRef {
+                api_version: None,
+                kind: "Pod".into(),
+                name: "no-such-pod".into(),
+                namespace: Some("ameide-local".into()),
+            },
+            within: Some(scenario::Duration::from_secs(60)),
+        },
+    )];
+    loaded.scenario.fix = vec![Step::Sleep(scenario::Duration::from_secs(1))];
+    loaded.scenario.snapshot.enabled = false;
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Counterfactual, "{details}");
+    assert!(
+        f.summary
+            .starts_with("the cluster converged without the fix"),
+        "{details}"
+    );
+}
+
+#[test]
+fn a_symptom_that_never_appears_is_could_not_reproduce() {
+    let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
+    // Install the CRD during setup: the failure can no longer be reproduced.
+    let crd = loaded.scenario.fix[0].clone();
+    loaded.scenario.setup.insert(0, crd);
+    loaded.scenario.break_.steps.clear();
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Break, "{details}");
+    assert!(
+        f.summary
+            .starts_with("could not reproduce: symptom 1 did not appear within 2m"),
+        "{details}"
+    );
+}
+
+#[test]
+fn repeated_runs_give_the_same_verdict_and_timeline() {
+    let loaded = load("workloads/arm64-image-on-amd64.yaml");
+    let first = run(&loaded);
+    let second = run(&loaded);
+    let timeline = |o: &ScenarioOutcome| {
+        o.phases
+            .iter()
+            .map(|p| (p.phase, p.cluster_time))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(timeline(&first), timeline(&second));
+    assert_eq!(
+        format!("{:?}", first.verdict),
+        format!("{:?}", second.verdict)
+    );
+}
