@@ -356,3 +356,66 @@ fn gc_without_k3d_is_a_clear_error() {
         "error: the `k3d` CLI is not on PATH; install it from https://k3d.io\n"
     );
 }
+
+#[test]
+fn keep_serves_the_failed_cluster_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let kubectl = Path::new("/usr/bin/kubectl");
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--keep"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut kubeconfig = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            kubeconfig = Some(path.to_owned());
+            break;
+        }
+    }
+    let kubeconfig = kubeconfig.expect("relapse printed the kubeconfig of the kept cluster");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kubeconfig)
+            .expect("kubeconfig written")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    if kubectl.exists() {
+        let out = Command::new(kubectl)
+            .args(["get", "namespace", "demo", "-o", "name"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "namespace/demo",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Ctrl-C stops it, removes the kubeconfig and reports the failure.
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().expect("relapse exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        !Path::new(&kubeconfig).exists(),
+        "kubeconfig {kubeconfig} left behind"
+    );
+}

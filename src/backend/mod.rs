@@ -166,6 +166,14 @@ pub enum BackendError {
     },
 }
 
+/// A cluster kept for a person to inspect with kubectl (`relapse run --keep`).
+pub struct Inspection {
+    /// A kubeconfig reaching the cluster (it carries credentials: write it with mode 0600).
+    pub kubeconfig_yaml: String,
+    /// Keeps the cluster served while alive.
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
 /// A cluster a scenario runs on, whatever the backend.
 ///
 /// After provisioning, everything goes through [`Cluster::client`]; the runner cannot tell
@@ -185,6 +193,22 @@ pub trait Cluster: Send + Sync {
     /// clock on real clusters, the simulated clock on the simulator.
     fn timestamp(&self) -> jiff::Timestamp {
         jiff::Timestamp::now()
+    }
+
+    /// Serves the cluster for a person with kubectl and returns a kubeconfig for it.
+    ///
+    /// # Errors
+    /// Backends whose clusters are already reachable with their own kubeconfig say so.
+    fn serve_for_inspection(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Inspection, BackendError>> {
+        let backend = self.backend();
+        Box::pin(async move {
+            Err(BackendError::Unavailable {
+                backend,
+                reason: "keeping a failed cluster is only supported on the sim backend".to_owned(),
+            })
+        })
     }
 
     /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,

@@ -100,6 +100,38 @@ impl Cluster for SimClusterHandle {
             .elapsed()
     }
 
+    fn serve_for_inspection(&self) -> BoxFuture<'_, Result<super::Inspection, BackendError>> {
+        Box::pin(async move {
+            let api = self
+                .engine
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .cluster()
+                .api()
+                .clone();
+            let endpoint =
+                crate::sim::serve::serve_tls(api)
+                    .await
+                    .map_err(|e| BackendError::Lifecycle {
+                        action: "serve",
+                        backend: BackendKind::Sim,
+                        source: Box::new(e),
+                    })?;
+            let kubeconfig_yaml =
+                endpoint
+                    .kubeconfig_yaml()
+                    .map_err(|e| BackendError::Lifecycle {
+                        action: "serve",
+                        backend: BackendKind::Sim,
+                        source: Box::new(e),
+                    })?;
+            Ok(super::Inspection {
+                kubeconfig_yaml,
+                guard: Box::new(endpoint),
+            })
+        })
+    }
+
     fn timestamp(&self) -> jiff::Timestamp {
         self.engine
             .lock()

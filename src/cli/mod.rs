@@ -66,6 +66,10 @@ enum Command {
         /// Where the converged-state snapshots live.
         #[arg(long, value_name = "DIR", default_value = "snapshots")]
         snapshots: PathBuf,
+        /// When a scenario fails, keep its simulated cluster up (at the moment of failure),
+        /// write a kubeconfig for it and wait for Ctrl-C, so it can be inspected with kubectl.
+        #[arg(long)]
+        keep: bool,
     },
     /// Create a new scenario file from a commented template.
     New {
@@ -148,12 +152,14 @@ pub fn main() -> ExitCode {
             filter,
             junit,
             snapshots,
+            keep,
         } => run(
             &default_paths(paths),
             backend.into(),
             filter.as_deref(),
             junit.as_deref(),
             &snapshots,
+            keep,
         ),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
@@ -289,9 +295,10 @@ fn run(
     filter: Option<&str>,
     junit: Option<&Path>,
     snapshots: &Path,
+    keep: bool,
 ) -> u8 {
     use relapse::run::outcome::Verdict;
-    use relapse::run::phases::{SnapshotSettings, run_scenario};
+    use relapse::run::phases::{SnapshotSettings, run_scenario_keeping};
     use relapse::run::snapshot_file::UpdateMode;
 
     let Some(scenarios) = load_all(paths) else {
@@ -334,7 +341,8 @@ fn run(
     let mut outcomes = Vec::new();
     for s in &selected {
         eprintln!("{backend}::{} ...", s.id);
-        let outcome = runtime.block_on(run_scenario(&provisioner, s, &settings));
+        let (outcome, failed_cluster) =
+            runtime.block_on(run_scenario_keeping(&provisioner, s, &settings));
         match &outcome.verdict {
             Verdict::Passed => eprintln!(
                 "{}  passed  {}",
@@ -345,6 +353,11 @@ fn run(
             Verdict::Failed(f) => eprint!("{}", relapse::report::failure_details(&outcome, f)),
         }
         outcomes.push(outcome);
+        if let (true, Some(cluster)) = (keep, failed_cluster) {
+            let name = s.id.replace('/', "__");
+            runtime.block_on(keep_for_inspection(cluster.as_ref(), &name));
+            break;
+        }
     }
     println!();
     print!("{}", relapse::report::summary_table(&outcomes));
@@ -510,4 +523,41 @@ fn gc() -> u8 {
             exit::INVALID
         }
     }
+}
+
+/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig.
+async fn keep_for_inspection(cluster: &dyn relapse::backend::Cluster, name: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let inspection = match cluster.serve_for_inspection().await {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!(
+                "error: cannot keep the cluster: {:#}",
+                anyhow::Error::new(e)
+            );
+            return;
+        }
+    };
+    let path = std::env::temp_dir().join(format!("relapse-{name}.kubeconfig"));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(inspection.kubeconfig_yaml.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("error: failed to write {}: {e}", path.display());
+        return;
+    }
+    eprintln!();
+    eprintln!("kept the failed cluster as it was at the failure; inspect it with:");
+    eprintln!("  export KUBECONFIG={}", path.display());
+    eprintln!("  kubectl get pods -A");
+    eprintln!("press Ctrl-C to stop it");
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: failed to wait for Ctrl-C: {e}");
+    }
+    drop(inspection);
+    let _ = std::fs::remove_file(&path);
 }

@@ -47,11 +47,21 @@ pub async fn run_scenario(
     loaded: &LoadedScenario,
     snapshots: &SnapshotSettings,
 ) -> ScenarioOutcome {
+    run_scenario_keeping(provisioner, loaded, snapshots).await.0
+}
+
+/// Like [`run_scenario`], and when a phase of the first run failed, also returns that cluster
+/// as it was at the failure, for inspection.
+pub async fn run_scenario_keeping(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
     let phases = Vec::new();
     let cluster = match provisioner.provision(&loaded.scenario).await {
         Ok(c) => c,
         Err(e) => {
-            return failed(
+            let outcome = failed(
                 loaded,
                 provisioner_backend(None),
                 phases,
@@ -61,18 +71,20 @@ pub async fn run_scenario(
                 vec![error_chain(&e)],
                 Context::default(),
             );
+            return (outcome, None);
         }
     };
     let backend = cluster.backend();
     let tenant = match tenant_for(&loaded.scenario).await {
         Ok(t) => t,
         Err(reason) => {
-            return ScenarioOutcome {
+            let outcome = ScenarioOutcome {
                 id: loaded.id.clone(),
                 backend,
                 phases,
                 verdict: Verdict::Ignored(format!("postgres unavailable: {reason}")),
             };
+            return (outcome, None);
         }
     };
     let mut run = Run {
@@ -83,7 +95,10 @@ pub async fn run_scenario(
     };
     let outcome = lifecycle(&mut run, provisioner, snapshots, phases).await;
     teardown(run.tenant.take()).await;
-    outcome
+    drop(run);
+    let failed_here =
+        matches!(&outcome.verdict, Verdict::Failed(f) if f.phase != Phase::Counterfactual);
+    (outcome, failed_here.then_some(cluster))
 }
 
 /// The phases on the first cluster, then the counterfactual on a fresh one.
