@@ -137,3 +137,56 @@ fn repeated_runs_give_the_same_verdict_and_timeline() {
         format!("{:?}", second.verdict)
     );
 }
+
+#[test]
+fn secret_values_never_reach_snapshots_or_reports() {
+    const CANARY: &str = "canary-3f1e9c-do-not-leak";
+    let mut loaded = load("temporal/temporal-namespace-missing.yaml");
+    // After the namespace exists (setup[1] creates it).
+    loaded.scenario.setup.insert(
+        2,
+        Step::Apply(relapse::scenario::ApplyStep {
+            file: None,
+            inline: Some(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "temporal-credentials", "namespace": "ameide-local"},
+                "stringData": {"password": CANARY}
+            })),
+            namespace: None,
+            server_side: true,
+            expect_error: None,
+        }),
+    );
+    // A passing run writes its snapshot for review: the Secret is there, its value is not.
+    let snapshots = tempfile::tempdir().expect("temp dir");
+    let settings = SnapshotSettings {
+        dir: snapshots.path().to_path_buf(),
+        mode: UpdateMode::New,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = runtime.block_on(run_scenario(&SimBackend::default(), &loaded, &settings));
+    let pending = snapshots
+        .path()
+        .join("temporal__temporal-namespace-missing.snap.new");
+    let snapshot =
+        std::fs::read_to_string(&pending).unwrap_or_else(|e| panic!("{e}: {:?}", outcome.verdict));
+    assert!(
+        snapshot.contains("name: temporal-credentials")
+            && snapshot.contains("password: <redacted>"),
+        "{snapshot}"
+    );
+    assert!(!snapshot.contains(CANARY), "{snapshot}");
+    // A failing run's report and JUnit carry events, pods and logs, but not the value.
+    loaded.scenario.fix = vec![Step::Sleep(scenario::Duration::from_secs(1))];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure")
+    };
+    let details = failure_details(&outcome, f);
+    let junit = relapse::report::junit_xml(std::slice::from_ref(&outcome)).expect("junit");
+    assert!(details.contains("events:"), "{details}");
+    assert!(!details.contains(CANARY) && !junit.contains(CANARY));
+}
