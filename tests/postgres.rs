@@ -34,6 +34,7 @@ fn role(name: &str, createdb: bool) -> PgRole {
         login: true,
         createdb,
         password_secret: None,
+        create: true,
     }
 }
 
@@ -41,6 +42,7 @@ fn database(name: &str, owner: &str) -> PgDatabase {
     PgDatabase {
         name: name.to_owned(),
         owner: Some(owner.to_owned()),
+        create: true,
     }
 }
 

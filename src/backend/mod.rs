@@ -211,6 +211,15 @@ pub trait Cluster: Send + Sync {
         })
     }
 
+    /// Wires the cluster's programs to the scenario's Postgres server: on the simulator, a
+    /// stand-in program's Postgres requirement then really connects there as the user, with the
+    /// password, database and `sslmode` its container was configured with, while simulated time
+    /// stands still. Real clusters' programs reach the server themselves: the default does
+    /// nothing.
+    fn attach_postgres(&self, server: std::sync::Arc<crate::postgres::Server>) {
+        let _ = server;
+    }
+
     /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,
     /// whichever comes first. On the simulator this runs controllers to quiescence and jumps the
     /// clock to the next timer; on real clusters it waits for a watch event or the deadline.

@@ -6,10 +6,23 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{BackendError, BackendKind, Cluster};
+use crate::postgres::{Secret, Server, SqlError};
 use crate::run::phases::Provisioner;
 use crate::scenario::Scenario;
 use crate::sim::behaviour::time::after;
+use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
 use crate::sim::engine::{EngineConfig, EngineError, SimEngine};
+
+/// How many rounds of Postgres answers one [`Cluster::advance`] may take at one instant
+/// before the programs count as asking for ever.
+const MAX_POSTGRES_ROUNDS: usize = 1_000;
+
+/// Programs kept waiting on Postgres checks at one simulated instant.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "programs were still waiting on postgres checks at one instant after {0} rounds of answers"
+)]
+pub struct PostgresLoop(pub usize);
 
 /// Provisions simulated clusters shaped like each scenario's `cluster:` section, with its
 /// `images:` behaviours.
@@ -36,6 +49,7 @@ impl SimBackend {
         Ok(SimClusterHandle {
             client: engine.client(),
             engine: Arc::new(Mutex::new(engine)),
+            postgres: Arc::new(Mutex::new(None)),
         })
     }
 }
@@ -66,6 +80,8 @@ impl Provisioner for SimBackend {
 pub struct SimClusterHandle {
     engine: Arc<Mutex<SimEngine>>,
     client: kube::Client,
+    /// The server stand-in programs connect to, once attached.
+    postgres: Arc<Mutex<Option<Arc<Server>>>>,
 }
 
 impl std::fmt::Debug for SimClusterHandle {
@@ -139,11 +155,95 @@ impl Cluster for SimClusterHandle {
             .now()
     }
 
+    fn attach_postgres(&self, server: Arc<Server>) {
+        *self.postgres.lock().unwrap_or_else(PoisonError::into_inner) = Some(server);
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .defer_postgres();
+    }
+
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
-            let target = after(engine.start(), until);
-            engine.advance(target).map_err(|e| lifecycle("advance", e))
+            let server = self
+                .postgres
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for _ in 0..MAX_POSTGRES_ROUNDS {
+                // The engine stops, clock unmoved, at every Postgres check; the lock is not
+                // held while the real server answers.
+                let calls = {
+                    let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+                    let target = after(engine.start(), until);
+                    engine
+                        .advance(target)
+                        .map_err(|e| lifecycle("advance", e))?;
+                    engine.pending_postgres()
+                };
+                let Some(server) = server.as_deref().filter(|_| !calls.is_empty()) else {
+                    return Ok(());
+                };
+                for call in calls {
+                    let outcome = answer(server, &call.request).await;
+                    self.engine
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .postgres_result(&call, &outcome);
+                }
+            }
+            Err(BackendError::Lifecycle {
+                action: "advance",
+                backend: BackendKind::Sim,
+                source: Box::new(PostgresLoop(MAX_POSTGRES_ROUNDS)),
+            })
         })
     }
+}
+
+/// Carries out one program's Postgres check on the real server: logs in as the container's
+/// configured user, password, database and `sslmode`, then runs its statements in order.
+async fn answer(server: &Server, request: &PostgresRequest) -> PostgresOutcome {
+    // An empty password is no password: the client then has none to offer when asked.
+    let password = (!request.password.is_empty()).then(|| Secret::new(request.password.clone()));
+    let outcome = async {
+        let session = server
+            .connect(
+                &request.user,
+                password.as_ref(),
+                &request.database,
+                request.sslmode,
+            )
+            .await?;
+        for statement in &request.run {
+            session.batch(statement).await?;
+        }
+        Ok::<_, SqlError>(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => PostgresOutcome::Ok,
+        Err(error) => match error.server_error() {
+            // The server's own text: what the program's driver hands it.
+            Some(server_error) => PostgresOutcome::Failed {
+                sqlstate: Some(server_error.sqlstate.clone()),
+                message: server_error.message.clone(),
+            },
+            None => PostgresOutcome::Failed {
+                sqlstate: None,
+                message: error_chain(&error),
+            },
+        },
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

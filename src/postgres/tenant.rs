@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::scenario::{
-    Expectation, Need, PgDatabase, PgRole, Postgres, Scenario, SqlErrorCheck, SqlStep, SslMode,
-    Step, ValueSource,
+    Expectation, Need, PgDatabase, PgRole, Postgres, Scenario, SqlCheck, SqlErrorCheck, SqlStep,
+    SslMode, Step, ValueSource,
 };
 
 use super::server::{admin_err, ident, literal};
@@ -113,8 +113,14 @@ impl Names {
             }
         }
         for expectation in expectations {
-            if let Expectation::SqlError(check) = expectation {
-                names.add(check.role.as_deref(), check.database.as_deref());
+            match expectation {
+                Expectation::SqlError(check) => {
+                    names.add(check.role.as_deref(), check.database.as_deref());
+                }
+                Expectation::Sql(check) => {
+                    names.add(check.role.as_deref(), check.database.as_deref());
+                }
+                _ => {}
             }
         }
         for behaviour in scenario.images.values() {
@@ -203,6 +209,33 @@ pub enum StepFailure {
     /// The step expected an error and got something else.
     #[error(transparent)]
     Mismatch(#[from] Mismatch),
+    /// `{{password:<role>}}` names a role the scenario does not declare.
+    #[error("sql step uses the password of role {0:?}, which the scenario does not declare")]
+    UnknownRole(String),
+}
+
+/// Where a password placeholder starts.
+const PASSWORD_OPEN: &str = "{{password:";
+
+/// Expands `{{password:<role>}}` placeholders; `Err(role)` for an unknown role.
+fn expand_passwords(sql: &str, passwords: &BTreeMap<String, Secret>) -> Result<String, String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find(PASSWORD_OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + PASSWORD_OPEN.len()..];
+        let Some(end) = after.find("}}") else {
+            // Not a placeholder after all: keep the text as written.
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let role = after[..end].trim();
+        let password = passwords.get(role).ok_or_else(|| role.to_owned())?;
+        out.push_str(&literal(&password.scram_verifier()));
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// One scenario's roles, databases and access rules on a shared server; dropped again by
@@ -283,10 +316,10 @@ impl Tenant {
             let admin = lease_names(&server, &names, lease_timeout).await?;
             clear_leftovers(&admin, &names).await?;
             let made = async {
-                for role in &spec.roles {
+                for role in spec.roles.iter().filter(|r| r.create) {
                     create_role(&admin, role, &passwords, &marker, &names).await?;
                 }
-                for database in &spec.databases {
+                for database in spec.databases.iter().filter(|d| d.create) {
                     create_database(&server, &admin, database, &marker, &names).await?;
                 }
                 server
@@ -432,6 +465,7 @@ impl Tenant {
     /// [`StepFailure::Sql`] when the SQL fails and no error was expected (or the server cannot
     /// be reached); [`StepFailure::Mismatch`] when an expected error did not happen.
     pub async fn run_step(&self, step: &SqlStep) -> Result<(), StepFailure> {
+        let query = self.with_passwords(&step.query)?;
         let outcome = async {
             let session = self
                 .session_for(
@@ -440,7 +474,7 @@ impl Tenant {
                     SslMode::Prefer,
                 )
                 .await?;
-            session.run_script(&step.query).await
+            session.run_script(&query).await
         }
         .await;
         match &step.expect_error {
@@ -474,6 +508,30 @@ impl Tenant {
         }
         .await;
         ExpectedError::from(check).verify(outcome)
+    }
+
+    /// Evaluates a `sql` expectation once: connects as it says and runs its query.
+    ///
+    /// # Errors
+    /// The server's refusal or error, or an unreachable server.
+    pub async fn query(&self, check: &SqlCheck) -> Result<Vec<Vec<Option<String>>>, SqlError> {
+        let session = self
+            .session_for(
+                check.role.as_deref(),
+                check.database.as_deref(),
+                check.sslmode,
+            )
+            .await?;
+        if check.query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        session.query_text(&check.query).await
+    }
+
+    /// Replaces every `{{password:<role>}}` in `sql` with the quoted SCRAM verifier of that
+    /// role's generated password.
+    fn with_passwords(&self, sql: &str) -> Result<String, StepFailure> {
+        expand_passwords(sql, &self.passwords).map_err(StepFailure::UnknownRole)
     }
 
     /// Drops everything the tenant made (terminating its sessions first), removes its
@@ -814,10 +872,12 @@ mod tests {
                 login: true,
                 createdb: false,
                 password_secret: None,
+                create: true,
             }],
             databases: vec![PgDatabase {
                 name: "catalog".to_owned(),
                 owner: Some("catalog_owner".to_owned()),
+                create: true,
             }],
         };
         let names = Names::declared(&spec);
@@ -832,6 +892,32 @@ mod tests {
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
             ["catalog", "temporal"]
+        );
+    }
+
+    #[test]
+    fn password_placeholders_become_verifiers_and_never_the_password() {
+        let secret = Secret::new("s3cret-value");
+        let passwords = BTreeMap::from([("app".to_owned(), secret.clone())]);
+        let sql = expand_passwords(
+            "CREATE ROLE app LOGIN PASSWORD {{password:app}}; SELECT '{{x}}'",
+            &passwords,
+        )
+        .unwrap();
+        assert!(!sql.contains("s3cret-value"), "{sql}");
+        assert!(!sql.contains("{{password"), "{sql}");
+        assert!(
+            sql.starts_with("CREATE ROLE app LOGIN PASSWORD 'SCRAM-SHA-256$4096:"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("; SELECT '{{x}}'"), "{sql}");
+        assert_eq!(
+            expand_passwords("ALTER ROLE x PASSWORD {{password: other }}", &passwords),
+            Err("other".to_owned())
+        );
+        assert_eq!(
+            expand_passwords("SELECT '{{password:app'", &passwords).unwrap(),
+            "SELECT '{{password:app'"
         );
     }
 

@@ -61,6 +61,11 @@ pub fn describe(e: &Expectation) -> String {
         ),
         Expectation::Event(e) => format!("event {} in {}", e.reason, e.namespace),
         Expectation::SqlError(s) => format!("sql error {}", s.sqlstate),
+        Expectation::Sql(s) => format!(
+            "sql as {} on {} succeeds",
+            s.role.as_deref().unwrap_or("the administrator"),
+            s.database.as_deref().unwrap_or("postgres")
+        ),
     }
 }
 
@@ -83,8 +88,8 @@ pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observati
         Expectation::Log(l) => log(client, l).await,
         Expectation::Event(ev) => event(client, ev).await,
         // Needs the scenario's Postgres tenant, which the phase runner holds and asks itself.
-        Expectation::SqlError(_) => Ok(Observation::fails(vec![
-            "sqlError expectations are evaluated against the scenario's Postgres tenant".to_owned(),
+        Expectation::SqlError(_) | Expectation::Sql(_) => Ok(Observation::fails(vec![
+            "sql expectations are evaluated against the scenario's Postgres tenant".to_owned(),
         ])),
     }
 }

@@ -87,6 +87,9 @@ pub async fn run_scenario_keeping(
             return (outcome, None);
         }
     };
+    if let Some(t) = &tenant {
+        cluster.attach_postgres(std::sync::Arc::clone(t.server()));
+    }
     let mut run = Run {
         cluster: cluster.as_ref(),
         loaded,
@@ -115,7 +118,10 @@ async fn lifecycle<'a>(
     // setup
     if let Err(f) = run
         .phase(&mut phases, Phase::Setup, |r| {
-            Box::pin(r.steps(Phase::Setup, &s.setup))
+            Box::pin(async move {
+                r.password_secrets(Phase::Setup).await?;
+                r.steps(Phase::Setup, &s.setup).await
+            })
         })
         .await
     {
@@ -242,6 +248,9 @@ async fn counterfactual(
             return (Duration::ZERO, Err(f));
         }
     };
+    if let Some(t) = &tenant {
+        cluster.attach_postgres(std::sync::Arc::clone(t.server()));
+    }
     let mut run = Run {
         cluster: cluster.as_ref(),
         loaded,
@@ -250,6 +259,7 @@ async fn counterfactual(
     };
     let s = &loaded.scenario;
     let result = async {
+        run.password_secrets(Phase::Counterfactual).await?;
         run.steps(Phase::Counterfactual, &s.setup).await?;
         run.break_phase().await.map_err(|mut f| {
             f.phase = Phase::Counterfactual;
@@ -319,6 +329,17 @@ fn failure(
     }
 }
 
+/// Whether a query returned exactly the expected rows (SQL NULL matches no text).
+fn rows_match(want: &[Vec<String>], got: &[Vec<Option<String>>]) -> bool {
+    want.len() == got.len()
+        && want.iter().zip(got).all(|(w, g)| {
+            w.len() == g.len()
+                && w.iter()
+                    .zip(g)
+                    .all(|(w, g)| g.as_deref() == Some(w.as_str()))
+        })
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
@@ -358,6 +379,36 @@ impl Run<'_> {
             passed: result.is_ok(),
         });
         result
+    }
+
+    /// Writes each declared role's generated password into its `passwordSecret` (creating the
+    /// namespace when needed), before anything the scenario applies can read it.
+    async fn password_secrets(&mut self, phase: Phase) -> Result<(), Failure> {
+        let (Some(tenant), Some(spec)) = (&self.tenant, &self.loaded.scenario.postgres) else {
+            return Ok(());
+        };
+        let client = self.cluster.client();
+        for role in &spec.roles {
+            let (Some(target), Some(password)) =
+                (&role.password_secret, tenant.password(&role.name))
+            else {
+                continue;
+            };
+            if let Err(e) = steps::write_password_secret(&client, target, password).await {
+                return Err(failure(
+                    phase,
+                    &format!(
+                        "could not write the password of postgres role {:?}",
+                        role.name
+                    ),
+                    format!("postgres.roles[{}].passwordSecret", role.name),
+                    vec![error_chain(&e)],
+                    Context::default(),
+                ));
+            }
+            self.namespaces.insert(target.namespace.clone());
+        }
+        Ok(())
     }
 
     async fn steps(&mut self, phase: Phase, steps: &[Step]) -> Result<(), Failure> {
@@ -469,6 +520,27 @@ impl Run<'_> {
             },
             (Expectation::SqlError(_), None) => {
                 fails("sqlError expectation without a postgres: section".to_owned())
+            }
+            (Expectation::Sql(check), Some(t)) => match t.query(check).await {
+                Ok(rows) => match &check.rows {
+                    Some(want) if !rows_match(want, &rows) => fails(format!(
+                        "expected rows {want:?}, got {:?}",
+                        rows.iter()
+                            .map(|r| r
+                                .iter()
+                                .map(|c| c.as_deref().unwrap_or("NULL"))
+                                .collect::<Vec<_>>())
+                            .collect::<Vec<_>>()
+                    )),
+                    _ => Observation {
+                        holds: true,
+                        mismatches: Vec::new(),
+                    },
+                },
+                Err(err) => fails(error_chain(&err)),
+            },
+            (Expectation::Sql(_), None) => {
+                fails("sql expectation without a postgres: section".to_owned())
             }
             _ => observe(client, e)
                 .await

@@ -643,6 +643,15 @@ impl Checker {
                     self.problem(path, text, &node, format!("invalid SQLSTATE `{}`: expected five digits or uppercase letters, such as `28P01`", s.sqlstate), None);
                 }
             }
+            Expectation::Sql(_) if !has_pg => {
+                self.problem(
+                    path,
+                    text,
+                    &here,
+                    "sql expectation without a `postgres:` section",
+                    None,
+                );
+            }
             Expectation::Log(l) if l.pod.is_none() && l.labels.is_empty() => {
                 self.problem(
                     path,

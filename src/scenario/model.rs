@@ -411,6 +411,11 @@ pub struct PostgresNeed {
     /// libpq `sslmode` the client uses.
     #[serde(default)]
     pub sslmode: SslMode,
+    /// A container environment variable that, when set, overrides `sslmode` (as `PGSSLMODE`
+    /// does for libpq and node-postgres clients). A value that is not a known mode fails the
+    /// requirement with libpq's `invalid sslmode value` error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode_env: Option<String>,
     /// Statements the program runs after connecting (e.g. `CREATE DATABASE ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run: Vec<String>,
@@ -557,6 +562,12 @@ pub struct PgRole {
     /// A Secret the harness writes with the generated password, so pods can read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretRef>,
+    /// Whether the role is created at setup (default). `false` declares a role that only
+    /// exists on paper (its name is reserved, its password generated and written to
+    /// `passwordSecret`), for failures where nobody ran `CREATE ROLE`; a fix can create it
+    /// with `{{password:<role>}}`.
+    #[serde(default = "yes")]
+    pub create: bool,
 }
 
 /// A Secret key in the cluster.
@@ -580,6 +591,10 @@ pub struct PgDatabase {
     /// Owning role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Whether the database is created at setup (default). `false` reserves the name for a
+    /// database the application or a fix creates (it is dropped at teardown all the same).
+    #[serde(default = "yes")]
+    pub create: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,7 +849,10 @@ pub struct SqlStep {
     /// Database; default `postgres`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// Statements, run in order in one session.
+    /// Statements, run in order in one session. `{{password:<role>}}` stands for the
+    /// generated password of a role the scenario declares, as a quoted SQL literal (its
+    /// SCRAM-SHA-256 verifier, so the password itself is never in SQL text), for fixes such as
+    /// `CREATE ROLE app LOGIN PASSWORD {{password:app}}`.
     pub query: String,
     /// Expect this error instead of success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -870,6 +888,8 @@ pub enum Expectation {
     Event(EventExpectation),
     /// A SQL statement fails with an SQLSTATE.
     SqlError(SqlErrorCheck),
+    /// A SQL query succeeds (and, optionally, returns these rows).
+    Sql(SqlCheck),
 }
 
 impl Expectation {
@@ -882,6 +902,7 @@ impl Expectation {
             Self::Log(e) => e.within,
             Self::Event(e) => e.within,
             Self::SqlError(e) => e.within,
+            Self::Sql(e) => e.within,
         }
     }
 
@@ -894,6 +915,7 @@ impl Expectation {
             Self::Log(_) => "log",
             Self::Event(_) => "event",
             Self::SqlError(_) => "sqlError",
+            Self::Sql(_) => "sql",
         }
     }
 }
@@ -1033,6 +1055,30 @@ pub struct SqlErrorCheck {
     /// Text the server's message contains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+/// A SQL query that must succeed: a login works, a database or table exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SqlCheck {
+    /// Role to connect as (with its generated password); default the server's administrator.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Database to connect to; default `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// libpq `sslmode` of the connection.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// One statement; may be empty when connecting is what must work.
+    #[serde(default)]
+    pub query: String,
+    /// The rows the query must return, each cell as text (SQL NULL matches no text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<Vec<String>>>,
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,

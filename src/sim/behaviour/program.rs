@@ -501,7 +501,10 @@ impl Program {
                 }
             }
             Need::Endpoint(e) => check_endpoint(e, ns, view),
-            Need::Postgres(p) => Check::Postgres(self.postgres_request(p)),
+            Need::Postgres(p) => match self.postgres_request(p) {
+                Ok(request) => Check::Postgres(request),
+                Err(error) => Check::Unmet(error),
+            },
         }
     }
 
@@ -531,18 +534,38 @@ impl Program {
         }
     }
 
-    fn postgres_request(&self, p: &PostgresNeed) -> PostgresRequest {
+    /// The login the container's configuration makes; `Err` with the client library's error
+    /// when the configuration is unusable.
+    fn postgres_request(&self, p: &PostgresNeed) -> Result<PostgresRequest, String> {
         let resolve = |v: &ValueSource| match v {
             ValueSource::Value(s) => s.clone(),
             ValueSource::Env(var) => self.ctx.env.get(var).cloned().unwrap_or_default(),
         };
-        PostgresRequest {
+        let sslmode = match p.sslmode_env.as_ref().and_then(|var| self.ctx.env.get(var)) {
+            None => p.sslmode,
+            Some(value) => parse_sslmode(value)?,
+        };
+        Ok(PostgresRequest {
             user: resolve(&p.user),
             password: resolve(&p.password),
             database: resolve(&p.database),
-            sslmode: p.sslmode,
+            sslmode,
             run: p.run.clone(),
-        }
+        })
+    }
+}
+
+/// A libpq `sslmode` value as a client reads it from `PGSSLMODE`. The simulated client checks
+/// no certificates, so `verify-ca` and `verify-full` behave as `require`; `allow` (plain first,
+/// then TLS) reaches the same servers as `prefer`.
+fn parse_sslmode(value: &str) -> Result<SslMode, String> {
+    match value {
+        "disable" => Ok(SslMode::Disable),
+        "allow" | "prefer" => Ok(SslMode::Prefer),
+        "require" | "verify-ca" | "verify-full" => Ok(SslMode::Require),
+        // libpq's refusal of an unknown mode (src/interfaces/libpq/fe-connect.c,
+        // pqConnectOptions2: `invalid %s value: "%s"` with "sslmode").
+        other => Err(format!("invalid sslmode value: \"{other}\"")),
     }
 }
 
@@ -995,6 +1018,7 @@ mod tests {
                     password: ValueSource::Env("PGPASSWORD".into()),
                     database: ValueSource::Value("backstage_plugin_catalog".into()),
                     sslmode: SslMode::Require,
+                    sslmode_env: None,
                     run: vec!["CREATE DATABASE backstage_plugin_app".into()],
                 }),
                 otherwise: fail("Failed to connect: {error}", Some(1), None, false),

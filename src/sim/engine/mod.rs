@@ -22,7 +22,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-pub use nodes::NO_POSTGRES;
+pub use nodes::{NO_POSTGRES, PostgresCall};
 pub use recorder::{EventRecorder, Incoming, Involved};
 pub use view::StoreView;
 
@@ -349,8 +349,11 @@ impl SimEngine {
     ///
     /// # Errors
     /// [`EngineError::NoQuiescence`] when the cluster does not settle at some instant.
+    ///
+    /// With [`Self::defer_postgres`], it also returns as soon as a program waits on a Postgres
+    /// check, without moving the clock: answer [`Self::pending_postgres`] before calling again.
     pub fn advance(&mut self, until: Timestamp) -> Result<(), EngineError> {
-        if self.settle()? {
+        if self.settle()? || self.nodes.postgres_pending() {
             return Ok(());
         }
         loop {
@@ -359,14 +362,14 @@ impl SimEngine {
                     self.set_now(t);
                     let mut changed = false;
                     if self.only_kubelets_due() {
-                        if !self.kubelet_pass() {
+                        if !self.kubelet_pass() && !self.nodes.postgres_pending() {
                             // Nothing else can have changed: the controllers' inputs are the
                             // same as when they last ran and none of them asked to run now.
                             continue;
                         }
                         changed = true;
                     }
-                    if self.settle()? || changed {
+                    if self.settle()? || changed || self.nodes.postgres_pending() {
                         return Ok(());
                     }
                 }
@@ -379,6 +382,29 @@ impl SimEngine {
                 }
             }
         }
+    }
+
+    /// Hands Postgres checks to the caller ([`Self::pending_postgres`]) instead of failing
+    /// them with [`NO_POSTGRES`]: for a cluster wired to a real server. [`Self::advance`] then
+    /// stops at every check, so the clock never moves while a query runs.
+    pub fn defer_postgres(&mut self) {
+        self.nodes.defer_postgres();
+    }
+
+    /// The Postgres checks programs wait on, until each is answered.
+    #[must_use]
+    pub fn pending_postgres(&self) -> Vec<PostgresCall> {
+        self.nodes.pending_postgres()
+    }
+
+    /// Answers a Postgres check; the program continues at the current instant on the next
+    /// [`Self::advance`].
+    pub fn postgres_result(
+        &mut self,
+        call: &PostgresCall,
+        outcome: &crate::sim::behaviour::PostgresOutcome,
+    ) {
+        self.nodes.postgres_result(call, outcome);
     }
 
     /// Whether only node agent timers are due now (no controller requeue, no scheduling retry).

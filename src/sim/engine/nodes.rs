@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::recorder::{EventRecorder, Incoming, Involved};
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
-use crate::sim::behaviour::PostgresOutcome;
+use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
 use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
@@ -26,6 +26,18 @@ pub const NO_POSTGRES: &str = "the simulated cluster has no PostgreSQL server wi
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A Postgres check a container's program waits on, for whoever holds the real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresCall {
+    /// The pod's uid.
+    pub pod_uid: String,
+    /// The container whose program asked.
+    pub container: String,
+    /// What to do on the server.
+    pub request: PostgresRequest,
+    node: usize,
 }
 
 /// A pod as the node agent last synced it.
@@ -58,6 +70,11 @@ pub struct Nodes {
     /// (the volume binding plugin's PreBind), by uid.
     binding: BTreeMap<String, (String, RecordedEvent)>,
     unschedulable: BTreeMap<String, Unschedulable>,
+    /// Whether Postgres checks are handed out ([`Nodes::take_postgres`]) instead of being
+    /// answered with [`NO_POSTGRES`].
+    defer_postgres: bool,
+    /// Checks handed out and not answered yet.
+    postgres: Vec<PostgresCall>,
 }
 
 fn hash_of(parts: &[&Value]) -> u64 {
@@ -118,6 +135,39 @@ impl Nodes {
             tracked: BTreeMap::new(),
             binding: BTreeMap::new(),
             unschedulable: BTreeMap::new(),
+            defer_postgres: false,
+            postgres: Vec::new(),
+        }
+    }
+
+    /// From now on, Postgres checks wait for [`Nodes::postgres_result`] instead of failing
+    /// with [`NO_POSTGRES`].
+    pub fn defer_postgres(&mut self) {
+        self.defer_postgres = true;
+    }
+
+    /// Whether checks are waiting for an answer (time must not pass until they have one).
+    #[must_use]
+    pub fn postgres_pending(&self) -> bool {
+        !self.postgres.is_empty()
+    }
+
+    /// The checks waiting for an answer; each stays pending until answered.
+    #[must_use]
+    pub fn pending_postgres(&self) -> Vec<PostgresCall> {
+        self.postgres.clone()
+    }
+
+    /// Answers a check; its pod is synced again at the same instant.
+    pub fn postgres_result(&mut self, call: &PostgresCall, outcome: &PostgresOutcome) {
+        let before = self.postgres.len();
+        self.postgres
+            .retain(|c| !(c.pod_uid == call.pod_uid && c.container == call.container));
+        if self.postgres.len() == before {
+            return;
+        }
+        if let Some(kubelet) = self.kubelets.get_mut(call.node) {
+            kubelet.postgres_result(&call.pod_uid, &call.container, outcome);
         }
     }
 
@@ -273,9 +323,29 @@ impl Nodes {
             }
             let kubelet = &mut self.kubelets[node];
             let mut syncs = vec![kubelet.sync_pod(pod, images, view, now)];
-            // Postgres checks are answered at once, then the pod is synced again at the same
-            // instant; a bounded number of rounds guards against a program that keeps asking.
-            for _ in 0..8 {
+            let mut waiting = false;
+            if self.defer_postgres {
+                // Handed out; the pod is looked at again at this instant once answered.
+                for p in syncs.iter().flat_map(|s| &s.postgres) {
+                    waiting = true;
+                    let known = self
+                        .postgres
+                        .iter()
+                        .any(|c| c.pod_uid == uid && c.container == p.container);
+                    if !known {
+                        self.postgres.push(PostgresCall {
+                            pod_uid: uid.clone(),
+                            container: p.container.clone(),
+                            request: p.request.clone(),
+                            node,
+                        });
+                    }
+                }
+            }
+            // Without a server, Postgres checks are answered at once, then the pod is synced
+            // again at the same instant; a bounded number of rounds guards against a program
+            // that keeps asking.
+            for _ in 0..if self.defer_postgres { 0 } else { 8 } {
                 let Some(last) = syncs.last() else { break };
                 if last.postgres.is_empty() {
                     break;
@@ -313,6 +383,9 @@ impl Nodes {
                 tracked.wake_at = s.wake_at;
                 finished = s.finished;
             }
+            if waiting {
+                tracked.wake_at = Some(now);
+            }
             if finished {
                 // The kubelet's final delete once every container has stopped
                 // (pkg/kubelet/status/status_manager.go, `canBeDeleted` then a zero grace period).
@@ -336,6 +409,7 @@ impl Nodes {
             .filter(|uid| !seen.contains(*uid))
             .cloned()
             .collect();
+        self.postgres.retain(|c| seen.contains(&c.pod_uid));
         for uid in gone {
             if let Some(t) = self.tracked.remove(&uid) {
                 self.kubelets[t.node].forget(&uid);

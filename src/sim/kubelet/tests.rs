@@ -730,6 +730,7 @@ fn postgres_checks_round_trip_through_the_node_agent() {
                     password: ValueSource::Env("POSTGRES_PASSWORD".into()),
                     database: ValueSource::Value("postgres".into()),
                     sslmode: SslMode::Require,
+                    sslmode_env: None,
                     run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
                 }),
                 otherwise: Failure {
