@@ -170,15 +170,19 @@ impl Cluster for SimClusterHandle {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            for _ in 0..MAX_POSTGRES_ROUNDS {
+            for round in 0..MAX_POSTGRES_ROUNDS {
                 // The engine stops, clock unmoved, at every Postgres check; the lock is not
-                // held while the real server answers.
+                // held while the real server answers. Once answers were given, the programs
+                // continue at the same instant only: that is the change this call reports.
                 let calls = {
                     let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
-                    let target = after(engine.start(), until);
-                    engine
-                        .advance(target)
-                        .map_err(|e| lifecycle("advance", e))?;
+                    if round == 0 {
+                        let target = after(engine.start(), until);
+                        engine.advance(target)
+                    } else {
+                        engine.settle().map(|_| ())
+                    }
+                    .map_err(|e| lifecycle("advance", e))?;
                     engine.pending_postgres()
                 };
                 let Some(server) = server.as_deref().filter(|_| !calls.is_empty()) else {
