@@ -539,7 +539,8 @@ pub enum HbaType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HbaMethod {
-    /// SCRAM-SHA-256 password.
+    /// SCRAM-SHA-256 password (written `scram-sha-256`, as in `pg_hba.conf`).
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// MD5 password.
     Md5,
