@@ -169,12 +169,14 @@ fn shape(roles: usize, databases: usize, hba: bool) -> Postgres {
                 login: true,
                 createdb: false,
                 password_secret: None,
+                create: true,
             })
             .collect(),
         databases: (0..databases)
             .map(|i| PgDatabase {
                 name: format!("bench_db_{i}"),
                 owner: Some(format!("bench_role_{}", i % roles.max(1))),
+                create: true,
             })
             .collect(),
     }

@@ -865,3 +865,101 @@ async fn the_container_provider_reports_a_missing_docker_daemon() {
     assert_eq!(unavailable.provider, "container");
     assert!(unavailable.reason.contains("docker daemon"), "{error}");
 }
+
+/// A role's generated password reaches the application through its Secret, but never the
+/// snapshot, the failure report, the JUnit file or the logs.
+#[test]
+fn generated_passwords_never_reach_snapshots_reports_or_logs() {
+    use k8s_openapi::api::core::v1::Secret;
+    use relapse::backend::sim::SimBackend;
+    use relapse::run::outcome::Verdict;
+    use relapse::run::phases::{SnapshotSettings, run_scenario_keeping};
+    use relapse::run::snapshot_file::UpdateMode;
+    use relapse::scenario::Step;
+
+    if provider().is_none() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut loaded = relapse::scenario::load(&root.join("postgres/role-never-created.yaml"), &root)
+        .unwrap_or_else(|e| panic!("{}", relapse::scenario::render(&e)));
+    loaded.scenario.counterfactual.enabled = false;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Whatever the run did, the password is the one in the kept cluster's Secret.
+    let password_of = |cluster: &dyn relapse::backend::Cluster| {
+        runtime.block_on(async {
+            let secrets: kube::Api<Secret> = kube::Api::namespaced(cluster.client(), "backstage");
+            let secret = secrets.get("backstage-secrets").await.unwrap();
+            let bytes = secret.data.unwrap()["POSTGRES_PASSWORD"].0.clone();
+            String::from_utf8(bytes).unwrap()
+        })
+    };
+
+    // No snapshot recorded here: the run passes every phase but the snapshot, which is written
+    // for review; the failed run's cluster is kept.
+    let snapshots = tempfile::tempdir().unwrap();
+    let settings = SnapshotSettings {
+        dir: snapshots.path().to_path_buf(),
+        mode: UpdateMode::New,
+    };
+    let (outcome, kept) = runtime.block_on(run_scenario_keeping(
+        &SimBackend::default(),
+        &loaded,
+        &settings,
+    ));
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected the snapshot phase to fail: {:?}", outcome.verdict)
+    };
+    let cluster = kept.expect("the failed run's cluster");
+    let password = password_of(cluster.as_ref());
+    assert_eq!(password.len(), 32);
+    let snapshot = std::fs::read_to_string(
+        snapshots
+            .path()
+            .join("postgres__role-never-created.snap.new"),
+    )
+    .unwrap();
+    assert!(
+        snapshot.contains("POSTGRES_PASSWORD: <redacted>"),
+        "{snapshot}"
+    );
+    assert!(!snapshot.contains(&password));
+    let details = relapse::report::failure_details(&outcome, f);
+    assert!(!details.contains(&password));
+    drop(cluster);
+
+    // Without the fix the run fails in converge, with events, pod statuses and log tails.
+    loaded.scenario.fix = vec![Step::Sleep(relapse::scenario::Duration::from_secs(1))];
+    let (outcome, kept) = runtime.block_on(run_scenario_keeping(
+        &SimBackend::default(),
+        &loaded,
+        &settings,
+    ));
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected converge to fail: {:?}", outcome.verdict)
+    };
+    let cluster = kept.expect("the failed run's cluster");
+    let password = password_of(cluster.as_ref());
+    let details = relapse::report::failure_details(&outcome, f);
+    let junit = relapse::report::junit_xml(std::slice::from_ref(&outcome)).unwrap();
+    assert!(
+        details.contains("password authentication failed for user \"backstage_app\""),
+        "{details}"
+    );
+    assert!(!details.contains(&password) && !junit.contains(&password));
+    let logs = runtime.block_on(async {
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(cluster.client(), "backstage");
+        let mut text = String::new();
+        for pod in pods.list(&Default::default()).await.unwrap().items {
+            let name = pod.metadata.name.unwrap();
+            text.push_str(&pods.logs(&name, &Default::default()).await.unwrap());
+        }
+        text
+    });
+    assert!(logs.contains("password authentication failed"), "{logs}");
+    assert!(!logs.contains(&password));
+}

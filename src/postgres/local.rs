@@ -245,18 +245,13 @@ impl Provider for LocalProvider {
     }
 
     fn server(&self, tls: bool) -> BoxFuture<'_, Result<Arc<Server>, Error>> {
-        Box::pin(async move {
-            let cell = if tls {
-                &self.with_tls
-            } else {
-                &self.without_tls
-            };
-            let server = cell.get_or_try_init(|| self.start(tls)).await?;
-            if self.shut_down.load(Ordering::SeqCst) {
-                return Err(Error::ShutDown(NAME));
-            }
-            Ok(Arc::clone(server))
-        })
+        Box::pin(super::provider::lazy_server(
+            NAME,
+            [&self.with_tls, &self.without_tls],
+            &self.shut_down,
+            tls,
+            move || self.start(tls),
+        ))
     }
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), Error>> {

@@ -90,6 +90,32 @@ pub fn shared() -> Result<&'static dyn Provider, Error> {
     })
 }
 
+/// The `server` of the providers that start their own servers (local, container): the server
+/// for the TLS setting from its cell, started by `start` on first use, refused once the
+/// provider is shut down (a start racing the shutdown must not hand out a stopped server).
+///
+/// # Errors
+/// What `start` fails with; [`Error::ShutDown`] after [`Provider::shutdown`].
+pub(super) async fn lazy_server<F, Fut>(
+    name: &'static str,
+    cells: [&tokio::sync::OnceCell<Arc<Server>>; 2],
+    shut_down: &std::sync::atomic::AtomicBool,
+    tls: bool,
+    start: F,
+) -> Result<Arc<Server>, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<Server>, Error>>,
+{
+    let [with_tls, without_tls] = cells;
+    let cell = if tls { with_tls } else { without_tls };
+    let server = cell.get_or_try_init(start).await?;
+    if shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::ShutDown(name));
+    }
+    Ok(Arc::clone(server))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,7 +465,9 @@ impl Tenant {
     /// [`StepFailure::Sql`] when the SQL fails and no error was expected (or the server cannot
     /// be reached); [`StepFailure::Mismatch`] when an expected error did not happen.
     pub async fn run_step(&self, step: &SqlStep) -> Result<(), StepFailure> {
-        let query = self.with_passwords(&step.query)?;
+        let query = self
+            .with_passwords(&step.query)
+            .map_err(StepFailure::UnknownRole)?;
         let outcome = async {
             let session = self
                 .session_for(
@@ -530,8 +532,8 @@ impl Tenant {
 
     /// Replaces every `{{password:<role>}}` in `sql` with the quoted SCRAM verifier of that
     /// role's generated password.
-    fn with_passwords(&self, sql: &str) -> Result<String, StepFailure> {
-        expand_passwords(sql, &self.passwords).map_err(StepFailure::UnknownRole)
+    fn with_passwords(&self, sql: &str) -> Result<String, String> {
+        expand_passwords(sql, &self.passwords)
     }
 
     /// Drops everything the tenant made (terminating its sessions first), removes its

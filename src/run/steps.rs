@@ -444,6 +444,65 @@ pub async fn rollout_restart(
         })
 }
 
+/// The field manager of Secrets the runner writes for Postgres roles: distinct from
+/// [`FIELD_MANAGER`], so a scenario applying the same Secret keeps the password key.
+pub const PASSWORD_FIELD_MANAGER: &str = "relapse-postgres";
+
+/// Writes a generated Postgres password into a Secret key (server-side apply), creating the
+/// namespace first if it does not exist.
+///
+/// # Errors
+/// When the cluster refuses the namespace or the Secret.
+pub async fn write_password_secret(
+    client: &kube::Client,
+    target: &crate::scenario::SecretRef,
+    password: &crate::postgres::Secret,
+) -> Result<(), StepError> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    let params = PatchParams::apply(PASSWORD_FIELD_MANAGER);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(target.namespace.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let what = |kind: &str, name: &str| format!("{kind} {name}");
+    namespaces
+        .patch(&target.namespace, &params, &Patch::Apply(&namespace))
+        .await
+        .map_err(|e| api_error("apply", what("Namespace", &target.namespace), &e))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(target.name.clone()),
+            namespace: Some(target.namespace.clone()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                target.key.clone(),
+                ByteString(password.expose().as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    secrets
+        .patch(&target.name, &params, &Patch::Apply(&secret))
+        .await
+        .map_err(|e| {
+            api_error(
+                "apply",
+                what("Secret", &format!("{}/{}", target.namespace, target.name)),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,63 +564,4 @@ mod tests {
         assert_eq!(builtin_api_version("Deployment"), Some("apps/v1"));
         assert_eq!(builtin_api_version("Prometheus"), None);
     }
-}
-
-/// The field manager of Secrets the runner writes for Postgres roles: distinct from
-/// [`FIELD_MANAGER`], so a scenario applying the same Secret keeps the password key.
-pub const PASSWORD_FIELD_MANAGER: &str = "relapse-postgres";
-
-/// Writes a generated Postgres password into a Secret key (server-side apply), creating the
-/// namespace first if it does not exist.
-///
-/// # Errors
-/// When the cluster refuses the namespace or the Secret.
-pub async fn write_password_secret(
-    client: &kube::Client,
-    target: &crate::scenario::SecretRef,
-    password: &crate::postgres::Secret,
-) -> Result<(), StepError> {
-    use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::{Namespace, Secret};
-    let params = PatchParams::apply(PASSWORD_FIELD_MANAGER);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(target.namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let what = |kind: &str, name: &str| format!("{kind} {name}");
-    namespaces
-        .patch(&target.namespace, &params, &Patch::Apply(&namespace))
-        .await
-        .map_err(|e| api_error("apply", what("Namespace", &target.namespace), &e))?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(target.name.clone()),
-            namespace: Some(target.namespace.clone()),
-            ..Default::default()
-        },
-        data: Some(
-            [(
-                target.key.clone(),
-                ByteString(password.expose().as_bytes().to_vec()),
-            )]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    secrets
-        .patch(&target.name, &params, &Patch::Apply(&secret))
-        .await
-        .map_err(|e| {
-            api_error(
-                "apply",
-                what("Secret", &format!("{}/{}", target.namespace, target.name)),
-                &e,
-            )
-        })?;
-    Ok(())
 }
