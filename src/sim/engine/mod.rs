@@ -426,6 +426,10 @@ impl SimEngine {
 
     /// Advances until the clock reaches `until` (for tests and tools that want a fixed span).
     ///
+    /// # Caveats
+    /// With [`Self::defer_postgres`], pending checks must be answered in between: the clock
+    /// does not move while one waits.
+    ///
     /// # Errors
     /// See [`Self::advance`].
     pub fn run_until(&mut self, until: Timestamp) -> Result<(), EngineError> {
