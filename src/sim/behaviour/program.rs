@@ -63,7 +63,8 @@ pub struct Exit {
 }
 
 /// A Postgres login the program attempts, with the values resolved from its environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` leaves the password out: engines and clusters are debug-printed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresRequest {
     /// Role name.
     pub user: String,
@@ -75,6 +76,18 @@ pub struct PostgresRequest {
     pub sslmode: SslMode,
     /// Statements to run after connecting, in order.
     pub run: Vec<String>,
+}
+
+impl std::fmt::Debug for PostgresRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresRequest")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("database", &self.database)
+            .field("sslmode", &self.sslmode)
+            .field("run", &self.run)
+            .finish()
+    }
 }
 
 /// The result of a [`PostgresRequest`] against the real server.
@@ -1040,6 +1053,11 @@ mod tests {
             }
         );
         assert_eq!(out.wake_at, None);
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("backstage"),
+            "{shown}"
+        );
         // Still waiting: asked again.
         assert_eq!(p.advance(at(1), &view).postgres, Some(request));
 
