@@ -4,6 +4,8 @@
 //! which backends can run on this machine and says why not when one cannot.
 
 pub mod k3d;
+pub mod remote;
+pub mod served;
 pub mod sim;
 
 use std::fmt;
@@ -124,6 +126,18 @@ fn docker_daemon() -> Result<(), String> {
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))
 }
 
+/// An error and its sources, one line: `a: b: c`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +166,15 @@ pub enum BackendError {
         backend: BackendKind,
         /// Why, and how to make it available.
         reason: String,
+    },
+    /// The cluster cannot reproduce the scenario faithfully (its shape does not fit); the
+    /// scenario is reported as ignored with these reasons, not as failed.
+    #[error("the cluster cannot reproduce this scenario: {}", .reasons.join("; "))]
+    Unsuitable {
+        /// The backend.
+        backend: BackendKind,
+        /// Each way the cluster does not fit.
+        reasons: Vec<String>,
     },
     /// Provisioning or tearing down a cluster failed.
     #[error("failed to {action} a {backend} cluster")]
@@ -209,6 +232,15 @@ pub trait Cluster: Send + Sync {
                 reason: "keeping a failed cluster is only supported on the sim backend".to_owned(),
             })
         })
+    }
+
+    /// Removes what the run created on the cluster (its namespaces, the cluster itself) and
+    /// waits until it is gone. Idempotent. The simulator has nothing to release.
+    ///
+    /// # Errors
+    /// When something could not be removed before its deadline.
+    fn release(&self) -> futures::future::BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,
