@@ -4,6 +4,7 @@
 //! which backends can run on this machine and says why not when one cannot.
 
 pub mod k3d;
+pub mod kubeconfig;
 pub mod remote;
 pub mod served;
 pub mod sim;

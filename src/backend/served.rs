@@ -6,8 +6,10 @@
 //! the API are picked up by the next call. Two paces:
 //!
 //! - [`Pace::Wall`]: simulated time follows wall time (for a person with kubectl);
-//! - [`Pace::Fast`]: when nothing is left to do now, the clock jumps to the next timer, so a
-//!   back-off of minutes passes in milliseconds of wall time (for tests).
+//! - [`Pace::Fast`]: when nothing is left to do now, the clock jumps to the next timer (at most
+//!   [`MAX_JUMP`] ahead), so a back-off of minutes passes in milliseconds of wall time (for
+//!   tests). Time also moves when no timer is pending: not every wait in the cluster registers
+//!   one (a running program's retry of an unmet requirement does not).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -48,6 +50,9 @@ const TICK: Duration = Duration::from_millis(5);
 /// At fast pace, how long the store must stay unwritten before the clock may jump: writes a
 /// client makes in a burst (the objects of one manifest) land at one simulated instant.
 const QUIET: Duration = Duration::from_millis(2);
+
+/// The longest jump of the clock at fast pace, in simulated time.
+pub const MAX_JUMP: Duration = Duration::from_secs(10);
 
 /// Errors of a served simulated cluster.
 #[derive(Debug, thiserror::Error)]
@@ -268,13 +273,10 @@ fn fast_step(
     if quiet_since.elapsed() < QUIET {
         return Ok(false);
     }
-    match engine.next_wake() {
-        Some(t) => {
-            engine.advance(t)?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    let limit = crate::sim::behaviour::time::after(engine.now(), MAX_JUMP);
+    let target = engine.next_wake().map_or(limit, |t| t.min(limit));
+    engine.advance(target)?;
+    Ok(true)
 }
 
 /// The simulated clock of a [`ServedSim`], read without stopping its control loop.
