@@ -92,7 +92,7 @@ pub fn availability(kind: BackendKind) -> Availability {
         }
         BackendKind::Kubeconfig => match std::env::var_os(KUBECONFIG_ENV) {
             None => Availability::Unavailable(format!(
-                "the kubeconfig backend runs against an existing cluster: set {KUBECONFIG_ENV} to its kubeconfig file"
+                "the kubeconfig backend runs against an existing cluster: pass --kubeconfig PATH or set {KUBECONFIG_ENV} to its kubeconfig file"
             )),
             Some(p) if !Path::new(&p).is_file() => Availability::Unavailable(format!(
                 "{KUBECONFIG_ENV} points at {}, which is not a file",
@@ -196,6 +196,16 @@ pub struct Inspection {
     pub kubeconfig_yaml: String,
     /// Keeps the cluster served while alive.
     pub guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Inspection {
+    /// Writes the kubeconfig to `path` with mode 0600.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), crate::sim::ServeError> {
+        crate::sim::serve::write_kubeconfig_file(path, &self.kubeconfig_yaml)
+    }
 }
 
 /// A cluster a scenario runs on, whatever the backend.
