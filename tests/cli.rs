@@ -419,3 +419,174 @@ fn keep_serves_the_failed_cluster_until_ctrl_c() {
         "kubeconfig {kubeconfig} left behind"
     );
 }
+
+/// A scenario that passes on any cluster: a ConfigMap is missing until the fix creates it.
+const PORTABLE: &str = r#"name: web
+description: A ConfigMap the app needs is missing.
+source: "test"
+setup:
+  - apply: {file: manifests/app.yaml}
+break:
+  symptoms:
+    - absent:
+        object: {kind: ConfigMap, name: cfg, namespace: demo}
+        within: 5s
+fix:
+  - apply:
+      inline: {apiVersion: v1, kind: ConfigMap, metadata: {name: cfg, namespace: demo}, data: {k: v}}
+converge:
+  within: 5s
+  settle: 1s
+  expect:
+    - object: {kind: ConfigMap, name: cfg, namespace: demo, matches: {data: {k: v}}}
+snapshot: {enabled: false}
+"#;
+
+/// Applies a ClusterRole: a cluster-scoped write.
+const CLUSTER_SCOPED: &str = r#"name: rbac
+description: A ClusterRole is missing.
+source: "test"
+setup:
+  - apply:
+      inline: {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: reader}, rules: []}
+break:
+  symptoms:
+    - absent:
+        object: {kind: ConfigMap, name: cfg, namespace: demo}
+        within: 5s
+fix:
+  - apply:
+      inline: {apiVersion: v1, kind: ConfigMap, metadata: {name: cfg, namespace: demo}}
+converge:
+  within: 5s
+  expect:
+    - object: {kind: ConfigMap, name: cfg, namespace: demo, matches: {data: {k: v}}}
+snapshot: {enabled: false}
+"#;
+
+/// `relapse sim up` in the background until dropped (SIGINT, then wait).
+struct SimUp {
+    child: std::process::Child,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl SimUp {
+    fn start(dir: &Path, pace: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        let kubeconfig = dir.join("sim.kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .args(["sim", "up", "--pace", pace, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the relapse binary runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            if line.starts_with("export KUBECONFIG=") {
+                return Self { child, kubeconfig };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sim up printed no kubeconfig");
+    }
+
+    fn interrupt(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        self.child.wait()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.interrupt().expect("sim up exits")
+    }
+}
+
+impl Drop for SimUp {
+    /// Also stops the server when a test panics.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.interrupt();
+        }
+    }
+}
+
+#[test]
+fn the_kubeconfig_backend_runs_against_sim_up_and_refuses_cluster_scoped_writes() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+        ("scenarios/rbac/rbac.yaml", CLUSTER_SCOPED),
+    ]);
+    let sim = SimUp::start(dir.path(), "fast");
+    let kubeconfig = sim.kubeconfig.to_string_lossy().into_owned();
+    let out = relapse(
+        dir.path(),
+        &[
+            "run",
+            "--backend",
+            "kubeconfig",
+            "--kubeconfig",
+            &kubeconfig,
+            "--filter",
+            "apps/",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("kubeconfig::apps/web  passed"), "{err}");
+
+    let out = relapse(
+        dir.path(),
+        &[
+            "run",
+            "--backend",
+            "kubeconfig",
+            "--kubeconfig",
+            &kubeconfig,
+            "--filter",
+            "rbac/",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "refusing to apply cluster-scoped clusterroles.rbac.authorization.k8s.io \"reader\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("--allow-cluster-scoped"), "{err}");
+
+    // Nothing of either run is left: no namespace but the cluster's own.
+    if Path::new("/usr/bin/kubectl").exists() {
+        let out = Command::new("/usr/bin/kubectl")
+            .args(["get", "namespaces", "-o", "name"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs");
+        let names = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!names.contains("relapse-"), "left behind:\n{names}");
+    }
+    let status = sim.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !Path::new(&kubeconfig).exists(),
+        "sim up left its kubeconfig"
+    );
+}

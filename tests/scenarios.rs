@@ -1,16 +1,22 @@
 //! One trial per scenario and backend, named `<backend>::<area>/<name>`, plus `validate::` trials.
 //!
 //! Backends that cannot run on this machine are reported as ignored with the reason. Sim trials
-//! run the whole lifecycle on the simulated cluster; the k3d and kubeconfig trials load and
-//! validate their scenario and are reported as ignored until their runners are built: no trial
-//! reports a run that did not happen.
+//! run the whole lifecycle on the in-process simulated cluster. Kubeconfig trials run it through
+//! the kubeconfig backend (TCP+TLS, namespaces of their own, cleanup) against the cluster
+//! `RELAPSE_KUBECONFIG` names, or, when it names none, against a simulated cluster served over
+//! HTTPS for the trial, shaped like the scenario and running at fast pace (cluster-scoped writes
+//! allowed: it is thrown away). The k3d trials load and validate their scenario and are reported
+//! as ignored until their runner is built: no trial reports a run that did not happen.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use relapse::backend::kubeconfig::{KubeconfigBackend, NamespaceMap};
+use relapse::backend::served::{Pace, ServedSim};
 use relapse::backend::sim::SimBackend;
-use relapse::backend::{self, Availability, BackendKind};
+use relapse::backend::{self, Availability, BackendKind, KUBECONFIG_ENV};
 use relapse::run::outcome::Verdict;
 use relapse::run::phases::{SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
@@ -86,6 +92,9 @@ fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completi
             o.skip.trim()
         )));
     }
+    if kind == BackendKind::Kubeconfig {
+        return run_on_kubeconfig(&loaded);
+    }
     if let Availability::Unavailable(reason) = backend::availability(kind) {
         return Ok(Completion::ignored_with(reason));
     }
@@ -95,6 +104,80 @@ fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completi
             Ok(Completion::ignored_with(relapse::run::NOT_BUILT))
         }
     }
+}
+
+fn settings() -> SnapshotSettings {
+    SnapshotSettings {
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+        mode: UpdateMode::from_env(),
+    }
+}
+
+fn verdict(outcome: &relapse::run::outcome::ScenarioOutcome) -> Result<Completion, Failed> {
+    match &outcome.verdict {
+        Verdict::Passed => Ok(Completion::Completed),
+        Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+        Verdict::Failed(f) => Err(Failed::from(relapse::report::failure_details(outcome, f))),
+    }
+}
+
+/// The kubeconfig backend against `RELAPSE_KUBECONFIG`'s cluster, or a served simulated one.
+fn run_on_kubeconfig(loaded: &LoadedScenario) -> Result<Completion, Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(format!("failed to start a runtime: {e}")))?;
+    let outcome = runtime.block_on(async {
+        if let Some(path) = std::env::var_os(KUBECONFIG_ENV) {
+            let allow = std::env::var("RELAPSE_ALLOW_CLUSTER_SCOPED").is_ok_and(|v| v == "1");
+            let backend = KubeconfigBackend::from_file(Path::new(&path), None)
+                .await
+                .map_err(|e| Failed::from(error_chain(&e)))?
+                .allow_cluster_scoped(allow);
+            return Ok(run_scenario(&backend, loaded, &settings()).await);
+        }
+        // The served cluster's image behaviours name the namespaces the run will use.
+        let token = "served";
+        let map = NamespaceMap::new(token, &loaded.scenario.name);
+        let sim = ServedSim::for_scenario(&loaded.scenario, Pace::Fast, |images| {
+            map.map_images(images)
+        })
+        .await
+        .map_err(|e| Failed::from(error_chain(&e)))?;
+        let kubeconfig = sim
+            .kubeconfig_yaml()
+            .map_err(|e| Failed::from(error_chain(&e)))?;
+        let kubeconfig = relapse::yaml::value(&kubeconfig)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| Failed::from("the served cluster's kubeconfig does not parse"))?;
+        let backend = KubeconfigBackend::from_kubeconfig(kubeconfig, None)
+            .await
+            .map_err(|e| Failed::from(error_chain(&e)))?
+            .with_run_token(token)
+            .with_time(Arc::new(sim.clock()))
+            .allow_cluster_scoped(true);
+        let outcome = run_scenario(&backend, loaded, &settings()).await;
+        if let Some(failure) = sim.failure() {
+            return Err(Failed::from(format!(
+                "the served cluster's control loop failed: {failure}"
+            )));
+        }
+        Ok(outcome)
+    })?;
+    verdict(&outcome)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }
 
 fn run_on_sim(loaded: &LoadedScenario) -> Result<Completion, Failed> {

@@ -4,6 +4,9 @@
 //! which backends can run on this machine and says why not when one cannot.
 
 pub mod k3d;
+pub mod kubeconfig;
+pub mod remote;
+pub mod served;
 pub mod sim;
 
 use std::fmt;
@@ -89,7 +92,7 @@ pub fn availability(kind: BackendKind) -> Availability {
         }
         BackendKind::Kubeconfig => match std::env::var_os(KUBECONFIG_ENV) {
             None => Availability::Unavailable(format!(
-                "the kubeconfig backend runs against an existing cluster: set {KUBECONFIG_ENV} to its kubeconfig file"
+                "the kubeconfig backend runs against an existing cluster: pass --kubeconfig PATH or set {KUBECONFIG_ENV} to its kubeconfig file"
             )),
             Some(p) if !Path::new(&p).is_file() => Availability::Unavailable(format!(
                 "{KUBECONFIG_ENV} points at {}, which is not a file",
@@ -124,6 +127,18 @@ fn docker_daemon() -> Result<(), String> {
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))
 }
 
+/// An error and its sources, one line: `a: b: c`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +168,15 @@ pub enum BackendError {
         /// Why, and how to make it available.
         reason: String,
     },
+    /// The cluster cannot reproduce the scenario faithfully (its shape does not fit); the
+    /// scenario is reported as ignored with these reasons, not as failed.
+    #[error("the cluster cannot reproduce this scenario: {}", .reasons.join("; "))]
+    Unsuitable {
+        /// The backend.
+        backend: BackendKind,
+        /// Each way the cluster does not fit.
+        reasons: Vec<String>,
+    },
     /// Provisioning or tearing down a cluster failed.
     #[error("failed to {action} a {backend} cluster")]
     Lifecycle {
@@ -172,6 +196,16 @@ pub struct Inspection {
     pub kubeconfig_yaml: String,
     /// Keeps the cluster served while alive.
     pub guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Inspection {
+    /// Writes the kubeconfig to `path` with mode 0600.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), crate::sim::ServeError> {
+        crate::sim::serve::write_kubeconfig_file(path, &self.kubeconfig_yaml)
+    }
 }
 
 /// A cluster a scenario runs on, whatever the backend.
@@ -218,6 +252,15 @@ pub trait Cluster: Send + Sync {
     /// nothing.
     fn attach_postgres(&self, server: std::sync::Arc<crate::postgres::Server>) {
         let _ = server;
+    }
+
+    /// Removes what the run created on the cluster (its namespaces, the cluster itself) and
+    /// waits until it is gone. Idempotent. The simulator has nothing to release.
+    ///
+    /// # Errors
+    /// When something could not be removed before its deadline.
+    fn release(&self) -> futures::future::BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Lets time pass until something in the cluster changes or `until` (cluster time) is reached,

@@ -70,6 +70,17 @@ enum Command {
         /// write a kubeconfig for it and wait for Ctrl-C, so it can be inspected with kubectl.
         #[arg(long)]
         keep: bool,
+        /// The kubeconfig of the existing cluster (`--backend kubeconfig`; default:
+        /// RELAPSE_KUBECONFIG).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// The kubeconfig context to use (default: its current context).
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// Let scenarios create, change and delete cluster-scoped objects (CRDs, ClusterRoles...)
+        /// on an existing cluster; those they create are deleted after each run.
+        #[arg(long)]
+        allow_cluster_scoped: bool,
     },
     /// Create a new scenario file from a commented template.
     New {
@@ -102,12 +113,33 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SimCommand {
-    /// Start a simulated cluster in the foreground and write a kubeconfig for it; Ctrl-C stops it.
+    /// Start a simulated cluster with its controllers in the foreground and write a kubeconfig
+    /// for it; Ctrl-C stops it and removes the kubeconfig.
     Up {
         /// Where to write the kubeconfig (mode 0600).
         #[arg(long, default_value = "relapse-sim.kubeconfig")]
         kubeconfig: PathBuf,
+        /// `wall`: simulated time follows the clock; `fast`: it jumps to the next timer
+        /// whenever the cluster is idle (back-offs of minutes pass in milliseconds).
+        #[arg(long, value_enum, default_value_t = PaceArg::Wall)]
+        pace: PaceArg,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PaceArg {
+    /// Simulated time follows wall time.
+    Wall,
+    /// Simulated time jumps to the next timer when the cluster is idle.
+    Fast,
+}
+
+/// Where `run --backend kubeconfig` points.
+#[derive(Debug, Clone, Default)]
+struct Target {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    allow_cluster_scoped: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,7 +148,7 @@ enum Backend {
     Sim,
     /// A k3s cluster created with k3d (needs Docker).
     K3d,
-    /// An existing cluster named by RELAPSE_KUBECONFIG.
+    /// An existing cluster (--kubeconfig, or RELAPSE_KUBECONFIG), in namespaces of its own.
     Kubeconfig,
 }
 
@@ -153,6 +185,9 @@ pub fn main() -> ExitCode {
             junit,
             snapshots,
             keep,
+            kubeconfig,
+            context,
+            allow_cluster_scoped,
         } => run(
             &default_paths(paths),
             backend.into(),
@@ -160,12 +195,17 @@ pub fn main() -> ExitCode {
             junit.as_deref(),
             &snapshots,
             keep,
+            &Target {
+                kubeconfig,
+                context,
+                allow_cluster_scoped,
+            },
         ),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
         Command::Sim {
-            command: SimCommand::Up { kubeconfig },
-        } => sim_up(&kubeconfig),
+            command: SimCommand::Up { kubeconfig, pace },
+        } => sim_up(&kubeconfig, pace),
         Command::Gc => gc(),
     })
 }
@@ -296,6 +336,7 @@ fn run(
     junit: Option<&Path>,
     snapshots: &Path,
     keep: bool,
+    target: &Target,
 ) -> u8 {
     use relapse::run::outcome::Verdict;
     use relapse::run::phases::{SnapshotSettings, run_scenario_keeping};
@@ -315,15 +356,17 @@ fn run(
         );
         return exit::INVALID;
     }
-    if let Availability::Unavailable(reason) = backend::availability(backend) {
+    let explicit = backend == BackendKind::Kubeconfig && target.kubeconfig.is_some();
+    if !explicit && let Availability::Unavailable(reason) = backend::availability(backend) {
         eprintln!("error: backend {backend} cannot run here: {reason}");
         return exit::INVALID;
     }
-    if backend != BackendKind::Sim {
+    if backend == BackendKind::K3d {
         eprintln!("error: {}", relapse::run::NOT_BUILT);
         return exit::INVALID;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -337,12 +380,35 @@ fn run(
         dir: snapshots.to_path_buf(),
         mode: UpdateMode::from_env(),
     };
-    let provisioner = relapse::backend::sim::SimBackend::default();
+    let provisioner: Box<dyn relapse::run::phases::Provisioner> = match backend {
+        BackendKind::Kubeconfig => match runtime.block_on(kubeconfig_backend(target)) {
+            Ok(p) => {
+                // Ctrl-C deletes the namespaces (and allowed cluster-scoped objects) of the run.
+                runtime.spawn(async {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("interrupted: deleting the run's namespaces");
+                        let _ = tokio::task::spawn_blocking(
+                            relapse::backend::kubeconfig::release_live_runs,
+                        )
+                        .await;
+                        std::process::exit(130);
+                    }
+                });
+                Box::new(p)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INVALID;
+            }
+        },
+        _ => Box::new(relapse::backend::sim::SimBackend::default()),
+    };
+    let provisioner = provisioner.as_ref();
     let mut outcomes = Vec::new();
     for s in &selected {
         eprintln!("{backend}::{} ...", s.id);
         let (outcome, failed_cluster) =
-            runtime.block_on(run_scenario_keeping(&provisioner, s, &settings));
+            runtime.block_on(run_scenario_keeping(provisioner, s, &settings));
         match &outcome.verdict {
             Verdict::Passed => eprintln!(
                 "{}  passed  {}",
@@ -378,6 +444,21 @@ fn run(
     } else {
         exit::PASS
     }
+}
+
+/// The kubeconfig backend for `--kubeconfig`/`--context`, or `RELAPSE_KUBECONFIG`.
+async fn kubeconfig_backend(
+    target: &Target,
+) -> Result<relapse::backend::kubeconfig::KubeconfigBackend, String> {
+    let path = target
+        .kubeconfig
+        .clone()
+        .or_else(|| std::env::var_os(backend::KUBECONFIG_ENV).map(PathBuf::from))
+        .ok_or_else(|| format!("pass --kubeconfig or set {}", backend::KUBECONFIG_ENV))?;
+    relapse::backend::kubeconfig::KubeconfigBackend::from_file(&path, target.context.as_deref())
+        .await
+        .map(|b| b.allow_cluster_scoped(target.allow_cluster_scoped))
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
 }
 
 fn new(name: &str, area: &str, dir: &Path) -> u8 {
@@ -466,7 +547,7 @@ fn schema(write: Option<&Path>, fixture: bool) -> u8 {
     }
 }
 
-fn sim_up(kubeconfig: &Path) -> u8 {
+fn sim_up(kubeconfig: &Path, pace: PaceArg) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -477,13 +558,54 @@ fn sim_up(kubeconfig: &Path) -> u8 {
             return exit::INVALID;
         }
     };
-    match runtime.block_on(relapse::sim::up(kubeconfig)) {
+    let pace = match pace {
+        PaceArg::Wall => relapse::backend::served::Pace::Wall,
+        PaceArg::Fast => relapse::backend::served::Pace::Fast,
+    };
+    match runtime.block_on(serve_sim(kubeconfig, pace)) {
         Ok(()) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {:#}", anyhow::Error::new(e));
+            eprintln!("error: {e}");
             exit::INVALID
         }
     }
+}
+
+/// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig.
+async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> Result<(), String> {
+    use relapse::backend::served::ServedSim;
+    use relapse::sim::engine::EngineConfig;
+    let chain = |e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            cur = s.source();
+        }
+        text
+    };
+    let config =
+        EngineConfig::new(Default::default(), Default::default()).map_err(|e| chain(&e))?;
+    let sim = ServedSim::start(config, pace)
+        .await
+        .map_err(|e| chain(&e))?;
+    sim.endpoint()
+        .write_kubeconfig(kubeconfig)
+        .map_err(|e| chain(&e))?;
+    println!(
+        "simulated cluster serving at {} ({} pace)",
+        sim.endpoint().url,
+        match pace {
+            relapse::backend::served::Pace::Wall => "wall",
+            relapse::backend::served::Pace::Fast => "fast",
+        }
+    );
+    println!("export KUBECONFIG={}", kubeconfig.display());
+    let waited = tokio::signal::ctrl_c().await;
+    drop(sim);
+    let _ = std::fs::remove_file(kubeconfig);
+    waited.map_err(|e| format!("failed to wait for Ctrl-C: {e}"))
 }
 
 fn gc() -> u8 {
@@ -527,7 +649,6 @@ fn gc() -> u8 {
 
 /// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig.
 async fn keep_for_inspection(cluster: &dyn relapse::backend::Cluster, name: &str) {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let inspection = match cluster.serve_for_inspection().await {
         Ok(i) => i,
         Err(e) => {
@@ -539,15 +660,8 @@ async fn keep_for_inspection(cluster: &dyn relapse::backend::Cluster, name: &str
         }
     };
     let path = std::env::temp_dir().join(format!("relapse-{name}.kubeconfig"));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(inspection.kubeconfig_yaml.as_bytes()));
-    if let Err(e) = written {
-        eprintln!("error: failed to write {}: {e}", path.display());
+    if let Err(e) = inspection.write_kubeconfig(&path) {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
         return;
     }
     eprintln!();

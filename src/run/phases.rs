@@ -60,6 +60,18 @@ pub async fn run_scenario_keeping(
     let phases = Vec::new();
     let cluster = match provisioner.provision(&loaded.scenario).await {
         Ok(c) => c,
+        Err(BackendError::Unsuitable { backend, reasons }) => {
+            let outcome = ScenarioOutcome {
+                id: loaded.id.clone(),
+                backend,
+                phases,
+                verdict: Verdict::Ignored(format!(
+                    "the {backend} cluster cannot reproduce this scenario: {}",
+                    reasons.join("; ")
+                )),
+            };
+            return (outcome, None);
+        }
         Err(e) => {
             let outcome = failed(
                 loaded,
@@ -101,6 +113,9 @@ pub async fn run_scenario_keeping(
     drop(run);
     let failed_here =
         matches!(&outcome.verdict, Verdict::Failed(f) if f.phase != Phase::Counterfactual);
+    if !failed_here {
+        release(cluster.as_ref()).await;
+    }
     (outcome, failed_here.then_some(cluster))
 }
 
@@ -166,6 +181,17 @@ async fn lifecycle<'a>(
     teardown(run.tenant.take()).await;
     // counterfactual: a fresh cluster, setup and break again, no fix: it must not converge.
     if s.counterfactual.enabled {
+        // On a shared cluster the counterfactual reuses the first run's namespaces.
+        if let Err(e) = run.cluster.release().await {
+            let f = failure(
+                Phase::Counterfactual,
+                "could not release the first run's cluster",
+                String::new(),
+                vec![error_chain(&e)],
+                Context::default(),
+            );
+            return finish(loaded, backend, phases, f);
+        }
         let started = Instant::now();
         let outcome = counterfactual(provisioner, loaded).await;
         let (cluster_time, result) = outcome;
@@ -277,7 +303,16 @@ async fn counterfactual(
         }
     }
     .await;
-    (cluster.now(), result)
+    let elapsed = cluster.now();
+    release(cluster.as_ref()).await;
+    (elapsed, result)
+}
+
+/// Releases a cluster the run is done with; a failure is only logged (the result stands).
+async fn release(cluster: &dyn Cluster) {
+    if let Err(e) = cluster.release().await {
+        tracing::warn!("releasing the cluster: {}", error_chain(&e));
+    }
 }
 
 fn finish(

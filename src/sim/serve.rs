@@ -126,26 +126,7 @@ impl TlsEndpoint {
     /// # Errors
     /// Fails when the file cannot be written.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), ServeError> {
-        let text = self.kubeconfig_yaml()?;
-        let err = |source| ServeError::Kubeconfig {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(err)?;
-        }
-        file.write_all(text.as_bytes()).map_err(err)
+        write_kubeconfig_file(path, &self.kubeconfig_yaml()?)
     }
 
     /// Stops the server and waits for it to finish.
@@ -161,6 +142,33 @@ impl Drop for TlsEndpoint {
         let _ = self.shutdown.send(true);
         self.task.abort();
     }
+}
+
+/// Writes a kubeconfig (it carries credentials) to `path`, readable by its owner only (0600).
+///
+/// # Errors
+/// Fails when the file cannot be written.
+pub fn write_kubeconfig_file(path: &Path, text: &str) -> Result<(), ServeError> {
+    let err = |source| ServeError::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // An existing file keeps its mode on open: tighten it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    file.write_all(text.as_bytes()).map_err(err)
 }
 
 struct Certs {

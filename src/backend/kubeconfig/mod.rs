@@ -1,0 +1,248 @@
+//! The `kubeconfig` backend: scenarios on an existing cluster (kind, minikube, a dev EKS, a
+//! served simulated cluster), each in namespaces of its own.
+//!
+//! Provisioning a "cluster" here means: check that the cluster fits the scenario's shape
+//! ([`shape`]), then hand the runner a client behind the [`isolation`] layer, which renames the
+//! scenario's namespaces, creates them on first use, refuses cluster-scoped writes unless
+//! allowed, and deletes everything the run created when it is released. A scenario and its
+//! counterfactual run one after the other under the same namespace names.
+
+pub mod isolation;
+pub mod shape;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub use isolation::{Isolation, IsolationError, IsolationGuard, NamespaceMap, release_live_runs};
+
+use super::remote::{Release, RemoteCluster, TimeSource, WallTime, WatchScope};
+use super::{BackendError, BackendKind, Cluster};
+use crate::run::phases::Provisioner;
+use crate::scenario::Scenario;
+
+/// Errors of reading a kubeconfig.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    /// The file could not be read or parsed.
+    #[error("failed to read the kubeconfig {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// kube-rs rejected it (unknown context, bad certificates...).
+    #[error("failed to use the kubeconfig {}{}", .path.display(), .context.as_ref().map(|c| format!(" with context {c}")).unwrap_or_default())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The context asked for.
+        context: Option<String>,
+        /// What went wrong.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+}
+
+/// Provisions isolated runs on one existing cluster.
+#[derive(Clone)]
+pub struct KubeconfigBackend {
+    config: kube::Config,
+    allow_cluster_scoped: bool,
+    run_token: String,
+    time: Arc<dyn TimeSource>,
+    backend: BackendKind,
+}
+
+impl std::fmt::Debug for KubeconfigBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeconfigBackend")
+            .field("cluster_url", &self.config.cluster_url)
+            .field("allow_cluster_scoped", &self.allow_cluster_scoped)
+            .field("run_token", &self.run_token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random token naming this process's runs (`[a-z0-9]{8}`).
+fn random_token() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| {
+            let i = rng.random_range(0..36u8);
+            char::from(if i < 10 { b'0' + i } else { b'a' + i - 10 })
+        })
+        .collect()
+}
+
+impl KubeconfigBackend {
+    /// A backend for the cluster `config` reaches, on wall time, refusing cluster-scoped writes.
+    #[must_use]
+    pub fn new(config: kube::Config) -> Self {
+        Self {
+            config,
+            allow_cluster_scoped: false,
+            run_token: random_token(),
+            time: Arc::new(WallTime::start()),
+            backend: BackendKind::Kubeconfig,
+        }
+    }
+
+    /// Reads `path` and uses `context` (default: its current context).
+    ///
+    /// # Errors
+    /// When the file cannot be read or kube-rs rejects it.
+    pub async fn from_file(path: &Path, context: Option<&str>) -> Result<Self, KubeconfigError> {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| KubeconfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_kubeconfig(kubeconfig, context)
+            .await
+            .map_err(|source| KubeconfigError::Config {
+                path: path.to_path_buf(),
+                context: context.map(str::to_owned),
+                source,
+            })
+    }
+
+    /// Uses a parsed kubeconfig with `context` (default: its current context).
+    ///
+    /// # Errors
+    /// When kube-rs rejects it.
+    pub async fn from_kubeconfig(
+        kubeconfig: Kubeconfig,
+        context: Option<&str>,
+    ) -> Result<Self, kube::config::KubeconfigError> {
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+        Ok(Self::new(config))
+    }
+
+    /// Whether scenarios may create, change and delete cluster-scoped objects (CRDs,
+    /// ClusterRoles...). Objects they create are deleted when each run is released.
+    #[must_use]
+    pub fn allow_cluster_scoped(mut self, allow: bool) -> Self {
+        self.allow_cluster_scoped = allow;
+        self
+    }
+
+    /// Names runs with `token` instead of a random one (their namespaces derive from it).
+    #[must_use]
+    pub fn with_run_token(mut self, token: impl Into<String>) -> Self {
+        self.run_token = token.into();
+        self
+    }
+
+    /// Reads cluster time from `time` instead of the wall clock (a served simulated cluster
+    /// whose clock runs ahead of wall time).
+    #[must_use]
+    pub fn with_time(mut self, time: Arc<dyn TimeSource>) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Reports clusters as `backend` (the k3d backend reuses this one on its clusters).
+    #[must_use]
+    pub fn reporting_as(mut self, backend: BackendKind) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The namespace renaming runs of `scenario` use.
+    #[must_use]
+    pub fn namespace_map(&self, scenario: &Scenario) -> NamespaceMap {
+        NamespaceMap::new(&self.run_token, &scenario.name)
+    }
+
+    fn lifecycle(
+        &self,
+        action: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> BackendError {
+        BackendError::Lifecycle {
+            action,
+            backend: self.backend,
+            source: Box::new(e),
+        }
+    }
+
+    /// Checks the cluster against the scenario's shape, then prepares an isolated run.
+    async fn provision_run(&self, scenario: &Scenario) -> Result<RemoteCluster, BackendError> {
+        let raw = kube::Client::try_from(self.config.clone())
+            .map_err(|e| self.lifecycle("connect to", e))?;
+        let nodes = Api::<Node>::all(raw.clone())
+            .list(&ListParams::default())
+            .await;
+        let classes = Api::<StorageClass>::all(raw.clone())
+            .list(&ListParams::default())
+            .await;
+        match (nodes, classes) {
+            (Ok(nodes), Ok(classes)) => {
+                let reasons = shape::misfits(&scenario.cluster, &nodes.items, &classes.items);
+                if !reasons.is_empty() {
+                    return Err(BackendError::Unsuitable {
+                        backend: self.backend,
+                        reasons,
+                    });
+                }
+            }
+            // A user who may not list nodes gets the run; its symptoms will tell.
+            (Err(kube::Error::Api(s)), _) | (_, Err(kube::Error::Api(s))) if s.code == 403 => {
+                tracing::warn!("cannot check the cluster's shape: {}", s.message);
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(self.lifecycle("connect to", e)),
+        }
+        let iso = Isolation::new(
+            self.namespace_map(scenario),
+            raw.clone(),
+            self.config.clone(),
+            self.allow_cluster_scoped,
+        );
+        let client = iso.client();
+        let scope = WatchScope::Namespaces(iso.owned());
+        Ok(
+            RemoteCluster::new(self.backend, client, raw, self.time.clone(), scope)
+                .with_release(Box::new(ReleaseIsolation(iso.clone(), self.backend)))
+                .with_guard(Box::new(IsolationGuard(iso))),
+        )
+    }
+}
+
+struct ReleaseIsolation(Arc<Isolation>, BackendKind);
+
+impl Release for ReleaseIsolation {
+    fn release(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.0.release().await.map_err(|e| BackendError::Lifecycle {
+                action: "release",
+                backend: self.1,
+                source: Box::new(e),
+            })
+        })
+    }
+}
+
+impl Provisioner for KubeconfigBackend {
+    fn provision<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+    ) -> BoxFuture<'a, Result<Box<dyn Cluster>, BackendError>> {
+        Box::pin(async move {
+            self.provision_run(scenario)
+                .await
+                .map(|c| Box::new(c) as Box<dyn Cluster>)
+        })
+    }
+}
