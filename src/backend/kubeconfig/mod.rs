@@ -180,6 +180,20 @@ impl KubeconfigBackend {
 
     /// Checks the cluster against the scenario's shape, then prepares an isolated run.
     async fn provision_run(&self, scenario: &Scenario) -> Result<RemoteCluster, BackendError> {
+        if scenario.postgres.is_some() {
+            // On the simulator the harness connects stand-in programs to the server it
+            // started; on a cluster of its own, the scenario's real images would have to reach
+            // that server themselves, which a loopback server on this machine is not.
+            return Err(BackendError::Unsuitable {
+                backend: self.backend,
+                reasons: vec![
+                    "the scenario's programs log in to the Postgres server the harness starts on \
+                     this machine, which pods of this cluster cannot reach; run it with \
+                     `--backend sim`"
+                        .to_owned(),
+                ],
+            });
+        }
         let raw = kube::Client::try_from(self.config.clone())
             .map_err(|e| self.lifecycle("connect to", e))?;
         let nodes = Api::<Node>::all(raw.clone())
