@@ -2,6 +2,7 @@
 //! label selectors, times, pod readiness and conditions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
@@ -155,6 +156,12 @@ pub fn controller_of(obj: &Value) -> Option<&Value> {
     array_at(obj, &["metadata", "ownerReferences"])
         .iter()
         .find(|r| bool_at(r, &["controller"]))
+}
+
+/// Copies of shared objects, for code that changes or keeps what it listed.
+#[must_use]
+pub fn owned(objects: Vec<Arc<Value>>) -> Vec<Value> {
+    objects.into_iter().map(Arc::unwrap_or_clone).collect()
 }
 
 /// Whether `obj`'s controller reference points at `owner` (by UID).

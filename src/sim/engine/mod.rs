@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 pub use nodes::NO_POSTGRES;
 pub use recorder::{EventRecorder, Incoming, Involved};
-pub use view::StoreView;
+pub use view::{Informers, StoreView};
 
 use crate::scenario::{
     Cluster, ImageBehaviour, LoadBalancerProvider, Node, NodeRole, StorageClass, VolumeBindingMode,
@@ -133,6 +133,8 @@ pub struct SimEngine {
     load_balancer: endpoints::LoadBalancerProvider,
     nodes: nodes::Nodes,
     recorder: EventRecorder,
+    /// The read caches every reconcile reads through.
+    informers: Arc<Informers>,
     /// Wake-ups the controllers asked for in the last round.
     requeues: Vec<Timestamp>,
 }
@@ -264,6 +266,7 @@ impl SimEngine {
             attach: AttachDetachController::default(),
             load_balancer,
             nodes: nodes::Nodes::new(agents),
+            informers: Arc::default(),
             requeues: Vec::new(),
         })
     }
@@ -390,7 +393,8 @@ impl SimEngine {
     fn kubelet_pass(&mut self) -> bool {
         let store = self.cluster.store().clone();
         let drivers = self.attach.attachable_drivers.clone();
-        let view = StoreView::new(&store, &drivers);
+        let informers = self.informers.clone();
+        let view = StoreView::new(&store, &informers, &drivers);
         let before = store.resource_version();
         let logged = self
             .nodes
@@ -414,7 +418,8 @@ impl SimEngine {
     fn round(&mut self) -> Vec<&'static str> {
         let store = self.cluster.store().clone();
         let drivers = self.attach.attachable_drivers.clone();
-        let view = StoreView::new(&store, &drivers);
+        let informers = self.informers.clone();
+        let view = StoreView::new(&store, &informers, &drivers);
         let now = self.now;
         let mut changing = Vec::new();
         self.requeues.clear();

@@ -12,6 +12,7 @@ use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::PostgresOutcome;
 use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
+use crate::sim::controllers::meta::owned;
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
 use crate::sim::scheduler::{self, Decision, Snapshot};
@@ -148,8 +149,8 @@ impl Nodes {
         recorder: &mut EventRecorder,
         now: Timestamp,
     ) {
-        let mut pods = view.list("v1", "Pod", None);
-        let pending: Vec<Value> = pods
+        let shared = view.list("v1", "Pod", None);
+        let pending: Vec<Value> = shared
             .iter()
             .filter(|p| {
                 str_at(p, "/spec/nodeName").is_empty()
@@ -157,19 +158,21 @@ impl Nodes {
                     && matches!(str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
                     && !matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
             })
-            .cloned()
+            .map(|p| Value::clone(p))
             .collect();
-        let live: BTreeSet<&str> = pods.iter().map(|p| str_at(p, "/metadata/uid")).collect();
+        let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
         self.binding.retain(|uid, _| live.contains(uid.as_str()));
         self.unschedulable
             .retain(|uid, _| live.contains(uid.as_str()));
         if pending.is_empty() {
             return;
         }
-        let nodes = view.list("v1", "Node", None);
-        let mut pvcs = view.list("v1", "PersistentVolumeClaim", None);
-        let pvs = view.list("v1", "PersistentVolume", None);
-        let classes = view.list("storage.k8s.io/v1", "StorageClass", None);
+        // The scheduler works on copies it updates as it binds.
+        let mut pods = owned(shared);
+        let nodes = owned(view.list("v1", "Node", None));
+        let mut pvcs = owned(view.list("v1", "PersistentVolumeClaim", None));
+        let pvs = owned(view.list("v1", "PersistentVolume", None));
+        let classes = owned(view.list("storage.k8s.io/v1", "StorageClass", None));
         for pod in pending {
             let uid = str_at(&pod, "/metadata/uid").to_owned();
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
