@@ -12,7 +12,7 @@ use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::PostgresOutcome;
 use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
-use crate::sim::controllers::meta::owned;
+use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
 use crate::sim::scheduler::{self, Decision, Snapshot};
@@ -26,7 +26,7 @@ const UNSCHEDULABLE_RETRY_SECS: i64 = 300;
 pub const NO_POSTGRES: &str = "the simulated cluster has no PostgreSQL server wired in yet; scenarios with `postgres:` cannot run their checks on the sim";
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A pod as the node agent last synced it.
@@ -59,6 +59,9 @@ pub struct Nodes {
     /// (the volume binding plugin's PreBind), by uid.
     binding: BTreeMap<String, (String, RecordedEvent)>,
     unschedulable: BTreeMap<String, Unschedulable>,
+    /// The fingerprint of each bound pod at the resourceVersion it was computed for, by uid:
+    /// most rounds see most pods unchanged.
+    fingerprints: BTreeMap<String, (String, u64)>,
 }
 
 fn hash_of(parts: &[&Value]) -> u64 {
@@ -119,6 +122,7 @@ impl Nodes {
             tracked: BTreeMap::new(),
             binding: BTreeMap::new(),
             unschedulable: BTreeMap::new(),
+            fingerprints: BTreeMap::new(),
         }
     }
 
@@ -183,27 +187,29 @@ impl Nodes {
                 }
                 continue;
             }
-            let cluster = hash_of(&[
-                &Value::Array(nodes.clone()),
-                &Value::Array(pvcs.clone()),
-                &Value::Array(pvs.clone()),
-                &Value::Array(
-                    pods.iter()
-                        .map(|p| {
-                            json!([
-                                str_at(p, "/metadata/uid"),
-                                str_at(p, "/spec/nodeName"),
-                                str_at(p, "/status/phase")
-                            ])
-                        })
-                        .collect(),
-                ),
-            ]);
-            let pod_fp = pod_fingerprint(&pod);
+            // Only needed for pods that were unschedulable: computed when asked for.
+            let cluster = |pods: &[Value]| {
+                hash_of(&[
+                    &Value::Array(nodes.clone()),
+                    &Value::Array(pvcs.clone()),
+                    &Value::Array(pvs.clone()),
+                    &Value::Array(
+                        pods.iter()
+                            .map(|p| {
+                                json!([
+                                    str_at(p, "/metadata/uid"),
+                                    str_at(p, "/spec/nodeName"),
+                                    str_at(p, "/status/phase")
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ])
+            };
             if let Some(u) = self.unschedulable.get(&uid)
-                && u.cluster == cluster
-                && u.pod == pod_fp
                 && now < crate::sim::controllers::meta::add_secs(u.at, UNSCHEDULABLE_RETRY_SECS)
+                && u.pod == pod_fingerprint(&pod)
+                && u.cluster == cluster(&pods)
             {
                 continue;
             }
@@ -237,8 +243,8 @@ impl Nodes {
                     self.unschedulable.insert(
                         uid,
                         Unschedulable {
-                            cluster,
-                            pod: pod_fp,
+                            cluster: cluster(&pods),
+                            pod: pod_fingerprint(&pod),
                             at: now,
                         },
                     );
@@ -267,7 +273,15 @@ impl Nodes {
             };
             let uid = str_at(pod, "/metadata/uid").to_owned();
             seen.insert(uid.clone());
-            let fingerprint = pod_fingerprint(pod);
+            let rv = str_at(pod, "/metadata/resourceVersion");
+            let fingerprint = match self.fingerprints.get(&uid) {
+                Some((at, f)) if at == rv => *f,
+                _ => {
+                    let f = pod_fingerprint(pod);
+                    self.fingerprints.insert(uid.clone(), (rv.to_owned(), f));
+                    f
+                }
+            };
             let due = self.tracked.get(&uid).is_none_or(|t| {
                 t.fingerprint != fingerprint || t.wake_at.is_some_and(|w| w <= now)
             });
@@ -344,6 +358,7 @@ impl Nodes {
                 self.kubelets[t.node].forget(&uid);
             }
         }
+        self.fingerprints.retain(|uid, _| seen.contains(uid));
         logged
     }
 

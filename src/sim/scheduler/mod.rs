@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::sim::behaviour::time::rfc3339;
+use crate::sim::controllers::meta::{self, pointer};
 use crate::sim::kubelet::{EventType, InvolvedObject, RecordedEvent};
 use quantity::{parse_milli, parse_value};
 
@@ -68,11 +69,11 @@ enum Code {
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn array<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
-    v.pointer(ptr)
+    pointer(v, ptr)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -84,8 +85,8 @@ fn array<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
 fn requests(pod: &Value, non_zero: bool) -> (i128, i128) {
     let one = |c: &Value| {
         let get = |r: &str, default: i128, parse: fn(&str) -> Option<i128>| {
-            c.pointer(&format!("/resources/requests/{r}"))
-                .or_else(|| c.pointer(&format!("/resources/limits/{r}")))
+            meta::at(c, &["resources", "requests", r])
+                .or_else(|| meta::at(c, &["resources", "limits", r]))
                 .and_then(|q| match q {
                     Value::String(s) => parse(s),
                     Value::Number(n) => parse(&n.to_string()),
