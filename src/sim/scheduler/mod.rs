@@ -274,12 +274,22 @@ pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision
     }
 
     let (want_cpu, want_mem) = requests(pod, false);
+    let usage = usage_by_node(pod, cluster);
+    let none = Usage::default();
     let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
     let mut feasible: Vec<(i128, String)> = Vec::new();
     for node in cluster.nodes {
         let name = str_at(node, "/metadata/name").to_owned();
-        match filter(pod, node, cluster, (want_cpu, want_mem), rwop_conflict) {
-            Ok(()) => feasible.push((score(pod, node, cluster), name)),
+        let used = usage.get(name.as_str()).unwrap_or(&none);
+        match filter(
+            pod,
+            node,
+            cluster,
+            (want_cpu, want_mem),
+            rwop_conflict,
+            used,
+        ) {
+            Ok(()) => feasible.push((score(pod, node, used), name)),
             Err(status) => {
                 statuses.insert(name, status);
             }
@@ -370,6 +380,38 @@ fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
     }
 }
 
+/// What the other pods bound to one node use: their number and requests, as the resource
+/// fit filter counts them and as the scoring counts them (with the non-zero defaults).
+#[derive(Debug, Default)]
+struct Usage {
+    count: i128,
+    cpu: i128,
+    mem: i128,
+    score_cpu: i128,
+    score_mem: i128,
+}
+
+/// [`Usage`] of every node, in one pass over the pods rather than one per node and check.
+fn usage_by_node<'a>(pod: &Value, cluster: &'a Snapshot<'_>) -> BTreeMap<&'a str, Usage> {
+    let uid = str_at(pod, "/metadata/uid");
+    let mut by_node: BTreeMap<&str, Usage> = BTreeMap::new();
+    for p in cluster.pods {
+        let node = str_at(p, "/spec/nodeName");
+        if node.is_empty() || terminal(p) || str_at(p, "/metadata/uid") == uid {
+            continue;
+        }
+        let u = by_node.entry(node).or_default();
+        let (c, m) = requests(p, false);
+        let (sc, sm) = requests(p, true);
+        u.count += 1;
+        u.cpu += c;
+        u.mem += m;
+        u.score_cpu += sc;
+        u.score_mem += sm;
+    }
+    by_node
+}
+
 fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item = &'a Value> {
     cluster
         .pods
@@ -401,6 +443,7 @@ fn filter(
     cluster: &Snapshot<'_>,
     (want_cpu, want_mem): (i128, i128),
     rwop_conflict: bool,
+    used: &Usage,
 ) -> Result<(), (Code, Vec<String>)> {
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
@@ -459,14 +502,7 @@ fn filter(
     }
     // NodeResourcesFit (noderesources/fit.go): every shortfall is a reason.
     let (cpu, mem, max_pods) = allocatable(node);
-    let (mut used_cpu, mut used_mem, mut count) = (0, 0, 0);
-    let uid = str_at(pod, "/metadata/uid");
-    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
-        let (c, m) = requests(p, false);
-        used_cpu += c;
-        used_mem += m;
-        count += 1;
-    }
+    let (used_cpu, used_mem, count) = (used.cpu, used.mem, used.count);
     let mut short = Vec::new();
     if count + 1 > max_pods {
         short.push("Too many pods".to_owned());
@@ -510,16 +546,10 @@ fn filter(
 
 /// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the
 /// scheduler's non-zero defaults for containers without requests.
-fn score(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> i128 {
+fn score(pod: &Value, node: &Value, used: &Usage) -> i128 {
     let (cpu, mem, _) = allocatable(node);
-    let (mut req_cpu, mut req_mem) = requests(pod, true);
-    let name = str_at(node, "/metadata/name");
-    let uid = str_at(pod, "/metadata/uid");
-    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
-        let (c, m) = requests(p, true);
-        req_cpu += c;
-        req_mem += m;
-    }
+    let (req_cpu, req_mem) = requests(pod, true);
+    let (req_cpu, req_mem) = (req_cpu + used.score_cpu, req_mem + used.score_mem);
     let least = |cap: i128, req: i128| {
         if cap <= 0 || req > cap {
             0
