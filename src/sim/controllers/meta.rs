@@ -392,6 +392,29 @@ mod tests {
     }
 
     #[test]
+    fn pointer_answers_like_value_pointer() {
+        let v = json!({"metadata": {"name": "p", "labels": {"a/b": "x", "c~d": "y"}},
+                       "spec": {"containers": [{"name": "c"}], "n": 1}, "": {"": 2}});
+        for ptr in [
+            "",
+            "/",
+            "//",
+            "/metadata/name",
+            "/metadata/missing",
+            "/metadata/name/deeper",
+            "/metadata/labels/a~1b",
+            "/metadata/labels/c~0d",
+            "/spec/containers/0/name",
+            "/spec/containers/01/name",
+            "/spec/containers/x",
+            "/spec/n/x",
+            "metadata",
+        ] {
+            assert_eq!(pointer(&v, ptr), v.pointer(ptr), "{ptr}");
+        }
+    }
+
+    #[test]
     fn percentages_round_like_intstr() {
         assert_eq!(scaled_int_or_percent(&json!("25%"), 1, true), Some(1));
         assert_eq!(scaled_int_or_percent(&json!("25%"), 1, false), Some(0));

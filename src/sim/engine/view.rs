@@ -264,3 +264,179 @@ impl behaviour::ClusterViewExt for StoreView<'_> {
         !attachable || attachdetach::is_attached(self, pv, node)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::{Informers, StoreView};
+    use crate::sim::clock::{Clock, ManualClock};
+    use crate::sim::controllers::ClusterView;
+    use crate::sim::store::{DeleteOptions, ListOptions, Part, Store, StoreConfig, WriteOptions};
+
+    fn store() -> Store {
+        let clock = Arc::new(ManualClock::new("2025-01-01T00:00:00Z".parse().unwrap()));
+        Store::new(
+            clock as Arc<dyn Clock>,
+            StoreConfig {
+                seed: Some(1),
+                ..StoreConfig::default()
+            },
+        )
+    }
+
+    fn pod(name: &str, owner: Option<&str>) -> Value {
+        let mut p = json!({"metadata": {"name": name, "labels": {"app": "web"}},
+                           "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(uid) = owner {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "rs", "uid": uid, "controller": true}]);
+        }
+        p
+    }
+
+    fn names(objs: &[Arc<Value>]) -> Vec<String> {
+        objs.iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The store's own answer, for comparison.
+    fn stored(store: &Store, ns: Option<&str>) -> Vec<Value> {
+        let res = store.resource("", "v1", "pods").unwrap();
+        store.list(&res, ns, &ListOptions::default()).unwrap().items
+    }
+
+    #[test]
+    fn lists_follow_every_write_and_share_unchanged_objects() {
+        let store = store();
+        let informers = Informers::default();
+        let view = StoreView::new(&store, &informers, &[]);
+        let pods = store.resource("", "v1", "pods").unwrap();
+        for name in ["b", "a", "c"] {
+            store
+                .create(
+                    &pods,
+                    Some("default"),
+                    pod(name, None),
+                    &WriteOptions::default(),
+                )
+                .unwrap();
+        }
+        let first = view.list("v1", "Pod", Some("default"));
+        assert_eq!(names(&first), ["a", "b", "c"]);
+        let want: Vec<Value> = stored(&store, Some("default"));
+        assert_eq!(
+            first.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
+            want
+        );
+
+        // A write in between: the changed object is fresh, the others are the same allocation.
+        store
+            .modify(
+                &pods,
+                Some("default"),
+                "b",
+                Part::Main,
+                &WriteOptions::default(),
+                |cur| {
+                    let mut p = cur.unwrap().clone();
+                    p["metadata"]["labels"]["changed"] = json!("yes");
+                    Ok(p)
+                },
+            )
+            .unwrap();
+        store
+            .delete(
+                &pods,
+                Some("default"),
+                "c",
+                &DeleteOptions {
+                    grace_period: Some(0),
+                    ..DeleteOptions::default()
+                },
+            )
+            .unwrap();
+        let second = view.list("v1", "Pod", Some("default"));
+        assert_eq!(names(&second), ["a", "b"]);
+        assert!(Arc::ptr_eq(&first[0], &second[0]));
+        assert_eq!(second[1]["metadata"]["labels"]["changed"], "yes");
+        assert_eq!(
+            second.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
+            stored(&store, Some("default"))
+        );
+        assert_eq!(
+            view.get("v1", "Pod", Some("default"), "b"),
+            Some((*second[1]).clone())
+        );
+        assert_eq!(view.get("v1", "Pod", Some("default"), "c"), None);
+        assert!(view.list("v1", "Pod", Some("kube-system")).is_empty());
+    }
+
+    #[test]
+    fn controlled_lists_equal_the_filtered_list() {
+        let store = store();
+        let informers = Informers::default();
+        let view = StoreView::new(&store, &informers, &[]);
+        let pods = store.resource("", "v1", "pods").unwrap();
+        for (name, owner) in [
+            ("a", Some("u1")),
+            ("b", None),
+            ("c", Some("u2")),
+            ("d", Some("u1")),
+            ("e", None),
+        ] {
+            store
+                .create(
+                    &pods,
+                    Some("default"),
+                    pod(name, owner),
+                    &WriteOptions::default(),
+                )
+                .unwrap();
+        }
+        store
+            .create(
+                &pods,
+                Some("kube-system"),
+                pod("f", Some("u1")),
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        let ns = Some("default");
+        assert_eq!(
+            names(&view.list_controlled("v1", "Pod", ns, "u1", false)),
+            ["a", "d"]
+        );
+        assert_eq!(
+            names(&view.list_controlled("v1", "Pod", ns, "u1", true)),
+            ["a", "b", "d", "e"]
+        );
+        assert_eq!(
+            names(&view.list_controlled("v1", "Pod", ns, "u3", true)),
+            ["b", "e"]
+        );
+        assert_eq!(
+            names(&view.list_controlled("v1", "Pod", None, "u1", false)),
+            ["a", "d", "f"]
+        );
+        // The index is rebuilt after a write.
+        store
+            .delete(
+                &pods,
+                Some("default"),
+                "a",
+                &DeleteOptions {
+                    grace_period: Some(0),
+                    ..DeleteOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            names(&view.list_controlled("v1", "Pod", ns, "u1", true)),
+            ["b", "d", "e"]
+        );
+    }
+}
