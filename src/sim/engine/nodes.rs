@@ -15,7 +15,7 @@ use crate::sim::controllers::ClusterView as _;
 use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
-use crate::sim::scheduler::{self, Decision, Snapshot};
+use crate::sim::scheduler::{self, Decision, NodeUsage, Snapshot};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
 /// How long an unschedulable pod waits before it is tried again although nothing changed
@@ -177,13 +177,28 @@ impl Nodes {
         let mut pvcs = owned(view.list("v1", "PersistentVolumeClaim", None));
         let pvs = owned(view.list("v1", "PersistentVolume", None));
         let classes = owned(view.list("storage.k8s.io/v1", "StorageClass", None));
+        // Kept up to date as pods are bound, rather than counted again for every pod.
+        let mut usage = NodeUsage::of(&pods);
+        let at: BTreeMap<String, usize> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (str_at(p, "/metadata/uid").to_owned(), i))
+            .collect();
         for pod in pending {
             let uid = str_at(&pod, "/metadata/uid").to_owned();
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
                 if unbound_delayed_claims(&pod, &pvcs, &classes).is_empty() {
                     self.binding.remove(&uid);
                     let event = RecordedEvent { at: now, ..event };
-                    bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                    bind(
+                        store,
+                        &pod,
+                        &node,
+                        &event,
+                        recorder,
+                        now,
+                        (&mut pods, &at, &mut usage),
+                    );
                 }
                 continue;
             }
@@ -220,12 +235,20 @@ impl Nodes {
                 pvs: &pvs,
                 storage_classes: &classes,
             };
-            match scheduler::schedule(&pod, &snapshot, now) {
+            match scheduler::schedule_with(&pod, &snapshot, &usage, now) {
                 Decision::Bind { node, event } => {
                     self.unschedulable.remove(&uid);
                     let delayed = unbound_delayed_claims(&pod, &pvcs, &classes);
                     if delayed.is_empty() {
-                        bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                        bind(
+                            store,
+                            &pod,
+                            &node,
+                            &event,
+                            recorder,
+                            now,
+                            (&mut pods, &at, &mut usage),
+                        );
                         continue;
                     }
                     // The volume binding plugin asks for the claims to be provisioned on the
@@ -434,7 +457,7 @@ fn select_node(store: &Store, pod: &Value, claim: &str, node: &str, pvcs: &mut [
 
 /// Binds a pod: `spec.nodeName` and `PodScheduled=True`, as the binding subresource does
 /// (pkg/registry/core/pod/storage/storage.go `setPodNodeAndMetadata`), then the `Scheduled`
-/// event.
+/// event. The pass's copy of the pods (found by uid) and the nodes' usage are updated with it.
 fn bind(
     store: &Store,
     pod: &Value,
@@ -442,7 +465,7 @@ fn bind(
     event: &RecordedEvent,
     recorder: &mut EventRecorder,
     now: Timestamp,
-    pods: &mut [Value],
+    (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
 ) {
     let Some(res) = store.resource("", "v1", "pods") else {
         return;
@@ -469,7 +492,8 @@ fn bind(
     let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                            "lastTransitionTime": format_time(now)});
     set_condition(store, &stored, &condition);
-    if let Some(slot) = pods.iter_mut().find(|p| str_at(p, "/metadata/uid") == uid) {
+    usage.add(&stored);
+    if let Some(slot) = at.get(&uid).and_then(|i| pods.get_mut(*i)) {
         *slot = stored;
     }
     recorder.record(store, &incoming(event));

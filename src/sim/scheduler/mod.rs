@@ -212,6 +212,61 @@ fn claims(pod: &Value) -> Vec<&str> {
 /// One scheduling attempt for `pod` at `now`.
 #[must_use]
 pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision {
+    schedule_with(pod, cluster, &NodeUsage::excluding(pod, cluster.pods), now)
+}
+
+/// What the pods bound to each node use (their number and requests), for a caller that
+/// schedules many pods in a row and keeps this up to date as it binds them, rather than
+/// having every [`schedule`] count the whole cluster again.
+#[derive(Debug, Default)]
+pub struct NodeUsage {
+    by_node: BTreeMap<String, Usage>,
+}
+
+impl NodeUsage {
+    /// The usage of every node by the bound, non-terminal pods among `pods`.
+    #[must_use]
+    pub fn of(pods: &[Value]) -> Self {
+        Self::excluding(&Value::Null, pods)
+    }
+
+    /// The same, without `pod` itself.
+    fn excluding(pod: &Value, pods: &[Value]) -> Self {
+        let uid = str_at(pod, "/metadata/uid");
+        let mut usage = Self::default();
+        for p in pods {
+            if uid.is_empty() || str_at(p, "/metadata/uid") != uid {
+                usage.add(p);
+            }
+        }
+        usage
+    }
+
+    /// Counts a pod against its node (nothing for unbound or terminal pods).
+    pub fn add(&mut self, pod: &Value) {
+        let node = str_at(pod, "/spec/nodeName");
+        if node.is_empty() || terminal(pod) {
+            return;
+        }
+        let u = self.by_node.entry(node.to_owned()).or_default();
+        let (c, m) = requests(pod, false);
+        let (sc, sm) = requests(pod, true);
+        u.count += 1;
+        u.cpu += c;
+        u.mem += m;
+        u.score_cpu += sc;
+        u.score_mem += sm;
+    }
+}
+
+/// [`schedule`] with the nodes' usage already counted; `usage` must not count `pod` itself.
+#[must_use]
+pub fn schedule_with(
+    pod: &Value,
+    cluster: &Snapshot<'_>,
+    usage: &NodeUsage,
+    now: Timestamp,
+) -> Decision {
     let ns = str_at(pod, "/metadata/namespace");
     let n = cluster.nodes.len();
     if n == 0 {
@@ -274,13 +329,12 @@ pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision
     }
 
     let (want_cpu, want_mem) = requests(pod, false);
-    let usage = usage_by_node(pod, cluster);
     let none = Usage::default();
     let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
     let mut feasible: Vec<(i128, String)> = Vec::new();
     for node in cluster.nodes {
         let name = str_at(node, "/metadata/name").to_owned();
-        let used = usage.get(name.as_str()).unwrap_or(&none);
+        let used = usage.by_node.get(name.as_str()).unwrap_or(&none);
         match filter(
             pod,
             node,
@@ -389,27 +443,6 @@ struct Usage {
     mem: i128,
     score_cpu: i128,
     score_mem: i128,
-}
-
-/// [`Usage`] of every node, in one pass over the pods rather than one per node and check.
-fn usage_by_node<'a>(pod: &Value, cluster: &'a Snapshot<'_>) -> BTreeMap<&'a str, Usage> {
-    let uid = str_at(pod, "/metadata/uid");
-    let mut by_node: BTreeMap<&str, Usage> = BTreeMap::new();
-    for p in cluster.pods {
-        let node = str_at(p, "/spec/nodeName");
-        if node.is_empty() || terminal(p) || str_at(p, "/metadata/uid") == uid {
-            continue;
-        }
-        let u = by_node.entry(node).or_default();
-        let (c, m) = requests(p, false);
-        let (sc, sm) = requests(p, true);
-        u.count += 1;
-        u.cpu += c;
-        u.mem += m;
-        u.score_cpu += sc;
-        u.score_mem += sm;
-    }
-    by_node
 }
 
 fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item = &'a Value> {
