@@ -10,7 +10,9 @@
 //!
 //! Writes made through the API between two calls are picked up by the next call: every round
 //! reconciles everything (the controllers are cheap and idempotent), and the node agents look
-//! again at every pod whose metadata or spec changed.
+//! again at every pod whose metadata or spec changed. Everything reads through [`Informers`],
+//! per-resource caches brought up to date whenever the store's resourceVersion moved, so a
+//! reconcile sees the writes of the ones before it without copying the store.
 
 mod nodes;
 mod recorder;
