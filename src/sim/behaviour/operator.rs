@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::view::ClusterView;
+use super::view::ClusterViewExt;
 use crate::scenario::OperatorRule;
 
 /// Replaces `{{name}}` and `{{namespace}}` in every string (keys included) of `value`.
@@ -34,7 +34,7 @@ pub fn template(value: &Value, name: &str, namespace: &str) -> Value {
 /// The order is stable: rules in declaration order, watched objects in the view's order,
 /// owned objects in template order.
 #[must_use]
-pub fn desired_objects(rules: &[OperatorRule], view: &dyn ClusterView) -> Vec<Value> {
+pub fn desired_objects(rules: &[OperatorRule], view: &dyn ClusterViewExt) -> Vec<Value> {
     let mut out = Vec::new();
     for rule in rules {
         let r = &rule.for_each;

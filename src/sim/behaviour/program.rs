@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::operator;
 use super::time::{after, earliest};
-use super::view::ClusterView;
+use super::view::ClusterViewExt;
 use crate::scenario::{
     Arch, EndpointNeed, Failure, ImageBehaviour, ManifestKind, Need, ObjectRef, PostgresNeed,
     SslMode, ValueSource,
@@ -257,7 +257,7 @@ impl Program {
     /// The objects the program, as an operator, wants to exist now (empty unless it runs
     /// and has operator rules). See [`operator::desired_objects`].
     #[must_use]
-    pub fn desired_objects(&self, view: &dyn ClusterView) -> Vec<Value> {
+    pub fn desired_objects(&self, view: &dyn ClusterViewExt) -> Vec<Value> {
         match (&self.behaviour, &self.phase) {
             (_, Phase::Exited(_)) | (None, _) => Vec::new(),
             (Some(b), _) => operator::desired_objects(&b.operator, view),
@@ -276,7 +276,7 @@ impl Program {
     }
 
     /// Runs the program up to `now`. Stops early when it waits on a Postgres check.
-    pub fn advance(&mut self, now: Timestamp, view: &dyn ClusterView) -> Progress {
+    pub fn advance(&mut self, now: Timestamp, view: &dyn ClusterViewExt) -> Progress {
         let mut logs = std::mem::take(&mut self.pending);
         let mut postgres = None;
         loop {
@@ -392,7 +392,7 @@ impl Program {
     pub fn run(
         &mut self,
         now: Timestamp,
-        view: &dyn ClusterView,
+        view: &dyn ClusterViewExt,
         connector: &mut dyn PostgresConnector,
     ) -> Progress {
         let mut logs = Vec::new();
@@ -430,7 +430,7 @@ impl Program {
         };
     }
 
-    fn relist(&mut self, now: Timestamp, view: &dyn ClusterView, logs: &mut Vec<LogLine>) {
+    fn relist(&mut self, now: Timestamp, view: &dyn ClusterViewExt, logs: &mut Vec<LogLine>) {
         let Some(b) = &self.behaviour else { return };
         for (i, rule) in b.operator.iter().enumerate() {
             while self.relist_at[i] <= now {
@@ -478,7 +478,7 @@ impl Program {
         earliest(own, relist)
     }
 
-    fn evaluate(&self, need: &Need, view: &dyn ClusterView) -> Check {
+    fn evaluate(&self, need: &Need, view: &dyn ClusterViewExt) -> Check {
         let ns = self.ctx.namespace.as_str();
         match need {
             Need::Resource(r) => {
@@ -521,7 +521,7 @@ impl Program {
         }
     }
 
-    fn check_object(&self, o: &ObjectRef, view: &dyn ClusterView) -> Check {
+    fn check_object(&self, o: &ObjectRef, view: &dyn ClusterViewExt) -> Check {
         let api_version = o
             .api_version
             .clone()
@@ -630,7 +630,7 @@ fn cluster_scoped(kind: &str) -> bool {
     )
 }
 
-fn check_endpoint(e: &EndpointNeed, pod_ns: &str, view: &dyn ClusterView) -> Check {
+fn check_endpoint(e: &EndpointNeed, pod_ns: &str, view: &dyn ClusterViewExt) -> Check {
     let ns = e.namespace.as_deref().unwrap_or(pod_ns);
     let Some(service) = view.get("v1", "Service", Some(ns), &e.service) else {
         // Go's resolver error through net.Dial, with the cluster DNS service address kubeadm
@@ -679,10 +679,11 @@ fn check_endpoint(e: &EndpointNeed, pod_ns: &str, view: &dyn ClusterView) -> Che
     ))
 }
 
-fn endpoint_ready(view: &dyn ClusterView, ns: &str, service: &str, port_name: &str) -> bool {
+fn endpoint_ready(view: &dyn ClusterViewExt, ns: &str, service: &str, port_name: &str) -> bool {
     let slices = view.list("discovery.k8s.io/v1", "EndpointSlice", Some(ns));
     let owned: Vec<&Value> = slices
         .iter()
+        .map(|s| &**s)
         .filter(|s| {
             s.pointer("/metadata/labels/kubernetes.io~1service-name")
                 .and_then(Value::as_str)

@@ -1,25 +1,19 @@
 //! The read-only window on the cluster that the node agent, the scheduler helpers and the
 //! stand-in programs decide from.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-/// Read-only lookups of cluster objects, implemented by the simulator's object store.
+pub use crate::sim::controllers::ClusterView;
+
+/// What the node agent, the scheduler helpers and the stand-in programs need to know beyond
+/// the objects themselves ([`ClusterView`]): which APIs are served and which volumes are
+/// attached where.
 ///
-/// Everything the decision logic needs to know about the cluster goes through this trait, so
-/// the logic stays pure and testable with an in-memory map.
-pub trait ClusterView {
-    /// One object, or `None` when it does not exist. `namespace` is `None` for cluster-scoped kinds.
-    fn get(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Option<Value>;
-
-    /// Every object of a kind, in one namespace or (with `None`) in all of them, in a stable order.
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value>;
-
+/// Everything the decision logic needs to know about the cluster goes through these two
+/// traits, so the logic stays pure and testable with an in-memory map.
+pub trait ClusterViewExt: ClusterView {
     /// Whether the API server serves `group/version/resource` (built in, or a CRD that is Established).
     fn resource_served(&self, group: &str, version: &str, resource: &str) -> bool;
 
@@ -39,7 +33,7 @@ pub trait ClusterView {
     }
 }
 
-/// A [`ClusterView`] over a fixed list of objects, for tests and for callers that already hold
+/// A [`ClusterView`] and [`ClusterViewExt`] over a fixed list of objects, for tests and for callers that already hold
 /// the objects they want to expose.
 #[derive(Debug, Clone, Default)]
 pub struct StaticView {
@@ -98,7 +92,7 @@ impl ClusterView for StaticView {
             .cloned()
     }
 
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
         self.objects
             .iter()
             .filter(|o| {
@@ -106,10 +100,12 @@ impl ClusterView for StaticView {
                     && str_at(o, &["kind"]) == Some(kind)
                     && (namespace.is_none() || str_at(o, &["metadata", "namespace"]) == namespace)
             })
-            .cloned()
+            .map(|o| Arc::new(o.clone()))
             .collect()
     }
+}
 
+impl ClusterViewExt for StaticView {
     fn resource_served(&self, group: &str, version: &str, resource: &str) -> bool {
         (group.is_empty() && version == "v1")
             || matches!(

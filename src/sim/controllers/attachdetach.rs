@@ -10,6 +10,7 @@
 //! running pod there uses it any more.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -203,7 +204,7 @@ struct Wanted {
     driver: String,
     multi_attach: bool,
     /// Pods (namespace, name, object) wanting the volume on this node.
-    pods: Vec<Value>,
+    pods: Vec<Arc<Value>>,
 }
 
 impl AttachDetachController {
@@ -255,7 +256,7 @@ impl AttachDetachController {
         };
 
         // Detach what nobody wants any more, after the delay.
-        let mut live: Vec<Value> = Vec::new();
+        let mut live: Vec<Arc<Value>> = Vec::new();
         for va in attachments {
             let name = meta::name(&va).to_owned();
             if wanted.contains_key(&key_of(&va)) || meta::is_deleting(&va) {
@@ -284,7 +285,7 @@ impl AttachDetachController {
                     let ready = meta::creation_time(va)
                         .map_or(now, |t| meta::add_secs(t, self.attach_delay_secs));
                     if now >= ready {
-                        let mut done = va.clone();
+                        let mut done = Value::clone(va);
                         done["status"] = json!({"attached": true, "attachmentMetadata": {"devicePath": "/dev/xvdaa"}});
                         out.push(Effect::UpdateStatus(done));
                         for pod in &want.pods {
@@ -304,7 +305,7 @@ impl AttachDetachController {
             }
             let elsewhere: Vec<String> = live
                 .iter()
-                .map(key_of)
+                .map(|va| key_of(va))
                 .filter(|(p, n)| p == pv && n != node)
                 .map(|(_, n)| n)
                 .collect();
@@ -314,7 +315,7 @@ impl AttachDetachController {
                     let users: Vec<&Value> = elsewhere
                         .iter()
                         .filter_map(|n| wanted.get(&(pv.clone(), n.clone())))
-                        .flat_map(|w| w.pods.iter())
+                        .flat_map(|w| w.pods.iter().map(|p| &**p))
                         .collect();
                     for pod in &want.pods {
                         let ns = meta::namespace(pod);

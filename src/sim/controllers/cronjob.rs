@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use super::cron::Schedule;
 use super::job::finished_condition;
@@ -82,6 +83,7 @@ fn reconcile_one(view: &dyn ClusterView, cj: &Value, now: Timestamp) -> Reconcil
             meta::controller_of(j)
                 .is_some_and(|r| str_at(r, &["name"]) == name && str_at(r, &["kind"]) == "CronJob")
         })
+        .map(Arc::unwrap_or_clone)
         .collect();
     jobs.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
     let mut status = meta::at(cj, &["status"])

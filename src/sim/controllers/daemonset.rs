@@ -8,6 +8,7 @@
 //! time (RollingUpdate with `maxUnavailable: 1`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -93,7 +94,7 @@ pub fn reconcile_all(view: &dyn ClusterView, now: Timestamp, names: &mut NameGen
     sets.sort_by(|a, b| {
         (meta::namespace(a), meta::name(a)).cmp(&(meta::namespace(b), meta::name(b)))
     });
-    let mut nodes = view.list("v1", "Node", None);
+    let mut nodes: Vec<Value> = meta::owned(view.list("v1", "Node", None));
     nodes.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
     for ds in sets {
         out.merge(reconcile_one(view, &ds, &nodes, now, names));
@@ -119,9 +120,13 @@ fn reconcile_one(
     );
     let min_ready = meta::i64_at(ds, &["spec", "minReadySeconds"]).unwrap_or(0);
     let mut by_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for pod in view.list("v1", "Pod", Some(ns)) {
+    let owner = meta::uid(ds).unwrap_or_default();
+    for pod in view.list_controlled("v1", "Pod", Some(ns), owner, false) {
         if meta::is_controlled_by(&pod, ds) && !meta::is_deleting(&pod) {
-            by_node.entry(pod_node(&pod)).or_default().push(pod);
+            by_node
+                .entry(pod_node(&pod))
+                .or_default()
+                .push(Arc::unwrap_or_clone(pod));
         }
     }
     let delete = |pod: &Value, out: &mut Reconciled| {
@@ -210,11 +215,12 @@ fn reconcile_one(
     // Rolling update: replace one outdated pod when all the others are available.
     if replacing && available >= desired.min(current) {
         let mut outdated: Vec<Value> = view
-            .list("v1", "Pod", Some(ns))
+            .list_controlled("v1", "Pod", Some(ns), owner, false)
             .into_iter()
             .filter(|p| {
                 meta::is_controlled_by(p, ds) && !meta::is_deleting(p) && revision(p) != hash
             })
+            .map(Arc::unwrap_or_clone)
             .collect();
         outdated.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
         if let Some(pod) = outdated.first() {

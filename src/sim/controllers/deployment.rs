@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -292,7 +293,7 @@ struct Sync<'a> {
     /// Working copies of the ReplicaSets the Deployment owns, oldest first.
     rs_list: Vec<Value>,
     /// Pods of those ReplicaSets, by ReplicaSet UID (`getPodMapForDeployment`).
-    pod_map: BTreeMap<String, Vec<Value>>,
+    pod_map: BTreeMap<String, Vec<Arc<Value>>>,
     out: Reconciled,
     /// Set when creating the new ReplicaSet ran into a name collision.
     blocked: bool,
@@ -380,9 +381,14 @@ impl<'a> Sync<'a> {
     fn claim_replica_sets(&mut self) {
         let ns = meta::namespace(&self.d);
         let selector = meta::at(&self.d, &["spec", "selector"]).cloned();
-        let mut list = self.view.list("apps/v1", "ReplicaSet", ns);
-        list.sort_by(by_creation);
+        let owner = meta::uid(&self.d).unwrap_or_default().to_owned();
+        // Only ReplicaSets it controls or that have no controller can be kept or adopted.
+        let mut list = self
+            .view
+            .list_controlled("apps/v1", "ReplicaSet", ns, &owner, true);
+        list.sort_by(|a, b| by_creation(a, b));
         for rs in list {
+            let rs = Arc::unwrap_or_clone(rs);
             let matches = meta::selector_matches(selector.as_ref(), &meta::labels(&rs));
             if meta::is_controlled_by(&rs, &self.d) {
                 if matches {
@@ -420,21 +426,19 @@ impl<'a> Sync<'a> {
 
     fn build_pod_map(&mut self) {
         let selector = meta::at(&self.d, &["spec", "selector"]).cloned();
+        let ns = meta::namespace(&self.d);
         for rs in &self.rs_list {
-            if let Some(uid) = meta::uid(rs) {
-                self.pod_map.insert(uid.to_owned(), Vec::new());
-            }
-        }
-        for pod in self.view.list("v1", "Pod", meta::namespace(&self.d)) {
-            if !meta::selector_matches(selector.as_ref(), &meta::labels(&pod)) {
+            let Some(uid) = meta::uid(rs) else { continue };
+            if self.pod_map.contains_key(uid) {
                 continue;
             }
-            if let Some(pods) = meta::controller_of(&pod)
-                .map(|r| str_at(r, &["uid"]).to_owned())
-                .and_then(|owner| self.pod_map.get_mut(&owner))
-            {
-                pods.push(pod);
-            }
+            let pods = self
+                .view
+                .list_controlled("v1", "Pod", ns, uid, false)
+                .into_iter()
+                .filter(|pod| meta::selector_matches(selector.as_ref(), &meta::labels(pod)))
+                .collect();
+            self.pod_map.insert(uid.to_owned(), pods);
         }
     }
 
@@ -1327,7 +1331,12 @@ mod tests {
     /// Pretends the ReplicaSet controller caught up: every ReplicaSet reports its pods ready
     /// and available.
     fn rs_caught_up(world: &mut World) {
-        for mut rs in ClusterView::list(world, "apps/v1", "ReplicaSet", Some("default")) {
+        for mut rs in meta::owned(ClusterView::list(
+            world,
+            "apps/v1",
+            "ReplicaSet",
+            Some("default"),
+        )) {
             let n = replicas_of(&rs);
             rs["status"] = json!({"replicas": n, "readyReplicas": n, "availableReplicas": n, "observedGeneration": meta::generation(&rs)});
             world.add(rs);

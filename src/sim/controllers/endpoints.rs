@@ -8,6 +8,7 @@
 //! out of that port.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -76,6 +77,7 @@ pub fn reconcile_all(
             .filter(|p| !str_at(p, &["status", "podIP"]).is_empty())
             .filter(|p| !matches!(meta::pod_phase(p), "Succeeded" | "Failed"))
             .filter(|p| publish_not_ready || !meta::is_deleting(p))
+            .map(Arc::unwrap_or_clone)
             .collect();
         pods.sort_by(|a, b| {
             (str_at(a, &["status", "podIP"]), meta::name(a))
@@ -225,13 +227,21 @@ fn sync_slices(
     out: &mut Reconciled,
 ) {
     let ns = meta::namespace(svc).unwrap_or("default");
+    let owner = meta::uid(svc).unwrap_or_default();
     let mut existing: Vec<Value> = view
-        .list("discovery.k8s.io/v1", "EndpointSlice", Some(ns))
+        .list_controlled(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            Some(ns),
+            owner,
+            false,
+        )
         .into_iter()
         .filter(|s| {
             meta::is_controlled_by(s, svc)
                 && meta::labels(s).get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
         })
+        .map(Arc::unwrap_or_clone)
         .collect();
     existing.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
     let mut labels = meta::labels(svc);

@@ -9,6 +9,7 @@
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use super::meta::{self, str_at};
 use super::replicaset::{SUCCESSFUL_CREATE, created_pod_message, pod_from_template, set_count};
@@ -102,9 +103,16 @@ fn reconcile_one(
     }
     let ns = meta::namespace(job).unwrap_or("default");
     let mut pods: Vec<Value> = view
-        .list("v1", "Pod", Some(ns))
+        .list_controlled(
+            "v1",
+            "Pod",
+            Some(ns),
+            meta::uid(job).unwrap_or_default(),
+            false,
+        )
         .into_iter()
         .filter(|p| meta::is_controlled_by(p, job))
+        .map(Arc::unwrap_or_clone)
         .collect();
     pods.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
     let active: Vec<&Value> = pods.iter().filter(|p| meta::is_pod_active(p)).collect();

@@ -43,13 +43,17 @@ mod testing;
 
 pub use names::{NameGen, pod_template_hash, safe_encode};
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde_json::Value;
 
 /// Read-only access to the cluster's objects, as the controllers' informers would give it.
 ///
 /// Implementations return objects in a deterministic order (by namespace, then name); the
-/// controllers sort again where the order matters, so any stable order is fine.
+/// controllers sort again where the order matters, so any stable order is fine. Lists share
+/// the objects ([`Arc`]) rather than copying them: a controller that wants to change one clones
+/// it first.
 pub trait ClusterView {
     /// One object by API version (`apps/v1`), kind (`Deployment`), namespace and name.
     /// Cluster-scoped kinds are asked for with `namespace == None`.
@@ -62,7 +66,29 @@ pub trait ClusterView {
     ) -> Option<Value>;
 
     /// All objects of a kind, in one namespace or (with `None`) in all namespaces.
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value>;
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>>;
+
+    /// The objects of a kind in `namespace` whose controller reference names `owner_uid`, in
+    /// the order of [`ClusterView::list`]. With `orphans`, also those without any controller:
+    /// everything a controller may keep or adopt (`ClaimPods`, `ClaimReplicaSets`).
+    ///
+    /// The default filters [`ClusterView::list`]; the simulator answers from an index.
+    fn list_controlled(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        owner_uid: &str,
+        orphans: bool,
+    ) -> Vec<Arc<Value>> {
+        self.list(api_version, kind, namespace)
+            .into_iter()
+            .filter(|o| match meta::controller_of(o) {
+                Some(r) => meta::str_at(r, &["uid"]) == owner_uid,
+                None => orphans,
+            })
+            .collect()
+    }
 }
 
 /// Whether an event is informational or a warning (`Event.type`).

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -88,7 +89,7 @@ pub fn reconcile(
     }
 }
 
-fn sorted(mut objs: Vec<Value>) -> Vec<Value> {
+fn sorted(mut objs: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
     objs.sort_by(|a, b| {
         (meta::namespace(a), meta::name(a)).cmp(&(meta::namespace(b), meta::name(b)))
     });
@@ -104,7 +105,9 @@ fn reconcile_one(
     let mut out = Reconciled::default();
     let ns = meta::namespace(rs).unwrap_or("default");
     let selector = meta::at(rs, &["spec", "selector"]);
-    let pods = sorted(view.list("v1", "Pod", Some(ns)));
+    // Only pods it controls or that have no controller can be kept or adopted.
+    let owner = meta::uid(rs).unwrap_or_default();
+    let pods = sorted(view.list_controlled("v1", "Pod", Some(ns), owner, true));
 
     // Claim pods: keep owned ones that still match, adopt matching orphans, release the rest
     // (`ClaimPods` in `pkg/controller/controller_ref_manager.go`).
@@ -115,7 +118,7 @@ fn reconcile_one(
             if matches {
                 claimed.push(pod);
             } else if !meta::is_deleting(rs) {
-                let mut released = pod.clone();
+                let mut released = Value::clone(&pod);
                 release(&mut released, rs);
                 out.push(Effect::Update(released));
             }
@@ -124,13 +127,16 @@ fn reconcile_one(
             && !meta::is_deleting(&pod)
             && !meta::is_deleting(rs)
         {
-            let mut adopted = pod;
+            let mut adopted = Arc::unwrap_or_clone(pod);
             adopt(&mut adopted, rs);
             out.push(Effect::Update(adopted.clone()));
-            claimed.push(adopted);
+            claimed.push(Arc::new(adopted));
         }
     }
-    let filtered: Vec<Value> = claimed.into_iter().filter(meta::is_pod_active).collect();
+    let filtered: Vec<Arc<Value>> = claimed
+        .into_iter()
+        .filter(|p| meta::is_pod_active(p))
+        .collect();
 
     if !meta::is_deleting(rs) {
         manage_replicas(view, rs, &filtered, now, names, &mut out);
@@ -170,7 +176,7 @@ fn release(pod: &mut Value, owner: &Value) {
 fn manage_replicas(
     view: &dyn ClusterView,
     rs: &Value,
-    filtered: &[Value],
+    filtered: &[Arc<Value>],
     now: Timestamp,
     names: &mut NameGen,
     out: &mut Reconciled,
@@ -198,7 +204,8 @@ fn manage_replicas(
     } else if have > want {
         let diff = (have - want).min(BURST_REPLICAS);
         let related = related_pods(view, rs);
-        for pod in pods_to_delete(filtered, &related, diff, now) {
+        let filtered: Vec<Value> = filtered.iter().map(|p| Value::clone(p)).collect();
+        for pod in pods_to_delete(&filtered, &related, diff, now) {
             out.push(Effect::delete_of(&pod));
             out.event(
                 rs,
@@ -232,6 +239,7 @@ fn related_pods(view: &dyn ClusterView, rs: &Value) -> Vec<Value> {
             meta::controller_of(p)
                 .is_some_and(|r| siblings.iter().any(|s| s == str_at(r, &["uid"])))
         })
+        .map(Arc::unwrap_or_clone)
         .collect()
 }
 
@@ -390,7 +398,7 @@ fn delete_first(a: &Value, rank_a: usize, b: &Value, rank_b: usize, now: Timesta
 }
 
 /// The status the controller computes from its active pods (`calculateStatus`).
-fn calculate_status(rs: &Value, filtered: &[Value], now: Timestamp) -> Value {
+fn calculate_status(rs: &Value, filtered: &[Arc<Value>], now: Timestamp) -> Value {
     let template_labels = meta::string_map(rs, &["spec", "template", "metadata", "labels"]);
     let min_ready = meta::i64_at(rs, &["spec", "minReadySeconds"]).unwrap_or(0);
     let mut fully_labeled: i64 = 0;
@@ -509,7 +517,7 @@ mod tests {
         let mut names = NameGen::new(1);
         world.run_controller(|w, now, n| reconcile_all(w, now, n), t0(), &mut names);
         for pod in world.list("v1", "Pod", Some("default")) {
-            world.add(pod_ready(pod, t0(), "node-a"));
+            world.add(pod_ready(Value::clone(&pod), t0(), "node-a"));
         }
         let out = reconcile_all(&world, t0(), &mut names);
         let status = out

@@ -65,7 +65,12 @@ fn pods(c: &Cluster) -> Vec<Value> {
 }
 
 fn rs_names(c: &Cluster) -> Vec<String> {
-    let mut rs: Vec<Value> = super::ClusterView::list(&c.world, "apps/v1", "ReplicaSet", Some(NS));
+    let mut rs: Vec<Value> = super::meta::owned(super::ClusterView::list(
+        &c.world,
+        "apps/v1",
+        "ReplicaSet",
+        Some(NS),
+    ));
     rs.sort_by_key(meta::creation_time);
     rs.iter().map(|r| meta::name(r).to_owned()).collect()
 }

@@ -3,6 +3,7 @@
 //! reverse ordinal order, revisions as ControllerRevisions, and status.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -91,6 +92,7 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
     let revisions = view.list("apps/v1", "ControllerRevision", Some(&ns));
     let owned: Vec<&Value> = revisions
         .iter()
+        .map(|r| &**r)
         .filter(|r| meta::is_controlled_by(r, set))
         .collect();
     if !owned.iter().any(|r| meta::name(r) == update_revision) {
@@ -117,11 +119,12 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
         .to_owned();
 
     let mut pods: BTreeMap<usize, Value> = BTreeMap::new();
-    for pod in view.list("v1", "Pod", Some(&ns)) {
+    let owner = meta::uid(set).unwrap_or_default();
+    for pod in view.list_controlled("v1", "Pod", Some(&ns), owner, false) {
         if meta::is_controlled_by(&pod, set)
             && let Some(i) = ordinal_of(&name, meta::name(&pod))
         {
-            pods.insert(i, pod);
+            pods.insert(i, Arc::unwrap_or_clone(pod));
         }
     }
     let revision_of = |p: &Value| {

@@ -2,6 +2,7 @@
 //! effects the way an API server would (UIDs, generation, creation time) and keeps events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -227,13 +228,13 @@ impl ClusterView for World {
             .cloned()
     }
 
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
         self.objects
             .iter()
             .filter(|((a, k, ns, _), _)| {
                 a == api_version && k == kind && namespace.is_none_or(|n| n == ns)
             })
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| Arc::new(v.clone()))
             .collect()
     }
 }
@@ -323,7 +324,7 @@ impl Cluster {
             );
             if claims_bound && unattached.is_empty() {
                 let node = str_at(&pod, &["spec", "nodeName"]).to_owned();
-                let ready = pod_ready(pod.clone(), self.now, &node);
+                let ready = pod_ready(Value::clone(&pod), self.now, &node);
                 self.world.add(ready);
                 changed = true;
             }
@@ -377,6 +378,6 @@ impl Cluster {
 impl World {
     /// The pods of a namespace.
     pub fn list_pods(&self, ns: &str) -> Vec<Value> {
-        ClusterView::list(self, "v1", "Pod", Some(ns))
+        meta::owned(ClusterView::list(self, "v1", "Pod", Some(ns)))
     }
 }

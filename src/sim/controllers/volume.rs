@@ -8,6 +8,7 @@
 //! one node at a time, see [`super::attachdetach`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -146,7 +147,7 @@ impl VolumeController {
         claims.sort_by(|a, b| {
             (meta::namespace(a), meta::name(a)).cmp(&(meta::namespace(b), meta::name(b)))
         });
-        let classes = view.list("storage.k8s.io/v1", "StorageClass", None);
+        let classes = meta::owned(view.list("storage.k8s.io/v1", "StorageClass", None));
         for pvc in claims {
             self.sync_claim(view, &pvc, &classes, now, names, &mut out);
         }
@@ -265,7 +266,7 @@ impl VolumeController {
             .or_else(|| {
                 let mut nodes = view.list("v1", "Node", None);
                 nodes.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
-                nodes.into_iter().next()
+                nodes.into_iter().next().map(Arc::unwrap_or_clone)
             });
         let pv = provisioned_volume(pvc, class, &provisioner, node.as_ref(), names);
         let pv_name = meta::name(&pv).to_owned();
@@ -322,24 +323,26 @@ fn find_static_match(view: &dyn ClusterView, pvc: &Value, class: &str) -> Option
         .collect();
     let mut pvs = view.list("v1", "PersistentVolume", None);
     pvs.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
-    pvs.into_iter().find(|pv| {
-        let claim = meta::at(pv, &["spec", "claimRef"]);
-        let free = claim.is_none_or(|c| {
-            str_at(c, &["name"]) == meta::name(pvc)
-                && str_at(c, &["namespace"]) == meta::namespace(pvc).unwrap_or("default")
-        });
-        let modes: Vec<&str> = meta::array_at(pv, &["spec", "accessModes"])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        free && !meta::is_deleting(pv)
-            && str_at(pv, &["spec", "storageClassName"]) == class
-            && want.iter().all(|m| modes.contains(m))
-            && matches!(
-                str_at(pv, &["status", "phase"]),
-                "" | "Available" | "Pending"
-            )
-    })
+    pvs.into_iter()
+        .find(|pv| {
+            let claim = meta::at(pv, &["spec", "claimRef"]);
+            let free = claim.is_none_or(|c| {
+                str_at(c, &["name"]) == meta::name(pvc)
+                    && str_at(c, &["namespace"]) == meta::namespace(pvc).unwrap_or("default")
+            });
+            let modes: Vec<&str> = meta::array_at(pv, &["spec", "accessModes"])
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            free && !meta::is_deleting(pv)
+                && str_at(pv, &["spec", "storageClassName"]) == class
+                && want.iter().all(|m| modes.contains(m))
+                && matches!(
+                    str_at(pv, &["status", "phase"]),
+                    "" | "Available" | "Pending"
+                )
+        })
+        .map(Arc::unwrap_or_clone)
 }
 
 /// Binds claim and volume: the claim's `volumeName` and bind annotations, both phases `Bound`.

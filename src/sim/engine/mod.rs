@@ -10,7 +10,9 @@
 //!
 //! Writes made through the API between two calls are picked up by the next call: every round
 //! reconciles everything (the controllers are cheap and idempotent), and the node agents look
-//! again at every pod whose metadata or spec changed.
+//! again at every pod whose metadata or spec changed. Everything reads through [`Informers`],
+//! per-resource caches brought up to date whenever the store's resourceVersion moved, so a
+//! reconcile sees the writes of the ones before it without copying the store.
 
 mod nodes;
 mod recorder;
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 
 pub use nodes::{NO_POSTGRES, PostgresCall};
 pub use recorder::{EventRecorder, Incoming, Involved};
-pub use view::StoreView;
+pub use view::{Informers, StoreView};
 
 use crate::scenario::{
     Cluster, ImageBehaviour, LoadBalancerProvider, Node, NodeRole, StorageClass, VolumeBindingMode,
@@ -133,6 +135,8 @@ pub struct SimEngine {
     load_balancer: endpoints::LoadBalancerProvider,
     nodes: nodes::Nodes,
     recorder: EventRecorder,
+    /// The read caches every reconcile reads through.
+    informers: Arc<Informers>,
     /// Wake-ups the controllers asked for in the last round.
     requeues: Vec<Timestamp>,
 }
@@ -264,6 +268,7 @@ impl SimEngine {
             attach: AttachDetachController::default(),
             load_balancer,
             nodes: nodes::Nodes::new(agents),
+            informers: Arc::default(),
             requeues: Vec::new(),
         })
     }
@@ -416,7 +421,8 @@ impl SimEngine {
     fn kubelet_pass(&mut self) -> bool {
         let store = self.cluster.store().clone();
         let drivers = self.attach.attachable_drivers.clone();
-        let view = StoreView::new(&store, &drivers);
+        let informers = self.informers.clone();
+        let view = StoreView::new(&store, &informers, &drivers);
         let before = store.resource_version();
         let logged = self
             .nodes
@@ -444,7 +450,8 @@ impl SimEngine {
     fn round(&mut self) -> Vec<&'static str> {
         let store = self.cluster.store().clone();
         let drivers = self.attach.attachable_drivers.clone();
-        let view = StoreView::new(&store, &drivers);
+        let informers = self.informers.clone();
+        let view = StoreView::new(&store, &informers, &drivers);
         let now = self.now;
         let mut changing = Vec::new();
         self.requeues.clear();

@@ -12,9 +12,10 @@ use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
 use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
+use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
-use crate::sim::scheduler::{self, Decision, Snapshot};
+use crate::sim::scheduler::{self, Decision, NodeUsage, Snapshot};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
 /// How long an unschedulable pod waits before it is tried again although nothing changed
@@ -25,7 +26,7 @@ const UNSCHEDULABLE_RETRY_SECS: i64 = 300;
 pub const NO_POSTGRES: &str = "the simulated cluster has no PostgreSQL server wired in yet; scenarios with `postgres:` cannot run their checks on the sim";
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A Postgres check a container's program waits on, for whoever holds the real server.
@@ -70,11 +71,14 @@ pub struct Nodes {
     /// (the volume binding plugin's PreBind), by uid.
     binding: BTreeMap<String, (String, RecordedEvent)>,
     unschedulable: BTreeMap<String, Unschedulable>,
-    /// Whether Postgres checks are handed out ([`Nodes::take_postgres`]) instead of being
+    /// Whether Postgres checks are handed out ([`Nodes::pending_postgres`]) instead of being
     /// answered with [`NO_POSTGRES`].
     defer_postgres: bool,
     /// Checks handed out and not answered yet.
     postgres: Vec<PostgresCall>,
+    /// The fingerprint of each bound pod at the resourceVersion it was computed for, by uid:
+    /// most rounds see most pods unchanged.
+    fingerprints: BTreeMap<String, (String, u64)>,
 }
 
 fn hash_of(parts: &[&Value]) -> u64 {
@@ -137,6 +141,7 @@ impl Nodes {
             unschedulable: BTreeMap::new(),
             defer_postgres: false,
             postgres: Vec::new(),
+            fingerprints: BTreeMap::new(),
         }
     }
 
@@ -198,8 +203,8 @@ impl Nodes {
         recorder: &mut EventRecorder,
         now: Timestamp,
     ) {
-        let mut pods = view.list("v1", "Pod", None);
-        let pending: Vec<Value> = pods
+        let shared = view.list("v1", "Pod", None);
+        let pending: Vec<Value> = shared
             .iter()
             .filter(|p| {
                 str_at(p, "/spec/nodeName").is_empty()
@@ -207,50 +212,69 @@ impl Nodes {
                     && matches!(str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
                     && !matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
             })
-            .cloned()
+            .map(|p| Value::clone(p))
             .collect();
-        let live: BTreeSet<&str> = pods.iter().map(|p| str_at(p, "/metadata/uid")).collect();
+        let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
         self.binding.retain(|uid, _| live.contains(uid.as_str()));
         self.unschedulable
             .retain(|uid, _| live.contains(uid.as_str()));
         if pending.is_empty() {
             return;
         }
-        let nodes = view.list("v1", "Node", None);
-        let mut pvcs = view.list("v1", "PersistentVolumeClaim", None);
-        let pvs = view.list("v1", "PersistentVolume", None);
-        let classes = view.list("storage.k8s.io/v1", "StorageClass", None);
+        // The scheduler works on copies it updates as it binds.
+        let mut pods = owned(shared);
+        let nodes = owned(view.list("v1", "Node", None));
+        let mut pvcs = owned(view.list("v1", "PersistentVolumeClaim", None));
+        let pvs = owned(view.list("v1", "PersistentVolume", None));
+        let classes = owned(view.list("storage.k8s.io/v1", "StorageClass", None));
+        // Kept up to date as pods are bound, rather than counted again for every pod.
+        let mut usage = NodeUsage::of(&pods);
+        let at: BTreeMap<String, usize> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (str_at(p, "/metadata/uid").to_owned(), i))
+            .collect();
         for pod in pending {
             let uid = str_at(&pod, "/metadata/uid").to_owned();
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
                 if unbound_delayed_claims(&pod, &pvcs, &classes).is_empty() {
                     self.binding.remove(&uid);
                     let event = RecordedEvent { at: now, ..event };
-                    bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                    bind(
+                        store,
+                        &pod,
+                        &node,
+                        &event,
+                        recorder,
+                        now,
+                        (&mut pods, &at, &mut usage),
+                    );
                 }
                 continue;
             }
-            let cluster = hash_of(&[
-                &Value::Array(nodes.clone()),
-                &Value::Array(pvcs.clone()),
-                &Value::Array(pvs.clone()),
-                &Value::Array(
-                    pods.iter()
-                        .map(|p| {
-                            json!([
-                                str_at(p, "/metadata/uid"),
-                                str_at(p, "/spec/nodeName"),
-                                str_at(p, "/status/phase")
-                            ])
-                        })
-                        .collect(),
-                ),
-            ]);
-            let pod_fp = pod_fingerprint(&pod);
+            // Only needed for pods that were unschedulable: computed when asked for.
+            let cluster = |pods: &[Value]| {
+                hash_of(&[
+                    &Value::Array(nodes.clone()),
+                    &Value::Array(pvcs.clone()),
+                    &Value::Array(pvs.clone()),
+                    &Value::Array(
+                        pods.iter()
+                            .map(|p| {
+                                json!([
+                                    str_at(p, "/metadata/uid"),
+                                    str_at(p, "/spec/nodeName"),
+                                    str_at(p, "/status/phase")
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ])
+            };
             if let Some(u) = self.unschedulable.get(&uid)
-                && u.cluster == cluster
-                && u.pod == pod_fp
                 && now < crate::sim::controllers::meta::add_secs(u.at, UNSCHEDULABLE_RETRY_SECS)
+                && u.pod == pod_fingerprint(&pod)
+                && u.cluster == cluster(&pods)
             {
                 continue;
             }
@@ -261,12 +285,20 @@ impl Nodes {
                 pvs: &pvs,
                 storage_classes: &classes,
             };
-            match scheduler::schedule(&pod, &snapshot, now) {
+            match scheduler::schedule_with(&pod, &snapshot, &usage, now) {
                 Decision::Bind { node, event } => {
                     self.unschedulable.remove(&uid);
                     let delayed = unbound_delayed_claims(&pod, &pvcs, &classes);
                     if delayed.is_empty() {
-                        bind(store, &pod, &node, &event, recorder, now, &mut pods);
+                        bind(
+                            store,
+                            &pod,
+                            &node,
+                            &event,
+                            recorder,
+                            now,
+                            (&mut pods, &at, &mut usage),
+                        );
                         continue;
                     }
                     // The volume binding plugin asks for the claims to be provisioned on the
@@ -284,8 +316,8 @@ impl Nodes {
                     self.unschedulable.insert(
                         uid,
                         Unschedulable {
-                            cluster,
-                            pod: pod_fp,
+                            cluster: cluster(&pods),
+                            pod: pod_fingerprint(&pod),
                             at: now,
                         },
                     );
@@ -314,7 +346,15 @@ impl Nodes {
             };
             let uid = str_at(pod, "/metadata/uid").to_owned();
             seen.insert(uid.clone());
-            let fingerprint = pod_fingerprint(pod);
+            let rv = str_at(pod, "/metadata/resourceVersion");
+            let fingerprint = match self.fingerprints.get(&uid) {
+                Some((at, f)) if at == rv => *f,
+                _ => {
+                    let f = pod_fingerprint(pod);
+                    self.fingerprints.insert(uid.clone(), (rv.to_owned(), f));
+                    f
+                }
+            };
             let due = self.tracked.get(&uid).is_none_or(|t| {
                 t.fingerprint != fingerprint || t.wake_at.is_some_and(|w| w <= now)
             });
@@ -415,6 +455,7 @@ impl Nodes {
                 self.kubelets[t.node].forget(&uid);
             }
         }
+        self.fingerprints.retain(|uid, _| seen.contains(uid));
         logged
     }
 
@@ -490,7 +531,7 @@ fn select_node(store: &Store, pod: &Value, claim: &str, node: &str, pvcs: &mut [
 
 /// Binds a pod: `spec.nodeName` and `PodScheduled=True`, as the binding subresource does
 /// (pkg/registry/core/pod/storage/storage.go `setPodNodeAndMetadata`), then the `Scheduled`
-/// event.
+/// event. The pass's copy of the pods (found by uid) and the nodes' usage are updated with it.
 fn bind(
     store: &Store,
     pod: &Value,
@@ -498,7 +539,7 @@ fn bind(
     event: &RecordedEvent,
     recorder: &mut EventRecorder,
     now: Timestamp,
-    pods: &mut [Value],
+    (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
 ) {
     let Some(res) = store.resource("", "v1", "pods") else {
         return;
@@ -525,7 +566,8 @@ fn bind(
     let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                            "lastTransitionTime": format_time(now)});
     set_condition(store, &stored, &condition);
-    if let Some(slot) = pods.iter_mut().find(|p| str_at(p, "/metadata/uid") == uid) {
+    usage.add(&stored);
+    if let Some(slot) = at.get(&uid).and_then(|i| pods.get_mut(*i)) {
         *slot = stored;
     }
     recorder.record(store, &incoming(event));

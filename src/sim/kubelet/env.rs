@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::sim::behaviour::ClusterView;
+use crate::sim::behaviour::ClusterViewExt;
 
 /// Decodes standard base64 (Secret `data`); `None` when the text is not valid base64.
 #[must_use]
@@ -77,7 +77,7 @@ fn configmap_values(cm: &Value) -> BTreeMap<String, String> {
 
 /// Secret and ConfigMap lookups in the pod's namespace.
 struct Lookup<'a> {
-    view: &'a dyn ClusterView,
+    view: &'a dyn ClusterViewExt,
     namespace: &'a str,
 }
 
@@ -142,7 +142,7 @@ fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
 pub fn resolve_env(
     pod: &Value,
     container: &Value,
-    view: &dyn ClusterView,
+    view: &dyn ClusterViewExt,
     pod_ip: &str,
     host_ip: &str,
 ) -> Result<BTreeMap<String, String>, String> {
@@ -293,7 +293,7 @@ pub enum VolumeProblem {
 #[must_use]
 pub fn check_volumes(
     pod: &Value,
-    view: &dyn ClusterView,
+    view: &dyn ClusterViewExt,
     node: &str,
 ) -> Vec<(String, VolumeProblem)> {
     let namespace = str_at(pod, "/metadata/namespace").unwrap_or_default();

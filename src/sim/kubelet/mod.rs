@@ -29,7 +29,7 @@ pub use pod::{ContainerLog, PendingPostgres, PodSync};
 pub use probe::{Handler, ProbeKind, ProbeSpec, ProbeState};
 
 use crate::scenario::{Arch, ImageBehaviour};
-use crate::sim::behaviour::{ClusterView, PostgresOutcome};
+use crate::sim::behaviour::{ClusterViewExt, PostgresOutcome};
 
 /// Who the node agent is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl Kubelet {
         &mut self,
         pod: &Value,
         images: &BTreeMap<String, ImageBehaviour>,
-        view: &dyn ClusterView,
+        view: &dyn ClusterViewExt,
         now: Timestamp,
     ) -> PodSync {
         let uid = pod
@@ -124,7 +124,7 @@ impl Kubelet {
     /// (in uid order) and container by container. Unlike [`PodSync::owned_objects`] this needs
     /// no sync, so a caller can re-evaluate operators whenever the cluster changes.
     #[must_use]
-    pub fn desired_objects(&self, view: &dyn ClusterView) -> Vec<Value> {
+    pub fn desired_objects(&self, view: &dyn ClusterViewExt) -> Vec<Value> {
         let mut out = Vec::new();
         for rt in self.pods.values().filter(|rt| !rt.terminating) {
             for c in &rt.containers {

@@ -19,7 +19,7 @@ use super::status;
 use crate::scenario::{ExitAfter, ImageBehaviour};
 use crate::sim::behaviour::time::{after, earliest};
 use crate::sim::behaviour::{
-    ClusterView, ContainerContext, PostgresOutcome, PostgresRequest, Program,
+    ClusterViewExt, ContainerContext, PostgresOutcome, PostgresRequest, Program,
 };
 
 /// How long after a container exits the kubelet notices and acts (PLEG relist period, 1 s;
@@ -82,7 +82,7 @@ pub(super) struct NodeContext<'a> {
     pub config: &'a KubeletConfig,
     pub images: &'a mut BTreeSet<String>,
     pub behaviours: &'a BTreeMap<String, ImageBehaviour>,
-    pub view: &'a dyn ClusterView,
+    pub view: &'a dyn ClusterViewExt,
 }
 
 impl NodeContext<'_> {
@@ -856,7 +856,7 @@ impl PodRuntime {
     fn pull_credentials(
         &self,
         pod: &Value,
-        view: &dyn ClusterView,
+        view: &dyn ClusterViewExt,
         now: Timestamp,
         out: &mut Out<'_>,
     ) -> bool {
@@ -1074,7 +1074,7 @@ impl PodRuntime {
 fn advance_run(
     run: &mut Run,
     at: Timestamp,
-    view: &dyn ClusterView,
+    view: &dyn ClusterViewExt,
     name: &str,
     out: &mut Out<'_>,
 ) {

@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::sim::behaviour::time::rfc3339;
+use crate::sim::controllers::meta::{self, pointer};
 use crate::sim::kubelet::{EventType, InvolvedObject, RecordedEvent};
 use quantity::{parse_milli, parse_value};
 
@@ -68,11 +69,11 @@ enum Code {
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn array<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
-    v.pointer(ptr)
+    pointer(v, ptr)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -84,8 +85,8 @@ fn array<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
 fn requests(pod: &Value, non_zero: bool) -> (i128, i128) {
     let one = |c: &Value| {
         let get = |r: &str, default: i128, parse: fn(&str) -> Option<i128>| {
-            c.pointer(&format!("/resources/requests/{r}"))
-                .or_else(|| c.pointer(&format!("/resources/limits/{r}")))
+            meta::at(c, &["resources", "requests", r])
+                .or_else(|| meta::at(c, &["resources", "limits", r]))
                 .and_then(|q| match q {
                     Value::String(s) => parse(s),
                     Value::Number(n) => parse(&n.to_string()),
@@ -211,6 +212,61 @@ fn claims(pod: &Value) -> Vec<&str> {
 /// One scheduling attempt for `pod` at `now`.
 #[must_use]
 pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision {
+    schedule_with(pod, cluster, &NodeUsage::excluding(pod, cluster.pods), now)
+}
+
+/// What the pods bound to each node use (their number and requests), for a caller that
+/// schedules many pods in a row and keeps this up to date as it binds them, rather than
+/// having every [`schedule`] count the whole cluster again.
+#[derive(Debug, Default)]
+pub struct NodeUsage {
+    by_node: BTreeMap<String, Usage>,
+}
+
+impl NodeUsage {
+    /// The usage of every node by the bound, non-terminal pods among `pods`.
+    #[must_use]
+    pub fn of(pods: &[Value]) -> Self {
+        Self::excluding(&Value::Null, pods)
+    }
+
+    /// The same, without `pod` itself.
+    fn excluding(pod: &Value, pods: &[Value]) -> Self {
+        let uid = str_at(pod, "/metadata/uid");
+        let mut usage = Self::default();
+        for p in pods {
+            if uid.is_empty() || str_at(p, "/metadata/uid") != uid {
+                usage.add(p);
+            }
+        }
+        usage
+    }
+
+    /// Counts a pod against its node (nothing for unbound or terminal pods).
+    pub fn add(&mut self, pod: &Value) {
+        let node = str_at(pod, "/spec/nodeName");
+        if node.is_empty() || terminal(pod) {
+            return;
+        }
+        let u = self.by_node.entry(node.to_owned()).or_default();
+        let (c, m) = requests(pod, false);
+        let (sc, sm) = requests(pod, true);
+        u.count += 1;
+        u.cpu += c;
+        u.mem += m;
+        u.score_cpu += sc;
+        u.score_mem += sm;
+    }
+}
+
+/// [`schedule`] with the nodes' usage already counted; `usage` must not count `pod` itself.
+#[must_use]
+pub fn schedule_with(
+    pod: &Value,
+    cluster: &Snapshot<'_>,
+    usage: &NodeUsage,
+    now: Timestamp,
+) -> Decision {
     let ns = str_at(pod, "/metadata/namespace");
     let n = cluster.nodes.len();
     if n == 0 {
@@ -273,12 +329,21 @@ pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision
     }
 
     let (want_cpu, want_mem) = requests(pod, false);
+    let none = Usage::default();
     let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
     let mut feasible: Vec<(i128, String)> = Vec::new();
     for node in cluster.nodes {
         let name = str_at(node, "/metadata/name").to_owned();
-        match filter(pod, node, cluster, (want_cpu, want_mem), rwop_conflict) {
-            Ok(()) => feasible.push((score(pod, node, cluster), name)),
+        let used = usage.by_node.get(name.as_str()).unwrap_or(&none);
+        match filter(
+            pod,
+            node,
+            cluster,
+            (want_cpu, want_mem),
+            rwop_conflict,
+            used,
+        ) {
+            Ok(()) => feasible.push((score(pod, node, used), name)),
             Err(status) => {
                 statuses.insert(name, status);
             }
@@ -369,6 +434,17 @@ fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
     }
 }
 
+/// What the other pods bound to one node use: their number and requests, as the resource
+/// fit filter counts them and as the scoring counts them (with the non-zero defaults).
+#[derive(Debug, Default)]
+struct Usage {
+    count: i128,
+    cpu: i128,
+    mem: i128,
+    score_cpu: i128,
+    score_mem: i128,
+}
+
 fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item = &'a Value> {
     cluster
         .pods
@@ -400,6 +476,7 @@ fn filter(
     cluster: &Snapshot<'_>,
     (want_cpu, want_mem): (i128, i128),
     rwop_conflict: bool,
+    used: &Usage,
 ) -> Result<(), (Code, Vec<String>)> {
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
@@ -458,14 +535,7 @@ fn filter(
     }
     // NodeResourcesFit (noderesources/fit.go): every shortfall is a reason.
     let (cpu, mem, max_pods) = allocatable(node);
-    let (mut used_cpu, mut used_mem, mut count) = (0, 0, 0);
-    let uid = str_at(pod, "/metadata/uid");
-    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
-        let (c, m) = requests(p, false);
-        used_cpu += c;
-        used_mem += m;
-        count += 1;
-    }
+    let (used_cpu, used_mem, count) = (used.cpu, used.mem, used.count);
     let mut short = Vec::new();
     if count + 1 > max_pods {
         short.push("Too many pods".to_owned());
@@ -509,16 +579,10 @@ fn filter(
 
 /// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the
 /// scheduler's non-zero defaults for containers without requests.
-fn score(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> i128 {
+fn score(pod: &Value, node: &Value, used: &Usage) -> i128 {
     let (cpu, mem, _) = allocatable(node);
-    let (mut req_cpu, mut req_mem) = requests(pod, true);
-    let name = str_at(node, "/metadata/name");
-    let uid = str_at(pod, "/metadata/uid");
-    for p in pods_on(cluster, name).filter(|p| str_at(p, "/metadata/uid") != uid) {
-        let (c, m) = requests(p, true);
-        req_cpu += c;
-        req_mem += m;
-    }
+    let (req_cpu, req_mem) = requests(pod, true);
+    let (req_cpu, req_mem) = (req_cpu + used.score_cpu, req_mem + used.score_mem);
     let least = |cap: i128, req: i128| {
         if cap <= 0 || req > cap {
             0

@@ -409,6 +409,21 @@ impl Store {
         })
     }
 
+    /// Visits every stored object of a resource in namespace/name order under the store lock
+    /// and returns the store's resourceVersion at that moment; for read caches that copy only
+    /// the objects whose `metadata.resourceVersion` changed. The objects are as stored (without
+    /// the `apiVersion` and `kind` of the version they are read through); `f` must not call
+    /// back into the store.
+    pub fn scan(&self, res: &ResourceDef, mut f: impl FnMut(&str, &str, &Value)) -> u64 {
+        let inner = self.lock();
+        if let Some(objects) = inner.objects_of(res) {
+            for ((ns, name), obj) in objects {
+                f(ns, name, obj);
+            }
+        }
+        inner.rv
+    }
+
     /// Creates an object.
     ///
     /// # Errors
