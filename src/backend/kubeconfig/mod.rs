@@ -7,6 +7,7 @@
 //! allowed, and deletes everything the run created when it is released. A scenario and its
 //! counterfactual run one after the other under the same namespace names.
 
+pub mod gc;
 pub mod isolation;
 pub mod shape;
 
@@ -19,6 +20,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub use gc::{NamespaceGcReport, gc_namespaces};
 pub use isolation::{Isolation, IsolationError, IsolationGuard, NamespaceMap, release_live_runs};
 
 use super::remote::{Release, RemoteCluster, TimeSource, WallTime, WatchScope};
