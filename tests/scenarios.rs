@@ -8,8 +8,8 @@
 //! allowed: it is thrown away). K3d trials run where `k3d` and a Docker daemon are present (k3s
 //! from `RELAPSE_K3S_VERSION`): scenarios of the default shape share one cluster per test process
 //! (each in namespaces of its own), the others get a cluster each; every cluster is deleted when
-//! the trials are over. Elsewhere they are ignored with the reason: no trial reports a run that
-//! did not happen.
+//! the trials are over. Elsewhere they are ignored with the reason (or fail, with
+//! `RELAPSE_REQUIRE_K3D=1` as in the nightly jobs): no trial reports a run that did not happen.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +39,9 @@ fn main() -> ExitCode {
     delete_k3d_clusters();
     conclusion.exit_code()
 }
+
+/// Set to `1` where k3d trials must run: an unavailable k3d backend then fails them.
+const REQUIRE_K3D_ENV: &str = "RELAPSE_REQUIRE_K3D";
 
 /// The k3d provisioner all k3d trials of this process share, made on first use.
 static K3D: OnceLock<Result<K3dBackend, String>> = OnceLock::new();
@@ -125,6 +128,10 @@ fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completi
         return run_on_kubeconfig(&loaded);
     }
     if let Availability::Unavailable(reason) = backend::availability(kind) {
+        if kind == BackendKind::K3d && std::env::var_os(REQUIRE_K3D_ENV).is_some_and(|v| v == "1") {
+            // The nightly k3d jobs: a trial that cannot run there is a broken job, not a skip.
+            return Err(Failed::from(format!("{REQUIRE_K3D_ENV}=1, but {reason}")));
+        }
         return Ok(Completion::ignored_with(reason));
     }
     match kind {
