@@ -11,10 +11,12 @@
 //! - [`run`]: the phases of a scenario run (setup, break, fix, converge, snapshot, counterfactual).
 //! - [`backend`]: the clusters scenarios run on (sim, k3d, kubeconfig) and whether they can run here.
 //! - [`sim`]: the simulated cluster: API server, object store, controllers.
+//! - [`docker`]: whether a Docker daemon answers (k3d and container Postgres need one).
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
 //! - [`report`]: the human summary, failure details and JUnit XML.
 
 pub mod backend;
+pub mod docker;
 pub mod postgres;
 pub mod report;
 pub mod run;

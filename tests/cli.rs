@@ -590,3 +590,134 @@ fn the_kubeconfig_backend_runs_against_sim_up_and_refuses_cluster_scoped_writes(
         "sim up left its kubeconfig"
     );
 }
+
+#[test]
+fn gc_namespaces_deletes_what_killed_runs_left_on_the_cluster() {
+    use relapse::backend::k3d::Owner;
+    let kubectl = Path::new("/usr/bin/kubectl");
+    if !kubectl.exists() {
+        eprintln!(
+            "skipped: kubectl is not at /usr/bin/kubectl; this test creates namespaces with it"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim = SimUp::start(dir.path(), "fast");
+    let kubeconfig = sim.kubeconfig.to_string_lossy().into_owned();
+    let dead = {
+        let mut child = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep runs");
+        let owner = Owner::of_pid(child.id()).expect("sleep is running");
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        owner.token()
+    };
+    let namespace = |name: &str, owner: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{app.kubernetes.io/managed-by: relapse}}\n  annotations: {{relapse.dev/owner: \"{owner}\"}}\n"
+        )
+    };
+    let manifest = dir.path().join("namespaces.yaml");
+    std::fs::write(
+        &manifest,
+        [
+            namespace("relapse-k1lled-app", &dead),
+            namespace("relapse-runs01-app", &Owner::current().token()),
+        ]
+        .join("---\n"),
+    )
+    .expect("write manifest");
+    let kubectl_out = |args: &[&str]| {
+        let out = Command::new(kubectl)
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl_out(&["apply", "-f", &manifest.to_string_lossy()]);
+
+    // No k3d on PATH: with --namespaces that is a note, not an error.
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["gc", "--namespaces", "--kubeconfig", &kubeconfig])
+        .env("PATH", dir.path())
+        .output()
+        .expect("the relapse binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr(&out));
+    let dead_pid = Owner::parse(&dead).expect("token parses").pid;
+    assert_eq!(
+        stdout,
+        format!(
+            "k3d is not on PATH: no k3d clusters to check\n\
+             deleted namespace relapse-k1lled-app: process {dead_pid} has exited\n\
+             kept namespace relapse-runs01-app: in use by {}\n\
+             1 namespaces deleted, 1 kept, 0 failed\n",
+            Owner::current()
+        )
+    );
+    let left = kubectl_out(&[
+        "get",
+        "namespaces",
+        "-o",
+        "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} terminating{\"\\n\"}{end}{range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+    ]);
+    assert!(left.contains("relapse-runs01-app"), "{left}");
+    assert!(
+        !left.lines().any(|l| l == "relapse-k1lled-app")
+            || left.contains("relapse-k1lled-app terminating"),
+        "{left}"
+    );
+
+    // --kubeconfig belongs to --namespaces.
+    let out = relapse(dir.path(), &["gc", "--kubeconfig", &kubeconfig]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--namespaces"), "{}", stderr(&out));
+    let status = sim.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn run_on_k3d_without_a_docker_daemon_is_a_setup_error_naming_the_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    // A k3d on PATH that must never be called.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    let k3d = bin.join("k3d");
+    std::fs::write(
+        &k3d,
+        "#!/bin/sh\necho called >> \"$(dirname \"$0\")/called\"\nexit 1\n",
+    )
+    .expect("write k3d");
+    std::fs::set_permissions(&k3d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket = dir.path().join("docker.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--backend", "k3d"])
+        .current_dir(dir.path())
+        .env("PATH", &bin)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .expect("the relapse binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: backend k3d cannot run here: the k3d backend needs a running Docker daemon: no docker daemon at {}: ",
+            socket.display()
+        )),
+        "{err}"
+    );
+    assert!(!bin.join("called").exists(), "k3d was called");
+}

@@ -22,7 +22,9 @@ const KUBECONFIG: &str = include_str!("data/k3d/kubeconfig.yaml");
 /// The cluster the recorded kubeconfig belongs to.
 const RECORDED_NAME: &str = "relapse-arm64-image-on-x7k2p9qa";
 
-/// Logs argv (tab-separated, one line per call) and replays `<cmd>-<sub>.{sleep,stdout,stderr,code}`.
+/// Logs argv (tab-separated, one line per call) and replays `<cmd>-<sub>.{sleep,stdout,stderr,code}`;
+/// a `<cmd>-<sub>.template` is printed with `@NAME@` replaced by the third argument (the cluster
+/// of `kubeconfig get <name>`).
 const FAKE_K3D: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 { for a in "$@"; do printf '%s\t' "$a"; done; printf '\n'; } >> "$dir/argv.log"
@@ -33,6 +35,7 @@ if [ -f "$dir/$key.sleep" ]; then
   wait $!
 fi
 if [ -f "$dir/$key.stdout" ]; then cat "$dir/$key.stdout"; fi
+if [ -f "$dir/$key.template" ]; then sed "s/@NAME@/$3/g" "$dir/$key.template"; fi
 if [ -f "$dir/$key.stderr" ]; then cat "$dir/$key.stderr" >&2; fi
 if [ -f "$dir/$key.code" ]; then exit "$(cat "$dir/$key.code")"; fi
 exit 0
@@ -535,4 +538,318 @@ fn a_missing_executable_is_a_spawn_error() {
         err.to_string(),
         "failed to start `k3d cluster list -o json`"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios through the k3d provisioner: the fake creates nothing, and its `kubeconfig get`
+// points at a simulated cluster served over HTTPS for the test, running at fast pace.
+// ---------------------------------------------------------------------------------------------
+
+mod provisioner {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use relapse::backend::k3d::{CreateOptions, K3dBackend, Owner};
+    use relapse::backend::kubeconfig::NamespaceMap;
+    use relapse::backend::served::{Pace, ServedSim};
+    use relapse::run::outcome::{ScenarioOutcome, Verdict};
+    use relapse::run::phases::{SnapshotSettings, run_scenario};
+    use relapse::run::snapshot_file::UpdateMode;
+    use relapse::scenario::{Arch, LoadedScenario};
+
+    use super::{Fake, strings};
+
+    const TOKEN: &str = "k3dfake";
+
+    fn load(id: &str) -> LoadedScenario {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        relapse::scenario::load(&root.join(format!("{id}.yaml")), &root).unwrap()
+    }
+
+    fn settings() -> SnapshotSettings {
+        SnapshotSettings {
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+            // Compare with the committed snapshot; never write.
+            mode: UpdateMode::No,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn backend(fake: &Fake, sim: &ServedSim) -> K3dBackend {
+        let options = CreateOptions {
+            k3s_version: "v1.32.5-k3s1".to_owned(),
+            host_arch: Some(Arch::Amd64),
+        };
+        K3dBackend::new(fake.k3d(), options)
+            .unwrap()
+            .with_run_token(TOKEN)
+            .with_time(Arc::new(sim.clock()))
+    }
+
+    /// Serves a simulated cluster shaped like `loaded`'s, and makes the fake's `kubeconfig get`
+    /// print a kubeconfig for it in k3d's form (context `k3d-<name>`).
+    async fn serve(fake: &Fake, loaded: &LoadedScenario) -> ServedSim {
+        let map = NamespaceMap::new(TOKEN, &loaded.scenario.name);
+        let sim = ServedSim::for_scenario(&loaded.scenario, Pace::Fast, |images| {
+            map.map_images(images)
+        })
+        .await
+        .unwrap();
+        let yaml = sim.kubeconfig_yaml().unwrap();
+        assert!(!yaml.contains("@NAME@"));
+        fake.reply(
+            "kubeconfig-get",
+            "template",
+            &format!("---\n{}", yaml.replace("relapse-sim", "k3d-@NAME@")),
+        );
+        sim
+    }
+
+    fn details(outcome: &ScenarioOutcome) -> String {
+        match &outcome.verdict {
+            Verdict::Failed(f) => relapse::report::failure_details(outcome, f),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The `cluster create` call's cluster name, after checking the call against `expected`
+    /// (the arguments after the name, with `@OWNER@` for the owner token).
+    fn created(call: &[String], expected: &[&str]) -> String {
+        assert_eq!(call[..2], strings(&["cluster", "create"]), "{call:?}");
+        let name = call[2].clone();
+        let owner = Owner::current().token();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|a| a.replace("@OWNER@", &owner))
+            .collect();
+        assert_eq!(call[3..], expected[..], "{call:?}");
+        name
+    }
+
+    const SHARED_CREATE: &[&str] = &[
+        "--image=rancher/k3s:v1.32.5-k3s1",
+        "--servers=1",
+        "--agents=0",
+        "--no-lb",
+        "--wait",
+        "--timeout=300s",
+        "--kubeconfig-update-default=false",
+        "--kubeconfig-switch-context=false",
+        "--runtime-label=relapse.owner=@OWNER@@all",
+        "--env=RELAPSE_OWNER=@OWNER@@all",
+        "--k3s-arg=--disable=traefik@server:*",
+        "--k3s-arg=--disable=servicelb@server:*",
+        "--k3s-arg=--node-name=node-1@server:0",
+    ];
+
+    #[test]
+    fn a_named_scenario_passes_on_the_shared_cluster_which_is_deleted_afterwards() {
+        let fake = Fake::new();
+        let loaded = load("temporal/temporal-namespace-missing");
+        let rt = runtime();
+        let (outcome, failure) = rt.block_on(async {
+            let sim = serve(&fake, &loaded).await;
+            let backend = backend(&fake, &sim);
+            assert!(backend.shares(&loaded.scenario.cluster).unwrap());
+            let outcome = run_scenario(&backend, &loaded, &settings()).await;
+            // The run and its counterfactual are over; the shared cluster is still there.
+            assert!(
+                !fake
+                    .calls()
+                    .iter()
+                    .any(|c| c[..2] == strings(&["cluster", "delete"])),
+                "{:?}",
+                fake.calls()
+            );
+            let sim_failure = sim.failure();
+            tokio::task::spawn_blocking(move || drop(backend))
+                .await
+                .unwrap();
+            (outcome, sim_failure)
+        });
+        assert_eq!(failure, None);
+        assert_eq!(
+            outcome.trial_name(),
+            "k3d::temporal/temporal-namespace-missing"
+        );
+        assert!(
+            matches!(outcome.verdict, Verdict::Passed),
+            "{}",
+            details(&outcome)
+        );
+
+        let calls = fake.calls();
+        let name = created(&calls[0], SHARED_CREATE);
+        assert!(name.starts_with("relapse-shared-"), "{name}");
+        let mut images: Vec<String> = loaded.scenario.images.keys().cloned().collect();
+        images.sort();
+        let mut import = strings(&["image", "import"]);
+        import.extend(images);
+        import.push(format!("--cluster={name}"));
+        assert_eq!(
+            calls[1..],
+            [
+                strings(&["kubeconfig", "get", &name]),
+                // Once for the run, once for the counterfactual, on the same cluster.
+                import.clone(),
+                import,
+                strings(&["cluster", "delete", &name]),
+            ],
+        );
+        assert!(!relapse::backend::k3d::live_clusters().contains(&name));
+    }
+
+    #[test]
+    fn a_failing_run_on_a_cluster_of_its_own_still_deletes_it() {
+        let fake = Fake::new();
+        let mut loaded = load("temporal/temporal-namespace-missing");
+        // Nodes of its own: a fresh cluster. No fix: converge fails.
+        loaded.scenario.cluster = relapse::yaml::from_str(
+            "nodes:\n  - {name: cp-1, roles: [control-plane]}\n  - {name: worker-1, roles: [worker]}\n",
+        )
+        .unwrap();
+        loaded.scenario.fix.clear();
+        let rt = runtime();
+        let (outcome, calls_before_drop) = rt.block_on(async {
+            let sim = serve(&fake, &loaded).await;
+            let backend = backend(&fake, &sim);
+            assert!(!backend.shares(&loaded.scenario.cluster).unwrap());
+            let outcome = run_scenario(&backend, &loaded, &settings()).await;
+            let calls = fake.calls();
+            tokio::task::spawn_blocking(move || drop(backend))
+                .await
+                .unwrap();
+            (outcome, calls)
+        });
+        let Verdict::Failed(failure) = &outcome.verdict else {
+            panic!("expected a converge failure: {}", details(&outcome));
+        };
+        assert_eq!(failure.phase, relapse::run::outcome::Phase::Converge);
+
+        let name = created(
+            &calls_before_drop[0],
+            &[
+                "--image=rancher/k3s:v1.32.5-k3s1",
+                "--servers=1",
+                "--agents=1",
+                "--no-lb",
+                "--wait",
+                "--timeout=300s",
+                "--kubeconfig-update-default=false",
+                "--kubeconfig-switch-context=false",
+                "--runtime-label=relapse.owner=@OWNER@@all",
+                "--env=RELAPSE_OWNER=@OWNER@@all",
+                "--k3s-arg=--disable=traefik@server:*",
+                "--k3s-arg=--disable=servicelb@server:*",
+                "--k3s-arg=--node-name=cp-1@server:0",
+                "--k3s-arg=--node-taint=node-role.kubernetes.io/control-plane:NoSchedule@server:0",
+                "--k3s-arg=--node-name=worker-1@agent:0",
+            ],
+        );
+        assert!(name.starts_with("relapse-temporal-namesp-"), "{name}");
+        assert_eq!(calls_before_drop[1], strings(&["kubeconfig", "get", &name]));
+        assert_eq!(calls_before_drop[2][..2], strings(&["image", "import"]));
+        // Deleted when the failed run was dropped, before the backend went.
+        assert_eq!(
+            calls_before_drop[3..],
+            [strings(&["cluster", "delete", &name])]
+        );
+        assert_eq!(fake.calls(), calls_before_drop);
+        assert!(!relapse::backend::k3d::live_clusters().contains(&name));
+    }
+
+    #[test]
+    fn scenarios_k3d_cannot_reproduce_are_ignored_without_creating_anything() {
+        let fake = Fake::new();
+        let rt = runtime();
+        for (id, reason) in [
+            (
+                "workloads/arm64-image-on-amd64",
+                "the k3d cluster cannot reproduce this scenario: storage class gp2 is attachable",
+            ),
+            (
+                "postgres/role-never-created",
+                "the k3d cluster cannot reproduce this scenario: the scenario's programs log in to the Postgres server",
+            ),
+        ] {
+            let loaded = load(id);
+            let backend = K3dBackend::new(
+                fake.k3d(),
+                CreateOptions {
+                    k3s_version: "v1.32.5-k3s1".to_owned(),
+                    host_arch: Some(Arch::Amd64),
+                },
+            )
+            .unwrap();
+            let outcome = rt.block_on(run_scenario(&backend, &loaded, &settings()));
+            let Verdict::Ignored(why) = &outcome.verdict else {
+                panic!("{id}: {}", details(&outcome));
+            };
+            assert!(why.starts_with(reason), "{id}: {why}");
+            assert_eq!(outcome.backend, relapse::backend::BackendKind::K3d);
+        }
+        assert_eq!(fake.calls(), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn a_cluster_whose_api_never_answers_fails_setup_and_is_deleted() {
+        let fake = Fake::new();
+        let loaded = load("temporal/temporal-namespace-missing");
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        fake.reply(
+            "kubeconfig-get",
+            "template",
+            &super::KUBECONFIG
+                .replace(super::RECORDED_NAME, "@NAME@")
+                .replace(
+                    "https://0.0.0.0:38517",
+                    &format!("https://127.0.0.1:{port}"),
+                ),
+        );
+        let backend = K3dBackend::new(
+            fake.k3d(),
+            CreateOptions {
+                k3s_version: "v1.32.5-k3s1".to_owned(),
+                host_arch: Some(Arch::Amd64),
+            },
+        )
+        .unwrap()
+        .with_ready_timeout(std::time::Duration::from_millis(600));
+        let rt = runtime();
+        let outcome = rt.block_on(run_scenario(&backend, &loaded, &settings()));
+        let Verdict::Failed(failure) = &outcome.verdict else {
+            panic!("{}", details(&outcome));
+        };
+        assert_eq!(failure.phase, relapse::run::outcome::Phase::Setup);
+        assert_eq!(outcome.backend, relapse::backend::BackendKind::K3d);
+        let text = details(&outcome);
+        assert!(
+            text.contains("failed to create a k3d cluster")
+                && text.contains("did not serve ServiceAccount default/default within 0.6s"),
+            "{text}"
+        );
+        let calls = fake.calls();
+        let name = calls[0][2].clone();
+        assert_eq!(
+            calls[1..],
+            [
+                strings(&["kubeconfig", "get", &name]),
+                strings(&["cluster", "delete", &name]),
+            ]
+        );
+        drop(backend);
+        assert_eq!(fake.calls().len(), 3, "nothing left to delete on drop");
+    }
 }

@@ -5,14 +5,18 @@
 //! the kubeconfig backend (TCP+TLS, namespaces of their own, cleanup) against the cluster
 //! `RELAPSE_KUBECONFIG` names, or, when it names none, against a simulated cluster served over
 //! HTTPS for the trial, shaped like the scenario and running at fast pace (cluster-scoped writes
-//! allowed: it is thrown away). The k3d trials load and validate their scenario and are reported
-//! as ignored until their runner is built: no trial reports a run that did not happen.
+//! allowed: it is thrown away). K3d trials run where `k3d` and a Docker daemon are present (k3s
+//! from `RELAPSE_K3S_VERSION`): scenarios of the default shape share one cluster per test process
+//! (each in namespaces of its own), the others get a cluster each; every cluster is deleted when
+//! the trials are over. Elsewhere they are ignored with the reason (or fail, with
+//! `RELAPSE_REQUIRE_K3D=1` as in the nightly jobs): no trial reports a run that did not happen.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use relapse::backend::k3d::K3dBackend;
 use relapse::backend::kubeconfig::{KubeconfigBackend, NamespaceMap};
 use relapse::backend::served::{Pace, ServedSim};
 use relapse::backend::sim::SimBackend;
@@ -31,7 +35,35 @@ fn main() -> ExitCode {
             Err(Failed::from(message))
         })],
     };
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    delete_k3d_clusters();
+    conclusion.exit_code()
+}
+
+/// Set to `1` where k3d trials must run: an unavailable k3d backend then fails them.
+const REQUIRE_K3D_ENV: &str = "RELAPSE_REQUIRE_K3D";
+
+/// The k3d provisioner all k3d trials of this process share, made on first use.
+static K3D: OnceLock<Result<K3dBackend, String>> = OnceLock::new();
+
+/// Deletes the shared k3d cluster and any cluster a trial left behind.
+fn delete_k3d_clusters() {
+    if let Some(Ok(backend)) = K3D.get()
+        && let Err(e) = backend.delete_shared()
+    {
+        eprintln!(
+            "failed to delete the shared k3d cluster: {}",
+            error_chain(&e)
+        );
+    }
+    for (name, result) in relapse::backend::k3d::delete_live_clusters() {
+        if let Err(e) = result {
+            eprintln!(
+                "failed to delete k3d cluster {name}: {}; `relapse gc` will retry",
+                error_chain(&e)
+            );
+        }
+    }
 }
 
 fn trials(root: &Path) -> Result<Vec<Trial>, String> {
@@ -96,14 +128,32 @@ fn backend_trial(kind: BackendKind, file: &Path, root: &Path) -> Result<Completi
         return run_on_kubeconfig(&loaded);
     }
     if let Availability::Unavailable(reason) = backend::availability(kind) {
+        if kind == BackendKind::K3d && std::env::var_os(REQUIRE_K3D_ENV).is_some_and(|v| v == "1") {
+            // The nightly k3d jobs: a trial that cannot run there is a broken job, not a skip.
+            return Err(Failed::from(format!("{REQUIRE_K3D_ENV}=1, but {reason}")));
+        }
         return Ok(Completion::ignored_with(reason));
     }
     match kind {
         BackendKind::Sim => run_on_sim(&loaded),
-        BackendKind::K3d | BackendKind::Kubeconfig => {
-            Ok(Completion::ignored_with(relapse::run::NOT_BUILT))
-        }
+        BackendKind::K3d => run_on_k3d(&loaded),
+        BackendKind::Kubeconfig => run_on_kubeconfig(&loaded),
     }
+}
+
+/// The k3d backend: clusters made with the `k3d` on PATH.
+fn run_on_k3d(loaded: &LoadedScenario) -> Result<Completion, Failed> {
+    let backend = K3D
+        .get_or_init(|| K3dBackend::from_env().map_err(|e| error_chain(&e)))
+        .as_ref()
+        .map_err(|e| Failed::from(format!("failed to set up the k3d backend: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(format!("failed to start a runtime: {e}")))?;
+    let outcome = runtime.block_on(run_scenario(backend, loaded, &settings()));
+    verdict(&outcome)
 }
 
 fn settings() -> SnapshotSettings {

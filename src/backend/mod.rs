@@ -83,10 +83,11 @@ pub fn availability(kind: BackendKind) -> Availability {
             if find_on_path("k3d").is_none() {
                 return Availability::Unavailable("the k3d backend needs the `k3d` CLI on PATH (https://k3d.io) and a running Docker daemon".to_owned());
             }
-            match docker_daemon() {
+            match crate::docker::daemon() {
                 Ok(()) => Availability::Available,
                 Err(why) => Availability::Unavailable(format!(
-                    "the k3d backend needs a running Docker daemon: {why}"
+                    "the k3d backend needs a running Docker daemon: {}",
+                    error_chain(&why)
                 )),
             }
         }
@@ -110,21 +111,6 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// Checks that a Docker daemon answers on its socket (`DOCKER_HOST` or the default socket).
-fn docker_daemon() -> Result<(), String> {
-    let socket = match std::env::var("DOCKER_HOST") {
-        Ok(host) => match host.strip_prefix("unix://") {
-            Some(p) => PathBuf::from(p),
-            // A TCP daemon: leave the check to the docker CLI at run time.
-            None => return Ok(()),
-        },
-        Err(_) => PathBuf::from("/var/run/docker.sock"),
-    };
-    std::os::unix::net::UnixStream::connect(&socket)
-        .map(|_| ())
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))
 }
 
 /// An error and its sources, one line: `a: b: c`.

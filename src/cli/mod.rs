@@ -103,7 +103,19 @@ enum Command {
         fixture: bool,
     },
     /// Delete k3d clusters left behind by relapse runs whose process is gone.
-    Gc,
+    Gc {
+        /// Also delete the namespaces such runs left on the cluster of a kubeconfig context
+        /// (those labelled app.kubernetes.io/managed-by=relapse whose relapse.dev/owner
+        /// process is gone).
+        #[arg(long)]
+        namespaces: bool,
+        /// The kubeconfig for --namespaces (default: KUBECONFIG, then ~/.kube/config).
+        #[arg(long, value_name = "PATH", requires = "namespaces")]
+        kubeconfig: Option<PathBuf>,
+        /// The context for --namespaces (default: the kubeconfig's current context).
+        #[arg(long, value_name = "NAME", requires = "namespaces")]
+        context: Option<String>,
+    },
     /// Work with a simulated cluster by hand (kubectl against it).
     Sim {
         #[command(subcommand)]
@@ -146,7 +158,7 @@ struct Target {
 enum Backend {
     /// The embedded simulated cluster.
     Sim,
-    /// A k3s cluster created with k3d (needs Docker).
+    /// k3s clusters created with k3d (needs Docker; RELAPSE_K3S_VERSION picks the k3s version).
     K3d,
     /// An existing cluster (--kubeconfig, or RELAPSE_KUBECONFIG), in namespaces of its own.
     Kubeconfig,
@@ -206,7 +218,11 @@ pub fn main() -> ExitCode {
         Command::Sim {
             command: SimCommand::Up { kubeconfig, pace },
         } => sim_up(&kubeconfig, pace),
-        Command::Gc => gc(),
+        Command::Gc {
+            namespaces,
+            kubeconfig,
+            context,
+        } => gc(namespaces.then_some((kubeconfig.as_deref(), context.as_deref()))),
     })
 }
 
@@ -361,10 +377,6 @@ fn run(
         eprintln!("error: backend {backend} cannot run here: {reason}");
         return exit::INVALID;
     }
-    if backend == BackendKind::K3d {
-        eprintln!("error: {}", relapse::run::NOT_BUILT);
-        return exit::INVALID;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -401,7 +413,22 @@ fn run(
                 return exit::INVALID;
             }
         },
-        _ => Box::new(relapse::backend::sim::SimBackend::default()),
+        BackendKind::K3d => match relapse::backend::k3d::K3dBackend::from_env() {
+            Ok(p) => {
+                // Ctrl-C stops k3d and deletes every cluster the run created.
+                let _guard = runtime.enter();
+                if let Err(e) = relapse::backend::k3d::install_ctrl_c_cleanup() {
+                    eprintln!("error: {:#}", anyhow::Error::new(e));
+                    return exit::INVALID;
+                }
+                Box::new(p)
+            }
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::new(e));
+                return exit::INVALID;
+            }
+        },
+        BackendKind::Sim => Box::new(relapse::backend::sim::SimBackend::default()),
     };
     let provisioner = provisioner.as_ref();
     let mut outcomes = Vec::new();
@@ -608,10 +635,25 @@ async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> R
     waited.map_err(|e| format!("failed to wait for Ctrl-C: {e}"))
 }
 
-fn gc() -> u8 {
+/// Deletes leftover k3d clusters and, with `namespaces` (kubeconfig, context), leftover
+/// namespaces on that cluster.
+fn gc(namespaces: Option<(Option<&Path>, Option<&str>)>) -> u8 {
+    let clusters = gc_clusters(namespaces.is_some());
+    let namespaces = namespaces.map_or(exit::PASS, |(kubeconfig, context)| {
+        gc_namespaces(kubeconfig, context)
+    });
+    clusters.max(namespaces)
+}
+
+/// `relapse gc` for k3d clusters; without k3d that is an error unless `optional`.
+fn gc_clusters(optional: bool) -> u8 {
     use relapse::backend::k3d;
     let k3d = match k3d::K3d::from_path() {
         Ok(k) => k,
+        Err(k3d::K3dError::NotInstalled) if optional => {
+            println!("k3d is not on PATH: no k3d clusters to check");
+            return exit::PASS;
+        }
         Err(e) => {
             eprintln!("error: {:#}", anyhow::Error::new(e));
             return exit::INVALID;
@@ -644,6 +686,81 @@ fn gc() -> u8 {
             eprintln!("error: {:#}", anyhow::Error::new(e));
             exit::INVALID
         }
+    }
+}
+
+/// `relapse gc --namespaces` on the cluster of `kubeconfig` (default: KUBECONFIG or
+/// ~/.kube/config) and `context` (default: its current one).
+fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> u8 {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::INVALID;
+        }
+    };
+    let chain = |e: anyhow::Error| format!("{e:#}");
+    let result = runtime.block_on(async {
+        let file = match kubeconfig {
+            Some(path) => Kubeconfig::read_from(path).map_err(|e| {
+                chain(anyhow::Error::new(e).context(format!(
+                    "failed to read the kubeconfig {}",
+                    path.display()
+                )))
+            })?,
+            None => Kubeconfig::read().map_err(|e| {
+                chain(anyhow::Error::new(e).context(
+                    "failed to read the kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig",
+                ))
+            })?,
+        };
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| chain(anyhow::Error::new(e).context("failed to use the kubeconfig")))?;
+        let client = kube::Client::try_from(config).map_err(|e| {
+            chain(anyhow::Error::new(e).context("failed to build a Kubernetes client"))
+        })?;
+        relapse::backend::kubeconfig::gc_namespaces(&client)
+            .await
+            .map_err(|e| chain(anyhow::Error::new(e).context("failed to list namespaces")))
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    for (name, why) in &report.deleted {
+        println!("deleted namespace {name}: {why}");
+    }
+    for name in &report.terminating {
+        println!("namespace {name} is already being deleted");
+    }
+    for (name, why) in &report.kept {
+        println!("kept namespace {name}: {why}");
+    }
+    for (name, err) in &report.failed {
+        eprintln!("error: failed to delete namespace {name}: {err}");
+    }
+    println!(
+        "{} namespaces deleted, {} kept, {} failed",
+        report.deleted.len(),
+        report.kept.len(),
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        exit::PASS
+    } else {
+        exit::INVALID
     }
 }
 

@@ -4,8 +4,6 @@
 //! uses. A watchdog (see `watchdog.rs`) removes the containers with `docker rm -f` when the
 //! test process ends, whatever way it ends.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -180,71 +178,17 @@ async fn await_login(admin: &ConnectSpec) -> Result<(), Error> {
     }
 }
 
-/// Whether a docker daemon answers, within two seconds.
+/// Whether a docker daemon answers (see [`crate::docker::daemon`]).
 ///
 /// # Errors
 /// [`Unavailable`] with what was tried.
 pub fn docker_daemon() -> Result<(), Unavailable> {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
-    ping_docker(&host)
-}
-
-fn ping_docker(host: &str) -> Result<(), Unavailable> {
-    let unavailable = |reason: String| Unavailable {
+    crate::docker::daemon().map_err(|e| Unavailable {
         provider: NAME,
-        reason,
+        reason: crate::backend::error_chain(&e),
         remedy: "start a docker daemon (or set DOCKER_HOST), or use RELAPSE_POSTGRES=local"
             .to_owned(),
-    };
-    let timeout = Duration::from_secs(2);
-    let ping = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
-    let answer = if let Some(path) = host.strip_prefix("unix://") {
-        let path = PathBuf::from(path);
-        let mut stream = std::os::unix::net::UnixStream::connect(&path)
-            .map_err(|e| unavailable(format!("no docker daemon at {} ({e})", path.display())))?;
-        stream.set_read_timeout(Some(timeout)).ok();
-        stream.set_write_timeout(Some(timeout)).ok();
-        exchange(&mut stream, ping)
-    } else if let Some(address) = host.strip_prefix("tcp://") {
-        let address = address.trim_end_matches('/');
-        let socket = std::net::ToSocketAddrs::to_socket_addrs(address)
-            .ok()
-            .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| unavailable(format!("cannot resolve DOCKER_HOST {address}")))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)
-            .map_err(|e| unavailable(format!("no docker daemon at {address} ({e})")))?;
-        stream.set_read_timeout(Some(timeout)).ok();
-        stream.set_write_timeout(Some(timeout)).ok();
-        exchange(&mut stream, ping)
-    } else {
-        return Err(unavailable(format!("unsupported DOCKER_HOST {host}")));
-    };
-    match answer {
-        Ok(text) if text.starts_with("HTTP/1.") && text.contains(" 200 ") => Ok(()),
-        Ok(text) => Err(unavailable(format!(
-            "the docker daemon at {host} answered {:?}",
-            text.lines().next().unwrap_or("")
-        ))),
-        Err(e) => Err(unavailable(format!(
-            "the docker daemon at {host} did not answer ({e})"
-        ))),
-    }
-}
-
-fn exchange(stream: &mut (impl Read + Write), request: &[u8]) -> std::io::Result<String> {
-    stream.write_all(request)?;
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 512];
-    // The status line is all that matters.
-    while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < 4096 {
-        let read = stream.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..read]);
-    }
-    Ok(String::from_utf8_lossy(&answer).into_owned())
+    })
 }
 
 impl Provider for ContainerProvider {
@@ -276,40 +220,5 @@ impl Provider for ContainerProvider {
             }
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_daemon_is_unavailable_with_the_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = format!("unix://{}/docker.sock", dir.path().display());
-        let error = ping_docker(&host).unwrap_err();
-        assert!(error.reason.starts_with("no docker daemon at "), "{error}");
-        assert!(error.remedy.contains("RELAPSE_POSTGRES=local"));
-    }
-
-    #[test]
-    fn a_daemon_answering_ping_is_available() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 256];
-            let _ = stream.read(&mut request).unwrap();
-            stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nOK").unwrap();
-        });
-        ping_docker(&format!("unix://{}", path.display())).unwrap();
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn unknown_docker_host_schemes_are_unavailable() {
-        let error = ping_docker("ssh://somewhere").unwrap_err();
-        assert_eq!(error.reason, "unsupported DOCKER_HOST ssh://somewhere");
     }
 }

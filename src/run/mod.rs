@@ -5,9 +5,6 @@
 //! [`snapshot`] and [`snapshot_file`] project and store the converged state; [`outcome`] is what a
 //! run produced.
 
-/// What the CLI and the test harness say for backends whose runner is not built yet.
-pub const NOT_BUILT: &str = "running scenarios on this backend is not built yet (only the sim backend runs them); the scenario was loaded and validated, not run";
-
 pub mod matcher;
 pub mod observe;
 pub mod outcome;

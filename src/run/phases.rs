@@ -19,6 +19,11 @@ use crate::scenario::{Converge, Expectation, LoadedScenario, Scenario, Step};
 
 /// Creates a fresh cluster shaped like a scenario's `cluster:` section.
 pub trait Provisioner: Send + Sync {
+    /// The backend its clusters belong to (named in reports even when provisioning fails).
+    fn kind(&self) -> crate::backend::BackendKind {
+        crate::backend::BackendKind::Sim
+    }
+
     /// Provisions a cluster for `scenario`.
     ///
     /// # Errors
@@ -75,7 +80,7 @@ pub async fn run_scenario_keeping(
         Err(e) => {
             let outcome = failed(
                 loaded,
-                provisioner_backend(None),
+                provisioner.kind(),
                 phases,
                 Phase::Setup,
                 "could not provision a cluster",
@@ -236,10 +241,6 @@ async fn teardown(tenant: Option<Tenant>) {
     {
         tracing::warn!("postgres teardown: {}", error_chain(&e));
     }
-}
-
-fn provisioner_backend(c: Option<&dyn Cluster>) -> crate::backend::BackendKind {
-    c.map_or(crate::backend::BackendKind::Sim, Cluster::backend)
 }
 
 async fn counterfactual(

@@ -11,6 +11,9 @@
 //!   delete), the [`K3dCluster`] guard that deletes it when dropped (also while a test panics)
 //!   and the process-wide registry a Ctrl-C handler empties.
 //! - `owner`: which process owns a cluster and whether it is still alive.
+//! - `provision`: the [`K3dBackend`] provisioner: which cluster a scenario gets (a shared one
+//!   for the default shape, a fresh one for declared nodes), the run on it through the
+//!   kubeconfig backend's namespace isolation, and deleting it afterwards.
 //! - `list` and `gc`: `k3d cluster list -o json`, and deleting clusters whose owner is gone.
 //!
 //! Every operation has a deadline ([`Timeouts`]).
@@ -22,6 +25,7 @@ mod gc;
 mod kubeconfig;
 mod list;
 mod owner;
+mod provision;
 mod spec;
 
 pub use cli::{K3d, Timeouts};
@@ -34,6 +38,7 @@ pub use gc::{GcReport, KeepReason, gc};
 pub use kubeconfig::ClusterKubeconfig;
 pub use list::{ListedCluster, parse_cluster_list};
 pub use owner::{Liveness, Owner};
+pub use provision::{DEFAULT_K3S_VERSION, K3S_VERSION_ENV, K3dBackend, READY_TIMEOUT};
 pub use spec::{
     ClusterName, CreateOptions, CreateSpec, NAME_PREFIX, NodeLabel, OWNER_ENV, OWNER_LABEL,
     Unsupported, host_arch,

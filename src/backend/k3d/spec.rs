@@ -400,6 +400,17 @@ impl CreateSpec {
         self.servers.len() > 1
     }
 
+    /// Whether `other` would create the same cluster (image, nodes with their names, labels
+    /// and taints, load balancer), whatever the two clusters are named and whoever owns them.
+    #[must_use]
+    pub fn same_shape(&self, other: &Self) -> bool {
+        self.image == other.image
+            && self.servers == other.servers
+            && self.agents == other.agents
+            && self.service_lb == other.service_lb
+            && self.api_labels == other.api_labels
+    }
+
     /// The arguments of `k3d cluster create`, with k3d's own `--timeout`.
     #[must_use]
     pub fn create_args(&self, timeout: Duration) -> Vec<String> {

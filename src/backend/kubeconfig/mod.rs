@@ -7,6 +7,7 @@
 //! allowed, and deletes everything the run created when it is released. A scenario and its
 //! counterfactual run one after the other under the same namespace names.
 
+pub mod gc;
 pub mod isolation;
 pub mod shape;
 
@@ -19,6 +20,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub use gc::{NamespaceGcReport, gc_namespaces};
 pub use isolation::{Isolation, IsolationError, IsolationGuard, NamespaceMap, release_live_runs};
 
 use super::remote::{Release, RemoteCluster, TimeSource, WallTime, WatchScope};
@@ -180,20 +182,7 @@ impl KubeconfigBackend {
 
     /// Checks the cluster against the scenario's shape, then prepares an isolated run.
     async fn provision_run(&self, scenario: &Scenario) -> Result<RemoteCluster, BackendError> {
-        if scenario.postgres.is_some() {
-            // On the simulator the harness connects stand-in programs to the server it
-            // started; on a cluster of its own, the scenario's real images would have to reach
-            // that server themselves, which a loopback server on this machine is not.
-            return Err(BackendError::Unsuitable {
-                backend: self.backend,
-                reasons: vec![
-                    "the scenario's programs log in to the Postgres server the harness starts on \
-                     this machine, which pods of this cluster cannot reach; run it with \
-                     `--backend sim`"
-                        .to_owned(),
-                ],
-            });
-        }
+        refuse_postgres(scenario, self.backend)?;
         let raw = kube::Client::try_from(self.config.clone())
             .map_err(|e| self.lifecycle("connect to", e))?;
         let nodes = Api::<Node>::all(raw.clone())
@@ -234,6 +223,31 @@ impl KubeconfigBackend {
     }
 }
 
+/// Refuses scenarios with a `postgres:` section on a real cluster.
+///
+/// On the simulator the harness connects stand-in programs to the server it started; on a
+/// real cluster the scenario's real images would have to reach that server themselves, which a
+/// loopback server on this machine is not.
+///
+/// # Errors
+/// [`BackendError::Unsuitable`] saying so, when the scenario has a `postgres:` section.
+pub(crate) fn refuse_postgres(
+    scenario: &Scenario,
+    backend: BackendKind,
+) -> Result<(), BackendError> {
+    if scenario.postgres.is_none() {
+        return Ok(());
+    }
+    Err(BackendError::Unsuitable {
+        backend,
+        reasons: vec![
+            "the scenario's programs log in to the Postgres server the harness starts on this \
+             machine, which pods of this cluster cannot reach; run it with `--backend sim`"
+                .to_owned(),
+        ],
+    })
+}
+
 struct ReleaseIsolation(Arc<Isolation>, BackendKind);
 
 impl Release for ReleaseIsolation {
@@ -249,6 +263,10 @@ impl Release for ReleaseIsolation {
 }
 
 impl Provisioner for KubeconfigBackend {
+    fn kind(&self) -> BackendKind {
+        self.backend
+    }
+
     fn provision<'a>(
         &'a self,
         scenario: &'a Scenario,
