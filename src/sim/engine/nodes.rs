@@ -22,8 +22,9 @@ use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, Writ
 /// (`podMaxInUnschedulablePodsDuration`, pkg/scheduler/scheduler.go: 5 minutes).
 const UNSCHEDULABLE_RETRY_SECS: i64 = 300;
 
-/// What a Postgres check gets while the simulated cluster has no server to check against.
-pub const NO_POSTGRES: &str = "the simulated cluster has no PostgreSQL server wired in yet; scenarios with `postgres:` cannot run their checks on the sim";
+/// What a Postgres check gets when the scenario declares no server. It is the harness's own
+/// diagnostic, marked as such, not a server's text: there is no server whose wording to use.
+pub const NO_POSTGRES: &str = "relapse: no PostgreSQL server to connect to: the scenario declares no `postgres:` section";
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
