@@ -300,22 +300,21 @@ async fn event(client: &kube::Client, e: &EventExpectation) -> Result<Observatio
             return Ok(Observation::holds());
         }
     }
+    // Only events with the expected reason explain a mismatch; the others are noise here.
     let messages: Vec<String> = list
         .items
         .iter()
+        .filter(|ev| ev.reason.as_deref() == Some(e.reason.as_str()))
         .filter_map(|ev| ev.message.clone())
         .take(3)
         .collect();
+    let kind = match e.kind {
+        None => "",
+        Some(crate::scenario::EventType::Warning) => " Warning",
+        Some(crate::scenario::EventType::Normal) => " Normal",
+    };
     Ok(Observation::fails(vec![format!(
-        "no {} event matches (reason {}{}); {same_reason} with that reason{}",
-        e.kind.map_or(
-            "",
-            |t| if matches!(t, crate::scenario::EventType::Warning) {
-                "Warning "
-            } else {
-                "Normal "
-            }
-        ),
+        "no{kind} event matches (reason {}{}); {same_reason} with that reason{}",
         e.reason,
         e.message
             .as_ref()

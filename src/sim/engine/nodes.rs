@@ -24,7 +24,8 @@ const UNSCHEDULABLE_RETRY_SECS: i64 = 300;
 
 /// What a Postgres check gets when the scenario declares no server. It is the harness's own
 /// diagnostic, marked as such, not a server's text: there is no server whose wording to use.
-pub const NO_POSTGRES: &str = "relapse: no PostgreSQL server to connect to: the scenario declares no `postgres:` section";
+pub const NO_POSTGRES: &str =
+    "relapse: no PostgreSQL server to connect to: the scenario declares no `postgres:` section";
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     pointer(v, ptr).and_then(Value::as_str).unwrap_or_default()
