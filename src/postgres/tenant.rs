@@ -329,7 +329,7 @@ impl Tenant {
             .await;
             if let Err(error) = made {
                 // Still holding the leases: drop what was made; the setup error is what counts.
-                let _ = cleanup(Arc::clone(&server), names, id).await;
+                let _ = cleanup(Arc::clone(&server), &admin, names, id).await;
                 return Err(error);
             }
             Ok(admin)
@@ -392,21 +392,8 @@ impl Tenant {
     /// server refuses.
     pub async fn create_role(&self, role: &PgRole) -> Result<(), Error> {
         self.require_held("role", &role.name, &self.names.roles)?;
-        let (server, role, passwords) = (
-            Arc::clone(&self.server),
-            role.clone(),
-            Arc::clone(&self.passwords),
-        );
-        let (marker, names) = (self.marker(), self.names.clone());
-        on_io_runtime(async move {
-            let admin = server
-                .admin("postgres")
-                .await
-                .map_err(admin_err("connect as administrator"))?;
-            create_role(&admin, &role, &passwords, &marker, &names).await
-        })
-        .await
-        .map_err(Error::Task)?
+        let admin = self.lease()?;
+        create_role(admin, role, &self.passwords, &self.marker(), &self.names).await
     }
 
     /// Creates one of the tenant's databases.
@@ -415,17 +402,14 @@ impl Tenant {
     /// As [`Tenant::create_role`].
     pub async fn create_database(&self, database: &PgDatabase) -> Result<(), Error> {
         self.require_held("database", &database.name, &self.names.databases)?;
-        let (server, database) = (Arc::clone(&self.server), database.clone());
-        let (marker, names) = (self.marker(), self.names.clone());
-        on_io_runtime(async move {
-            let admin = server
-                .admin("postgres")
-                .await
-                .map_err(admin_err("connect as administrator"))?;
-            create_database(&server, &admin, &database, &marker, &names).await
-        })
-        .await
-        .map_err(Error::Task)?
+        let admin = self.lease()?;
+        create_database(&self.server, admin, database, &self.marker(), &self.names).await
+    }
+
+    /// The administrator session holding the leases, which also does the tenant's own
+    /// administration (a new session would cost a backend start each time).
+    fn lease(&self) -> Result<&Session, Error> {
+        self.lease.as_ref().ok_or(Error::Released)
     }
 
     fn require_held(
@@ -542,14 +526,12 @@ impl Tenant {
     /// # Errors
     /// When something could not be dropped; the rest was still attempted.
     pub async fn teardown(mut self) -> Result<(), Error> {
-        let result = self.cleanup().await;
-        self.lease = None;
-        result
-    }
-
-    async fn cleanup(&self) -> Result<(), Error> {
+        let Some(lease) = self.lease.take() else {
+            return Ok(());
+        };
         let (server, names, id) = (Arc::clone(&self.server), self.names.clone(), self.id);
-        on_io_runtime(cleanup(server, names, id))
+        // Releases the leases when done, whatever happened: the session closes with `lease`.
+        on_io_runtime(async move { cleanup(server, &lease, names, id).await })
             .await
             .map_err(Error::Task)?
     }
@@ -567,13 +549,13 @@ impl Drop for Tenant {
             .name("relapse-tenant-teardown".to_owned())
             .spawn(move || {
                 let _ = super::sql::block_on_io(async move {
-                    tokio::time::timeout(DROP_TEARDOWN_TIMEOUT, cleanup(server, names, id)).await
+                    tokio::time::timeout(DROP_TEARDOWN_TIMEOUT, cleanup(server, &lease, names, id))
+                        .await
                 });
             });
         if let Ok(cleaner) = cleaner {
             let _ = cleaner.join();
         }
-        drop(lease);
     }
 }
 
@@ -781,14 +763,11 @@ async fn existing_databases(admin: &Session, names: &Names) -> Result<Vec<String
         .map_err(admin_err("list the scenario's databases"))
 }
 
-async fn cleanup(server: Arc<Server>, names: Names, id: u64) -> Result<(), Error> {
+/// Removes the tenant's rules, then drops its objects as `admin` (the lease holder).
+async fn cleanup(server: Arc<Server>, admin: &Session, names: Names, id: u64) -> Result<(), Error> {
     // Rules first, so nothing logs in again while objects are dropped.
     let rules = server.set_hba_block(id, None).await;
-    let admin = server
-        .admin("postgres")
-        .await
-        .map_err(admin_err("connect as administrator"))?;
-    let dropped = drop_everything(&admin, &names).await;
+    let dropped = drop_everything(admin, &names).await;
     rules.and(dropped)
 }
 
