@@ -412,9 +412,27 @@ fn chown(path: &Path, user: Option<RunAs>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The base for the server directory: the temp dir, unless it is too long for a unix socket
-/// path or (when running as root) not reachable by the unprivileged user.
+/// A memory file system for server directories, when it has this much room.
+const MEMORY_DIR: &str = "/dev/shm";
+const MEMORY_DIR_MIN_FREE: u64 = 1 << 30;
+
+/// The base for the server directory: [`MEMORY_DIR`] when usable, else the temp dir, unless
+/// that is too long for a unix socket path or (when running as root) not reachable by the
+/// unprivileged user.
+///
+/// A throwaway server gains nothing from a disk: on one, `initdb` took 1.5 s and a
+/// `CREATE DATABASE` (copying `template1`) 200-500 ms here, against 0.6 s and 20-30 ms in
+/// memory; the server itself is the same.
 fn base_dir(user: Option<RunAs>) -> PathBuf {
+    let memory = Path::new(MEMORY_DIR);
+    if has_room(memory, MEMORY_DIR_MIN_FREE)
+        && std::fs::metadata(memory).is_ok_and(|m| {
+            // Anyone may create entries there (sticky and world-writable, as /dev/shm is).
+            m.is_dir() && m.permissions().mode() & 0o1003 == 0o1003
+        })
+    {
+        return memory.to_path_buf();
+    }
     let temp = std::env::temp_dir();
     // sun_path holds 107 bytes; the socket is `<base>/relapse-pg-XXXXXX/.s.PGSQL.<port>`.
     let short_enough = temp.as_os_str().len() < 60;
@@ -427,6 +445,24 @@ fn base_dir(user: Option<RunAs>) -> PathBuf {
     } else {
         PathBuf::from("/tmp")
     }
+}
+
+/// Whether the file system holding `dir` has at least `bytes` free for unprivileged users.
+fn has_room(dir: &Path, bytes: u64) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers).
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stats` a writable `statvfs`, both live
+    // for the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &raw mut stats) } != 0 {
+        return false;
+    }
+    // Both are 64 bits wide on 64-bit Linux, narrower on some other targets.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize));
+    free >= bytes
 }
 
 /// Spawns commands from one thread that lives as long as the process: `PR_SET_PDEATHSIG`
@@ -891,6 +927,14 @@ mod tests {
         std::fs::write(&file, "1\n/d\n1\n5432\n/tmp\n127.0.0.1\n  1 2\nready   \n").unwrap();
         assert!(is_ready(&file));
         assert!(!is_ready(&dir.path().join("absent")));
+    }
+
+    #[test]
+    fn room_is_measured_on_the_directory_file_system() {
+        let temp = std::env::temp_dir();
+        assert!(has_room(&temp, 1));
+        assert!(!has_room(&temp, u64::MAX));
+        assert!(!has_room(Path::new("/no/such/directory/anywhere"), 0));
     }
 
     #[test]
