@@ -1,8 +1,8 @@
 //! Ephemeral servers started from the machine's PostgreSQL binaries.
 //!
-//! Each server lives in a private temporary directory (data, socket, certificate, log) and
-//! listens on that directory's unix socket and on a free `127.0.0.1` port. Nothing may outlive
-//! the test process, however it ends:
+//! Each server lives in a private temporary directory (data, socket, certificate, log; in
+//! `/dev/shm` when it has room) and listens on that directory's unix socket and on a free
+//! `127.0.0.1` port. Nothing may outlive the test process, however it ends:
 //!
 //! - a normal stop ([`Provider::shutdown`], or dropping a non-shared provider) stops the server
 //!   and removes the directory;
