@@ -1,5 +1,6 @@
 //! How long the Postgres layer takes: a provider's server start next to a raw `initdb` plus
-//! server start measured in the same run, and one scenario's tenant setup and teardown.
+//! server start (on disk, in `/tmp`) measured in the same run, a second server for scenarios
+//! whose names collide, and one scenario's tenant setup and teardown.
 //!
 //! `cargo bench --bench postgres` prints a table; it needs PostgreSQL server binaries.
 
@@ -55,7 +56,7 @@ fn main() {
         samples: initdb.iter().zip(&start).map(|(a, b)| *a + *b).collect(),
     });
 
-    let mut provider_starts = Vec::new();
+    let (mut provider_starts, mut other_starts) = (Vec::new(), Vec::new());
     for _ in 0..STARTS {
         let provider = LocalProvider::new(LocalOptions::default());
         let began = Instant::now();
@@ -63,11 +64,21 @@ fn main() {
             .block_on(provider.server(true))
             .expect("provider start");
         provider_starts.push(began.elapsed());
+        let began = Instant::now();
+        runtime
+            .block_on(provider.other_server(true, 1))
+            .expect("another server")
+            .expect("the local provider has more servers");
+        other_starts.push(began.elapsed());
         runtime.block_on(provider.shutdown()).expect("shutdown");
     }
     rows.push(Row {
         what: "provider start (initdb, cert, start)".into(),
         samples: provider_starts,
+    });
+    rows.push(Row {
+        what: "another server for colliding names (copy, cert, start)".into(),
+        samples: other_starts,
     });
 
     let provider = LocalProvider::new(LocalOptions::default());

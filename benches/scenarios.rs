@@ -1,9 +1,10 @@
 //! Per-scenario wall time and simulated time on the sim backend, and a repeatability check.
 //!
-//! `cargo bench --bench scenarios [-- RUNS]` runs every shipped scenario RUNS times (default 20)
-//! through the whole lifecycle (counterfactual included, snapshot compared with the committed
-//! one) and prints min/median/max wall time, the simulated time, and whether every run gave
-//! the same verdict and the same converged-state snapshot.
+//! `cargo bench --bench scenarios [-- RUNS] [FILTER]` runs every shipped scenario (or those whose
+//! id contains FILTER) RUNS times (default 20) through the whole lifecycle (counterfactual
+//! included, snapshot compared with the committed one) and prints min/median/max wall time,
+//! the simulated time, and whether every run gave the same verdict and the same
+//! converged-state snapshot; then each phase's median wall time per scenario.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,10 +15,12 @@ use relapse::run::phases::{SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
 
 fn main() {
-    let runs: usize = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20);
+        .filter(|a| a != "--bench")
+        .collect();
+    let runs: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
+    let filter = args.iter().find(|a| a.parse::<usize>().is_err());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (scenarios, errors) = match relapse::scenario::load_suite(&[root.join("scenarios")]) {
         Ok(r) => r,
@@ -54,7 +57,12 @@ fn main() {
         "scenario", "min", "median", "max", "cluster time"
     );
     let mut all_ok = true;
-    for s in &scenarios {
+    let mut phase_rows = Vec::new();
+    for s in scenarios
+        .iter()
+        .filter(|s| filter.is_none_or(|f| s.id.contains(f.as_str())))
+    {
+        let mut phase_walls: Vec<(String, Vec<Duration>)> = Vec::new();
         let mut walls = Vec::with_capacity(runs);
         let mut verdicts = Vec::with_capacity(runs);
         let mut cluster = Duration::ZERO;
@@ -64,9 +72,25 @@ fn main() {
             walls.push(started.elapsed());
             cluster = outcome.cluster_time();
             let times: Vec<Duration> = outcome.phases.iter().map(|p| p.cluster_time).collect();
+            for p in &outcome.phases {
+                let name = p.phase.to_string();
+                match phase_walls.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, walls)) => walls.push(p.wall_time),
+                    None => phase_walls.push((name, vec![p.wall_time])),
+                }
+            }
             verdicts.push((format!("{:?}", outcome.verdict), times));
         }
         walls.sort();
+        let mut cells = Vec::new();
+        for (name, mut w) in phase_walls {
+            w.sort();
+            cells.push(format!(
+                "{name} {}",
+                relapse::report::human_duration(w[w.len() / 2])
+            ));
+        }
+        phase_rows.push((s.id.clone(), cells.join(", ")));
         // Same verdict (snapshot compared each time) and the same simulated phase timeline.
         let repeatable = verdicts.windows(2).all(|w| w[0] == w[1]);
         let passed = verdicts
@@ -88,6 +112,10 @@ fn main() {
                 "NO"
             }
         );
+    }
+    println!("\nmedian wall time per phase");
+    for (id, cells) in &phase_rows {
+        println!("{id:42} {cells}");
     }
     if !all_ok {
         std::process::exit(1);

@@ -551,6 +551,7 @@ async fn a_held_name_makes_the_next_scenario_wait() {
     let impatient = TenantOptions {
         reserve: Names::default(),
         lease_timeout: Duration::from_millis(200),
+        other_servers: false,
     };
     let busy = Tenant::create(
         provider,
@@ -575,6 +576,50 @@ async fn a_held_name_makes_the_next_scenario_wait() {
     .await
     .unwrap();
     second.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_held_name_moves_the_next_scenario_to_another_server() {
+    let Some(provider) = provider() else { return };
+    let role_spec = || spec(vec![role("spill_app", false)], vec![], vec![]);
+    let first = Tenant::create(provider, &role_spec(), &TenantOptions::default())
+        .await
+        .unwrap();
+    let second = Tenant::create(provider, &role_spec(), &TenantOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(first.server().port(), second.server().port());
+    assert_ne!(first.server().data_dir(), second.server().data_dir());
+    // The same role name on both, each with its own password, each a real login.
+    for tenant in [&first, &second] {
+        let session = tenant
+            .connect("spill_app", "postgres", SslMode::Require)
+            .await
+            .unwrap();
+        let rows = session.query_text("SELECT current_user").await.unwrap();
+        assert_eq!(rows, vec![vec![Some("spill_app".to_owned())]]);
+    }
+    // One tenant's password is not the other's: the servers' roles are distinct.
+    let crossed = second
+        .server()
+        .connect(
+            "spill_app",
+            first.password("spill_app"),
+            "postgres",
+            SslMode::Require,
+        )
+        .await;
+    assert_eq!(server_error(crossed).sqlstate, "28P01");
+    let other_server = std::sync::Arc::clone(second.server());
+    first.teardown().await.unwrap();
+    second.teardown().await.unwrap();
+    // Torn down on the other server too, which keeps running for later overflows.
+    let admin = other_server.admin("postgres").await.unwrap();
+    let left = admin
+        .query_text("SELECT rolname FROM pg_roles WHERE rolname = 'spill_app'")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[tokio::test]

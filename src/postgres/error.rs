@@ -97,6 +97,9 @@ pub enum Error {
     /// The environment names a provider that does not exist.
     #[error("unknown postgres provider {0:?} (expected local, container or url)")]
     UnknownProvider(String),
+    /// The tenant's names were released (it was torn down) before this use.
+    #[error("the tenant's postgres names were already released")]
+    Released,
     /// The provider was shut down and serves no more servers.
     #[error("postgres provider `{0}` was shut down")]
     ShutDown(&'static str),

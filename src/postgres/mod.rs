@@ -1,8 +1,9 @@
 //! PostgreSQL servers for scenarios: ephemeral local servers, containers and existing servers.
 //!
 //! - [`Provider`] supplies one server per process: [`LocalProvider`] (default) starts one from
-//!   the machine's binaries, [`ContainerProvider`] runs a container, [`UrlProvider`] uses an
-//!   existing server. [`shared`] picks one from the environment.
+//!   the machine's binaries (and more while scenarios declaring the same names run at once),
+//!   [`ContainerProvider`] runs a container, [`UrlProvider`] uses an existing server. [`shared`]
+//!   picks one from the environment.
 //! - [`Tenant`] is one scenario's share of that server: its own roles, databases and
 //!   `pg_hba.conf` rules under the names the scenario declares, dropped again afterwards.
 //! - [`Session`] runs SQL as a role; failures carry the server's SQLSTATE and exact message

@@ -28,6 +28,22 @@ pub trait Provider: Send + Sync {
     /// others when starting failed.
     fn server(&self, tls: bool) -> BoxFuture<'_, Result<Arc<Server>, Error>>;
 
+    /// Another server with the same TLS setting, for a tenant whose names are held on
+    /// [`Provider::server`] and on the other servers before it: the `n`-th (from 1), started
+    /// on first use. `Ok(None)` when the provider has no more (the tenant then waits for its
+    /// names on the first server); the default for providers with a single server.
+    ///
+    /// # Errors
+    /// When starting the server failed.
+    fn other_server(
+        &self,
+        tls: bool,
+        n: usize,
+    ) -> BoxFuture<'_, Result<Option<Arc<Server>>, Error>> {
+        let _ = (tls, n);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Stops whatever the provider started and removes its files. Later calls to
     /// [`Provider::server`] fail with [`Error::ShutDown`].
     ///

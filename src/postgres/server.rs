@@ -57,6 +57,9 @@ struct HbaState {
     header: Vec<String>,
     generation: u64,
     blocks: BTreeMap<u64, Vec<String>>,
+    /// The administrator session that rewrites and reloads the file, kept between changes:
+    /// every tenant changes the file twice, and a new session costs a backend start.
+    admin: Option<Session>,
 }
 
 /// A running PostgreSQL server shared by the scenarios of one process.
@@ -104,6 +107,7 @@ impl Server {
                     header,
                     generation: 0,
                     blocks: BTreeMap::new(),
+                    admin: None,
                 })
             }),
             spares: SparePool {
@@ -290,8 +294,11 @@ impl Server {
         .await
     }
 
-    /// Installs (`Some`) or removes (`None`) one tenant's `pg_hba.conf` lines and waits until
-    /// the server has loaded the result.
+    /// Installs (`Some`) or removes (`None`) one tenant's `pg_hba.conf` lines. An installation
+    /// returns once new connections are judged by the new lines; a removal only once the
+    /// reload is requested: no connection depends on lines going away (another tenant's lines
+    /// never match the same connection, see `hba.rs`), and the next installation waits for a
+    /// file that no longer has them.
     pub(crate) async fn set_hba_block(
         self: &Arc<Self>,
         tenant: u64,
@@ -315,6 +322,7 @@ impl Server {
             return Ok(());
         };
         let mut state = hba.lock().await;
+        let installing = lines.is_some();
         match lines {
             Some(lines) => state.blocks.insert(tenant, lines),
             None => state.blocks.remove(&tenant),
@@ -326,63 +334,24 @@ impl Server {
             text.push(format!("# scenario tenant {id}"));
             text.extend(lines.iter().cloned());
         }
-        let admin = self
-            .admin("postgres")
-            .await
-            .map_err(admin_err("connect as administrator"))?;
-        match &state.writer {
-            HbaWriter::File(path) => {
-                let mut body = text.join("\n");
-                body.push('\n');
-                // Truncating in place keeps the owner and mode the server needs.
-                std::fs::write(path, body).map_err(|source| Error::Io {
-                    action: "write",
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            HbaWriter::Copy => {
-                let values = text
-                    .iter()
-                    .map(|line| format!("({})", literal(line)))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let rows = admin
-                    .query_text("SHOW hba_file")
-                    .await
-                    .map_err(admin_err("read hba_file"))?;
-                let Some(path) = rows.first().and_then(|r| r.first()).cloned().flatten() else {
-                    return Err(Error::HbaInvalid {
-                        errors: "SHOW hba_file returned nothing".to_owned(),
-                    });
-                };
-                admin
-                    .batch(&format!("COPY (VALUES {values}) TO {}", literal(&path)))
-                    .await
-                    .map_err(admin_err("write pg_hba.conf"))?;
-            }
+        let admin = match state.admin.take() {
+            Some(admin) => admin,
+            None => self
+                .admin("postgres")
+                .await
+                .map_err(admin_err("connect as administrator"))?,
+        };
+        let written = write_and_reload(&admin, &state.writer, &text).await;
+        // A session that failed may be broken: the next change opens a new one.
+        if written.is_ok() {
+            state.admin = Some(admin);
         }
-        admin
-            .batch("SELECT pg_reload_conf()")
-            .await
-            .map_err(admin_err("reload the configuration"))?;
-        let errors = admin
-            .query_text(
-                "SELECT line_number::text || ': ' || error FROM pg_hba_file_rules \
-                 WHERE error IS NOT NULL",
-            )
-            .await
-            .map_err(admin_err("read pg_hba_file_rules"))?;
-        if !errors.is_empty() {
-            return Err(Error::HbaInvalid {
-                errors: errors
-                    .into_iter()
-                    .filter_map(|row| row.into_iter().next().flatten())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
+        written?;
+        if installing {
+            self.await_generation(state.generation).await
+        } else {
+            Ok(())
         }
-        self.await_generation(state.generation).await
     }
 
     /// Waits until a new connection is judged by the given generation of `pg_hba.conf`:
@@ -407,6 +376,67 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// Writes `pg_hba.conf` as `text`, has the server reload it and checks that it parsed.
+async fn write_and_reload(
+    admin: &Session,
+    writer: &HbaWriter,
+    text: &[String],
+) -> Result<(), Error> {
+    match writer {
+        HbaWriter::File(path) => {
+            let mut body = text.join("\n");
+            body.push('\n');
+            // Truncating in place keeps the owner and mode the server needs.
+            std::fs::write(path, body).map_err(|source| Error::Io {
+                action: "write",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        HbaWriter::Copy => {
+            let values = text
+                .iter()
+                .map(|line| format!("({})", literal(line)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let rows = admin
+                .query_text("SHOW hba_file")
+                .await
+                .map_err(admin_err("read hba_file"))?;
+            let Some(path) = rows.first().and_then(|r| r.first()).cloned().flatten() else {
+                return Err(Error::HbaInvalid {
+                    errors: "SHOW hba_file returned nothing".to_owned(),
+                });
+            };
+            admin
+                .batch(&format!("COPY (VALUES {values}) TO {}", literal(&path)))
+                .await
+                .map_err(admin_err("write pg_hba.conf"))?;
+        }
+    }
+    admin
+        .batch("SELECT pg_reload_conf()")
+        .await
+        .map_err(admin_err("reload the configuration"))?;
+    let errors = admin
+        .query_text(
+            "SELECT line_number::text || ': ' || error FROM pg_hba_file_rules \
+             WHERE error IS NOT NULL",
+        )
+        .await
+        .map_err(admin_err("read pg_hba_file_rules"))?;
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Error::HbaInvalid {
+        errors: errors
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 /// An SQL string literal.

@@ -9,8 +9,11 @@
 //! role and database name it declares (or mentions in its `hba` rules, or is told to reserve)
 //! with session-level advisory locks held by one administrator session for its whole life:
 //!
-//! - a scenario whose names are in use waits (up to [`TenantOptions::lease_timeout`]) instead of
-//!   trampling the other's objects; scenarios with disjoint names run in parallel;
+//! - a scenario whose names are in use moves to another server of the provider if it has one
+//!   ([`Provider::other_server`]; the local provider starts up to three more, from a copy of
+//!   its first server's fresh data directory), otherwise waits (up to
+//!   [`TenantOptions::lease_timeout`]) instead of trampling the other's objects; scenarios with
+//!   disjoint names run in parallel on one server;
 //! - the locks live on the server, so they also order several test processes sharing one
 //!   server (the `url` provider), and they vanish when a process dies (its session closes);
 //! - objects left behind by a dead process are recognised by their comment (`relapse tenant
@@ -189,6 +192,9 @@ pub struct TenantOptions {
     pub reserve: Names,
     /// How long to wait for names another scenario holds.
     pub lease_timeout: Duration,
+    /// Whether to move to another server of the provider when the names are held on the
+    /// first, rather than wait for them there.
+    pub other_servers: bool,
 }
 
 impl Default for TenantOptions {
@@ -196,6 +202,7 @@ impl Default for TenantOptions {
         Self {
             reserve: Names::default(),
             lease_timeout: Duration::from_secs(120),
+            other_servers: true,
         }
     }
 }
@@ -262,7 +269,8 @@ impl std::fmt::Debug for Tenant {
 impl Tenant {
     /// Leases the scenario's names, creates its roles (with generated passwords) and
     /// databases, and installs its `pg_hba.conf` rules, on the provider's server with or
-    /// without TLS as the scenario says.
+    /// without TLS as the scenario says (or on another such server, see the module
+    /// documentation).
     ///
     /// # Errors
     /// [`Error::Unavailable`] / [`Error::Unsupported`] when the provider cannot serve the
@@ -278,13 +286,14 @@ impl Tenant {
         names.extend(&options.reserve);
         names.databases.remove("postgres");
         names.validate()?;
-        let server = provider.server(spec.ssl).await?;
-        if !spec.hba.is_empty() && !server.manages_hba() {
+        let first = provider.server(spec.ssl).await?;
+        if !spec.hba.is_empty() && !first.manages_hba() {
             return Err(Error::Unsupported {
-                provider: server.provider(),
+                provider: first.provider(),
                 what: "scenario pg_hba.conf rules on a server it does not administer".to_owned(),
             });
         }
+        let (server, lease) = lease_somewhere(provider, first, spec.ssl, &names, options).await?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let passwords: BTreeMap<String, Secret> = names
@@ -299,11 +308,12 @@ impl Tenant {
             passwords: Arc::new(passwords),
             lease: None,
         };
-        tenant.lease = Some(tenant.setup(spec.clone(), options.lease_timeout).await?);
+        tenant.lease = Some(tenant.setup(spec.clone(), lease).await?);
         Ok(tenant)
     }
 
-    async fn setup(&self, spec: Postgres, lease_timeout: Duration) -> Result<Session, Error> {
+    /// Creates the tenant's objects as `admin`, the session holding its leases.
+    async fn setup(&self, spec: Postgres, admin: Session) -> Result<Session, Error> {
         let server = Arc::clone(&self.server);
         let names = self.names.clone();
         let passwords = Arc::clone(&self.passwords);
@@ -311,9 +321,8 @@ impl Tenant {
         let id = self.id;
         on_io_runtime(async move {
             // The session holding the leases is an administrator's: it does the work too.
-            // Until the leases are held and the names checked, nothing may be dropped: the
-            // objects could be another scenario's, or not ours at all.
-            let admin = lease_names(&server, &names, lease_timeout).await?;
+            // Until the names are checked, nothing may be dropped: the objects could be
+            // another scenario's, or not ours at all.
             clear_leftovers(&admin, &names).await?;
             let made = async {
                 for role in spec.roles.iter().filter(|r| r.create) {
@@ -329,7 +338,7 @@ impl Tenant {
             .await;
             if let Err(error) = made {
                 // Still holding the leases: drop what was made; the setup error is what counts.
-                let _ = cleanup(Arc::clone(&server), names, id).await;
+                let _ = cleanup(Arc::clone(&server), &admin, names, id).await;
                 return Err(error);
             }
             Ok(admin)
@@ -392,21 +401,8 @@ impl Tenant {
     /// server refuses.
     pub async fn create_role(&self, role: &PgRole) -> Result<(), Error> {
         self.require_held("role", &role.name, &self.names.roles)?;
-        let (server, role, passwords) = (
-            Arc::clone(&self.server),
-            role.clone(),
-            Arc::clone(&self.passwords),
-        );
-        let (marker, names) = (self.marker(), self.names.clone());
-        on_io_runtime(async move {
-            let admin = server
-                .admin("postgres")
-                .await
-                .map_err(admin_err("connect as administrator"))?;
-            create_role(&admin, &role, &passwords, &marker, &names).await
-        })
-        .await
-        .map_err(Error::Task)?
+        let admin = self.lease()?;
+        create_role(admin, role, &self.passwords, &self.marker(), &self.names).await
     }
 
     /// Creates one of the tenant's databases.
@@ -415,17 +411,14 @@ impl Tenant {
     /// As [`Tenant::create_role`].
     pub async fn create_database(&self, database: &PgDatabase) -> Result<(), Error> {
         self.require_held("database", &database.name, &self.names.databases)?;
-        let (server, database) = (Arc::clone(&self.server), database.clone());
-        let (marker, names) = (self.marker(), self.names.clone());
-        on_io_runtime(async move {
-            let admin = server
-                .admin("postgres")
-                .await
-                .map_err(admin_err("connect as administrator"))?;
-            create_database(&server, &admin, &database, &marker, &names).await
-        })
-        .await
-        .map_err(Error::Task)?
+        let admin = self.lease()?;
+        create_database(&self.server, admin, database, &self.marker(), &self.names).await
+    }
+
+    /// The administrator session holding the leases, which also does the tenant's own
+    /// administration (a new session would cost a backend start each time).
+    fn lease(&self) -> Result<&Session, Error> {
+        self.lease.as_ref().ok_or(Error::Released)
     }
 
     fn require_held(
@@ -542,14 +535,12 @@ impl Tenant {
     /// # Errors
     /// When something could not be dropped; the rest was still attempted.
     pub async fn teardown(mut self) -> Result<(), Error> {
-        let result = self.cleanup().await;
-        self.lease = None;
-        result
-    }
-
-    async fn cleanup(&self) -> Result<(), Error> {
+        let Some(lease) = self.lease.take() else {
+            return Ok(());
+        };
         let (server, names, id) = (Arc::clone(&self.server), self.names.clone(), self.id);
-        on_io_runtime(cleanup(server, names, id))
+        // Releases the leases when done, whatever happened: the session closes with `lease`.
+        on_io_runtime(async move { cleanup(server, &lease, names, id).await })
             .await
             .map_err(Error::Task)?
     }
@@ -567,14 +558,99 @@ impl Drop for Tenant {
             .name("relapse-tenant-teardown".to_owned())
             .spawn(move || {
                 let _ = super::sql::block_on_io(async move {
-                    tokio::time::timeout(DROP_TEARDOWN_TIMEOUT, cleanup(server, names, id)).await
+                    tokio::time::timeout(DROP_TEARDOWN_TIMEOUT, cleanup(server, &lease, names, id))
+                        .await
                 });
             });
         if let Ok(cleaner) = cleaner {
             let _ = cleaner.join();
         }
-        drop(lease);
     }
+}
+
+/// The server to make the tenant on and the session holding its names there: the first server
+/// on which all names are free at once, else (after the provider's other servers) the first
+/// server as soon as they are free there.
+async fn lease_somewhere(
+    provider: &dyn Provider,
+    first: Arc<Server>,
+    tls: bool,
+    names: &Names,
+    options: &TenantOptions,
+) -> Result<(Arc<Server>, Session), Error> {
+    if options.other_servers {
+        let mut server = Arc::clone(&first);
+        for n in 1.. {
+            let attempt = Arc::clone(&server);
+            let names_now = names.clone();
+            let held = on_io_runtime(async move { try_lease_names(&attempt, &names_now).await })
+                .await
+                .map_err(Error::Task)??;
+            if let Some(lease) = held {
+                return Ok((server, lease));
+            }
+            match provider.other_server(tls, n).await {
+                Ok(Some(other)) => server = other,
+                Ok(None) => break,
+                Err(error) => {
+                    // Waiting on the first server still works.
+                    let mut text = error.to_string();
+                    let mut source = std::error::Error::source(&error);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    tracing::warn!("could not start another postgres server: {text}");
+                    break;
+                }
+            }
+        }
+    }
+    let (server, names, timeout) = (Arc::clone(&first), names.clone(), options.lease_timeout);
+    let lease = on_io_runtime(async move { lease_names(&server, &names, timeout).await })
+        .await
+        .map_err(Error::Task)??;
+    Ok((first, lease))
+}
+
+/// Leases all names on `server` if all are free now; `None` (holding nothing) otherwise.
+async fn try_lease_names(server: &Server, names: &Names) -> Result<Option<Session>, Error> {
+    let lease = server
+        .admin("postgres")
+        .await
+        .map_err(admin_err("connect as administrator"))?;
+    let (classes, keys) = lock_keys(names);
+    // Trying never waits, so the order does not matter; every free name is taken, and a
+    // refused one releases them all with the session.
+    let all = lease
+        .with_client(move |client| async move {
+            let row = client
+                .query_one(
+                    "SELECT coalesce(bool_and(pg_try_advisory_lock(class, hashtext(name))), true) \
+                     FROM unnest($1::int4[], $2::text[]) AS k(class, name)",
+                    &[&classes, &keys],
+                )
+                .await?;
+            Ok(row.get::<_, bool>(0))
+        })
+        .await
+        .map_err(admin_err("lease the scenario's names"))?;
+    Ok(all.then_some(lease))
+}
+
+/// The advisory-lock keys of `names`: roles, then databases, each sorted.
+fn lock_keys(names: &Names) -> (Vec<i32>, Vec<String>) {
+    names
+        .roles
+        .iter()
+        .map(|n| (ROLE_LOCK_CLASS, n.clone()))
+        .chain(
+            names
+                .databases
+                .iter()
+                .map(|n| (DATABASE_LOCK_CLASS, n.clone())),
+        )
+        .unzip()
 }
 
 async fn lease_names(server: &Server, names: &Names, timeout: Duration) -> Result<Session, Error> {
@@ -589,17 +665,8 @@ async fn lease_names(server: &Server, names: &Names, timeout: Duration) -> Resul
         .map_err(admin_err("set lock_timeout"))?;
     // One fixed order (roles, then databases, each sorted) so that two tenants never wait for
     // each other crosswise.
-    let keys = names
-        .roles
-        .iter()
-        .map(|n| (ROLE_LOCK_CLASS, n.clone()))
-        .chain(
-            names
-                .databases
-                .iter()
-                .map(|n| (DATABASE_LOCK_CLASS, n.clone())),
-        );
-    for (class, name) in keys {
+    let (classes, keys) = lock_keys(names);
+    for (class, name) in classes.into_iter().zip(keys) {
         let locked = lease
             .with_client(move |client| async move {
                 client
@@ -781,14 +848,11 @@ async fn existing_databases(admin: &Session, names: &Names) -> Result<Vec<String
         .map_err(admin_err("list the scenario's databases"))
 }
 
-async fn cleanup(server: Arc<Server>, names: Names, id: u64) -> Result<(), Error> {
+/// Removes the tenant's rules, then drops its objects as `admin` (the lease holder).
+async fn cleanup(server: Arc<Server>, admin: &Session, names: Names, id: u64) -> Result<(), Error> {
     // Rules first, so nothing logs in again while objects are dropped.
     let rules = server.set_hba_block(id, None).await;
-    let admin = server
-        .admin("postgres")
-        .await
-        .map_err(admin_err("connect as administrator"))?;
-    let dropped = drop_everything(&admin, &names).await;
+    let dropped = drop_everything(admin, &names).await;
     rules.and(dropped)
 }
 
