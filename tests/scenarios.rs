@@ -37,7 +37,27 @@ fn main() -> ExitCode {
     };
     let conclusion = libtest_mimic::run(&args, trials);
     delete_k3d_clusters();
+    stop_postgres();
     conclusion.exit_code()
+}
+
+/// Stops the process's Postgres server now rather than leaving it to its watchdog after exit,
+/// so that nothing of the run outlives the test process.
+fn stop_postgres() {
+    let Ok(provider) = relapse::postgres::shared() else {
+        return;
+    };
+    let stopped = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(provider.shutdown())
+                .map_err(|e| error_chain(&e))
+        });
+    if let Err(e) = stopped {
+        eprintln!("failed to stop the Postgres server: {e}");
+    }
 }
 
 /// Set to `1` where k3d trials must run: an unavailable k3d backend then fails them.

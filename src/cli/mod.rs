@@ -452,6 +452,13 @@ fn run(
             break;
         }
     }
+    if selected.iter().any(|s| s.scenario.postgres.is_some())
+        && let Ok(provider) = relapse::postgres::shared()
+        && let Err(e) = runtime.block_on(provider.shutdown())
+    {
+        // The server's watchdog still removes it once this process exits.
+        eprintln!("warning: {:#}", anyhow::Error::new(e));
+    }
     println!();
     print!("{}", relapse::report::summary_table(&outcomes));
     if let Some(path) = junit {
