@@ -166,3 +166,89 @@ fn duplicate_nodes_are_a_setup_error() {
         "failed to create Node a in the simulated cluster"
     );
 }
+
+#[test]
+fn deferred_postgres_checks_hold_the_clock_until_answered() {
+    let behaviour: ImageBehaviour = crate::yaml::from_str(
+        r#"
+requires:
+  - needs:
+      postgres:
+        user: {value: app}
+        password: {value: s3cret}
+        database: {value: appdb}
+        sslmode: disable
+    otherwise:
+      log: ["fatal: {error}"]
+      exitCode: 3
+"#,
+    )
+    .unwrap();
+    let images = BTreeMap::from([("app:1".to_owned(), behaviour)]);
+    let mut e = SimEngine::new(EngineConfig::new(Cluster::default(), images).unwrap()).unwrap();
+    e.defer_postgres();
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "app", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "app:1"}]}}),
+    );
+    let deadline = at(&e, 600);
+    for _ in 0..100 {
+        if !e.pending_postgres().is_empty() {
+            break;
+        }
+        e.advance(deadline).unwrap();
+    }
+    let calls = e.pending_postgres();
+    assert_eq!(calls.len(), 1, "the program asks once");
+    assert_eq!(calls[0].container, "app");
+    assert_eq!(calls[0].request.user, "app");
+    assert_eq!(calls[0].request.password, "s3cret");
+    assert_eq!(calls[0].request.database, "appdb");
+
+    // Unanswered, the check holds simulated time where it is.
+    let asked_at = e.now();
+    e.advance(deadline).unwrap();
+    e.advance(deadline).unwrap();
+    assert_eq!(e.now(), asked_at);
+    assert_eq!(e.pending_postgres(), calls);
+
+    e.postgres_result(
+        &calls[0],
+        &crate::sim::behaviour::PostgresOutcome::Failed {
+            sqlstate: Some("28P01".to_owned()),
+            message: "password authentication failed for user \"app\"".to_owned(),
+        },
+    );
+    assert!(e.pending_postgres().is_empty());
+    let exit_code = |e: &SimEngine| {
+        list(e, "v1", "Pod")[0]
+            .pointer("/status/containerStatuses/0")
+            .and_then(|s| {
+                s.pointer("/state/terminated/exitCode")
+                    .or_else(|| s.pointer("/lastState/terminated/exitCode"))
+            })
+            .and_then(Value::as_i64)
+    };
+    for _ in 0..100 {
+        if exit_code(&e).is_some() || !e.pending_postgres().is_empty() {
+            break;
+        }
+        e.advance(deadline).unwrap();
+    }
+    assert_eq!(exit_code(&e), Some(3), "the refused login ends the program");
+    let key = crate::sim::store::ContainerKey::new("default", "app", "app");
+    let (lines, _) = e
+        .store()
+        .logs()
+        .read(&key, false)
+        .or_else(|| e.store().logs().read(&key, true))
+        .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.text == "fatal: password authentication failed for user \"app\""),
+        "{lines:?}"
+    );
+}
