@@ -178,7 +178,72 @@ impl NamespaceMap {
         self.map_fields(v);
     }
 
+    /// A JSON patch (RFC 6902) names a namespace as an operation's `value` when its `path`
+    /// ends in `/namespace`; any other body names it in a `namespace` field.
+    fn map_json_patch(&self, ops: &mut [Value]) -> bool {
+        let is_patch = ops
+            .iter()
+            .all(|op| op.get("op").is_some_and(Value::is_string) && op.get("path").is_some());
+        if !is_patch {
+            return false;
+        }
+        for op in ops {
+            let names_namespace = op
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p == "/namespace" || p.ends_with("/namespace"));
+            if let Some(value) = op.get_mut("value") {
+                match value {
+                    Value::String(ns) if names_namespace => *ns = self.map(ns),
+                    other => self.map_value(other),
+                }
+            }
+        }
+        true
+    }
+
+    /// A request's query with the namespaces its field selector names renamed
+    /// (`metadata.namespace=demo`, `involvedObject.namespace!=demo`, ...).
+    #[must_use]
+    pub fn map_query(&self, query: &str) -> String {
+        query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("fieldSelector", selector)) => {
+                    let decoded = percent_decode(selector);
+                    let mapped: Vec<String> = decoded
+                        .split(',')
+                        .map(|term| self.map_selector_term(term))
+                        .collect();
+                    format!("fieldSelector={}", percent_encode(&mapped.join(",")))
+                }
+                _ => kv.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn map_selector_term(&self, term: &str) -> String {
+        for op in ["!=", "==", "="] {
+            if let Some((field, value)) = term.split_once(op) {
+                let names_namespace =
+                    field == "metadata.namespace" || field.ends_with(".namespace");
+                return if names_namespace {
+                    format!("{field}{op}{}", self.map(value))
+                } else {
+                    term.to_owned()
+                };
+            }
+        }
+        term.to_owned()
+    }
+
     fn map_fields(&self, v: &mut Value) {
+        if let Value::Array(ops) = v
+            && self.map_json_patch(ops)
+        {
+            return;
+        }
         match v {
             Value::Object(map) => {
                 for (k, child) in map.iter_mut() {
@@ -259,6 +324,47 @@ impl Target {
 }
 
 /// Renames the namespace segment of an API path.
+/// `%XX` escapes decoded (a field selector's `=` and `,` arrive escaped).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escapes what may not stand bare in a query value.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn map_path(path: &str, map: &NamespaceMap) -> String {
     let mut segs: Vec<String> = path.split('/').map(str::to_owned).collect();
     let at = match segs.get(1).map(String::as_str) {
@@ -431,7 +537,7 @@ impl Isolation {
 
         let mapped_path = map_path(&path, &self.map);
         let uri = match &query {
-            Some(q) => format!("{mapped_path}?{q}"),
+            Some(q) => format!("{mapped_path}?{}", self.map.map_query(q)),
             None => mapped_path.clone(),
         };
         parts.uri = uri
@@ -729,6 +835,56 @@ mod tests {
         assert_eq!(crb["metadata"]["namespace"], json!(map.map("demo")));
         assert_eq!(crb["subjects"][0]["namespace"], json!(map.map("default")));
         assert_eq!(crb["metadata"]["name"], json!("x"));
+    }
+
+    #[test]
+    fn json_patches_rename_namespace_values() {
+        let map = NamespaceMap::new("r", "s");
+        let mut patch = json!([
+            {"op": "replace", "path": "/metadata/namespace", "value": "demo"},
+            {"op": "add", "path": "/subjects/0", "value": {"kind": "ServiceAccount", "name": "sa", "namespace": "demo"}},
+            {"op": "replace", "path": "/metadata/name", "value": "demo"},
+            {"op": "remove", "path": "/metadata/labels"}
+        ]);
+        map.map_value(&mut patch);
+        assert_eq!(patch[0]["value"], json!(map.map("demo")));
+        assert_eq!(patch[1]["value"]["namespace"], json!(map.map("demo")));
+        assert_eq!(
+            patch[2]["value"],
+            json!("demo"),
+            "only namespace paths are renamed"
+        );
+        // A list that is not a patch keeps the ordinary rule.
+        let mut list = json!([{"namespace": "demo"}]);
+        map.map_value(&mut list);
+        assert_eq!(list[0]["namespace"], json!(map.map("demo")));
+    }
+
+    #[test]
+    fn field_selectors_rename_namespace_terms() {
+        let map = NamespaceMap::new("r", "s");
+        let mapped = map.map("demo");
+        assert_eq!(
+            map.map_query(
+                "fieldSelector=involvedObject.namespace%3Ddemo%2Creason%3DFailed&limit=5"
+            ),
+            format!(
+                "fieldSelector=involvedObject.namespace%3D{}%2Creason%3DFailed&limit=5",
+                mapped
+            )
+        );
+        assert_eq!(
+            map.map_query("fieldSelector=metadata.namespace!=demo"),
+            format!("fieldSelector=metadata.namespace%21%3D{mapped}")
+        );
+        assert_eq!(
+            map.map_query("fieldSelector=metadata.name%3Ddemo"),
+            "fieldSelector=metadata.name%3Ddemo"
+        );
+        assert_eq!(
+            map.map_query("watch=true&labelSelector=a%3Db"),
+            "watch=true&labelSelector=a%3Db"
+        );
     }
 
     #[test]
