@@ -210,7 +210,8 @@ impl NamespaceMap {
             .split('&')
             .map(|kv| match kv.split_once('=') {
                 Some(("fieldSelector", selector)) => {
-                    let decoded = percent_decode(selector);
+                    // A field selector's `=`, `!` and `,` arrive escaped.
+                    let decoded = crate::sim::api::query::decode(selector);
                     let mapped: Vec<String> = decoded
                         .split(',')
                         .map(|term| self.map_selector_term(term))
@@ -324,34 +325,6 @@ impl Target {
 }
 
 /// Renames the namespace segment of an API path.
-/// `%XX` escapes decoded (a field selector's `=` and `,` arrive escaped).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Escapes what may not stand bare in a query value.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -7,7 +7,7 @@ pub mod discovery;
 mod logs;
 mod objects;
 pub mod openapi;
-mod query;
+pub mod query;
 pub mod status;
 pub mod table;
 mod watch;
