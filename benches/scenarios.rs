@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use relapse::backend::sim::SimBackend;
 use relapse::run::outcome::Verdict;
-use relapse::run::phases::{SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
+use relapse::run::{SnapshotSettings, run_scenario};
 
 fn main() {
     let args: Vec<String> = std::env::args()

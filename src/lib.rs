@@ -8,15 +8,19 @@
 //!
 //! - [`scenario`]: the scenario format (pure data), its loader, diagnostics and JSON Schema.
 //! - [`yaml`]: the one place YAML is parsed.
-//! - [`run`]: the phases of a scenario run (setup, break, fix, converge, snapshot, counterfactual).
+//! - [`run`]: which trials run where ([`run::Plan`]), the one run path the CLI and the test
+//!   harness share ([`run::Runner`]), and the phases of a scenario run (setup, break, fix,
+//!   converge, snapshot, counterfactual).
 //! - [`backend`]: the clusters scenarios run on (sim, k3d, kubeconfig) and whether they can run here.
 //! - [`sim`]: the simulated cluster: API server, object store, controllers.
+//! - [`error_chain`]: the one renderer of error chains (`a: b: c`).
 //! - [`docker`]: whether a Docker daemon answers (k3d and container Postgres need one).
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
 //! - [`report`]: the human summary, failure details and JUnit XML.
 
 pub mod backend;
 pub mod docker;
+pub mod error_chain;
 pub mod postgres;
 pub mod report;
 pub mod run;

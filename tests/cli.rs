@@ -245,15 +245,42 @@ fn run_executes_the_shipped_scenarios_on_the_sim() {
 }
 
 #[test]
-fn run_on_unbuilt_or_unavailable_backends_is_a_setup_error() {
+fn run_on_an_unavailable_backend_reports_ignored_and_a_bad_filter_is_an_error() {
     let dir = suite(&[
         ("scenarios/apps/crash.yaml", &scenario("crash")),
         ("scenarios/apps/manifests/app.yaml", MANIFEST),
     ]);
-    let out = relapse(dir.path(), &["run", "--backend", "kubeconfig"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--backend", "kubeconfig"])
+        .current_dir(dir.path())
+        .env_remove("RELAPSE_KUBECONFIG")
+        .output()
+        .expect("the relapse binary runs");
+    // Nothing failed: the trial is ignored with the reason, as `cargo test` reports it.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kubeconfig::apps/crash  ignored: the kubeconfig backend runs against an existing cluster: pass --kubeconfig PATH or set RELAPSE_KUBECONFIG"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ignored"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = relapse(
+        dir.path(),
+        &[
+            "run",
+            "--backend",
+            "kubeconfig",
+            "--kubeconfig",
+            "missing.yaml",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("set RELAPSE_KUBECONFIG"),
+        stderr(&out).contains("error: --kubeconfig missing.yaml: no such file"),
         "{}",
         stderr(&out)
     );
@@ -686,7 +713,7 @@ fn gc_namespaces_deletes_what_killed_runs_left_on_the_cluster() {
 }
 
 #[test]
-fn run_on_k3d_without_a_docker_daemon_is_a_setup_error_naming_the_socket() {
+fn run_on_k3d_without_a_docker_daemon_is_ignored_naming_the_socket() {
     use std::os::unix::fs::PermissionsExt;
     let dir = suite(&[
         ("scenarios/apps/crash.yaml", &scenario("crash")),
@@ -703,21 +730,172 @@ fn run_on_k3d_without_a_docker_daemon_is_a_setup_error_naming_the_socket() {
     .expect("write k3d");
     std::fs::set_permissions(&k3d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let socket = dir.path().join("docker.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
-        .args(["run", "--backend", "k3d"])
-        .current_dir(dir.path())
-        .env("PATH", &bin)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .output()
-        .expect("the relapse binary runs");
-    assert_eq!(out.status.code(), Some(2));
+    let run = |require: &str| {
+        Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .args(["run", "--backend", "k3d"])
+            .current_dir(dir.path())
+            .env("PATH", &bin)
+            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+            .env("RELAPSE_REQUIRE_K3D", require)
+            .output()
+            .expect("the relapse binary runs")
+    };
+    let out = run("0");
     let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.starts_with(&format!(
-            "error: backend k3d cannot run here: the k3d backend needs a running Docker daemon: no docker daemon at {}: ",
+        err.contains(&format!(
+            "k3d::apps/crash  ignored: the k3d backend needs a running Docker daemon: no docker daemon at {}: ",
             socket.display()
         )),
         "{err}"
     );
+    // Where k3d must run (the nightly jobs), the same trial fails with the reason.
+    let out = run("1");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("RELAPSE_REQUIRE_K3D=1, but the k3d backend needs a running Docker daemon"),
+        "{err}"
+    );
     assert!(!bin.join("called").exists(), "k3d was called");
+}
+
+/// The verdict of each trial in a JUnit file: `passed`, `failed` or `ignored`.
+fn junit_verdicts(xml: &str) -> std::collections::BTreeMap<String, &'static str> {
+    let mut out = std::collections::BTreeMap::new();
+    for case in xml.split("<testcase ").skip(1) {
+        let Some(name) = case
+            .strip_prefix("name=\"")
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let body = case.split("</testcase>").next().unwrap_or(case);
+        let verdict = if body.contains("<failure") {
+            "failed"
+        } else if body.contains("<skipped") {
+            "ignored"
+        } else {
+            "passed"
+        };
+        out.insert(name.to_owned(), verdict);
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
+    use relapse::backend::BackendKind;
+    use relapse::run::outcome::Verdict;
+    use relapse::run::snapshot_file::UpdateMode;
+    use relapse::run::{Plan, RunOptions, Runner, SnapshotSettings, Target};
+    use std::sync::Arc;
+
+    let skipped = format!(
+        "{}backends:\n  sim:\n    skip: reproduced on real clusters only\n",
+        scenario("skipped")
+    );
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/skipped.yaml", &skipped),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Two scenarios that pass, with their committed snapshots.
+    copy_dir(
+        &repo.join("scenarios/secrets"),
+        &dir.path().join("scenarios/secrets"),
+    );
+    let snapshots = repo.join("snapshots");
+    let scenarios = dir.path().join("scenarios");
+    for backend in [BackendKind::Sim, BackendKind::Kubeconfig] {
+        let junit = dir.path().join(format!("{backend}.xml"));
+        let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .args(["run", "--backend", backend.as_str(), "--junit"])
+            .arg(&junit)
+            .arg("--snapshots")
+            .arg(&snapshots)
+            .arg(&scenarios)
+            .current_dir(dir.path())
+            .env("CI", "true")
+            .env_remove("RELAPSE_KUBECONFIG")
+            .env_remove("RELAPSE_REQUIRE_K3D")
+            .output()
+            .expect("the relapse binary runs");
+        let cli = junit_verdicts(&std::fs::read_to_string(&junit).expect("junit written"));
+
+        let (loaded, errors) =
+            relapse::scenario::load_suite(std::slice::from_ref(&scenarios)).expect("loads");
+        assert!(errors.is_empty());
+        let loaded: Vec<_> = loaded.into_iter().map(Arc::new).collect();
+        let options = RunOptions {
+            snapshots: SnapshotSettings {
+                dir: snapshots.clone(),
+                mode: UpdateMode::No,
+            },
+            target: Target::None,
+            allow_cluster_scoped: false,
+            require_k3d: false,
+        };
+        let plan = Plan::new(&loaded, &[backend], &options);
+        let runner = Runner::new(options);
+        let library: std::collections::BTreeMap<String, &str> = plan
+            .trials
+            .iter()
+            .map(|t| {
+                let verdict = match runner.run(t, false).outcome.verdict {
+                    Verdict::Passed => "passed",
+                    Verdict::Failed(_) => "failed",
+                    Verdict::Ignored(_) => "ignored",
+                };
+                (t.name(), verdict)
+            })
+            .collect();
+        assert!(runner.finish().is_empty());
+        assert_eq!(cli, library, "{backend}: {}", stderr(&out));
+        let expected: &[(&str, &str)] = match backend {
+            BackendKind::Sim => &[
+                ("sim::apps/crash", "failed"),
+                ("sim::apps/skipped", "ignored"),
+                (
+                    "sim::secrets/missing-secret-createcontainerconfigerror",
+                    "passed",
+                ),
+                ("sim::secrets/vault-bootstrap-secret-missing", "passed"),
+            ],
+            _ => &[
+                ("kubeconfig::apps/crash", "ignored"),
+                ("kubeconfig::apps/skipped", "ignored"),
+                (
+                    "kubeconfig::secrets/missing-secret-createcontainerconfigerror",
+                    "ignored",
+                ),
+                (
+                    "kubeconfig::secrets/vault-bootstrap-secret-missing",
+                    "ignored",
+                ),
+            ],
+        };
+        let expected: std::collections::BTreeMap<String, &str> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        assert_eq!(library, expected, "{backend}");
+        let code = if backend == BackendKind::Sim { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    }
 }

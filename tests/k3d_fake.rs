@@ -553,8 +553,8 @@ mod provisioner {
     use relapse::backend::kubeconfig::NamespaceMap;
     use relapse::backend::served::{Pace, ServedSim};
     use relapse::run::outcome::{ScenarioOutcome, Verdict};
-    use relapse::run::phases::{SnapshotSettings, run_scenario};
     use relapse::run::snapshot_file::UpdateMode;
+    use relapse::run::{SnapshotSettings, run_scenario};
     use relapse::scenario::{Arch, LoadedScenario};
 
     use super::{Fake, strings};

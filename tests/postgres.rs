@@ -918,8 +918,8 @@ fn generated_passwords_never_reach_snapshots_reports_or_logs() {
     use k8s_openapi::api::core::v1::Secret;
     use relapse::backend::sim::SimBackend;
     use relapse::run::outcome::Verdict;
-    use relapse::run::phases::{SnapshotSettings, run_scenario_keeping};
     use relapse::run::snapshot_file::UpdateMode;
+    use relapse::run::{SnapshotSettings, run_scenario_keeping};
     use relapse::scenario::Step;
 
     if provider().is_none() {

@@ -6,8 +6,8 @@ use std::path::Path;
 use relapse::backend::sim::SimBackend;
 use relapse::report::failure_details;
 use relapse::run::outcome::{Phase, ScenarioOutcome, Verdict};
-use relapse::run::phases::{SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
+use relapse::run::{SnapshotSettings, run_scenario};
 use relapse::scenario::{self, LoadedScenario, Step};
 
 fn load(rel: &str) -> LoadedScenario {

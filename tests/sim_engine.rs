@@ -9,11 +9,12 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, LogParams, PostParams};
+use relapse::backend::Provisioner;
 use relapse::backend::sim::{SimBackend, SimClusterHandle};
 use relapse::backend::{BackendError, Cluster};
 use relapse::run::outcome::{Phase, ScenarioOutcome, Verdict};
-use relapse::run::phases::{Provisioner, SnapshotSettings, run_scenario};
 use relapse::run::snapshot_file::UpdateMode;
+use relapse::run::{SnapshotSettings, run_scenario};
 use relapse::scenario::{self, ImageBehaviour, LoadedScenario, ManifestKind, Scenario};
 use serde_json::json;
 

@@ -113,17 +113,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// An error and its sources, one line: `a: b: c`.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
-}
+pub(crate) use crate::error_chain::error_chain;
 
 #[cfg(test)]
 mod tests {
@@ -191,6 +181,44 @@ impl Inspection {
     /// Fails when the file cannot be written.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), crate::sim::ServeError> {
         crate::sim::serve::write_kubeconfig_file(path, &self.kubeconfig_yaml)
+    }
+}
+
+/// Creates a fresh cluster shaped like a scenario's `cluster:` section.
+///
+/// The runner (`crate::run`) reaches every backend through this trait and [`Cluster`] only.
+pub trait Provisioner: Send + Sync {
+    /// The backend its clusters belong to (named in reports even when provisioning fails).
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sim
+    }
+
+    /// Provisions a cluster for `scenario`.
+    ///
+    /// # Errors
+    /// When the backend cannot create the cluster; [`BackendError::Unsuitable`] when the
+    /// cluster cannot reproduce the scenario (reported as ignored, not failed).
+    fn provision<'a>(
+        &'a self,
+        scenario: &'a crate::scenario::Scenario,
+    ) -> futures::future::BoxFuture<'a, Result<Box<dyn Cluster>, BackendError>>;
+}
+
+/// Why `kind` cannot reproduce `scenario`, decided from the scenario alone (no cluster is
+/// contacted): a `postgres:` section on a real cluster, a shape k3d cannot make. Empty when
+/// nothing is known against it; an existing cluster's shape is only checked when a run starts.
+#[must_use]
+pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<String> {
+    match kind {
+        BackendKind::Sim => Vec::new(),
+        BackendKind::K3d => k3d::refusal(scenario),
+        BackendKind::Kubeconfig => kubeconfig::refuse_postgres(scenario, kind)
+            .err()
+            .map(|e| match e {
+                BackendError::Unsuitable { reasons, .. } => reasons,
+                other => vec![other.to_string()],
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{BackendError, BackendKind, Cluster};
+use crate::backend::Provisioner;
+use crate::error_chain::error_chain;
 use crate::postgres::{Secret, Server, SqlError};
-use crate::run::phases::Provisioner;
 use crate::scenario::Scenario;
 use crate::sim::behaviour::time::after;
 use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
@@ -239,15 +240,4 @@ async fn answer(server: &Server, request: &PostgresRequest) -> PostgresOutcome {
             },
         },
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -3,20 +3,15 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use relapse::backend::{self, Availability, BackendKind};
+use relapse::backend::BackendKind;
 use relapse::scenario::{self, LoadError, LoadedScenario};
 
-/// Process exit codes, documented in `--help` and the README.
-pub mod exit {
-    /// Everything that ran passed.
-    pub const PASS: u8 = 0;
-    /// A scenario failed (a symptom not reproduced, no convergence, snapshot mismatch, ...).
-    pub const SCENARIO_FAILED: u8 = 1;
-    /// Invalid input or a setup error: bad scenario files, bad arguments, unavailable backend.
-    pub const INVALID: u8 = 2;
-}
+mod error;
+
+pub use error::{CliError, exit};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 all passed, 1 a scenario failed, 2 invalid input or setup error.
@@ -146,14 +141,6 @@ enum PaceArg {
     Fast,
 }
 
-/// Where `run --backend kubeconfig` points.
-#[derive(Debug, Clone, Default)]
-struct Target {
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
-    allow_cluster_scoped: bool,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Backend {
     /// The embedded simulated cluster.
@@ -187,7 +174,7 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    ExitCode::from(match cli.command {
+    let result = match cli.command {
         Command::List { paths, tag } => list(&default_paths(paths), tag.as_deref()),
         Command::Validate { paths } => validate(&default_paths(paths)),
         Command::Run {
@@ -200,19 +187,17 @@ pub fn main() -> ExitCode {
             kubeconfig,
             context,
             allow_cluster_scoped,
-        } => run(
-            &default_paths(paths),
-            backend.into(),
-            filter.as_deref(),
-            junit.as_deref(),
-            &snapshots,
+        } => run(&RunArgs {
+            paths: default_paths(paths),
+            backend: backend.into(),
+            filter,
+            junit,
+            snapshots,
             keep,
-            &Target {
-                kubeconfig,
-                context,
-                allow_cluster_scoped,
-            },
-        ),
+            kubeconfig,
+            context,
+            allow_cluster_scoped,
+        }),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
         Command::Sim {
@@ -223,7 +208,14 @@ pub fn main() -> ExitCode {
             kubeconfig,
             context,
         } => gc(namespaces.then_some((kubeconfig.as_deref(), context.as_deref()))),
-    })
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::PASS),
+        Err(e) => {
+            e.print();
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
@@ -234,24 +226,23 @@ fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     }
 }
 
-/// Loads the suite and prints every problem; `None` when anything was invalid.
-fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedScenario>> {
+/// Loads the suite and prints every problem; [`CliError::Reported`] when anything was invalid.
+fn load_all(paths: &[PathBuf]) -> Result<Vec<LoadedScenario>, CliError> {
     let (loaded, errors) = match scenario::load_suite(paths) {
         Ok(r) => r,
         Err(e) => {
             report(e);
-            return None;
+            return Err(CliError::Reported);
         }
     };
     if errors.is_empty() {
         if loaded.is_empty() {
-            eprintln!(
-                "error: no scenario files found under {}",
+            return Err(CliError::Invalid(format!(
+                "no scenario files found under {}",
                 display_paths(paths)
-            );
-            return None;
+            )));
         }
-        return Some(loaded);
+        return Ok(loaded);
     }
     let failed = errors.len();
     for e in errors {
@@ -266,7 +257,7 @@ fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedScenario>> {
             "s are"
         }
     );
-    None
+    Err(CliError::Reported)
 }
 
 fn report(err: LoadError) {
@@ -288,10 +279,8 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn list(paths: &[PathBuf], tag: Option<&str>) -> u8 {
-    let Some(scenarios) = load_all(paths) else {
-        return exit::INVALID;
-    };
+fn list(paths: &[PathBuf], tag: Option<&str>) -> Result<(), CliError> {
+    let scenarios = load_all(paths)?;
     let rows: Vec<&LoadedScenario> = scenarios
         .iter()
         .filter(|s| tag.is_none_or(|t| s.scenario.tags.iter().any(|x| x == t)))
@@ -316,7 +305,7 @@ fn list(paths: &[PathBuf], tag: Option<&str>) -> u8 {
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     );
-    exit::PASS
+    Ok(())
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -329,10 +318,8 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-fn validate(paths: &[PathBuf]) -> u8 {
-    let Some(scenarios) = load_all(paths) else {
-        return exit::INVALID;
-    };
+fn validate(paths: &[PathBuf]) -> Result<(), CliError> {
+    let scenarios = load_all(paths)?;
     let manifests: usize = scenarios
         .iter()
         .map(|s| s.manifests.values().map(Vec::len).sum::<usize>())
@@ -342,100 +329,79 @@ fn validate(paths: &[PathBuf]) -> u8 {
         scenarios.len(),
         if scenarios.len() == 1 { "" } else { "s" }
     );
-    exit::PASS
+    Ok(())
 }
 
-fn run(
-    paths: &[PathBuf],
+/// The arguments of `relapse run`.
+struct RunArgs {
+    paths: Vec<PathBuf>,
     backend: BackendKind,
-    filter: Option<&str>,
-    junit: Option<&Path>,
-    snapshots: &Path,
+    filter: Option<String>,
+    junit: Option<PathBuf>,
+    snapshots: PathBuf,
     keep: bool,
-    target: &Target,
-) -> u8 {
-    use relapse::run::outcome::Verdict;
-    use relapse::run::phases::{SnapshotSettings, run_scenario_keeping};
-    use relapse::run::snapshot_file::UpdateMode;
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    allow_cluster_scoped: bool,
+}
 
-    let Some(scenarios) = load_all(paths) else {
-        return exit::INVALID;
-    };
-    let selected: Vec<&LoadedScenario> = scenarios
-        .iter()
-        .filter(|s| filter.is_none_or(|f| s.id.contains(f)))
+/// `relapse run`: plans the selected scenarios on one backend and runs them through the
+/// library's runner, the same path the test harness takes.
+fn run(args: &RunArgs) -> Result<(), CliError> {
+    use relapse::run::outcome::Verdict;
+    use relapse::run::snapshot_file::UpdateMode;
+    use relapse::run::{Plan, RunOptions, Runner, SnapshotSettings, plan, runner};
+
+    let scenarios = load_all(&args.paths)?;
+    let selected: Vec<Arc<LoadedScenario>> = scenarios
+        .into_iter()
+        .filter(|s| args.filter.as_deref().is_none_or(|f| s.id.contains(f)))
+        .map(Arc::new)
         .collect();
     if selected.is_empty() {
-        eprintln!(
-            "error: no scenario matches the filter `{}`",
-            filter.unwrap_or_default()
-        );
-        return exit::INVALID;
+        return Err(CliError::Invalid(format!(
+            "no scenario matches the filter `{}`",
+            args.filter.as_deref().unwrap_or_default()
+        )));
     }
-    let explicit = backend == BackendKind::Kubeconfig && target.kubeconfig.is_some();
-    if !explicit && let Availability::Unavailable(reason) = backend::availability(backend) {
-        eprintln!("error: backend {backend} cannot run here: {reason}");
-        return exit::INVALID;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    if let Some(path) = &args.kubeconfig
+        && !path.is_file()
     {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
-            return exit::INVALID;
+        return Err(CliError::Invalid(format!(
+            "--kubeconfig {}: no such file",
+            path.display()
+        )));
+    }
+    let options = RunOptions {
+        snapshots: SnapshotSettings {
+            dir: args.snapshots.clone(),
+            mode: UpdateMode::from_env(),
+        },
+        target: plan::kubeconfig_from(args.kubeconfig.clone(), args.context.clone()),
+        allow_cluster_scoped: args.allow_cluster_scoped,
+        require_k3d: runner::env_is_one(plan::REQUIRE_K3D_ENV),
+    };
+    let plan = Plan::new(&selected, &[args.backend], &options);
+    let runner = Runner::new(options);
+    if plan
+        .trials
+        .iter()
+        .any(|t| t.decision == relapse::run::Decision::Run)
+    {
+        runner.prepare(args.backend).map_err(CliError::Invalid)?;
+        if args.backend != BackendKind::Sim {
+            runner
+                .install_interrupt_cleanup()
+                .map_err(CliError::Invalid)?;
         }
-    };
-    let settings = SnapshotSettings {
-        dir: snapshots.to_path_buf(),
-        mode: UpdateMode::from_env(),
-    };
-    let provisioner: Box<dyn relapse::run::phases::Provisioner> = match backend {
-        BackendKind::Kubeconfig => match runtime.block_on(kubeconfig_backend(target)) {
-            Ok(p) => {
-                // Ctrl-C deletes the namespaces (and allowed cluster-scoped objects) of the run.
-                runtime.spawn(async {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("interrupted: deleting the run's namespaces");
-                        let _ = tokio::task::spawn_blocking(
-                            relapse::backend::kubeconfig::release_live_runs,
-                        )
-                        .await;
-                        std::process::exit(130);
-                    }
-                });
-                Box::new(p)
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::INVALID;
-            }
-        },
-        BackendKind::K3d => match relapse::backend::k3d::K3dBackend::from_env() {
-            Ok(p) => {
-                // Ctrl-C stops k3d and deletes every cluster the run created.
-                let _guard = runtime.enter();
-                if let Err(e) = relapse::backend::k3d::install_ctrl_c_cleanup() {
-                    eprintln!("error: {:#}", anyhow::Error::new(e));
-                    return exit::INVALID;
-                }
-                Box::new(p)
-            }
-            Err(e) => {
-                eprintln!("error: {:#}", anyhow::Error::new(e));
-                return exit::INVALID;
-            }
-        },
-        BackendKind::Sim => Box::new(relapse::backend::sim::SimBackend::default()),
-    };
-    let provisioner = provisioner.as_ref();
+    }
     let mut outcomes = Vec::new();
-    for s in &selected {
-        eprintln!("{backend}::{} ...", s.id);
-        let (outcome, failed_cluster) =
-            runtime.block_on(run_scenario_keeping(provisioner, s, &settings));
+    for trial in &plan.trials {
+        if trial.decision == relapse::run::Decision::Run {
+            eprintln!("{} ...", trial.name());
+        }
+        let result = runner.run(trial, args.keep);
+        let outcome = result.outcome;
         match &outcome.verdict {
             Verdict::Passed => eprintln!(
                 "{}  passed  {}",
@@ -446,97 +412,70 @@ fn run(
             Verdict::Failed(f) => eprint!("{}", relapse::report::failure_details(&outcome, f)),
         }
         outcomes.push(outcome);
-        if let (true, Some(cluster)) = (keep, failed_cluster) {
-            let name = s.id.replace('/', "__");
-            runtime.block_on(keep_for_inspection(cluster.as_ref(), &name));
+        if let Some(kept) = result.kept {
+            keep_for_inspection(&kept, &trial.scenario.id.replace('/', "__"));
             break;
         }
     }
-    if selected.iter().any(|s| s.scenario.postgres.is_some())
-        && let Ok(provider) = relapse::postgres::shared()
-        && let Err(e) = runtime.block_on(provider.shutdown())
-    {
-        // The server's watchdog still removes it once this process exits.
-        eprintln!("warning: {:#}", anyhow::Error::new(e));
+    for problem in runner.finish() {
+        eprintln!("warning: {problem}");
     }
     println!();
     print!("{}", relapse::report::summary_table(&outcomes));
-    if let Some(path) = junit {
-        let written = relapse::report::junit_xml(&outcomes)
-            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("error: failed to write {}: {e}", path.display());
-            return exit::INVALID;
-        }
+    if let Some(path) = &args.junit {
+        let xml = relapse::report::junit_xml(&outcomes)
+            .map_err(|e| CliError::failed("failed to render the JUnit report", e))?;
+        std::fs::write(path, xml)
+            .map_err(|e| CliError::failed(format!("failed to write {}", path.display()), e))?;
     }
     if outcomes
         .iter()
         .any(|o| matches!(o.verdict, Verdict::Failed(_)))
     {
-        exit::SCENARIO_FAILED
+        Err(CliError::ScenariosFailed)
     } else {
-        exit::PASS
+        Ok(())
     }
 }
 
-/// The kubeconfig backend for `--kubeconfig`/`--context`, or `RELAPSE_KUBECONFIG`.
-async fn kubeconfig_backend(
-    target: &Target,
-) -> Result<relapse::backend::kubeconfig::KubeconfigBackend, String> {
-    let path = target
-        .kubeconfig
-        .clone()
-        .or_else(|| std::env::var_os(backend::KUBECONFIG_ENV).map(PathBuf::from))
-        .ok_or_else(|| format!("pass --kubeconfig or set {}", backend::KUBECONFIG_ENV))?;
-    relapse::backend::kubeconfig::KubeconfigBackend::from_file(&path, target.context.as_deref())
-        .await
-        .map(|b| b.allow_cluster_scoped(target.allow_cluster_scoped))
-        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-}
-
-fn new(name: &str, area: &str, dir: &Path) -> u8 {
+fn new(name: &str, area: &str, dir: &Path) -> Result<(), CliError> {
     if !scenario::is_dns_label(name) {
-        eprintln!(
-            "error: invalid scenario name `{name}`: expected lowercase letters, digits and `-` (e.g. `redis-auth-mismatch`)"
-        );
-        return exit::INVALID;
+        return Err(CliError::Invalid(format!(
+            "invalid scenario name `{name}`: expected lowercase letters, digits and `-` (e.g. `redis-auth-mismatch`)"
+        )));
     }
     let area_ok = !area.is_empty() && area.split('/').all(scenario::is_dns_label);
     if !area_ok {
-        eprintln!(
-            "error: invalid area `{area}`: expected lowercase words joined by `-`, optionally nested with `/`"
-        );
-        return exit::INVALID;
+        return Err(CliError::Invalid(format!(
+            "invalid area `{area}`: expected lowercase words joined by `-`, optionally nested with `/`"
+        )));
     }
     let folder = dir.join(area);
     let path = folder.join(format!("{name}.yaml"));
     if path.exists() {
-        eprintln!(
-            "error: {} already exists; pick another name or edit that file",
+        return Err(CliError::Invalid(format!(
+            "{} already exists; pick another name or edit that file",
             path.display()
-        );
-        return exit::INVALID;
+        )));
     }
     let depth = area.split('/').count();
     let schema = format!("{}scenario.schema.json", "../".repeat(depth));
     let text = template(name, &schema);
-    if let Err(e) = std::fs::create_dir_all(&folder).and_then(|()| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-    }) {
-        eprintln!("error: failed to write {}: {e}", path.display());
-        return exit::INVALID;
-    }
+    std::fs::create_dir_all(&folder)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+        })
+        .map_err(|e| CliError::failed(format!("failed to write {}", path.display()), e))?;
     println!("created {}", path.display());
     println!(
         "next: replace the TODOs with the incident's real texts, then run `relapse validate {}`",
         path.display()
     );
-    exit::PASS
+    Ok(())
 }
 
 /// The commented scaffold `relapse new` writes.
@@ -546,7 +485,7 @@ pub fn template(name: &str, schema_path: &str) -> String {
         .replace("NAME", name)
 }
 
-fn schema(write: Option<&Path>, fixture: bool) -> u8 {
+fn schema(write: Option<&Path>, fixture: bool) -> Result<(), CliError> {
     use relapse::scenario::schema as s;
     match write {
         None => {
@@ -558,7 +497,7 @@ fn schema(write: Option<&Path>, fixture: bool) -> u8 {
                     s::scenario_schema()
                 }
             );
-            exit::PASS
+            Ok(())
         }
         Some(root) => {
             for (rel, text) in [
@@ -566,59 +505,38 @@ fn schema(write: Option<&Path>, fixture: bool) -> u8 {
                 (s::FIXTURE_SCHEMA_PATH, s::fixture_schema()),
             ] {
                 let path = root.join(rel);
-                if let Err(e) = path
-                    .parent()
+                path.parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
                     .and_then(|()| std::fs::write(&path, text))
-                {
-                    eprintln!("error: failed to write {}: {e}", path.display());
-                    return exit::INVALID;
-                }
+                    .map_err(|e| {
+                        CliError::failed(format!("failed to write {}", path.display()), e)
+                    })?;
                 println!("wrote {}", path.display());
             }
-            exit::PASS
+            Ok(())
         }
     }
 }
 
-fn sim_up(kubeconfig: &Path, pace: PaceArg) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
-            return exit::INVALID;
-        }
-    };
+        .map_err(|e| CliError::failed("failed to start the async runtime", e))?;
     let pace = match pace {
         PaceArg::Wall => relapse::backend::served::Pace::Wall,
         PaceArg::Fast => relapse::backend::served::Pace::Fast,
     };
-    match runtime.block_on(serve_sim(kubeconfig, pace)) {
-        Ok(()) => exit::PASS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::INVALID
-        }
-    }
+    runtime
+        .block_on(serve_sim(kubeconfig, pace))
+        .map_err(CliError::Invalid)
 }
 
 /// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig.
 async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> Result<(), String> {
     use relapse::backend::served::ServedSim;
     use relapse::sim::engine::EngineConfig;
-    let chain = |e: &dyn std::error::Error| {
-        let mut text = e.to_string();
-        let mut cur = e.source();
-        while let Some(s) = cur {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            cur = s.source();
-        }
-        text
-    };
+    let chain = |e: &dyn std::error::Error| relapse::error_chain::error_chain(e);
     let config =
         EngineConfig::new(Default::default(), Default::default()).map_err(|e| chain(&e))?;
     let sim = ServedSim::start(config, pace)
@@ -644,27 +562,25 @@ async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> R
 
 /// Deletes leftover k3d clusters and, with `namespaces` (kubeconfig, context), leftover
 /// namespaces on that cluster.
-fn gc(namespaces: Option<(Option<&Path>, Option<&str>)>) -> u8 {
+fn gc(namespaces: Option<(Option<&Path>, Option<&str>)>) -> Result<(), CliError> {
     let clusters = gc_clusters(namespaces.is_some());
-    let namespaces = namespaces.map_or(exit::PASS, |(kubeconfig, context)| {
+    let namespaces = namespaces.map_or(Ok(()), |(kubeconfig, context)| {
         gc_namespaces(kubeconfig, context)
     });
-    clusters.max(namespaces)
+    // Both run; the first failure is the one reported (the other printed its own lines).
+    clusters.and(namespaces)
 }
 
 /// `relapse gc` for k3d clusters; without k3d that is an error unless `optional`.
-fn gc_clusters(optional: bool) -> u8 {
+fn gc_clusters(optional: bool) -> Result<(), CliError> {
     use relapse::backend::k3d;
     let k3d = match k3d::K3d::from_path() {
         Ok(k) => k,
         Err(k3d::K3dError::NotInstalled) if optional => {
             println!("k3d is not on PATH: no k3d clusters to check");
-            return exit::PASS;
+            return Ok(());
         }
-        Err(e) => {
-            eprintln!("error: {:#}", anyhow::Error::new(e));
-            return exit::INVALID;
-        }
+        Err(e) => return Err(CliError::Failed(anyhow::Error::new(e))),
     };
     match k3d::gc(&k3d) {
         Ok(report) => {
@@ -684,32 +600,23 @@ fn gc_clusters(optional: bool) -> u8 {
                 report.failed.len()
             );
             if report.failed.is_empty() {
-                exit::PASS
+                Ok(())
             } else {
-                exit::INVALID
+                Err(CliError::Reported)
             }
         }
-        Err(e) => {
-            eprintln!("error: {:#}", anyhow::Error::new(e));
-            exit::INVALID
-        }
+        Err(e) => Err(CliError::Failed(anyhow::Error::new(e))),
     }
 }
 
 /// `relapse gc --namespaces` on the cluster of `kubeconfig` (default: KUBECONFIG or
 /// ~/.kube/config) and `context` (default: its current one).
-fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> u8 {
+fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(), CliError> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
-            return exit::INVALID;
-        }
-    };
+        .map_err(|e| CliError::failed("failed to start the async runtime", e))?;
     let chain = |e: anyhow::Error| format!("{e:#}");
     let result = runtime.block_on(async {
         let file = match kubeconfig {
@@ -739,13 +646,7 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> u8 {
             .await
             .map_err(|e| chain(anyhow::Error::new(e).context("failed to list namespaces")))
     });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
+    let report = result.map_err(CliError::Invalid)?;
     for (name, why) in &report.deleted {
         println!("deleted namespace {name}: {why}");
     }
@@ -765,15 +666,15 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> u8 {
         report.failed.len()
     );
     if report.failed.is_empty() {
-        exit::PASS
+        Ok(())
     } else {
-        exit::INVALID
+        Err(CliError::Reported)
     }
 }
 
 /// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig.
-async fn keep_for_inspection(cluster: &dyn relapse::backend::Cluster, name: &str) {
-    let inspection = match cluster.serve_for_inspection().await {
+fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
+    let inspection = match kept.inspect() {
         Ok(i) => i,
         Err(e) => {
             eprintln!(
@@ -793,7 +694,7 @@ async fn keep_for_inspection(cluster: &dyn relapse::backend::Cluster, name: &str
     eprintln!("  export KUBECONFIG={}", path.display());
     eprintln!("  kubectl get pods -A");
     eprintln!("press Ctrl-C to stop it");
-    if let Err(e) = tokio::signal::ctrl_c().await {
+    if let Err(e) = kept.block_on(tokio::signal::ctrl_c()) {
         eprintln!("error: failed to wait for Ctrl-C: {e}");
     }
     drop(inspection);

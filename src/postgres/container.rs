@@ -196,6 +196,10 @@ impl Provider for ContainerProvider {
         NAME
     }
 
+    fn check_available(&self) -> Result<(), Unavailable> {
+        docker_daemon()
+    }
+
     fn server(&self, tls: bool) -> BoxFuture<'_, Result<Arc<Server>, Error>> {
         Box::pin(super::provider::lazy_server(
             NAME,

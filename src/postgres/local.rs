@@ -279,6 +279,10 @@ impl Provider for LocalProvider {
         NAME
     }
 
+    fn check_available(&self) -> Result<(), Unavailable> {
+        self.check().map(|_| ())
+    }
+
     fn server(&self, tls: bool) -> BoxFuture<'_, Result<Arc<Server>, Error>> {
         Box::pin(super::provider::lazy_server(
             NAME,

@@ -44,6 +44,16 @@ pub trait Provider: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether the provider can serve on this machine, decided without starting anything (a
+    /// trial that cannot get a server is planned as ignored with this reason). The default
+    /// knows of nothing against it.
+    ///
+    /// # Errors
+    /// [`Unavailable`](super::Unavailable) with what is missing and the remedy.
+    fn check_available(&self) -> Result<(), super::Unavailable> {
+        Ok(())
+    }
+
     /// Stops whatever the provider started and removes its files. Later calls to
     /// [`Provider::server`] fail with [`Error::ShutDown`].
     ///

@@ -1,14 +1,31 @@
-//! Running a scenario's phases: setup, break, fix, converge, snapshot and the counterfactual.
+//! Running scenarios: what runs where ([`plan`]), running it ([`runner`]), and the phases of one
+//! scenario on one cluster.
 //!
-//! [`phases`] runs the lifecycle on any [`crate::backend::Cluster`]; [`steps`] and [`observe`]
-//! talk to the cluster through the kube client; [`matcher`] compares partial trees;
-//! [`snapshot`] and [`snapshot_file`] project and store the converged state; [`outcome`] is what a
-//! run produced.
+//! [`plan`] decides per scenario and backend whether a trial runs or is ignored, and why;
+//! [`runner`] runs planned trials on their backends, the one path `relapse run` and
+//! `cargo test` share. Below it, `lifecycle` holds the phase order (setup, break, fix,
+//! converge, snapshot, then the counterfactual); `session` executes steps and symptoms on one
+//! cluster; `settle` is the convergence and settle-window model; `context` gathers what a
+//! failure report shows; `snapshot_phase` reads and compares the converged state. [`steps`]
+//! and [`observe`] talk to the cluster through the kube client; [`matcher`] compares partial
+//! trees; [`snapshot`] and [`snapshot_file`] project and store the converged state;
+//! [`outcome`] is what a run produced.
 
+mod context;
+mod lifecycle;
 pub mod matcher;
 pub mod observe;
 pub mod outcome;
-pub mod phases;
+pub mod plan;
+pub mod runner;
+mod session;
+mod settle;
 pub mod snapshot;
 pub mod snapshot_file;
+mod snapshot_phase;
 pub mod steps;
+
+pub use lifecycle::{run_scenario, run_scenario_keeping};
+pub use plan::{Decision, Plan, PlannedTrial};
+pub use runner::{KeptCluster, RunOptions, Runner, Target, TrialResult};
+pub use snapshot_phase::SnapshotSettings;

@@ -38,7 +38,7 @@ pub use gc::{GcReport, KeepReason, gc};
 pub use kubeconfig::ClusterKubeconfig;
 pub use list::{ListedCluster, parse_cluster_list};
 pub use owner::{Liveness, Owner};
-pub use provision::{DEFAULT_K3S_VERSION, K3S_VERSION_ENV, K3dBackend, READY_TIMEOUT};
+pub use provision::{DEFAULT_K3S_VERSION, K3S_VERSION_ENV, K3dBackend, READY_TIMEOUT, refusal};
 pub use spec::{
     ClusterName, CreateOptions, CreateSpec, NAME_PREFIX, NodeLabel, OWNER_ENV, OWNER_LABEL,
     Unsupported, host_arch,

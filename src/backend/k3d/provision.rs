@@ -30,8 +30,7 @@ use super::owner::Owner;
 use super::spec::{ClusterName, CreateOptions, CreateSpec};
 use crate::backend::kubeconfig::{KubeconfigBackend, refuse_postgres};
 use crate::backend::remote::TimeSource;
-use crate::backend::{BackendError, BackendKind, Cluster, Inspection};
-use crate::run::phases::Provisioner;
+use crate::backend::{BackendError, BackendKind, Cluster, Inspection, Provisioner};
 use crate::scenario::{self, Scenario};
 
 /// Environment variable choosing the k3s version of the clusters, e.g. `v1.32.5-k3s1`: the
@@ -111,17 +110,23 @@ impl K3dBackend {
         })
     }
 
+    /// The k3s version of this process's clusters: [`K3S_VERSION_ENV`], else
+    /// [`DEFAULT_K3S_VERSION`].
+    #[must_use]
+    pub fn k3s_version() -> String {
+        std::env::var(K3S_VERSION_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_K3S_VERSION.to_owned())
+    }
+
     /// The `k3d` on `PATH`, k3s from [`K3S_VERSION_ENV`] (default [`DEFAULT_K3S_VERSION`]), on
     /// this machine's architecture.
     ///
     /// # Errors
     /// [`K3dError::NotInstalled`] without `k3d`, [`K3dError::InvalidVersion`] for a bad version.
     pub fn from_env() -> Result<Self, K3dError> {
-        let version = std::env::var(K3S_VERSION_ENV)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_K3S_VERSION.to_owned());
-        Self::new(K3d::from_path()?, CreateOptions::new(version))
+        Self::new(K3d::from_path()?, CreateOptions::new(Self::k3s_version()))
     }
 
     /// Names runs with `token` instead of a random one per run (their namespaces derive from it).
@@ -362,6 +367,30 @@ impl Cluster for K3dRun {
 
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         self.inner.advance(until)
+    }
+}
+
+/// Why a k3d cluster cannot reproduce `scenario`, from the scenario alone (nothing is created
+/// and `k3d` is not called): a `postgres:` section, or a shape k3d cannot make on this host.
+#[must_use]
+pub fn refusal(scenario: &Scenario) -> Vec<String> {
+    if let Err(BackendError::Unsuitable { reasons, .. }) =
+        refuse_postgres(scenario, BackendKind::K3d)
+    {
+        return reasons;
+    }
+    let options = CreateOptions::new(K3dBackend::k3s_version());
+    match CreateSpec::new(
+        &scenario.cluster,
+        &options,
+        ClusterName::generate(Some("check")),
+        Owner::current(),
+    ) {
+        Err(K3dError::CannotReproduce(reasons)) => {
+            reasons.iter().map(ToString::to_string).collect()
+        }
+        // A bad version fails every k3d trial when its run starts, with the reason.
+        Ok(_) | Err(_) => Vec::new(),
     }
 }
 

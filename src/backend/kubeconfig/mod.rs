@@ -25,7 +25,7 @@ pub use isolation::{Isolation, IsolationError, IsolationGuard, NamespaceMap, rel
 
 use super::remote::{Release, RemoteCluster, TimeSource, WallTime, WatchScope};
 use super::{BackendError, BackendKind, Cluster};
-use crate::run::phases::Provisioner;
+use crate::backend::Provisioner;
 use crate::scenario::Scenario;
 
 /// Errors of reading a kubeconfig.

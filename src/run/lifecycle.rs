@@ -1,0 +1,328 @@
+//! The scenario lifecycle: the phase order, as data, and the counterfactual.
+//!
+//! The first run goes through [`FIRST_RUN`] on a fresh cluster. The counterfactual opens a
+//! second fresh cluster the same way ([`open`]), goes through [`COUNTERFACTUAL`] with the same
+//! phase code, and then must *not* converge.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::context::failure;
+use super::outcome::{Context, Failure, Phase, PhaseRecord, ScenarioOutcome, Verdict};
+use super::session::Session;
+use super::snapshot_phase::SnapshotSettings;
+use crate::backend::{BackendError, BackendKind, Cluster, Provisioner};
+use crate::error_chain::error_chain;
+use crate::postgres::{Names, Tenant, TenantOptions};
+use crate::scenario::{LoadedScenario, Scenario};
+
+/// The phases of the first run, in order (a disabled snapshot is skipped).
+const FIRST_RUN: [Phase; 5] = [
+    Phase::Setup,
+    Phase::Break,
+    Phase::Fix,
+    Phase::Converge,
+    Phase::Snapshot,
+];
+
+/// What the counterfactual repeats on its own cluster before checking that, without the fix,
+/// the cluster does not converge.
+const COUNTERFACTUAL: [Phase; 2] = [Phase::Setup, Phase::Break];
+
+/// Runs one scenario on clusters from `provisioner`: the lifecycle, then the counterfactual.
+pub async fn run_scenario(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> ScenarioOutcome {
+    run_scenario_keeping(provisioner, loaded, snapshots).await.0
+}
+
+/// Like [`run_scenario`], and when a phase of the first run failed, also returns that cluster
+/// as it was at the failure, for inspection.
+pub async fn run_scenario_keeping(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
+    let outcome = |backend, verdict| ScenarioOutcome {
+        id: loaded.id.clone(),
+        backend,
+        phases: Vec::new(),
+        verdict,
+    };
+    let (cluster, tenant) = match open(provisioner, &loaded.scenario).await {
+        Ok(opened) => opened,
+        Err(Unopened::Unsuitable { backend, reasons }) => {
+            let why = format!(
+                "the {backend} cluster cannot reproduce this scenario: {}",
+                reasons.join("; ")
+            );
+            return (outcome(backend, Verdict::Ignored(why)), None);
+        }
+        Err(Unopened::Provision(e)) => {
+            let f = failure(
+                Phase::Setup,
+                "could not provision a cluster",
+                String::new(),
+                vec![error_chain(&e)],
+                Context::default(),
+            );
+            return (
+                outcome(provisioner.kind(), Verdict::Failed(Box::new(f))),
+                None,
+            );
+        }
+        Err(Unopened::Postgres { backend, reason }) => {
+            let why = format!("postgres unavailable: {reason}");
+            return (outcome(backend, Verdict::Ignored(why)), None);
+        }
+    };
+    let mut session = Session {
+        cluster: cluster.as_ref(),
+        loaded,
+        namespaces: BTreeSet::new(),
+        tenant,
+    };
+    let outcome = lifecycle(&mut session, provisioner, snapshots).await;
+    teardown(session.tenant.take()).await;
+    drop(session);
+    let failed_here =
+        matches!(&outcome.verdict, Verdict::Failed(f) if f.phase != Phase::Counterfactual);
+    if !failed_here {
+        release(cluster.as_ref()).await;
+    }
+    (outcome, failed_here.then_some(cluster))
+}
+
+/// Why a run could not start on a fresh cluster.
+enum Unopened {
+    /// The cluster cannot reproduce the scenario (ignored, not failed).
+    Unsuitable {
+        backend: BackendKind,
+        reasons: Vec<String>,
+    },
+    /// Provisioning failed.
+    Provision(BackendError),
+    /// The scenario's Postgres tenant could not be made here.
+    Postgres {
+        backend: BackendKind,
+        reason: String,
+    },
+}
+
+/// A fresh cluster for `scenario` and, when it declares one, its Postgres tenant wired to it.
+async fn open(
+    provisioner: &dyn Provisioner,
+    scenario: &Scenario,
+) -> Result<(Box<dyn Cluster>, Option<Tenant>), Unopened> {
+    let cluster = match provisioner.provision(scenario).await {
+        Ok(c) => c,
+        Err(BackendError::Unsuitable { backend, reasons }) => {
+            return Err(Unopened::Unsuitable { backend, reasons });
+        }
+        Err(e) => return Err(Unopened::Provision(e)),
+    };
+    let tenant = match tenant_for(scenario).await {
+        Ok(t) => t,
+        Err(reason) => {
+            release(cluster.as_ref()).await;
+            return Err(Unopened::Postgres {
+                backend: cluster.backend(),
+                reason,
+            });
+        }
+    };
+    if let Some(t) = &tenant {
+        cluster.attach_postgres(Arc::clone(t.server()));
+    }
+    Ok((cluster, tenant))
+}
+
+/// Runs one phase of [`FIRST_RUN`] or [`COUNTERFACTUAL`]; failures are reported as `as_phase`.
+async fn run_phase(
+    session: &mut Session<'_>,
+    phase: Phase,
+    as_phase: Phase,
+    snapshots: &SnapshotSettings,
+) -> Result<(), Failure> {
+    let s = &session.loaded.scenario;
+    match phase {
+        Phase::Setup => {
+            session.password_secrets(as_phase).await?;
+            session.steps(as_phase, &s.setup).await
+        }
+        Phase::Break => session.break_phase().await.map_err(|mut f| {
+            f.phase = as_phase;
+            f
+        }),
+        Phase::Fix => session.steps(as_phase, &s.fix).await,
+        Phase::Converge => session.converge(&s.converge, as_phase).await,
+        Phase::Snapshot => session.snapshot(snapshots).await,
+        // Not a phase of one cluster: see `counterfactual`.
+        Phase::Counterfactual => Ok(()),
+    }
+}
+
+/// Whether the scenario asks for `phase`.
+const fn enabled(scenario: &Scenario, phase: Phase) -> bool {
+    match phase {
+        Phase::Snapshot => scenario.snapshot.enabled,
+        Phase::Counterfactual => scenario.counterfactual.enabled,
+        Phase::Setup | Phase::Break | Phase::Fix | Phase::Converge => true,
+    }
+}
+
+/// [`FIRST_RUN`] on the first cluster, then the counterfactual on a fresh one.
+async fn lifecycle(
+    session: &mut Session<'_>,
+    provisioner: &dyn Provisioner,
+    snapshots: &SnapshotSettings,
+) -> ScenarioOutcome {
+    let loaded = session.loaded;
+    let backend = session.cluster.backend();
+    let s = &loaded.scenario;
+    let mut phases = Vec::new();
+    let finish = |phases, verdict| ScenarioOutcome {
+        id: loaded.id.clone(),
+        backend,
+        phases,
+        verdict,
+    };
+    for phase in FIRST_RUN.into_iter().filter(|p| enabled(s, *p)) {
+        let wall = Instant::now();
+        let cluster_start = session.cluster.now();
+        let result = run_phase(session, phase, phase, snapshots).await;
+        phases.push(PhaseRecord {
+            phase,
+            cluster_time: session.cluster.now().saturating_sub(cluster_start),
+            wall_time: wall.elapsed(),
+            passed: result.is_ok(),
+        });
+        if let Err(f) = result {
+            return finish(phases, Verdict::Failed(Box::new(f)));
+        }
+    }
+    // The counterfactual leases the same Postgres names: release them first.
+    teardown(session.tenant.take()).await;
+    if enabled(s, Phase::Counterfactual) {
+        // On a shared cluster the counterfactual reuses the first run's namespaces.
+        if let Err(e) = session.cluster.release().await {
+            let f = failure(
+                Phase::Counterfactual,
+                "could not release the first run's cluster",
+                String::new(),
+                vec![error_chain(&e)],
+                Context::default(),
+            );
+            return finish(phases, Verdict::Failed(Box::new(f)));
+        }
+        let started = Instant::now();
+        let (cluster_time, result) = counterfactual(provisioner, loaded, snapshots).await;
+        phases.push(PhaseRecord {
+            phase: Phase::Counterfactual,
+            cluster_time,
+            wall_time: started.elapsed(),
+            passed: result.is_ok(),
+        });
+        if let Err(f) = result {
+            return finish(phases, Verdict::Failed(Box::new(f)));
+        }
+    }
+    finish(phases, Verdict::Passed)
+}
+
+/// The scenario again on a fresh cluster, without the fix: it must not converge.
+async fn counterfactual(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> (Duration, Result<(), Failure>) {
+    let refused = |summary: &str, why: String| {
+        (
+            Duration::ZERO,
+            Err(failure(
+                Phase::Counterfactual,
+                summary,
+                String::new(),
+                vec![why],
+                Context::default(),
+            )),
+        )
+    };
+    let (cluster, tenant) = match open(provisioner, &loaded.scenario).await {
+        Ok(opened) => opened,
+        Err(Unopened::Provision(e)) => {
+            return refused("could not provision a cluster", error_chain(&e));
+        }
+        Err(Unopened::Unsuitable { reasons, .. }) => {
+            return refused("could not provision a cluster", reasons.join("; "));
+        }
+        Err(Unopened::Postgres { reason, .. }) => {
+            return refused("postgres unavailable for the counterfactual run", reason);
+        }
+    };
+    let mut session = Session {
+        cluster: cluster.as_ref(),
+        loaded,
+        namespaces: BTreeSet::new(),
+        tenant,
+    };
+    let s = &loaded.scenario;
+    let result = async {
+        for phase in COUNTERFACTUAL {
+            run_phase(&mut session, phase, Phase::Counterfactual, snapshots).await?;
+        }
+        match session.converge(&s.converge, Phase::Counterfactual).await {
+            Ok(()) => Err(failure(
+                Phase::Counterfactual,
+                &format!(
+                    "the cluster converged without the fix (within {}): the fix is not what heals it",
+                    s.converge.within
+                ),
+                "converge.expect (all)".to_owned(),
+                Vec::new(),
+                session.context().await,
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+    .await;
+    teardown(session.tenant.take()).await;
+    let elapsed = cluster.now();
+    release(cluster.as_ref()).await;
+    (elapsed, result)
+}
+
+/// The scenario's Postgres tenant: `Ok(None)` without a `postgres:` section, `Err(reason)` when
+/// no provider can serve it here (the trial is then ignored with that reason and remedy).
+async fn tenant_for(scenario: &Scenario) -> Result<Option<Tenant>, String> {
+    let Some(spec) = &scenario.postgres else {
+        return Ok(None);
+    };
+    let provider = crate::postgres::shared().map_err(|e| error_chain(&e))?;
+    let options = TenantOptions {
+        reserve: Names::of_scenario(scenario),
+        ..TenantOptions::default()
+    };
+    Tenant::create(provider, spec, &options)
+        .await
+        .map(Some)
+        .map_err(|e| error_chain(&e))
+}
+
+async fn teardown(tenant: Option<Tenant>) {
+    if let Some(t) = tenant
+        && let Err(e) = t.teardown().await
+    {
+        tracing::warn!("postgres teardown: {}", error_chain(&e));
+    }
+}
+
+/// Releases a cluster the run is done with; a failure is only logged (the result stands).
+async fn release(cluster: &dyn Cluster) {
+    if let Err(e) = cluster.release().await {
+        tracing::warn!("releasing the cluster: {}", error_chain(&e));
+    }
+}

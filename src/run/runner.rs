@@ -1,0 +1,451 @@
+//! Running planned trials: the one path both `relapse run` and `cargo test` take, from a
+//! [`PlannedTrial`] to a [`ScenarioOutcome`] (passed, failed, or ignored with the reason).
+//!
+//! The runner builds each backend's provisioner on first use and keeps it for the process
+//! (the k3d backend's shared cluster, the kubeconfig backend's connection), runs simulated
+//! trials on a runtime of their own (simulated time, nothing shared) and the others on one
+//! shared runtime, and cleans up what the run created in [`Runner::finish`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use super::lifecycle::run_scenario_keeping;
+use super::outcome::{Context, Failure, Phase, ScenarioOutcome, Verdict};
+use super::plan::{Decision, PlannedTrial, REQUIRE_K3D_ENV};
+use super::snapshot_file::UpdateMode;
+use super::snapshot_phase::SnapshotSettings;
+use crate::backend::k3d::K3dBackend;
+use crate::backend::kubeconfig::{KubeconfigBackend, NamespaceMap};
+use crate::backend::served::{Pace, ServedSim};
+use crate::backend::sim::SimBackend;
+use crate::backend::{BackendError, BackendKind, Cluster, Inspection, KUBECONFIG_ENV};
+use crate::error_chain::error_chain;
+use crate::scenario::LoadedScenario;
+
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: i32 = 130;
+
+/// Environment variable letting kubeconfig trials of the test harness write cluster-scoped
+/// objects on `RELAPSE_KUBECONFIG`'s cluster (`1`).
+pub const ALLOW_CLUSTER_SCOPED_ENV: &str = "RELAPSE_ALLOW_CLUSTER_SCOPED";
+
+/// Where the kubeconfig backend runs scenarios.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Nowhere: its trials are ignored, saying how to name a cluster.
+    None,
+    /// The cluster of this kubeconfig file (and context, default its current one).
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The context; `None` for the file's current context.
+        context: Option<String>,
+    },
+    /// A simulated cluster served over HTTPS for each trial, reached like any real cluster
+    /// (the test harness's default, so the kubeconfig path is exercised everywhere).
+    ServedSim,
+}
+
+/// How trials are run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where snapshots live and what a mismatch writes.
+    pub snapshots: SnapshotSettings,
+    /// Where the kubeconfig backend points.
+    pub target: Target,
+    /// Whether scenarios may write cluster-scoped objects on an existing cluster.
+    pub allow_cluster_scoped: bool,
+    /// Whether an unavailable k3d backend fails its trials instead of ignoring them.
+    pub require_k3d: bool,
+}
+
+impl RunOptions {
+    /// The test harness's options: snapshots in `snapshots_dir` (update mode from `INSTA_UPDATE`
+    /// and `CI`), the kubeconfig backend on `RELAPSE_KUBECONFIG`'s cluster or else a served
+    /// simulated cluster, [`ALLOW_CLUSTER_SCOPED_ENV`] and [`REQUIRE_K3D_ENV`] from the
+    /// environment.
+    #[must_use]
+    pub fn from_env(snapshots_dir: PathBuf) -> Self {
+        let target =
+            std::env::var_os(KUBECONFIG_ENV).map_or(Target::ServedSim, |path| Target::Kubeconfig {
+                path: PathBuf::from(path),
+                context: None,
+            });
+        Self {
+            snapshots: SnapshotSettings {
+                dir: snapshots_dir,
+                mode: UpdateMode::from_env(),
+            },
+            target,
+            allow_cluster_scoped: env_is_one(ALLOW_CLUSTER_SCOPED_ENV),
+            require_k3d: env_is_one(REQUIRE_K3D_ENV),
+        }
+    }
+}
+
+/// Whether an environment variable is set to `1`.
+#[must_use]
+pub fn env_is_one(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// Errors of setting up a backend for a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The async runtime could not be started.
+    #[error("failed to start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The k3d backend could not be set up (no `k3d`, a bad k3s version).
+    #[error("failed to set up the k3d backend")]
+    K3d(#[source] crate::backend::k3d::K3dError),
+    /// The kubeconfig could not be read or used.
+    #[error("failed to use the kubeconfig {}", path.display())]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::backend::kubeconfig::KubeconfigError,
+    },
+    /// The kubeconfig backend has no cluster to run on.
+    #[error(
+        "the kubeconfig backend has no cluster: pass --kubeconfig PATH or set {KUBECONFIG_ENV}"
+    )]
+    NoKubeconfig,
+}
+
+/// What running one trial produced.
+pub struct TrialResult {
+    /// The outcome (for a trial planned as ignored or failed: that, without phases).
+    pub outcome: ScenarioOutcome,
+    /// The first run's cluster as it was when a phase failed, on backends that can keep it.
+    pub kept: Option<KeptCluster>,
+}
+
+/// A failed cluster kept for a person to inspect, with the runtime it lives on.
+pub struct KeptCluster {
+    runtime: Arc<tokio::runtime::Runtime>,
+    cluster: Box<dyn Cluster>,
+}
+
+impl KeptCluster {
+    /// Serves the cluster for kubectl and returns its kubeconfig; the cluster stays served
+    /// while the returned [`Inspection`] lives.
+    ///
+    /// # Errors
+    /// Backends whose clusters cannot be kept say so.
+    pub fn inspect(&self) -> Result<Inspection, BackendError> {
+        self.runtime.block_on(self.cluster.serve_for_inspection())
+    }
+
+    /// Runs `future` on the cluster's runtime (to wait for a signal while it is served).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+/// Runs planned trials; one per process is enough (it keeps backends between trials).
+pub struct Runner {
+    options: RunOptions,
+    shared: OnceLock<Result<Arc<tokio::runtime::Runtime>, String>>,
+    k3d: OnceLock<Result<Arc<K3dBackend>, String>>,
+    kubeconfig: tokio::sync::OnceCell<Arc<KubeconfigBackend>>,
+    /// Whether any trial that ran needed Postgres (its server is stopped in `finish`).
+    postgres_used: std::sync::atomic::AtomicBool,
+}
+
+impl Runner {
+    /// A runner with these options.
+    #[must_use]
+    pub fn new(options: RunOptions) -> Self {
+        Self {
+            options,
+            shared: OnceLock::new(),
+            k3d: OnceLock::new(),
+            kubeconfig: tokio::sync::OnceCell::new(),
+            postgres_used: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The options.
+    #[must_use]
+    pub const fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// Sets up `backend` now rather than at its first trial, so that a setup error (an
+    /// unreadable kubeconfig, a bad k3s version) is reported once, before anything runs.
+    ///
+    /// # Errors
+    /// What failed, rendered with its causes.
+    pub fn prepare(&self, backend: BackendKind) -> Result<(), String> {
+        match (backend, &self.options.target) {
+            (BackendKind::Sim, _) | (BackendKind::Kubeconfig, Target::ServedSim) => Ok(()),
+            (BackendKind::K3d, _) => self.k3d_backend().map(|_| ()),
+            (BackendKind::Kubeconfig, Target::None) => Err(error_chain(&RunnerError::NoKubeconfig)),
+            (BackendKind::Kubeconfig, Target::Kubeconfig { .. }) => {
+                let rt = self.shared_runtime()?;
+                rt.block_on(self.kubeconfig_backend())
+                    .map(|_| ())
+                    .map_err(|e| error_chain(&e))
+            }
+        }
+    }
+
+    /// Spawns the handler that, on Ctrl-C, deletes what runs of this process created on
+    /// clusters (k3d clusters, the kubeconfig backend's namespaces) and exits with 130. For the
+    /// command line; a test process leaves signals to its harness.
+    ///
+    /// # Errors
+    /// When the runtime cannot be started, rendered with its causes.
+    pub fn install_interrupt_cleanup(&self) -> Result<(), String> {
+        let rt = self.shared_runtime()?;
+        rt.spawn(async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!(
+                    "cannot listen for Ctrl-C; clusters are not cleaned up on interrupt: {e}"
+                );
+                return;
+            }
+            eprintln!("interrupted: deleting the run's namespaces and k3d clusters");
+            let _ = tokio::task::spawn_blocking(|| {
+                crate::backend::kubeconfig::release_live_runs();
+                for (name, result) in crate::backend::k3d::delete_live_clusters() {
+                    if let Err(e) = result {
+                        eprintln!(
+                            "failed to delete k3d cluster {name}: {}; `relapse gc` will retry",
+                            error_chain(&e)
+                        );
+                    }
+                }
+            })
+            .await;
+            std::process::exit(INTERRUPTED);
+        });
+        Ok(())
+    }
+
+    /// Runs one planned trial to its verdict. Keeps the failed cluster when `keep` is set and
+    /// the backend can.
+    pub fn run(&self, trial: &PlannedTrial, keep: bool) -> TrialResult {
+        let outcome = |verdict| ScenarioOutcome {
+            id: trial.scenario.id.clone(),
+            backend: trial.backend,
+            phases: Vec::new(),
+            verdict,
+        };
+        let not_run = |verdict| TrialResult {
+            outcome: outcome(verdict),
+            kept: None,
+        };
+        match &trial.decision {
+            Decision::Run => {}
+            Decision::Ignore(reason) => return not_run(Verdict::Ignored(reason.clone())),
+            Decision::Fail(reason) => {
+                return not_run(Verdict::Failed(Box::new(setup_failure(reason.clone()))));
+            }
+        }
+        if trial.scenario.scenario.postgres.is_some() {
+            self.postgres_used
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let loaded: &LoadedScenario = &trial.scenario;
+        let snapshots = &self.options.snapshots;
+        let result = match trial.backend {
+            BackendKind::Sim => {
+                // A runtime per trial: simulated trials share nothing, not even a scheduler.
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => Arc::new(rt),
+                    Err(e) => {
+                        return not_run(failed_setup(&RunnerError::Runtime(e)));
+                    }
+                };
+                let (outcome, cluster) = rt.block_on(run_scenario_keeping(
+                    &SimBackend::default(),
+                    loaded,
+                    snapshots,
+                ));
+                (outcome, cluster.map(|c| (rt, c)))
+            }
+            BackendKind::K3d => {
+                let backend = match self.k3d_backend() {
+                    Ok(b) => b,
+                    Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
+                };
+                let rt = match self.shared_runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
+                };
+                let (outcome, cluster) =
+                    rt.block_on(run_scenario_keeping(backend.as_ref(), loaded, snapshots));
+                (outcome, cluster.map(|c| (rt, c)))
+            }
+            BackendKind::Kubeconfig => {
+                let rt = match self.shared_runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
+                };
+                match rt.block_on(self.run_kubeconfig(loaded)) {
+                    Ok((outcome, cluster)) => (outcome, cluster.map(|c| (rt, c))),
+                    Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
+                }
+            }
+        };
+        let (outcome, cluster) = result;
+        let kept = if keep {
+            cluster.map(|(runtime, cluster)| KeptCluster { runtime, cluster })
+        } else {
+            // Dropped on its own runtime: a cluster's guard may spawn its cleanup there.
+            if let Some((runtime, cluster)) = cluster {
+                let _guard = runtime.enter();
+                drop(cluster);
+            }
+            None
+        };
+        TrialResult { outcome, kept }
+    }
+
+    /// Cleans up what the runs left for the end of the process: the shared k3d cluster (and
+    /// any cluster a trial left), the Postgres server. Returns one line per problem.
+    #[must_use]
+    pub fn finish(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(Ok(backend)) = self.k3d.get()
+            && let Err(e) = backend.delete_shared()
+        {
+            problems.push(format!(
+                "failed to delete the shared k3d cluster: {}",
+                error_chain(&e)
+            ));
+        }
+        for (name, result) in crate::backend::k3d::delete_live_clusters() {
+            if let Err(e) = result {
+                problems.push(format!(
+                    "failed to delete k3d cluster {name}: {}; `relapse gc` will retry",
+                    error_chain(&e)
+                ));
+            }
+        }
+        if self.postgres_used.load(std::sync::atomic::Ordering::SeqCst)
+            && let Ok(provider) = crate::postgres::shared()
+        {
+            let stopped = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(provider.shutdown())
+                        .map_err(|e| error_chain(&e))
+                });
+            if let Err(e) = stopped {
+                // Its watchdog still removes it once this process exits.
+                problems.push(format!("failed to stop the Postgres server: {e}"));
+            }
+        }
+        problems
+    }
+
+    fn shared_runtime(&self) -> Result<Arc<tokio::runtime::Runtime>, String> {
+        self.shared
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map(Arc::new)
+                    .map_err(|e| error_chain(&RunnerError::Runtime(e)))
+            })
+            .clone()
+    }
+
+    fn k3d_backend(&self) -> Result<Arc<K3dBackend>, String> {
+        self.k3d
+            .get_or_init(|| {
+                K3dBackend::from_env()
+                    .map(Arc::new)
+                    .map_err(|e| error_chain(&RunnerError::K3d(e)))
+            })
+            .clone()
+    }
+
+    /// The kubeconfig backend on the target's cluster, connected once per runner.
+    async fn kubeconfig_backend(&self) -> Result<Arc<KubeconfigBackend>, RunnerError> {
+        let Target::Kubeconfig { path, context } = &self.options.target else {
+            return Err(RunnerError::NoKubeconfig);
+        };
+        self.kubeconfig
+            .get_or_try_init(|| async {
+                KubeconfigBackend::from_file(path, context.as_deref())
+                    .await
+                    .map(|b| Arc::new(b.allow_cluster_scoped(self.options.allow_cluster_scoped)))
+                    .map_err(|source| RunnerError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// A trial on the kubeconfig backend: the target's cluster, or a simulated cluster served
+    /// over HTTPS for this trial alone, shaped like the scenario and running at fast pace
+    /// (cluster-scoped writes allowed: it is thrown away).
+    async fn run_kubeconfig(
+        &self,
+        loaded: &LoadedScenario,
+    ) -> Result<(ScenarioOutcome, Option<Box<dyn Cluster>>), String> {
+        let snapshots = &self.options.snapshots;
+        if !matches!(self.options.target, Target::ServedSim) {
+            let backend = self
+                .kubeconfig_backend()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            return Ok(run_scenario_keeping(backend.as_ref(), loaded, snapshots).await);
+        }
+        // The served cluster's image behaviours name the namespaces the run will use.
+        let token = "served";
+        let map = NamespaceMap::new(token, &loaded.scenario.name);
+        let sim = ServedSim::for_scenario(&loaded.scenario, Pace::Fast, |images| {
+            map.map_images(images)
+        })
+        .await
+        .map_err(|e| error_chain(&e))?;
+        let kubeconfig = sim.kubeconfig_yaml().map_err(|e| error_chain(&e))?;
+        let kubeconfig = crate::yaml::value(&kubeconfig)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| "the served cluster's kubeconfig does not parse".to_owned())?;
+        let backend = KubeconfigBackend::from_kubeconfig(kubeconfig, None)
+            .await
+            .map_err(|e| error_chain(&e))?
+            .with_run_token(token)
+            .with_time(Arc::new(sim.clock()))
+            .allow_cluster_scoped(true);
+        let (outcome, _) = run_scenario_keeping(&backend, loaded, snapshots).await;
+        if let Some(failure) = sim.failure() {
+            return Err(format!(
+                "the served cluster's control loop failed: {failure}"
+            ));
+        }
+        // The served cluster ends with the trial: nothing to keep.
+        Ok((outcome, None))
+    }
+}
+
+/// A failure before any phase ran.
+fn setup_failure(reason: impl Into<String>) -> Failure {
+    Failure {
+        phase: Phase::Setup,
+        summary: "could not run".to_owned(),
+        expectation: String::new(),
+        mismatches: vec![reason.into()],
+        context: Context::default(),
+    }
+}
+
+fn failed_setup(e: &RunnerError) -> Verdict {
+    Verdict::Failed(Box::new(setup_failure(error_chain(e))))
+}

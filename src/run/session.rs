@@ -1,0 +1,259 @@
+//! One run of a scenario on one cluster: the state a run carries between phases (the
+//! cluster, the namespaces it touched, its Postgres tenant) and the execution of its steps and
+//! symptoms. The phase order lives in [`super::lifecycle`], the settle window in
+//! [`super::settle`], failure context in [`super::context`].
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::context::failure;
+use super::observe::{Observation, describe, observe};
+use super::outcome::{Context, Failure, Phase};
+use super::steps::{self, StepError};
+use crate::backend::Cluster;
+use crate::error_chain::error_chain;
+use crate::postgres::Tenant;
+use crate::scenario::{Expectation, LoadedScenario, Step};
+
+/// Deadline of waits the scenario gives none for (deletes with `wait: true`).
+pub(super) const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+
+/// What a run carries from phase to phase on one cluster.
+pub(super) struct Session<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub loaded: &'a LoadedScenario,
+    /// Every namespace the run applied to (failure context, settle window, snapshot).
+    pub namespaces: BTreeSet<String>,
+    /// The scenario's roles and databases on the shared Postgres server, when it declares any.
+    pub tenant: Option<Tenant>,
+}
+
+/// Whether a query returned exactly the expected rows (SQL NULL matches no text).
+fn rows_match(want: &[Vec<String>], got: &[Vec<Option<String>>]) -> bool {
+    want.len() == got.len()
+        && want.iter().zip(got).all(|(w, g)| {
+            w.len() == g.len()
+                && w.iter()
+                    .zip(g)
+                    .all(|(w, g)| g.as_deref() == Some(w.as_str()))
+        })
+}
+
+impl Session<'_> {
+    /// Writes each declared role's generated password into its `passwordSecret` (creating the
+    /// namespace when needed), before anything the scenario applies can read it.
+    pub(super) async fn password_secrets(&mut self, phase: Phase) -> Result<(), Failure> {
+        let (Some(tenant), Some(spec)) = (&self.tenant, &self.loaded.scenario.postgres) else {
+            return Ok(());
+        };
+        let client = self.cluster.client();
+        for role in &spec.roles {
+            let (Some(target), Some(password)) =
+                (&role.password_secret, tenant.password(&role.name))
+            else {
+                continue;
+            };
+            if let Err(e) = steps::write_password_secret(&client, target, password).await {
+                return Err(failure(
+                    phase,
+                    &format!(
+                        "could not write the password of postgres role {:?}",
+                        role.name
+                    ),
+                    format!("postgres.roles[{}].passwordSecret", role.name),
+                    vec![error_chain(&e)],
+                    Context::default(),
+                ));
+            }
+            self.namespaces.insert(target.namespace.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn steps(&mut self, phase: Phase, steps: &[Step]) -> Result<(), Failure> {
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(mismatches) = self.step(step).await {
+                let ctx = self.context().await;
+                return Err(failure(
+                    phase,
+                    &format!("step {} ({}) failed", i + 1, step.keyword()),
+                    format!("{}[{i}]: {}", phase, step.keyword()),
+                    mismatches,
+                    ctx,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<(), Vec<String>> {
+        let client = self.cluster.client();
+        let err = |e: StepError| vec![error_chain(&e)];
+        match step {
+            Step::Apply(a) => {
+                let objects = steps::apply_objects(a, &self.loaded.manifests).map_err(err)?;
+                for o in &objects {
+                    if o.get("kind").and_then(Value::as_str) == Some("Namespace")
+                        && let Some(n) = o.pointer("/metadata/name").and_then(Value::as_str)
+                    {
+                        self.namespaces.insert(n.to_owned());
+                    }
+                    if let Some(n) = o
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .or(a.namespace.as_deref())
+                    {
+                        self.namespaces.insert(n.to_owned());
+                    }
+                }
+                steps::apply(&client, a, &objects).await.map_err(err)
+            }
+            Step::Delete(d) => {
+                steps::delete(&client, &d.object).await.map_err(err)?;
+                if d.wait {
+                    let deadline = self.cluster.now() + DEFAULT_WAIT;
+                    loop {
+                        if !steps::exists(&client, &d.object).await.map_err(err)? {
+                            return Ok(());
+                        }
+                        if self.cluster.now() >= deadline {
+                            return Err(vec![format!(
+                                "{} {} still exists {} after deletion",
+                                d.object.kind,
+                                d.object.name,
+                                crate::report::human_duration(DEFAULT_WAIT)
+                            )]);
+                        }
+                        self.cluster
+                            .advance(deadline)
+                            .await
+                            .map_err(|e| vec![error_chain(&e)])?;
+                    }
+                }
+                Ok(())
+            }
+            Step::Patch(p) => steps::patch(&client, p).await.map_err(err),
+            Step::Scale(s) => steps::scale(&client, s).await.map_err(err),
+            Step::RolloutRestart(r) => {
+                // kubectl stamps its own clock; the cluster's keeps the sim reproducible.
+                let stamp = self.cluster.timestamp().to_string();
+                steps::rollout_restart(&client, r, &stamp)
+                    .await
+                    .map_err(err)
+            }
+            Step::Sql(sql) => match &self.tenant {
+                Some(t) => t.run_step(sql).await.map_err(|e| vec![error_chain(&e)]),
+                None => Err(vec!["sql step without a postgres: section".to_owned()]),
+            },
+            Step::Expect(e) => {
+                let deadline = self.cluster.now() + e.within().map_or(DEFAULT_WAIT, |d| d.as_std());
+                self.wait_for(e, deadline).await.map_err(|o| o.mismatches)
+            }
+            Step::Sleep(d) => {
+                let until = self.cluster.now() + d.as_std();
+                while self.cluster.now() < until {
+                    self.cluster
+                        .advance(until)
+                        .await
+                        .map_err(|e| vec![error_chain(&e)])?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Evaluates one expectation now; SQL checks go to the scenario's Postgres tenant.
+    pub(super) async fn observe(&self, client: &kube::Client, e: &Expectation) -> Observation {
+        let fails = |m: String| Observation {
+            holds: false,
+            mismatches: vec![m],
+        };
+        match (e, &self.tenant) {
+            (Expectation::SqlError(check), Some(t)) => match t.check(check).await {
+                Ok(Ok(_)) => Observation {
+                    holds: true,
+                    mismatches: Vec::new(),
+                },
+                Ok(Err(mismatch)) => fails(mismatch.to_string()),
+                Err(err) => fails(error_chain(&err)),
+            },
+            (Expectation::SqlError(_), None) => {
+                fails("sqlError expectation without a postgres: section".to_owned())
+            }
+            (Expectation::Sql(check), Some(t)) => match t.query(check).await {
+                Ok(rows) => match &check.rows {
+                    Some(want) if !rows_match(want, &rows) => fails(format!(
+                        "expected rows {want:?}, got {:?}",
+                        rows.iter()
+                            .map(|r| r
+                                .iter()
+                                .map(|c| c.as_deref().unwrap_or("NULL"))
+                                .collect::<Vec<_>>())
+                            .collect::<Vec<_>>()
+                    )),
+                    _ => Observation {
+                        holds: true,
+                        mismatches: Vec::new(),
+                    },
+                },
+                Err(err) => fails(error_chain(&err)),
+            },
+            (Expectation::Sql(_), None) => {
+                fails("sql expectation without a postgres: section".to_owned())
+            }
+            _ => observe(client, e)
+                .await
+                .unwrap_or_else(|err| fails(error_chain(&err))),
+        }
+    }
+
+    /// Waits until `e` holds or the deadline passes; returns the last observation on failure.
+    pub(super) async fn wait_for(
+        &self,
+        e: &Expectation,
+        deadline: Duration,
+    ) -> Result<(), Observation> {
+        let client = self.cluster.client();
+        loop {
+            let obs = self.observe(&client, e).await;
+            if obs.holds {
+                return Ok(());
+            }
+            if self.cluster.now() >= deadline {
+                return Err(obs);
+            }
+            if let Err(err) = self.cluster.advance(deadline).await {
+                return Err(Observation {
+                    holds: false,
+                    mismatches: vec![error_chain(&err)],
+                });
+            }
+        }
+    }
+
+    pub(super) async fn break_phase(&mut self) -> Result<(), Failure> {
+        let s = &self.loaded.scenario;
+        self.steps(Phase::Break, &s.break_.steps).await?;
+        let start = self.cluster.now();
+        for (i, symptom) in s.break_.symptoms.iter().enumerate() {
+            let within = symptom.within().map_or(DEFAULT_WAIT, |d| d.as_std());
+            if let Err(obs) = self.wait_for(symptom, start + within).await {
+                let ctx = self.context().await;
+                return Err(failure(
+                    Phase::Break,
+                    &format!(
+                        "could not reproduce: symptom {} did not appear within {}",
+                        i + 1,
+                        crate::report::human_duration(within)
+                    ),
+                    format!("break.symptoms[{i}]: {}", describe(symptom)),
+                    obs.mismatches,
+                    ctx,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Convergence and the settle window: every converge expectation holds before its deadline,
+//! then the cluster stays stable (no new restarts, no condition that was True turning
+//! otherwise) for the settle window.
+
+use std::collections::BTreeMap;
+
+use kube::api::ListParams;
+
+use super::context::failure;
+use super::observe::describe;
+use super::outcome::{Context, Failure, Phase};
+use super::session::Session;
+use crate::error_chain::error_chain;
+use crate::scenario::Converge;
+
+/// What the settle window compares: per object and aspect (`pod ns/x restarts`,
+/// `deployment ns/d Available`), its value (a count, a condition status).
+pub(super) type Stability = BTreeMap<String, String>;
+
+/// The regressions between two stability readings, one line each (`key: old → new`).
+///
+/// Instability is a regression: a restart, or a condition that was True and is not.
+/// Something still coming up (False → True) or a new object is not.
+pub(super) fn regressions(baseline: &Stability, now: &Stability) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (k, v) in now {
+        let Some(old) = baseline.get(k) else { continue };
+        let regressed = if k.ends_with(" restarts") {
+            v.parse::<i64>().unwrap_or(0) > old.parse::<i64>().unwrap_or(0)
+        } else {
+            old == "True" && v != "True"
+        };
+        if regressed {
+            changes.push(format!("{k}: {old} → {v}"));
+        }
+    }
+    changes
+}
+
+impl Session<'_> {
+    pub(super) async fn converge(&mut self, spec: &Converge, phase: Phase) -> Result<(), Failure> {
+        let deadline = self.cluster.now() + spec.within.as_std();
+        let client = self.cluster.client();
+        // Hold all at once.
+        loop {
+            let mut failing = None;
+            for (i, e) in spec.expect.iter().enumerate() {
+                let obs = self.observe(&client, e).await;
+                if !obs.holds {
+                    failing = Some((i, obs));
+                    break;
+                }
+            }
+            let Some((i, obs)) = failing else { break };
+            if self.cluster.now() >= deadline {
+                let ctx = self.context().await;
+                return Err(failure(
+                    phase,
+                    &format!("did not converge within {}", spec.within),
+                    format!("converge.expect[{i}]: {}", describe(&spec.expect[i])),
+                    obs.mismatches,
+                    ctx,
+                ));
+            }
+            self.cluster.advance(deadline).await.map_err(|e| {
+                failure(
+                    phase,
+                    "lost the cluster",
+                    String::new(),
+                    vec![error_chain(&e)],
+                    Context::default(),
+                )
+            })?;
+        }
+        // Then stay converged for the settle window: no new restarts, no condition flips.
+        let baseline = self.stability().await;
+        let settle_end = self.cluster.now() + spec.settle.as_std();
+        while self.cluster.now() < settle_end {
+            self.cluster.advance(settle_end).await.map_err(|e| {
+                failure(
+                    phase,
+                    "lost the cluster",
+                    String::new(),
+                    vec![error_chain(&e)],
+                    Context::default(),
+                )
+            })?;
+            let now = self.stability().await;
+            let mut changes = regressions(&baseline, &now);
+            for (i, e) in spec.expect.iter().enumerate() {
+                let obs = self.observe(&client, e).await;
+                if !obs.holds {
+                    changes.push(format!(
+                        "converge.expect[{i}] ({}) stopped holding: {}",
+                        describe(e),
+                        obs.mismatches.join("; ")
+                    ));
+                }
+            }
+            if !changes.is_empty() {
+                let ctx = self.context().await;
+                return Err(failure(
+                    phase,
+                    &format!("converged but did not stay stable for {}", spec.settle),
+                    "settle window".to_owned(),
+                    changes,
+                    ctx,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Restart counts and condition statuses in the scenario's namespaces.
+    async fn stability(&self) -> Stability {
+        let client = self.cluster.client();
+        let mut out = BTreeMap::new();
+        for ns in &self.namespaces {
+            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(client.clone(), ns);
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    let restarts: i32 = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum());
+                    out.insert(format!("pod {ns}/{name} restarts"), restarts.to_string());
+                    for c in p.status.and_then(|s| s.conditions).unwrap_or_default() {
+                        out.insert(format!("pod {ns}/{name} {}", c.type_), c.status);
+                    }
+                }
+            }
+            let deps: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(client.clone(), ns);
+            if let Ok(list) = deps.list(&ListParams::default()).await {
+                for d in list.items {
+                    let name = d.metadata.name.clone().unwrap_or_default();
+                    for c in d.status.and_then(|s| s.conditions).unwrap_or_default() {
+                        out.insert(format!("deployment {ns}/{name} {}", c.type_), c.status);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(pairs: &[(&str, &str)]) -> Stability {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn restarts_and_lost_conditions_are_regressions() {
+        let before = reading(&[
+            ("pod a/x restarts", "1"),
+            ("pod a/x Ready", "True"),
+            ("deployment a/d Available", "False"),
+        ]);
+        let after = reading(&[
+            ("pod a/x restarts", "2"),
+            ("pod a/x Ready", "False"),
+            ("deployment a/d Available", "True"),
+            ("pod a/new restarts", "5"),
+        ]);
+        assert_eq!(
+            regressions(&before, &after),
+            vec!["pod a/x Ready: True → False", "pod a/x restarts: 1 → 2"]
+        );
+    }
+
+    #[test]
+    fn coming_up_is_not_a_regression() {
+        let before = reading(&[("pod a/x Ready", "False"), ("pod a/x restarts", "3")]);
+        let after = reading(&[("pod a/x Ready", "True"), ("pod a/x restarts", "3")]);
+        assert!(regressions(&before, &after).is_empty());
+    }
+}
