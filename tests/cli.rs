@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "common/image_fields.rs"]
+mod image_fields;
+
 fn relapse(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_relapse"))
         .args(args)
@@ -337,6 +340,77 @@ fn new_scaffolds_a_valid_scenario() {
     assert!(stderr(&out).contains("already exists"));
     let out = relapse(dir.path(), &["new", "Bad_Name"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Uncomments the commented-out examples in the `images:` block of a scaffold: comment lines
+/// whose text is YAML (`key: ...`, `- ...`); explanations are sentences and stay comments.
+fn uncomment_image_examples(text: &str) -> String {
+    let yaml_line = |t: &str| {
+        let t = t.trim_start();
+        let key = t.trim_start_matches("- ");
+        t.starts_with("- ")
+            || key.split_once(':').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric())
+                    && (v.is_empty() || v.starts_with(' '))
+            })
+    };
+    let mut in_images = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("images:") {
+            in_images = true;
+        } else if !line.is_empty() && !line.starts_with(' ') && !line.starts_with('#') {
+            in_images = false;
+        }
+        let indent = line.len() - line.trim_start().len();
+        match line.trim_start().strip_prefix("# ") {
+            Some(rest) if in_images && indent > 0 && yaml_line(rest) => {
+                out.push(format!("{}{rest}", &line[..indent]));
+            }
+            _ => out.push(line.to_owned()),
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn new_scaffolds_every_image_behaviour_field_and_its_examples_validate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = relapse(dir.path(), &["new", "app-token-missing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let path = dir
+        .path()
+        .join("scenarios/workloads/app-token-missing.yaml");
+    let text = std::fs::read_to_string(&path).expect("scaffold written");
+    let uncommented = uncomment_image_examples(&text);
+    assert_ne!(
+        uncommented, text,
+        "the scaffold shows commented-out image fields"
+    );
+    let block = uncommented
+        .split("\nimages:\n")
+        .nth(1)
+        .and_then(|s| s.split("\nsetup:").next())
+        .expect("an images: block before setup:");
+    let (fields, _) = image_fields::image_schema_names();
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !block.contains(&format!("{f}:")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "src/cli/template.yaml does not show {missing:?} under images:"
+    );
+    // With every example switched on the file is still a valid scenario.
+    std::fs::write(&path, &uncommented).expect("write");
+    let out = relapse(dir.path(), &["validate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the uncommented examples must validate:\n{}\n{uncommented}",
+        stderr(&out)
+    );
 }
 
 #[test]

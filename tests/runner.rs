@@ -101,6 +101,37 @@ fn a_fix_that_is_not_what_heals_fails_the_counterfactual() {
 }
 
 #[test]
+fn a_plausible_wrong_fix_does_not_converge() {
+    // The pattern for a scenario's wrong-fix check: the same break, a fix that looks right but
+    // is not. Here the Secret is created without the `admin-user` key the Deployment reads, so
+    // the kubelet still cannot build the container's environment.
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.fix = vec![Step::Apply(relapse::scenario::ApplyStep {
+        file: None,
+        inline: Some(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "grafana-admin-credentials", "namespace": "ameide-dev"},
+            "stringData": {"admin-password": "not-the-real-one"}
+        })),
+        namespace: None,
+        server_side: true,
+        expect_error: None,
+    })];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Converge, "{details}");
+    assert!(
+        details.contains(
+            "couldn't find key admin-user in Secret ameide-dev/grafana-admin-credentials"
+        ),
+        "{details}"
+    );
+}
+
+#[test]
 fn a_symptom_that_never_appears_is_could_not_reproduce() {
     let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
     // Install the CRD during setup: the failure can no longer be reproduced.

@@ -1,0 +1,155 @@
+//! The contributor docs against the code: what CONTRIBUTING.md points at exists, and the README's
+//! "Image behaviours" table names everything the scenario model accepts under `images:`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[path = "common/image_fields.rs"]
+mod image_fields;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The text with fenced code blocks left out.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The `code spans` of a text without fenced blocks, each with the text that follows it.
+fn spans(text: &str) -> Vec<(&str, &str)> {
+    let parts: Vec<&str> = text.split('`').collect();
+    (1..parts.len())
+        .step_by(2)
+        .map(|i| (parts[i], parts.get(i + 1).copied().unwrap_or_default()))
+        .collect()
+}
+
+fn is_plain_path(span: &str) -> bool {
+    !span.contains(|c: char| c.is_whitespace() || "<>{}*|".contains(c))
+}
+
+#[test]
+fn every_file_contributing_names_exists() {
+    let text = prose(&read("CONTRIBUTING.md"));
+    let areas: BTreeSet<String> = std::fs::read_dir(root().join("scenarios"))
+        .expect("scenarios/")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    let spans = spans(&text);
+    for (i, (span, after)) in spans.iter().enumerate() {
+        if !is_plain_path(span) {
+            continue;
+        }
+        let first = span.split('/').next().unwrap_or_default();
+        if ["src", "tests", "scenarios", "snapshots"].contains(&first) {
+            checked += 1;
+            let path = root().join(span);
+            if !path.exists() {
+                missing.push(format!("{span} (no such file or directory)"));
+                continue;
+            }
+            // `path` (`function`): the function is still there.
+            if *after == " (" && path.is_file() {
+                let name = spans.get(i + 1).map_or("", |(s, _)| *s);
+                let name = name.rsplit("::").next().unwrap_or_default();
+                if !name.is_empty() && !read(span).contains(name) {
+                    missing.push(format!("{name} in {span}"));
+                }
+            }
+        } else if areas.contains(first) && span.matches('/').count() == 1 && !span.contains('.') {
+            // A scenario id, `area/name`.
+            checked += 1;
+            if !root().join(format!("scenarios/{span}.yaml")).is_file() {
+                missing.push(format!("scenario {span}"));
+            }
+        }
+    }
+    assert!(
+        checked > 40,
+        "only {checked} paths found: has the format changed?"
+    );
+    assert!(
+        missing.is_empty(),
+        "CONTRIBUTING.md names what is gone: {missing:#?}"
+    );
+}
+
+#[test]
+fn the_module_map_in_contributing_matches_the_tree() {
+    let text = read("CONTRIBUTING.md");
+    let map = text
+        .split("## Where things are")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("a fenced module map under `## Where things are`");
+    let mut missing = Vec::new();
+    for line in map.lines() {
+        // `src/x/  description` names a path; `  name/  description` one under src/sim/.
+        let (base, rest) = if line.starts_with("src/") {
+            ("", line)
+        } else if line.starts_with("  ") && !line.starts_with("   ") {
+            ("src/sim/", line.trim_start())
+        } else {
+            continue;
+        };
+        let names = rest.split("  ").next().unwrap_or_default().trim();
+        for name in names.split(", ") {
+            if !root().join(format!("{base}{name}")).exists() {
+                missing.push(format!("{base}{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the module map names what is gone: {missing:?}"
+    );
+}
+
+#[test]
+fn the_readme_names_every_image_behaviour_field() {
+    let readme = read("README.md");
+    let section = readme
+        .split("### Image behaviours (`images:`)")
+        .nth(1)
+        .and_then(|s| s.split("\n#").next())
+        .expect("a `### Image behaviours (`images:`)` section in README.md");
+    let words: BTreeSet<&str> = section
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let (fields, values) = image_fields::image_schema_names();
+    let missing: Vec<&String> = fields
+        .iter()
+        .chain(&values)
+        .filter(|f| !words.contains(f.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's image behaviour section does not mention {missing:?}: add a line for each"
+    );
+    assert!(
+        readme.contains("(CONTRIBUTING.md)"),
+        "README.md links CONTRIBUTING.md"
+    );
+}
