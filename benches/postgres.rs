@@ -4,6 +4,11 @@
 //!
 //! `cargo bench --bench postgres` prints a table; it needs PostgreSQL server binaries.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,6 +3,11 @@
 //!
 //! `cargo bench --bench scale [-- DEPLOYMENTS]` (default 200).
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -3,6 +3,11 @@
 //! Prints start time, create/get/list/watch rates in-process and over TLS, and the memory
 //! held by 10,000 objects. Numbers are measurements, not assertions.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -286,7 +286,7 @@ mod tests {
     fn errors_carry_positions() {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "only its deserialization is under test")]
         struct T {
             name: String,
         }

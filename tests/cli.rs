@@ -1,5 +1,10 @@
 //! The `relapse` binary against good and broken scenario files: exit codes and golden output.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

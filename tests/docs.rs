@@ -1,6 +1,11 @@
 //! The contributor docs against the code: what CONTRIBUTING.md points at exists, and the README's
 //! "Image behaviours" table names everything the scenario model accepts under `images:`.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test aborts it with its message"
+)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 

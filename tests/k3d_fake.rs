@@ -5,6 +5,11 @@
 //! ([`K3d::at`]), so tests run in parallel without touching `PATH`. Each test also uses its own
 //! cluster name, because the registry of live clusters is process-wide.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;

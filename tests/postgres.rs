@@ -3,6 +3,11 @@
 //! Every test skips (printing why) where the binaries are missing. The server messages checked
 //! here are produced by PostgreSQL itself; their sources are cited beside each.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

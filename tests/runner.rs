@@ -1,6 +1,11 @@
 //! The runner's verdicts on deliberately broken scenarios: a missing fix must fail converge,
 //! and a fix that is not what heals the cluster must fail the counterfactual.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::path::Path;
 
 use relapse::backend::sim::SimBackend;

@@ -1,6 +1,11 @@
 //! The simulated cluster end to end: the shipped scenarios through the runner on the `sim`
 //! backend, the determinism of a run, and the crash-loop back-off seen through the API.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

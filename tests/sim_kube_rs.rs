@@ -1,5 +1,10 @@
 //! kube-rs against the simulated API server, in-process and over TLS.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::time::Duration;
 
 use futures::StreamExt;

@@ -2,6 +2,12 @@
 //!
 //! Skipped, with the reason printed, when `/usr/bin/kubectl` is absent.
 
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,6 +1,11 @@
 //! The named failures' symptoms as a person sees them with a real `kubectl` against the
 //! simulated cluster: STATUS columns, events and logs read exactly as on a real cluster.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a failed setup step in a test or benchmark aborts it with its message"
+)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -464,7 +464,10 @@ fn has_room(dir: &Path, bytes: u64) -> bool {
         return false;
     }
     // Both are 64 bits wide on 64-bit Linux, narrower on some other targets.
-    #[allow(clippy::useless_conversion)]
+    #[expect(
+        clippy::useless_conversion,
+        reason = "statvfs fields are u64 here but narrower on other targets"
+    )]
     let free = u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize));
     free >= bytes
 }

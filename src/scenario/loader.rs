@@ -720,7 +720,10 @@ impl Checker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the context of one reference check"
+    )]
     fn include(
         &mut self,
         path: &Path,

@@ -61,7 +61,6 @@ fn media_type(content_type: &str) -> String {
 
 /// Maps a patch engine error to the Status the API server sends.
 fn patch_error(err: PatchError) -> ApiError {
-    #[allow(unreachable_patterns)]
     match err {
         PatchError::BadRequest(m) => ApiError::bad_request(m),
         PatchError::UnsupportedMediaType(m) => ApiError::new(Reason::UnsupportedMediaType, m),

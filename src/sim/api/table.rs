@@ -657,7 +657,6 @@ fn quantity(v: &Value) -> String {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 fn cells(res: &ResourceDef, obj: &Value, now: Timestamp) -> Vec<Value> {
     let name = json!(s(&obj["metadata"]["name"]));
     let spec = &obj["spec"];

@@ -119,7 +119,6 @@ pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> Stri
     canonical_json(template, &mut bytes);
     if let Some(count) = collision_count {
         // Truncation to 32 bits mirrors the real `uint32(*collisionCount)`.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let c = count as u32;
         bytes.extend_from_slice(&c.to_le_bytes());
     }

@@ -329,7 +329,6 @@ impl Nodes {
     }
 
     /// One pass of every node agent over its pods; returns whether logs were written.
-    #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &mut self,
         store: &Store,

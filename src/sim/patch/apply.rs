@@ -964,7 +964,10 @@ fn allowed_from_last_applied(live: &Value, t: T, api_version: &str) -> Option<Se
 type Applied = (Value, Vec<Entry>);
 
 /// `Updater.Apply` plus the wrapping managers: merge, prune, conflicts, ownership, time.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the state of one recursive merge step"
+)]
 fn apply_once(
     live: &Value,
     config: &Value,
