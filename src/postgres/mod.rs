@@ -28,7 +28,7 @@ pub use provider::{PROVIDER_ENV, Provider, ProviderKind, URL_ENV, shared};
 pub use secret::Secret;
 pub use server::Server;
 pub use sql::{
-    CONNECT_TIMEOUT, ConnectSpec, ExpectedError, Mismatch, Observed, Route, STATEMENT_TIMEOUT,
+    CONNECT_TIMEOUT, ConnectSpec, ErrorMismatch, ExpectedError, Observed, Route, STATEMENT_TIMEOUT,
     ServerError, Session, SqlError, split_statements,
 };
 pub use tenant::{Names, StepFailure, Tenant, TenantOptions};

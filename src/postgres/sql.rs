@@ -531,7 +531,7 @@ impl fmt::Display for Observed {
 /// The expected error did not happen: what was expected beside what was observed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {expected}, observed {observed}")]
-pub struct Mismatch {
+pub struct ErrorMismatch {
     /// What the scenario expects.
     pub expected: ExpectedError,
     /// What happened.
@@ -564,18 +564,18 @@ impl ExpectedError {
     ///
     /// # Errors
     /// The outer error is a failure that is not the server's answer (unreachable server,
-    /// timeout): the check could not be made. The inner `Err` is a [`Mismatch`].
+    /// timeout): the check could not be made. The inner `Err` is a [`ErrorMismatch`].
     pub fn verify(
         &self,
         outcome: Result<(), SqlError>,
-    ) -> Result<Result<ServerError, Mismatch>, SqlError> {
+    ) -> Result<Result<ServerError, ErrorMismatch>, SqlError> {
         let observed = match outcome {
             Ok(()) => Observed::Succeeded,
             Err(SqlError::Server(error)) if self.matches(&error) => return Ok(Ok(*error)),
             Err(SqlError::Server(error)) => Observed::Failed(*error),
             Err(other) => return Err(other),
         };
-        Ok(Err(Mismatch {
+        Ok(Err(ErrorMismatch {
             expected: self.clone(),
             observed,
         }))

@@ -40,7 +40,7 @@ use crate::scenario::{
 };
 
 use super::server::{admin_err, ident, literal};
-use super::sql::{ExpectedError, Mismatch, ServerError, Session, SqlError, on_io_runtime};
+use super::sql::{ErrorMismatch, ExpectedError, ServerError, Session, SqlError, on_io_runtime};
 use super::{Error, Provider, Secret, Server, hba};
 
 /// Advisory-lock class (first key) for role names; the second key is `hashtext(name)`.
@@ -215,7 +215,7 @@ pub enum StepFailure {
     Sql(#[from] SqlError),
     /// The step expected an error and got something else.
     #[error(transparent)]
-    Mismatch(#[from] Mismatch),
+    Mismatch(#[from] ErrorMismatch),
     /// `{{password:<role>}}` names a role the scenario does not declare.
     #[error("sql step uses the password of role {0:?}, which the scenario does not declare")]
     UnknownRole(String),
@@ -486,11 +486,11 @@ impl Tenant {
     ///
     /// # Errors
     /// The outer error when the check could not be made (server unreachable); the inner
-    /// [`Mismatch`] when the server did not answer with the expected error (yet).
+    /// [`ErrorMismatch`] when the server did not answer with the expected error (yet).
     pub async fn check(
         &self,
         check: &SqlErrorCheck,
-    ) -> Result<Result<ServerError, Mismatch>, SqlError> {
+    ) -> Result<Result<ServerError, ErrorMismatch>, SqlError> {
         let outcome = async {
             let session = self
                 .session_for(
