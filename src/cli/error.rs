@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use relapse::error_chain::DisplayErrorChain;
+
 /// Process exit codes, documented in `--help` and the README.
 pub mod exit {
     /// Everything that ran passed (trials ignored with a reason do not change that).
@@ -24,24 +26,37 @@ pub enum CliError {
     Reported,
     /// Invalid arguments or input, or something that could not be set up: the message.
     Invalid(String),
-    /// An operation failed; shown with its chain of causes.
-    Failed(anyhow::Error),
+    /// An operation failed; shown as what was being done, then its chain of causes.
+    Failed {
+        /// What was being done (`failed to write a.xml`); empty when the error says it.
+        context: String,
+        /// The error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl CliError {
     /// An [`CliError::Failed`] for `source`, with what was being done.
     pub fn failed(
-        context: impl fmt::Display + Send + Sync + 'static,
+        context: impl fmt::Display,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Failed(anyhow::Error::new(source).context(context))
+        Self::Failed {
+            context: context.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// An [`CliError::Failed`] whose error says what failed by itself.
+    pub fn from_error(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::failed("", source)
     }
 
     /// The process exit code.
     pub const fn exit_code(&self) -> u8 {
         match self {
             Self::ScenariosFailed => exit::SCENARIO_FAILED,
-            Self::Reported | Self::Invalid(_) | Self::Failed(_) => exit::INVALID,
+            Self::Reported | Self::Invalid(_) | Self::Failed { .. } => exit::INVALID,
         }
     }
 
@@ -50,8 +65,20 @@ impl CliError {
         match self {
             Self::ScenariosFailed | Self::Reported => {}
             Self::Invalid(message) => eprintln!("error: {message}"),
-            Self::Failed(e) => eprintln!("error: {e:#}"),
+            Self::Failed { context, source } => {
+                eprintln!("error: {}", render(context, source.as_ref()))
+            }
         }
+    }
+}
+
+/// `context: cause: cause...`, or the chain alone without a context.
+fn render(context: &str, source: &(dyn std::error::Error + 'static)) -> String {
+    let chain = DisplayErrorChain(source);
+    if context.is_empty() {
+        chain.to_string()
+    } else {
+        format!("{context}: {chain}")
     }
 }
 
@@ -72,9 +99,13 @@ mod tests {
         assert_eq!(CliError::Invalid("x".into()).exit_code(), exit::INVALID);
         let e = CliError::failed("failed to write a.xml", std::io::Error::other("read-only"));
         assert_eq!(e.exit_code(), exit::INVALID);
-        let CliError::Failed(inner) = e else {
+        let CliError::Failed { context, source } = e else {
             panic!("not Failed")
         };
-        assert_eq!(format!("{inner:#}"), "failed to write a.xml: read-only");
+        assert_eq!(
+            render(&context, source.as_ref()),
+            "failed to write a.xml: read-only"
+        );
+        assert_eq!(render("", &std::io::Error::other("read-only")), "read-only");
     }
 }

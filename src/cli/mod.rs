@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use relapse::backend::BackendKind;
+use relapse::error_chain::error_chain;
 use relapse::scenario::{self, LoadError, LoadedScenario};
 
 mod error;
@@ -536,7 +537,7 @@ fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
 async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> Result<(), String> {
     use relapse::backend::served::ServedSim;
     use relapse::sim::engine::EngineConfig;
-    let chain = |e: &dyn std::error::Error| relapse::error_chain::error_chain(e);
+    let chain = |e: &dyn std::error::Error| error_chain(e);
     let config =
         EngineConfig::new(Default::default(), Default::default()).map_err(|e| chain(&e))?;
     let sim = ServedSim::start(config, pace)
@@ -580,7 +581,7 @@ fn gc_clusters(optional: bool) -> Result<(), CliError> {
             println!("k3d is not on PATH: no k3d clusters to check");
             return Ok(());
         }
-        Err(e) => return Err(CliError::Failed(anyhow::Error::new(e))),
+        Err(e) => return Err(CliError::from_error(e)),
     };
     match k3d::gc(&k3d) {
         Ok(report) => {
@@ -605,7 +606,7 @@ fn gc_clusters(optional: bool) -> Result<(), CliError> {
                 Err(CliError::Reported)
             }
         }
-        Err(e) => Err(CliError::Failed(anyhow::Error::new(e))),
+        Err(e) => Err(CliError::from_error(e)),
     }
 }
 
@@ -617,19 +618,20 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(),
         .enable_all()
         .build()
         .map_err(|e| CliError::failed("failed to start the async runtime", e))?;
-    let chain = |e: anyhow::Error| format!("{e:#}");
+    let chain = |context: &str, e: &dyn std::error::Error| format!("{context}: {}", error_chain(e));
     let result = runtime.block_on(async {
         let file = match kubeconfig {
             Some(path) => Kubeconfig::read_from(path).map_err(|e| {
-                chain(anyhow::Error::new(e).context(format!(
-                    "failed to read the kubeconfig {}",
-                    path.display()
-                )))
+                chain(
+                    &format!("failed to read the kubeconfig {}", path.display()),
+                    &e,
+                )
             })?,
             None => Kubeconfig::read().map_err(|e| {
-                chain(anyhow::Error::new(e).context(
+                chain(
                     "failed to read the kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig",
-                ))
+                    &e,
+                )
             })?,
         };
         let options = KubeConfigOptions {
@@ -638,13 +640,13 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(),
         };
         let config = kube::Config::from_custom_kubeconfig(file, &options)
             .await
-            .map_err(|e| chain(anyhow::Error::new(e).context("failed to use the kubeconfig")))?;
+            .map_err(|e| chain("failed to use the kubeconfig", &e))?;
         let client = kube::Client::try_from(config).map_err(|e| {
-            chain(anyhow::Error::new(e).context("failed to build a Kubernetes client"))
+            chain("failed to build a Kubernetes client", &e)
         })?;
         relapse::backend::kubeconfig::gc_namespaces(&client)
             .await
-            .map_err(|e| chain(anyhow::Error::new(e).context("failed to list namespaces")))
+            .map_err(|e| chain("failed to list namespaces", &e))
     });
     let report = result.map_err(CliError::Invalid)?;
     for (name, why) in &report.deleted {
@@ -677,16 +679,13 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
     let inspection = match kept.inspect() {
         Ok(i) => i,
         Err(e) => {
-            eprintln!(
-                "error: cannot keep the cluster: {:#}",
-                anyhow::Error::new(e)
-            );
+            eprintln!("error: cannot keep the cluster: {}", error_chain(&e));
             return;
         }
     };
     let path = std::env::temp_dir().join(format!("relapse-{name}.kubeconfig"));
     if let Err(e) = inspection.write_kubeconfig(&path) {
-        eprintln!("error: {:#}", anyhow::Error::new(e));
+        eprintln!("error: {}", error_chain(&e));
         return;
     }
     eprintln!();
