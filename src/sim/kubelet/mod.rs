@@ -14,6 +14,7 @@ pub mod gofmt;
 mod image;
 mod pod;
 mod probe;
+mod state;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -15,6 +15,7 @@ use super::events::{EventType, InvolvedObject, RecordedEvent};
 use super::gofmt::go_duration;
 use super::image::{self, FAILED_PULL, ImageRef, PullOutcome, PullPolicy, hex_digest};
 use super::probe::{ProbeKind, ProbeSpec, ProbeState};
+use super::state::{Attempt, ContainerState, Input, Lifecycle, Pull, Run, WaitingReason};
 use super::status;
 use crate::scenario::{ExitAfter, ImageBehaviour};
 use crate::sim::behaviour::time::{after, earliest};
@@ -98,95 +99,32 @@ impl NodeContext<'_> {
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Term {
-    pub exit_code: i32,
-    pub started_at: Timestamp,
-    pub finished_at: Timestamp,
-    pub id: String,
-    pub image: ImageRef,
-}
-
-impl Term {
-    /// containerd's reason for an exited container (pkg/cri/server/container_status.go):
-    /// `Completed` for 0, else `Error` (OOM kills are not simulated).
-    pub const fn reason(&self) -> &'static str {
-        if self.exit_code == 0 {
-            "Completed"
-        } else {
-            "Error"
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Run {
-    pub id: String,
-    pub started_at: Timestamp,
-    pub program: Program,
-    pub probes: Vec<ProbeState>,
-    pub started: bool,
-    pub image: ImageRef,
-    pub attempt: u32,
-    pub wake: Option<Timestamp>,
-}
-
-impl Run {
-    pub fn probe(&self, kind: ProbeKind) -> Option<&ProbeState> {
-        self.probes.iter().find(|p| p.spec.kind == kind)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum Instance {
-    Running(Box<Run>),
-    Exited(Term),
-}
-
-#[derive(Debug, Clone)]
-struct Pull {
-    done_at: Timestamp,
-    outcome: PullOutcome,
-    image: ImageRef,
-    duration: Duration,
-}
-
-#[derive(Debug, Clone)]
 pub(super) struct Ctr {
     pub name: String,
     pub init: bool,
     pub sidecar: bool,
     pub spec: Value,
-    pub restart_count: u32,
-    pub instance: Option<Instance>,
-    pub previous: Option<Term>,
-    pub reason: Option<(String, String)>,
-    pull: Option<Pull>,
-    observe_at: Option<Timestamp>,
-    backoff_until: Option<Timestamp>,
+    pub lifecycle: Lifecycle,
 }
 
 impl Ctr {
     pub fn running(&self) -> Option<&Run> {
-        match &self.instance {
-            Some(Instance::Running(r)) => Some(r),
-            _ => None,
-        }
+        self.lifecycle.running()
     }
 
-    pub fn exited(&self) -> Option<&Term> {
-        match &self.instance {
-            Some(Instance::Exited(t)) => Some(t),
-            _ => None,
-        }
+    /// Feeds the state machine an input the caller knows to be legal; a refusal is a bug
+    /// (debug builds stop on it, release builds keep the state).
+    fn step(&mut self, input: Input) {
+        let result = self.lifecycle.transition(input);
+        debug_assert!(result.is_ok(), "container {}: {result:?}", self.name);
     }
 
     /// `ready` in the container status.
     pub fn ready(&self) -> bool {
         if self.init && !self.sidecar {
-            return self.exited().is_some_and(|t| t.exit_code == 0);
+            return self.lifecycle.exited().is_some_and(|t| t.exit_code == 0);
         }
-        self.running()
-            .is_some_and(|r| r.started && r.probe(ProbeKind::Readiness).is_none_or(|p| p.passing))
+        self.running().is_some_and(Run::ready)
     }
 
     pub fn image(&self) -> String {
@@ -200,10 +138,12 @@ impl Ctr {
 
 /// `kubecontainer.ShouldContainerBeRestarted` for an exited container.
 pub(super) fn should_restart(ctr: &Ctr, policy: &str) -> bool {
-    match &ctr.instance {
+    if ctr.running().is_some() {
+        return false;
+    }
+    match ctr.lifecycle.exited() {
         None => true,
-        Some(Instance::Running(_)) => false,
-        Some(Instance::Exited(t)) => {
+        Some(t) => {
             if ctr.sidecar {
                 return true;
             }
@@ -280,6 +220,10 @@ impl Out<'_> {
 
 impl PodRuntime {
     pub fn new(pod: &Value, ip: String, now: Timestamp) -> Self {
+        let has_init = pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         let mut containers = Vec::new();
         for (list, init) in [("/spec/initContainers", true), ("/spec/containers", false)] {
             for spec in pod
@@ -293,13 +237,7 @@ impl PodRuntime {
                     init,
                     sidecar: init && str_at(spec, "/restartPolicy") == "Always",
                     spec: spec.clone(),
-                    restart_count: 0,
-                    instance: None,
-                    previous: None,
-                    reason: None,
-                    pull: None,
-                    observe_at: None,
-                    backoff_until: None,
+                    lifecycle: Lifecycle::new(has_init),
                 });
             }
         }
@@ -323,7 +261,7 @@ impl PodRuntime {
     pub fn postgres_result(&mut self, container: &str, outcome: &PostgresOutcome) {
         for c in &mut self.containers {
             if c.name == container
-                && let Some(Instance::Running(run)) = &mut c.instance
+                && let Some(run) = c.lifecycle.running_mut()
             {
                 run.program.postgres_result(outcome);
             }
@@ -347,7 +285,7 @@ impl PodRuntime {
         let api_terminal = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
         self.terminating = deleting;
         if deleting {
-            self.terminate_all(now, &mut out, None);
+            self.terminate_all(now, &mut out, None, true);
             self.finished = true;
             self.sandbox = false;
         } else if !api_terminal && !self.finished {
@@ -363,18 +301,10 @@ impl PodRuntime {
         if !deleting && matches!(phase, "Succeeded" | "Failed") {
             // A pod that reached a terminal phase stops its remaining (sidecar) containers and
             // its sandbox.
-            self.terminate_all(now, &mut out, None);
+            self.terminate_all(now, &mut out, None, false);
             self.sandbox = false;
         }
-        out.sync.status = status::build(
-            self,
-            pod,
-            &policy,
-            phase,
-            &ctx.config.host_ip,
-            &self.ip,
-            now,
-        );
+        out.sync.status = status::build(self, pod, phase, &ctx.config.host_ip, &self.ip, now);
         out.sync.finished = deleting && self.containers.iter().all(|c| c.running().is_none());
         if !deleting {
             for c in &self.containers {
@@ -403,13 +333,23 @@ impl PodRuntime {
             consider(Some(*t));
         }
         for c in &self.containers {
-            consider(c.observe_at);
-            consider(c.backoff_until);
-            consider(c.pull.as_ref().map(|p| p.done_at));
-            if let Some(r) = c.running() {
-                consider(r.wake);
-                for p in &r.probes {
-                    consider(Some(p.next_at));
+            match c.lifecycle.state() {
+                ContainerState::Waiting { attempt, .. } => match attempt {
+                    Attempt::Idle => {}
+                    Attempt::Pulling(p) => consider(Some(p.done_at)),
+                    Attempt::BackOff { until } => consider(Some(*until)),
+                },
+                ContainerState::Running { run, .. } => {
+                    consider(run.wake);
+                    for p in &run.probes {
+                        consider(Some(p.next_at));
+                    }
+                }
+                ContainerState::Terminated {
+                    noticed_at, pull, ..
+                } => {
+                    consider(Some(*noticed_at));
+                    consider(pull.as_ref().map(|p| p.done_at));
                 }
             }
         }
@@ -420,7 +360,7 @@ impl PodRuntime {
     fn advance_containers(&mut self, ctx: &NodeContext<'_>, now: Timestamp, out: &mut Out<'_>) {
         let ip = self.ip.clone();
         for c in &mut self.containers {
-            let Some(Instance::Running(run)) = &mut c.instance else {
+            let Some(run) = c.lifecycle.running_mut() else {
                 continue;
             };
             let mut killed: Option<(Timestamp, String)> = None;
@@ -494,34 +434,34 @@ impl PodRuntime {
             } else {
                 advance_run(run, now, ctx.view, &c.name, out);
             }
-            if let Some(exit) = run.program.exit() {
-                let term = Term {
-                    exit_code: exit.code,
-                    started_at: run.started_at,
-                    finished_at: exit.at,
-                    id: run.id.clone(),
-                    image: run.image.clone(),
-                };
+            if run.program.exit().is_some() {
                 // A container killed by the kubelet is restarted in the same sync; one that
                 // exited by itself is noticed at the next relist.
-                c.observe_at = Some(if was_killed {
-                    exit.at
+                let notice_after = if was_killed {
+                    Duration::ZERO
                 } else {
-                    after(exit.at, PLEG_RELIST)
-                });
-                c.instance = Some(Instance::Exited(term));
+                    PLEG_RELIST
+                };
+                c.step(Input::Exited { notice_after });
             }
         }
     }
 
     /// Stops every running container (`Stopping container <name>`, killContainer with no
-    /// message; pkg/kubelet/kuberuntime/kuberuntime_container.go).
-    fn terminate_all(&mut self, now: Timestamp, out: &mut Out<'_>, only_sidecars: Option<bool>) {
+    /// message; pkg/kubelet/kuberuntime/kuberuntime_container.go) and drops pulls and
+    /// back-offs under way.
+    fn terminate_all(
+        &mut self,
+        now: Timestamp,
+        out: &mut Out<'_>,
+        only_sidecars: Option<bool>,
+        pod_deleted: bool,
+    ) {
         for c in &mut self.containers {
             if only_sidecars.is_some_and(|s| s != c.sidecar) {
                 continue;
             }
-            if let Some(Instance::Running(run)) = &mut c.instance {
+            if c.running().is_some() {
                 out.event(
                     now,
                     EventType::Normal,
@@ -529,19 +469,11 @@ impl PodRuntime {
                     format!("Stopping container {}", c.name),
                     Some((&c.name, c.init)),
                 );
-                run.program.terminate(now);
-                let term = Term {
-                    exit_code: run.program.exit().map_or(143, |e| e.code),
-                    started_at: run.started_at,
-                    finished_at: now,
-                    id: run.id.clone(),
-                    image: run.image.clone(),
-                };
-                c.instance = Some(Instance::Exited(term));
-                c.observe_at = None;
             }
-            c.pull = None;
-            c.backoff_until = None;
+            c.step(Input::Stopped {
+                at: now,
+                pod_deleted,
+            });
         }
     }
 
@@ -566,8 +498,8 @@ impl PodRuntime {
         let mut pulled = Vec::new();
         for i in 0..self.containers.len() {
             let done = self.containers[i]
-                .pull
-                .as_ref()
+                .lifecycle
+                .pull()
                 .is_some_and(|p| p.done_at <= now);
             if done {
                 self.finish_pull(i, pod, ctx, out);
@@ -577,10 +509,9 @@ impl PodRuntime {
 
         for i in self.to_start(policy, now) {
             let c = &self.containers[i];
-            if pulled.contains(&i) || c.pull.is_some() || c.observe_at.is_some_and(|t| t > now) {
+            if pulled.contains(&i) || c.lifecycle.pull().is_some() || c.lifecycle.unnoticed(now) {
                 continue;
             }
-            self.containers[i].observe_at = None;
             self.start(i, pod, ctx, now, out);
         }
     }
@@ -626,22 +557,20 @@ impl PodRuntime {
     /// containers enabled, their default since v1.29).
     fn to_start(&self, policy: &str, now: Timestamp) -> Vec<usize> {
         let mut out = Vec::new();
-        // An exit the kubelet has not noticed yet (next relist) still counts as running.
-        let unnoticed = |c: &Ctr| c.observe_at.is_some_and(|t| t > now);
         let initialized_before = self
             .containers
             .iter()
-            .any(|c| !c.init && c.instance.is_some());
+            .any(|c| !c.init && c.lifecycle.created());
         let mut initialized = true;
         for (i, c) in self.containers.iter().enumerate().filter(|(_, c)| c.init) {
             if c.sidecar {
-                match &c.instance {
-                    Some(Instance::Running(r)) if r.started => continue,
-                    Some(Instance::Running(_)) => {
+                match c.running() {
+                    Some(r) if r.started => continue,
+                    Some(_) => {
                         initialized = initialized_before;
                         break;
                     }
-                    _ => {
+                    None => {
                         out.push(i);
                         if !initialized_before {
                             initialized = false;
@@ -654,17 +583,14 @@ impl PodRuntime {
             if initialized_before {
                 continue;
             }
-            if unnoticed(c) {
+            // An exit the kubelet has not noticed yet (next relist) still counts as running.
+            if c.running().is_some() || c.lifecycle.unnoticed(now) {
                 initialized = false;
                 break;
             }
-            match &c.instance {
-                Some(Instance::Exited(t)) if t.exit_code == 0 => {}
-                Some(Instance::Running(_)) => {
-                    initialized = false;
-                    break;
-                }
-                Some(Instance::Exited(_)) => {
+            match c.lifecycle.exited() {
+                Some(t) if t.exit_code == 0 => {}
+                Some(_) => {
                     if policy != "Never" {
                         out.push(i);
                     }
@@ -717,9 +643,9 @@ impl PodRuntime {
             str_at(pod, "/metadata/uid"),
             self.containers[i].name
         );
-        self.containers[i].backoff_until = None;
-        if let Some(t) = self.containers[i].exited().cloned() {
-            if self.crash.in_backoff_since(&key, t.finished_at, now) {
+        let last_exit = self.containers[i].lifecycle.exited().map(|t| t.finished_at);
+        if let Some(finished_at) = last_exit {
+            if self.crash.in_backoff_since(&key, finished_at, now) {
                 let c = &self.containers[i];
                 let fp = format_pod(pod);
                 // kuberuntime_manager.go doBackOff: the event and the waiting message.
@@ -738,13 +664,11 @@ impl PodRuntime {
                     go_duration(self.crash.get(&key)),
                     c.name
                 );
-                let until = self.crash.until(&key, t.finished_at);
-                let c = &mut self.containers[i];
-                c.reason = Some(("CrashLoopBackOff".to_owned(), message));
-                c.backoff_until = until;
+                let until = self.crash.until(&key, finished_at);
+                self.containers[i].step(Input::BackedOff { message, until });
                 return;
             }
-            self.crash.next(&key, t.finished_at, now);
+            self.crash.next(&key, finished_at, now);
         }
         self.ensure_image(i, pod, ctx, now, out);
     }
@@ -797,7 +721,10 @@ impl PodRuntime {
                 "Error: ErrImageNeverPull".to_owned(),
                 Some((&c.name, c.init)),
             );
-            self.containers[i].reason = Some(("ErrImageNeverPull".to_owned(), message));
+            self.containers[i].step(Input::Failed {
+                reason: WaitingReason::ErrImageNeverPull,
+                message,
+            });
             self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
             return;
         }
@@ -819,7 +746,10 @@ impl PodRuntime {
                 "Error: ImagePullBackOff".to_owned(),
                 Some((&c.name, c.init)),
             );
-            self.containers[i].reason = Some(("ImagePullBackOff".to_owned(), message));
+            self.containers[i].step(Input::Failed {
+                reason: WaitingReason::ImagePullBackOff,
+                message,
+            });
             self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
             return;
         }
@@ -843,12 +773,12 @@ impl PodRuntime {
             PullOutcome::Pulled { size } => image::pull_duration(*size),
             PullOutcome::Failed(_) => FAILED_PULL,
         };
-        self.containers[i].pull = Some(Pull {
+        self.containers[i].step(Input::Pulling(Pull {
             done_at: after(now, duration),
             outcome,
             image,
             duration,
-        });
+        }));
     }
 
     /// getPullSecretsForPod (pkg/kubelet/kubelet_pods.go): whether any referenced pull secret
@@ -895,7 +825,8 @@ impl PodRuntime {
     }
 
     fn finish_pull(&mut self, i: usize, pod: &Value, ctx: &mut NodeContext<'_>, out: &mut Out<'_>) {
-        let Some(p) = self.containers[i].pull.take() else {
+        // The pull ends with the start or the failure that follows.
+        let Some(p) = self.containers[i].lifecycle.pull().cloned() else {
             return;
         };
         let written = self.containers[i].image();
@@ -930,7 +861,10 @@ impl PodRuntime {
                 );
                 let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
                 self.pulls.next(&key, p.done_at, p.done_at);
-                self.containers[i].reason = Some(("ErrImagePull".to_owned(), err));
+                self.containers[i].step(Input::Failed {
+                    reason: WaitingReason::ErrImagePull,
+                    message: err,
+                });
                 self.resync_at =
                     earliest(self.resync_at, Some(after(p.done_at, RESYNC_AFTER_ERROR)));
             }
@@ -958,8 +892,10 @@ impl PodRuntime {
                     format!("Error: {message}"),
                     Some((&c.name, c.init)),
                 );
-                self.containers[i].reason =
-                    Some(("CreateContainerConfigError".to_owned(), message));
+                self.containers[i].step(Input::Failed {
+                    reason: WaitingReason::CreateContainerConfigError,
+                    message,
+                });
                 self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
                 return;
             }
@@ -980,11 +916,7 @@ impl PodRuntime {
             Some((&c.name, c.init)),
         );
         let c = &mut self.containers[i];
-        if let Some(Instance::Exited(t)) = c.instance.take() {
-            c.restart_count += 1;
-            c.previous = Some(t);
-        }
-        let attempt = c.restart_count;
+        let attempt = c.lifecycle.next_attempt();
         let command = c
             .spec
             .get("command")
@@ -1036,8 +968,7 @@ impl PodRuntime {
                 c.name
             ))
         );
-        c.reason = None;
-        c.instance = Some(Instance::Running(Box::new(Run {
+        c.step(Input::Started(Box::new(Run {
             id,
             started_at: now,
             program,
@@ -1048,24 +979,14 @@ impl PodRuntime {
             wake: None,
         })));
         // The program may write or exit at once (an exec format error does).
-        let name = c.name.clone();
-        let Some(Instance::Running(run)) = &mut c.instance else {
+        let Some(run) = c.lifecycle.running_mut() else {
             return;
         };
-        advance_run(run, now, ctx.view, &name, out);
-        let c = &mut self.containers[i];
-        if let Some(Instance::Running(run)) = &c.instance
-            && let Some(exit) = run.program.exit()
-        {
-            let term = Term {
-                exit_code: exit.code,
-                started_at: run.started_at,
-                finished_at: exit.at,
-                id: run.id.clone(),
-                image: run.image.clone(),
-            };
-            c.observe_at = Some(after(exit.at, PLEG_RELIST));
-            c.instance = Some(Instance::Exited(term));
+        advance_run(run, now, ctx.view, &c.name, out);
+        if run.program.exit().is_some() {
+            c.step(Input::Exited {
+                notice_after: PLEG_RELIST,
+            });
         }
     }
 }

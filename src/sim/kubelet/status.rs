@@ -5,70 +5,25 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::pod::{Ctr, Instance, PodRuntime, Run, Term, should_restart};
+use super::pod::{Ctr, PodRuntime};
+use super::state::{ContainerState, Exited, Termination};
 use crate::sim::behaviour::time::rfc3339;
 
-/// What a container status shows.
-enum Shown<'a> {
-    Waiting {
-        reason: String,
-        message: String,
-        last: Option<&'a Term>,
-    },
-    Running(&'a Run, Option<&'a Term>),
-    Terminated(&'a Term, Option<&'a Term>),
-}
-
-fn restartable(c: &Ctr, policy: &str, rt: &PodRuntime) -> bool {
-    // ShouldContainerBeRestarted: never for a pod being deleted.
-    !rt.terminating && should_restart(c, policy)
-}
-
-fn shown<'a>(c: &'a Ctr, policy: &str, rt: &PodRuntime, default_reason: &str) -> Shown<'a> {
-    match &c.instance {
-        None => {
-            let (reason, message) = c
-                .reason
-                .clone()
-                .unwrap_or_else(|| (default_reason.to_owned(), String::new()));
-            Shown::Waiting {
-                reason,
-                message,
-                last: c.previous.as_ref(),
-            }
-        }
-        Some(Instance::Running(r)) => Shown::Running(r, c.previous.as_ref()),
-        Some(Instance::Exited(t)) => {
-            let done_init = c.init && !c.sidecar && t.exit_code == 0;
-            match &c.reason {
-                Some((reason, message)) if !done_init && restartable(c, policy, rt) => {
-                    Shown::Waiting {
-                        reason: reason.clone(),
-                        message: message.clone(),
-                        last: Some(t),
-                    }
-                }
-                _ => Shown::Terminated(t, c.previous.as_ref()),
-            }
-        }
-    }
-}
-
-fn terminated(t: &Term) -> Value {
+fn terminated(t: &Termination) -> Value {
     json!({"terminated": {
         "containerID": t.id,
         "exitCode": t.exit_code,
         "finishedAt": rfc3339(t.finished_at),
-        "reason": t.reason(),
+        "reason": t.reason.as_str(),
         "startedAt": rfc3339(t.started_at),
     }})
 }
 
-fn any_regular_started(rt: &PodRuntime, policy: &str) -> bool {
+fn any_regular_started(rt: &PodRuntime) -> bool {
     rt.containers.iter().filter(|c| !c.init).any(|c| {
         matches!(
-            shown(c, policy, rt, ""),
-            Shown::Running(..) | Shown::Terminated(..)
+            c.lifecycle.state(),
+            ContainerState::Running { .. } | ContainerState::Terminated { .. }
         )
     })
 }
@@ -81,6 +36,7 @@ pub(super) fn phase(
     pod_is_terminal: bool,
     api_terminal: Option<&str>,
 ) -> &'static str {
+    use ContainerState::{Running, Terminated, Waiting};
     match api_terminal {
         Some("Succeeded") => return "Succeeded",
         Some("Failed") => return "Failed",
@@ -89,47 +45,48 @@ pub(super) fn phase(
     let (mut pending_init, mut failed_init) = (0, 0);
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
     for c in &rt.containers {
-        let s = shown(c, policy, rt, "");
         match (c.init, c.sidecar) {
-            (true, false) => match s {
-                Shown::Running(..) => pending_init += 1,
-                Shown::Terminated(t, _) | Shown::Waiting { last: Some(t), .. } => {
-                    if t.exit_code != 0 {
+            (true, false) => match c.lifecycle.state() {
+                Running { .. } | Waiting { last: None, .. } => pending_init += 1,
+                Terminated { exited, .. }
+                | Waiting {
+                    last: Some(exited), ..
+                } => {
+                    if exited.term.exit_code != 0 {
                         failed_init += 1;
                     }
                 }
-                Shown::Waiting { last: None, .. } => pending_init += 1,
             },
-            (true, true) => match s {
-                Shown::Running(r, _) => {
-                    if !r.started {
+            (true, true) => match c.lifecycle.state() {
+                Running { run, .. } => {
+                    if !run.started {
                         pending_init += 1;
                     }
                     running += 1;
                 }
-                Shown::Terminated(..) | Shown::Waiting { last: Some(_), .. } => {}
-                Shown::Waiting { last: None, .. } => {
+                Terminated { .. } | Waiting { last: Some(_), .. } => {}
+                Waiting { last: None, .. } => {
                     pending_init += 1;
                     waiting += 1;
                 }
             },
-            (false, _) => match s {
-                Shown::Running(..) => running += 1,
-                Shown::Terminated(t, _) => {
+            (false, _) => match c.lifecycle.state() {
+                Running { .. } => running += 1,
+                Terminated { exited, .. } => {
                     stopped += 1;
-                    if t.exit_code == 0 {
+                    if exited.term.exit_code == 0 {
                         succeeded += 1;
                     }
                 }
-                Shown::Waiting { last: Some(_), .. } => stopped += 1,
-                Shown::Waiting { last: None, .. } => waiting += 1,
+                Waiting { last: Some(_), .. } => stopped += 1,
+                Waiting { last: None, .. } => waiting += 1,
             },
         }
     }
     if failed_init > 0 && policy == "Never" {
         return "Failed";
     }
-    if (pending_init > 0 && !any_regular_started(rt, policy)) || waiting > 0 {
+    if (pending_init > 0 && !any_regular_started(rt)) || waiting > 0 {
         return "Pending";
     }
     if running > 0 {
@@ -157,28 +114,39 @@ pub(super) fn phase(
     "Pending"
 }
 
-fn container_status(c: &Ctr, policy: &str, rt: &PodRuntime, default_reason: &str) -> Value {
+/// One entry of `containerStatuses`/`initContainerStatuses`, rendered from the container's
+/// state alone.
+fn container_status(c: &Ctr) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(c.name));
-    let (state, last, instance_image) = match shown(c, policy, rt, default_reason) {
-        Shown::Waiting {
+    let (state, last, instance_image) = match c.lifecycle.state() {
+        ContainerState::Waiting {
             reason,
             message,
             last,
+            ..
         } => {
             let mut w = Map::new();
             if !message.is_empty() {
                 w.insert("message".into(), json!(message));
             }
-            w.insert("reason".into(), json!(reason));
+            w.insert("reason".into(), json!(reason.as_str()));
+            let last = last.as_ref().map(|e| &e.term);
             (json!({"waiting": w}), last, last.map(|t| (&t.image, &t.id)))
         }
-        Shown::Running(r, last) => (
-            json!({"running": {"startedAt": rfc3339(r.started_at)}}),
-            last,
-            Some((&r.image, &r.id)),
+        ContainerState::Running { run, last } => (
+            json!({"running": {"startedAt": rfc3339(run.started_at)}}),
+            last.as_ref(),
+            Some((&run.image, &run.id)),
         ),
-        Shown::Terminated(t, last) => (terminated(t), last, Some((&t.image, &t.id))),
+        ContainerState::Terminated {
+            exited: Exited { term, before },
+            ..
+        } => (
+            terminated(term),
+            before.as_ref(),
+            Some((&term.image, &term.id)),
+        ),
     };
     match instance_image {
         Some((image, id)) => {
@@ -196,7 +164,7 @@ fn container_status(c: &Ctr, policy: &str, rt: &PodRuntime, default_reason: &str
         last.map_or_else(|| json!({}), terminated),
     );
     m.insert("ready".into(), json!(c.ready()));
-    m.insert("restartCount".into(), json!(c.restart_count));
+    m.insert("restartCount".into(), json!(c.lifecycle.restart_count()));
     m.insert(
         "started".into(),
         json!(c.running().is_some_and(|r| r.started)),
@@ -276,30 +244,21 @@ fn condition(ctype: &str, ok: bool, reason: &str, message: &str) -> Value {
 pub(super) fn build(
     rt: &PodRuntime,
     pod: &Value,
-    policy: &str,
     phase: &str,
     host_ip: &str,
     pod_ip: &str,
     now: Timestamp,
 ) -> Value {
     let has_init = rt.containers.iter().any(|c| c.init);
-    let default_reason = if has_init {
-        "PodInitializing"
-    } else {
-        "ContainerCreating"
-    };
     let init_statuses: Vec<Value> = rt
         .containers
         .iter()
         .filter(|c| c.init)
-        .map(|c| container_status(c, policy, rt, "PodInitializing"))
+        .map(container_status)
         .collect();
     let mut regular: Vec<&Ctr> = rt.containers.iter().filter(|c| !c.init).collect();
     regular.sort_by(|a, b| a.name.cmp(&b.name));
-    let statuses: Vec<Value> = regular
-        .iter()
-        .map(|c| container_status(c, policy, rt, default_reason))
-        .collect();
+    let statuses: Vec<Value> = regular.iter().map(|c| container_status(c)).collect();
 
     // Conditions (generate.go).
     let terminal = matches!(phase, "Succeeded" | "Failed");
@@ -318,7 +277,7 @@ pub(super) fn build(
         .collect();
     let initialized = if phase == "Succeeded" {
         condition("Initialized", true, "PodCompleted", "")
-    } else if any_regular_started(rt, policy) || incomplete.is_empty() {
+    } else if any_regular_started(rt) || incomplete.is_empty() {
         condition("Initialized", true, "", "")
     } else {
         condition(
