@@ -1,5 +1,6 @@
 //! The runner's verdicts on deliberately broken scenarios: a missing fix must fail converge,
-//! and a fix that is not what heals the cluster must fail the counterfactual.
+//! a fix that is not what heals the cluster must fail the counterfactual, and a mutant (a
+//! plausible wrong fix) passes only when it does not converge.
 
 #![expect(
     clippy::expect_used,
@@ -105,35 +106,74 @@ fn a_fix_that_is_not_what_heals_fails_the_counterfactual() {
     );
 }
 
+fn run_mutant(loaded: &LoadedScenario, name: &str) -> ScenarioOutcome {
+    let settings = SnapshotSettings {
+        dir: std::path::PathBuf::from("unused"),
+        mode: UpdateMode::No,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(relapse::run::run_mutant(
+        &SimBackend::default(),
+        loaded,
+        name,
+        &settings,
+    ))
+}
+
 #[test]
-fn a_plausible_wrong_fix_does_not_converge() {
-    // The pattern for a scenario's wrong-fix check: the same break, a fix that looks right but
-    // is not. Here the Secret is created without the `admin-user` key the Deployment reads, so
-    // the kubelet still cannot build the container's environment.
+fn a_wrong_fix_that_does_not_converge_passes_as_a_mutant() {
+    let loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    let outcome = run_mutant(&loaded, "secret-without-user-key");
+    assert_eq!(outcome.verdict, Verdict::Passed, "{outcome:?}");
+    assert_eq!(
+        outcome.trial_name(),
+        "sim::secrets/missing-secret-createcontainerconfigerror::mutant::secret-without-user-key"
+    );
+    assert_eq!(outcome.phases.len(), 1);
+    assert_eq!(outcome.phases[0].phase, Phase::Mutant);
+}
+
+#[test]
+fn a_mutant_that_converges_fails_naming_it() {
+    // A "wrong" fix that is in fact the fix: the mutant must be reported, not passed.
     let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
-    loaded.scenario.fix = vec![Step::Apply(relapse::scenario::ApplyStep {
-        file: None,
-        inline: Some(serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "grafana-admin-credentials", "namespace": "ameide-dev"},
-            "stringData": {"admin-password": "not-the-real-one"}
-        })),
-        namespace: None,
-        server_side: true,
-        expect_error: None,
-    })];
-    let outcome = run(&loaded);
+    loaded.scenario.mutants[0].fix = loaded.scenario.fix.clone();
+    let name = loaded.scenario.mutants[0].name.clone();
+    let outcome = run_mutant(&loaded, &name);
     let Verdict::Failed(f) = &outcome.verdict else {
         panic!("expected a failure, got {:?}", outcome.verdict)
     };
-    let details = failure_details(&outcome, f);
-    assert_eq!(f.phase, Phase::Converge, "{details}");
+    assert_eq!(f.phase, Phase::Mutant);
     assert!(
-        details.contains(
-            "couldn't find key admin-user in Secret ameide-dev/grafana-admin-credentials"
-        ),
-        "{details}"
+        f.summary.starts_with(&format!(
+            "the wrong fix `{name}` converged: the scenario cannot tell it from the documented fix"
+        )),
+        "{}",
+        failure_details(&outcome, f)
     );
+}
+
+#[test]
+fn a_mutant_whose_step_fails_is_a_failure_not_a_pass() {
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.mutants[0].fix = vec![Step::Patch(
+        serde_json::from_value(serde_json::json!({
+            "object": {"kind": "ConfigMap", "namespace": "ameide-dev", "name": "never-created"},
+            "type": "merge",
+            "patch": {"data": {"a": "b"}}
+        }))
+        .expect("a patch step"),
+    )];
+    let name = loaded.scenario.mutants[0].name.clone();
+    let outcome = run_mutant(&loaded, &name);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Mutant);
+    assert!(f.summary.contains("step 1 (patch) failed"), "{}", f.summary);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! The first run goes through [`FIRST_RUN`] on a fresh cluster. The counterfactual opens a
 //! second fresh cluster the same way ([`open`]), goes through [`COUNTERFACTUAL`] with the same
-//! phase code, and then must *not* converge.
+//! phase code, and then must *not* converge. A mutant (a plausible wrong fix kept with the
+//! scenario) is the same replay with the mutant's steps in place of no fix ([`run_mutant`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::snapshot_phase::SnapshotSettings;
 use crate::backend::{BackendError, BackendKind, Cluster, Provisioner};
 use crate::error_chain::error_chain;
 use crate::postgres::{Names, Tenant, TenantOptions};
-use crate::scenario::{LoadedScenario, Scenario};
+use crate::scenario::{LoadedScenario, Scenario, Step};
 
 /// The phases of the first run, in order (a disabled snapshot is skipped).
 const FIRST_RUN: [Phase; 5] = [
@@ -26,8 +27,8 @@ const FIRST_RUN: [Phase; 5] = [
     Phase::Snapshot,
 ];
 
-/// What the counterfactual repeats on its own cluster before checking that, without the fix,
-/// the cluster does not converge.
+/// What the counterfactual and each mutant repeat on their own cluster before checking that,
+/// without the fix, the cluster does not converge.
 const COUNTERFACTUAL: [Phase; 2] = [Phase::Setup, Phase::Break];
 
 /// Runs one scenario on clusters from `provisioner`: the lifecycle, then the counterfactual.
@@ -160,8 +161,8 @@ async fn run_phase(
         Phase::Fix => session.steps(as_phase, &s.fix).await,
         Phase::Converge => session.converge(&s.converge, as_phase).await,
         Phase::Snapshot => session.snapshot(snapshots).await,
-        // Not a phase of one cluster: see `counterfactual`.
-        Phase::Counterfactual => Ok(()),
+        // Not phases of one cluster: see `replay_with`.
+        Phase::Counterfactual | Phase::Mutant => Ok(()),
     }
 }
 
@@ -170,7 +171,7 @@ const fn enabled(scenario: &Scenario, phase: Phase) -> bool {
     match phase {
         Phase::Snapshot => scenario.snapshot.enabled,
         Phase::Counterfactual => scenario.counterfactual.enabled,
-        Phase::Setup | Phase::Break | Phase::Fix | Phase::Converge => true,
+        Phase::Setup | Phase::Break | Phase::Fix | Phase::Converge | Phase::Mutant => true,
     }
 }
 
@@ -233,35 +234,30 @@ async fn lifecycle(
     finish(phases, Verdict::Passed)
 }
 
-/// The scenario again on a fresh cluster, without the fix: it must not converge.
-async fn counterfactual(
+/// What replaying the scenario with another fix (none, or a mutant's) came to.
+enum Replay {
+    /// It did not converge, as it must not.
+    NotConverged,
+    /// It converged, or a phase before the check failed.
+    Failed(Failure),
+    /// It could not start on a fresh cluster.
+    Unopened(Unopened),
+}
+
+/// The scenario again on a fresh cluster with `fix` instead of its fix (nothing, for the
+/// counterfactual; a mutant's steps): setup and break as usual, then it must not converge.
+/// Failures are reported as `as_phase`.
+async fn replay_with(
     provisioner: &dyn Provisioner,
     loaded: &LoadedScenario,
     snapshots: &SnapshotSettings,
-) -> (Duration, Result<(), Failure>) {
-    let refused = |summary: &str, why: String| {
-        (
-            Duration::ZERO,
-            Err(failure(
-                Phase::Counterfactual,
-                summary,
-                String::new(),
-                vec![why],
-                Context::default(),
-            )),
-        )
-    };
+    fix: &[Step],
+    as_phase: Phase,
+    what_converged: &str,
+) -> (Duration, Replay) {
     let (cluster, tenant) = match open(provisioner, &loaded.scenario).await {
         Ok(opened) => opened,
-        Err(Unopened::Provision(e)) => {
-            return refused("could not provision a cluster", error_chain(&e));
-        }
-        Err(Unopened::Unsuitable { reasons, .. }) => {
-            return refused("could not provision a cluster", reasons.join("; "));
-        }
-        Err(Unopened::Postgres { reason, .. }) => {
-            return refused("postgres unavailable for the counterfactual run", reason);
-        }
+        Err(e) => return (Duration::ZERO, Replay::Unopened(e)),
     };
     let mut session = Session {
         cluster: cluster.as_ref(),
@@ -272,15 +268,13 @@ async fn counterfactual(
     let s = &loaded.scenario;
     let result = async {
         for phase in COUNTERFACTUAL {
-            run_phase(&mut session, phase, Phase::Counterfactual, snapshots).await?;
+            run_phase(&mut session, phase, as_phase, snapshots).await?;
         }
-        match session.converge(&s.converge, Phase::Counterfactual).await {
+        session.steps(as_phase, fix).await?;
+        match session.converge(&s.converge, as_phase).await {
             Ok(()) => Err(failure(
-                Phase::Counterfactual,
-                &format!(
-                    "the cluster converged without the fix (within {}): the fix is not what heals it",
-                    s.converge.within
-                ),
+                as_phase,
+                &format!("{what_converged} (within {})", s.converge.within),
                 "converge.expect (all)".to_owned(),
                 Vec::new(),
                 session.context().await,
@@ -292,7 +286,137 @@ async fn counterfactual(
     teardown(session.tenant.take()).await;
     let elapsed = cluster.now();
     release(cluster.as_ref()).await;
+    let replay = match result {
+        Ok(()) => Replay::NotConverged,
+        Err(f) => Replay::Failed(f),
+    };
+    (elapsed, replay)
+}
+
+/// The scenario again on a fresh cluster, without the fix: it must not converge.
+async fn counterfactual(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> (Duration, Result<(), Failure>) {
+    let (elapsed, replay) = replay_with(
+        provisioner,
+        loaded,
+        snapshots,
+        &[],
+        Phase::Counterfactual,
+        "the cluster converged without the fix: the fix is not what heals it",
+    )
+    .await;
+    let refused = |summary: &str, why: String| {
+        failure(
+            Phase::Counterfactual,
+            summary,
+            String::new(),
+            vec![why],
+            Context::default(),
+        )
+    };
+    let result = match replay {
+        Replay::NotConverged => Ok(()),
+        Replay::Failed(f) => Err(f),
+        Replay::Unopened(Unopened::Provision(e)) => {
+            Err(refused("could not provision a cluster", error_chain(&e)))
+        }
+        Replay::Unopened(Unopened::Unsuitable { reasons, .. }) => {
+            Err(refused("could not provision a cluster", reasons.join("; ")))
+        }
+        Replay::Unopened(Unopened::Postgres { reason, .. }) => Err(refused(
+            "postgres unavailable for the counterfactual run",
+            reason,
+        )),
+    };
     (elapsed, result)
+}
+
+/// The trial name suffix of a mutant: `<area>/<scenario>::mutant::<name>`.
+#[must_use]
+pub fn mutant_id(scenario_id: &str, mutant: &str) -> String {
+    format!("{scenario_id}::mutant::{mutant}")
+}
+
+/// Runs the scenario's mutant `name` on a fresh cluster from `provisioner`: setup, break (its
+/// symptoms must appear), the mutant's steps instead of the fix, and then the cluster must
+/// *not* converge. Passes when the wrong fix fails to heal the cluster.
+pub async fn run_mutant(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    name: &str,
+    snapshots: &SnapshotSettings,
+) -> ScenarioOutcome {
+    let id = mutant_id(&loaded.id, name);
+    let outcome = |backend, phases, verdict| ScenarioOutcome {
+        id: id.clone(),
+        backend,
+        phases,
+        verdict,
+    };
+    let Some(mutant) = loaded.scenario.mutants.iter().find(|m| m.name == name) else {
+        let f = failure(
+            Phase::Mutant,
+            &format!("the scenario has no mutant `{name}`"),
+            String::new(),
+            Vec::new(),
+            Context::default(),
+        );
+        return outcome(provisioner.kind(), Vec::new(), Verdict::Failed(Box::new(f)));
+    };
+    let started = Instant::now();
+    let (cluster_time, replay) = replay_with(
+        provisioner,
+        loaded,
+        snapshots,
+        &mutant.fix,
+        Phase::Mutant,
+        &format!(
+            "the wrong fix `{name}` converged: the scenario cannot tell it from the documented fix"
+        ),
+    )
+    .await;
+    let record = |passed| {
+        vec![PhaseRecord {
+            phase: Phase::Mutant,
+            cluster_time,
+            wall_time: started.elapsed(),
+            passed,
+        }]
+    };
+    match replay {
+        Replay::NotConverged => outcome(provisioner.kind(), record(true), Verdict::Passed),
+        Replay::Failed(f) => outcome(
+            provisioner.kind(),
+            record(false),
+            Verdict::Failed(Box::new(f)),
+        ),
+        Replay::Unopened(Unopened::Unsuitable { backend, reasons }) => outcome(
+            backend,
+            Vec::new(),
+            Verdict::Ignored(format!(
+                "the {backend} cluster cannot reproduce this scenario: {}",
+                reasons.join("; ")
+            )),
+        ),
+        Replay::Unopened(Unopened::Postgres { backend, reason }) => outcome(
+            backend,
+            Vec::new(),
+            Verdict::Ignored(format!("postgres unavailable: {reason}")),
+        ),
+        Replay::Unopened(Unopened::Provision(e)) => {
+            let f = failure(
+                Phase::Setup,
+                "could not provision a cluster",
+                String::new(),
+                vec![error_chain(&e)],
+                Context::default(),
+            );
+            outcome(provisioner.kind(), Vec::new(), Verdict::Failed(Box::new(f)))
+        }
+    }
 }
 
 /// The scenario's Postgres tenant: `Ok(None)` without a `postgres:` section, `Err(reason)` when

@@ -20,6 +20,8 @@ pub enum Phase {
     Snapshot,
     /// Setup and break again without the fix; convergence must not happen.
     Counterfactual,
+    /// Setup and break again with a plausible wrong fix; convergence must not happen.
+    Mutant,
 }
 
 impl Phase {
@@ -33,6 +35,7 @@ impl Phase {
             Self::Converge => "converge",
             Self::Snapshot => "snapshot",
             Self::Counterfactual => "counterfactual",
+            Self::Mutant => "mutant",
         }
     }
 }
@@ -96,7 +99,7 @@ pub enum Verdict {
 /// One scenario on one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioOutcome {
-    /// `area/name`.
+    /// `area/name`, or `area/name::mutant::<mutant>` for a mutant trial.
     pub id: String,
     /// Where it ran.
     pub backend: BackendKind,

@@ -37,19 +37,30 @@ pub struct PlannedTrial {
     pub scenario: Arc<LoadedScenario>,
     /// Where.
     pub backend: BackendKind,
+    /// The mutant (a plausible wrong fix of the scenario's `mutants:`) this trial replays
+    /// instead of the scenario's own fix; `None` for the scenario itself.
+    pub mutant: Option<String>,
     /// Whether it runs, and why not.
     pub decision: Decision,
 }
 
 impl PlannedTrial {
-    /// The trial name, `backend::area/name`.
+    /// The trial name, `backend::area/name`, or `backend::area/name::mutant::<mutant>`.
     #[must_use]
     pub fn name(&self) -> String {
-        format!("{}::{}", self.backend, self.scenario.id)
+        match &self.mutant {
+            None => format!("{}::{}", self.backend, self.scenario.id),
+            Some(m) => format!(
+                "{}::{}",
+                self.backend,
+                super::lifecycle::mutant_id(&self.scenario.id, m)
+            ),
+        }
     }
 }
 
-/// The trials of a run, in order: scenarios in the order given, backends in the order given.
+/// The trials of a run, in order: scenarios in the order given, backends in the order given,
+/// each scenario's own trial followed by one per mutant (with the same decision).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Every trial, decided.
@@ -75,11 +86,15 @@ impl Plan {
         for s in scenarios {
             for &kind in backends {
                 let decision = decide(s, kind, &availability[&kind], postgres.as_ref(), options);
-                trials.push(PlannedTrial {
-                    scenario: Arc::clone(s),
-                    backend: kind,
-                    decision,
-                });
+                let mutants = s.scenario.mutants.iter().map(|m| Some(m.name.clone()));
+                for mutant in std::iter::once(None).chain(mutants) {
+                    trials.push(PlannedTrial {
+                        scenario: Arc::clone(s),
+                        backend: kind,
+                        mutant,
+                        decision: decision.clone(),
+                    });
+                }
             }
         }
         Self { trials }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use super::lifecycle::run_scenario_keeping;
+use super::lifecycle::{run_mutant, run_scenario_keeping};
 use super::outcome::{Context, Failure, Phase, ScenarioOutcome, Verdict};
 use super::plan::{Decision, PlannedTrial, REQUIRE_K3D_ENV};
 use super::snapshot_file::UpdateMode;
@@ -228,8 +228,12 @@ impl Runner {
     /// Runs one planned trial to its verdict. Keeps the failed cluster when `keep` is set and
     /// the backend can.
     pub fn run(&self, trial: &PlannedTrial, keep: bool) -> TrialResult {
+        let id = match &trial.mutant {
+            None => trial.scenario.id.clone(),
+            Some(m) => super::lifecycle::mutant_id(&trial.scenario.id, m),
+        };
         let outcome = |verdict| ScenarioOutcome {
-            id: trial.scenario.id.clone(),
+            id: id.clone(),
             backend: trial.backend,
             phases: Vec::new(),
             verdict,
@@ -250,6 +254,7 @@ impl Runner {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let loaded: &LoadedScenario = &trial.scenario;
+        let mutant = trial.mutant.as_deref();
         let snapshots = &self.options.snapshots;
         let result = match trial.backend {
             BackendKind::Sim => {
@@ -280,7 +285,7 @@ impl Runner {
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 };
                 let (outcome, cluster) =
-                    rt.block_on(run_scenario_keeping(backend.as_ref(), loaded, snapshots));
+                    rt.block_on(run_one(backend.as_ref(), loaded, mutant, snapshots));
                 (outcome, cluster.map(|c| (rt, c)))
             }
             BackendKind::Kubeconfig => {
@@ -288,7 +293,7 @@ impl Runner {
                     Ok(rt) => rt,
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 };
-                match rt.block_on(self.run_kubeconfig(loaded)) {
+                match rt.block_on(self.run_kubeconfig(loaded, mutant)) {
                     Ok((outcome, cluster)) => (outcome, cluster.map(|c| (rt, c))),
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 }
@@ -396,6 +401,7 @@ impl Runner {
     async fn run_kubeconfig(
         &self,
         loaded: &LoadedScenario,
+        mutant: Option<&str>,
     ) -> Result<(ScenarioOutcome, Option<Box<dyn Cluster>>), String> {
         let snapshots = &self.options.snapshots;
         if !matches!(self.options.target, Target::ServedSim) {
@@ -403,7 +409,7 @@ impl Runner {
                 .kubeconfig_backend()
                 .await
                 .map_err(|e| error_chain(&e))?;
-            return Ok(run_scenario_keeping(backend.as_ref(), loaded, snapshots).await);
+            return Ok(run_one(backend.as_ref(), loaded, mutant, snapshots).await);
         }
         // The served cluster's image behaviours name the namespaces the run will use.
         let token = "served";
@@ -424,7 +430,7 @@ impl Runner {
             .with_run_token(token)
             .with_time(Arc::new(sim.clock()))
             .allow_cluster_scoped(true);
-        let (outcome, _) = run_scenario_keeping(&backend, loaded, snapshots).await;
+        let (outcome, _) = run_one(&backend, loaded, mutant, snapshots).await;
         if let Some(failure) = sim.failure() {
             return Err(format!(
                 "the served cluster's control loop failed: {failure}"
@@ -432,6 +438,19 @@ impl Runner {
         }
         // The served cluster ends with the trial: nothing to keep.
         Ok((outcome, None))
+    }
+}
+
+/// The scenario's lifecycle, or its mutant's replay (which keeps no cluster).
+async fn run_one(
+    provisioner: &dyn crate::backend::Provisioner,
+    loaded: &LoadedScenario,
+    mutant: Option<&str>,
+    snapshots: &SnapshotSettings,
+) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
+    match mutant {
+        None => run_scenario_keeping(provisioner, loaded, snapshots).await,
+        Some(name) => (run_mutant(provisioner, loaded, name, snapshots).await, None),
     }
 }
 

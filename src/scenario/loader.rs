@@ -168,6 +168,9 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     resolve_steps(base, &mut scenario.setup);
     resolve_steps(base, &mut scenario.break_.steps);
     resolve_steps(base, &mut scenario.fix);
+    for m in &mut scenario.mutants {
+        resolve_steps(base, &mut m.fix);
+    }
 
     // Fixtures: merged in order, each before the scenario's own settings.
     let mut merged = Fixture::default();
@@ -398,6 +401,44 @@ impl Checker {
             &s.fix,
             s.postgres.is_some(),
         );
+        let mut mutant_names = HashSet::new();
+        for (i, m) in s.mutants.iter().enumerate() {
+            if !is_dns_label(&m.name) {
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["mutants", i, "name"],
+                    format!("invalid mutant name `{}`: expected lowercase letters, digits and `-` (e.g. `secret-without-key`)", m.name),
+                    None,
+                );
+            }
+            if !mutant_names.insert(m.name.as_str()) {
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["mutants", i, "name"],
+                    format!("duplicate mutant name `{}`", m.name),
+                    None,
+                );
+            }
+            if m.fix.is_empty() {
+                self.problem(
+                    path,
+                    text,
+                    &yaml_path!["mutants", i, "fix"],
+                    "a mutant without fix steps is the counterfactual: give the wrong fix's steps",
+                    None,
+                );
+            }
+            self.check_steps(
+                path,
+                text,
+                &base,
+                &yaml_path!["mutants", i, "fix"],
+                &m.fix,
+                s.postgres.is_some(),
+            );
+        }
         if s.break_.symptoms.is_empty() {
             self.problem(path, text, &yaml_path!["break", "symptoms"], "no symptoms: the break phase must name at least one symptom that proves the failure was reproduced", None);
         }

@@ -54,6 +54,11 @@ pub struct Scenario {
     /// Re-run without the fix and require that the cluster does not heal.
     #[serde(default)]
     pub counterfactual: Counterfactual,
+    /// Plausible but wrong fixes kept with the scenario. Each is replayed like the scenario
+    /// (setup, break with its symptoms) with its own steps in place of the fix, and must *not*
+    /// converge: proof that the scenario tells the documented fix from one that only looks right.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mutants: Vec<Mutant>,
     /// Per-backend differences: a backend that cannot reproduce this failure faithfully says why.
     #[serde(default)]
     pub backends: BackendOverrides,
@@ -657,6 +662,20 @@ impl Default for SnapshotSpec {
             enabled: true,
         }
     }
+}
+
+/// A plausible wrong fix: the scenario's setup and break, then these steps instead of the fix;
+/// the cluster must not converge within `converge.within`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mutant {
+    /// Short name, lowercase words joined by `-` (e.g. `secret-without-key`); the trial is
+    /// named `<backend>::<area>/<scenario>::mutant::<name>`.
+    pub name: String,
+    /// Why someone would try this fix, and why it does not heal the cluster.
+    pub description: String,
+    /// The wrong fix, in place of the scenario's `fix`.
+    pub fix: Vec<Step>,
 }
 
 /// The counterfactual run: setup and break again, skip the fix, require no convergence.
