@@ -157,6 +157,52 @@ fn a_mutant_that_converges_fails_naming_it() {
 }
 
 #[test]
+fn the_runner_runs_a_mutant_trial_as_the_mutant_on_every_backend() {
+    use relapse::backend::BackendKind;
+    use relapse::run::{Plan, RunOptions, Runner, Target};
+    // A "wrong" fix that is in fact the fix: run as the scenario it would pass, run as the
+    // mutant it must fail. Through the planner and runner both front doors share.
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.mutants.truncate(1);
+    loaded.scenario.mutants[0].fix = loaded.scenario.fix.clone();
+    let options = RunOptions {
+        snapshots: SnapshotSettings {
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+            mode: UpdateMode::No,
+        },
+        target: Target::ServedSim,
+        allow_cluster_scoped: false,
+        require_k3d: false,
+    };
+    let plan = Plan::new(
+        &[std::sync::Arc::new(loaded)],
+        &[BackendKind::Sim, BackendKind::Kubeconfig],
+        &options,
+    );
+    let runner = Runner::new(options);
+    let verdicts: Vec<(String, bool)> = plan
+        .trials
+        .iter()
+        .map(|t| {
+            let outcome = runner.run(t, false).outcome;
+            assert_eq!(outcome.trial_name(), t.name());
+            (t.name(), matches!(outcome.verdict, Verdict::Passed))
+        })
+        .collect();
+    let m = "::mutant::secret-without-user-key";
+    let id = "secrets/missing-secret-createcontainerconfigerror";
+    assert_eq!(
+        verdicts,
+        vec![
+            (format!("sim::{id}"), true),
+            (format!("sim::{id}{m}"), false),
+            (format!("kubeconfig::{id}"), true),
+            (format!("kubeconfig::{id}{m}"), false),
+        ]
+    );
+}
+
+#[test]
 fn a_mutant_whose_step_fails_is_a_failure_not_a_pass() {
     let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
     loaded.scenario.mutants[0].fix = vec![Step::Patch(
