@@ -223,6 +223,61 @@ fn a_mutant_whose_step_fails_is_a_failure_not_a_pass() {
 }
 
 #[test]
+fn a_setup_that_already_shows_the_symptom_fails_the_baseline() {
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    // The Deployment moves into the setup, and the setup waits until it is broken: the break
+    // then reproduces nothing.
+    let broken = loaded.scenario.break_.steps.clone();
+    loaded.scenario.setup.extend(broken);
+    loaded
+        .scenario
+        .setup
+        .push(Step::Sleep(scenario::Duration::from_secs(60)));
+    loaded.scenario.break_.steps.clear();
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Setup, "{}", failure_details(&outcome, f));
+    assert_eq!(
+        f.summary,
+        "symptom 1 already holds before the break: the setup causes it, the break does not reproduce it"
+    );
+    assert!(
+        f.expectation.starts_with("break.symptoms[0]: object Pod"),
+        "{}",
+        f.expectation
+    );
+}
+
+#[test]
+fn a_healthy_expectation_that_does_not_hold_fails_the_baseline() {
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.healthy = vec![
+        serde_json::from_value(serde_json::json!({
+            "object": {
+                "kind": "Namespace", "name": "ameide-dev",
+                "matches": {"status": {"phase": "Active"}}, "within": "30s"
+            }
+        }))
+        .expect("an expectation"),
+        serde_json::from_value(serde_json::json!({
+            "object": {"kind": "ConfigMap", "namespace": "ameide-dev", "name": "never-created", "matches": {"data": {"a": "b"}}, "within": "1m"}
+        }))
+        .expect("an expectation"),
+    ];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Setup);
+    assert_eq!(
+        f.summary,
+        "the starting point is not healthy: healthy[1] did not hold within 1m"
+    );
+}
+
+#[test]
 fn a_symptom_that_never_appears_is_could_not_reproduce() {
     let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
     // Install the CRD during setup: the failure can no longer be reproduced.

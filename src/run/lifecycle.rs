@@ -152,7 +152,8 @@ async fn run_phase(
     match phase {
         Phase::Setup => {
             session.password_secrets(as_phase).await?;
-            session.steps(as_phase, &s.setup).await
+            session.steps(as_phase, &s.setup).await?;
+            session.baseline(as_phase).await
         }
         Phase::Break => session.break_phase().await.map_err(|mut f| {
             f.phase = as_phase;

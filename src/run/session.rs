@@ -233,6 +233,55 @@ impl Session<'_> {
         }
     }
 
+    /// The baseline: after setup, each `healthy:` expectation holds (waited for within its
+    /// deadline) and no break symptom holds yet. A symptom that is already there was caused by
+    /// the setup, not reproduced by the break. Left out: `absent` symptoms (before the break
+    /// nothing exists yet, so an absence proves nothing either way) and SQL symptoms (they
+    /// describe the server's state, which the `postgres:` section builds before any step).
+    pub(super) async fn baseline(&mut self, phase: Phase) -> Result<(), Failure> {
+        let s = &self.loaded.scenario;
+        let start = self.cluster.now();
+        for (i, e) in s.healthy.iter().enumerate() {
+            let within = e.within().map_or(DEFAULT_WAIT, |d| d.as_std());
+            if let Err(obs) = self.wait_for(e, start + within).await {
+                let ctx = self.context().await;
+                return Err(failure(
+                    phase,
+                    &format!(
+                        "the starting point is not healthy: healthy[{i}] did not hold within {}",
+                        crate::report::human_duration(within)
+                    ),
+                    format!("healthy[{i}]: {}", describe(e)),
+                    obs.mismatches,
+                    ctx,
+                ));
+            }
+        }
+        let client = self.cluster.client();
+        for (i, symptom) in s.break_.symptoms.iter().enumerate() {
+            if matches!(
+                symptom,
+                Expectation::Absent(_) | Expectation::SqlError(_) | Expectation::Sql(_)
+            ) {
+                continue;
+            }
+            if self.observe(&client, symptom).await.holds {
+                let ctx = self.context().await;
+                return Err(failure(
+                    phase,
+                    &format!(
+                        "symptom {} already holds before the break: the setup causes it, the break does not reproduce it",
+                        i + 1
+                    ),
+                    format!("break.symptoms[{i}]: {}", describe(symptom)),
+                    Vec::new(),
+                    ctx,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn break_phase(&mut self) -> Result<(), Failure> {
         let s = &self.loaded.scenario;
         self.steps(Phase::Break, &s.break_.steps).await?;

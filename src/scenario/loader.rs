@@ -442,6 +442,10 @@ impl Checker {
         if s.break_.symptoms.is_empty() {
             self.problem(path, text, &yaml_path!["break", "symptoms"], "no symptoms: the break phase must name at least one symptom that proves the failure was reproduced", None);
         }
+        for (i, e) in s.healthy.iter().enumerate() {
+            let at = yaml_path!["healthy", i];
+            self.check_expectation(path, text, &at, e, false, s.postgres.is_some());
+        }
         for (i, e) in s.break_.symptoms.iter().enumerate() {
             let at = yaml_path!["break", "symptoms", i];
             self.check_expectation(path, text, &at, e, true, s.postgres.is_some());

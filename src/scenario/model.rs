@@ -41,6 +41,11 @@ pub struct Scenario {
     /// Steps that build the healthy starting point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<Step>,
+    /// What must hold after setup, before the break (each waited for within its deadline):
+    /// proof that the starting point is healthy. Besides these, no break symptom may hold yet
+    /// (the baseline check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub healthy: Vec<Expectation>,
     /// How production broke, and the symptoms that prove the failure was reproduced.
     #[serde(rename = "break")]
     pub break_: Break,
