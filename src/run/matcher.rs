@@ -7,11 +7,26 @@
 //! - scalars match when equal; a YAML bool or number also matches the same text in a string
 //!   (`status: True` matches the condition status `"True"`), because Kubernetes keeps many
 //!   booleans as strings;
-//! - `null` matches a missing or null value.
+//! - `null` matches a missing or null value (so does `$absent: true`).
+//!
+//! A map whose keys all start with `$` is an operator, applied to the value at its place
+//! (`$`-keys are never Kubernetes fields; strategic merge patches use the same convention). Several
+//! operators in one map must all hold:
+//! - `$not: <tree>`: the value does *not* match the tree;
+//! - `$absent: true` (or `false`): the field is missing or null (or present);
+//! - `$regex: <pattern>`, `$prefix: <text>`, `$suffix: <text>`: on the value's text;
+//! - `$contains`: on text, a substring; on a list, each given element (a filter) matches some
+//!   element (the default list rule, spelled out);
+//! - `$lacks: [<filter>...]`: no element of the list matches any given filter (a missing list
+//!   lacks everything);
+//! - `$gt`, `$gte`, `$lt`, `$lte`: numeric comparison (numbers, or text that is a number);
+//! - `$oneOf: [<value>...]`: equal to one of the values.
 
 use std::fmt;
 
 use serde_json::Value;
+
+pub use crate::scenario::operators::{OPERATORS, check_operators, is_operator};
 
 /// One place where the object differs from the expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +95,96 @@ pub fn match_tree(expected: &Value, actual: &Value) -> Vec<Mismatch> {
     out
 }
 
+/// The text of a scalar, as a Kubernetes string field would hold it.
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The number a value stands for (a number, or text such as `"3"`).
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether one operator holds for `actual` (`None`: the field is missing).
+fn operator_holds(op: &str, arg: &Value, actual: Option<&Value>) -> bool {
+    let present = actual.filter(|v| !v.is_null());
+    let text = || present.and_then(text_of);
+    let cmp = |f: fn(f64, f64) -> bool| match (present.and_then(number_of), arg.as_f64()) {
+        (Some(a), Some(b)) => f(a, b),
+        _ => false,
+    };
+    match op {
+        "$not" => !match_at(arg, actual).is_empty(),
+        "$absent" => arg.as_bool().unwrap_or(true) == present.is_none(),
+        "$regex" => match (arg.as_str().map(regex::Regex::new), text()) {
+            (Some(Ok(re)), Some(t)) => re.is_match(&t),
+            _ => false,
+        },
+        "$prefix" => text().is_some_and(|t| arg.as_str().is_some_and(|p| t.starts_with(p))),
+        "$suffix" => text().is_some_and(|t| arg.as_str().is_some_and(|p| t.ends_with(p))),
+        "$contains" => match (present, arg) {
+            (Some(Value::Array(have)), Value::Array(want)) => want
+                .iter()
+                .all(|w| have.iter().any(|h| match_tree(w, h).is_empty())),
+            (Some(Value::Array(have)), want) => have.iter().any(|h| match_tree(want, h).is_empty()),
+            (Some(v), Value::String(needle)) => text_of(v).is_some_and(|t| t.contains(needle)),
+            _ => false,
+        },
+        "$lacks" => {
+            let filters = arg.as_array().map(Vec::as_slice).unwrap_or_default();
+            match present {
+                None => true,
+                Some(Value::Array(have)) => !filters
+                    .iter()
+                    .any(|f| have.iter().any(|h| match_tree(f, h).is_empty())),
+                Some(_) => false,
+            }
+        }
+        "$gt" => cmp(|a, b| a > b),
+        "$gte" => cmp(|a, b| a >= b),
+        "$lt" => cmp(|a, b| a < b),
+        "$lte" => cmp(|a, b| a <= b),
+        "$oneOf" => arg
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| present.is_some_and(|p| scalar_eq(v, p)))),
+        _ => false,
+    }
+}
+
+/// Matches `expected` at a place whose value may be missing.
+fn match_at(expected: &Value, actual: Option<&Value>) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    walk(expected, actual, &mut String::new(), &mut out);
+    out
+}
+
 fn walk(expected: &Value, actual: Option<&Value>, path: &mut String, out: &mut Vec<Mismatch>) {
+    if let Value::Object(ops) = expected
+        && is_operator(expected)
+    {
+        if !ops.iter().all(|(op, arg)| operator_holds(op, arg, actual)) {
+            out.push(Mismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                observed: actual.cloned(),
+            });
+        }
+        return;
+    }
     match (expected, actual) {
         (Value::Null, None | Some(Value::Null)) => {}
+        // A missing map matches a tree that only asks for absences (`$absent`, `$lacks`, ...).
+        (Value::Object(want), None | Some(Value::Null))
+            if !want.is_empty() && want.values().all(|v| match_at(v, None).is_empty()) => {}
         (Value::Object(want), Some(Value::Object(have))) => {
             for (key, value) in want {
                 let len = path.len();
@@ -292,5 +394,121 @@ mod tests {
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].path, ".status.conditions");
+    }
+
+    fn holds(want: Value, have: &Value) -> bool {
+        match_tree(&want, have).is_empty()
+    }
+
+    #[test]
+    fn not_negates_any_partial_tree() {
+        let d = deployment();
+        assert!(holds(json!({"status": {"$not": {"readyReplicas": 2}}}), &d));
+        assert!(!holds(
+            json!({"status": {"$not": {"readyReplicas": 1}}}),
+            &d
+        ));
+        // A missing field matches no tree, so `$not` of it holds.
+        assert!(holds(json!({"spec": {"$not": {"paused": true}}}), &d));
+        let got = match_tree(&json!({"status": {"replicas": {"$not": 2}}}), &d);
+        assert_eq!(
+            got[0].to_string(),
+            r#".status.replicas: expected {"$not":2}, observed 2"#
+        );
+    }
+
+    #[test]
+    fn lists_can_contain_and_lack_elements_by_filter() {
+        let d = deployment();
+        let lacks = json!({"status": {"conditions": {"$lacks": [{"type": "ReplicaFailure"}]}}});
+        assert!(holds(lacks, &d));
+        let lacks =
+            json!({"status": {"conditions": {"$lacks": [{"reason": "ProgressDeadlineExceeded"}]}}});
+        assert!(!holds(lacks, &d));
+        // A missing list lacks everything.
+        assert!(holds(
+            json!({"spec": {"tolerations": {"$lacks": [{"key": "x"}]}}}),
+            &d
+        ));
+        let contains = json!({"status": {"conditions": {"$contains": [{"type": "Available"}, {"status": "False"}]}}});
+        assert!(holds(contains, &d));
+        assert!(!holds(
+            json!({"status": {"conditions": {"$contains": [{"type": "Paused"}]}}}),
+            &d
+        ));
+    }
+
+    #[test]
+    fn text_and_number_operators() {
+        let pod = json!({"status": {"message": "Back-off restarting failed container app", "restartCount": 5, "phase": "Running"}});
+        assert!(holds(
+            json!({"status": {"message": {"$regex": "^Back-off restarting failed container [a-z]+$"}}}),
+            &pod
+        ));
+        assert!(holds(
+            json!({"status": {"message": {"$prefix": "Back-off", "$contains": "failed"}}}),
+            &pod
+        ));
+        assert!(!holds(
+            json!({"status": {"message": {"$prefix": "Back-off", "$suffix": "pod"}}}),
+            &pod
+        ));
+        assert!(holds(
+            json!({"status": {"restartCount": {"$gte": 5, "$lt": 6}}}),
+            &pod
+        ));
+        assert!(!holds(
+            json!({"status": {"restartCount": {"$gt": 5}}}),
+            &pod
+        ));
+        // Kubernetes keeps numbers in strings too.
+        assert!(holds(json!({"n": {"$lte": 3}}), &json!({"n": "3"})));
+        // A missing number compares as nothing.
+        assert!(!holds(json!({"status": {"missing": {"$lt": 3}}}), &pod));
+        assert!(holds(
+            json!({"status": {"phase": {"$oneOf": ["Running", "Succeeded"]}}}),
+            &pod
+        ));
+        assert!(!holds(
+            json!({"status": {"phase": {"$oneOf": ["Pending"]}}}),
+            &pod
+        ));
+    }
+
+    #[test]
+    fn absent_true_and_false() {
+        let d = deployment();
+        assert!(holds(json!({"spec": {"paused": {"$absent": true}}}), &d));
+        assert!(holds(
+            json!({"status": {"replicas": {"$absent": false}}}),
+            &d
+        ));
+        assert!(!holds(
+            json!({"status": {"replicas": {"$absent": true}}}),
+            &d
+        ));
+        assert!(holds(json!({"a": {"$absent": true}}), &json!({"a": null})));
+    }
+
+    #[test]
+    fn operators_are_checked_when_a_scenario_loads() {
+        assert!(check_operators(&json!({"a": {"$regex": "^ok$"}, "b": [{"$gt": 1}]})).is_empty());
+        assert_eq!(
+            check_operators(&json!({"status": {"phase": {"$regx": "x"}}})),
+            vec![format!(
+                ".status.phase: unknown operator `$regx`; expected one of: {}",
+                OPERATORS.join(", ")
+            )]
+        );
+        let problems = check_operators(
+            &json!({"a": {"$regex": "("}, "b": {"$gt": "3"}, "c": {"$not": {"d": {"$lacks": 1}}}}),
+        );
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with(".a: invalid `$regex`"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[1], ".b: `$gt` needs a number");
+        assert_eq!(problems[2], ".c.$not.d: `$lacks` needs a list");
     }
 }

@@ -660,6 +660,13 @@ impl Checker {
                 Some("add `within:` with a duration such as `2m`"),
             );
         }
+        if let Expectation::Object(o) = e {
+            for problem in super::operators::check_operators(&o.matches) {
+                let mut node = here.clone();
+                node.push("matches".into());
+                self.problem(path, text, &node, format!("in `matches`: {problem}"), None);
+            }
+        }
         match e {
             Expectation::Object(o) if !o.matches.is_object() => {
                 let mut node = here.clone();

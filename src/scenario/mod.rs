@@ -12,4 +12,5 @@ mod loader;
 
 pub use diagnostics::{LoadError, Problem, render};
 pub use loader::{LoadedScenario, NON_SCENARIO_DIRS, discover, is_dns_label, load, load_suite};
+pub mod operators;
 pub mod schema;
