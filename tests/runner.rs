@@ -89,6 +89,7 @@ fn a_fix_that_is_not_what_heals_fails_the_counterfactual() {
                 namespace: Some("ameide-local".into()),
             },
             within: Some(scenario::Duration::from_secs(60)),
+            for_: None,
         },
     )];
     loaded.scenario.fix = vec![Step::Sleep(scenario::Duration::from_secs(1))];
@@ -274,6 +275,114 @@ fn a_healthy_expectation_that_does_not_hold_fails_the_baseline() {
     assert_eq!(
         f.summary,
         "the starting point is not healthy: healthy[1] did not hold within 1m"
+    );
+}
+
+fn expectation(v: serde_json::Value) -> scenario::Expectation {
+    serde_json::from_value(v).expect("an expectation")
+}
+
+#[test]
+fn a_symptom_with_for_must_hold_without_interruption() {
+    // The pod sits in CreateContainerConfigError until the fix: it holds for any length of
+    // time, and "never becomes ready" is a symptom that needs no sleep.
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.snapshot.enabled = false;
+    loaded
+        .scenario
+        .break_
+        .symptoms
+        .push(expectation(serde_json::json!({
+            "object": {
+                "kind": "Pod", "namespace": "ameide-dev",
+                "labels": {"app.kubernetes.io/instance": "platform-grafana"},
+                "matches": {"status": {"phase": "Pending"}},
+                "within": "1m", "for": "30m"
+            }
+        })));
+    loaded.scenario.break_.symptoms.push(expectation(serde_json::json!({
+        "absent": {
+            "object": {"kind": "Secret", "namespace": "ameide-dev", "name": "grafana-admin-credentials"},
+            "within": "10s", "for": "1h"
+        }
+    })));
+    let outcome = run(&loaded);
+    assert_eq!(outcome.verdict, Verdict::Passed, "{outcome:?}");
+    let break_time = outcome
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Break)
+        .map(|p| p.cluster_time)
+        .expect("a break phase");
+    assert!(
+        break_time >= std::time::Duration::from_secs(3600),
+        "{break_time:?}"
+    );
+
+    // Something that stops holding part-way fails, saying for how long it held: a crash-looping
+    // container is in CrashLoopBackOff only between its restarts.
+    let mut loaded = load("workloads/arm64-image-on-amd64.yaml");
+    loaded.scenario.break_.symptoms = vec![expectation(serde_json::json!({
+        "object": {
+            "kind": "Pod", "namespace": "keycloak",
+            "labels": {"app.kubernetes.io/name": "keycloak"}, "require": "any",
+            "matches": {"status": {"containerStatuses": [
+                {"name": "keycloak", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}},
+            "within": "2m", "for": "30m"
+        }
+    }))];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Break, "{details}");
+    assert!(
+        f.mismatches[0].starts_with("held from ") && f.mismatches[0].ends_with(", not for 30m"),
+        "{details}"
+    );
+}
+
+#[test]
+fn require_none_and_count_bounds() {
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.snapshot.enabled = false;
+    loaded.scenario.converge.expect.push(expectation(serde_json::json!({
+        "object": {
+            "kind": "Pod", "namespace": "ameide-dev", "require": "none",
+            "matches": {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "CreateContainerConfigError"}}}]}}
+        }
+    })));
+    loaded
+        .scenario
+        .converge
+        .expect
+        .push(expectation(serde_json::json!({
+            "object": {
+                "kind": "Pod", "namespace": "ameide-dev", "count": {"min": 1, "max": 2},
+                "matches": {"status": {"phase": "Running"}}
+            }
+        })));
+    assert_eq!(run(&loaded).verdict, Verdict::Passed);
+    // While broken, `require: none` does not hold: the counterfactual proves it cannot heal.
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.converge.expect = vec![expectation(serde_json::json!({
+        "object": {
+            "kind": "Pod", "namespace": "ameide-dev", "require": "none",
+            "matches": {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "CreateContainerConfigError"}}}]}}
+        }
+    }))];
+    loaded.scenario.fix = vec![Step::Sleep(scenario::Duration::from_secs(1))];
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Converge);
+    assert!(
+        f.mismatches[0].ends_with("matches, expected no selected object to"),
+        "{:?}",
+        f.mismatches
     );
 }
 

@@ -156,7 +156,7 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
     .await?;
     let mut mismatches = Vec::new();
     match o.count {
-        Some(n) if objects.len() != n as usize => {
+        Some(n) if !n.allows(objects.len()) => {
             let names: Vec<&str> = objects.iter().map(name_of).collect();
             mismatches.push(format!(
                 "count: expected {n} {}, observed {} {names:?}",
@@ -164,8 +164,9 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
                 objects.len()
             ));
         }
-        None if objects.is_empty() => {
-            mismatches.push(format!("expected at least one {}, observed none", o.kind))
+        // `require: none` is satisfied by selecting nothing.
+        None if objects.is_empty() && o.require != Quantifier::None => {
+            mismatches.push(format!("expected at least one {}, observed none", o.kind));
         }
         _ => {}
     }
@@ -178,6 +179,17 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
             for (obj, ms) in &per_object {
                 for m in ms {
                     mismatches.push(format!("{} {}: {m}", o.kind, name_of(obj)));
+                }
+            }
+        }
+        Quantifier::None => {
+            for (obj, ms) in &per_object {
+                if ms.is_empty() {
+                    mismatches.push(format!(
+                        "{} {} matches, expected no selected object to",
+                        o.kind,
+                        name_of(obj)
+                    ));
                 }
             }
         }

@@ -210,21 +210,49 @@ impl Session<'_> {
     }
 
     /// Waits until `e` holds or the deadline passes; returns the last observation on failure.
+    /// With `for:`, it must then hold without interruption for that long (having started before
+    /// the deadline); every change the cluster reports is looked at.
     pub(super) async fn wait_for(
         &self,
         e: &Expectation,
         deadline: Duration,
     ) -> Result<(), Observation> {
         let client = self.cluster.client();
+        let hold = e.hold_for().map(|d| d.as_std());
+        let mut since: Option<Duration> = None;
         loop {
+            let now = self.cluster.now();
             let obs = self.observe(&client, e).await;
             if obs.holds {
-                return Ok(());
+                let Some(hold) = hold else { return Ok(()) };
+                let start = *since.get_or_insert(now);
+                if now >= start + hold {
+                    return Ok(());
+                }
+            } else if let Some(start) = since.take()
+                && now >= deadline
+            {
+                // It stopped holding, too late to start again.
+                let mut mismatches = vec![format!(
+                    "held from {} until {}, not for {}",
+                    crate::report::human_duration(start),
+                    crate::report::human_duration(now),
+                    crate::report::human_duration(hold.unwrap_or_default())
+                )];
+                mismatches.extend(obs.mismatches);
+                return Err(Observation {
+                    holds: false,
+                    mismatches,
+                });
             }
-            if self.cluster.now() >= deadline {
+            if since.is_none() && now >= deadline {
                 return Err(obs);
             }
-            if let Err(err) = self.cluster.advance(deadline).await {
+            let until = match (since, hold) {
+                (Some(start), Some(hold)) => start + hold,
+                _ => deadline,
+            };
+            if let Err(err) = self.cluster.advance(until).await {
                 return Err(Observation {
                     holds: false,
                     mismatches: vec![error_chain(&err)],

@@ -931,6 +931,16 @@ impl Expectation {
         }
     }
 
+    /// How long the expectation must hold without interruption, if it says (`for:`).
+    #[must_use]
+    pub fn hold_for(&self) -> Option<Duration> {
+        match self {
+            Self::Object(e) => e.for_,
+            Self::Absent(e) => e.for_,
+            Self::Log(_) | Self::Event(_) | Self::SqlError(_) | Self::Sql(_) => None,
+        }
+    }
+
     /// The expectation's keyword as written in scenario files.
     #[must_use]
     pub const fn keyword(&self) -> &'static str {
@@ -967,10 +977,12 @@ pub struct ObjectExpectation {
     /// Label selector (equality) choosing the objects.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// How many objects must be selected; default at least one.
+    /// How many objects must be selected: a number (`count: 1`) or bounds
+    /// (`count: {min: 1, max: 3}`, `count: {max: 0}`); default at least one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u32>,
-    /// Whether every selected object must match (`all`, the default) or at least one (`any`).
+    pub count: Option<Count>,
+    /// Whether every selected object must match (`all`, the default), at least one (`any`), or
+    /// none of them (`none`: "no pod is in CrashLoopBackOff").
     #[serde(default)]
     pub require: Quantifier,
     /// The partial tree the selected objects must match.
@@ -979,6 +991,10 @@ pub struct ObjectExpectation {
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
+    /// Must hold without interruption for this long (starting before `within` ends): for
+    /// symptoms that take time, such as "stays Pending for 5m".
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Duration>,
 }
 
 /// How many of the selected objects must match.
@@ -990,6 +1006,132 @@ pub enum Quantifier {
     All,
     /// At least one selected object (e.g. the new pod of a rollout, beside the old one).
     Any,
+    /// No selected object (selecting none satisfies it, unless `count` asks for some).
+    None,
+}
+
+/// How many objects an expectation selects: exactly `n`, or within bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    /// At least this many.
+    pub min: Option<u32>,
+    /// At most this many.
+    pub max: Option<u32>,
+}
+
+impl Count {
+    /// Whether `n` objects satisfy it.
+    #[must_use]
+    pub fn allows(self, n: usize) -> bool {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.min.is_none_or(|m| n >= m) && self.max.is_none_or(|m| n <= m)
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) if a == b => write!(f, "{a}"),
+            (Some(a), Some(b)) => write!(f, "{a} to {b}"),
+            (Some(a), None) => write!(f, "at least {a}"),
+            (None, Some(b)) => write!(f, "at most {b}"),
+            (None, None) => f.write_str("any number of"),
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match (self.min, self.max) {
+            (Some(a), Some(b)) if a == b => serializer.serialize_u32(a),
+            _ => {
+                let mut m = serializer.serialize_map(None)?;
+                if let Some(a) = self.min {
+                    m.serialize_entry("min", &a)?;
+                }
+                if let Some(b) = self.max {
+                    m.serialize_entry("max", &b)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of objects, or `{min: N, max: M}` (either may be left out)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                let n =
+                    u32::try_from(v).map_err(|_| E::custom(format!("count {v} is too large")))?;
+                Ok(Count {
+                    min: Some(n),
+                    max: Some(n),
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                Err(E::custom(format!(
+                    "invalid count {v}: expected a number of objects, 0 or more"
+                )))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Count, A::Error> {
+                let mut count = Count {
+                    min: None,
+                    max: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "min" => count.min = Some(map.next_value()?),
+                        "max" => count.max = Some(map.next_value()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, &["min", "max"]));
+                        }
+                    }
+                }
+                if let (Some(a), Some(b)) = (count.min, count.max)
+                    && a > b
+                {
+                    return Err(serde::de::Error::custom(format!(
+                        "count min {a} is above max {b}"
+                    )));
+                }
+                Ok(count)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for Count {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Count".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number of objects, or bounds `{min, max}` (either may be left out).",
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "min": {"type": "integer", "minimum": 0},
+                        "max": {"type": "integer", "minimum": 0}
+                    }
+                }
+            ]
+        })
+    }
 }
 
 /// An object that must not exist.
@@ -1001,6 +1143,9 @@ pub struct AbsentExpectation {
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
+    /// Must stay absent without interruption for this long ("the Secret is never created").
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Duration>,
 }
 
 /// A log line.
