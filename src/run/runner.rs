@@ -268,11 +268,8 @@ impl Runner {
                         return not_run(failed_setup(&RunnerError::Runtime(e)));
                     }
                 };
-                let (outcome, cluster) = rt.block_on(run_scenario_keeping(
-                    &SimBackend::default(),
-                    loaded,
-                    snapshots,
-                ));
+                let (outcome, cluster) =
+                    rt.block_on(run_one(&SimBackend::default(), loaded, mutant, snapshots));
                 (outcome, cluster.map(|c| (rt, c)))
             }
             BackendKind::K3d => {
