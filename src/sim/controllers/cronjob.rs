@@ -12,7 +12,8 @@ use std::sync::Arc;
 use super::cron::Schedule;
 use super::job::finished_condition;
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, EventType, Reconciled};
+use super::{ClusterView, Effect, Reconciled};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "cronjob-controller";

@@ -18,7 +18,8 @@ use super::replicaset::{
     SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, created_pod_message, deleted_pod_message,
     pod_from_template, set_count,
 };
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled, pod_template_hash};
+use super::{ClusterView, Effect, NameGen, Reconciled, pod_template_hash};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "daemonset-controller";

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
 use super::replicaset::set_count;
-use super::{ClusterView, Effect, EventType, Reconciled, pod_template_hash};
+use super::{ClusterView, Effect, Reconciled, pod_template_hash};
+use crate::sim::events::EventType;
 
 /// `source.component` of the events this controller records.
 pub const COMPONENT: &str = "deployment-controller";

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use super::meta::{self, str_at};
 use super::replicaset::{SUCCESSFUL_CREATE, created_pod_message, pod_from_template, set_count};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "job-controller";
@@ -459,7 +460,7 @@ mod tests {
             .iter()
             .find(|(_, e)| e.reason == "BackoffLimitExceeded")
             .unwrap();
-        assert_eq!(ev.1.event_type, EventType::Warning);
+        assert_eq!(ev.1.type_, EventType::Warning);
         assert_eq!(ev.1.message, "Job has reached the specified backoff limit");
     }
 

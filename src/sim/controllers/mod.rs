@@ -48,6 +48,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::sim::events::{Event, EventType, Involved, Reporter};
+
 /// Read-only access to the cluster's objects, as the controllers' informers would give it.
 ///
 /// Implementations return objects in a deterministic order (by namespace, then name); the
@@ -89,70 +91,6 @@ pub trait ClusterView {
             })
             .collect()
     }
-}
-
-/// Whether an event is informational or a warning (`Event.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EventType {
-    /// `Normal`.
-    Normal,
-    /// `Warning`.
-    Warning,
-}
-
-impl EventType {
-    /// The value of `Event.type`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "Normal",
-            Self::Warning => "Warning",
-        }
-    }
-}
-
-/// The object an event is about (`Event.involvedObject`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ObjectRef {
-    /// `apiVersion` of the object.
-    pub api_version: String,
-    /// `kind` of the object.
-    pub kind: String,
-    /// Namespace; `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// UID, when the object has one yet.
-    pub uid: Option<String>,
-}
-
-impl ObjectRef {
-    /// The reference to an object as stored.
-    #[must_use]
-    pub fn of(obj: &Value) -> Self {
-        Self {
-            api_version: meta::str_at(obj, &["apiVersion"]).to_owned(),
-            kind: meta::str_at(obj, &["kind"]).to_owned(),
-            namespace: meta::namespace(obj).map(str::to_owned),
-            name: meta::name(obj).to_owned(),
-            uid: meta::uid(obj).map(str::to_owned),
-        }
-    }
-}
-
-/// An event a controller records (the simulator turns it into a core/v1 Event and counts repeats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// What the event is about.
-    pub involved: ObjectRef,
-    /// `Normal` or `Warning`.
-    pub event_type: EventType,
-    /// Machine-readable reason (`ScalingReplicaSet`).
-    pub reason: String,
-    /// Human-readable message, exactly as the real controller words it.
-    pub message: String,
-    /// `source.component` (`deployment-controller`).
-    pub component: String,
 }
 
 /// One change a controller asks for.
@@ -221,13 +159,13 @@ impl Reconciled {
         message: String,
         component: impl Into<String>,
     ) {
-        self.effects.push(Effect::Event(Event {
-            involved: ObjectRef::of(obj),
+        self.effects.push(Effect::Event(Event::new(
             event_type,
-            reason: reason.to_owned(),
+            reason,
             message,
-            component: component.into(),
-        }));
+            Involved::of(obj),
+            Reporter::new(component),
+        )));
     }
 
     /// Asks to be woken up at `at` (keeps the earliest of all requests).

@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled};
+use crate::sim::events::EventType;
 
 /// `source.component` of the events this controller records.
 pub const COMPONENT: &str = "replicaset-controller";
@@ -503,7 +504,7 @@ mod tests {
             ("SuccessfulCreate", format!("Created pod: {first}").as_str())
         );
         assert_eq!(
-            out.events().next().map(|e| e.component.as_str()),
+            out.events().next().map(|e| e.reporter.component.as_str()),
             Some("replicaset-controller")
         );
     }

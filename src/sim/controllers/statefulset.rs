@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
 use super::replicaset::set_count;
-use super::{ClusterView, Effect, EventType, Reconciled, pod_template_hash};
+use super::{ClusterView, Effect, Reconciled, pod_template_hash};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "statefulset-controller";

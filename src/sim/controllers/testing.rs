@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, Event, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled};
+use crate::sim::events::Event;
 
 type Key = (String, String, String, String);
 
@@ -242,7 +243,7 @@ impl ClusterView for World {
 /// A whole simulated control plane for scenario tests: the workload and storage controllers
 /// plus a stand-in scheduler (placing pods where the test says) and kubelet (a pod becomes
 /// Running and Ready once its attachable volumes are attached to its node).
-pub struct Cluster {
+pub struct FakeCluster {
     pub world: World,
     pub now: Timestamp,
     pub names: NameGen,
@@ -253,7 +254,7 @@ pub struct Cluster {
     wakes: Vec<Timestamp>,
 }
 
-impl Cluster {
+impl FakeCluster {
     pub fn new(seed: u64) -> Self {
         Self {
             world: World::new(),

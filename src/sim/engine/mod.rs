@@ -15,7 +15,6 @@
 //! reconcile sees the writes of the ones before it without copying the store.
 
 mod nodes;
-mod recorder;
 mod view;
 
 use std::collections::BTreeMap;
@@ -25,7 +24,6 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 pub use nodes::{NO_POSTGRES, PostgresCall};
-pub use recorder::{EventRecorder, Incoming, Involved};
 pub use view::{Informers, StoreView};
 
 use crate::scenario::{
@@ -35,9 +33,10 @@ use crate::scenario::{
 use crate::sim::clock::{Clock, ManualClock, format_time};
 use crate::sim::controllers::volume::{DEFAULT_CLASS_ANNOTATION, StorageConfig, VolumeController};
 use crate::sim::controllers::{
-    self, Effect, NameGen, Reconciled, attachdetach::AttachDetachController, cronjob, daemonset,
+    Effect, NameGen, Reconciled, attachdetach::AttachDetachController, cronjob, daemonset,
     deployment, endpoints, job, replicaset, statefulset,
 };
+use crate::sim::events::EventRecorder;
 use crate::sim::kubelet::Kubelet;
 use crate::sim::scheduler::{kubelet_config, node_object};
 use crate::sim::store::{ApiError, DeleteOptions, Part, Reason, Store, StoreConfig, WriteOptions};
@@ -132,7 +131,7 @@ pub struct SimEngine {
     names: NameGen,
     volumes: VolumeController,
     attach: AttachDetachController,
-    load_balancer: endpoints::LoadBalancerProvider,
+    load_balancer: endpoints::LoadBalancerMode,
     nodes: nodes::Nodes,
     recorder: EventRecorder,
     /// The read caches every reconcile reads through.
@@ -251,8 +250,8 @@ impl SimEngine {
             .or_else(|| declared.first())
             .map_or("control-plane", |n| n.name.as_str());
         let load_balancer = match config.cluster.load_balancer {
-            LoadBalancerProvider::None => endpoints::LoadBalancerProvider::None,
-            LoadBalancerProvider::ServiceLb => endpoints::LoadBalancerProvider::NodeAddress,
+            LoadBalancerProvider::None => endpoints::LoadBalancerMode::None,
+            LoadBalancerProvider::ServiceLb => endpoints::LoadBalancerMode::NodeAddress,
         };
         Ok(Self {
             recorder: EventRecorder::new(scheduler_host),
@@ -556,32 +555,10 @@ impl SimEngine {
                     }
                 }
                 Effect::Event(ev) => {
-                    let incoming = controller_event(&ev, self.now);
-                    self.recorder.record(store, &incoming);
+                    self.recorder.record(store, self.now, &ev);
                 }
             }
         }
-    }
-}
-
-/// The recorder's form of a controller event, recorded at `now`.
-fn controller_event(ev: &controllers::Event, now: Timestamp) -> Incoming {
-    let r = &ev.involved;
-    Incoming {
-        at: now,
-        type_: ev.event_type.as_str().to_owned(),
-        reason: ev.reason.clone(),
-        message: ev.message.clone(),
-        involved: Involved {
-            api_version: r.api_version.clone(),
-            kind: r.kind.clone(),
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
-            uid: r.uid.clone(),
-            field_path: None,
-        },
-        component: ev.component.clone(),
-        host: None,
     }
 }
 

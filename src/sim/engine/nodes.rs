@@ -6,7 +6,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::recorder::{EventRecorder, Incoming, Involved};
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
@@ -14,7 +13,8 @@ use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
 use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
-use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
+use crate::sim::events::{Event, EventRecorder};
+use crate::sim::kubelet::{Kubelet, PodSync};
 use crate::sim::scheduler::{self, Decision, NodeUsage, Snapshot};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
@@ -71,7 +71,7 @@ pub struct Nodes {
     tracked: BTreeMap<String, Tracked>,
     /// Pods assumed on a node while their WaitForFirstConsumer claims are provisioned
     /// (the volume binding plugin's PreBind), by uid.
-    binding: BTreeMap<String, (String, RecordedEvent)>,
+    binding: BTreeMap<String, (String, Event)>,
     unschedulable: BTreeMap<String, Unschedulable>,
     /// Whether Postgres checks are handed out ([`Nodes::pending_postgres`]) instead of being
     /// answered with [`NO_POSTGRES`].
@@ -99,35 +99,6 @@ fn pod_fingerprint(pod: &Value) -> u64 {
         m.remove("managedFields");
     }
     hash_of(&[&meta, pod.get("spec").unwrap_or(&Value::Null)])
-}
-
-fn event_type(t: EventType) -> &'static str {
-    match t {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    }
-}
-
-/// The recorder's form of a kubelet or scheduler event.
-#[must_use]
-pub fn incoming(ev: &RecordedEvent) -> Incoming {
-    let i = &ev.involved;
-    Incoming {
-        at: ev.at,
-        type_: event_type(ev.kind).to_owned(),
-        reason: ev.reason.clone(),
-        message: ev.message.clone(),
-        involved: Involved {
-            api_version: i.api_version.clone(),
-            kind: i.kind.clone(),
-            namespace: Some(i.namespace.clone()).filter(|n| !n.is_empty()),
-            name: i.name.clone(),
-            uid: Some(i.uid.clone()).filter(|u| !u.is_empty()),
-            field_path: i.field_path.clone(),
-        },
-        component: ev.component.clone(),
-        host: ev.host.clone(),
-    }
 }
 
 impl Nodes {
@@ -241,7 +212,6 @@ impl Nodes {
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
                 if unbound_delayed_claims(&pod, &pvcs, &classes).is_empty() {
                     self.binding.remove(&uid);
-                    let event = RecordedEvent { at: now, ..event };
                     bind(
                         store,
                         &pod,
@@ -314,7 +284,7 @@ impl Nodes {
                     condition, event, ..
                 } => {
                     set_condition(store, &pod, &condition);
-                    recorder.record(store, &incoming(&event));
+                    recorder.record(store, now, &event);
                     self.unschedulable.insert(
                         uid,
                         Unschedulable {
@@ -415,7 +385,7 @@ impl Nodes {
             for s in syncs {
                 logged |= write_logs(store, tracked, &s);
                 for ev in &s.events {
-                    recorder.record(store, &incoming(ev));
+                    recorder.record(store, now, ev);
                 }
                 // Unchanged statuses are not written: most syncs only check timers.
                 if current.as_ref() != Some(&s.status) {
@@ -538,7 +508,7 @@ fn bind(
     store: &Store,
     pod: &Value,
     node: &str,
-    event: &RecordedEvent,
+    event: &Event,
     recorder: &mut EventRecorder,
     now: Timestamp,
     (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
@@ -572,7 +542,7 @@ fn bind(
     if let Some(slot) = at.get(&uid).and_then(|i| pods.get_mut(*i)) {
         *slot = stored;
     }
-    recorder.record(store, &incoming(event));
+    recorder.record(store, now, event);
 }
 
 /// Puts a condition into a pod's status, keeping the transition time when the status is the same.

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::sim::controllers;
 use crate::sim::store::ListOptions;
 
 fn engine() -> SimEngine {

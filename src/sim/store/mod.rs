@@ -60,7 +60,7 @@ impl Default for StoreConfig {
 
 /// The type of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
+pub enum WatchEventType {
     /// An object was created.
     Added,
     /// An object was changed.
@@ -69,7 +69,7 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
+impl WatchEventType {
     /// As the watch stream spells it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -87,7 +87,7 @@ pub struct WatchEvent {
     /// The resourceVersion of the change.
     pub rv: u64,
     /// What happened.
-    pub kind: EventType,
+    pub kind: WatchEventType,
     /// API group of the object's resource.
     pub group: String,
     /// Plural resource name.
@@ -589,7 +589,7 @@ impl Store {
                 .map(|o| {
                     Arc::new(WatchEvent {
                         rv: inner.rv,
-                        kind: EventType::Added,
+                        kind: WatchEventType::Added,
                         group: res.group.clone(),
                         plural: res.plural.clone(),
                         namespace: o["metadata"]["namespace"]
@@ -628,7 +628,7 @@ impl Store {
     fn flush(&self, inner: &mut Inner) {
         let pending: Vec<Arc<WatchEvent>> = inner.pending_events();
         for ev in pending {
-            if ev.kind == EventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
+            if ev.kind == WatchEventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
                 let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
                 self.logs.remove_pod(&ev.namespace, name);
             }
@@ -812,7 +812,13 @@ impl Inner {
         std::mem::take(&mut self.pending)
     }
 
-    fn emit(&mut self, res: &ResourceDef, kind: EventType, obj: &Value, previous: Option<&Value>) {
+    fn emit(
+        &mut self,
+        res: &ResourceDef,
+        kind: WatchEventType,
+        obj: &Value,
+        previous: Option<&Value>,
+    ) {
         let ev = WatchEvent {
             rv: self.rv,
             kind,
@@ -962,7 +968,7 @@ impl Inner {
             .insert((ns.clone(), name.clone()), obj.clone());
         self.uids
             .insert(uid, (res.storage_key(), (ns.clone(), name.clone())));
-        self.emit(res, EventType::Added, &obj, None);
+        self.emit(res, WatchEventType::Added, &obj, None);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&obj);
         }
@@ -1225,7 +1231,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, WatchEventType::Modified, &new, Some(&old));
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1379,7 +1385,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key, obj.clone());
-        self.emit(res, EventType::Modified, &obj, Some(&current));
+        self.emit(res, WatchEventType::Modified, &obj, Some(&current));
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1422,7 +1428,7 @@ impl Inner {
         };
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.emit(res, EventType::Deleted, &obj, None);
+        self.emit(res, WatchEventType::Deleted, &obj, None);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1556,7 +1562,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, WatchEventType::Modified, &new, Some(&old));
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
