@@ -298,8 +298,7 @@ impl Nodes {
         }
     }
 
-    /// One pass of every node agent over its pods; returns whether logs were written.
-    #[allow(clippy::too_many_arguments)]
+    /// One pass of every node agent over its pods.
     pub fn sync(
         &mut self,
         store: &Store,
@@ -307,10 +306,9 @@ impl Nodes {
         images: &BTreeMap<String, ImageBehaviour>,
         recorder: &mut EventRecorder,
         now: Timestamp,
-    ) -> bool {
+    ) {
         let pods = view.list("v1", "Pod", None);
         let mut seen = BTreeSet::new();
-        let mut logged = false;
         for pod in &pods {
             let node_name = str_at(pod, "/spec/nodeName");
             let Some(node) = self.names.iter().position(|n| n == node_name) else {
@@ -383,7 +381,7 @@ impl Nodes {
             let mut finished = false;
             let mut current = pod.get("status").cloned();
             for s in syncs {
-                logged |= write_logs(store, tracked, &s);
+                write_logs(store, tracked, &s);
                 for ev in &s.events {
                     recorder.record(store, now, ev);
                 }
@@ -428,7 +426,6 @@ impl Nodes {
             }
         }
         self.fingerprints.retain(|uid, _| seen.contains(uid));
-        logged
     }
 
     /// The objects the operators running on every node want to exist now.
@@ -616,8 +613,8 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
 }
 
 /// Appends what the containers wrote; a line from a newer run of a container first moves the
-/// current log to `previous`. Returns whether anything was written.
-fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
+/// current log to `previous`.
+fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) {
     for line in &sync.logs {
         let key = ContainerKey::new(&tracked.namespace, &tracked.name, &line.container);
         let attempt = tracked.attempts.entry(line.container.clone()).or_insert(0);
@@ -660,7 +657,6 @@ fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
             }
         }
     }
-    !sync.logs.is_empty()
 }
 
 /// A log line's time as the kubelet returns it with `timestamps=true`: Go's `RFC3339Nano`

@@ -219,6 +219,10 @@ pub struct Store {
     events: broadcast::Sender<Arc<WatchEvent>>,
     logs: LogStore,
     config: StoreConfig,
+    /// Resources (by plural) whose creates a test has an admission step refuse, with the
+    /// refusal's detail.
+    #[cfg(test)]
+    refused_creates: Mutex<BTreeMap<String, String>>,
 }
 
 /// First address of the service CIDR 10.96.0.0/12 handed out after the `kubernetes` service.
@@ -249,6 +253,8 @@ impl Store {
             events,
             logs: LogStore::default(),
             config,
+            #[cfg(test)]
+            refused_creates: Mutex::default(),
         };
         let ns = store.resource("", "v1", "namespaces");
         let svc = store.resource("", "v1", "services");
@@ -435,6 +441,16 @@ impl Store {
         obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        #[cfg(test)]
+        if let Some(detail) = self
+            .refused_creates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&res.plural)
+        {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(ApiError::forbidden(res, name, detail));
+        }
         let now = self.now();
         let mut inner = self.lock();
         let created = inner.create(res, ns, obj, &now, opts.dry_run)?;
@@ -442,6 +458,20 @@ impl Store {
             self.flush(&mut inner);
         }
         Ok(with_version(created, res))
+    }
+
+    /// From now on refuses every create of `plural` as an admission plugin would:
+    /// `<plural> "<name>" is forbidden: <detail>`; `None` lets them through again.
+    #[cfg(test)]
+    pub fn refuse_creates(&self, plural: &str, detail: Option<&str>) {
+        let mut refused = self
+            .refused_creates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match detail {
+            Some(d) => refused.insert(plural.to_owned(), d.to_owned()),
+            None => refused.remove(plural),
+        };
     }
 
     /// Replaces an object (PUT). A non-empty `metadata.resourceVersion` in the body must match.
@@ -900,16 +930,7 @@ impl Inner {
         if res.namespaced {
             match self.namespace_state(&ns) {
                 None => return Err(ApiError::namespace_not_found(&ns)),
-                Some(true) => {
-                    // plugin/pkg/admission/namespace/lifecycle/admission.go
-                    return Err(ApiError::forbidden(
-                        res,
-                        &name,
-                        &format!(
-                            "unable to create new content in namespace {ns} because it is being terminated"
-                        ),
-                    ));
-                }
+                Some(true) => return Err(ApiError::namespace_terminating(res, &name, &ns)),
                 Some(false) => {}
             }
         }
