@@ -1204,6 +1204,17 @@ pub enum EventType {
     Warning,
 }
 
+impl EventType {
+    /// The value of `Event.type` (`v1.EventTypeNormal`, `v1.EventTypeWarning`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Warning => "Warning",
+        }
+    }
+}
+
 /// A SQL statement that must fail with an SQLSTATE (the symptom of a database failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

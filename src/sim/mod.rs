@@ -8,6 +8,7 @@
 //! - [`resources`]: the table of served resources.
 //! - [`clock`]: the time source of every timestamp.
 //! - [`patch`]: the four PATCH flavours.
+//! - [`events`]: the one event model of every component, and the recorder that writes events.
 //! - [`scheduler`]: where pods go, and the real `FailedScheduling` texts.
 //! - [`kubelet`]: the node agent: image pulls, container states, crash back-off, probes.
 //! - [`behaviour`]: stand-in programs that images run, and declarative operators.
@@ -20,6 +21,7 @@ pub mod clock;
 mod cluster;
 pub mod controllers;
 pub mod engine;
+pub mod events;
 pub mod kubelet;
 pub mod patch;
 pub mod resources;

@@ -13,7 +13,9 @@ use super::body::Body;
 use super::objects::Ctx;
 use super::table::{IncludeObject, table};
 use crate::sim::resources::ResourceDef;
-use crate::sim::store::{ApiError, EventType, FieldSelector, LabelSelector, Store, WatchEvent};
+use crate::sim::store::{
+    ApiError, FieldSelector, LabelSelector, Store, WatchEvent, WatchEventType,
+};
 
 /// Watches end after this long unless `timeoutSeconds` says otherwise (the real server picks
 /// a random time between 30 and 60 minutes).
@@ -73,7 +75,7 @@ impl Encoder {
         Bytes::from(text)
     }
 
-    fn event(&self, ty: EventType, obj: &Value) -> Bytes {
+    fn event(&self, ty: WatchEventType, obj: &Value) -> Bytes {
         self.line(ty.as_str(), &self.object(obj))
     }
 
@@ -93,11 +95,15 @@ impl Encoder {
 
 /// Translates a store event for a filtered watcher: an object that stops matching is DELETED
 /// for it, one that starts matching is ADDED (as the watch cache does).
-fn translate(ev: &WatchEvent, filter: &Filter) -> Option<(EventType, Arc<Value>)> {
+fn translate(ev: &WatchEvent, filter: &Filter) -> Option<(WatchEventType, Arc<Value>)> {
     let now = filter.matches(&ev.object);
     match (ev.kind, ev.previous.as_ref().map(|p| filter.matches(p))) {
-        (EventType::Modified, Some(true)) if !now => Some((EventType::Deleted, ev.object.clone())),
-        (EventType::Modified, Some(false)) if now => Some((EventType::Added, ev.object.clone())),
+        (WatchEventType::Modified, Some(true)) if !now => {
+            Some((WatchEventType::Deleted, ev.object.clone()))
+        }
+        (WatchEventType::Modified, Some(false)) if now => {
+            Some((WatchEventType::Added, ev.object.clone()))
+        }
         _ if now => Some((ev.kind, ev.object.clone())),
         _ => None,
     }

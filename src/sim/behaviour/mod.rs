@@ -14,7 +14,7 @@ mod view;
 
 pub use operator::{desired_objects, template};
 pub use program::{
-    ContainerContext, DEFAULT_RETRY, Exit, LogLine, OPERATOR_RELIST, PostgresConnector,
+    ContainerContext, DEFAULT_RETRY, Exit, OPERATOR_RELIST, OutputLine, PostgresConnector,
     PostgresOutcome, PostgresRequest, Program, Progress,
 };
 pub use view::{ClusterView, ClusterViewExt, StaticView};

@@ -46,7 +46,7 @@ pub struct ContainerContext {
 
 /// One line the program wrote, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
+pub struct OutputLine {
     /// When it was written.
     pub at: Timestamp,
     /// The text, without a trailing newline.
@@ -114,7 +114,7 @@ pub trait PostgresConnector {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Lines written, in order.
-    pub logs: Vec<LogLine>,
+    pub logs: Vec<OutputLine>,
     /// Set when the program has exited (also on later calls).
     pub exit: Option<Exit>,
     /// Set when the program waits on a Postgres check; answer with [`Program::postgres_result`].
@@ -152,7 +152,7 @@ pub struct Program {
     ctx: ContainerContext,
     started_at: Timestamp,
     phase: Phase,
-    pending: Vec<LogLine>,
+    pending: Vec<OutputLine>,
     relist_at: Vec<Timestamp>,
 }
 
@@ -195,7 +195,7 @@ impl Program {
                 .cloned()
                 .or_else(|| b.entrypoint.clone())
                 .unwrap_or_else(|| "/entrypoint".to_owned());
-            program.pending.push(LogLine {
+            program.pending.push(OutputLine {
                 at: now,
                 text: format!("exec {target}: exec format error"),
             });
@@ -287,7 +287,7 @@ impl Program {
                         break;
                     }
                     if let Some(b) = &self.behaviour {
-                        logs.extend(b.logs.iter().map(|l| LogLine {
+                        logs.extend(b.logs.iter().map(|l| OutputLine {
                             at: self.started_at,
                             text: l.clone(),
                         }));
@@ -412,14 +412,26 @@ impl Program {
         }
     }
 
-    fn fail_logs(&self, otherwise: &Failure, error: &str, at: Timestamp, logs: &mut Vec<LogLine>) {
-        logs.extend(otherwise.log.iter().map(|l| LogLine {
+    fn fail_logs(
+        &self,
+        otherwise: &Failure,
+        error: &str,
+        at: Timestamp,
+        logs: &mut Vec<OutputLine>,
+    ) {
+        logs.extend(otherwise.log.iter().map(|l| OutputLine {
             at,
             text: l.replace("{error}", error),
         }));
     }
 
-    fn fail(&mut self, otherwise: &Failure, error: &str, at: Timestamp, logs: &mut Vec<LogLine>) {
+    fn fail(
+        &mut self,
+        otherwise: &Failure,
+        error: &str,
+        at: Timestamp,
+        logs: &mut Vec<OutputLine>,
+    ) {
         self.fail_logs(otherwise, error, at, logs);
         self.phase = match otherwise.exit_code {
             Some(code) => Phase::Exited(Exit { code, at }),
@@ -430,7 +442,7 @@ impl Program {
         };
     }
 
-    fn relist(&mut self, now: Timestamp, view: &dyn ClusterViewExt, logs: &mut Vec<LogLine>) {
+    fn relist(&mut self, now: Timestamp, view: &dyn ClusterViewExt, logs: &mut Vec<OutputLine>) {
         let Some(b) = &self.behaviour else { return };
         for (i, rule) in b.operator.iter().enumerate() {
             while self.relist_at[i] <= now {
@@ -441,7 +453,7 @@ impl Program {
                 }
                 let r = &rule.for_each;
                 if !view.resource_served(&r.group, &r.version, &r.resource) {
-                    logs.extend(rule.log_while_unserved.iter().map(|l| LogLine {
+                    logs.extend(rule.log_while_unserved.iter().map(|l| OutputLine {
                         at,
                         text: l.clone(),
                     }));

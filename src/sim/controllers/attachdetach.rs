@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
 use super::names::fnv32a;
-use super::{ClusterView, Effect, EventType, Reconciled};
+use super::{ClusterView, Effect, Reconciled};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "attachdetach-controller";

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use super::cron::Schedule;
 use super::job::finished_condition;
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, EventType, Reconciled};
+use super::{ClusterView, Effect, Reconciled, Reported};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "cronjob-controller";
@@ -36,6 +37,19 @@ pub fn saw_completed_message(job: &str, condition: &str) -> String {
 #[must_use]
 pub fn deleted_job_message(job: &str) -> String {
     format!("Deleted job {job}")
+}
+
+/// A Job delete (`deleteJob`, `pkg/controller/cronjob/cronjob_controllerv2.go`):
+/// `SuccessfulDelete` once deleted, `FailedDelete` `Deleted job: <err>` when refused
+/// (`recorder.Eventf(cj, corev1.EventTypeWarning, "FailedDelete", "Deleted job: %v", err)`).
+fn delete_job(cj: &Value, job: &Value) -> Reported {
+    Reported::new(cj, Effect::delete_of(job))
+        .done(
+            "SuccessfulDelete",
+            deleted_job_message(meta::name(job)),
+            COMPONENT,
+        )
+        .refused("FailedDelete", "Deleted job: ".to_owned(), COMPONENT)
 }
 
 /// Reconciles every CronJob (in namespace/name order).
@@ -152,15 +166,8 @@ fn reconcile_one(view: &dyn ClusterView, cj: &Value, now: Timestamp) -> Reconcil
             .len()
             .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
         for job in finished.into_iter().take(excess) {
-            out.push(Effect::delete_of(job));
+            out.reported(delete_job(cj, job));
             remove_active(&mut status, meta::name(job));
-            out.event(
-                cj,
-                EventType::Normal,
-                "SuccessfulDelete",
-                deleted_job_message(meta::name(job)),
-                COMPONENT,
-            );
         }
     }
 
@@ -250,15 +257,8 @@ fn schedule_next(
                 .iter()
                 .filter(|j| active.iter().any(|a| a == meta::name(j)))
             {
-                out.push(Effect::delete_of(job));
+                out.reported(delete_job(cj, job));
                 remove_active(status, meta::name(job));
-                out.event(
-                    cj,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    deleted_job_message(meta::name(job)),
-                    COMPONENT,
-                );
             }
         }
         _ => {}
@@ -280,13 +280,17 @@ fn schedule_next(
     for (k, v) in meta::string_map(cj, &["spec", "jobTemplate", "metadata", "annotations"]) {
         meta::set_annotation(&mut job, &k, &v);
     }
-    out.push(Effect::Create(job));
-    out.event(
-        cj,
-        EventType::Normal,
-        "SuccessfulCreate",
-        created_job_message(&job_name),
-        COMPONENT,
+    // `syncCronJob` (`cronjob_controllerv2.go`): `SuccessfulCreate` once created, `FailedCreate`
+    // `Error creating job: <err>` when refused (`jm.recorder.Eventf(cronJob,
+    // corev1.EventTypeWarning, "FailedCreate", "Error creating job: %v", err)`).
+    out.reported(
+        Reported::new(cj, Effect::Create(job))
+            .done(
+                "SuccessfulCreate",
+                created_job_message(&job_name),
+                COMPONENT,
+            )
+            .refused("FailedCreate", "Error creating job: ".to_owned(), COMPONENT),
     );
     let mut refs = meta::array_at(status, &["active"]).to_vec();
     refs.push(json!({"apiVersion": "batch/v1", "kind": "Job", "namespace": meta::namespace(cj).unwrap_or("default"), "name": job_name}));

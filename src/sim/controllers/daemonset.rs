@@ -14,11 +14,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::replicaset::{
-    SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, created_pod_message, deleted_pod_message,
-    pod_from_template, set_count,
-};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled, pod_template_hash};
+use super::replicaset::{pod_from_template, reported_pod_create, reported_pod_delete, set_count};
+use super::{ClusterView, Effect, NameGen, Reconciled, pod_template_hash};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "daemonset-controller";
@@ -130,14 +128,7 @@ fn reconcile_one(
         }
     }
     let delete = |pod: &Value, out: &mut Reconciled| {
-        out.push(Effect::delete_of(pod));
-        out.event(
-            ds,
-            EventType::Normal,
-            SUCCESSFUL_DELETE,
-            deleted_pod_message(meta::name(pod)),
-            COMPONENT,
-        );
+        out.reported(reported_pod_delete(ds, pod, COMPONENT));
     };
     let revision = |p: &Value| {
         meta::labels(p)
@@ -291,15 +282,7 @@ fn create_pod(
         Value::Array(tolerations),
     );
     let pod = pod_from_template(&template, ds, &format!("{}-", meta::name(ds)), names);
-    let pod_name = meta::name(&pod).to_owned();
-    out.push(Effect::Create(pod));
-    out.event(
-        ds,
-        EventType::Normal,
-        SUCCESSFUL_CREATE,
-        created_pod_message(&pod_name),
-        COMPONENT,
-    );
+    out.reported(reported_pod_create(ds, pod, COMPONENT));
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
 use super::replicaset::set_count;
-use super::{ClusterView, Effect, EventType, Reconciled, pod_template_hash};
+use super::{ClusterView, Effect, Reconciled, Reported, pod_template_hash};
+use crate::sim::events::EventType;
 
 /// `source.component` of the events this controller records.
 pub const COMPONENT: &str = "deployment-controller";
@@ -54,6 +55,9 @@ pub mod reason {
     pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
     /// Available=False.
     pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
+    /// The event (and Progressing=False) when the new ReplicaSet cannot be created
+    /// (`FailedRSCreateReason`).
+    pub const REPLICA_SET_CREATE_ERROR: &str = "ReplicaSetCreateError";
 }
 
 /// Event reason of every scaling step (`sync.go`).
@@ -66,6 +70,14 @@ pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
 pub fn scaled_message(up: bool, rs: &str, from: i64, to: i64) -> String {
     let op = if up { "up" } else { "down" };
     format!("Scaled {op} replica set {rs} from {from} to {to}")
+}
+
+/// What `Failed to create new replica set "<rs>": <err>` puts before the API server's error
+/// (`getNewReplicaSet`, `sync.go`: `fmt.Sprintf("Failed to create new replica set %q: %v",
+/// newRS.Name, err)`; `%q` of a DNS name is the name in double quotes).
+#[must_use]
+pub fn failed_rs_create_prefix(rs: &str) -> String {
+    format!("Failed to create new replica set \"{rs}\": ")
 }
 
 /// Progressing=True NewReplicaSetCreated message (`getNewReplicaSet`, `sync.go`).
@@ -581,14 +593,20 @@ impl<'a> Sync<'a> {
             return Some(self.rs_list.len() - 1);
         }
 
-        self.out.push(Effect::Create(rs.clone()));
+        // A refused create ends the sync with `ReplicaSetCreateError` (`getNewReplicaSet`).
+        let mut create = Reported::new(&self.d, Effect::Create(rs.clone())).refused(
+            reason::REPLICA_SET_CREATE_ERROR,
+            failed_rs_create_prefix(&name),
+            COMPONENT,
+        );
         if count > 0 {
-            self.event(
-                EventType::Normal,
+            create = create.done(
                 SCALING_REPLICA_SET,
                 scaled_message(true, &name, 0, count),
+                COMPONENT,
             );
         }
+        self.out.reported(create);
         meta::set_annotation(&mut self.d, REVISION_ANNOTATION, &new_revision.to_string());
         if progress_deadline(&self.d).is_some() {
             let cond = new_condition(
@@ -637,15 +655,17 @@ impl<'a> Sync<'a> {
         meta::set_annotation(&mut rs, DESIRED_REPLICAS_ANNOTATION, &desired.to_string());
         meta::set_annotation(&mut rs, MAX_REPLICAS_ANNOTATION, &max.to_string());
         let name = meta::name(&rs).to_owned();
-        self.out.push(Effect::Update(rs.clone()));
-        self.rs_list[i] = rs;
+        // The event only once the update went through; a refused one ends the sync silently.
+        let mut update = Reported::new(&self.d, Effect::Update(rs.clone()));
         if size_changed {
-            self.event(
-                EventType::Normal,
+            update = update.done(
                 SCALING_REPLICA_SET,
                 scaled_message(old_scale < new_scale, &name, old_scale, new_scale),
+                COMPONENT,
             );
         }
+        self.out.reported(update);
+        self.rs_list[i] = rs;
         size_changed
     }
 
@@ -995,7 +1015,9 @@ impl<'a> Sync<'a> {
             {
                 continue;
             }
-            self.out.push(Effect::delete_of(rs));
+            // A refused delete ends the sync without an event (`cleanupDeployment`).
+            self.out
+                .reported(Reported::new(&self.d, Effect::delete_of(rs)));
         }
     }
 

@@ -25,7 +25,7 @@ pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
 /// Which LoadBalancer implementation the cluster has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LoadBalancerProvider {
+pub enum LoadBalancerMode {
     /// None: LoadBalancer Services keep an empty `status.loadBalancer` (`<pending>`).
     #[default]
     None,
@@ -55,7 +55,7 @@ pub fn reconcile_all(
     view: &dyn ClusterView,
     _now: Timestamp,
     names: &mut NameGen,
-    lb: LoadBalancerProvider,
+    lb: LoadBalancerMode,
 ) -> Reconciled {
     let mut out = Reconciled::default();
     let mut services = view.list("v1", "Service", None);
@@ -304,13 +304,8 @@ fn sync_slices(
     }
 }
 
-fn load_balancer(
-    view: &dyn ClusterView,
-    svc: &Value,
-    lb: LoadBalancerProvider,
-    out: &mut Reconciled,
-) {
-    if str_at(svc, &["spec", "type"]) != "LoadBalancer" || lb == LoadBalancerProvider::None {
+fn load_balancer(view: &dyn ClusterView, svc: &Value, lb: LoadBalancerMode, out: &mut Reconciled) {
+    if str_at(svc, &["spec", "type"]) != "LoadBalancer" || lb == LoadBalancerMode::None {
         return;
     }
     let mut nodes = view.list("v1", "Node", None);
@@ -351,7 +346,7 @@ mod tests {
             "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
     }
 
-    fn run(world: &mut World, lb: LoadBalancerProvider) {
+    fn run(world: &mut World, lb: LoadBalancerMode) {
         let mut names = NameGen::new(9);
         world.run_controller(|w, now, n| reconcile_all(w, now, n, lb), t0(), &mut names);
     }
@@ -364,7 +359,7 @@ mod tests {
         world.add(pod("b", "10.0.0.2", false, "http", 8080));
         world.add(pod("c", "10.0.0.3", true, "http", 9090));
         world.add(pod("d", "10.0.0.4", true, "metrics", 9100));
-        run(&mut world, LoadBalancerProvider::None);
+        run(&mut world, LoadBalancerMode::None);
         let ep = world.obj("v1", "Endpoints", "default", "web").unwrap();
         let subsets = ep["subsets"].as_array().unwrap();
         assert_eq!(subsets.len(), 2);
@@ -405,7 +400,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
             "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}}),
         );
-        run(&mut world, LoadBalancerProvider::None);
+        run(&mut world, LoadBalancerMode::None);
         assert!(
             world
                 .obj("v1", "Service", "default", "web")
@@ -413,7 +408,7 @@ mod tests {
                 .get("status")
                 .is_none()
         );
-        run(&mut world, LoadBalancerProvider::NodeAddress);
+        run(&mut world, LoadBalancerMode::NodeAddress);
         let svc = world.obj("v1", "Service", "default", "web").unwrap();
         assert_eq!(
             svc["status"]["loadBalancer"]["ingress"][0]["ip"],

@@ -12,8 +12,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::meta::{self, str_at};
-use super::replicaset::{SUCCESSFUL_CREATE, created_pod_message, pod_from_template, set_count};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled};
+use super::replicaset::{
+    ERROR_DELETING, FAILED_DELETE, pod_from_template, reported_pod_create, set_count,
+};
+use super::{ClusterView, Effect, NameGen, Reconciled, Reported};
+use crate::sim::events::EventType;
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "job-controller";
@@ -189,7 +192,7 @@ fn reconcile_one(
             );
         }
         for pod in &active {
-            out.push(Effect::delete_of(pod));
+            out.reported(delete_active(job, pod));
         }
         if active.is_empty() {
             push_condition(&mut status, condition("Failed", reason, message, now));
@@ -214,7 +217,7 @@ fn reconcile_one(
             );
         }
         for pod in &active {
-            out.push(Effect::delete_of(pod));
+            out.reported(delete_active(job, pod));
         }
         if active.is_empty() {
             push_condition(
@@ -269,15 +272,7 @@ fn reconcile_one(
                     let prefix = format!("{}-", meta::name(job));
                     for _ in 0..missing {
                         let pod = pod_from_template(&template, job, &prefix, names);
-                        let pod_name = meta::name(&pod).to_owned();
-                        out.push(Effect::Create(pod));
-                        out.event(
-                            job,
-                            EventType::Normal,
-                            SUCCESSFUL_CREATE,
-                            created_pod_message(&pod_name),
-                            COMPONENT,
-                        );
+                        out.reported(reported_pod_create(job, pod, COMPONENT));
                     }
                 }
             }
@@ -295,6 +290,17 @@ fn reconcile_one(
         out.push(Effect::UpdateStatus(next));
     }
     out
+}
+
+/// The delete of an active pod of a finished Job (`deleteJobPods` through `RealPodControl.DeletePod`,
+/// `pkg/controller/job/job_controller.go`): `FailedDelete` when refused. The `SuccessfulDelete`
+/// it records once done is not imitated.
+fn delete_active(job: &Value, pod: &Value) -> Reported {
+    Reported::new(job, Effect::delete_of(pod)).refused(
+        FAILED_DELETE,
+        ERROR_DELETING.to_owned(),
+        COMPONENT,
+    )
 }
 
 /// The pod template with the labels the API server adds to a Job's template.
@@ -459,7 +465,7 @@ mod tests {
             .iter()
             .find(|(_, e)| e.reason == "BackoffLimitExceeded")
             .unwrap();
-        assert_eq!(ev.1.event_type, EventType::Warning);
+        assert_eq!(ev.1.type_, EventType::Warning);
         assert_eq!(ev.1.message, "Job has reached the specified backoff limit");
     }
 

@@ -48,6 +48,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::sim::events::{Event, EventType, Involved, Reporter};
+
 /// Read-only access to the cluster's objects, as the controllers' informers would give it.
 ///
 /// Implementations return objects in a deterministic order (by namespace, then name); the
@@ -91,70 +93,6 @@ pub trait ClusterView {
     }
 }
 
-/// Whether an event is informational or a warning (`Event.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EventType {
-    /// `Normal`.
-    Normal,
-    /// `Warning`.
-    Warning,
-}
-
-impl EventType {
-    /// The value of `Event.type`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "Normal",
-            Self::Warning => "Warning",
-        }
-    }
-}
-
-/// The object an event is about (`Event.involvedObject`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ObjectRef {
-    /// `apiVersion` of the object.
-    pub api_version: String,
-    /// `kind` of the object.
-    pub kind: String,
-    /// Namespace; `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// UID, when the object has one yet.
-    pub uid: Option<String>,
-}
-
-impl ObjectRef {
-    /// The reference to an object as stored.
-    #[must_use]
-    pub fn of(obj: &Value) -> Self {
-        Self {
-            api_version: meta::str_at(obj, &["apiVersion"]).to_owned(),
-            kind: meta::str_at(obj, &["kind"]).to_owned(),
-            namespace: meta::namespace(obj).map(str::to_owned),
-            name: meta::name(obj).to_owned(),
-            uid: meta::uid(obj).map(str::to_owned),
-        }
-    }
-}
-
-/// An event a controller records (the simulator turns it into a core/v1 Event and counts repeats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// What the event is about.
-    pub involved: ObjectRef,
-    /// `Normal` or `Warning`.
-    pub event_type: EventType,
-    /// Machine-readable reason (`ScalingReplicaSet`).
-    pub reason: String,
-    /// Human-readable message, exactly as the real controller words it.
-    pub message: String,
-    /// `source.component` (`deployment-controller`).
-    pub component: String,
-}
-
 /// One change a controller asks for.
 ///
 /// Objects are complete; the applier must not use their `resourceVersion` as a precondition
@@ -181,6 +119,72 @@ pub enum Effect {
     },
     /// Record an event.
     Event(Event),
+    /// A write whose outcome the controller reports in events ([`Reported`]).
+    Reported(Box<Reported>),
+}
+
+/// A write and the events its controller records about how it went, as the real controller's
+/// pod control does (`RealPodControl.CreatePods` and `DeletePod`,
+/// `pkg/controller/controller_utils.go`; `recordPodEvent`, `stateful_pod_control.go`).
+///
+/// When the API server refuses the write, the controller's sync of `owner` fails there: the
+/// `refused` events are recorded instead of `done`, nothing else of the owner's sync is done,
+/// and the owner's writes wait for the work queue's back-off. Refusals the controllers pass over
+/// without an event (a create of an object that already exists or in a terminating namespace,
+/// a delete of an object already gone) only leave `done` out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    /// The object whose sync makes the write (a ReplicaSet for its pods): what the events are
+    /// about, and what waits after a refusal.
+    pub owner: Involved,
+    /// `Create`, `Update`, `UpdateStatus` or `Delete`.
+    pub write: Effect,
+    /// Recorded once the write is made (`SuccessfulCreate`).
+    pub done: Option<Event>,
+    /// Recorded when the API server refuses the write, each message followed by the API
+    /// server's error as client-go prints it (`FailedCreate`, `Error creating: `).
+    pub refused: Vec<Event>,
+}
+
+impl Reported {
+    /// A write for `owner`, with neither event until [`Reported::done`] and
+    /// [`Reported::refused`] add them.
+    #[must_use]
+    pub fn new(owner: &Value, write: Effect) -> Self {
+        Self {
+            owner: Involved::of(owner),
+            write,
+            done: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Adds the `Normal` event recorded once the write is made.
+    #[must_use]
+    pub fn done(mut self, reason: &str, message: String, component: &str) -> Self {
+        self.done = Some(Event::new(
+            EventType::Normal,
+            reason,
+            message,
+            self.owner.clone(),
+            Reporter::new(component),
+        ));
+        self
+    }
+
+    /// Adds a `Warning` event recorded when the write is refused: `prefix` followed by the
+    /// API server's error.
+    #[must_use]
+    pub fn refused(mut self, reason: &str, prefix: String, component: &str) -> Self {
+        self.refused.push(Event::new(
+            EventType::Warning,
+            reason,
+            prefix,
+            self.owner.clone(),
+            Reporter::new(component),
+        ));
+        self
+    }
 }
 
 impl Effect {
@@ -221,13 +225,18 @@ impl Reconciled {
         message: String,
         component: impl Into<String>,
     ) {
-        self.effects.push(Effect::Event(Event {
-            involved: ObjectRef::of(obj),
+        self.effects.push(Effect::Event(Event::new(
             event_type,
-            reason: reason.to_owned(),
+            reason,
             message,
-            component: component.into(),
-        }));
+            Involved::of(obj),
+            Reporter::new(component),
+        )));
+    }
+
+    /// Adds a write reported in events.
+    pub fn reported(&mut self, reported: Reported) {
+        self.effects.push(Effect::Reported(Box::new(reported)));
     }
 
     /// Asks to be woken up at `at` (keeps the earliest of all requests).
@@ -246,11 +255,22 @@ impl Reconciled {
         }
     }
 
-    /// The events among the effects (handy for callers and tests).
+    /// The events among the effects, with those recorded once a reported write is made
+    /// (handy for callers and tests).
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.effects.iter().filter_map(|e| match e {
             Effect::Event(ev) => Some(ev),
+            Effect::Reported(r) => r.done.as_ref(),
             _ => None,
+        })
+    }
+
+    /// The writes among the effects, reported ones included, in order.
+    pub fn writes(&self) -> impl Iterator<Item = &Effect> {
+        self.effects.iter().filter_map(|e| match e {
+            Effect::Event(_) => None,
+            Effect::Reported(r) => Some(&r.write),
+            write => Some(write),
         })
     }
 }

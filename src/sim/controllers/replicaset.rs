@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled, Reported};
 
 /// `source.component` of the events this controller records.
 pub const COMPONENT: &str = "replicaset-controller";
@@ -22,6 +22,20 @@ pub const BURST_REPLICAS: usize = 500;
 pub const SUCCESSFUL_CREATE: &str = "SuccessfulCreate";
 /// Event reason for a deleted pod (`SuccessfulDeletePodReason`, `pkg/controller/controller_utils.go`).
 pub const SUCCESSFUL_DELETE: &str = "SuccessfulDelete";
+/// Event reason for a pod create the API server refused (`FailedCreatePodReason`,
+/// `pkg/controller/controller_utils.go`).
+pub const FAILED_CREATE: &str = "FailedCreate";
+/// Event reason for a pod delete the API server refused (`FailedDeletePodReason`,
+/// `pkg/controller/controller_utils.go`).
+pub const FAILED_DELETE: &str = "FailedDelete";
+/// What the `FailedCreate` message puts before the API server's error
+/// (`RealPodControl.createPods`: `r.Recorder.Eventf(object, v1.EventTypeWarning,
+/// FailedCreatePodReason, "Error creating: %v", err)`).
+pub const ERROR_CREATING: &str = "Error creating: ";
+/// What the `FailedDelete` message puts before the API server's error
+/// (`RealPodControl.DeletePod`: `r.Recorder.Eventf(object, v1.EventTypeWarning,
+/// FailedDeletePodReason, "Error deleting: %v", err)`).
+pub const ERROR_DELETING: &str = "Error deleting: ";
 /// The pod annotation that ranks pods for deletion (`core.PodDeletionCost`).
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -35,6 +49,29 @@ pub fn created_pod_message(pod: &str) -> String {
 #[must_use]
 pub fn deleted_pod_message(pod: &str) -> String {
     format!("Deleted pod: {pod}")
+}
+
+/// A pod create through `owner`'s pod control (`RealPodControl.CreatePods`): `SuccessfulCreate`
+/// once made, `FailedCreate` when refused. The ReplicaSet, DaemonSet and Job controllers share it.
+#[must_use]
+pub fn reported_pod_create(owner: &Value, pod: Value, component: &str) -> Reported {
+    let message = created_pod_message(meta::name(&pod));
+    Reported::new(owner, Effect::Create(pod))
+        .done(SUCCESSFUL_CREATE, message, component)
+        .refused(FAILED_CREATE, ERROR_CREATING.to_owned(), component)
+}
+
+/// A pod delete through `owner`'s pod control (`RealPodControl.DeletePod`): `SuccessfulDelete`
+/// once made, `FailedDelete` when refused.
+#[must_use]
+pub fn reported_pod_delete(owner: &Value, pod: &Value, component: &str) -> Reported {
+    Reported::new(owner, Effect::delete_of(pod))
+        .done(
+            SUCCESSFUL_DELETE,
+            deleted_pod_message(meta::name(pod)),
+            component,
+        )
+        .refused(FAILED_DELETE, ERROR_DELETING.to_owned(), component)
 }
 
 /// A pod built from a template for `owner` (`controller.GetPodFromTemplate`): the template's
@@ -191,29 +228,14 @@ fn manage_replicas(
         let prefix = format!("{}-", meta::name(rs));
         for _ in 0..(want - have).min(BURST_REPLICAS) {
             let pod = pod_from_template(&template, rs, &prefix, names);
-            let pod_name = meta::name(&pod).to_owned();
-            out.push(Effect::Create(pod));
-            out.event(
-                rs,
-                EventType::Normal,
-                SUCCESSFUL_CREATE,
-                created_pod_message(&pod_name),
-                COMPONENT,
-            );
+            out.reported(reported_pod_create(rs, pod, COMPONENT));
         }
     } else if have > want {
         let diff = (have - want).min(BURST_REPLICAS);
         let related = related_pods(view, rs);
         let filtered: Vec<Value> = filtered.iter().map(|p| Value::clone(p)).collect();
         for pod in pods_to_delete(&filtered, &related, diff, now) {
-            out.push(Effect::delete_of(&pod));
-            out.event(
-                rs,
-                EventType::Normal,
-                SUCCESSFUL_DELETE,
-                deleted_pod_message(meta::name(&pod)),
-                COMPONENT,
-            );
+            out.reported(reported_pod_delete(rs, &pod, COMPONENT));
         }
     }
 }
@@ -476,8 +498,7 @@ mod tests {
         let mut names = NameGen::new(1);
         let out = reconcile_all(&world, t0(), &mut names);
         let created: Vec<&Value> = out
-            .effects
-            .iter()
+            .writes()
             .filter_map(|e| match e {
                 Effect::Create(p) => Some(p),
                 _ => None,
@@ -503,7 +524,7 @@ mod tests {
             ("SuccessfulCreate", format!("Created pod: {first}").as_str())
         );
         assert_eq!(
-            out.events().next().map(|e| e.component.as_str()),
+            out.events().next().map(|e| e.reporter.component.as_str()),
             Some("replicaset-controller")
         );
     }
@@ -521,8 +542,7 @@ mod tests {
         }
         let out = reconcile_all(&world, t0(), &mut names);
         let status = out
-            .effects
-            .iter()
+            .writes()
             .find_map(|e| match e {
                 Effect::UpdateStatus(o) => Some(o["status"].clone()),
                 _ => None,

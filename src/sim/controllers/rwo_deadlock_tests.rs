@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 
 use super::deployment::{self, reason};
 use super::meta::{self, str_at};
-use super::testing::Cluster;
+use super::testing::FakeCluster;
 
 const NS: &str = "monitoring";
 
-fn setup(seed: u64) -> Cluster {
-    let mut c = Cluster::new(seed);
+fn setup(seed: u64) -> FakeCluster {
+    let mut c = FakeCluster::new(seed);
     for node in ["node-a", "node-b"] {
         c.world.add(
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": {
@@ -43,14 +43,14 @@ fn setup(seed: u64) -> Cluster {
     c
 }
 
-fn deployment(c: &Cluster) -> Value {
+fn deployment(c: &FakeCluster) -> Value {
     c.world
         .obj("apps/v1", "Deployment", NS, "grafana")
         .unwrap()
         .clone()
 }
 
-fn progressing(c: &Cluster) -> (String, String, String) {
+fn progressing(c: &FakeCluster) -> (String, String, String) {
     let d = deployment(c);
     let cond = meta::condition(&d, "Progressing").unwrap();
     (
@@ -60,11 +60,11 @@ fn progressing(c: &Cluster) -> (String, String, String) {
     )
 }
 
-fn pods(c: &Cluster) -> Vec<Value> {
+fn pods(c: &FakeCluster) -> Vec<Value> {
     c.world.list_pods(NS)
 }
 
-fn rs_names(c: &Cluster) -> Vec<String> {
+fn rs_names(c: &FakeCluster) -> Vec<String> {
     let mut rs: Vec<Value> = super::meta::owned(super::ClusterView::list(
         &c.world,
         "apps/v1",
@@ -77,7 +77,7 @@ fn rs_names(c: &Cluster) -> Vec<String> {
 
 /// Runs the scenario up to the deadline; returns the cluster, the old and new ReplicaSet
 /// names and the time of the template change.
-fn break_it(seed: u64) -> (Cluster, String, String, Timestamp) {
+fn break_it(seed: u64) -> (FakeCluster, String, String, Timestamp) {
     let mut c = setup(seed);
     c.run_until(meta::add_secs(c.now, 120));
     assert_eq!(
@@ -192,8 +192,8 @@ fn rolling_update_with_an_rwo_volume_deadlocks_until_the_progress_deadline() {
     assert_eq!(warnings.len(), 1);
     let (_, ev) = warnings[0];
     assert_eq!(ev.involved.name, meta::name(new_pod));
-    assert_eq!(ev.event_type.as_str(), "Warning");
-    assert_eq!(ev.component, "attachdetach-controller");
+    assert_eq!(ev.type_.as_str(), "Warning");
+    assert_eq!(ev.reporter.component, "attachdetach-controller");
     assert_eq!(
         ev.message,
         format!(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
 use super::replicaset::set_count;
-use super::{ClusterView, Effect, EventType, Reconciled, pod_template_hash};
+use super::{ClusterView, Effect, Reconciled, Reported, pod_template_hash};
 
 /// `source.component` of this controller's events.
 pub const COMPONENT: &str = "statefulset-controller";
@@ -33,6 +33,20 @@ pub fn pod_event_message(verb: &str, pod: &str, set: &str) -> String {
 #[must_use]
 pub fn claim_event_message(verb: &str, claim: &str, pod: &str, set: &str) -> String {
     format!("{verb} Claim {claim} Pod {pod} in StatefulSet {set} success")
+}
+
+/// What `<verb> Pod <pod> in StatefulSet <set> failed error: <err>` puts before the error
+/// (`recordPodEvent`, `stateful_pod_control.go`); the reason is `Failed<Verb>`.
+#[must_use]
+pub fn pod_failed_prefix(verb: &str, pod: &str, set: &str) -> String {
+    format!("{verb} Pod {pod} in StatefulSet {set} failed error: ")
+}
+
+/// What `<verb> Claim <claim> for Pod <pod> in StatefulSet <set> failed error: <err>` puts
+/// before the error (`recordClaimEvent`, `stateful_pod_control.go`).
+#[must_use]
+pub fn claim_failed_prefix(verb: &str, claim: &str, pod: &str, set: &str) -> String {
+    format!("{verb} Claim {claim} for Pod {pod} in StatefulSet {set} failed error: ")
 }
 
 /// Reconciles every StatefulSet (in namespace/name order).
@@ -104,14 +118,19 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
             + 1;
         let mut labels = meta::string_map(set, &["spec", "template", "metadata", "labels"]);
         labels.insert("controller.kubernetes.io/hash".to_owned(), hash.clone());
-        out.push(Effect::Create(json!({
-            "apiVersion": "apps/v1",
-            "kind": "ControllerRevision",
-            "metadata": {"name": update_revision, "namespace": ns, "labels": labels,
-                "ownerReferences": [meta::controller_ref(set)]},
-            "data": {"spec": {"template": template.clone()}},
-            "revision": next,
-        })));
+        // A refused revision ends the sync without an event (`stateful_set_control.go` returns
+        // the error of `ssc.controllerHistory.CreateControllerRevision`).
+        out.reported(Reported::new(
+            set,
+            Effect::Create(json!({
+                "apiVersion": "apps/v1",
+                "kind": "ControllerRevision",
+                "metadata": {"name": update_revision, "namespace": ns, "labels": labels,
+                    "ownerReferences": [meta::controller_ref(set)]},
+                "data": {"spec": {"template": template.clone()}},
+                "revision": next,
+            })),
+        ));
     }
     let current_revision = Some(str_at(set, &["status", "currentRevision"]))
         .filter(|s| !s.is_empty())
@@ -254,14 +273,21 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
     out
 }
 
+/// `DeleteStatefulPod`: `SuccessfulDelete` once deleted, `FailedDelete` when refused.
 fn delete_pod(set: &Value, pod: &Value, out: &mut Reconciled) {
-    out.push(Effect::delete_of(pod));
-    out.event(
-        set,
-        EventType::Normal,
-        "SuccessfulDelete",
-        pod_event_message("delete", meta::name(pod), meta::name(set)),
-        COMPONENT,
+    let (pod_name, set_name) = (meta::name(pod), meta::name(set));
+    out.reported(
+        Reported::new(set, Effect::delete_of(pod))
+            .done(
+                "SuccessfulDelete",
+                pod_event_message("delete", pod_name, set_name),
+                COMPONENT,
+            )
+            .refused(
+                "FailedDelete",
+                pod_failed_prefix("delete", pod_name, set_name),
+                COMPONENT,
+            ),
     );
 }
 
@@ -311,13 +337,28 @@ fn create_pod(
             if let Some(a) = meta::at(tmpl, &["metadata", "annotations"]) {
                 pvc["metadata"]["annotations"] = a.clone();
             }
-            out.push(Effect::Create(pvc));
-            out.event(
-                set,
-                EventType::Normal,
-                "SuccessfulCreate",
-                claim_event_message("create", &claim, &pod_name, set_name),
-                COMPONENT,
+            // A refused claim fails the pod's creation too (`CreateStatefulPod`:
+            // `failed to create PVC %s: %s` from `createPersistentVolumeClaims`).
+            out.reported(
+                Reported::new(set, Effect::Create(pvc))
+                    .done(
+                        "SuccessfulCreate",
+                        claim_event_message("create", &claim, &pod_name, set_name),
+                        COMPONENT,
+                    )
+                    .refused(
+                        "FailedCreate",
+                        claim_failed_prefix("create", &claim, &pod_name, set_name),
+                        COMPONENT,
+                    )
+                    .refused(
+                        "FailedCreate",
+                        format!(
+                            "{}failed to create PVC {claim}: ",
+                            pod_failed_prefix("create", &pod_name, set_name)
+                        ),
+                        COMPONENT,
+                    ),
             );
         }
     }
@@ -333,15 +374,20 @@ fn create_pod(
     if let Some(a) = meta::at(template, &["metadata", "annotations"]) {
         metadata["annotations"] = a.clone();
     }
-    out.push(Effect::Create(
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}),
-    ));
-    out.event(
-        set,
-        EventType::Normal,
-        "SuccessfulCreate",
-        pod_event_message("create", &pod_name, set_name),
-        COMPONENT,
+    // `CreateStatefulPod`: `SuccessfulCreate` once created, `FailedCreate` when refused.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
+    out.reported(
+        Reported::new(set, Effect::Create(pod))
+            .done(
+                "SuccessfulCreate",
+                pod_event_message("create", &pod_name, set_name),
+                COMPONENT,
+            )
+            .refused(
+                "FailedCreate",
+                pod_failed_prefix("create", &pod_name, set_name),
+                COMPONENT,
+            ),
     );
 }
 

@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, Event, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled};
+use crate::sim::events::Event;
 
 type Key = (String, String, String, String);
 
@@ -113,77 +114,90 @@ impl World {
     pub fn apply(&mut self, effects: &[Effect], now: Timestamp) -> bool {
         let mut changed = false;
         for effect in effects {
-            match effect {
-                Effect::Create(obj) => {
-                    let mut obj = obj.clone();
-                    if self.objects.contains_key(&key_of(&obj)) {
-                        continue;
+            changed |= self.apply_one(effect, now);
+        }
+        changed
+    }
+
+    /// Applies one effect; a reported write is never refused here.
+    fn apply_one(&mut self, effect: &Effect, now: Timestamp) -> bool {
+        let mut changed = false;
+        match effect {
+            Effect::Create(obj) => {
+                let mut obj = obj.clone();
+                if self.objects.contains_key(&key_of(&obj)) {
+                    return false;
+                }
+                self.next_uid += 1;
+                meta::set_at(
+                    &mut obj,
+                    &["metadata", "uid"],
+                    json!(format!("uid-{}", self.next_uid)),
+                );
+                meta::set_at(
+                    &mut obj,
+                    &["metadata", "creationTimestamp"],
+                    json!(meta::fmt_time(now)),
+                );
+                meta::set_at(&mut obj, &["metadata", "generation"], json!(1));
+                self.objects.insert(key_of(&obj), obj);
+                changed = true;
+            }
+            Effect::Update(obj) => {
+                let key = key_of(obj);
+                if let Some(stored) = self.objects.get_mut(&key) {
+                    let spec_changed = stored.get("spec") != obj.get("spec");
+                    let generation = meta::generation(stored);
+                    let status = stored.get("status").cloned();
+                    let uid = meta::uid(stored).map(str::to_owned);
+                    let created = stored["metadata"]["creationTimestamp"].clone();
+                    let mut next = obj.clone();
+                    next.as_object_mut().map(|m| m.remove("status"));
+                    if let Some(s) = status {
+                        next["status"] = s;
                     }
-                    self.next_uid += 1;
+                    meta::set_at(&mut next, &["metadata", "uid"], json!(uid));
+                    meta::set_at(&mut next, &["metadata", "creationTimestamp"], created);
                     meta::set_at(
-                        &mut obj,
-                        &["metadata", "uid"],
-                        json!(format!("uid-{}", self.next_uid)),
+                        &mut next,
+                        &["metadata", "generation"],
+                        json!(generation + i64::from(spec_changed)),
                     );
-                    meta::set_at(
-                        &mut obj,
-                        &["metadata", "creationTimestamp"],
-                        json!(meta::fmt_time(now)),
-                    );
-                    meta::set_at(&mut obj, &["metadata", "generation"], json!(1));
-                    self.objects.insert(key_of(&obj), obj);
-                    changed = true;
-                }
-                Effect::Update(obj) => {
-                    let key = key_of(obj);
-                    if let Some(stored) = self.objects.get_mut(&key) {
-                        let spec_changed = stored.get("spec") != obj.get("spec");
-                        let generation = meta::generation(stored);
-                        let status = stored.get("status").cloned();
-                        let uid = meta::uid(stored).map(str::to_owned);
-                        let created = stored["metadata"]["creationTimestamp"].clone();
-                        let mut next = obj.clone();
-                        next.as_object_mut().map(|m| m.remove("status"));
-                        if let Some(s) = status {
-                            next["status"] = s;
-                        }
-                        meta::set_at(&mut next, &["metadata", "uid"], json!(uid));
-                        meta::set_at(&mut next, &["metadata", "creationTimestamp"], created);
-                        meta::set_at(
-                            &mut next,
-                            &["metadata", "generation"],
-                            json!(generation + i64::from(spec_changed)),
-                        );
-                        if *stored != next {
-                            *stored = next;
-                            changed = true;
-                        }
+                    if *stored != next {
+                        *stored = next;
+                        changed = true;
                     }
                 }
-                Effect::UpdateStatus(obj) => {
-                    if let Some(stored) = self.objects.get_mut(&key_of(obj)) {
-                        let status = obj.get("status").cloned().unwrap_or(Value::Null);
-                        if stored.get("status") != Some(&status) {
-                            stored["status"] = status;
-                            changed = true;
-                        }
+            }
+            Effect::UpdateStatus(obj) => {
+                if let Some(stored) = self.objects.get_mut(&key_of(obj)) {
+                    let status = obj.get("status").cloned().unwrap_or(Value::Null);
+                    if stored.get("status") != Some(&status) {
+                        stored["status"] = status;
+                        changed = true;
                     }
                 }
-                Effect::Delete {
-                    api_version,
-                    kind,
-                    namespace,
-                    name,
-                } => {
-                    let key = (
-                        api_version.clone(),
-                        kind.clone(),
-                        namespace.clone().unwrap_or_default(),
-                        name.clone(),
-                    );
-                    changed |= self.objects.remove(&key).is_some();
+            }
+            Effect::Delete {
+                api_version,
+                kind,
+                namespace,
+                name,
+            } => {
+                let key = (
+                    api_version.clone(),
+                    kind.clone(),
+                    namespace.clone().unwrap_or_default(),
+                    name.clone(),
+                );
+                changed |= self.objects.remove(&key).is_some();
+            }
+            Effect::Event(ev) => self.events.push((now, ev.clone())),
+            Effect::Reported(r) => {
+                changed |= self.apply_one(&r.write, now);
+                if let Some(ev) = &r.done {
+                    self.events.push((now, ev.clone()));
                 }
-                Effect::Event(ev) => self.events.push((now, ev.clone())),
             }
         }
         changed
@@ -242,7 +256,7 @@ impl ClusterView for World {
 /// A whole simulated control plane for scenario tests: the workload and storage controllers
 /// plus a stand-in scheduler (placing pods where the test says) and kubelet (a pod becomes
 /// Running and Ready once its attachable volumes are attached to its node).
-pub struct Cluster {
+pub struct FakeCluster {
     pub world: World,
     pub now: Timestamp,
     pub names: NameGen,
@@ -253,7 +267,7 @@ pub struct Cluster {
     wakes: Vec<Timestamp>,
 }
 
-impl Cluster {
+impl FakeCluster {
     pub fn new(seed: u64) -> Self {
         Self {
             world: World::new(),

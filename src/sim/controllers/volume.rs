@@ -14,7 +14,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::meta::{self, str_at};
-use super::{ClusterView, Effect, EventType, NameGen, Reconciled};
+use super::{ClusterView, Effect, NameGen, Reconciled};
+use crate::sim::events::EventType;
 
 /// `source.component` of the PV controller's events.
 pub const COMPONENT: &str = "persistentvolume-controller";
@@ -74,7 +75,7 @@ pub enum ProvisionerKind {
 
 /// One simulated provisioner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provisioner {
+pub struct VolumeProvisioner {
     /// The name StorageClasses use in `provisioner`.
     pub name: String,
     /// How it places volumes.
@@ -88,7 +89,7 @@ pub struct Provisioner {
 pub struct StorageConfig {
     /// Provisioners that answer; a StorageClass naming another one waits for ever, as on a
     /// cluster where its driver is not installed.
-    pub provisioners: Vec<Provisioner>,
+    pub provisioners: Vec<VolumeProvisioner>,
     /// Seconds from the provisioner starting to the PV existing.
     pub provision_delay_secs: i64,
 }
@@ -97,12 +98,12 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             provisioners: vec![
-                Provisioner {
+                VolumeProvisioner {
                     name: "rancher.io/local-path".to_owned(),
                     kind: ProvisionerKind::NodeLocal,
                     component: "rancher.io/local-path_local-path-provisioner".to_owned(),
                 },
-                Provisioner {
+                VolumeProvisioner {
                     name: "ebs.csi.aws.com".to_owned(),
                     kind: ProvisionerKind::Attachable {
                         zone_label: "topology.kubernetes.io/zone".to_owned(),
@@ -283,7 +284,7 @@ impl VolumeController {
             .remove(meta::uid(pvc).unwrap_or(meta::name(pvc)));
     }
 
-    fn provisioner(&self, name: &str) -> Option<&Provisioner> {
+    fn provisioner(&self, name: &str) -> Option<&VolumeProvisioner> {
         self.config.provisioners.iter().find(|p| p.name == name)
     }
 }
@@ -374,7 +375,7 @@ fn node_selector(key: &str, value: &str) -> Value {
 fn provisioned_volume(
     pvc: &Value,
     class: &Value,
-    provisioner: &Provisioner,
+    provisioner: &VolumeProvisioner,
     node: Option<&Value>,
     names: &mut NameGen,
 ) -> Value {

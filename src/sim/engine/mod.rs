@@ -3,9 +3,9 @@
 //!
 //! [`SimEngine::advance`] is the only way time passes. It runs everything at the current
 //! instant until nothing changes any more (a round that writes nothing), then jumps the clock
-//! to the earliest instant something asked to be woken at (a controller's requeue, a kubelet
-//! timer, a retry of an unschedulable pod), and stops as soon as something changes there, so
-//! that whoever drives the cluster can look at it. Wall time never enters: the same
+//! to the earliest instant something asked to be woken at (a controller's requeue or retry, a
+//! kubelet timer, a retry of an unschedulable pod), and stops as soon as something changes
+//! there, so that whoever drives the cluster can look at it. Wall time never enters: the same
 //! configuration and seed give the same objects, names, events and logs every run.
 //!
 //! Writes made through the API between two calls are picked up by the next call: every round
@@ -13,9 +13,17 @@
 //! again at every pod whose metadata or spec changed. Everything reads through [`Informers`],
 //! per-resource caches brought up to date whenever the store's resourceVersion moved, so a
 //! reconcile sees the writes of the ones before it without copying the store.
+//!
+//! A round runs the parts of the control loop (the workload, endpoint and volume controllers,
+//! the scheduler, the node agents, the operators) through one interface, in an order kept as
+//! data. What a controller asks for is applied as its client would make it: a write the store
+//! refuses becomes the event the real controller records and a [`RefusedWrite`] kept for
+//! failure reports ([`SimEngine::refused_writes`]), and the failed sync is retried after the
+//! work queue's back-off.
 
+mod apply;
+mod control;
 mod nodes;
-mod recorder;
 mod view;
 
 use std::collections::BTreeMap;
@@ -24,8 +32,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+pub use apply::{RefusedWrite, Target};
 pub use nodes::{NO_POSTGRES, PostgresCall};
-pub use recorder::{EventRecorder, Incoming, Involved};
 pub use view::{Informers, StoreView};
 
 use crate::scenario::{
@@ -33,15 +41,17 @@ use crate::scenario::{
     VolumeKind,
 };
 use crate::sim::clock::{Clock, ManualClock, format_time};
+use crate::sim::controllers::NameGen;
+use crate::sim::controllers::attachdetach::AttachDetachController;
+use crate::sim::controllers::endpoints::LoadBalancerMode;
 use crate::sim::controllers::volume::{DEFAULT_CLASS_ANNOTATION, StorageConfig, VolumeController};
-use crate::sim::controllers::{
-    self, Effect, NameGen, Reconciled, attachdetach::AttachDetachController, cronjob, daemonset,
-    deployment, endpoints, job, replicaset, statefulset,
-};
+use crate::sim::events::EventRecorder;
 use crate::sim::kubelet::Kubelet;
 use crate::sim::scheduler::{kubelet_config, node_object};
-use crate::sim::store::{ApiError, DeleteOptions, Part, Reason, Store, StoreConfig, WriteOptions};
+use crate::sim::store::{ApiError, Reason, Store, StoreConfig, WriteOptions};
 use crate::sim::{SimCluster, SimClusterBuilder};
+use apply::{Apply, Refusals, WorkQueue};
+use control::{Context, Controller, KUBELET};
 
 /// The instant every simulated cluster starts at, so that timestamps are the same every run.
 pub const EPOCH: &str = "2025-01-01T00:00:00Z";
@@ -130,15 +140,20 @@ pub struct SimEngine {
     max_rounds: usize,
     images: BTreeMap<String, ImageBehaviour>,
     names: NameGen,
-    volumes: VolumeController,
-    attach: AttachDetachController,
-    load_balancer: endpoints::LoadBalancerProvider,
+    /// Every part of the control loop, in the order a round runs them.
+    parts: Vec<Box<dyn Controller>>,
+    /// CSI drivers whose volumes are usable on a node only once attached there.
+    attachable_drivers: Vec<String>,
     nodes: nodes::Nodes,
     recorder: EventRecorder,
     /// The read caches every reconcile reads through.
     informers: Arc<Informers>,
     /// Wake-ups the controllers asked for in the last round.
     requeues: Vec<Timestamp>,
+    /// Syncs that failed on a refused write, waiting for their retry.
+    queue: WorkQueue,
+    /// Every write the store refused.
+    refusals: Refusals,
 }
 
 /// The one node of a cluster that declares none.
@@ -251,9 +266,10 @@ impl SimEngine {
             .or_else(|| declared.first())
             .map_or("control-plane", |n| n.name.as_str());
         let load_balancer = match config.cluster.load_balancer {
-            LoadBalancerProvider::None => endpoints::LoadBalancerProvider::None,
-            LoadBalancerProvider::ServiceLb => endpoints::LoadBalancerProvider::NodeAddress,
+            LoadBalancerProvider::None => LoadBalancerMode::None,
+            LoadBalancerProvider::ServiceLb => LoadBalancerMode::NodeAddress,
         };
+        let attach = AttachDetachController::default();
         Ok(Self {
             recorder: EventRecorder::new(scheduler_host),
             cluster,
@@ -264,12 +280,17 @@ impl SimEngine {
             images: config.images,
             // Distinct from the store's generator, which uses the seed itself.
             names: NameGen::new(config.seed.wrapping_add(0x5eed)),
-            volumes: VolumeController::new(StorageConfig::default()),
-            attach: AttachDetachController::default(),
-            load_balancer,
+            attachable_drivers: attach.attachable_drivers.clone(),
+            parts: control::control_loop(
+                load_balancer,
+                VolumeController::new(StorageConfig::default()),
+                attach,
+            ),
             nodes: nodes::Nodes::new(agents),
             informers: Arc::default(),
             requeues: Vec::new(),
+            queue: WorkQueue::default(),
+            refusals: Refusals::default(),
         })
     }
 
@@ -345,7 +366,16 @@ impl SimEngine {
             .copied()
             .filter(|t| *t > now)
             .chain(self.nodes.next_wake(now))
+            .chain(self.queue.next_retry(now))
             .min()
+    }
+
+    /// Every write the store refused so far, in the order first refused: the controllers'
+    /// (each also recorded as the event the real controller records, where it records one)
+    /// and the operators'.
+    #[must_use]
+    pub fn refused_writes(&self) -> &[RefusedWrite] {
+        self.refusals.all()
     }
 
     /// Lets simulated time pass up to `until`: settles now, and if nothing changed, jumps from
@@ -412,22 +442,17 @@ impl SimEngine {
         self.nodes.postgres_result(call, outcome);
     }
 
-    /// Whether only node agent timers are due now (no controller requeue, no scheduling retry).
+    /// Whether only node agent timers are due now (no controller requeue or retry, no
+    /// scheduling retry).
     fn only_kubelets_due(&self) -> bool {
-        !self.requeues.iter().any(|r| *r <= self.now) && !self.nodes.retry_due(self.now)
+        !self.requeues.iter().any(|r| *r <= self.now)
+            && !self.queue.retry_due(self.now)
+            && !self.nodes.retry_due(self.now)
     }
 
     /// The node agents alone, at the current instant; returns whether anything changed.
     fn kubelet_pass(&mut self) -> bool {
-        let store = self.cluster.store().clone();
-        let drivers = self.attach.attachable_drivers.clone();
-        let informers = self.informers.clone();
-        let view = StoreView::new(&store, &informers, &drivers);
-        let before = store.resource_version();
-        let logged = self
-            .nodes
-            .sync(&store, &view, &self.images, &mut self.recorder, self.now);
-        logged || store.resource_version() != before
+        !self.run(|part| part.name() == KUBELET).is_empty()
     }
 
     /// Advances until the clock reaches `until` (for tests and tools that want a fixed span).
@@ -448,223 +473,53 @@ impl SimEngine {
     /// One round: every controller, the scheduler, the node agents and the operators, each
     /// seeing the writes of the ones before. Returns the names of those that changed something.
     fn round(&mut self) -> Vec<&'static str> {
+        self.requeues.clear();
+        self.run(|_| true)
+    }
+
+    /// Runs the picked parts of the control loop in order, each applying its effects before
+    /// the next one reads; returns the names of those that changed something (an object or a
+    /// container log).
+    fn run(&mut self, pick: impl Fn(&dyn Controller) -> bool) -> Vec<&'static str> {
         let store = self.cluster.store().clone();
-        let drivers = self.attach.attachable_drivers.clone();
         let informers = self.informers.clone();
+        let drivers = self.attachable_drivers.clone();
         let view = StoreView::new(&store, &informers, &drivers);
         let now = self.now;
+        let changed = |store: &Store| (store.resource_version(), store.logs().lines_written());
+        let mut parts = std::mem::take(&mut self.parts);
         let mut changing = Vec::new();
-        self.requeues.clear();
-        let mut step =
-            |name: &'static str, engine: &mut Self, f: &mut dyn FnMut(&mut Self) -> bool| {
-                let before = store.resource_version();
-                let logged = f(engine);
-                if logged || store.resource_version() != before {
-                    changing.push(name);
-                }
-            };
-        step("deployment-controller", self, &mut |e| {
-            let out = deployment::reconcile_all(&view, now);
-            e.apply(&store, out);
-            false
-        });
-        step("replicaset-controller", self, &mut |e| {
-            let out = replicaset::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
-            false
-        });
-        step("statefulset-controller", self, &mut |e| {
-            let out = statefulset::reconcile_all(&view, now);
-            e.apply(&store, out);
-            false
-        });
-        step("daemonset-controller", self, &mut |e| {
-            let out = daemonset::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
-            false
-        });
-        step("job-controller", self, &mut |e| {
-            let out = job::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
-            false
-        });
-        step("cronjob-controller", self, &mut |e| {
-            let out = cronjob::reconcile_all(&view, now);
-            e.apply(&store, out);
-            false
-        });
-        step("endpoint-controller", self, &mut |e| {
-            let out = endpoints::reconcile_all(&view, now, &mut e.names, e.load_balancer);
-            e.apply(&store, out);
-            false
-        });
-        step("persistentvolume-controller", self, &mut |e| {
-            let out = e.volumes.reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
-            false
-        });
-        step("attachdetach-controller", self, &mut |e| {
-            let out = e.attach.reconcile(&view, now);
-            e.apply(&store, out);
-            false
-        });
-        step("default-scheduler", self, &mut |e| {
-            e.nodes.schedule(&store, &view, &mut e.recorder, now);
-            false
-        });
-        step("kubelet", self, &mut |e| {
-            e.nodes.sync(&store, &view, &e.images, &mut e.recorder, now)
-        });
-        step("operators", self, &mut |e| {
-            for obj in e.nodes.desired_objects(&view) {
-                ensure_owned(&store, &obj);
+        for part in parts.iter_mut().filter(|p| pick(p.as_ref())) {
+            let before = changed(&store);
+            let out = part.reconcile(&mut Context {
+                store: &store,
+                view: &view,
+                now,
+                names: &mut self.names,
+                images: &self.images,
+                recorder: &mut self.recorder,
+                nodes: &mut self.nodes,
+                refusals: &mut self.refusals,
+            });
+            if let Some(at) = out.requeue_at {
+                self.requeues.push(at);
             }
-            false
-        });
+            Apply {
+                store: &store,
+                view: &view,
+                now,
+                recorder: &mut self.recorder,
+                queue: &mut self.queue,
+                refusals: &mut self.refusals,
+            }
+            .run(part.as_ref(), out);
+            if changed(&store) != before {
+                changing.push(part.name());
+            }
+        }
+        self.parts = parts;
         changing
     }
-
-    /// Applies a controller's effects in order and keeps its wake-up request.
-    fn apply(&mut self, store: &Store, out: Reconciled) {
-        if let Some(at) = out.requeue_at {
-            self.requeues.push(at);
-        }
-        for effect in out.effects {
-            match effect {
-                Effect::Create(obj) => {
-                    let _ = write(store, &obj, None);
-                }
-                Effect::Update(obj) => {
-                    let _ = write(store, &obj, Some(Part::Main));
-                }
-                Effect::UpdateStatus(obj) => {
-                    let _ = write(store, &obj, Some(Part::Status));
-                }
-                Effect::Delete {
-                    api_version,
-                    kind,
-                    namespace,
-                    name,
-                } => {
-                    if let Some(res) = store.resource_for_kind(&api_version, &kind) {
-                        let _ = store.delete(
-                            &res,
-                            namespace.as_deref(),
-                            &name,
-                            &DeleteOptions::default(),
-                        );
-                    }
-                }
-                Effect::Event(ev) => {
-                    let incoming = controller_event(&ev, self.now);
-                    self.recorder.record(store, &incoming);
-                }
-            }
-        }
-    }
-}
-
-/// The recorder's form of a controller event, recorded at `now`.
-fn controller_event(ev: &controllers::Event, now: Timestamp) -> Incoming {
-    let r = &ev.involved;
-    Incoming {
-        at: now,
-        type_: ev.event_type.as_str().to_owned(),
-        reason: ev.reason.clone(),
-        message: ev.message.clone(),
-        involved: Involved {
-            api_version: r.api_version.clone(),
-            kind: r.kind.clone(),
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
-            uid: r.uid.clone(),
-            field_path: None,
-        },
-        component: ev.component.clone(),
-        host: None,
-    }
-}
-
-/// Creates (`part == None`) or updates an object as a controller's client would. Updates are
-/// unconditional: the stored resourceVersion is used, as several effects of one reconcile may
-/// touch the same object.
-fn write(store: &Store, obj: &Value, part: Option<Part>) -> Result<(), ApiError> {
-    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    let ns = obj["metadata"]["namespace"].as_str();
-    let Some(res) = store.resource_for_kind(api_version, kind) else {
-        return Err(ApiError::new(
-            Reason::NotFound,
-            format!("no resource serves {api_version} {kind}"),
-        ));
-    };
-    match part {
-        None => store
-            .create(&res, ns, obj.clone(), &WriteOptions::default())
-            .map(|_| ()),
-        Some(part) => store
-            .modify(
-                &res,
-                ns,
-                name,
-                part,
-                &WriteOptions::default(),
-                |current| match current {
-                    Some(cur) => {
-                        let mut next = obj.clone();
-                        next["metadata"]["resourceVersion"] =
-                            cur["metadata"]["resourceVersion"].clone();
-                        Ok(next)
-                    }
-                    None => Err(ApiError::not_found(&res, name)),
-                },
-            )
-            .map(|_| ()),
-    }
-}
-
-/// Makes an operator's owned object exist as the operator wants it: created when missing,
-/// otherwise its spec, labels, annotations and owner references brought in line (the store
-/// ignores writes that change nothing).
-fn ensure_owned(store: &Store, desired: &Value) {
-    let api_version = desired["apiVersion"].as_str().unwrap_or_default();
-    let kind = desired["kind"].as_str().unwrap_or_default();
-    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
-    let ns = desired["metadata"]["namespace"].as_str();
-    let Some(res) = store.resource_for_kind(api_version, kind) else {
-        return;
-    };
-    let _ = store.modify(
-        &res,
-        ns,
-        name,
-        Part::Main,
-        &WriteOptions::default(),
-        |current| {
-            let Some(cur) = current else {
-                return Ok(desired.clone());
-            };
-            if cur["metadata"]["deletionTimestamp"].is_string() {
-                return Ok(cur.clone());
-            }
-            let mut next = cur.clone();
-            for (k, v) in desired.as_object().into_iter().flatten() {
-                if !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") {
-                    next[k] = v.clone();
-                }
-            }
-            for field in ["labels", "annotations"] {
-                if let Some(m) = desired["metadata"][field].as_object() {
-                    for (k, v) in m {
-                        next["metadata"][field][k] = v.clone();
-                    }
-                }
-            }
-            next["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"].clone();
-            Ok(next)
-        },
-    );
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::recorder::{EventRecorder, Incoming, Involved};
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
@@ -14,7 +13,8 @@ use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView as _;
 use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
-use crate::sim::kubelet::{EventType, Kubelet, PodSync, RecordedEvent};
+use crate::sim::events::{Event, EventRecorder};
+use crate::sim::kubelet::{Kubelet, PodSync};
 use crate::sim::scheduler::{self, Decision, NodeUsage, Snapshot};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
@@ -71,7 +71,7 @@ pub struct Nodes {
     tracked: BTreeMap<String, Tracked>,
     /// Pods assumed on a node while their WaitForFirstConsumer claims are provisioned
     /// (the volume binding plugin's PreBind), by uid.
-    binding: BTreeMap<String, (String, RecordedEvent)>,
+    binding: BTreeMap<String, (String, Event)>,
     unschedulable: BTreeMap<String, Unschedulable>,
     /// Whether Postgres checks are handed out ([`Nodes::pending_postgres`]) instead of being
     /// answered with [`NO_POSTGRES`].
@@ -99,35 +99,6 @@ fn pod_fingerprint(pod: &Value) -> u64 {
         m.remove("managedFields");
     }
     hash_of(&[&meta, pod.get("spec").unwrap_or(&Value::Null)])
-}
-
-fn event_type(t: EventType) -> &'static str {
-    match t {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    }
-}
-
-/// The recorder's form of a kubelet or scheduler event.
-#[must_use]
-pub fn incoming(ev: &RecordedEvent) -> Incoming {
-    let i = &ev.involved;
-    Incoming {
-        at: ev.at,
-        type_: event_type(ev.kind).to_owned(),
-        reason: ev.reason.clone(),
-        message: ev.message.clone(),
-        involved: Involved {
-            api_version: i.api_version.clone(),
-            kind: i.kind.clone(),
-            namespace: Some(i.namespace.clone()).filter(|n| !n.is_empty()),
-            name: i.name.clone(),
-            uid: Some(i.uid.clone()).filter(|u| !u.is_empty()),
-            field_path: i.field_path.clone(),
-        },
-        component: ev.component.clone(),
-        host: ev.host.clone(),
-    }
 }
 
 impl Nodes {
@@ -241,7 +212,6 @@ impl Nodes {
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
                 if unbound_delayed_claims(&pod, &pvcs, &classes).is_empty() {
                     self.binding.remove(&uid);
-                    let event = RecordedEvent { at: now, ..event };
                     bind(
                         store,
                         &pod,
@@ -314,7 +284,7 @@ impl Nodes {
                     condition, event, ..
                 } => {
                     set_condition(store, &pod, &condition);
-                    recorder.record(store, &incoming(&event));
+                    recorder.record(store, now, &event);
                     self.unschedulable.insert(
                         uid,
                         Unschedulable {
@@ -328,7 +298,7 @@ impl Nodes {
         }
     }
 
-    /// One pass of every node agent over its pods; returns whether logs were written.
+    /// One pass of every node agent over its pods.
     pub fn sync(
         &mut self,
         store: &Store,
@@ -336,10 +306,9 @@ impl Nodes {
         images: &BTreeMap<String, ImageBehaviour>,
         recorder: &mut EventRecorder,
         now: Timestamp,
-    ) -> bool {
+    ) {
         let pods = view.list("v1", "Pod", None);
         let mut seen = BTreeSet::new();
-        let mut logged = false;
         for pod in &pods {
             let node_name = str_at(pod, "/spec/nodeName");
             let Some(node) = self.names.iter().position(|n| n == node_name) else {
@@ -412,9 +381,9 @@ impl Nodes {
             let mut finished = false;
             let mut current = pod.get("status").cloned();
             for s in syncs {
-                logged |= write_logs(store, tracked, &s);
+                write_logs(store, tracked, &s);
                 for ev in &s.events {
-                    recorder.record(store, &incoming(ev));
+                    recorder.record(store, now, ev);
                 }
                 // Unchanged statuses are not written: most syncs only check timers.
                 if current.as_ref() != Some(&s.status) {
@@ -457,7 +426,6 @@ impl Nodes {
             }
         }
         self.fingerprints.retain(|uid, _| seen.contains(uid));
-        logged
     }
 
     /// The objects the operators running on every node want to exist now.
@@ -537,7 +505,7 @@ fn bind(
     store: &Store,
     pod: &Value,
     node: &str,
-    event: &RecordedEvent,
+    event: &Event,
     recorder: &mut EventRecorder,
     now: Timestamp,
     (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
@@ -571,7 +539,7 @@ fn bind(
     if let Some(slot) = at.get(&uid).and_then(|i| pods.get_mut(*i)) {
         *slot = stored;
     }
-    recorder.record(store, &incoming(event));
+    recorder.record(store, now, event);
 }
 
 /// Puts a condition into a pod's status, keeping the transition time when the status is the same.
@@ -645,8 +613,8 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
 }
 
 /// Appends what the containers wrote; a line from a newer run of a container first moves the
-/// current log to `previous`. Returns whether anything was written.
-fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
+/// current log to `previous`.
+fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) {
     for line in &sync.logs {
         let key = ContainerKey::new(&tracked.namespace, &tracked.name, &line.container);
         let attempt = tracked.attempts.entry(line.container.clone()).or_insert(0);
@@ -689,7 +657,6 @@ fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) -> bool {
             }
         }
     }
-    !sync.logs.is_empty()
 }
 
 /// A log line's time as the kubelet returns it with `timestamps=true`: Go's `RFC3339Nano`

@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sim::store::ListOptions;
+use crate::sim::controllers;
+use crate::sim::store::{ListOptions, Part};
 
 fn engine() -> SimEngine {
     SimEngine::new(EngineConfig::new(Cluster::default(), BTreeMap::new()).unwrap()).unwrap()
@@ -251,4 +252,185 @@ requires:
             .any(|l| l.text == "fatal: password authentication failed for user \"app\""),
         "{lines:?}"
     );
+}
+
+/// A ResourceQuota refusal's detail, as `plugin/pkg/admission/resourcequota` words it.
+const QUOTA: &str = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
+
+fn replica_set(replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+           "metadata": {"name": "web-1", "namespace": "default"},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}})
+}
+
+/// The events about one object, oldest first.
+fn events_about(e: &SimEngine, kind: &str, name: &str) -> Vec<Value> {
+    let mut events: Vec<Value> = list(e, "v1", "Event")
+        .into_iter()
+        .filter(|ev| ev["involvedObject"]["kind"] == kind && ev["involvedObject"]["name"] == name)
+        .collect();
+    events.sort_by_key(|ev| ev["metadata"]["name"].as_str().map(str::to_owned));
+    events
+}
+
+fn millis(e: &SimEngine, t: Timestamp) -> i128 {
+    t.duration_since(e.start()).as_millis()
+}
+
+#[test]
+fn a_refused_pod_create_is_the_replicasets_failed_create_event() {
+    let mut e = engine();
+    e.store().refuse_creates("pods", Some(QUOTA));
+    create(&e, replica_set(2));
+    e.settle().unwrap();
+
+    // The first create is refused and ends the sync: one event, no pod, no success reported.
+    assert!(list(&e, "v1", "Pod").is_empty());
+    let events = events_about(&e, "ReplicaSet", "web-1");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let ev = &events[0];
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["reason"], "FailedCreate");
+    assert_eq!(ev["source"]["component"], "replicaset-controller");
+    let message = ev["message"].as_str().unwrap();
+    let pod = message
+        .strip_prefix("Error creating: pods \"")
+        .and_then(|m| m.split_once('"'))
+        .map(|(pod, _)| pod)
+        .unwrap();
+    assert!(pod.starts_with("web-1-"), "{message}");
+    assert_eq!(
+        message,
+        format!("Error creating: pods \"{pod}\" is forbidden: {QUOTA}")
+    );
+
+    // The refusal is also the engine's diagnostic.
+    let refused = e.refused_writes();
+    assert_eq!(refused.len(), 1);
+    let r = &refused[0];
+    assert_eq!(r.controller, "replicaset-controller");
+    assert_eq!(
+        (
+            r.target.verb,
+            r.target.kind.as_str(),
+            r.target.name.as_str()
+        ),
+        ("create", "Pod", pod)
+    );
+    assert_eq!(r.target.namespace.as_deref(), Some("default"));
+    assert_eq!(r.error.reason, Reason::Forbidden);
+    assert_eq!(
+        r.to_string(),
+        format!(
+            "replicaset-controller: create Pod default/{pod} refused: pods \"{pod}\" is forbidden: {QUOTA}"
+        )
+    );
+
+    // Retries follow the work queue's back-off: 5 ms, then twice as long each time.
+    e.run_until(e.start() + std::time::Duration::from_secs(1))
+        .unwrap();
+    let tried: Vec<i128> = e
+        .refused_writes()
+        .iter()
+        .map(|r| millis(&e, r.first))
+        .collect();
+    assert_eq!(tried, [0, 5, 15, 35, 75, 155, 315, 635]);
+    assert_eq!(events_about(&e, "ReplicaSet", "web-1").len(), 8);
+    assert!(list(&e, "v1", "Pod").is_empty());
+
+    // Once creates are let through, the next retry makes the pods.
+    e.store().refuse_creates("pods", None);
+    e.run_until(at(&e, 5)).unwrap();
+    let pods = list(&e, "v1", "Pod");
+    assert_eq!(pods.len(), 2);
+    let created: Vec<Value> = events_about(&e, "ReplicaSet", "web-1")
+        .into_iter()
+        .filter(|ev| ev["reason"] == "SuccessfulCreate")
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert_eq!(e.refused_writes().len(), 8);
+}
+
+#[test]
+fn a_change_to_the_owner_syncs_it_again_before_its_retry() {
+    let mut e = engine();
+    e.store().refuse_creates("pods", Some(QUOTA));
+    create(&e, replica_set(2));
+    e.settle().unwrap();
+    assert_eq!(e.refused_writes().len(), 1);
+    e.store().refuse_creates("pods", None);
+    // Scaled while it waits: the update syncs it at once, without the clock moving.
+    let store = e.store().clone();
+    let res = store.resource_for_kind("apps/v1", "ReplicaSet").unwrap();
+    store
+        .modify(
+            &res,
+            Some("default"),
+            "web-1",
+            Part::Main,
+            &WriteOptions::default(),
+            |cur| {
+                let mut rs = cur.unwrap().clone();
+                rs["spec"]["replicas"] = json!(1);
+                Ok(rs)
+            },
+        )
+        .unwrap();
+    e.settle().unwrap();
+    assert_eq!(e.now(), e.start());
+    assert_eq!(list(&e, "v1", "Pod").len(), 1);
+}
+
+#[test]
+fn a_refused_claim_fails_the_statefulset_pod_too() {
+    let mut e = engine();
+    let detail = "exceeded quota: storage, requested: persistentvolumeclaims=1, used: persistentvolumeclaims=0, limited: persistentvolumeclaims=0";
+    e.store()
+        .refuse_creates("persistentvolumeclaims", Some(detail));
+    create(
+        &e,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "db", "namespace": "default"},
+               "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                        "template": {"metadata": {"labels": {"app": "db"}},
+                                     "spec": {"containers": [{"name": "db", "image": "postgres:17"}]}},
+                        "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                            "spec": {"accessModes": ["ReadWriteOnce"],
+                                     "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+    );
+    e.settle().unwrap();
+    assert!(list(&e, "v1", "Pod").is_empty());
+    let error = format!("persistentvolumeclaims \"data-db-0\" is forbidden: {detail}");
+    let messages: Vec<(String, String)> = events_about(&e, "StatefulSet", "db")
+        .iter()
+        .map(|ev| {
+            (
+                ev["reason"].as_str().unwrap().to_owned(),
+                ev["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "FailedCreate".to_owned(),
+                format!(
+                    "create Claim data-db-0 for Pod db-0 in StatefulSet db failed error: {error}"
+                )
+            ),
+            (
+                "FailedCreate".to_owned(),
+                format!(
+                    "create Pod db-0 in StatefulSet db failed error: failed to create PVC data-db-0: {error}"
+                )
+            ),
+        ]
+    );
+    let refused = e.refused_writes();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].controller, "statefulset-controller");
+    assert_eq!(refused[0].target.kind, "PersistentVolumeClaim");
 }

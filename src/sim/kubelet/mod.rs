@@ -9,7 +9,6 @@
 
 mod backoff;
 mod env;
-mod events;
 pub mod gofmt;
 mod image;
 mod pod;
@@ -24,7 +23,6 @@ use serde_json::Value;
 
 pub use backoff::Backoff;
 pub use env::{VolumeProblem, base64_decode, check_volumes, resolve_env};
-pub use events::{EventType, InvolvedObject, RecordedEvent};
 pub use image::{ImageRef, PullOutcome, PullPolicy, hex_digest, pull};
 pub use pod::{ContainerLog, PendingPostgres, PodSync};
 pub use probe::{Handler, ProbeKind, ProbeSpec, ProbeState};

@@ -11,7 +11,6 @@ use serde_json::Value;
 use super::KubeletConfig;
 use super::backoff::Backoff;
 use super::env::{VolumeProblem, check_volumes, resolve_env};
-use super::events::{EventType, InvolvedObject, RecordedEvent};
 use super::gofmt::go_duration;
 use super::image::{self, FAILED_PULL, ImageRef, PullOutcome, PullPolicy, hex_digest};
 use super::probe::{ProbeKind, ProbeSpec, ProbeState};
@@ -22,6 +21,7 @@ use crate::sim::behaviour::time::{after, earliest};
 use crate::sim::behaviour::{
     ClusterViewExt, ContainerContext, PostgresOutcome, PostgresRequest, Program,
 };
+use crate::sim::events::{Event, EventType, Involved, Reporter};
 
 /// How long after a container exits the kubelet notices and acts (PLEG relist period, 1 s;
 /// pkg/kubelet/kubelet.go `plegRelistPeriod`).
@@ -66,7 +66,7 @@ pub struct PodSync {
     /// The pod's new `status`.
     pub status: Value,
     /// Events to record, in order.
-    pub events: Vec<RecordedEvent>,
+    pub events: Vec<Event>,
     /// Lines the containers wrote, in order.
     pub logs: Vec<ContainerLog>,
     /// Postgres checks to carry out (then call `postgres_result` and sync again).
@@ -203,18 +203,13 @@ impl Out<'_> {
         ctr: Option<(&str, bool)>,
     ) {
         let involved = match ctr {
-            Some((name, init)) => InvolvedObject::container(self.pod, name, init),
-            None => InvolvedObject::pod(self.pod),
+            Some((name, init)) => Involved::container(self.pod, name, init),
+            None => Involved::pod(self.pod),
         };
-        self.sync.events.push(RecordedEvent {
-            at,
-            kind,
-            reason: reason.to_owned(),
-            message,
-            involved,
-            component: "kubelet".to_owned(),
-            host: Some(self.host.clone()),
-        });
+        let reporter = Reporter::on_host("kubelet", self.host.clone());
+        self.sync
+            .events
+            .push(Event::new(kind, reason, message, involved, reporter).at(at));
     }
 }
 

@@ -10,6 +10,7 @@ use super::*;
 use crate::scenario::{Duration as D, Failure, ManifestKind, Need, Requirement, ResourceNeed};
 use crate::sim::behaviour::StaticView;
 use crate::sim::behaviour::time::{after, since};
+use crate::sim::events::{Event, EventType};
 
 fn t0() -> Timestamp {
     "2025-01-01T00:00:00Z".parse().unwrap()
@@ -49,7 +50,7 @@ struct Run {
     images: BTreeMap<String, ImageBehaviour>,
     view: StaticView,
     now: Timestamp,
-    events: Vec<RecordedEvent>,
+    events: Vec<Event>,
     logs: Vec<ContainerLog>,
     statuses: Vec<(Timestamp, Value)>,
     last: PodSync,
@@ -103,7 +104,12 @@ impl Run {
         self.events
             .iter()
             .filter(|e| e.reason == reason)
-            .map(|e| (secs(e.at), e.message.clone()))
+            .map(|e| {
+                (
+                    secs(e.at.expect("kubelet events are timed")),
+                    e.message.clone(),
+                )
+            })
             .collect()
     }
 
@@ -194,7 +200,7 @@ fn crash_loop_back_off_doubles_from_ten_seconds() {
         .events
         .iter()
         .filter(|e| e.reason == "Started")
-        .map(|e| ms(e.at))
+        .map(|e| ms(e.at.expect("kubelet events are timed")))
         .collect();
     let expect: Vec<u128> = [0, 1, 11, 31, 71, 151]
         .iter()
@@ -218,7 +224,7 @@ fn crash_loop_back_off_doubles_from_ten_seconds() {
                 == &format!("Back-off restarting failed container keycloak in pod {pod}"))
     );
     assert!(r.events.iter().filter(|e| e.reason == "BackOff").all(|e| {
-        e.kind == EventType::Warning
+        e.type_ == EventType::Warning
             && e.involved.field_path.as_deref() == Some("spec.containers{keycloak}")
     }));
 

@@ -18,10 +18,14 @@ use serde_json::{Value, json};
 
 use crate::sim::behaviour::time::rfc3339;
 use crate::sim::controllers::meta::{self, pointer};
-use crate::sim::kubelet::{EventType, InvolvedObject, RecordedEvent};
+use crate::sim::events::{Event, EventType, Involved, Reporter};
 use quantity::{parse_milli, parse_value};
 
 pub use node::{kubelet_config, node_object};
+
+/// The scheduler's name: the pods it schedules name it in `spec.schedulerName`, and its events
+/// in `reportingController` (`v1.DefaultSchedulerName`, staging/src/k8s.io/api/core/v1/types.go).
+pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 /// What the scheduler sees of the cluster.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +50,7 @@ pub enum Decision {
         /// The chosen node.
         node: String,
         /// `Normal Scheduled Successfully assigned <ns>/<pod> to <node>`.
-        event: RecordedEvent,
+        event: Event,
     },
     /// No node fits.
     Unschedulable {
@@ -55,7 +59,7 @@ pub enum Decision {
         /// The `PodScheduled` condition to put in the pod's status.
         condition: Value,
         /// `Warning FailedScheduling <message>`.
-        event: RecordedEvent,
+        event: Event,
     },
 }
 
@@ -352,19 +356,17 @@ pub fn schedule_with(
     // Highest score first; equal scores go to the first name.
     feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     if let Some((_, node)) = feasible.into_iter().next() {
-        let event = RecordedEvent {
-            at: now,
-            kind: EventType::Normal,
-            reason: "Scheduled".to_owned(),
+        let event = Event::new(
+            EventType::Normal,
+            "Scheduled",
             // pkg/scheduler/schedule_one.go handleBindingCycle... `Successfully assigned %v/%v to %v`.
-            message: format!(
+            format!(
                 "Successfully assigned {ns}/{} to {node}",
                 str_at(pod, "/metadata/name")
             ),
-            involved: InvolvedObject::pod(pod),
-            component: "default-scheduler".to_owned(),
-            host: None,
-        };
+            Involved::pod(pod),
+            Reporter::new(SCHEDULER_NAME),
+        );
         return Decision::Bind { node, event };
     }
 
@@ -418,15 +420,13 @@ fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
         "lastProbeTime": null,
         "lastTransitionTime": rfc3339(now),
     });
-    let event = RecordedEvent {
-        at: now,
-        kind: EventType::Warning,
-        reason: "FailedScheduling".to_owned(),
-        message: message.clone(),
-        involved: InvolvedObject::pod(pod),
-        component: "default-scheduler".to_owned(),
-        host: None,
-    };
+    let event = Event::new(
+        EventType::Warning,
+        "FailedScheduling",
+        message.clone(),
+        Involved::pod(pod),
+        Reporter::new(SCHEDULER_NAME),
+    );
     Decision::Unschedulable {
         message,
         condition,

@@ -90,7 +90,11 @@ fn selector_and_control_plane_taint() {
     assert_eq!(condition["message"], message(&d));
     assert_eq!(condition["lastTransitionTime"], "2025-01-01T00:00:00Z");
     assert_eq!(
-        (event.reason.as_str(), event.kind, event.component.as_str()),
+        (
+            event.reason.as_str(),
+            event.type_,
+            event.reporter.component.as_str()
+        ),
         ("FailedScheduling", EventType::Warning, "default-scheduler")
     );
 

@@ -378,6 +378,27 @@ impl ApiError {
         .with_details(res, name)
     }
 
+    /// The NamespaceLifecycle admission plugin's refusal of new objects in a namespace being
+    /// deleted (plugin/pkg/admission/namespace/lifecycle/admission.go): a Forbidden error
+    /// whose cause is `NamespaceTerminatingCause`.
+    #[must_use]
+    pub fn namespace_terminating(res: &ResourceDef, name: &str, namespace: &str) -> Self {
+        Self::forbidden(
+            res,
+            name,
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        )
+    }
+
+    /// Whether this is [`ApiError::namespace_terminating`] (`apierrors.HasStatusCause(err,
+    /// v1.NamespaceTerminatingCause)`), which controllers pass over without an event.
+    #[must_use]
+    pub fn is_namespace_terminating(&self) -> bool {
+        self.reason == Reason::Forbidden && self.message.ends_with("because it is being terminated")
+    }
+
     /// `NewInvalid`: `Deployment.apps "x" is invalid: <errors>`.
     #[must_use]
     pub fn invalid(res: &ResourceDef, name: &str, causes: Vec<FieldError>) -> Self {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
@@ -54,6 +55,8 @@ struct ContainerLog {
 pub struct LogStore {
     logs: Mutex<HashMap<ContainerKey, ContainerLog>>,
     changed: Notify,
+    /// Lines appended so far, to every container.
+    written: AtomicU64,
 }
 
 impl LogStore {
@@ -73,7 +76,15 @@ impl LogStore {
                 time,
                 text: text.into(),
             });
+        self.written.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+    }
+
+    /// How many lines have been appended so far, to every container: tells whoever writes
+    /// logs whether a pass wrote any.
+    #[must_use]
+    pub fn lines_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Starts a new container instance: the current log becomes the `previous=true` log.
@@ -150,5 +161,7 @@ mod tests {
         assert!(logs.read_from(&key, 0, 0).is_none());
         logs.remove_pod("ns", "p");
         assert!(logs.read(&key, false).is_none());
+        // Restarts and removals write no line.
+        assert_eq!(logs.lines_written(), 2);
     }
 }

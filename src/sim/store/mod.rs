@@ -60,7 +60,7 @@ impl Default for StoreConfig {
 
 /// The type of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
+pub enum WatchEventType {
     /// An object was created.
     Added,
     /// An object was changed.
@@ -69,7 +69,7 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
+impl WatchEventType {
     /// As the watch stream spells it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -87,7 +87,7 @@ pub struct WatchEvent {
     /// The resourceVersion of the change.
     pub rv: u64,
     /// What happened.
-    pub kind: EventType,
+    pub kind: WatchEventType,
     /// API group of the object's resource.
     pub group: String,
     /// Plural resource name.
@@ -219,6 +219,10 @@ pub struct Store {
     events: broadcast::Sender<Arc<WatchEvent>>,
     logs: LogStore,
     config: StoreConfig,
+    /// Resources (by plural) whose creates a test has an admission step refuse, with the
+    /// refusal's detail.
+    #[cfg(test)]
+    refused_creates: Mutex<BTreeMap<String, String>>,
 }
 
 /// First address of the service CIDR 10.96.0.0/12 handed out after the `kubernetes` service.
@@ -249,6 +253,8 @@ impl Store {
             events,
             logs: LogStore::default(),
             config,
+            #[cfg(test)]
+            refused_creates: Mutex::default(),
         };
         let ns = store.resource("", "v1", "namespaces");
         let svc = store.resource("", "v1", "services");
@@ -435,6 +441,16 @@ impl Store {
         obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        #[cfg(test)]
+        if let Some(detail) = self
+            .refused_creates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&res.plural)
+        {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(ApiError::forbidden(res, name, detail));
+        }
         let now = self.now();
         let mut inner = self.lock();
         let created = inner.create(res, ns, obj, &now, opts.dry_run)?;
@@ -442,6 +458,20 @@ impl Store {
             self.flush(&mut inner);
         }
         Ok(with_version(created, res))
+    }
+
+    /// From now on refuses every create of `plural` as an admission plugin would:
+    /// `<plural> "<name>" is forbidden: <detail>`; `None` lets them through again.
+    #[cfg(test)]
+    pub fn refuse_creates(&self, plural: &str, detail: Option<&str>) {
+        let mut refused = self
+            .refused_creates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match detail {
+            Some(d) => refused.insert(plural.to_owned(), d.to_owned()),
+            None => refused.remove(plural),
+        };
     }
 
     /// Replaces an object (PUT). A non-empty `metadata.resourceVersion` in the body must match.
@@ -589,7 +619,7 @@ impl Store {
                 .map(|o| {
                     Arc::new(WatchEvent {
                         rv: inner.rv,
-                        kind: EventType::Added,
+                        kind: WatchEventType::Added,
                         group: res.group.clone(),
                         plural: res.plural.clone(),
                         namespace: o["metadata"]["namespace"]
@@ -628,7 +658,7 @@ impl Store {
     fn flush(&self, inner: &mut Inner) {
         let pending: Vec<Arc<WatchEvent>> = inner.pending_events();
         for ev in pending {
-            if ev.kind == EventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
+            if ev.kind == WatchEventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
                 let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
                 self.logs.remove_pod(&ev.namespace, name);
             }
@@ -812,7 +842,13 @@ impl Inner {
         std::mem::take(&mut self.pending)
     }
 
-    fn emit(&mut self, res: &ResourceDef, kind: EventType, obj: &Value, previous: Option<&Value>) {
+    fn emit(
+        &mut self,
+        res: &ResourceDef,
+        kind: WatchEventType,
+        obj: &Value,
+        previous: Option<&Value>,
+    ) {
         let ev = WatchEvent {
             rv: self.rv,
             kind,
@@ -893,16 +929,7 @@ impl Inner {
         if res.namespaced {
             match self.namespace_state(&ns) {
                 None => return Err(ApiError::namespace_not_found(&ns)),
-                Some(true) => {
-                    // plugin/pkg/admission/namespace/lifecycle/admission.go
-                    return Err(ApiError::forbidden(
-                        res,
-                        &name,
-                        &format!(
-                            "unable to create new content in namespace {ns} because it is being terminated"
-                        ),
-                    ));
-                }
+                Some(true) => return Err(ApiError::namespace_terminating(res, &name, &ns)),
                 Some(false) => {}
             }
         }
@@ -961,7 +988,7 @@ impl Inner {
             .insert((ns.clone(), name.clone()), obj.clone());
         self.uids
             .insert(uid, (res.storage_key(), (ns.clone(), name.clone())));
-        self.emit(res, EventType::Added, &obj, None);
+        self.emit(res, WatchEventType::Added, &obj, None);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&obj);
         }
@@ -1227,7 +1254,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, WatchEventType::Modified, &new, Some(&old));
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1381,7 +1408,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key, obj.clone());
-        self.emit(res, EventType::Modified, &obj, Some(&current));
+        self.emit(res, WatchEventType::Modified, &obj, Some(&current));
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1424,7 +1451,7 @@ impl Inner {
         };
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.emit(res, EventType::Deleted, &obj, None);
+        self.emit(res, WatchEventType::Deleted, &obj, None);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1558,7 +1585,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, WatchEventType::Modified, &new, Some(&old));
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]

@@ -431,7 +431,7 @@ fn watch_history_and_expiry() {
     .unwrap();
     let sub = s.watch(&cm, Some(start)).unwrap();
     assert_eq!(sub.initial.len(), 1);
-    assert_eq!(sub.initial[0].kind, EventType::Added);
+    assert_eq!(sub.initial[0].kind, WatchEventType::Added);
     s.compact();
     let err = s.watch(&cm, Some(start)).unwrap_err();
     assert_eq!(err.reason, Reason::Expired);

@@ -22,75 +22,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::Event;
 use crate::sim::clock::{format_micro_time, format_time};
 use crate::sim::store::{Part, Reason, Store, WriteOptions};
-
-/// The object an event is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Involved {
-    /// `apiVersion`.
-    pub api_version: String,
-    /// `kind`.
-    pub kind: String,
-    /// Namespace; `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// UID, when known.
-    pub uid: Option<String>,
-    /// `fieldPath` (a container of a pod: `spec.containers{app}`).
-    pub field_path: Option<String>,
-}
-
-impl Involved {
-    fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("apiVersion".into(), json!(self.api_version));
-        m.insert("kind".into(), json!(self.kind));
-        if let Some(ns) = &self.namespace {
-            m.insert("namespace".into(), json!(ns));
-        }
-        m.insert("name".into(), json!(self.name));
-        if let Some(uid) = &self.uid {
-            m.insert("uid".into(), json!(uid));
-        }
-        if let Some(fp) = &self.field_path {
-            m.insert("fieldPath".into(), json!(fp));
-        }
-        Value::Object(m)
-    }
-
-    fn key(&self) -> String {
-        [
-            self.kind.as_str(),
-            self.namespace.as_deref().unwrap_or_default(),
-            self.name.as_str(),
-            self.field_path.as_deref().unwrap_or_default(),
-            self.uid.as_deref().unwrap_or_default(),
-            self.api_version.as_str(),
-        ]
-        .join("\u{0}")
-    }
-}
-
-/// One event to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incoming {
-    /// When it happened.
-    pub at: Timestamp,
-    /// `Normal` or `Warning`.
-    pub type_: String,
-    /// Reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-    /// What it is about.
-    pub involved: Involved,
-    /// The reporting component (`kubelet`, `deployment-controller`, `default-scheduler`).
-    pub component: String,
-    /// The node of a kubelet event.
-    pub host: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 struct Observed {
@@ -130,27 +64,30 @@ impl EventRecorder {
         }
     }
 
-    /// Records one event; returns whether the store changed. Events that cannot be written
-    /// (their namespace is gone or terminating) are dropped, as a recorder drops them.
-    pub fn record(&mut self, store: &Store, ev: &Incoming) -> bool {
-        if ev.component == "default-scheduler" {
-            self.record_series(store, ev)
+    /// Records one event, at the instant it happened or else at `now`; returns whether the
+    /// store changed. Events that cannot be written (their namespace is gone or terminating)
+    /// are dropped, as a recorder drops them.
+    pub fn record(&mut self, store: &Store, now: Timestamp, ev: &Event) -> bool {
+        let at = ev.at.unwrap_or(now);
+        if ev.reporter.component == "default-scheduler" {
+            self.record_series(store, at, ev)
         } else {
-            self.record_legacy(store, ev)
+            self.record_legacy(store, at, ev)
         }
     }
 
-    fn record_legacy(&mut self, store: &Store, ev: &Incoming) -> bool {
+    fn record_legacy(&mut self, store: &Store, at: Timestamp, ev: &Event) -> bool {
+        let (component, host) = (&ev.reporter.component, &ev.reporter.host);
         let key = [
-            ev.component.as_str(),
-            ev.host.as_deref().unwrap_or_default(),
+            component.as_str(),
+            host.as_deref().unwrap_or_default(),
             &ev.involved.key(),
             ev.type_.as_str(),
             ev.reason.as_str(),
             ev.message.as_str(),
         ]
         .join("\u{0}");
-        let time = format_time(ev.at);
+        let time = format_time(at);
         if let Some(seen) = self.legacy.get_mut(&key) {
             seen.count += 1;
             let count = seen.count;
@@ -166,24 +103,24 @@ impl EventRecorder {
             self.legacy.remove(&key);
         }
         let mut source = Map::new();
-        source.insert("component".into(), json!(ev.component));
-        if let Some(h) = &ev.host {
+        source.insert("component".into(), json!(component));
+        if let Some(h) = host {
             source.insert("host".into(), json!(h));
         }
         let body = json!({
             "involvedObject": ev.involved.to_json(),
             "reason": ev.reason,
             "message": ev.message,
-            "type": ev.type_,
+            "type": ev.type_.as_str(),
             "source": source,
             "firstTimestamp": time,
             "lastTimestamp": time,
             "count": 1,
             "eventTime": null,
-            "reportingComponent": ev.component,
-            "reportingInstance": ev.host.clone().unwrap_or_default(),
+            "reportingComponent": component,
+            "reportingInstance": host.clone().unwrap_or_default(),
         });
-        match create(store, ev, body) {
+        match create(store, at, ev, body) {
             Some((namespace, name)) => {
                 self.legacy.insert(
                     key,
@@ -199,18 +136,18 @@ impl EventRecorder {
         }
     }
 
-    fn record_series(&mut self, store: &Store, ev: &Incoming) -> bool {
+    fn record_series(&mut self, store: &Store, at: Timestamp, ev: &Event) -> bool {
         let action = scheduler_action(&ev.reason);
         let key = [
             ev.type_.as_str(),
             action,
             ev.reason.as_str(),
-            ev.component.as_str(),
+            ev.reporter.component.as_str(),
             self.scheduler_instance.as_str(),
             &ev.involved.key(),
         ]
         .join("\u{0}");
-        let observed = format_micro_time(ev.at);
+        let observed = format_micro_time(at);
         if let Some(seen) = self.series.get_mut(&key) {
             seen.count += 1;
             let count = seen.count;
@@ -226,16 +163,16 @@ impl EventRecorder {
             "involvedObject": ev.involved.to_json(),
             "reason": ev.reason,
             "message": ev.message,
-            "type": ev.type_,
+            "type": ev.type_.as_str(),
             "source": {},
             "firstTimestamp": null,
             "lastTimestamp": null,
             "eventTime": observed,
             "action": action,
-            "reportingComponent": ev.component,
+            "reportingComponent": ev.reporter.component,
             "reportingInstance": self.scheduler_instance,
         });
-        match create(store, ev, body) {
+        match create(store, at, ev, body) {
             Some((namespace, name)) => {
                 self.series.insert(
                     key,
@@ -256,7 +193,7 @@ impl EventRecorder {
 /// `tools/record/util/util.go`; the same format in `tools/events/recorder.go`) in the involved
 /// object's namespace, or `default` for cluster-scoped objects (`makeEvent`). Two events of one
 /// object at one simulated instant would share a name; the later one moves a nanosecond on.
-fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, String)> {
+fn create(store: &Store, at: Timestamp, ev: &Event, mut body: Value) -> Option<(String, String)> {
     let res = store.resource("", "v1", "events")?;
     let namespace = ev
         .involved
@@ -264,7 +201,7 @@ fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, Stri
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_owned());
-    let mut nanos = ev.at.as_nanosecond();
+    let mut nanos = at.as_nanosecond();
     for _ in 0..1000 {
         let name = format!("{}.{nanos:x}", ev.involved.name);
         body["metadata"] = json!({"name": name, "namespace": namespace});
@@ -312,29 +249,28 @@ mod tests {
 
     use super::*;
     use crate::sim::clock::ManualClock;
+    use crate::sim::events::{EventType, Involved, Reporter};
     use crate::sim::store::{ListOptions, StoreConfig};
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
-    fn pod_event(at: Timestamp, component: &str, reason: &str, message: &str) -> Incoming {
-        Incoming {
-            at,
-            type_: "Warning".into(),
-            reason: reason.into(),
-            message: message.into(),
-            involved: Involved {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                namespace: Some("default".into()),
-                name: "app-1".into(),
-                uid: Some("u-1".into()),
-                field_path: Some("spec.containers{app}".into()),
-            },
-            component: component.into(),
-            host: (component == "kubelet").then(|| "node-1".to_owned()),
-        }
+    fn pod_event(at: Timestamp, component: &str, reason: &str, message: &str) -> Event {
+        let pod = json!({"metadata": {"name": "app-1", "namespace": "default", "uid": "u-1"}});
+        let reporter = if component == "kubelet" {
+            Reporter::on_host(component, "node-1")
+        } else {
+            Reporter::new(component)
+        };
+        Event::new(
+            EventType::Warning,
+            reason,
+            message,
+            Involved::container(&pod, "app", false),
+            reporter,
+        )
+        .at(at)
     }
 
     fn events(store: &Store) -> Vec<Value> {
@@ -353,12 +289,21 @@ mod tests {
         );
         let mut rec = EventRecorder::new("node-1");
         let t0 = t("2025-01-01T00:00:01Z");
-        assert!(rec.record(&store, &pod_event(t0, "kubelet", "BackOff", "back-off")));
         assert!(rec.record(
             &store,
+            Timestamp::UNIX_EPOCH,
+            &pod_event(t0, "kubelet", "BackOff", "back-off")
+        ));
+        assert!(rec.record(
+            &store,
+            Timestamp::UNIX_EPOCH,
             &pod_event(t("2025-01-01T00:00:11Z"), "kubelet", "BackOff", "back-off")
         ));
-        assert!(rec.record(&store, &pod_event(t0, "kubelet", "BackOff", "other")));
+        assert!(rec.record(
+            &store,
+            Timestamp::UNIX_EPOCH,
+            &pod_event(t0, "kubelet", "BackOff", "other")
+        ));
         let all = events(&store);
         assert_eq!(all.len(), 2);
         let e = &all[0];
@@ -384,6 +329,34 @@ mod tests {
     }
 
     #[test]
+    fn an_untimed_event_happens_when_it_is_recorded() {
+        let store = Store::new(
+            Arc::new(ManualClock::new(t("2025-01-01T00:00:00Z"))),
+            StoreConfig::default(),
+        );
+        let mut rec = EventRecorder::new("node-1");
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "metadata": {"name": "web-1", "namespace": "default", "uid": "u-rs"}});
+        let ev = Event::new(
+            EventType::Normal,
+            "SuccessfulCreate",
+            "Created pod: web-1-abcde",
+            Involved::of(&rs),
+            Reporter::new("replicaset-controller"),
+        );
+        assert!(rec.record(&store, t("2025-01-01T00:00:05Z"), &ev));
+        let e = &events(&store)[0];
+        assert_eq!(e["firstTimestamp"], "2025-01-01T00:00:05Z");
+        assert_eq!(e["source"], json!({"component": "replicaset-controller"}));
+        assert_eq!(e["reportingInstance"], "");
+        assert_eq!(
+            e["involvedObject"],
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "namespace": "default",
+                   "name": "web-1", "uid": "u-rs"})
+        );
+    }
+
+    #[test]
     fn scheduler_repeats_form_a_series() {
         let store = Store::new(
             Arc::new(ManualClock::new(t("2025-01-01T00:00:00Z"))),
@@ -393,10 +366,12 @@ mod tests {
         let ev = |s: &str, m: &str| pod_event(t(s), "default-scheduler", "FailedScheduling", m);
         rec.record(
             &store,
+            Timestamp::UNIX_EPOCH,
             &ev("2025-01-01T00:00:01Z", "0/1 nodes are available"),
         );
         rec.record(
             &store,
+            Timestamp::UNIX_EPOCH,
             &ev("2025-01-01T00:01:01Z", "0/2 nodes are available"),
         );
         let all = events(&store);
