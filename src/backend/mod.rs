@@ -243,6 +243,14 @@ pub trait Cluster: Send + Sync {
         jiff::Timestamp::now()
     }
 
+    /// What the cluster itself noticed that a failure report should show: on the simulator,
+    /// every write a controller asked for and the API server refused (beside the event the real
+    /// controller records for it). Real clusters have nothing of the kind: their controllers'
+    /// events are all there is.
+    fn diagnostics(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Serves the cluster for a person with kubectl and returns a kubeconfig for it.
     ///
     /// # Errors

@@ -117,6 +117,16 @@ impl Cluster for SimClusterHandle {
             .elapsed()
     }
 
+    fn diagnostics(&self) -> Vec<String> {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused_writes()
+            .iter()
+            .map(|w| format!("refused write: {w}"))
+            .collect()
+    }
+
     fn serve_for_inspection(&self) -> BoxFuture<'_, Result<super::Inspection, BackendError>> {
         Box::pin(async move {
             let api = self

@@ -145,6 +145,12 @@ pub fn failure_details(outcome: &ScenarioOutcome, failure: &Failure) -> String {
             let _ = writeln!(out, "    {p}");
         }
     }
+    if !ctx.diagnostics.is_empty() {
+        let _ = writeln!(out, "  cluster diagnostics:");
+        for d in &ctx.diagnostics {
+            let _ = writeln!(out, "    {d}");
+        }
+    }
     for (container, lines) in &ctx.logs {
         let _ = writeln!(out, "  logs of {container} (last {}):", lines.len());
         for l in lines {
@@ -189,6 +195,7 @@ pub(crate) mod tests {
                         events: vec!["Warning FailedAttachVolume pod/grafana-6d7d8fc764-659zz: Multi-Attach error for volume \"pvc-3fd5\" Volume is already used by pod(s) grafana-f67c5df7f-7w7xt".into()],
                         pods: vec!["monitoring/grafana-6d7d8fc764-659zz  0/2  Init:0/1  0".into()],
                         logs: vec![("monitoring/grafana-f67c5df7f-7w7xt/grafana".into(), vec!["logger=server msg=\"HTTP Server Listen\"".into()])],
+                        diagnostics: vec![],
                     },
                 })),
             },
@@ -213,5 +220,21 @@ pub(crate) mod tests {
             unreachable!()
         };
         insta::assert_snapshot!("failure", failure_details(&o[1], f));
+    }
+
+    #[test]
+    fn cluster_diagnostics_are_listed_after_the_pods() {
+        let mut o = outcomes();
+        let Verdict::Failed(f) = &mut o[1].verdict else {
+            panic!("the second outcome fails")
+        };
+        f.context.diagnostics =
+            vec!["refused write: replicaset-controller create Pod monitoring/x: quota".into()];
+        let f = f.clone();
+        let text = failure_details(&o[1], &f);
+        assert!(
+            text.contains("  cluster diagnostics:\n    refused write: replicaset-controller create Pod monitoring/x: quota\n"),
+            "{text}"
+        );
     }
 }

@@ -27,7 +27,10 @@ impl Session<'_> {
     /// Events, pod statuses and log tails of the scenario's namespaces, for failure reports.
     pub(super) async fn context(&self) -> Context {
         let client = self.cluster.client();
-        let mut ctx = Context::default();
+        let mut ctx = Context {
+            diagnostics: self.cluster.diagnostics(),
+            ..Context::default()
+        };
         for ns in &self.namespaces {
             let events: kube::Api<k8s_openapi::api::core::v1::Event> =
                 kube::Api::namespaced(client.clone(), ns);

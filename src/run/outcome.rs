@@ -83,6 +83,8 @@ pub struct Context {
     pub pods: Vec<String>,
     /// Log tails per container (`namespace/pod/container`, lines).
     pub logs: Vec<(String, Vec<String>)>,
+    /// What the cluster itself noticed (on the simulator: writes its API server refused).
+    pub diagnostics: Vec<String>,
 }
 
 /// The verdict of one scenario on one backend.
