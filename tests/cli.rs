@@ -901,7 +901,7 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
     use relapse::backend::BackendKind;
     use relapse::run::outcome::Verdict;
     use relapse::run::snapshot_file::UpdateMode;
-    use relapse::run::{Plan, RunOptions, Runner, SnapshotSettings, Target};
+    use relapse::run::{KubeconfigTarget, Plan, RunOptions, Runner, SnapshotSettings};
     use std::sync::Arc;
 
     let skipped = format!(
@@ -946,7 +946,7 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
                 dir: snapshots.clone(),
                 mode: UpdateMode::No,
             },
-            target: Target::None,
+            target: KubeconfigTarget::None,
             allow_cluster_scoped: false,
             require_k3d: false,
         };

@@ -160,7 +160,7 @@ fn a_mutant_that_converges_fails_naming_it() {
 #[test]
 fn the_runner_runs_a_mutant_trial_as_the_mutant_on_every_backend() {
     use relapse::backend::BackendKind;
-    use relapse::run::{Plan, RunOptions, Runner, Target};
+    use relapse::run::{KubeconfigTarget, Plan, RunOptions, Runner};
     // A "wrong" fix that is in fact the fix: run as the scenario it would pass, run as the
     // mutant it must fail. Through the planner and runner both front doors share.
     let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
@@ -171,7 +171,7 @@ fn the_runner_runs_a_mutant_trial_as_the_mutant_on_every_backend() {
             dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
             mode: UpdateMode::No,
         },
-        target: Target::ServedSim,
+        target: KubeconfigTarget::ServedSim,
         allow_cluster_scoped: false,
         require_k3d: false,
     };

@@ -27,5 +27,5 @@ pub mod steps;
 
 pub use lifecycle::{mutant_id, run_mutant, run_scenario, run_scenario_keeping};
 pub use plan::{Decision, Plan, PlannedTrial};
-pub use runner::{KeptCluster, RunOptions, Runner, Target, TrialResult};
+pub use runner::{KeptCluster, KubeconfigTarget, RunOptions, Runner, TrialResult};
 pub use snapshot_phase::SnapshotSettings;

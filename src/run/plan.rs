@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::runner::{RunOptions, Target};
+use super::runner::{KubeconfigTarget, RunOptions};
 use crate::backend::{self, Availability, BackendKind, KUBECONFIG_ENV};
 use crate::scenario::LoadedScenario;
 
@@ -104,8 +104,8 @@ impl Plan {
 /// Whether `kind` can run here with these options.
 fn backend_availability(kind: BackendKind, options: &RunOptions) -> Availability {
     match (kind, &options.target) {
-        (BackendKind::Kubeconfig, Target::ServedSim) => Availability::Available,
-        (BackendKind::Kubeconfig, Target::Kubeconfig { path, .. }) => {
+        (BackendKind::Kubeconfig, KubeconfigTarget::ServedSim) => Availability::Available,
+        (BackendKind::Kubeconfig, KubeconfigTarget::Kubeconfig { path, .. }) => {
             if path.is_file() {
                 Availability::Available
             } else {
@@ -115,7 +115,7 @@ fn backend_availability(kind: BackendKind, options: &RunOptions) -> Availability
                 ))
             }
         }
-        (BackendKind::Kubeconfig, Target::None) => Availability::Unavailable(format!(
+        (BackendKind::Kubeconfig, KubeconfigTarget::None) => Availability::Unavailable(format!(
             "the kubeconfig backend runs against an existing cluster: pass --kubeconfig PATH or set {KUBECONFIG_ENV} to its kubeconfig file"
         )),
         (kind, _) => backend::availability(kind),
@@ -172,10 +172,10 @@ fn decide(
 
 /// The kubeconfig a user named, with the context: `--kubeconfig`, else [`KUBECONFIG_ENV`].
 #[must_use]
-pub fn kubeconfig_from(explicit: Option<PathBuf>, context: Option<String>) -> Target {
+pub fn kubeconfig_from(explicit: Option<PathBuf>, context: Option<String>) -> KubeconfigTarget {
     match explicit.or_else(|| std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from)) {
-        Some(path) => Target::Kubeconfig { path, context },
-        None => Target::None,
+        Some(path) => KubeconfigTarget::Kubeconfig { path, context },
+        None => KubeconfigTarget::None,
     }
 }
 
@@ -214,7 +214,7 @@ converge:
     - absent: {object: {kind: ConfigMap, namespace: default, name: x}, within: 1m}
 ";
 
-    fn options(target: Target, require_k3d: bool) -> RunOptions {
+    fn options(target: KubeconfigTarget, require_k3d: bool) -> RunOptions {
         RunOptions {
             snapshots: SnapshotSettings {
                 dir: PathBuf::from("snapshots"),
@@ -234,7 +234,7 @@ converge:
         let plan = Plan::new(
             &[s],
             &[BackendKind::Sim, BackendKind::Kubeconfig],
-            &options(Target::ServedSim, false),
+            &options(KubeconfigTarget::ServedSim, false),
         );
         assert_eq!(plan.trials[0].decision, Decision::Run);
         assert_eq!(
@@ -250,14 +250,14 @@ converge:
         let plan = Plan::new(
             std::slice::from_ref(&s),
             &[BackendKind::Kubeconfig],
-            &options(Target::None, false),
+            &options(KubeconfigTarget::None, false),
         );
         assert!(
             matches!(&plan.trials[0].decision, Decision::Ignore(r) if r.contains(KUBECONFIG_ENV)),
             "{:?}",
             plan.trials[0].decision
         );
-        let missing = Target::Kubeconfig {
+        let missing = KubeconfigTarget::Kubeconfig {
             path: PathBuf::from("/nonexistent/kubeconfig"),
             context: None,
         };
@@ -280,7 +280,7 @@ converge:
         let plan = Plan::new(
             &[s],
             &[BackendKind::Kubeconfig],
-            &options(Target::ServedSim, false),
+            &options(KubeconfigTarget::ServedSim, false),
         );
         assert!(
             matches!(&plan.trials[0].decision, Decision::Ignore(r) if r.contains("Postgres server")),

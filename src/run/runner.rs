@@ -31,7 +31,7 @@ pub const ALLOW_CLUSTER_SCOPED_ENV: &str = "RELAPSE_ALLOW_CLUSTER_SCOPED";
 
 /// Where the kubeconfig backend runs scenarios.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum KubeconfigTarget {
     /// Nowhere: its trials are ignored, saying how to name a cluster.
     None,
     /// The cluster of this kubeconfig file (and context, default its current one).
@@ -52,7 +52,7 @@ pub struct RunOptions {
     /// Where snapshots live and what a mismatch writes.
     pub snapshots: SnapshotSettings,
     /// Where the kubeconfig backend points.
-    pub target: Target,
+    pub target: KubeconfigTarget,
     /// Whether scenarios may write cluster-scoped objects on an existing cluster.
     pub allow_cluster_scoped: bool,
     /// Whether an unavailable k3d backend fails its trials instead of ignoring them.
@@ -66,11 +66,12 @@ impl RunOptions {
     /// environment.
     #[must_use]
     pub fn from_env(snapshots_dir: PathBuf) -> Self {
-        let target =
-            std::env::var_os(KUBECONFIG_ENV).map_or(Target::ServedSim, |path| Target::Kubeconfig {
+        let target = std::env::var_os(KUBECONFIG_ENV).map_or(KubeconfigTarget::ServedSim, |path| {
+            KubeconfigTarget::Kubeconfig {
                 path: PathBuf::from(path),
                 context: None,
-            });
+            }
+        });
         Self {
             snapshots: SnapshotSettings {
                 dir: snapshots_dir,
@@ -180,10 +181,14 @@ impl Runner {
     /// What failed, rendered with its causes.
     pub fn prepare(&self, backend: BackendKind) -> Result<(), String> {
         match (backend, &self.options.target) {
-            (BackendKind::Sim, _) | (BackendKind::Kubeconfig, Target::ServedSim) => Ok(()),
+            (BackendKind::Sim, _) | (BackendKind::Kubeconfig, KubeconfigTarget::ServedSim) => {
+                Ok(())
+            }
             (BackendKind::K3d, _) => self.k3d_backend().map(|_| ()),
-            (BackendKind::Kubeconfig, Target::None) => Err(error_chain(&RunnerError::NoKubeconfig)),
-            (BackendKind::Kubeconfig, Target::Kubeconfig { .. }) => {
+            (BackendKind::Kubeconfig, KubeconfigTarget::None) => {
+                Err(error_chain(&RunnerError::NoKubeconfig))
+            }
+            (BackendKind::Kubeconfig, KubeconfigTarget::Kubeconfig { .. }) => {
                 let rt = self.shared_runtime()?;
                 rt.block_on(self.kubeconfig_backend())
                     .map(|_| ())
@@ -375,7 +380,7 @@ impl Runner {
 
     /// The kubeconfig backend on the target's cluster, connected once per runner.
     async fn kubeconfig_backend(&self) -> Result<Arc<KubeconfigBackend>, RunnerError> {
-        let Target::Kubeconfig { path, context } = &self.options.target else {
+        let KubeconfigTarget::Kubeconfig { path, context } = &self.options.target else {
             return Err(RunnerError::NoKubeconfig);
         };
         self.kubeconfig
@@ -401,7 +406,7 @@ impl Runner {
         mutant: Option<&str>,
     ) -> Result<(ScenarioOutcome, Option<Box<dyn Cluster>>), String> {
         let snapshots = &self.options.snapshots;
-        if !matches!(self.options.target, Target::ServedSim) {
+        if !matches!(self.options.target, KubeconfigTarget::ServedSim) {
             let backend = self
                 .kubeconfig_backend()
                 .await

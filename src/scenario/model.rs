@@ -351,7 +351,7 @@ pub struct Requirement {
     /// What is required.
     pub needs: Need,
     /// What the program does when the requirement is not met.
-    pub otherwise: Failure,
+    pub otherwise: Otherwise,
 }
 
 /// The thing a program requires.
@@ -457,7 +457,7 @@ pub enum SslMode {
 /// What a program does when a requirement is not met.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Failure {
+pub struct Otherwise {
     /// Log line(s), exactly as the real program prints them. `{error}` is replaced by the
     /// error text the failed check produced (for example the Postgres server's message).
     pub log: Vec<String>,

@@ -10,7 +10,7 @@ use super::operator;
 use super::time::{after, earliest};
 use super::view::ClusterViewExt;
 use crate::scenario::{
-    Arch, EndpointNeed, Failure, ImageBehaviour, ManifestKind, Need, ObjectRef, PostgresNeed,
+    Arch, EndpointNeed, ImageBehaviour, ManifestKind, Need, ObjectRef, Otherwise, PostgresNeed,
     SslMode, ValueSource,
 };
 
@@ -414,7 +414,7 @@ impl Program {
 
     fn fail_logs(
         &self,
-        otherwise: &Failure,
+        otherwise: &Otherwise,
         error: &str,
         at: Timestamp,
         logs: &mut Vec<OutputLine>,
@@ -427,7 +427,7 @@ impl Program {
 
     fn fail(
         &mut self,
-        otherwise: &Failure,
+        otherwise: &Otherwise,
         error: &str,
         at: Timestamp,
         logs: &mut Vec<OutputLine>,
@@ -778,8 +778,8 @@ mod tests {
             .collect()
     }
 
-    fn fail(log: &str, exit_code: Option<i32>, retry: Option<u64>, ready: bool) -> Failure {
-        Failure {
+    fn fail(log: &str, exit_code: Option<i32>, retry: Option<u64>, ready: bool) -> Otherwise {
+        Otherwise {
             log: vec![log.to_owned()],
             exit_code,
             retry: retry.map(ScenarioDuration::from_secs),

@@ -15,7 +15,7 @@ use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::events::{Event, EventRecorder};
 use crate::sim::kubelet::{Kubelet, PodSync};
-use crate::sim::scheduler::{self, Decision, NodeUsage, Snapshot};
+use crate::sim::scheduler::{self, NodeUsage, Placement, Snapshot};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
 /// How long an unschedulable pod waits before it is tried again although nothing changed
@@ -258,7 +258,7 @@ impl Nodes {
                 storage_classes: &classes,
             };
             match scheduler::schedule_with(&pod, &snapshot, &usage, now) {
-                Decision::Bind { node, event } => {
+                Placement::Bind { node, event } => {
                     self.unschedulable.remove(&uid);
                     let delayed = unbound_delayed_claims(&pod, &pvcs, &classes);
                     if delayed.is_empty() {
@@ -280,7 +280,7 @@ impl Nodes {
                     }
                     self.binding.insert(uid, (node, event));
                 }
-                Decision::Unschedulable {
+                Placement::Unschedulable {
                     condition, event, ..
                 } => {
                     set_condition(store, &pod, &condition);

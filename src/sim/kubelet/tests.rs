@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::scenario::{Duration as D, Failure, ManifestKind, Need, Requirement, ResourceNeed};
+use crate::scenario::{Duration as D, ManifestKind, Need, Otherwise, Requirement, ResourceNeed};
 use crate::sim::behaviour::StaticView;
 use crate::sim::behaviour::time::{after, since};
 use crate::sim::events::{Event, EventType};
@@ -446,7 +446,7 @@ fn failing(log: &str, exit_code: Option<i32>) -> Requirement {
             resource: "widgets".into(),
             kind: "Widget".into(),
         }),
-        otherwise: Failure {
+        otherwise: Otherwise {
             log: vec![log.into()],
             exit_code,
             retry: Some(D::from_secs(5)),
@@ -739,7 +739,7 @@ fn postgres_checks_round_trip_through_the_node_agent() {
                     sslmode_env: None,
                     run: vec!["CREATE DATABASE backstage_plugin_catalog".into()],
                 }),
-                otherwise: Failure {
+                otherwise: Otherwise {
                     log: vec!["Backend failed to start up Error: {error}".into()],
                     exit_code: Some(1),
                     retry: None,

@@ -44,7 +44,7 @@ pub struct Snapshot<'a> {
 
 /// The outcome of one scheduling attempt.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum Placement {
     /// Bind the pod to `node` (set `spec.nodeName`) and record `event` (`Scheduled`).
     Bind {
         /// The chosen node.
@@ -215,7 +215,7 @@ fn claims(pod: &Value) -> Vec<&str> {
 
 /// One scheduling attempt for `pod` at `now`.
 #[must_use]
-pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision {
+pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Placement {
     schedule_with(pod, cluster, &NodeUsage::excluding(pod, cluster.pods), now)
 }
 
@@ -270,7 +270,7 @@ pub fn schedule_with(
     cluster: &Snapshot<'_>,
     usage: &NodeUsage,
     now: Timestamp,
-) -> Decision {
+) -> Placement {
     let ns = str_at(pod, "/metadata/namespace");
     let n = cluster.nodes.len();
     if n == 0 {
@@ -367,7 +367,7 @@ pub fn schedule_with(
             Involved::pod(pod),
             Reporter::new(SCHEDULER_NAME),
         );
-        return Decision::Bind { node, event };
+        return Placement::Bind { node, event };
     }
 
     // FitError.Error(): `0/N nodes are available: <sorted "count reason" list>.` followed by
@@ -400,7 +400,7 @@ pub fn schedule_with(
     unschedulable(pod, message, now)
 }
 
-fn prefilter_failure(pod: &Value, n: usize, reason: &str, now: Timestamp) -> Decision {
+fn prefilter_failure(pod: &Value, n: usize, reason: &str, now: Timestamp) -> Placement {
     unschedulable(
         pod,
         format!(
@@ -410,7 +410,7 @@ fn prefilter_failure(pod: &Value, n: usize, reason: &str, now: Timestamp) -> Dec
     )
 }
 
-fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
+fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Placement {
     // v1.PodReasonUnschedulable.
     let condition = json!({
         "type": "PodScheduled",
@@ -427,7 +427,7 @@ fn unschedulable(pod: &Value, message: String, now: Timestamp) -> Decision {
         Involved::pod(pod),
         Reporter::new(SCHEDULER_NAME),
     );
-    Decision::Unschedulable {
+    Placement::Unschedulable {
         message,
         condition,
         event,

@@ -49,17 +49,17 @@ fn snapshot<'a>(
     }
 }
 
-fn message(d: &Decision) -> &str {
+fn message(d: &Placement) -> &str {
     match d {
-        Decision::Unschedulable { message, .. } => message,
-        Decision::Bind { node, .. } => panic!("bound to {node}"),
+        Placement::Unschedulable { message, .. } => message,
+        Placement::Bind { node, .. } => panic!("bound to {node}"),
     }
 }
 
-fn bound(d: &Decision) -> &str {
+fn bound(d: &Placement) -> &str {
     match d {
-        Decision::Bind { node, .. } => node,
-        Decision::Unschedulable { message, .. } => panic!("unschedulable: {message}"),
+        Placement::Bind { node, .. } => node,
+        Placement::Unschedulable { message, .. } => panic!("unschedulable: {message}"),
     }
 }
 
@@ -78,7 +78,7 @@ fn selector_and_control_plane_taint() {
         message(&d),
         "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
-    let Decision::Unschedulable {
+    let Placement::Unschedulable {
         condition, event, ..
     } = &d
     else {
@@ -107,7 +107,7 @@ fn selector_and_control_plane_taint() {
     );
     let d = schedule(&p, &snapshot(&nodes, &[], &[], &[], &[]), now());
     assert_eq!(bound(&d), "cp");
-    let Decision::Bind { event, .. } = d else {
+    let Placement::Bind { event, .. } = d else {
         unreachable!()
     };
     assert_eq!(event.message, "Successfully assigned apps/web to cp");
@@ -224,7 +224,7 @@ fn required_node_affinity_expressions() {
     let p = with(json!([{}]));
     assert!(matches!(
         schedule(&p, &snap, now()),
-        Decision::Unschedulable { .. }
+        Placement::Unschedulable { .. }
     ));
 }
 
