@@ -20,7 +20,8 @@ pub(super) type Stability = BTreeMap<String, String>;
 /// The regressions between two stability readings, one line each (`key: old → new`).
 ///
 /// Instability is a regression: a restart, or a condition that was True and is not.
-/// Something still coming up (False → True) or a new object is not.
+/// Something still coming up (False → True), a new object, an object that is gone (deleted by
+/// its owner) or a pod that ran to completion (not part of a reading) is not.
 pub(super) fn regressions(baseline: &Stability, now: &Stability) -> Vec<String> {
     let mut changes = Vec::new();
     for (k, v) in now {
@@ -86,7 +87,11 @@ impl Session<'_> {
                 )
             })?;
             let now = self.stability().await;
-            let mut changes = regressions(&baseline, &now);
+            let at = crate::report::human_duration(self.cluster.now());
+            let mut changes: Vec<String> = regressions(&baseline, &now)
+                .into_iter()
+                .map(|r| format!("{r} at {at} (cluster time)"))
+                .collect();
             for (i, e) in spec.expect.iter().enumerate() {
                 let obs = self.observe(&client, e).await;
                 if !obs.holds {
@@ -127,8 +132,13 @@ impl Session<'_> {
                         .and_then(|s| s.container_statuses.as_ref())
                         .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum());
                     out.insert(format!("pod {ns}/{name} restarts"), restarts.to_string());
-                    for c in p.status.and_then(|s| s.conditions).unwrap_or_default() {
-                        out.insert(format!("pod {ns}/{name} {}", c.type_), c.status);
+                    let status = p.status.unwrap_or_default();
+                    // A pod that ran to completion (a Job's) turns not-Ready by design.
+                    if status.phase.as_deref() == Some("Succeeded") {
+                        continue;
+                    }
+                    for c in status.conditions.unwrap_or_default() {
+                        out.insert(format!("pod {ns}/{name} condition {}", c.type_), c.status);
                     }
                 }
             }
@@ -138,7 +148,10 @@ impl Session<'_> {
                 for d in list.items {
                     let name = d.metadata.name.clone().unwrap_or_default();
                     for c in d.status.and_then(|s| s.conditions).unwrap_or_default() {
-                        out.insert(format!("deployment {ns}/{name} {}", c.type_), c.status);
+                        out.insert(
+                            format!("deployment {ns}/{name} condition {}", c.type_),
+                            c.status,
+                        );
                     }
                 }
             }
@@ -162,25 +175,35 @@ mod tests {
     fn restarts_and_lost_conditions_are_regressions() {
         let before = reading(&[
             ("pod a/x restarts", "1"),
-            ("pod a/x Ready", "True"),
-            ("deployment a/d Available", "False"),
+            ("pod a/x condition Ready", "True"),
+            ("pod a/gone condition Ready", "True"),
+            ("deployment a/d condition Available", "False"),
         ]);
         let after = reading(&[
             ("pod a/x restarts", "2"),
-            ("pod a/x Ready", "False"),
-            ("deployment a/d Available", "True"),
+            ("pod a/x condition Ready", "False"),
+            ("deployment a/d condition Available", "True"),
             ("pod a/new restarts", "5"),
         ]);
         assert_eq!(
             regressions(&before, &after),
-            vec!["pod a/x Ready: True → False", "pod a/x restarts: 1 → 2"]
+            vec![
+                "pod a/x condition Ready: True → False",
+                "pod a/x restarts: 1 → 2"
+            ]
         );
     }
 
     #[test]
     fn coming_up_is_not_a_regression() {
-        let before = reading(&[("pod a/x Ready", "False"), ("pod a/x restarts", "3")]);
-        let after = reading(&[("pod a/x Ready", "True"), ("pod a/x restarts", "3")]);
+        let before = reading(&[
+            ("pod a/x condition Ready", "False"),
+            ("pod a/x restarts", "3"),
+        ]);
+        let after = reading(&[
+            ("pod a/x condition Ready", "True"),
+            ("pod a/x restarts", "3"),
+        ]);
         assert!(regressions(&before, &after).is_empty());
     }
 }
