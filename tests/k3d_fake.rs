@@ -1127,6 +1127,41 @@ mod provisioner {
     }
 
     #[test]
+    fn an_old_k3d_is_refused_with_the_version_it_reported() {
+        let fake = Fake::new();
+        // `k3d version` of k3d v4.4.8 (cmd/root.go printVersion, same two lines as v5).
+        fake.reply(
+            "version",
+            "stdout",
+            "k3d version v4.4.8\nk3s version latest (default)\n",
+        );
+        let loaded = load("temporal/temporal-namespace-missing");
+        let backend = K3dBackend::new(
+            fake.k3d(),
+            CreateOptions {
+                k3s_version: "v1.32.5-k3s1".to_owned(),
+                host_arch: Some(Arch::Amd64),
+            },
+        )
+        .unwrap();
+        let outcome = runtime().block_on(run_scenario(&backend, &loaded, &settings()));
+        let Verdict::Failed(failure) = &outcome.verdict else {
+            panic!("{}", details(&outcome));
+        };
+        assert_eq!(failure.phase, relapse::run::outcome::Phase::Setup);
+        let text = details(&outcome);
+        assert!(
+            text.contains(&format!(
+                "`{}` is k3d v4.4.8, but the k3d backend needs k3d v5 (tested with v5.8.3)",
+                fake.program.display()
+            )),
+            "{text}"
+        );
+        // Nothing was created.
+        assert_eq!(fake.calls(), [strings(&["version"])]);
+    }
+
+    #[test]
     fn a_cluster_whose_api_never_answers_fails_setup_and_is_deleted() {
         let fake = Fake::new();
         let loaded = load("temporal/temporal-namespace-missing");
