@@ -808,6 +808,46 @@ fn a_missing_executable_is_a_spawn_error() {
     );
 }
 
+/// `ci/check-k3d-trials.sh` on JUnit reports nextest wrote: exit code and what it printed.
+fn check_k3d_trials(report: &str) -> (Option<i32>, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash")
+        .arg(root.join("ci/check-k3d-trials.sh"))
+        .arg(root.join("tests/data/k3d/junit").join(report))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_nightly_fails_when_its_junit_report_shows_no_k3d_trial_that_ran() {
+    for (report, code, summary) in [
+        ("k3d-ran.xml", 0, "2 ran, 0 reported skipped"),
+        (
+            "k3d-ran-skipped-reported.xml",
+            0,
+            "1 ran, 2 reported skipped",
+        ),
+        ("k3d-none-ran.xml", 1, "0 ran, 0 reported skipped"),
+        ("k3d-skipped-reported.xml", 1, "0 ran, 3 reported skipped"),
+    ] {
+        let (status, stdout) = check_k3d_trials(report);
+        assert_eq!(status, Some(code), "{report}: {stdout}");
+        assert!(stdout.contains(summary), "{report}: {stdout}");
+        assert_eq!(
+            stdout.contains("::error title=no k3d trial ran::"),
+            code == 1,
+            "{report}: {stdout}"
+        );
+    }
+    let (status, stdout) = check_k3d_trials("missing.xml");
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("no JUnit report at"), "{stdout}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios through the k3d provisioner: the fake creates nothing, and its `kubeconfig get`
 // points at a simulated cluster served over HTTPS for the test, running at fast pace.
