@@ -596,9 +596,11 @@ mod tests {
         )
         .await
         .unwrap();
-        let state = state.lock().unwrap();
-        assert_eq!(state.node_lists, 5, "{:?}", state.log);
-        assert_eq!(state.coredns_requests, 3, "{:?}", state.log);
+        {
+            let state = state.lock().unwrap();
+            assert_eq!(state.node_lists, 5, "{:?}", state.log);
+            assert_eq!(state.coredns_requests, 3, "{:?}", state.log);
+        }
 
         for (cluster, waiting_for) in [
             (
