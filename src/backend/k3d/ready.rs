@@ -228,22 +228,18 @@ async fn patch_labels(client: &kube::Client, labels: &[NodeLabel]) -> Result<(),
 /// # Errors
 /// [`K3dError::Api`] when a patch fails.
 pub async fn label_nodes(client: &kube::Client, labels: &[NodeLabel]) -> Result<(), K3dError> {
-    patch_labels(client, labels)
-        .await
-        .map_err(|source| K3dError::Api {
+    patch_labels(client, labels).await.map_err(|source| {
+        let nodes: std::collections::BTreeSet<&str> =
+            labels.iter().map(|l| l.node.as_str()).collect();
+        let plural = if nodes.len() == 1 { "" } else { "s" };
+        K3dError::Api {
             action: format!(
-                "label node{} {}",
-                if labels.len() == 1 { "" } else { "s" },
-                labels
-                    .iter()
-                    .map(|l| l.node.as_str())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "label node{plural} {}",
+                nodes.into_iter().collect::<Vec<_>>().join(", ")
             ),
             source,
-        })
+        }
+    })
 }
 
 #[cfg(test)]
