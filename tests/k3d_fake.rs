@@ -1,5 +1,6 @@
 //! The k3d driver against a recorded fake `k3d`: a shell script that logs its argv and replays
-//! canned stdout, stderr, exit codes and hangs. No Docker daemon or k3d binary is needed.
+//! canned stdout, stderr, exit codes and hangs, and a fake Docker daemon on a Unix socket that
+//! records what the driver removes. No Docker daemon or k3d binary is needed.
 //!
 //! Each test gets its own fake in its own temp dir and passes its path explicitly
 //! ([`K3d::at`]), so tests run in parallel without touching `PATH`. Each test also uses its own
@@ -10,11 +11,13 @@
     reason = "a failed setup step in a test or benchmark aborts it with its message"
 )]
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relapse::backend::k3d::{
@@ -24,16 +27,18 @@ use relapse::backend::k3d::{
 use relapse::scenario::{Arch, Cluster};
 
 const KUBECONFIG: &str = include_str!("data/k3d/kubeconfig.yaml");
-/// The cluster the recorded kubeconfig belongs to.
-const RECORDED_NAME: &str = "relapse-arm64-image-on-x7k2p9qa";
+/// The cluster the recorded kubeconfig and the recorded cluster list belong to.
+const RECORDED_NAME: &str = "relapse-three-nodes-e5f6g7h8";
+/// `k3d version` of the k3d v5.8.3 release.
+const VERSION: &str = include_str!("data/k3d/version.stdout");
 
-/// Logs argv (tab-separated, one line per call) and replays `<cmd>-<sub>.{sleep,stdout,stderr,code}`;
-/// a `<cmd>-<sub>.template` is printed with `@NAME@` replaced by the third argument (the cluster
-/// of `kubeconfig get <name>`).
+/// Logs argv (tab-separated, one line per call) and replays `<cmd>-<sub>.{sleep,stdout,stderr,code}`
+/// (`<cmd>.*` for a command without subcommand, such as `version`); a `<cmd>-<sub>.template` is
+/// printed with `@NAME@` replaced by the third argument (the cluster of `kubeconfig get <name>`).
 const FAKE_K3D: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 { for a in "$@"; do printf '%s\t' "$a"; done; printf '\n'; } >> "$dir/argv.log"
-key="$1-$2"
+key="$1${2:+-$2}"
 if [ -f "$dir/$key.sleep" ]; then
   sleep "$(cat "$dir/$key.sleep")" &
   echo $! > "$dir/$key.sleep-pid"
@@ -46,9 +51,69 @@ if [ -f "$dir/$key.code" ]; then exit "$(cat "$dir/$key.code")"; fi
 exit 0
 "#;
 
+/// A Docker daemon on a Unix socket: it answers `DELETE` of the named networks and volumes
+/// `204 No Content` (they exist), everything else `404 Not Found`, and records request lines.
+struct FakeDocker {
+    host: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    existing: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeDocker {
+    fn start(dir: &std::path::Path) -> Self {
+        let path = dir.join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let existing: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let (log, objects) = (requests.clone(), existing.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = [0u8; 1024];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push(line.clone());
+                let existed = line.starts_with("DELETE ") && {
+                    let mut objects = objects.lock().unwrap();
+                    let before = objects.len();
+                    objects.retain(|o| *o != path);
+                    objects.len() < before
+                };
+                // Docker Engine API answers: 204 on removal, 404 with a JSON message otherwise.
+                let answer: &[u8] = if existed {
+                    b"HTTP/1.1 204 No Content\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"not found\"}\n"
+                };
+                let _ = stream.write_all(answer);
+            }
+        });
+        Self {
+            host: format!("unix://{}", path.display()),
+            requests,
+            existing,
+        }
+    }
+
+    /// Makes `DELETE <path>` find an object, e.g. `/networks/k3d-x`.
+    fn holds(&self, path: &str) {
+        self.existing.lock().unwrap().push(path.to_owned());
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
 struct Fake {
     dir: tempfile::TempDir,
     program: PathBuf,
+    docker: FakeDocker,
 }
 
 impl Fake {
@@ -70,11 +135,18 @@ impl Fake {
             }
         }
         fs::remove_file(dir.path().join("argv.log")).unwrap();
-        Self { dir, program }
+        let docker = FakeDocker::start(dir.path());
+        let fake = Self {
+            dir,
+            program,
+            docker,
+        };
+        fake.reply("version", "stdout", VERSION);
+        fake
     }
 
     fn k3d(&self) -> K3d {
-        K3d::at(&self.program)
+        K3d::at(&self.program).with_docker_host(&self.docker.host)
     }
 
     fn reply(&self, key: &str, suffix: &str, content: &str) {
@@ -161,7 +233,7 @@ fn one_server_cluster_command_lines() {
                 "--agents=0",
                 "--no-lb",
                 "--wait",
-                "--timeout=300s",
+                "--timeout=180s",
                 "--kubeconfig-update-default=false",
                 "--kubeconfig-switch-context=false",
                 &owner_label,
@@ -221,7 +293,7 @@ fn server_and_two_agents_with_labels_and_taints() {
                 "--agents=2",
                 "--no-lb",
                 "--wait",
-                "--timeout=300s",
+                "--timeout=180s",
                 "--kubeconfig-update-default=false",
                 "--kubeconfig-switch-context=false",
                 &owner_label,
@@ -304,26 +376,80 @@ fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[1], strings(&["cluster", "delete", name]));
     assert!(!live_clusters().contains(&name.to_owned()));
+    // k3d rolled back itself (it ran to its end): nothing is removed behind its back.
+    assert_eq!(fake.docker.requests(), Vec::<String>::new());
 }
 
 #[test]
-fn hanging_create_is_killed_at_its_deadline() {
+fn a_name_that_is_taken_leaves_the_existing_cluster_alone() {
+    let fake = Fake::new();
+    let name = "relapse-taken-m3n4b5v6";
+    // k3d v5.8.3 refuses before creating anything (cmd/cluster/clusterCreate.go: Fatalf, so
+    // exit code 1).
+    fake.reply("cluster-create", "code", "1");
+    fake.reply(
+        "cluster-create",
+        "stderr",
+        &include_str!("data/k3d/create-exists.stderr").replace(RECORDED_NAME, name),
+    );
+    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    let K3dError::AlreadyExists {
+        name: taken,
+        source,
+    } = &err
+    else {
+        panic!("expected AlreadyExists, got {err:?}");
+    };
+    assert_eq!(taken, name);
+    let K3dError::CommandFailed {
+        command,
+        code: Some(1),
+        ..
+    } = &**source
+    else {
+        panic!("{source:?}");
+    };
+    assert!(
+        command.starts_with(&format!("k3d cluster create {name} ")),
+        "{command}"
+    );
+    assert_eq!(
+        relapse::error_chain::error_chain(&err),
+        format!(
+            "a k3d cluster named `{name}` already exists; it was left alone: `{command}` exited with code 1; stderr ends with:\nFATA[0000] Failed to create cluster '{name}' because a cluster with that name already exists"
+        )
+    );
+    // Only the create: no delete, no removal of its network or volume, not registered.
+    assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
+    assert_eq!(fake.docker.requests(), Vec::<String>::new());
+    assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+#[test]
+fn hanging_create_is_killed_after_every_stage_and_its_leftovers_are_removed() {
     let fake = Fake::new();
     let name = "relapse-hangs-p9r8s7t6";
     fake.reply("cluster-create", "sleep", "600");
     fake.reply("cluster-create", "stderr", "never printed\n");
+    // Killed after k3d made the network and the image volume (ClusterPrep), before any node
+    // container: `k3d cluster delete` then finds nothing, so they are removed by name.
+    fake.docker.holds(&format!("/networks/k3d-{name}"));
+    fake.docker.holds(&format!("/volumes/k3d-{name}-images"));
     let k3d = fake.k3d().with_timeouts(Timeouts {
-        create: Duration::from_secs(1),
-        create_grace: Duration::ZERO,
+        create: Duration::from_millis(300),
+        create_grace: Duration::from_millis(100),
         ..Timeouts::default()
     });
+    let started = Instant::now();
     let err = K3dCluster::create(&k3d, &spec(&Cluster::default(), name)).unwrap_err();
     let K3dError::Timeout { command, after, .. } = &err else {
         panic!("expected Timeout, got {err:?}");
     };
+    // k3d gets --timeout per stage; the kill waits for all three stages and the grace.
     assert!(command.starts_with(&format!("k3d cluster create {name} ")));
-    assert!(command.contains(" --timeout=1s "), "{command}");
+    assert!(command.contains(" --timeout=300ms "), "{command}");
     assert_eq!(*after, Duration::from_secs(1));
+    assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(
         err.to_string()
             .contains("did not finish within 1s and was killed")
@@ -347,7 +473,40 @@ fn hanging_create_is_killed_at_its_deadline() {
         calls.last().unwrap(),
         &strings(&["cluster", "delete", name])
     );
+    assert_eq!(
+        fake.docker.requests(),
+        [
+            format!("DELETE /networks/k3d-{name} HTTP/1.0"),
+            format!("DELETE /volumes/k3d-{name}-images HTTP/1.0"),
+        ]
+    );
+    assert!(fake.docker.existing.lock().unwrap().is_empty());
     assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+#[test]
+fn a_killed_create_whose_leftovers_cannot_be_removed_stays_registered() {
+    let fake = Fake::new();
+    let name = "relapse-hangs-nodock1";
+    fake.reply("cluster-create", "sleep", "600");
+    let dir = tempfile::tempdir().unwrap();
+    let k3d = fake
+        .k3d()
+        .with_docker_host(format!("unix://{}/docker.sock", dir.path().display()))
+        .with_timeouts(Timeouts {
+            create: Duration::from_millis(100),
+            create_grace: Duration::ZERO,
+            ..Timeouts::default()
+        });
+    let err = K3dCluster::create(&k3d, &spec(&Cluster::default(), name)).unwrap_err();
+    assert!(matches!(err, K3dError::Timeout { .. }), "{err:?}");
+    // k3d was asked to delete it, but the network and volume could not be removed: it stays
+    // registered, so the interrupt handler tries again.
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &strings(&["cluster", "delete", name])
+    );
+    assert!(live_clusters().contains(&name.to_owned()));
 }
 
 fn process_running(pid: i32) -> bool {
@@ -377,6 +536,109 @@ fn the_guard_deletes_the_cluster_when_a_test_panics() {
         &strings(&["cluster", "delete", name])
     );
     assert!(!live_clusters().contains(&name.to_owned()));
+}
+
+/// A control-plane node whose kubelet must not label itself `node-role.kubernetes.io/worker`.
+const LATE_SERVER: &str = r"
+nodes:
+  - name: cp-1
+    roles: [control-plane, worker]
+    labels:
+      node-role.kubernetes.io/worker: ''
+";
+
+#[test]
+fn a_server_node_that_registers_late_is_labelled_once_it_exists() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use relapse::backend::served::{Pace, ServedSim};
+    use relapse::sim::engine::EngineConfig;
+
+    let fake = Fake::new();
+    let name = "relapse-late-node-r2d2c3po";
+    let shape: Cluster = relapse::yaml::from_str(LATE_SERVER).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // k3d returned once the server logged "k3s is up and running", which k3s logs before its
+    // kubelet registers the Node: the cluster answers, but cp-1 is not there yet.
+    let (sim, client, registered) = rt.block_on(async {
+        let sim = ServedSim::start(
+            EngineConfig::new(shape.clone(), BTreeMap::new()).unwrap(),
+            Pace::Fast,
+        )
+        .await
+        .unwrap();
+        let client = sim_client(&sim).await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let registered = nodes.get("cp-1").await.unwrap();
+        nodes
+            .delete("cp-1", &DeleteParams::default())
+            .await
+            .unwrap();
+        deploy_coredns(&client).await;
+        (sim, client, registered)
+    });
+    fake.reply(
+        "kubeconfig-get",
+        "template",
+        &format!(
+            "---\n{}",
+            sim.kubeconfig_yaml()
+                .unwrap()
+                .replace("relapse-sim", "k3d-@NAME@")
+        ),
+    );
+    let spec = spec(&shape, name);
+    assert_eq!(spec.node_names(), ["cp-1"]);
+    let cluster = K3dCluster::create(&fake.k3d(), &spec).unwrap();
+
+    let registered_at = Arc::new(Mutex::new(None));
+    let ready_at = rt.block_on(async {
+        // The kubelet registers a moment later, with the labels it may set on itself.
+        let nodes: Api<Node> = Api::all(client.clone());
+        let at = registered_at.clone();
+        let registering = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let mut node = registered;
+            node.metadata.resource_version = None;
+            node.metadata.uid = None;
+            node.metadata.creation_timestamp = None;
+            node.metadata.managed_fields = None;
+            if let Some(labels) = node.metadata.labels.as_mut() {
+                labels.remove("node-role.kubernetes.io/worker");
+            }
+            nodes.create(&PostParams::default(), &node).await.unwrap();
+            *at.lock().unwrap() = Some(Instant::now());
+        });
+        cluster.ready_client(Duration::from_secs(60)).await.unwrap();
+        let ready_at = Instant::now();
+        registering.await.unwrap();
+        ready_at
+    });
+    let registered_at = registered_at.lock().unwrap().unwrap();
+    assert!(ready_at > registered_at, "ready before the node registered");
+    let labels = rt.block_on(async {
+        Api::<Node>::all(client.clone())
+            .get("cp-1")
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap_or_default()
+    });
+    // Set on the registered Node, so patched after it existed.
+    assert_eq!(
+        labels
+            .get("node-role.kubernetes.io/worker")
+            .map(String::as_str),
+        Some(""),
+        "{labels:?}"
+    );
+    cluster.delete().unwrap();
+    assert_eq!(sim.failure(), None);
 }
 
 #[test]
@@ -472,12 +734,13 @@ fn gc_deletes_clusters_of_dead_owners_and_keeps_the_rest() {
     );
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let kept: Vec<(&str, &KeepReason)> = report.kept.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    // In k3d's order: sorted by name (SortClusters, pkg/client/cluster.go).
     assert_eq!(kept.len(), 3, "{kept:?}");
-    assert_eq!(kept[0].0, "relapse-running-bbbb2222");
-    assert_eq!(kept[0].1, &KeepReason::InUse(Owner::current()));
-    assert_eq!(kept[1], ("relapse-unmarked-cccc3333", &KeepReason::NoOwner));
-    assert_eq!(kept[2].0, "relapse-elsewhere-dddd4444");
-    assert!(matches!(kept[2].1, KeepReason::OtherHost(_)));
+    assert_eq!(kept[0].0, "relapse-elsewhere-dddd4444");
+    assert!(matches!(kept[0].1, KeepReason::OtherHost(_)));
+    assert_eq!(kept[1].0, "relapse-running-bbbb2222");
+    assert_eq!(kept[1].1, &KeepReason::InUse(Owner::current()));
+    assert_eq!(kept[2], ("relapse-unmarked-cccc3333", &KeepReason::NoOwner));
 
     assert_eq!(
         fake.calls(),
@@ -545,10 +808,105 @@ fn a_missing_executable_is_a_spawn_error() {
     );
 }
 
+/// `ci/check-k3d-trials.sh` on JUnit reports nextest wrote: exit code and what it printed.
+fn check_k3d_trials(report: &str) -> (Option<i32>, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash")
+        .arg(root.join("ci/check-k3d-trials.sh"))
+        .arg(root.join("tests/data/k3d/junit").join(report))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_nightly_fails_when_its_junit_report_shows_no_k3d_trial_that_ran() {
+    for (report, code, summary) in [
+        ("k3d-ran.xml", 0, "2 ran, 0 reported skipped"),
+        (
+            "k3d-ran-skipped-reported.xml",
+            0,
+            "1 ran, 2 reported skipped",
+        ),
+        ("k3d-none-ran.xml", 1, "0 ran, 0 reported skipped"),
+        ("k3d-skipped-reported.xml", 1, "0 ran, 3 reported skipped"),
+    ] {
+        let (status, stdout) = check_k3d_trials(report);
+        assert_eq!(status, Some(code), "{report}: {stdout}");
+        assert!(stdout.contains(summary), "{report}: {stdout}");
+        assert_eq!(
+            stdout.contains("::error title=no k3d trial ran::"),
+            code == 1,
+            "{report}: {stdout}"
+        );
+    }
+    let (status, stdout) = check_k3d_trials("missing.xml");
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("no JUnit report at"), "{stdout}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios through the k3d provisioner: the fake creates nothing, and its `kubeconfig get`
 // points at a simulated cluster served over HTTPS for the test, running at fast pace.
 // ---------------------------------------------------------------------------------------------
+
+/// A client for a served simulated cluster, as an administrator.
+async fn sim_client(sim: &relapse::backend::served::ServedSim) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig_yaml().unwrap()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Deploys what k3s runs on its own and the driver waits for, which the simulator lacks:
+/// CoreDNS as Deployment `kube-system/coredns` (k3s `manifests/coredns.yaml`, reduced to what
+/// makes it Available). The simulator already has a default StorageClass.
+async fn deploy_coredns(client: &kube::Client) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt("kube-system").await.unwrap().is_none() {
+        let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": "kube-system"}}))
+            .unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    let coredns: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "kube-dns"}},
+                "spec": {
+                    "tolerations": [
+                        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+                    ],
+                    "containers": [{"name": "coredns", "image": "rancher/mirrored-coredns-coredns:1.12.1"}]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), "kube-system")
+        .create(&PostParams::default(), &coredns)
+        .await
+        .unwrap();
+}
 
 mod provisioner {
     use std::path::Path;
@@ -607,6 +965,7 @@ mod provisioner {
         })
         .await
         .unwrap();
+        super::deploy_coredns(&super::sim_client(&sim).await).await;
         let yaml = sim.kubeconfig_yaml().unwrap();
         assert!(!yaml.contains("@NAME@"));
         fake.reply(
@@ -644,7 +1003,7 @@ mod provisioner {
         "--agents=0",
         "--no-lb",
         "--wait",
-        "--timeout=300s",
+        "--timeout=180s",
         "--kubeconfig-update-default=false",
         "--kubeconfig-switch-context=false",
         "--runtime-label=relapse.owner=@OWNER@@all",
@@ -669,7 +1028,7 @@ mod provisioner {
                 !fake
                     .calls()
                     .iter()
-                    .any(|c| c[..2] == strings(&["cluster", "delete"])),
+                    .any(|c| c.starts_with(&strings(&["cluster", "delete"]))),
                 "{:?}",
                 fake.calls()
             );
@@ -691,6 +1050,9 @@ mod provisioner {
         );
 
         let calls = fake.calls();
+        // The k3d version is checked once, before the first cluster.
+        assert_eq!(calls[0], strings(&["version"]));
+        let calls = &calls[1..];
         let name = created(&calls[0], SHARED_CREATE);
         assert!(name.starts_with("relapse-shared-"), "{name}");
         let mut images: Vec<String> = loaded.scenario.images.keys().cloned().collect();
@@ -727,7 +1089,8 @@ mod provisioner {
             let backend = backend(&fake, &sim);
             assert!(!backend.shares(&loaded.scenario.cluster).unwrap());
             let outcome = run_scenario(&backend, &loaded, &settings()).await;
-            let calls = fake.calls();
+            let mut calls = fake.calls();
+            assert_eq!(calls.remove(0), strings(&["version"]));
             tokio::task::spawn_blocking(move || drop(backend))
                 .await
                 .unwrap();
@@ -746,7 +1109,7 @@ mod provisioner {
                 "--agents=1",
                 "--no-lb",
                 "--wait",
-                "--timeout=300s",
+                "--timeout=180s",
                 "--kubeconfig-update-default=false",
                 "--kubeconfig-switch-context=false",
                 "--runtime-label=relapse.owner=@OWNER@@all",
@@ -766,7 +1129,7 @@ mod provisioner {
             calls_before_drop[3..],
             [strings(&["cluster", "delete", &name])]
         );
-        assert_eq!(fake.calls(), calls_before_drop);
+        assert_eq!(fake.calls()[1..], calls_before_drop);
         assert!(!relapse::backend::k3d::live_clusters().contains(&name));
     }
 
@@ -801,6 +1164,41 @@ mod provisioner {
             assert_eq!(outcome.backend, relapse::backend::BackendKind::K3d);
         }
         assert_eq!(fake.calls(), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn an_old_k3d_is_refused_with_the_version_it_reported() {
+        let fake = Fake::new();
+        // `k3d version` of k3d v4.4.8 (cmd/root.go printVersion, same two lines as v5).
+        fake.reply(
+            "version",
+            "stdout",
+            "k3d version v4.4.8\nk3s version latest (default)\n",
+        );
+        let loaded = load("temporal/temporal-namespace-missing");
+        let backend = K3dBackend::new(
+            fake.k3d(),
+            CreateOptions {
+                k3s_version: "v1.32.5-k3s1".to_owned(),
+                host_arch: Some(Arch::Amd64),
+            },
+        )
+        .unwrap();
+        let outcome = runtime().block_on(run_scenario(&backend, &loaded, &settings()));
+        let Verdict::Failed(failure) = &outcome.verdict else {
+            panic!("{}", details(&outcome));
+        };
+        assert_eq!(failure.phase, relapse::run::outcome::Phase::Setup);
+        let text = details(&outcome);
+        assert!(
+            text.contains(&format!(
+                "`{}` is k3d v4.4.8, but the k3d backend needs k3d v5 (tested with v5.8.3)",
+                fake.program.display()
+            )),
+            "{text}"
+        );
+        // Nothing was created.
+        assert_eq!(fake.calls(), [strings(&["version"])]);
     }
 
     #[test]
@@ -842,10 +1240,12 @@ mod provisioner {
         let text = details(&outcome);
         assert!(
             text.contains("failed to create a k3d cluster")
-                && text.contains("did not serve ServiceAccount default/default within 0.6s"),
+                && text.contains("the cluster was not ready within 0.6s: still waiting for the API server to serve ServiceAccount default/default"),
             "{text}"
         );
         let calls = fake.calls();
+        assert_eq!(calls[0], strings(&["version"]));
+        let calls = &calls[1..];
         let name = calls[0][2].clone();
         assert_eq!(
             calls[1..],
@@ -855,6 +1255,6 @@ mod provisioner {
             ]
         );
         drop(backend);
-        assert_eq!(fake.calls().len(), 3, "nothing left to delete on drop");
+        assert_eq!(fake.calls().len(), 4, "nothing left to delete on drop");
     }
 }

@@ -16,25 +16,48 @@ use std::time::Duration;
 
 use super::error::K3dError;
 
+/// How many stages of `k3d cluster create` each get the whole `--timeout`.
+///
+/// k3d v5.8.3 gives its three stages a context with the full `--timeout` each instead of
+/// sharing one deadline (`pkg/client/cluster.go`: `ClusterPrep` for the network, `ClusterCreate`
+/// for the node containers, `ClusterStart` for starting them and waiting for their logs; the
+/// source notes "TODO: here we should consider the time used so far"). So a create that k3d
+/// would still let succeed can run for up to three timeouts.
+pub const CREATE_STAGES: u32 = 3;
+
 /// How long each kind of k3d command may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// `k3d cluster create`: passed to k3d as `--timeout` (it rolls back when it passes).
+    /// `k3d cluster create`'s `--timeout`, which k3d applies to each of its [`CREATE_STAGES`]
+    /// stages separately; when a stage overruns it, k3d rolls the cluster back itself.
     pub create: Duration,
-    /// Extra time after `create` before the process is killed, for k3d's own rollback.
+    /// Time beyond the stages' timeouts before `k3d cluster create` is killed: for what k3d does
+    /// not bound (the image volume, the tools container, environment checks) and for its own
+    /// rollback. The kill deadline is [`Timeouts::create_kill_after`].
     pub create_grace: Duration,
     /// `k3d cluster delete`.
     pub delete: Duration,
     /// `k3d image import`.
     pub import: Duration,
-    /// Queries: `cluster list`, `kubeconfig get`.
+    /// Queries: `cluster list`, `kubeconfig get`, `version`.
     pub query: Duration,
+}
+
+impl Timeouts {
+    /// When `k3d cluster create` is killed: every stage's timeout plus the grace, so that k3d
+    /// always gets the chance to fail (and roll back) on its own first.
+    #[must_use]
+    pub fn create_kill_after(&self) -> Duration {
+        self.create * CREATE_STAGES + self.create_grace
+    }
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            create: Duration::from_secs(300),
+            // Three stages of 3 minutes (the image pull happens in the second, k3s start-up in
+            // the third) and one minute of grace: killed after 10 minutes at most.
+            create: Duration::from_secs(180),
             create_grace: Duration::from_secs(60),
             delete: Duration::from_secs(120),
             import: Duration::from_secs(300),
@@ -43,11 +66,12 @@ impl Default for Timeouts {
     }
 }
 
-/// The `k3d` executable and the deadlines of its commands.
+/// The `k3d` executable, the deadlines of its commands, and the Docker daemon it uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct K3d {
     program: PathBuf,
     timeouts: Timeouts,
+    docker_host: Option<String>,
 }
 
 /// What a finished command printed.
@@ -80,6 +104,7 @@ impl K3d {
         Self {
             program: program.into(),
             timeouts: Timeouts::default(),
+            docker_host: None,
         }
     }
 
@@ -88,6 +113,26 @@ impl K3d {
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
+    }
+
+    /// The same executable, with leftovers of killed creates removed from the Docker daemon at
+    /// `host` (`unix:///path` or `tcp://host:port`) instead of the one k3d itself would use.
+    #[must_use]
+    pub fn with_docker_host(mut self, host: impl Into<String>) -> Self {
+        self.docker_host = Some(host.into());
+        self
+    }
+
+    /// The Docker daemon k3d talks to: the one given to [`K3d::with_docker_host`], else the one
+    /// the Docker CLI would use ([`crate::docker::resolve_host`]).
+    ///
+    /// # Errors
+    /// When the Docker configuration names a context that cannot be read.
+    pub fn docker_host(&self) -> Result<crate::docker::DockerHost, crate::docker::DockerError> {
+        match &self.docker_host {
+            Some(host) => Ok(crate::docker::DockerHost::plain(host.clone())),
+            None => crate::docker::resolve_host(),
+        }
     }
 
     /// The executable's path.

@@ -1,23 +1,45 @@
 //! One k3d cluster's lifecycle, the guard that deletes it, and the registry of live clusters.
+//!
+//! **After a failed create.** k3d rolls back a create that fails on its own (`Cluster creation
+//! FAILED, all changes have been rolled back!`, `cmd/cluster/clusterCreate.go`), but not one it
+//! was killed in the middle of: then `k3d cluster delete` removes the node containers, and the
+//! network `k3d-<name>` and the image volume `k3d-<name>-images` are removed by name through the
+//! Docker daemon, because when no node container exists yet `cluster delete` finds nothing to
+//! delete (`cmd/cluster/clusterDelete.go`) and `relapse gc` cannot see the cluster either (k3d
+//! lists clusters from their node containers). A create that k3d refused because a cluster of
+//! that name already exists is left alone: that cluster is not this process's.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams};
-
 use super::cli::{self, K3d};
 use super::error::K3dError;
 use super::kubeconfig::ClusterKubeconfig;
+use super::ready::wait_until_ready;
 use super::spec::{ClusterName, CreateSpec, NodeLabel};
 
-/// Clusters this process created and has not deleted yet, with the k3d that made them.
-static LIVE: Mutex<BTreeMap<String, K3d>> = Mutex::new(BTreeMap::new());
+/// A cluster this process created (or is creating) and has not deleted yet.
+#[derive(Debug, Clone)]
+struct LiveCluster {
+    /// The k3d that made it.
+    k3d: K3d,
+    /// `k3d cluster create` has not returned yet: an interrupt may leave a network and a
+    /// volume without any container.
+    creating: bool,
+}
 
-fn live() -> MutexGuard<'static, BTreeMap<String, K3d>> {
+/// Clusters this process created and has not deleted yet.
+static LIVE: Mutex<BTreeMap<String, LiveCluster>> = Mutex::new(BTreeMap::new());
+
+fn live() -> MutexGuard<'static, BTreeMap<String, LiveCluster>> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// What `k3d cluster create` prints (with `Fatalf`, so exit code 1) when the name is taken
+/// (`cmd/cluster/clusterCreate.go` in k3d v5.8.3: "Failed to create cluster '%s' because a
+/// cluster with that name already exists").
+const ALREADY_EXISTS: &str = "because a cluster with that name already exists";
 
 /// A running k3d cluster, deleted when this value is dropped (also while a panic unwinds).
 ///
@@ -29,6 +51,7 @@ pub struct K3dCluster {
     k3d: K3d,
     name: ClusterName,
     kubeconfig: ClusterKubeconfig,
+    nodes: Vec<String>,
     api_labels: Vec<NodeLabel>,
     deleted: bool,
 }
@@ -37,44 +60,58 @@ impl K3dCluster {
     /// Creates the cluster and reads its kubeconfig.
     ///
     /// The cluster is registered before k3d starts, so a Ctrl-C during creation deletes it too.
-    /// On any failure whatever was created is deleted before the error is returned.
+    /// On any failure whatever was created is deleted before the error is returned (see the
+    /// module documentation), except when the name belongs to an existing cluster.
     ///
     /// # Errors
+    /// [`K3dError::AlreadyExists`] when a cluster of that name exists (it is not touched);
     /// [`K3dError::CommandFailed`] or [`K3dError::Timeout`] from `k3d cluster create` or
     /// `k3d kubeconfig get` (with the command line, exit code and end of stderr), and
     /// [`K3dError::Unparsable`] when the kubeconfig cannot be read.
     pub fn create(k3d: &K3d, spec: &CreateSpec) -> Result<Self, K3dError> {
         let name = spec.name().clone();
-        live().insert(name.to_string(), k3d.clone());
+        live().insert(
+            name.to_string(),
+            LiveCluster {
+                k3d: k3d.clone(),
+                creating: true,
+            },
+        );
         let timeouts = k3d.timeouts();
-        let created = k3d
-            .run(
-                &spec.create_args(timeouts.create),
-                timeouts.create + timeouts.create_grace,
-            )
-            .and_then(|_| kubeconfig(k3d, &name));
-        match created {
+        let created = k3d.run(
+            &spec.create_args(timeouts.create),
+            timeouts.create_kill_after(),
+        );
+        if let Err(err) = created {
+            if is_already_exists(&err) {
+                // k3d refused before creating anything; the existing cluster is someone else's.
+                live().remove(name.as_str());
+                return Err(K3dError::AlreadyExists {
+                    name: name.to_string(),
+                    source: Box::new(err),
+                });
+            }
+            let killed = matches!(
+                err,
+                K3dError::Timeout { .. } | K3dError::CommandFailed { code: None, .. }
+            );
+            clean_up_failed_create(k3d, name.as_str(), killed);
+            return Err(err);
+        }
+        if let Some(entry) = live().get_mut(name.as_str()) {
+            entry.creating = false;
+        }
+        match kubeconfig(k3d, &name) {
             Ok(kubeconfig) => Ok(Self {
                 k3d: k3d.clone(),
                 name,
                 kubeconfig,
+                nodes: spec.node_names(),
                 api_labels: spec.api_labels().to_vec(),
                 deleted: false,
             }),
             Err(err) => {
-                // k3d rolls back a failed create itself, but not one it was killed in the middle
-                // of, nor one whose kubeconfig could not be read. Deleting a missing cluster is
-                // harmless ("No clusters found").
-                match delete_cluster(k3d, name.as_str()) {
-                    Ok(()) => {
-                        live().remove(name.as_str());
-                    }
-                    Err(cleanup) => tracing::warn!(
-                        cluster = %name,
-                        error = %cleanup,
-                        "failed to delete the k3d cluster after a failed create"
-                    ),
-                }
+                clean_up_failed_create(k3d, name.as_str(), false);
                 Err(err)
             }
         }
@@ -92,6 +129,12 @@ impl K3dCluster {
         &self.kubeconfig
     }
 
+    /// The Kubernetes names of its nodes.
+    #[must_use]
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
     /// Copies images from the local Docker daemon into every node (`k3d image import`).
     ///
     /// # Errors
@@ -106,16 +149,16 @@ impl K3dCluster {
         self.k3d.run(&args, self.k3d.timeouts().import).map(|_| ())
     }
 
-    /// A client for the cluster once it is usable: the API answers, the `default`
-    /// ServiceAccount exists, and node labels the kubelet could not set are applied.
+    /// A client for the cluster once it is usable (see [`wait_until_ready`]): its nodes have
+    /// registered, carry the labels the kubelet could not set and are Ready, CoreDNS is
+    /// available and a default StorageClass exists, all within `timeout`.
     ///
     /// # Errors
     /// [`K3dError::Kubeconfig`] or [`K3dError::Client`] when no client can be built,
-    /// [`K3dError::ApiNotReady`] after `timeout`, [`K3dError::Api`] when labelling fails.
+    /// [`K3dError::NotReady`] naming what was still missing after `timeout`.
     pub async fn ready_client(&self, timeout: Duration) -> Result<kube::Client, K3dError> {
         let client = self.kubeconfig.client().await?;
-        wait_until_ready(&client, timeout).await?;
-        label_nodes(&client, &self.api_labels).await?;
+        wait_until_ready(&client, &self.nodes, &self.api_labels, timeout).await?;
         Ok(client)
     }
 
@@ -125,7 +168,7 @@ impl K3dCluster {
     /// [`K3dError::CommandFailed`] or [`K3dError::Timeout`] from `k3d cluster delete`.
     pub fn delete(mut self) -> Result<(), K3dError> {
         self.deleted = true;
-        delete_registered(&self.k3d, self.name.as_str())
+        delete_registered(&self.k3d, self.name.as_str(), false)
     }
 }
 
@@ -135,9 +178,25 @@ impl Drop for K3dCluster {
             return;
         }
         self.deleted = true;
-        if let Err(err) = delete_registered(&self.k3d, self.name.as_str()) {
+        if let Err(err) = delete_registered(&self.k3d, self.name.as_str(), false) {
             tracing::warn!(cluster = %self.name, error = %err, "failed to delete k3d cluster");
         }
+    }
+}
+
+fn is_already_exists(err: &K3dError) -> bool {
+    matches!(err, K3dError::CommandFailed { code: Some(1), stderr_tail, .. } if stderr_tail.contains(ALREADY_EXISTS))
+}
+
+/// Deletes what a failed create left; forgets the cluster only when that worked.
+fn clean_up_failed_create(k3d: &K3d, name: &str, killed: bool) {
+    match delete_registered(k3d, name, killed) {
+        Ok(()) => {}
+        Err(cleanup) => tracing::warn!(
+            cluster = %name,
+            error = %crate::backend::error_chain(&cleanup),
+            "failed to delete the k3d cluster after a failed create"
+        ),
     }
 }
 
@@ -147,15 +206,40 @@ fn kubeconfig(k3d: &K3d, name: &ClusterName) -> Result<ClusterKubeconfig, K3dErr
     ClusterKubeconfig::parse(&out.stdout, name.as_str(), &out.command)
 }
 
-/// `k3d cluster delete <name>`.
+/// `k3d cluster delete <name>`. Deleting a missing cluster succeeds ("No nodes found for given
+/// cluster", exit 0: `cmd/cluster/clusterDelete.go`).
 pub(crate) fn delete_cluster(k3d: &K3d, name: &str) -> Result<(), K3dError> {
     let args = vec!["cluster".to_owned(), "delete".to_owned(), name.to_owned()];
     k3d.run(&args, k3d.timeouts().delete).map(|_| ())
 }
 
-/// Deletes and, when that worked, forgets a registered cluster.
-fn delete_registered(k3d: &K3d, name: &str) -> Result<(), K3dError> {
+/// Removes the network and image volume k3d makes for cluster `name` (`k3d-<name>` and
+/// `k3d-<name>-images`: `ClusterPrepNetwork` and `ClusterPrepImageVolume` in
+/// `pkg/client/cluster.go`), whichever exist.
+fn remove_leftovers(k3d: &K3d, name: &str) -> Result<(), K3dError> {
+    let network = format!("k3d-{name}");
+    let volume = format!("k3d-{name}-images");
+    let leftover = |what: &'static str, object: &str, e| K3dError::Leftover {
+        what,
+        name: object.to_owned(),
+        source: e,
+    };
+    let host = k3d
+        .docker_host()
+        .map_err(|e| leftover("network", &network, e))?;
+    crate::docker::remove_network(&host.url, &network)
+        .map_err(|e| leftover("network", &network, e))?;
+    crate::docker::remove_volume(&host.url, &volume).map_err(|e| leftover("volume", &volume, e))?;
+    Ok(())
+}
+
+/// Deletes a registered cluster (with its leftovers after a killed create) and, when that
+/// worked, forgets it.
+fn delete_registered(k3d: &K3d, name: &str, leftovers: bool) -> Result<(), K3dError> {
     delete_cluster(k3d, name)?;
+    if leftovers {
+        remove_leftovers(k3d, name)?;
+    }
     live().remove(name);
     Ok(())
 }
@@ -166,16 +250,18 @@ pub fn live_clusters() -> Vec<String> {
     live().keys().cloned().collect()
 }
 
-/// Stops every running k3d command, then deletes every live cluster of this process.
+/// Stops every running k3d command, then deletes every live cluster of this process (and the
+/// network and volume of those whose create was interrupted).
 ///
 /// For a Ctrl-C handler (see [`install_ctrl_c_cleanup`]); returns each cluster's outcome.
 pub fn delete_live_clusters() -> Vec<(String, Result<(), K3dError>)> {
     cli::kill_running();
-    let clusters: Vec<(String, K3d)> = live().iter().map(|(n, k)| (n.clone(), k.clone())).collect();
+    let clusters: Vec<(String, LiveCluster)> =
+        live().iter().map(|(n, c)| (n.clone(), c.clone())).collect();
     clusters
         .into_iter()
-        .map(|(name, k3d)| {
-            let result = delete_registered(&k3d, &name);
+        .map(|(name, cluster)| {
+            let result = delete_registered(&cluster.k3d, &name, cluster.creating);
             (name, result)
         })
         .collect()
@@ -210,223 +296,46 @@ pub fn install_ctrl_c_cleanup() -> Result<(), K3dError> {
     Ok(())
 }
 
-/// Pause between readiness probes.
-const POLL: Duration = Duration::from_millis(500);
-
-/// Waits until the API server serves the `default` ServiceAccount in namespace `default`,
-/// which the ServiceAccount controller creates once the control plane works: before that,
-/// pods cannot be created in `default`.
-///
-/// # Errors
-/// [`K3dError::ApiNotReady`] with the last request error when `timeout` passes first.
-pub async fn wait_until_ready(client: &kube::Client, timeout: Duration) -> Result<(), K3dError> {
-    poll_until_ready(client, timeout, POLL).await
-}
-
-async fn poll_until_ready(
-    client: &kube::Client,
-    timeout: Duration,
-    poll: Duration,
-) -> Result<(), K3dError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let mut last_error = None;
-    loop {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if remaining.is_zero() {
-            return Err(K3dError::ApiNotReady {
-                after: timeout,
-                last_error,
-            });
-        }
-        match tokio::time::timeout(remaining, api.get_opt("default")).await {
-            Ok(Ok(Some(_))) => return Ok(()),
-            Ok(Ok(None)) | Err(_) => {}
-            Ok(Err(err)) => last_error = Some(err),
-        }
-        tokio::time::sleep(poll.min(remaining)).await;
-    }
-}
-
-/// Sets node labels through the API (one merge patch per node).
-///
-/// # Errors
-/// [`K3dError::Api`] naming the node when a patch fails.
-pub async fn label_nodes(client: &kube::Client, labels: &[NodeLabel]) -> Result<(), K3dError> {
-    let mut by_node: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-    for l in labels {
-        by_node
-            .entry(l.node.as_str())
-            .or_default()
-            .insert(l.key.clone(), serde_json::Value::String(l.value.clone()));
-    }
-    let api: Api<Node> = Api::all(client.clone());
-    for (node, labels) in by_node {
-        let patch = serde_json::json!({"metadata": {"labels": labels}});
-        api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| K3dError::Api {
-                action: format!("label node {node}"),
-                source,
-            })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use bytes::Bytes;
-    use http::{Request, Response, StatusCode};
-    use http_body_util::{BodyExt, Full};
+    use std::io::{Read, Write};
 
     use super::*;
-
-    // Kubernetes' NotFound Status: message format from k8s.io/apimachinery
-    // pkg/api/errors/errors.go, NewNotFound: `%s %q not found`.
-    const SA_NOT_FOUND: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"serviceaccounts \"default\" not found","reason":"NotFound","details":{"name":"default","kind":"serviceaccounts"},"code":404}"#;
-    /// Probe interval in tests, so that they take milliseconds.
-    const FAST: Duration = Duration::from_millis(10);
-    const SA: &str = r#"{"kind":"ServiceAccount","apiVersion":"v1","metadata":{"name":"default","namespace":"default"}}"#;
-
-    fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
-            .unwrap()
-    }
-
-    /// A client whose server says NotFound `misses` times, then serves the ServiceAccount.
-    fn client_found_after(misses: usize) -> (kube::Client, Arc<AtomicUsize>) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counter = calls.clone();
-        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                assert_eq!(
-                    req.uri().path(),
-                    "/api/v1/namespaces/default/serviceaccounts/default"
-                );
-                Ok::<_, Infallible>(if n < misses {
-                    json(StatusCode::NOT_FOUND, SA_NOT_FOUND)
-                } else {
-                    json(StatusCode::OK, SA)
-                })
-            }
-        });
-        (kube::Client::new(service, "default"), calls)
-    }
-
-    #[tokio::test]
-    async fn waits_for_the_default_service_account() {
-        let (client, calls) = client_found_after(3);
-        poll_until_ready(&client, Duration::from_secs(60), FAST)
-            .await
-            .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-    }
-
-    #[tokio::test]
-    async fn gives_up_at_the_deadline() {
-        let (client, calls) = client_found_after(usize::MAX);
-        let err = poll_until_ready(&client, Duration::from_millis(300), FAST)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, K3dError::ApiNotReady { .. }), "{err:?}");
-        assert!(calls.load(Ordering::SeqCst) >= 2);
-        assert_eq!(
-            err.to_string(),
-            "the API server did not serve ServiceAccount default/default within 0.3s"
-        );
-    }
-
-    #[tokio::test]
-    async fn reports_the_last_request_error() {
-        let service = tower::service_fn(|_req: Request<kube::client::Body>| async {
-            Ok::<_, Infallible>(json(
-                StatusCode::FORBIDDEN,
-                r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"forbidden","reason":"Forbidden","code":403}"#,
-            ))
-        });
-        let client = kube::Client::new(service, "default");
-        let err = poll_until_ready(&client, Duration::from_millis(300), FAST)
-            .await
-            .unwrap_err();
-        let K3dError::ApiNotReady {
-            last_error: Some(last),
-            ..
-        } = err
-        else {
-            panic!("{err:?}");
-        };
-        assert!(last.to_string().contains("forbidden"), "{last}");
-    }
-
-    #[tokio::test]
-    async fn labels_are_merged_per_node() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-            let log = log.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                let ct = parts.headers["content-type"].to_str().unwrap().to_owned();
-                log.lock().unwrap().push((
-                    parts.method.to_string(),
-                    parts.uri.path().to_owned(),
-                    ct,
-                    String::from_utf8(body.to_vec()).unwrap(),
-                ));
-                Ok::<_, Infallible>(json(
-                    StatusCode::OK,
-                    r#"{"kind":"Node","apiVersion":"v1","metadata":{"name":"n"}}"#,
-                ))
-            }
-        });
-        let client = kube::Client::new(service, "default");
-        let label = |node: &str, key: &str, value: &str| NodeLabel {
-            node: node.to_owned(),
-            key: key.to_owned(),
-            value: value.to_owned(),
-        };
-        label_nodes(
-            &client,
-            &[
-                label("w1", "node-role.kubernetes.io/worker", ""),
-                label("w2", "node-role.kubernetes.io/worker", ""),
-                label("w1", "app.kubernetes.io/pool", "a"),
-            ],
-        )
-        .await
-        .unwrap();
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[0].0, "PATCH");
-        assert_eq!(seen[0].1, "/api/v1/nodes/w1");
-        assert_eq!(seen[0].2, "application/merge-patch+json");
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&seen[0].3).unwrap(),
-            serde_json::json!({"metadata": {"labels": {
-                "app.kubernetes.io/pool": "a",
-                "node-role.kubernetes.io/worker": ""
-            }}})
-        );
-        assert_eq!(seen[1].1, "/api/v1/nodes/w2");
-    }
 
     #[test]
     fn the_ctrl_c_cleanup_needs_a_runtime() {
         assert!(matches!(install_ctrl_c_cleanup(), Err(K3dError::NoRuntime)));
     }
 
+    /// A Docker daemon on a Unix socket that answers every request `404 Not Found` (nothing
+    /// left to remove) and records the request lines.
+    fn empty_docker(dir: &std::path::Path) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        let path = dir.join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = [0u8; 512];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                log.lock().unwrap().push(line);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"not found\"}\n",
+                );
+            }
+        });
+        (format!("unix://{}", path.display()), seen)
+    }
+
     /// A fake `k3d` whose `cluster create` hangs and whose other commands succeed; it logs
     /// its argv and the pid of the hanging `sleep`.
-    fn hanging_fake(dir: &std::path::Path) -> K3d {
+    fn hanging_fake(dir: &std::path::Path, docker: &str) -> K3d {
         use std::os::unix::fs::PermissionsExt;
         let program = dir.join("k3d");
         std::fs::write(
@@ -446,11 +355,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         // Short enough that a broken kill cannot stall the suite for long.
-        K3d::at(program).with_timeouts(super::super::Timeouts {
-            create: Duration::from_secs(60),
-            create_grace: Duration::ZERO,
-            ..super::super::Timeouts::default()
-        })
+        K3d::at(program)
+            .with_timeouts(super::super::Timeouts {
+                create: Duration::from_secs(20),
+                create_grace: Duration::ZERO,
+                ..super::super::Timeouts::default()
+            })
+            .with_docker_host(docker)
     }
 
     #[test]
@@ -460,7 +371,8 @@ mod tests {
         use crate::scenario::Cluster;
 
         let dir = tempfile::tempdir().unwrap();
-        let k3d = hanging_fake(dir.path());
+        let (docker, requests) = empty_docker(dir.path());
+        let k3d = hanging_fake(dir.path(), &docker);
         let name = ClusterName::new("relapse-interrupted-q1w2e3r4").unwrap();
         let options = CreateOptions {
             k3s_version: "v1.31.5-k3s1".to_owned(),
@@ -504,5 +416,19 @@ mod tests {
             .count();
         // One from the interrupt cleanup, one from the failed create's own cleanup.
         assert_eq!(deletes, 2, "{log}");
+        // Each also removed the network and image volume the create may have made.
+        let removals = requests.lock().unwrap().clone();
+        let network = format!("DELETE /networks/k3d-{name} HTTP/1.0");
+        let volume = format!("DELETE /volumes/k3d-{name}-images HTTP/1.0");
+        assert_eq!(
+            removals.iter().filter(|r| **r == network).count(),
+            2,
+            "{removals:?}"
+        );
+        assert_eq!(
+            removals.iter().filter(|r| **r == volume).count(),
+            2,
+            "{removals:?}"
+        );
     }
 }

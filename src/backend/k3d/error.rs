@@ -96,14 +96,40 @@ pub enum K3dError {
         source: kube::Error,
     },
 
-    /// The API server did not answer, or the `default` ServiceAccount did not appear, in time.
-    #[error("the API server did not serve ServiceAccount default/default within {}s", after.as_secs_f64())]
-    ApiNotReady {
+    /// The new cluster did not become ready in time (see [`super::wait_until_ready`]).
+    #[error("the cluster was not ready within {}s: still waiting for {waiting_for}", after.as_secs_f64())]
+    NotReady {
         /// The deadline.
         after: Duration,
-        /// The last request error, if the server answered with one or could not be reached.
+        /// The first condition not met at the deadline, e.g. `node cp-1 to register`.
+        waiting_for: String,
+        /// The error of the last check, if its requests failed.
         #[source]
         last_error: Option<kube::Error>,
+    },
+
+    /// `k3d cluster create` refused because a cluster of that name exists; it is not this
+    /// process's, so it was left alone.
+    #[error("a k3d cluster named `{name}` already exists; it was left alone")]
+    AlreadyExists {
+        /// The cluster name.
+        name: String,
+        /// k3d's refusal.
+        #[source]
+        source: Box<K3dError>,
+    },
+
+    /// The installed k3d is not a version this driver speaks.
+    #[error(
+        "`{}` is k3d {found}, but the k3d backend needs k3d v5 (tested with {}): older releases lack --k3s-arg, --k3s-node-label and --runtime-label",
+        program.display(),
+        super::version::TESTED_VERSION
+    )]
+    UnsupportedVersion {
+        /// The executable.
+        program: std::path::PathBuf,
+        /// The version it reported.
+        found: String,
     },
 
     /// A request made while preparing the cluster failed.
@@ -114,6 +140,20 @@ pub enum K3dError {
         /// The request error.
         #[source]
         source: kube::Error,
+    },
+
+    /// A network or volume that a killed `k3d cluster create` left could not be removed.
+    #[error(
+        "failed to remove the docker {what} `{name}` left by an interrupted k3d cluster create"
+    )]
+    Leftover {
+        /// `network` or `volume`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// What the Docker daemon said, or why it could not be reached.
+        #[source]
+        source: crate::docker::DockerError,
     },
 
     /// The Ctrl-C handler was installed outside a Tokio runtime.

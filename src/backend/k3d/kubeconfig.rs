@@ -142,19 +142,19 @@ impl ClusterKubeconfig {
 mod tests {
     use super::*;
 
-    /// `k3d kubeconfig get relapse-arm64-image-on-x7k2p9qa`, recorded shape with throwaway keys.
+    /// `k3d kubeconfig get relapse-three-nodes-e5f6g7h8`, recorded shape with throwaway keys.
     const SAMPLE: &str = include_str!("../../../tests/data/k3d/kubeconfig.yaml");
-    const NAME: &str = "relapse-arm64-image-on-x7k2p9qa";
+    const NAME: &str = "relapse-three-nodes-e5f6g7h8";
 
     #[test]
     fn reads_the_context_k3d_writes() {
         let kc = ClusterKubeconfig::parse(SAMPLE, NAME, "k3d kubeconfig get x").unwrap();
-        assert_eq!(kc.context(), "k3d-relapse-arm64-image-on-x7k2p9qa");
+        assert_eq!(kc.context(), "k3d-relapse-three-nodes-e5f6g7h8");
         assert_eq!(kc.server(), Some("https://0.0.0.0:38517"));
         assert!(kc.yaml().starts_with("---\napiVersion: v1\n"));
         assert_eq!(
             kc.kubeconfig().auth_infos[0].name,
-            "admin@k3d-relapse-arm64-image-on-x7k2p9qa"
+            "admin@k3d-relapse-three-nodes-e5f6g7h8"
         );
     }
 

@@ -153,8 +153,9 @@ mod tests {
 mod sample_tests {
     use super::*;
 
-    /// `k3d cluster list -o json` with a user's cluster (`dev`, with load balancer) and one of
-    /// ours (1 server, 2 agents, no load balancer): the shape of k3d v5.8.
+    /// `k3d cluster list -o json` of k3d v5.8.3 with a user's cluster (`dev`, with load
+    /// balancer) and one of ours (1 server, 2 agents, no load balancer); how each field was
+    /// derived from k3d's source is in `tests/data/k3d/README.md`.
     const SAMPLE: &str = include_str!("../../../tests/data/k3d/cluster-list.json");
 
     #[test]
@@ -170,7 +171,7 @@ mod sample_tests {
                     agents: (0, 0),
                 },
                 ListedCluster {
-                    name: "relapse-arm64-image-on-x7k2p9qa".to_owned(),
+                    name: "relapse-three-nodes-e5f6g7h8".to_owned(),
                     owner_token: Some(
                         "ci-runner-7/0b4e6a3c-5d1f-4c8e-9a2b-7f3e1d6c8a90/48213/7730121".to_owned()
                     ),

@@ -28,6 +28,7 @@ use super::cluster::K3dCluster;
 use super::error::K3dError;
 use super::owner::Owner;
 use super::spec::{ClusterName, CreateOptions, CreateSpec};
+use super::version::K3dVersion;
 use crate::backend::kubeconfig::{KubeconfigBackend, refuse_postgres};
 use crate::backend::remote::TimeSource;
 use crate::backend::{BackendError, BackendKind, Cluster, Inspection, Provisioner};
@@ -38,7 +39,9 @@ use crate::scenario::{self, Scenario};
 pub const K3S_VERSION_ENV: &str = "RELAPSE_K3S_VERSION";
 /// The k3s version used when [`K3S_VERSION_ENV`] is unset.
 pub const DEFAULT_K3S_VERSION: &str = "v1.32.5-k3s1";
-/// How long a new cluster's API may take to serve requests once k3d has created it.
+/// How long a new cluster may take, once k3d has created it, to be ready for a scenario: API
+/// serving, nodes registered, labelled and Ready, CoreDNS available, default StorageClass present
+/// (one deadline for all of them: see [`super::wait_until_ready`]).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The shared cluster's state.
@@ -62,6 +65,8 @@ pub struct K3dBackend {
     run_token: Option<String>,
     time: Option<Arc<dyn TimeSource>>,
     ready_timeout: Duration,
+    /// What `k3d version` said, once it said a supported version.
+    version: std::sync::OnceLock<K3dVersion>,
 }
 
 impl std::fmt::Debug for K3dBackend {
@@ -107,6 +112,7 @@ impl K3dBackend {
             run_token: None,
             time: None,
             ready_timeout: READY_TIMEOUT,
+            version: std::sync::OnceLock::new(),
         })
     }
 
@@ -144,7 +150,8 @@ impl K3dBackend {
         self
     }
 
-    /// How long a new cluster's API may take to become ready (default [`READY_TIMEOUT`]).
+    /// How long a new cluster may take to become ready for a scenario (default
+    /// [`READY_TIMEOUT`]).
     #[must_use]
     pub fn with_ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
@@ -202,9 +209,31 @@ impl K3dBackend {
         }
     }
 
-    /// Creates a cluster from `spec` and waits until its API serves requests; on failure the
+    /// The installed k3d's version, checked once per backend before its first cluster: an old
+    /// k3d is refused with the version it reported instead of failing on an unknown flag.
+    ///
+    /// # Errors
+    /// [`K3dError::UnsupportedVersion`], or why `k3d version` could not be read.
+    pub async fn k3d_version(&self) -> Result<K3dVersion, K3dError> {
+        if let Some(version) = self.version.get() {
+            return Ok(version.clone());
+        }
+        let k3d = self.k3d.clone();
+        let version = tokio::task::spawn_blocking(move || k3d.check_version())
+            .await
+            .map_err(|_| K3dError::CommandFailed {
+                command: "k3d version".to_owned(),
+                code: None,
+                stderr_tail: "the thread running it panicked".to_owned(),
+            })??;
+        tracing::info!(program = %self.k3d.program().display(), "using {version}");
+        Ok(self.version.get_or_init(|| version).clone())
+    }
+
+    /// Creates a cluster from `spec` and waits until it is ready for a scenario; on failure the
     /// cluster is deleted (the guard is dropped).
     async fn create(&self, spec: CreateSpec) -> Result<K3dCluster, K3dError> {
+        self.k3d_version().await?;
         let k3d = self.k3d.clone();
         let cluster = tokio::task::spawn_blocking(move || K3dCluster::create(&k3d, &spec))
             .await

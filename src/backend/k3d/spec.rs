@@ -393,6 +393,25 @@ impl CreateSpec {
         &self.api_labels
     }
 
+    /// The Kubernetes names of the cluster's nodes, servers first: the scenario's names, and for
+    /// the extra server of a scenario without control plane the name k3d gives its container,
+    /// `k3d-<cluster>-server-<i>` (`pkg/client/cluster.go` `GenerateNodeName`), which is also
+    /// the container's hostname (`pkg/runtimes/docker/translate.go`) and so k3s's node name.
+    #[must_use]
+    pub fn node_names(&self) -> Vec<String> {
+        let groups = [("server", &self.servers), ("agent", &self.agents)];
+        groups
+            .into_iter()
+            .flat_map(|(role, nodes)| {
+                nodes.iter().enumerate().map(move |(i, node)| {
+                    node.name
+                        .clone()
+                        .unwrap_or_else(|| format!("k3d-{}-{role}-{i}", self.name))
+                })
+            })
+            .collect()
+    }
+
     /// Whether k3d puts its load balancer in front of the servers: only with several servers,
     /// where it is the one stable API endpoint.
     #[must_use]
@@ -646,6 +665,7 @@ mod tests {
         assert!(!args.iter().any(|a| a.contains("node-taint")), "{args:?}");
         assert!(args.contains(&"--no-lb".to_owned()));
         assert!(args.contains(&"--k3s-arg=--disable=servicelb@server:*".to_owned()));
+        assert_eq!(spec.node_names(), ["node-1"]);
     }
 
     #[test]
@@ -670,6 +690,8 @@ mod tests {
                 .any(|a| a.ends_with("@server:0") && a.contains("node-name"))
         );
         assert!(args.contains(&"--k3s-arg=--node-name=w1@agent:0".to_owned()));
+        // Readiness waits for the hidden server under its container name.
+        assert_eq!(spec.node_names(), ["k3d-relapse-t-server-0", "w1"]);
     }
 
     #[test]
