@@ -355,8 +355,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wall_pace_follows_wall_time() {
         let config = EngineConfig::new(Default::default(), Default::default()).unwrap();
-        let sim = ServedSim::start(config, Pace::Wall).await.unwrap();
+        // Taken before the cluster starts its clock, so a busy machine cannot put the
+        // simulated clock ahead of this one.
         let wall = Instant::now();
+        let sim = ServedSim::start(config, Pace::Wall).await.unwrap();
         let clock = sim.clock();
         let deadline = wall + Duration::from_secs(60);
         while clock.elapsed() == Duration::ZERO {
