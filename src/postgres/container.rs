@@ -183,7 +183,8 @@ async fn await_login(admin: &ConnectSpec) -> Result<(), Error> {
 /// # Errors
 /// [`Unavailable`] with what was tried.
 pub fn docker_daemon() -> Result<(), Unavailable> {
-    crate::docker::daemon().map_err(|e| Unavailable {
+    // testcontainers reads DOCKER_HOST only, not Docker contexts: check what it will use.
+    crate::docker::daemon_from_env().map_err(|e| Unavailable {
         provider: NAME,
         reason: crate::backend::error_chain(&e),
         remedy: "start a docker daemon (or set DOCKER_HOST), or use RELAPSE_POSTGRES=local"
