@@ -387,6 +387,33 @@ fn require_none_and_count_bounds() {
 }
 
 #[test]
+fn delete_with_wait_waits_for_the_object_not_the_name() {
+    // The StatefulSet re-creates prometheus-…-0 under the same name at once: waiting on the
+    // name would time out, waiting on the object (its UID) does not.
+    let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
+    loaded.scenario.snapshot.enabled = false;
+    loaded
+        .scenario
+        .fix
+        .push(Step::Expect(expectation(serde_json::json!({
+            "object": {
+                "kind": "Pod", "namespace": "monitoring",
+                "name": "prometheus-kube-prometheus-stack-prometheus-0",
+                "matches": {"status": {"phase": "Running"}}, "within": "5m"
+            }
+        }))));
+    loaded.scenario.fix.push(Step::Delete(
+        serde_json::from_value(serde_json::json!({
+            "object": {"kind": "Pod", "namespace": "monitoring", "name": "prometheus-kube-prometheus-stack-prometheus-0"},
+            "wait": true
+        }))
+        .expect("a delete step"),
+    ));
+    let outcome = run(&loaded);
+    assert_eq!(outcome.verdict, Verdict::Passed, "{outcome:?}");
+}
+
+#[test]
 fn a_symptom_that_never_appears_is_could_not_reproduce() {
     let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
     // Install the CRD during setup: the failure can no longer be reproduced.

@@ -111,18 +111,23 @@ impl Session<'_> {
                 steps::apply(&client, a, &objects).await.map_err(err)
             }
             Step::Delete(d) => {
+                let uid = steps::uid_of(&client, &d.object).await.map_err(err)?;
                 steps::delete(&client, &d.object).await.map_err(err)?;
                 if d.wait {
+                    // Gone means this object (its UID) is gone: a controller may re-create one
+                    // of the same name at once, which is a new object.
                     let deadline = self.cluster.now() + DEFAULT_WAIT;
                     loop {
-                        if !steps::exists(&client, &d.object).await.map_err(err)? {
+                        let now_uid = steps::uid_of(&client, &d.object).await.map_err(err)?;
+                        if now_uid.is_none() || now_uid != uid {
                             return Ok(());
                         }
                         if self.cluster.now() >= deadline {
                             return Err(vec![format!(
-                                "{} {} still exists {} after deletion",
+                                "{} {} (uid {}) still exists {} after deletion",
                                 d.object.kind,
                                 d.object.name,
+                                uid.as_deref().unwrap_or("?"),
                                 crate::report::human_duration(DEFAULT_WAIT)
                             )]);
                         }

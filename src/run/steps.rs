@@ -343,14 +343,24 @@ pub async fn delete(client: &kube::Client, r: &ObjectRef) -> Result<(), StepErro
 /// # Errors
 /// When the kind is unknown or the server fails; a kind that is not served means "absent".
 pub async fn exists(client: &kube::Client, r: &ObjectRef) -> Result<bool, StepError> {
+    uid_of(client, r).await.map(|uid| uid.is_some())
+}
+
+/// The UID of the object named by `r`, `None` when there is none: what tells an object from
+/// a new one of the same name (a pod its StatefulSet re-created).
+///
+/// # Errors
+/// When the kind is unknown or the server fails; a kind that is not served means "absent".
+pub async fn uid_of(client: &kube::Client, r: &ObjectRef) -> Result<Option<String>, StepError> {
     let api = match api_for_ref(client, r).await {
         Ok(api) => api,
-        Err(StepError::NoKindMatch { .. }) => return Ok(false),
+        Err(StepError::NoKindMatch { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
     api.get_opt(&r.name)
         .await
-        .map(|o| o.is_some())
+        // An object always has a UID once stored; an empty one still counts as present.
+        .map(|o| o.map(|o| o.metadata.uid.unwrap_or_default()))
         .map_err(|e| api_error("get", target(&r.kind, r.namespace.as_deref(), &r.name), &e))
 }
 
