@@ -13,6 +13,8 @@
 //!   converge, snapshot, counterfactual).
 //! - [`backend`]: the clusters scenarios run on (sim, k3d, kubeconfig) and whether they can run here.
 //! - [`sim`]: the simulated cluster: API server, object store, controllers.
+//! - [`matcher`]: partial-tree matching with operators (`$not`, `$regex`, ...), shared by
+//!   expectations and stand-in programs reading their configuration.
 //! - [`error_chain`]: the one renderer of error chains (`a: b: c`).
 //! - [`docker`]: whether a Docker daemon answers (k3d and container Postgres need one).
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
@@ -21,6 +23,7 @@
 pub mod backend;
 pub mod docker;
 pub mod error_chain;
+pub mod matcher;
 pub mod postgres;
 pub mod report;
 pub mod run;

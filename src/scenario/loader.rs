@@ -375,6 +375,96 @@ impl Checker {
                     );
                 }
             }
+            for (i, r) in b.requires.iter().enumerate() {
+                if let super::model::Need::AnyOf(needs) = &r.needs {
+                    let at = [
+                        Segment::Key("images".into()),
+                        Segment::Key(image.clone()),
+                        Segment::Key("requires".into()),
+                        Segment::Index(i),
+                        Segment::Key("needs".into()),
+                        Segment::Key("anyOf".into()),
+                    ];
+                    if needs.is_empty() {
+                        self.problem(path, text, &at, "`anyOf` needs at least one need", None);
+                    }
+                    if needs.iter().any(|n| {
+                        matches!(
+                            n,
+                            super::model::Need::Postgres(_) | super::model::Need::AnyOf(_)
+                        )
+                    }) {
+                        self.problem(
+                            path,
+                            text,
+                            &at,
+                            "`anyOf` may not hold `postgres` or another `anyOf`",
+                            None,
+                        );
+                    }
+                }
+                let config_needs: Vec<&super::model::ConfigNeed> = match &r.needs {
+                    super::model::Need::Config(c) => vec![c],
+                    super::model::Need::AnyOf(needs) => needs
+                        .iter()
+                        .filter_map(|n| match n {
+                            super::model::Need::Config(c) => Some(c),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for c in config_needs {
+                    let at = [
+                        Segment::Key("images".into()),
+                        Segment::Key(image.clone()),
+                        Segment::Key("requires".into()),
+                        Segment::Index(i),
+                        Segment::Key("needs".into()),
+                        Segment::Key("config".into()),
+                    ];
+                    for (source, where_) in [
+                        (c.source(), None),
+                        (c.same_as.clone().unwrap_or_default(), Some("sameAs")),
+                    ] {
+                        if where_.is_some() && c.same_as.is_none() {
+                            continue;
+                        }
+                        let mut node = at.to_vec();
+                        if let Some(w) = where_ {
+                            node.push(Segment::Key(w.into()));
+                        }
+                        if source.origins() != 1 {
+                            self.problem(path, text, &node, "a configuration value is read from exactly one of `env`, `arg` or `file`", None);
+                        }
+                        if source.key.is_some() && source.file.is_none() {
+                            self.problem(
+                                path,
+                                text,
+                                &node,
+                                "`key` is a path inside a `file`; it needs `file`",
+                                None,
+                            );
+                        }
+                        if source.file.as_deref().is_some_and(|f| !f.starts_with('/')) {
+                            self.problem(path, text, &node, "`file` is the absolute path the container sees, such as `/app/app-config.yaml`", None);
+                        }
+                    }
+                    if let Some(m) = &c.matches {
+                        for problem in super::operators::check_operators(m) {
+                            let mut node = at.to_vec();
+                            node.push("matches".into());
+                            self.problem(
+                                path,
+                                text,
+                                &node,
+                                format!("in `matches`: {problem}"),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
         }
         let base = path.parent().unwrap_or_else(|| Path::new(".")).to_owned();
         self.check_steps(

@@ -368,6 +368,126 @@ pub enum Need {
     Endpoint(EndpointNeed),
     /// A Postgres login (and optionally a privilege) works against the scenario's server.
     Postgres(PostgresNeed),
+    /// A value of the container's own configuration, as the program reads it when it starts
+    /// (its resolved env, its command line, a file mounted from a ConfigMap or Secret), meets a
+    /// condition.
+    Config(ConfigNeed),
+    /// At least one of these is met (a setting a program takes from a file *or* from an
+    /// environment override). The first unmet one's error is reported. Not for `postgres`.
+    AnyOf(Vec<Need>),
+}
+
+/// Where a program reads one value of its configuration: exactly one of `env`, `arg`, `file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigSource {
+    /// An environment variable, resolved as the kubelet resolves it (literal `value`,
+    /// `valueFrom` Secret/ConfigMap keys and fields, `envFrom` with prefixes, `$(VAR)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A command-line flag of `command` and `args`, e.g. `--requirepass`: the value after it
+    /// (`--flag value`) or after `=` (`--flag=value`); `"true"` for a flag given alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg: Option<String>,
+    /// A file's absolute path in the container, mounted from a ConfigMap or Secret volume
+    /// (`items`, `subPath` and projected sources as the kubelet lays them out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// In a YAML, JSON or properties file, the dotted path of the value, e.g.
+    /// `backend.auth.keys`; without it the file's whole text is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// How to read the file for `key`; by default from its extension (`.yaml`/`.yml`,
+    /// `.json`, `.properties`/`.env`/`.conf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ConfigFormat>,
+}
+
+/// How a configuration file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigFormat {
+    /// YAML (and so JSON): `key` is a dotted path into the tree.
+    Yaml,
+    /// JSON: `key` is a dotted path into the tree.
+    Json,
+    /// `key=value` lines (`#` comments), as Java properties and `.env` files.
+    Properties,
+}
+
+/// A condition on one configuration value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigNeed {
+    /// Where the value is read from.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A command-line flag (see [`ConfigSource::arg`]).
+    #[serde(default)]
+    pub arg: Option<String>,
+    /// A mounted file (see [`ConfigSource::file`]).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The dotted path in the file (see [`ConfigSource::key`]).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// How to read the file (see [`ConfigSource::format`]).
+    #[serde(default)]
+    pub format: Option<ConfigFormat>,
+    /// What the value must match: a scalar (equality), a partial tree, or operators such as
+    /// `{$regex: "."}` (non-empty), `{$absent: true}`, `{$oneOf: [...]}`, `{$gte: 5}`. By
+    /// default the value must be present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub matches: Option<Value>,
+    /// The value must equal another value of the same container's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<ConfigSource>,
+}
+
+impl ConfigNeed {
+    /// Where the value is read from.
+    #[must_use]
+    pub fn source(&self) -> ConfigSource {
+        ConfigSource {
+            env: self.env.clone(),
+            arg: self.arg.clone(),
+            file: self.file.clone(),
+            key: self.key.clone(),
+            format: self.format,
+        }
+    }
+}
+
+impl ConfigSource {
+    /// The source as written, for messages: `env REDIS_PASSWORD`, `arg --requirepass`,
+    /// `file /app/app-config.yaml key backend.auth.keys`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(e) = &self.env {
+            parts.push(format!("env {e}"));
+        }
+        if let Some(a) = &self.arg {
+            parts.push(format!("arg {a}"));
+        }
+        if let Some(f) = &self.file {
+            parts.push(format!("file {f}"));
+        }
+        if let Some(k) = &self.key {
+            parts.push(format!("key {k}"));
+        }
+        parts.join(" ")
+    }
+
+    /// How many of `env`, `arg`, `file` are given (a valid source has exactly one).
+    #[must_use]
+    pub fn origins(&self) -> usize {
+        [self.env.is_some(), self.arg.is_some(), self.file.is_some()]
+            .into_iter()
+            .filter(|b| *b)
+            .count()
+    }
 }
 
 /// A resource type that must be served.

@@ -7,6 +7,7 @@
 //! the program stops at such a check and hands back a [`PostgresRequest`] for the caller to
 //! carry out, then continues with [`Program::postgres_result`].
 
+pub mod config;
 mod operator;
 mod program;
 pub mod time;

@@ -38,8 +38,12 @@ pub struct ContainerContext {
     pub container: String,
     /// The container's `command` (its first element is what is executed, when given).
     pub command: Vec<String>,
+    /// The container's `args`.
+    pub args: Vec<String>,
     /// The resolved environment.
     pub env: BTreeMap<String, String>,
+    /// The files mounted from ConfigMaps and Secrets, by absolute path, as read at start.
+    pub files: BTreeMap<String, String>,
     /// The node's CPU architecture.
     pub node_arch: Arch,
 }
@@ -530,6 +534,29 @@ impl Program {
                 Ok(request) => Check::Postgres(request),
                 Err(error) => Check::Unmet(error),
             },
+            Need::Config(c) => match super::config::check(&self.ctx, c) {
+                Ok(()) => Check::Met,
+                Err(error) => Check::Unmet(error),
+            },
+            Need::AnyOf(needs) => {
+                let mut first = None;
+                for n in needs {
+                    match self.evaluate(n, view) {
+                        Check::Met => return Check::Met,
+                        Check::Unmet(e) => {
+                            first.get_or_insert(e);
+                        }
+                        // The loader refuses postgres inside anyOf: a login is not a choice
+                        // that can be made without the server.
+                        Check::Postgres(_) => {
+                            first.get_or_insert_with(|| {
+                                "a postgres need cannot be one of anyOf".to_owned()
+                            });
+                        }
+                    }
+                }
+                Check::Unmet(first.unwrap_or_else(|| "anyOf lists no need".to_owned()))
+            }
         }
     }
 
@@ -757,6 +784,8 @@ mod tests {
 
     fn ctx() -> ContainerContext {
         ContainerContext {
+            args: Vec::new(),
+            files: BTreeMap::new(),
             namespace: "apps".into(),
             pod_name: "p".into(),
             container: "c".into(),

@@ -279,6 +279,97 @@ fn field_value(pod: &Value, path: &str, pod_ip: &str, host_ip: &str) -> String {
     }
 }
 
+/// The files a container sees from its ConfigMap, Secret and projected volumes, by absolute
+/// path, with their text: each key at `<mountPath>/<key>` (or at the `path` its `items` entry
+/// gives), a `subPath` mount as the single file at `mountPath`. What a program reads at start.
+/// Volumes that cannot be set up are left out (the pod does not start then anyway).
+#[must_use]
+pub fn mounted_files(
+    pod: &Value,
+    container: &Value,
+    view: &dyn ClusterViewExt,
+) -> BTreeMap<String, String> {
+    let namespace = str_at(pod, "/metadata/namespace").unwrap_or_default();
+    let lookup = Lookup { view, namespace };
+    let volumes: Vec<&Value> = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    // The files of one source (a ConfigMap or Secret, possibly narrowed by `items`), by their
+    // path relative to the mount.
+    let source_files = |values: BTreeMap<String, String>, src: &Value| -> Vec<(String, String)> {
+        match src.get("items").and_then(Value::as_array) {
+            Some(items) => items
+                .iter()
+                .filter_map(|item| {
+                    let key = str_at(item, "/key")?;
+                    let path = str_at(item, "/path").unwrap_or(key);
+                    values.get(key).map(|v| (path.to_owned(), v.clone()))
+                })
+                .collect(),
+            None => values.into_iter().collect(),
+        }
+    };
+    let mut out = BTreeMap::new();
+    for mount in container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = str_at(mount, "/name").unwrap_or_default();
+        let mount_path = str_at(mount, "/mountPath")
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let Some(vol) = volumes.iter().find(|v| str_at(v, "/name") == Some(name)) else {
+            continue;
+        };
+        let mut files = Vec::new();
+        if let Some(src) = vol.get("secret") {
+            let n = str_at(src, "/secretName").unwrap_or_default();
+            if let Ok(values) = lookup.secret(n) {
+                files.extend(source_files(values, src));
+            }
+        } else if let Some(src) = vol.get("configMap") {
+            let n = str_at(src, "/name").unwrap_or_default();
+            if let Ok(values) = lookup.configmap(n) {
+                files.extend(source_files(values, src));
+            }
+        } else if let Some(p) = vol.get("projected") {
+            for src in p
+                .get("sources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(s) = src.get("secret") {
+                    if let Ok(values) = lookup.secret(str_at(s, "/name").unwrap_or_default()) {
+                        files.extend(source_files(values, s));
+                    }
+                } else if let Some(c) = src.get("configMap")
+                    && let Ok(values) = lookup.configmap(str_at(c, "/name").unwrap_or_default())
+                {
+                    files.extend(source_files(values, c));
+                }
+            }
+        }
+        match str_at(mount, "/subPath").filter(|p| !p.is_empty()) {
+            Some(sub) => {
+                if let Some((_, text)) = files.into_iter().find(|(p, _)| p == sub) {
+                    out.insert(mount_path.to_owned(), text);
+                }
+            }
+            None => {
+                for (path, text) in files {
+                    out.insert(format!("{mount_path}/{path}"), text);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Why a volume cannot be set up yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VolumeProblem {
@@ -433,6 +524,50 @@ mod tests {
             err(json!({"envFrom": [{"configMapRef": {"name": "postgres-db-config"}}]})),
             "configmap \"postgres-db-config\" not found"
         );
+    }
+
+    #[test]
+    fn mounted_files_follow_items_sub_path_and_projected_sources() {
+        let view = StaticView::new(vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "app-config", "namespace": "ns"},
+                "data": {"app-config.yaml": "backend:\n  baseUrl: x\n", "other": "o"}}),
+            // `czNjcmV0` is base64 for `s3cret`.
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "creds", "namespace": "ns"},
+                "data": {"password": "czNjcmV0"}}),
+        ]);
+        let p = json!({
+            "metadata": {"namespace": "ns"},
+            "spec": {"volumes": [
+                {"name": "config", "configMap": {"name": "app-config"}},
+                {"name": "only", "configMap": {"name": "app-config", "items": [{"key": "other", "path": "renamed.txt"}]}},
+                {"name": "secret", "secret": {"secretName": "creds"}},
+                {"name": "both", "projected": {"sources": [{"secret": {"name": "creds"}}, {"configMap": {"name": "app-config", "items": [{"key": "other", "path": "o.txt"}]}}]}},
+                {"name": "missing", "configMap": {"name": "nope", "optional": true}}
+            ]}
+        });
+        let container = json!({"volumeMounts": [
+            {"name": "config", "mountPath": "/app/config.yaml", "subPath": "app-config.yaml"},
+            {"name": "only", "mountPath": "/etc/only/"},
+            {"name": "secret", "mountPath": "/run/secrets"},
+            {"name": "both", "mountPath": "/p"},
+            {"name": "missing", "mountPath": "/m"}
+        ]});
+        let files = mounted_files(&p, &container, &view);
+        let paths: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "/app/config.yaml",
+                "/etc/only/renamed.txt",
+                "/p/o.txt",
+                "/p/password",
+                "/run/secrets/password"
+            ]
+        );
+        assert_eq!(files["/app/config.yaml"], "backend:\n  baseUrl: x\n");
+        assert_eq!(files["/run/secrets/password"], "s3cret");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 pub use backoff::Backoff;
-pub use env::{VolumeProblem, base64_decode, check_volumes, resolve_env};
+pub use env::{VolumeProblem, base64_decode, check_volumes, mounted_files, resolve_env};
 pub use image::{ImageRef, PullOutcome, PullPolicy, hex_digest, pull};
 pub use pod::{ContainerLog, PendingPostgres, PodSync};
 pub use probe::{Handler, ProbeKind, ProbeSpec, ProbeState};

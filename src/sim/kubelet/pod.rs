@@ -912,16 +912,21 @@ impl PodRuntime {
         );
         let c = &mut self.containers[i];
         let attempt = c.lifecycle.next_attempt();
-        let command = c
-            .spec
-            .get("command")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let strings = |field: &str| -> Vec<String> {
+            c.spec
+                .get(field)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let command = strings("command");
+        let args = strings("args");
+        // What the program reads when it starts: a Secret changed later does not change it.
+        let files = super::env::mounted_files(pod, &c.spec, ctx.view);
         // An init container whose image declares no behaviour does its job and exits 0 at
         // once (as kwok completes init containers); running for ever would hold the pod in
         // Init for good.
@@ -940,7 +945,9 @@ impl PodRuntime {
                 pod_name: str_at(pod, "/metadata/name").to_owned(),
                 container: c.name.clone(),
                 command,
+                args,
                 env,
+                files,
                 node_arch: ctx.config.arch,
             },
             now,

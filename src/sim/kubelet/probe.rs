@@ -298,6 +298,8 @@ mod tests {
             ..ImageBehaviour::default()
         };
         let ctx = ContainerContext {
+            args: Vec::new(),
+            files: std::collections::BTreeMap::new(),
             namespace: "n".into(),
             pod_name: "p".into(),
             container: "c".into(),

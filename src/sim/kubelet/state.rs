@@ -580,6 +580,8 @@ mod tests {
 
     fn run(attempt: u32, at: u64) -> Box<Run> {
         let ctx = ContainerContext {
+            args: Vec::new(),
+            files: std::collections::BTreeMap::new(),
             namespace: "apps".into(),
             pod_name: "app".into(),
             container: "app".into(),
