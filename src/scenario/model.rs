@@ -314,12 +314,39 @@ pub struct ImageBehaviour {
     /// Exit after running successfully (a batch program); absent means it runs until stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_after: Option<ExitAfter>,
+    /// HTTP paths the program answers with 200; an HTTP probe of any other path gets 404
+    /// (`HTTP probe failed with statuscode: 404`). Empty: every path answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_paths: Vec<String>,
+    /// How long the program takes to answer a request, by time since it started: the last
+    /// entry whose `from` has passed (and whose `port`/`path` fit, when given) applies. A
+    /// probe whose `timeoutSeconds` is not longer than that fails with the client's timeout
+    /// error. TCP probes only connect, so a slow program still passes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answer_time: Vec<AnswerTime>,
     /// Ports the program listens on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
     /// Reconcile rules when the program is an operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<OperatorRule>,
+}
+
+/// How long a program takes to answer, from some time after its start on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnswerTime {
+    /// From this long after the program started (default: from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Duration>,
+    /// The time to answer, e.g. `3s` while a cache warms up.
+    pub time: Duration,
+    /// Only requests to this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Only HTTP requests to this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// How an image is published in its registry.

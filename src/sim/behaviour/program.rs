@@ -249,6 +249,35 @@ impl Program {
                 .is_none_or(|b| b.ports.is_empty() || b.ports.contains(&port))
     }
 
+    /// How long the program takes to answer a request on `port` (at HTTP `path`) at `now`:
+    /// the last `answerTime` entry that has begun and fits; zero without one.
+    #[must_use]
+    pub fn answer_time(
+        &self,
+        port: u16,
+        path: Option<&str>,
+        now: Timestamp,
+    ) -> std::time::Duration {
+        let running = super::time::since(now, self.started_at);
+        self.behaviour
+            .as_ref()
+            .into_iter()
+            .flat_map(|b| &b.answer_time)
+            .filter(|a| a.from.is_none_or(|f| f.as_std() <= running))
+            .filter(|a| a.port.is_none_or(|p| p == port))
+            .filter(|a| a.path.as_deref().is_none_or(|p| Some(p) == path))
+            .last()
+            .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
+    }
+
+    /// Whether the program answers HTTP requests for `path` (200) rather than 404.
+    #[must_use]
+    pub fn serves_path(&self, path: &str) -> bool {
+        self.behaviour
+            .as_ref()
+            .is_none_or(|b| b.http_paths.is_empty() || b.http_paths.iter().any(|p| p == path))
+    }
+
     fn ready_at(&self, since: Timestamp) -> Timestamp {
         let declared = self
             .behaviour

@@ -168,23 +168,49 @@ impl ProbeSpec {
     /// The outputs are Go's errors for a refused connection (net/net.go `OpError`, wrapped by
     /// net/http's `url.Error` for HTTP probes) and the kubelet's gRPC prober text
     /// (pkg/probe/grpc/grpc.go); an exec probe of a program that is not ready exits non-zero
-    /// without output.
+    /// without output. A program slower than `timeoutSeconds` fails an HTTP probe with the
+    /// error net/http's client returns when its `Timeout` passes before the response headers
+    /// (pkg/probe/http/http.go returns `err.Error()` as the output), and a gRPC probe with
+    /// `timeout: health rpc did not complete within <timeout>` (pkg/probe/grpc/grpc.go,
+    /// codes.DeadlineExceeded). A TCP probe only connects, which the kernel completes for a
+    /// listening socket however slow the program is. A path the program does not serve answers
+    /// 404: `HTTP probe failed with statuscode: 404` (pkg/probe/http/http.go).
     #[must_use]
     pub fn run(&self, program: &Program, pod_ip: &str, now: Timestamp) -> Option<String> {
         match &self.handler {
-            Handler::Http { scheme, port, path } => (!program.listens_on(*port, now)).then(|| {
-                format!(
-                    "Get \"{scheme}://{pod_ip}:{port}{path}\": dial tcp {pod_ip}:{port}: connect: connection refused"
-                )
-            }),
+            Handler::Http { scheme, port, path } => {
+                let url = format!("{scheme}://{pod_ip}:{port}{path}");
+                if !program.listens_on(*port, now) {
+                    Some(format!(
+                        "Get \"{url}\": dial tcp {pod_ip}:{port}: connect: connection refused"
+                    ))
+                } else if program.answer_time(*port, Some(path), now) >= self.timeout {
+                    Some(format!(
+                        "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                    ))
+                } else if !program.serves_path(path) {
+                    Some("HTTP probe failed with statuscode: 404".to_owned())
+                } else {
+                    None
+                }
+            }
             Handler::Tcp { port } => (!program.listens_on(*port, now))
                 .then(|| format!("dial tcp {pod_ip}:{port}: connect: connection refused")),
-            Handler::Grpc { port } => (!program.listens_on(*port, now)).then(|| {
-                format!(
-                    "timeout: failed to connect service \"{pod_ip}:{port}\" within {}: context deadline exceeded",
-                    go_duration(self.timeout)
-                )
-            }),
+            Handler::Grpc { port } => {
+                if !program.listens_on(*port, now) {
+                    Some(format!(
+                        "timeout: failed to connect service \"{pod_ip}:{port}\" within {}: context deadline exceeded",
+                        go_duration(self.timeout)
+                    ))
+                } else if program.answer_time(*port, None, now) >= self.timeout {
+                    Some(format!(
+                        "timeout: health rpc did not complete within {}",
+                        go_duration(self.timeout)
+                    ))
+                } else {
+                    None
+                }
+            }
             Handler::Exec => (!program.ready(now)).then(String::new),
         }
     }
@@ -344,5 +370,70 @@ mod tests {
         assert!(s.record(true));
         assert!(!s.passing);
         assert_eq!(s.next_at, t(50)); // first at 10, then four periods
+    }
+
+    #[test]
+    fn slow_answers_time_out_http_and_grpc_probes_but_not_tcp() {
+        let b: ImageBehaviour = serde_json::from_value(json!({
+            "httpPaths": ["/healthz"],
+            "answerTime": [{"time": "3s"}, {"from": "40s", "time": "200ms"}]
+        }))
+        .unwrap();
+        let ctx = ContainerContext {
+            args: Vec::new(),
+            files: std::collections::BTreeMap::new(),
+            namespace: "n".into(),
+            pod_name: "p".into(),
+            container: "c".into(),
+            command: vec![],
+            env: Default::default(),
+            node_arch: Arch::Amd64,
+        };
+        let mut prog = Program::start(Some(&b), ctx, t(0));
+        let _ = prog.advance(t(0), &StaticView::default());
+        let probes = |timeout: u64| {
+            json!({"livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "timeoutSeconds": timeout},
+                   "readinessProbe": {"tcpSocket": {"port": 8080}, "timeoutSeconds": timeout},
+                   "startupProbe": {"grpc": {"port": 9090}, "timeoutSeconds": timeout}})
+        };
+        let c = probes(1);
+        let http = ProbeSpec::of(&c, ProbeKind::Liveness).unwrap();
+        assert_eq!(
+            http.run(&prog, "10.244.0.5", t(5)).unwrap(),
+            "Get \"http://10.244.0.5:8080/healthz\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        );
+        // Warmed up: 200 ms answers pass a 1 s timeout.
+        assert_eq!(http.run(&prog, "10.244.0.5", t(41)), None);
+        let grpc = ProbeSpec::of(&c, ProbeKind::Startup).unwrap();
+        assert_eq!(
+            grpc.run(&prog, "10.244.0.5", t(5)).unwrap(),
+            "timeout: health rpc did not complete within 1s"
+        );
+        let tcp = ProbeSpec::of(&c, ProbeKind::Readiness).unwrap();
+        assert_eq!(tcp.run(&prog, "10.244.0.5", t(5)), None);
+        // A timeout equal to the answer time still fails (the client gives up first); longer passes.
+        let c = probes(3);
+        assert!(
+            ProbeSpec::of(&c, ProbeKind::Liveness)
+                .unwrap()
+                .run(&prog, "10.244.0.5", t(5))
+                .is_some()
+        );
+        let c = probes(4);
+        assert_eq!(
+            ProbeSpec::of(&c, ProbeKind::Liveness)
+                .unwrap()
+                .run(&prog, "10.244.0.5", t(5)),
+            None
+        );
+        // A path the program does not serve.
+        let c = json!({"livenessProbe": {"httpGet": {"path": "/livez", "port": 8080}, "timeoutSeconds": 5}});
+        assert_eq!(
+            ProbeSpec::of(&c, ProbeKind::Liveness)
+                .unwrap()
+                .run(&prog, "10.244.0.5", t(5))
+                .unwrap(),
+            "HTTP probe failed with statuscode: 404"
+        );
     }
 }
