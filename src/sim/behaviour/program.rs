@@ -259,14 +259,15 @@ impl Program {
         now: Timestamp,
     ) -> std::time::Duration {
         let running = super::time::since(now, self.started_at);
-        self.behaviour
-            .as_ref()
-            .into_iter()
-            .flat_map(|b| &b.answer_time)
-            .filter(|a| a.from.is_none_or(|f| f.as_std() <= running))
-            .filter(|a| a.port.is_none_or(|p| p == port))
-            .filter(|a| a.path.as_deref().is_none_or(|p| Some(p) == path))
-            .last()
+        let entries = self.behaviour.as_ref().map_or(&[][..], |b| &b.answer_time[..]);
+        entries
+            .iter()
+            .rev()
+            .find(|a| {
+                a.from.is_none_or(|f| f.as_std() <= running)
+                    && a.port.is_none_or(|p| p == port)
+                    && a.path.as_deref().is_none_or(|p| Some(p) == path)
+            })
             .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
     }
 
