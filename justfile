@@ -20,6 +20,10 @@ review:
 new NAME AREA="workloads":
     cargo run --quiet -- new {{NAME}} --area {{AREA}}
 
+# Regenerate scenarios/CATALOG.md, the page listing every scenario.
+catalog:
+    cargo run --quiet -- catalog --write
+
 # Regenerate the committed JSON Schemas for scenario and fixture files.
 schema:
     cargo run --quiet -- schema --write

@@ -89,6 +89,21 @@ enum Command {
         #[arg(long, default_value = "scenarios")]
         dir: PathBuf,
     },
+    /// Print the scenario catalogue (incident, source, symptoms, fix, backends, mutants), or
+    /// write scenarios/CATALOG.md.
+    Catalog {
+        /// Scenario files or directories (default: ./scenarios).
+        paths: Vec<PathBuf>,
+        /// `markdown` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = CatalogFormat::Markdown)]
+        format: CatalogFormat,
+        /// Add each trial's last result from this JUnit file.
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Write the Markdown catalogue to scenarios/CATALOG.md instead of printing it.
+        #[arg(long)]
+        write: bool,
+    },
     /// Print the JSON Schema of scenario files, or write the committed copies.
     Schema {
         /// Write scenarios/scenario.schema.json and scenarios/fixture.schema.json under DIR.
@@ -132,6 +147,14 @@ enum SimCommand {
         #[arg(long, value_enum, default_value_t = PaceArg::Wall)]
         pace: PaceArg,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CatalogFormat {
+    /// A Markdown page.
+    Markdown,
+    /// JSON, one object per scenario.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -201,6 +224,12 @@ pub fn main() -> ExitCode {
         }),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
+        Command::Catalog {
+            paths,
+            format,
+            junit,
+            write,
+        } => catalog(&default_paths(paths), format, junit.as_deref(), write),
         Command::Sim {
             command: SimCommand::Up { kubeconfig, pace },
         } => sim_up(&kubeconfig, pace),
@@ -476,6 +505,38 @@ fn new(name: &str, area: &str, dir: &Path) -> Result<(), CliError> {
         "next: replace the TODOs with the incident's real texts, then run `relapse validate {}`",
         path.display()
     );
+    Ok(())
+}
+
+/// `relapse catalog`: the scenario catalogue, printed or written to scenarios/CATALOG.md.
+fn catalog(
+    paths: &[PathBuf],
+    format: CatalogFormat,
+    junit: Option<&Path>,
+    write: bool,
+) -> Result<(), CliError> {
+    use relapse::report::catalog;
+    let scenarios = load_all(paths)?;
+    let junit = junit
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| CliError::failed(format!("failed to read {}", p.display()), e))
+        })
+        .transpose()?;
+    let entries = catalog::entries(&scenarios, junit.as_deref());
+    let text = match format {
+        CatalogFormat::Markdown => catalog::markdown(&entries),
+        CatalogFormat::Json => serde_json::to_string_pretty(&entries)
+            .map_err(|e| CliError::failed("failed to render the catalogue", e))?,
+    };
+    if write {
+        let path = Path::new(catalog::CATALOG_PATH);
+        std::fs::write(path, catalog::markdown(&entries))
+            .map_err(|e| CliError::failed(format!("failed to write {}", path.display()), e))?;
+        println!("wrote {} ({} scenarios)", path.display(), entries.len());
+    } else {
+        print!("{text}");
+    }
     Ok(())
 }
 

@@ -1,5 +1,7 @@
-//! Reports of scenario outcomes: the human summary and failure details, and JUnit XML for CI.
+//! Reports of scenario outcomes: the human summary and failure details, and JUnit XML for CI;
+//! and the scenario catalogue ([`catalog`]).
 
+pub mod catalog;
 mod junit;
 mod text;
 

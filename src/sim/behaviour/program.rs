@@ -259,7 +259,10 @@ impl Program {
         now: Timestamp,
     ) -> std::time::Duration {
         let running = super::time::since(now, self.started_at);
-        let entries = self.behaviour.as_ref().map_or(&[][..], |b| &b.answer_time[..]);
+        let entries = self
+            .behaviour
+            .as_ref()
+            .map_or(&[][..], |b| &b.answer_time[..]);
         entries
             .iter()
             .rev()
