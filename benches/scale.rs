@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
-use relapse::scenario::{Capacity, Cluster, Node};
+use relapse::scenario::{Capacity, ClusterShape, Node};
 use relapse::sim::engine::{EngineConfig, SimEngine};
 
 fn peak_rss_mib() -> Option<f64> {
@@ -47,9 +47,9 @@ fn main() {
             },
         })
         .collect();
-    let cluster = Cluster {
+    let cluster = ClusterShape {
         nodes,
-        ..Cluster::default()
+        ..ClusterShape::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

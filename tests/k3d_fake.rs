@@ -24,7 +24,7 @@ use relapse::backend::k3d::{
     ClusterName, CreateOptions, CreateSpec, K3d, K3dCluster, K3dError, KeepReason, Owner, Timeouts,
     gc, live_clusters,
 };
-use relapse::scenario::{Arch, Cluster};
+use relapse::scenario::{Arch, ClusterShape};
 
 const KUBECONFIG: &str = include_str!("data/k3d/kubeconfig.yaml");
 /// The cluster the recorded kubeconfig and the recorded cluster list belong to.
@@ -195,7 +195,7 @@ fn owner() -> Owner {
 
 const TOKEN: &str = "ci-runner-7/0b4e6a3c-5d1f-4c8e-9a2b-7f3e1d6c8a90/48213/7730121";
 
-fn spec(cluster: &Cluster, name: &str) -> CreateSpec {
+fn spec(cluster: &ClusterShape, name: &str) -> CreateSpec {
     let options = CreateOptions {
         k3s_version: "v1.31.5-k3s1".to_owned(),
         host_arch: Some(Arch::Amd64),
@@ -212,7 +212,7 @@ fn one_server_cluster_command_lines() {
     let fake = Fake::new();
     let name = "relapse-one-server-a1b2c3d4";
     fake.serve_kubeconfig(name);
-    let cluster = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap();
+    let cluster = K3dCluster::create(&fake.k3d(), &spec(&ClusterShape::default(), name)).unwrap();
     assert!(live_clusters().contains(&name.to_owned()));
     assert_eq!(cluster.kubeconfig().server(), Some("https://0.0.0.0:38517"));
     assert_eq!(cluster.kubeconfig().context(), format!("k3d-{name}"));
@@ -274,7 +274,7 @@ fn server_and_two_agents_with_labels_and_taints() {
     let fake = Fake::new();
     let name = "relapse-three-nodes-e5f6g7h8";
     fake.serve_kubeconfig(name);
-    let cluster: Cluster = relapse::yaml::from_str(THREE_NODES).unwrap();
+    let cluster: ClusterShape = relapse::yaml::from_str(THREE_NODES).unwrap();
     let spec = spec(&cluster, name);
     let created = K3dCluster::create(&fake.k3d(), &spec).unwrap();
     drop(created);
@@ -341,7 +341,7 @@ fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
         "stderr",
         include_str!("data/k3d/create-failure.stderr"),
     );
-    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    let err = K3dCluster::create(&fake.k3d(), &spec(&ClusterShape::default(), name)).unwrap_err();
     let K3dError::CommandFailed {
         command,
         code,
@@ -360,14 +360,15 @@ fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
     // Colour codes are stripped; the tail ends with k3d's verdict.
     assert!(
         stderr_tail.ends_with(
-            "ERRO[0002] Failed to create cluster >>> Rolling Back\nFATA[0003] Cluster creation FAILED, all changes have been rolled back!"
+            "ERRO[0002] Failed to create cluster >>> Rolling Back\nFATA[0003] ClusterShape creation FAILED, all changes have been rolled back!"
         ),
         "{stderr_tail}"
     );
     let message = err.to_string();
     assert!(
-        message
-            .contains("exited with code 1; stderr ends with:\nERRO[0002] failed Cluster Creation"),
+        message.contains(
+            "exited with code 1; stderr ends with:\nERRO[0002] failed ClusterShape Creation"
+        ),
         "{message}"
     );
     assert!(message.contains("manifest for rancher/k3s:v1.31.99-k3s1 not found"));
@@ -392,7 +393,7 @@ fn a_name_that_is_taken_leaves_the_existing_cluster_alone() {
         "stderr",
         &include_str!("data/k3d/create-exists.stderr").replace(RECORDED_NAME, name),
     );
-    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    let err = K3dCluster::create(&fake.k3d(), &spec(&ClusterShape::default(), name)).unwrap_err();
     let K3dError::AlreadyExists {
         name: taken,
         source,
@@ -441,7 +442,7 @@ fn hanging_create_is_killed_after_every_stage_and_its_leftovers_are_removed() {
         ..Timeouts::default()
     });
     let started = Instant::now();
-    let err = K3dCluster::create(&k3d, &spec(&Cluster::default(), name)).unwrap_err();
+    let err = K3dCluster::create(&k3d, &spec(&ClusterShape::default(), name)).unwrap_err();
     let K3dError::Timeout { command, after, .. } = &err else {
         panic!("expected Timeout, got {err:?}");
     };
@@ -498,7 +499,7 @@ fn a_killed_create_whose_leftovers_cannot_be_removed_stays_registered() {
             create_grace: Duration::ZERO,
             ..Timeouts::default()
         });
-    let err = K3dCluster::create(&k3d, &spec(&Cluster::default(), name)).unwrap_err();
+    let err = K3dCluster::create(&k3d, &spec(&ClusterShape::default(), name)).unwrap_err();
     assert!(matches!(err, K3dError::Timeout { .. }), "{err:?}");
     // k3d was asked to delete it, but the network and volume could not be removed: it stays
     // registered, so the interrupt handler tries again.
@@ -525,7 +526,7 @@ fn the_guard_deletes_the_cluster_when_a_test_panics() {
     let name = "relapse-panics-u1v2w3x4";
     fake.serve_kubeconfig(name);
     let k3d = fake.k3d();
-    let spec = spec(&Cluster::default(), name);
+    let spec = spec(&ClusterShape::default(), name);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _cluster = K3dCluster::create(&k3d, &spec).unwrap();
         panic!("symptom never appeared");
@@ -556,7 +557,7 @@ fn a_server_node_that_registers_late_is_labelled_once_it_exists() {
 
     let fake = Fake::new();
     let name = "relapse-late-node-r2d2c3po";
-    let shape: Cluster = relapse::yaml::from_str(LATE_SERVER).unwrap();
+    let shape: ClusterShape = relapse::yaml::from_str(LATE_SERVER).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -646,7 +647,7 @@ fn images_are_imported_into_the_cluster() {
     let fake = Fake::new();
     let name = "relapse-images-y5z6a7b8";
     fake.serve_kubeconfig(name);
-    let cluster = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap();
+    let cluster = K3dCluster::create(&fake.k3d(), &spec(&ClusterShape::default(), name)).unwrap();
     cluster.import_images(&[]).unwrap();
     cluster
         .import_images(&strings(&[
@@ -674,7 +675,7 @@ fn unreadable_kubeconfig_fails_create_and_deletes_the_cluster() {
     let fake = Fake::new();
     let name = "relapse-bad-kubeconfig-c9d0";
     fake.reply("kubeconfig-get", "stdout", "---\n");
-    let err = K3dCluster::create(&fake.k3d(), &spec(&Cluster::default(), name)).unwrap_err();
+    let err = K3dCluster::create(&fake.k3d(), &spec(&ClusterShape::default(), name)).unwrap_err();
     assert!(
         matches!(
             &err,

@@ -185,7 +185,7 @@ async fn crash_loop_back_off_through_the_api() {
         },
     );
     let mut s = load("workloads/arm64-image-on-amd64.yaml").scenario;
-    s.cluster = scenario::Cluster::default();
+    s.cluster = scenario::ClusterShape::default();
     s.images = scenario_images;
     let handle = SimBackend::default().cluster(&s).unwrap();
     let client = handle.client();

@@ -31,7 +31,7 @@ pub struct Scenario {
     pub include: Vec<String>,
     /// The cluster's shape. Defaults to one amd64 node that is both control plane and worker.
     #[serde(default)]
-    pub cluster: Cluster,
+    pub cluster: ClusterShape,
     /// Behaviours of container images on the simulated cluster, keyed by image reference.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, ImageBehaviour>,
@@ -81,7 +81,7 @@ pub struct Fixture {
     pub include: Vec<String>,
     /// Cluster shape; its nodes and storage classes are added to the including scenario's.
     #[serde(default)]
-    pub cluster: Option<Cluster>,
+    pub cluster: Option<ClusterShape>,
     /// Image behaviours shared by the scenarios including this fixture.
     #[serde(default)]
     pub images: BTreeMap<String, ImageBehaviour>,
@@ -100,7 +100,7 @@ pub struct Fixture {
 /// Nodes and cluster-wide options.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Cluster {
+pub struct ClusterShape {
     /// The nodes. Empty means one amd64 node named `node-1` with both roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<Node>,

@@ -1,6 +1,6 @@
 //! One k3d cluster's lifecycle, the guard that deletes it, and the registry of live clusters.
 //!
-//! **After a failed create.** k3d rolls back a create that fails on its own (`Cluster creation
+//! **After a failed create.** k3d rolls back a create that fails on its own (`ClusterShape creation
 //! FAILED, all changes have been rolled back!`, `cmd/cluster/clusterCreate.go`), but not one it
 //! was killed in the middle of: then `k3d cluster delete` removes the node containers, and the
 //! network `k3d-<name>` and the image volume `k3d-<name>-images` are removed by name through the
@@ -368,7 +368,7 @@ mod tests {
     fn interrupt_cleanup_stops_a_running_create_and_deletes_the_cluster() {
         use super::super::owner::Owner;
         use super::super::spec::CreateOptions;
-        use crate::scenario::Cluster;
+        use crate::scenario::ClusterShape;
 
         let dir = tempfile::tempdir().unwrap();
         let (docker, requests) = empty_docker(dir.path());
@@ -379,7 +379,7 @@ mod tests {
             host_arch: Some(crate::scenario::Arch::Amd64),
         };
         let spec = CreateSpec::new(
-            &Cluster::default(),
+            &ClusterShape::default(),
             &options,
             name.clone(),
             Owner::current(),

@@ -85,7 +85,7 @@ impl K3dBackend {
     /// [`K3dError::InvalidVersion`] when the k3s version is not an image tag.
     pub fn new(k3d: K3d, options: CreateOptions) -> Result<Self, K3dError> {
         let shared_spec = match CreateSpec::new(
-            &scenario::Cluster::default(),
+            &scenario::ClusterShape::default(),
             &options,
             ClusterName::generate(Some("shared")),
             Owner::current(),
@@ -94,7 +94,7 @@ impl K3dBackend {
             // A host k3d cannot run the default amd64 node on still runs scenarios that
             // declare nodes of its own architecture on fresh clusters.
             Err(K3dError::CannotReproduce(_)) => CreateSpec::new(
-                &scenario::Cluster::default(),
+                &scenario::ClusterShape::default(),
                 &CreateOptions {
                     host_arch: Some(scenario::Arch::Amd64),
                     ..options.clone()
@@ -162,7 +162,7 @@ impl K3dBackend {
     ///
     /// # Errors
     /// [`K3dError::CannotReproduce`] when k3d cannot make the shape at all.
-    pub fn shares(&self, cluster: &scenario::Cluster) -> Result<bool, K3dError> {
+    pub fn shares(&self, cluster: &scenario::ClusterShape) -> Result<bool, K3dError> {
         Ok(self.plan(cluster, "check")?.same_shape(&self.shared_spec))
     }
 
@@ -189,7 +189,7 @@ impl K3dBackend {
         }
     }
 
-    fn plan(&self, cluster: &scenario::Cluster, hint: &str) -> Result<CreateSpec, K3dError> {
+    fn plan(&self, cluster: &scenario::ClusterShape, hint: &str) -> Result<CreateSpec, K3dError> {
         CreateSpec::new(
             cluster,
             &self.options,
@@ -456,14 +456,14 @@ mod tests {
         .unwrap()
     }
 
-    fn cluster(yaml: &str) -> scenario::Cluster {
+    fn cluster(yaml: &str) -> scenario::ClusterShape {
         crate::yaml::from_str(yaml).unwrap()
     }
 
     #[test]
     fn the_default_shape_shares_the_cluster() {
         let b = backend();
-        assert!(b.shares(&scenario::Cluster::default()).unwrap());
+        assert!(b.shares(&scenario::ClusterShape::default()).unwrap());
         // Spelling the default node out changes nothing.
         assert!(
             b.shares(&cluster(

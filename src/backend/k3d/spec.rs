@@ -29,7 +29,7 @@ use rand::Rng;
 use super::error::K3dError;
 use super::owner::Owner;
 use crate::scenario::{
-    Arch, Capacity, Cluster, LoadBalancerProvider, Node, NodeRole, Taint, TaintEffect,
+    Arch, Capacity, ClusterShape, LoadBalancerProvider, Node, NodeRole, Taint, TaintEffect,
     VolumeBindingMode, VolumeKind,
 };
 
@@ -266,7 +266,7 @@ impl CreateSpec {
     /// memory, attachable (EBS-like) storage and storage classes other than k3s's `local-path`.
     /// [`K3dError::InvalidVersion`] when the k3s version is not an image tag.
     pub fn new(
-        cluster: &Cluster,
+        cluster: &ClusterShape,
         options: &CreateOptions,
         name: ClusterName,
         owner: Owner,
@@ -499,7 +499,7 @@ fn check_arch(nodes: &[Node], host: Option<Arch>, reasons: &mut Vec<Unsupported>
     }
 }
 
-fn check_storage(cluster: &Cluster, reasons: &mut Vec<Unsupported>) {
+fn check_storage(cluster: &ClusterShape, reasons: &mut Vec<Unsupported>) {
     for class in &cluster.storage_classes {
         if class.kind == VolumeKind::Attachable {
             reasons.push(Unsupported::AttachableStorage {
@@ -607,7 +607,7 @@ mod tests {
         }
     }
 
-    fn plan(cluster: &Cluster) -> Result<CreateSpec, K3dError> {
+    fn plan(cluster: &ClusterShape) -> Result<CreateSpec, K3dError> {
         let options = CreateOptions {
             k3s_version: "v1.31.5-k3s1".to_owned(),
             host_arch: Some(Arch::Amd64),
@@ -620,7 +620,7 @@ mod tests {
         )
     }
 
-    fn reasons(cluster: &Cluster) -> Vec<Unsupported> {
+    fn reasons(cluster: &ClusterShape) -> Vec<Unsupported> {
         match plan(cluster) {
             Err(K3dError::CannotReproduce(r)) => r,
             other => panic!("expected CannotReproduce, got {other:?}"),
@@ -658,7 +658,7 @@ mod tests {
 
     #[test]
     fn empty_cluster_is_one_untainted_server() {
-        let spec = plan(&Cluster::default()).unwrap();
+        let spec = plan(&ClusterShape::default()).unwrap();
         assert_eq!(spec.node_counts(), (1, 0));
         let args = spec.create_args(Duration::from_secs(300));
         assert!(args.contains(&"--k3s-arg=--node-name=node-1@server:0".to_owned()));
@@ -670,9 +670,9 @@ mod tests {
 
     #[test]
     fn managed_control_plane_gets_a_tainted_hidden_server() {
-        let cluster = Cluster {
+        let cluster = ClusterShape {
             nodes: vec![node("w1", Arch::Amd64, &[NodeRole::Worker])],
-            ..Cluster::default()
+            ..ClusterShape::default()
         };
         let spec = plan(&cluster).unwrap();
         assert_eq!(spec.node_counts(), (1, 1));
@@ -697,10 +697,10 @@ mod tests {
     #[test]
     fn several_servers_keep_the_load_balancer() {
         let cp = [NodeRole::ControlPlane, NodeRole::Worker];
-        let cluster = Cluster {
+        let cluster = ClusterShape {
             nodes: vec![node("a", Arch::Amd64, &cp), node("b", Arch::Amd64, &cp)],
             load_balancer: LoadBalancerProvider::ServiceLb,
-            ..Cluster::default()
+            ..ClusterShape::default()
         };
         let args = plan(&cluster)
             .unwrap()
@@ -723,9 +723,9 @@ mod tests {
         n.labels
             .insert("node.kubernetes.io/pool".to_owned(), "p".to_owned());
         n.labels.insert("team".to_owned(), "x".to_owned());
-        let spec = plan(&Cluster {
+        let spec = plan(&ClusterShape {
             nodes: vec![n],
-            ..Cluster::default()
+            ..ClusterShape::default()
         })
         .unwrap();
         assert_eq!(
@@ -764,20 +764,20 @@ mod tests {
 
     #[test]
     fn mixed_and_foreign_architectures_are_refused() {
-        let mixed = Cluster {
+        let mixed = ClusterShape {
             nodes: vec![
                 node("a", Arch::Amd64, &[NodeRole::ControlPlane]),
                 node("b", Arch::Arm64, &[NodeRole::Worker]),
             ],
-            ..Cluster::default()
+            ..ClusterShape::default()
         };
         assert_eq!(
             reasons(&mixed),
             [Unsupported::MixedArch(vec![Arch::Amd64, Arch::Arm64])]
         );
-        let arm = Cluster {
+        let arm = ClusterShape {
             nodes: vec![node("a", Arch::Arm64, &[NodeRole::ControlPlane])],
-            ..Cluster::default()
+            ..ClusterShape::default()
         };
         let r = reasons(&arm);
         assert_eq!(
@@ -803,14 +803,14 @@ mod tests {
             kind,
             binding_mode: VolumeBindingMode::WaitForFirstConsumer,
         };
-        let cluster = Cluster {
+        let cluster = ClusterShape {
             nodes: vec![big],
             storage_classes: vec![
                 class("gp2", VolumeKind::Attachable, true),
                 class("local-path", VolumeKind::NodeLocal, true),
                 class("fast", VolumeKind::NodeLocal, false),
             ],
-            ..Cluster::default()
+            ..ClusterShape::default()
         };
         assert_eq!(
             reasons(&cluster),
@@ -837,7 +837,7 @@ mod tests {
             host_arch: Some(Arch::Amd64),
         };
         let err = CreateSpec::new(
-            &Cluster::default(),
+            &ClusterShape::default(),
             &options,
             ClusterName::generate(None),
             owner(),
@@ -862,9 +862,9 @@ mod tests {
             },
         ];
         n.capacity.pods = 8;
-        let args = plan(&Cluster {
+        let args = plan(&ClusterShape {
             nodes: vec![n],
-            ..Cluster::default()
+            ..ClusterShape::default()
         })
         .unwrap()
         .create_args(Duration::from_secs(1));

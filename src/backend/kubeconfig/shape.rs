@@ -10,7 +10,7 @@
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::scenario::{Cluster, NodeRole};
+use crate::scenario::{ClusterShape, NodeRole};
 
 /// The annotation marking the default StorageClass (`storageclass.kubernetes.io/is-default-class`).
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
@@ -36,7 +36,7 @@ fn schedulable_arch(node: &Node) -> Option<&str> {
 
 /// Every way `nodes` and `classes` fail the scenario's shape; empty when it fits.
 #[must_use]
-pub fn misfits(shape: &Cluster, nodes: &[Node], classes: &[StorageClass]) -> Vec<String> {
+pub fn misfits(shape: &ClusterShape, nodes: &[Node], classes: &[StorageClass]) -> Vec<String> {
     let mut reasons = Vec::new();
     let mut wanted: std::collections::BTreeMap<&str, usize> = Default::default();
     for n in &shape.nodes {
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn a_cluster_with_enough_nodes_and_the_classes_fits() {
-        let shape: Cluster = crate::yaml::from_str(EKS).unwrap();
+        let shape: ClusterShape = crate::yaml::from_str(EKS).unwrap();
         let nodes = [
             node("amd64", None),
             node("amd64", None),
@@ -123,12 +123,12 @@ mod tests {
             misfits(&shape, &nodes, &[class("gp2", true)]),
             Vec::<String>::new()
         );
-        assert!(misfits(&Cluster::default(), &[], &[]).is_empty());
+        assert!(misfits(&ClusterShape::default(), &[], &[]).is_empty());
     }
 
     #[test]
     fn every_misfit_is_named() {
-        let shape: Cluster = crate::yaml::from_str(EKS).unwrap();
+        let shape: ClusterShape = crate::yaml::from_str(EKS).unwrap();
         // One amd64 worker; the other amd64 node is a tainted control plane.
         let nodes = [
             node("amd64", None),

@@ -37,8 +37,8 @@ pub use nodes::{NO_POSTGRES, PostgresCall};
 pub use view::{Informers, StoreView};
 
 use crate::scenario::{
-    Cluster, ImageBehaviour, LoadBalancerProvider, Node, NodeRole, StorageClass, VolumeBindingMode,
-    VolumeKind,
+    ClusterShape, ImageBehaviour, LoadBalancerProvider, Node, NodeRole, StorageClass,
+    VolumeBindingMode, VolumeKind,
 };
 use crate::sim::clock::{Clock, ManualClock, format_time};
 use crate::sim::controllers::NameGen;
@@ -98,7 +98,7 @@ pub enum EngineError {
 pub struct EngineConfig {
     /// Nodes, storage classes and the LoadBalancer provider. No nodes means one amd64 node
     /// `node-1` with both roles; no storage classes means a default node-local `local-path`.
-    pub cluster: Cluster,
+    pub cluster: ClusterShape,
     /// What each image's containers do (stand-in programs), by image reference.
     pub images: BTreeMap<String, ImageBehaviour>,
     /// Seed of every generated name and uid.
@@ -115,7 +115,7 @@ impl EngineConfig {
     /// # Errors
     /// Never in practice: [`EPOCH`] is a valid instant.
     pub fn new(
-        cluster: Cluster,
+        cluster: ClusterShape,
         images: BTreeMap<String, ImageBehaviour>,
     ) -> Result<Self, EngineError> {
         Ok(Self {

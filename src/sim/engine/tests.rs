@@ -10,7 +10,7 @@ use crate::sim::controllers;
 use crate::sim::store::{ListOptions, Part};
 
 fn engine() -> SimEngine {
-    SimEngine::new(EngineConfig::new(Cluster::default(), BTreeMap::new()).unwrap()).unwrap()
+    SimEngine::new(EngineConfig::new(ClusterShape::default(), BTreeMap::new()).unwrap()).unwrap()
 }
 
 fn list(e: &SimEngine, api_version: &str, kind: &str) -> Vec<Value> {
@@ -136,7 +136,7 @@ fn advance_stops_where_something_changes_and_never_passes_until() {
 
 #[test]
 fn a_cluster_that_keeps_changing_is_an_error() {
-    let mut config = EngineConfig::new(Cluster::default(), BTreeMap::new()).unwrap();
+    let mut config = EngineConfig::new(ClusterShape::default(), BTreeMap::new()).unwrap();
     config.max_rounds = 1;
     let mut e = SimEngine::new(config).unwrap();
     create(&e, deployment("nginx:1.27"));
@@ -157,9 +157,9 @@ fn duplicate_nodes_are_a_setup_error() {
         name: "a".into(),
         ..default_node()
     };
-    let cluster = Cluster {
+    let cluster = ClusterShape {
         nodes: vec![node.clone(), node],
-        ..Cluster::default()
+        ..ClusterShape::default()
     };
     let err = SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap_err();
     assert_eq!(
@@ -186,7 +186,8 @@ requires:
     )
     .unwrap();
     let images = BTreeMap::from([("app:1".to_owned(), behaviour)]);
-    let mut e = SimEngine::new(EngineConfig::new(Cluster::default(), images).unwrap()).unwrap();
+    let mut e =
+        SimEngine::new(EngineConfig::new(ClusterShape::default(), images).unwrap()).unwrap();
     e.defer_postgres();
     create(
         &e,
