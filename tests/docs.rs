@@ -158,3 +158,42 @@ fn the_readme_names_every_image_behaviour_field() {
         "README.md links CONTRIBUTING.md"
     );
 }
+
+/// Every public struct, enum, trait and type alias under `src/`, with the files declaring it.
+fn public_type_names(dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<String>>) {
+    for entry in std::fs::read_dir(dir).expect("src is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            public_type_names(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for line in text.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let [first, kind, name, ..] = words.as_slice()
+                    && *first == "pub"
+                    && matches!(*kind, "struct" | "enum" | "trait" | "type")
+                {
+                    let name: String = name
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    out.entry(name)
+                        .or_default()
+                        .push(path.display().to_string());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_public_type_name_is_declared_twice() {
+    let mut names = std::collections::BTreeMap::new();
+    public_type_names(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut names);
+    let twice: Vec<String> = names
+        .into_iter()
+        .filter(|(_, files)| files.len() > 1)
+        .map(|(name, files)| format!("{name}: {}", files.join(", ")))
+        .collect();
+    assert!(twice.is_empty(), "one name per concept:\n{}", twice.join("\n"));
+}
