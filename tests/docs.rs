@@ -189,11 +189,18 @@ fn public_type_names(dir: &Path, out: &mut std::collections::BTreeMap<String, Ve
 #[test]
 fn no_public_type_name_is_declared_twice() {
     let mut names = std::collections::BTreeMap::new();
-    public_type_names(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut names);
+    public_type_names(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut names,
+    );
     let twice: Vec<String> = names
         .into_iter()
         .filter(|(_, files)| files.len() > 1)
         .map(|(name, files)| format!("{name}: {}", files.join(", ")))
         .collect();
-    assert!(twice.is_empty(), "one name per concept:\n{}", twice.join("\n"));
+    assert!(
+        twice.is_empty(),
+        "one name per concept:\n{}",
+        twice.join("\n")
+    );
 }

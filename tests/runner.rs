@@ -414,6 +414,38 @@ fn delete_with_wait_waits_for_the_object_not_the_name() {
 }
 
 #[test]
+fn fix_minimal_names_a_step_the_cluster_converges_without() {
+    let mut loaded = load("secrets/missing-secret-createcontainerconfigerror.yaml");
+    loaded.scenario.snapshot.enabled = false;
+    loaded.scenario.fix_minimal = true;
+    // The one documented step is necessary.
+    assert_eq!(run(&loaded).verdict, Verdict::Passed);
+    // A second step that changes nothing the pod reads is not.
+    loaded
+        .scenario
+        .fix
+        .push(Step::Apply(relapse::scenario::ApplyStep {
+            file: None,
+            inline: Some(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "unrelated", "namespace": "ameide-dev"}
+            })),
+            namespace: None,
+            server_side: true,
+            expect_error: None,
+        }));
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Ablation, "{}", failure_details(&outcome, f));
+    assert_eq!(
+        f.mismatches,
+        vec!["fix[1] (apply): the cluster converged without it".to_owned()]
+    );
+}
+
+#[test]
 fn a_symptom_that_never_appears_is_could_not_reproduce() {
     let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
     // Install the CRD during setup: the failure can no longer be reproduced.

@@ -73,6 +73,10 @@ enum Command {
         /// The kubeconfig context to use (default: its current context).
         #[arg(long, value_name = "NAME")]
         context: Option<String>,
+        /// After each scenario that passed, replay it once per fix step with that step left out
+        /// (on the simulated cluster) and report which steps are necessary.
+        #[arg(long)]
+        ablate: bool,
         /// Let scenarios create, change and delete cluster-scoped objects (CRDs, ClusterRoles...)
         /// on an existing cluster; those they create are deleted after each run.
         #[arg(long)]
@@ -211,6 +215,7 @@ pub fn main() -> ExitCode {
             kubeconfig,
             context,
             allow_cluster_scoped,
+            ablate,
         } => run(&RunArgs {
             paths: default_paths(paths),
             backend: backend.into(),
@@ -221,6 +226,7 @@ pub fn main() -> ExitCode {
             kubeconfig,
             context,
             allow_cluster_scoped,
+            ablate,
         }),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
@@ -373,6 +379,7 @@ struct RunArgs {
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
     allow_cluster_scoped: bool,
+    ablate: bool,
 }
 
 /// `relapse run`: plans the selected scenarios on one backend and runs them through the
@@ -440,6 +447,26 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
             ),
             Verdict::Ignored(reason) => eprintln!("{}  ignored: {reason}", outcome.trial_name()),
             Verdict::Failed(f) => eprint!("{}", relapse::report::failure_details(&outcome, f)),
+        }
+        if args.ablate && trial.mutant.is_none() && matches!(outcome.verdict, Verdict::Passed) {
+            match runner.ablate(trial) {
+                Ok(found) => {
+                    for n in found {
+                        let verdict = match (&n.error, n.necessary) {
+                            (Some(e), _) => format!("could not tell: {e}"),
+                            (None, true) => "necessary".to_owned(),
+                            (None, false) => "not necessary: it converges without it".to_owned(),
+                        };
+                        eprintln!(
+                            "{}  fix[{}] ({}): {verdict}",
+                            outcome.trial_name(),
+                            n.index,
+                            n.step
+                        );
+                    }
+                }
+                Err(e) => eprintln!("{}  ablation: {e}", outcome.trial_name()),
+            }
         }
         outcomes.push(outcome);
         if let Some(kept) = result.kept {

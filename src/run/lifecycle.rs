@@ -163,7 +163,7 @@ async fn run_phase(
         Phase::Converge => session.converge(&s.converge, as_phase).await,
         Phase::Snapshot => session.snapshot(snapshots).await,
         // Not phases of one cluster: see `replay_with`.
-        Phase::Counterfactual | Phase::Mutant => Ok(()),
+        Phase::Counterfactual | Phase::Mutant | Phase::Ablation => Ok(()),
     }
 }
 
@@ -172,6 +172,7 @@ const fn enabled(scenario: &Scenario, phase: Phase) -> bool {
     match phase {
         Phase::Snapshot => scenario.snapshot.enabled,
         Phase::Counterfactual => scenario.counterfactual.enabled,
+        Phase::Ablation => scenario.fix_minimal,
         Phase::Setup | Phase::Break | Phase::Fix | Phase::Converge | Phase::Mutant => true,
     }
 }
@@ -232,7 +233,105 @@ async fn lifecycle(
             return finish(phases, Verdict::Failed(Box::new(f)));
         }
     }
+    if enabled(s, Phase::Ablation) {
+        let started = Instant::now();
+        let (cluster_time, found) = ablate(provisioner, loaded, snapshots).await;
+        let unnecessary: Vec<String> = found
+            .iter()
+            .filter(|n| !n.necessary)
+            .map(|n| {
+                format!(
+                    "fix[{}] ({}): the cluster converged without it",
+                    n.index, n.step
+                )
+            })
+            .collect();
+        let errors: Vec<String> = found.iter().filter_map(|n| n.error.clone()).collect();
+        let passed = unnecessary.is_empty() && errors.is_empty();
+        phases.push(PhaseRecord {
+            phase: Phase::Ablation,
+            cluster_time,
+            wall_time: started.elapsed(),
+            passed,
+        });
+        if !passed {
+            let f = failure(
+                Phase::Ablation,
+                "fixMinimal: not every fix step is necessary",
+                "fix (each step left out in turn)".to_owned(),
+                unnecessary.into_iter().chain(errors).collect(),
+                Context::default(),
+            );
+            return finish(phases, Verdict::Failed(Box::new(f)));
+        }
+    }
     finish(phases, Verdict::Passed)
+}
+
+/// Whether one fix step is necessary: the scenario replayed without it does not converge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepNecessity {
+    /// The step's index in `fix`.
+    pub index: usize,
+    /// The step's keyword (`apply`, `patch`, ...).
+    pub step: String,
+    /// Whether leaving it out kept the cluster from converging.
+    pub necessary: bool,
+    /// Why the replay without it could not be judged (a setup or break failure).
+    pub error: Option<String>,
+}
+
+/// Replays the scenario once per fix step with that step left out, on fresh clusters, and
+/// says which steps the cluster needs to converge. Returns the cluster time spent too.
+pub async fn ablate(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+) -> (Duration, Vec<StepNecessity>) {
+    let fix = &loaded.scenario.fix;
+    let mut total = Duration::ZERO;
+    let mut out = Vec::new();
+    for (index, step) in fix.iter().enumerate() {
+        let without: Vec<Step> = fix
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let (elapsed, replay) = replay_with(
+            provisioner,
+            loaded,
+            snapshots,
+            &without,
+            Phase::Ablation,
+            "converged without the step",
+        )
+        .await;
+        total += elapsed;
+        let (necessary, error) = match replay {
+            Replay::NotConverged => (true, None),
+            Replay::Failed(f) if f.expectation == "converge.expect (all)" => (false, None),
+            Replay::Failed(f) => (
+                true,
+                Some(format!(
+                    "fix[{index}] left out: {}: {}",
+                    f.summary,
+                    f.mismatches.join("; ")
+                )),
+            ),
+            Replay::Unopened(_) => (
+                true,
+                Some(format!("fix[{index}] left out: could not open a cluster")),
+            ),
+        };
+        out.push(StepNecessity {
+            index,
+            step: step.keyword().to_owned(),
+            necessary,
+            error,
+        });
+    }
+    (total, out)
 }
 
 /// What replaying the scenario with another fix (none, or a mutant's) came to.

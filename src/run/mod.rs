@@ -25,7 +25,9 @@ pub mod snapshot_file;
 mod snapshot_phase;
 pub mod steps;
 
-pub use lifecycle::{mutant_id, run_mutant, run_scenario, run_scenario_keeping};
+pub use lifecycle::{
+    StepNecessity, ablate, mutant_id, run_mutant, run_scenario, run_scenario_keeping,
+};
 pub use plan::{Decision, Plan, PlannedTrial};
 pub use runner::{KeptCluster, KubeconfigTarget, RunOptions, Runner, TrialResult};
 pub use snapshot_phase::SnapshotSettings;

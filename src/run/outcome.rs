@@ -22,6 +22,9 @@ pub enum Phase {
     Counterfactual,
     /// Setup and break again with a plausible wrong fix; convergence must not happen.
     Mutant,
+    /// Each fix step left out in turn: without any of them the cluster must not converge
+    /// (`fixMinimal: true`).
+    Ablation,
 }
 
 impl Phase {
@@ -36,6 +39,7 @@ impl Phase {
             Self::Snapshot => "snapshot",
             Self::Counterfactual => "counterfactual",
             Self::Mutant => "mutant",
+            Self::Ablation => "ablation",
         }
     }
 }

@@ -315,6 +315,24 @@ impl Runner {
         TrialResult { outcome, kept }
     }
 
+    /// Replays `trial`'s scenario once per fix step with that step left out, on the simulated
+    /// cluster, and says which steps are necessary (see [`super::ablate`]).
+    ///
+    /// # Errors
+    /// When the runtime cannot start.
+    pub fn ablate(&self, trial: &PlannedTrial) -> Result<Vec<super::StepNecessity>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| error_chain(&RunnerError::Runtime(e)))?;
+        let (_, found) = rt.block_on(super::ablate(
+            &SimBackend::default(),
+            &trial.scenario,
+            &self.options.snapshots,
+        ));
+        Ok(found)
+    }
+
     /// Cleans up what the runs left for the end of the process: the shared k3d cluster (and
     /// any cluster a trial left), the Postgres server. Returns one line per problem.
     #[must_use]

@@ -51,6 +51,11 @@ pub struct Scenario {
     pub break_: Break,
     /// The documented fix.
     pub fix: Vec<Step>,
+    /// Every fix step is necessary: the scenario is replayed with each step left out in turn,
+    /// and none of those replays may converge (`relapse run --ablate` reports the same without
+    /// failing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fix_minimal: bool,
     /// What "healed" means, and how long it must hold.
     pub converge: Converge,
     /// Which objects the converged-state snapshot covers.
