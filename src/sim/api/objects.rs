@@ -164,10 +164,15 @@ impl Ctx<'_> {
             // A watch on an item path watches that one object.
             fields = FieldSelector::parse(&format!("metadata.name={name}"), &[])?;
         }
+        if let Some(rv) = q.non_empty("resourceVersion").filter(|rv| *rv != "0") {
+            super::query::resource_version(rv)?;
+        }
+        // A negative limit lists everything, as a zero one does.
+        let limit = q.int64("limit")?.unwrap_or(0);
         Ok(ListOptions {
             labels,
             fields,
-            limit: usize::try_from(q.int("limit").unwrap_or(0)).unwrap_or(0),
+            limit: usize::try_from(limit).unwrap_or(0),
             continue_token: q.non_empty("continue").map(ToString::to_string),
         })
     }
@@ -389,9 +394,10 @@ impl Ctx<'_> {
             resource_version: body["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(ToString::to_string),
-            grace_period: body["gracePeriodSeconds"]
-                .as_i64()
-                .or_else(|| q.int("gracePeriodSeconds")),
+            grace_period: match body["gracePeriodSeconds"].as_i64() {
+                Some(g) => Some(g),
+                None => q.int64("gracePeriodSeconds")?,
+            },
             dry_run,
         })
     }

@@ -551,3 +551,124 @@ async fn followed_logs_stream_until_the_container_stops() {
         .unwrap();
     assert!(next(&mut body).await.is_none());
 }
+
+/// The first line of a watch response (or the whole body of an error).
+async fn first_watch_line(api: &ApiServer, uri: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap();
+    let line = frame
+        .and_then(Result::ok)
+        .and_then(|f| f.into_data().ok())
+        .map(|d| serde_json::from_slice(&d).unwrap())
+        .unwrap_or(Value::Null);
+    (status, line)
+}
+
+#[tokio::test]
+async fn watch_resource_versions_at_the_edges_do_not_panic() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    // The largest resourceVersion is in the future: nothing is sent before the timeout.
+    let (code, line) = first_watch_line(
+        &api,
+        &format!("{CM}?watch=1&resourceVersion=18446744073709551615&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line, Value::Null);
+    cluster.store().compact();
+    let (code, line) = first_watch_line(
+        &api,
+        &format!("{CM}?watch=1&resourceVersion=18446744073709551615&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line, Value::Null);
+    // Too old: the in-stream 410.
+    let (code, line) = first_watch_line(&api, &format!("{CM}?watch=1&resourceVersion=1")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line["object"]["code"], 410, "{line}");
+    // Unparsable: 400 before the stream starts.
+    for rv in ["18446744073709551616", "-1", "abc"] {
+        let (code, status) = call(
+            &api,
+            "GET",
+            &format!("{CM}?watch=1&resourceVersion={rv}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{rv}: {status}");
+        assert!(
+            status["message"].as_str().unwrap().starts_with(&format!(
+                "resourceVersion: Invalid value: \"{rv}\": strconv.ParseUint: parsing \"{rv}\": "
+            )),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn numeric_query_parameters_are_parsed_as_the_api_server_does() {
+    let api = api();
+    for (uri, message) in [
+        (
+            format!("{CM}?limit=9223372036854775808"),
+            r#"strconv.ParseInt: parsing "9223372036854775808": value out of range"#,
+        ),
+        (
+            format!("{CM}?limit=abc"),
+            r#"strconv.ParseInt: parsing "abc": invalid syntax"#,
+        ),
+        (
+            format!("{CM}?watch=1&timeoutSeconds=99999999999999999999"),
+            r#"strconv.ParseInt: parsing "99999999999999999999": value out of range"#,
+        ),
+        (
+            format!("{CM}?resourceVersion=18446744073709551616"),
+            r#"resourceVersion: Invalid value: "18446744073709551616": strconv.ParseUint: parsing "18446744073709551616": value out of range"#,
+        ),
+    ] {
+        let (code, status) = call(&api, "GET", &uri, "", "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {status}");
+        assert_eq!(status["message"], message, "{uri}");
+        assert_eq!(status["reason"], "BadRequest");
+    }
+    let (code, status) = call(
+        &api,
+        "DELETE",
+        &format!("{CM}/x?gracePeriodSeconds=1e3"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert_eq!(
+        status["message"],
+        r#"strconv.ParseInt: parsing "1e3": invalid syntax"#
+    );
+    // The extremes that parse are served.
+    for uri in [
+        format!("{CM}?limit=9223372036854775807"),
+        format!("{CM}?limit=-9223372036854775808"),
+        format!("{CM}?resourceVersion=18446744073709551615"),
+    ] {
+        let (code, status) = call(&api, "GET", &uri, "", "").await;
+        assert_eq!(code, StatusCode::OK, "{uri}: {status}");
+    }
+    let req = Request::builder()
+        .uri(format!(
+            "{CM}?watch=1&resourceVersion=0&timeoutSeconds=9223372036854775807"
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(api.handle(req).await.status(), StatusCode::OK);
+}
