@@ -59,12 +59,20 @@ fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Maps a patch engine error to the Status the API server sends.
+/// Maps a patch engine error to the Status the API server sends; the patch engine words each
+/// message as k8s.io/apiserver/pkg/endpoints/handlers/patch.go and the field manager do.
 fn patch_error(err: PatchError) -> ApiError {
     match err {
         PatchError::BadRequest(m) => ApiError::bad_request(m),
         PatchError::UnsupportedMediaType(m) => ApiError::new(Reason::UnsupportedMediaType, m),
-        other => ApiError::internal(&other.to_string()),
+        PatchError::RequestEntityTooLarge(m) => ApiError::new(Reason::RequestEntityTooLarge, m),
+        PatchError::Invalid(m) => ApiError::new(Reason::Invalid, m),
+        PatchError::NotFound(m) => ApiError::new(Reason::NotFound, m),
+        PatchError::Conflict { message, causes } => ApiError::apply_conflict(
+            message,
+            causes.into_iter().map(|c| (c.field, c.message)).collect(),
+        ),
+        PatchError::Internal(m) => ApiError::unknown(m),
     }
 }
 

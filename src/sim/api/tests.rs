@@ -672,3 +672,91 @@ async fn numeric_query_parameters_are_parsed_as_the_api_server_does() {
         .unwrap();
     assert_eq!(api.handle(req).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn patch_errors_carry_the_api_servers_status() {
+    let api = api();
+    let applied = |manager: &str, value: &str| {
+        let api = api.clone();
+        let uri = format!("{CM}/ssa?fieldManager={manager}&fieldValidation=Strict&force=false");
+        let body = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: {value}\n"
+        );
+        async move { call(&api, "PATCH", &uri, "application/apply-patch+yaml", &body).await }
+    };
+    let (code, s) = applied("carol", "three").await;
+    assert_eq!(code, StatusCode::CREATED, "{s}");
+    let (code, s) = applied("dave", "four").await;
+    assert_eq!(code, StatusCode::CONFLICT, "{s}");
+    assert_eq!(s["reason"], "Conflict");
+    assert_eq!(s["code"], 409);
+    assert_eq!(
+        s["message"],
+        r#"Apply failed with 1 conflict: conflict with "carol": .data.k"#
+    );
+    assert_eq!(
+        s["details"],
+        json!({"causes": [{"reason": "FieldManagerConflict", "message": "conflict with \"carol\"", "field": ".data.k"}]})
+    );
+
+    // A JSON patch that does not apply is unprocessable.
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/json-patch+json",
+        r#"[{"op":"remove","path":"/data/zzz"}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(
+        s["message"],
+        "the server rejected our request due to an error in our request"
+    );
+    // Apply needs a field manager.
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    // A merge patch that is not an object, and JSON patches replacing the root.
+    for (ct, body) in [
+        ("application/merge-patch+json", "[]"),
+        (
+            "application/json-patch+json",
+            r#"[{"op":"replace","path":"","value":[]}]"#,
+        ),
+        (
+            "application/json-patch+json",
+            r#"[{"op":"bogus","path":"/data"}]"#,
+        ),
+    ] {
+        let (code, s) = call(&api, "PATCH", &format!("{CM}/ssa"), ct, body).await;
+        assert!(
+            code == StatusCode::UNPROCESSABLE_ENTITY || code == StatusCode::BAD_REQUEST,
+            "{ct} {body}: {code} {s}"
+        );
+        assert_ne!(s["reason"], "InternalError", "{s}");
+    }
+    // Too many JSON patch operations.
+    let ops = vec![r#"{"op":"test","path":"/metadata/name","value":"ssa"}"#; 10_001].join(",");
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/json-patch+json",
+        &format!("[{ops}]"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{s}");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+}
