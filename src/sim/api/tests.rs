@@ -760,3 +760,118 @@ async fn patch_errors_carry_the_api_servers_status() {
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{s}");
     assert_eq!(s["reason"], "RequestEntityTooLarge");
 }
+
+#[tokio::test]
+async fn invalid_selectors_are_refused_and_select_nothing() {
+    let api = api();
+    for name in ["keep-1", "keep-2"] {
+        let (code, _) = call(
+            &api,
+            "POST",
+            CM,
+            "application/json",
+            &format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"keep"}}}}}}"#),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let long = "x".repeat(300);
+    let cases: Vec<(String, String)> = vec![
+        ("!!".into(), "unable to parse requirement: found '!', expected: identifier".into()),
+        ("=".into(), "found '=', expected: !, identifier, or 'end of string'".into()),
+        ("a,".into(), "found '', expected: identifier after ','".into()),
+        (",,,,".into(), "found ',', expected: !, identifier, or 'end of string'".into()),
+        ("(".into(), "found '(', expected: !, identifier, or 'end of string'".into()),
+        ("a=b=c".into(), "found '=', expected: ',' or 'end of string'".into()),
+        ("a===b".into(), "unable to parse requirement: found '=', expected: identifier".into()),
+        ("!a,!b,=c".into(), "found '=', expected: identifier after ','".into()),
+        (
+            "🙂=1".into(),
+            "unable to parse requirement: <nil>: Invalid value: \"🙂\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into(),
+        ),
+        (
+            format!("x={long}"),
+            format!("unable to parse requirement: values[0][x]: Invalid value: \"{long}\": must be no more than 63 characters"),
+        ),
+    ];
+    for (selector, message) in &cases {
+        let encoded: String = selector.bytes().map(|b| format!("%{b:02X}")).collect();
+        for method in ["GET", "DELETE"] {
+            let (code, s) = call(
+                &api,
+                method,
+                &format!("{CM}?labelSelector={encoded}"),
+                "",
+                "",
+            )
+            .await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{method} {selector}: {s}");
+            assert_eq!(s["reason"], "BadRequest");
+            assert_eq!(s["message"], json!(message), "{selector}");
+        }
+    }
+    // Nothing was deleted.
+    let (_, list) = call(
+        &api,
+        "GET",
+        &format!("{CM}?labelSelector=app%3Dkeep"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    // Valid oddities of the grammar still parse.
+    for selector in [
+        "a!%3D",
+        "a+in+(),b",
+        "x+in+(in,notin)",
+        "!a",
+        "a+notin+(,x)",
+    ] {
+        let (code, s) = call(
+            &api,
+            "GET",
+            &format!("{CM}?labelSelector={selector}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{selector}: {s}");
+    }
+    // Field selectors as fields.ParseSelector reads them.
+    for (selector, message) in [
+        (
+            "metadata.name%3D%3D%3Dx",
+            "invalid field selector: unescaped character in value: 61",
+        ),
+        (
+            "metadata.name",
+            "invalid selector: 'metadata.name'; can't understand 'metadata.name'",
+        ),
+        (
+            "metadata.name%3Dx%5C",
+            "invalid field selector: invalid escape sequence: \\",
+        ),
+    ] {
+        let (code, s) = call(
+            &api,
+            "GET",
+            &format!("{CM}?fieldSelector={selector}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{selector}: {s}");
+        assert_eq!(s["message"], message);
+    }
+    let (code, list) = call(
+        &api,
+        "GET",
+        &format!("{CM}?fieldSelector=metadata.name%3Dkeep-1,"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
