@@ -875,3 +875,49 @@ async fn invalid_selectors_are_refused_and_select_nothing() {
     assert_eq!(code, StatusCode::OK, "{list}");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn secret_string_data_is_folded_into_data() {
+    let api = api();
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (code, created) = call(
+        &api,
+        "POST",
+        secrets,
+        "application/json",
+        r#"{"metadata":{"name":"s"},"data":{"password":"cGFzcw==","token":"b2xk"},"stringData":{"token":"CANARY"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["data"],
+        json!({"password": "cGFzcw==", "token": "Q0FOQVJZ"})
+    );
+    assert!(created.get("stringData").is_none(), "{created}");
+    let (_, got) = call(&api, "GET", &format!("{secrets}/s"), "", "").await;
+    assert!(got.get("stringData").is_none(), "{got}");
+    assert_eq!(got["data"]["token"], "Q0FOQVJZ");
+    // A patch and an apply fold it too.
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{secrets}/s"),
+        "application/merge-patch+json",
+        r#"{"stringData":{"extra":"x"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"]["extra"], "eA==");
+    assert!(patched.get("stringData").is_none(), "{patched}");
+    let (code, applied) = call(
+        &api,
+        "PATCH",
+        &format!("{secrets}/applied?fieldManager=test"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: applied\nstringData:\n  k: v\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{applied}");
+    assert_eq!(applied["data"], json!({"k": "dg=="}));
+    assert!(applied.get("stringData").is_none(), "{applied}");
+}
