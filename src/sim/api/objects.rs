@@ -158,6 +158,20 @@ impl Ctx<'_> {
         if !value.is_object() {
             return Err(unrecognized("cannot unmarshal into an object".to_string()));
         }
+        for field in ["apiVersion", "kind"] {
+            match value.get(field) {
+                None | Some(Value::String(_) | Value::Null) => {}
+                Some(other) => {
+                    // k8s.io/apimachinery/pkg/runtime/serializer/json/meta.go
+                    // (SimpleMetaFactory.Interpret) decodes both into strings of an anonymous
+                    // struct: encoding/json's UnmarshalTypeError.
+                    return Err(unrecognized(format!(
+                        "json: cannot unmarshal {} into Go struct field .{field} of type string",
+                        crate::sim::store::error::go_json_kind(other)
+                    )));
+                }
+            }
+        }
         Ok(value)
     }
 

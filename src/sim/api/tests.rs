@@ -921,3 +921,107 @@ async fn secret_string_data_is_folded_into_data() {
     assert_eq!(applied["data"], json!({"k": "dg=="}));
     assert!(applied.get("stringData").is_none(), "{applied}");
 }
+
+#[tokio::test]
+async fn object_metadata_is_validated_as_upstream() {
+    let api = api();
+    let post = |body: String| {
+        let api = api.clone();
+        async move { call(&api, "POST", CM, "application/json", &body).await }
+    };
+    let long_key = "k".repeat(300);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"l1","labels":{{"{long_key}":"v","ok":"-bad"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        format!(
+            "ConfigMap \"l1\" is invalid: [metadata.labels: Invalid value: \"{long_key}\": name part must be no more than 63 characters, metadata.labels: Invalid value: \"-bad\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')]"
+        )
+    );
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.labels");
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+    // Annotation keys follow the qualified-name rule (case-insensitively); values are free,
+    // up to 256 KiB in total.
+    let (code, s) = post(
+        r#"{"metadata":{"name":"a1","annotations":{"Example.COM/Key":"x","a/b/c":"y"}}}"#
+            .to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"a1\" is invalid: metadata.annotations: Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+    );
+    let big = "v".repeat(256 * 1024);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"a2","annotations":{{"k":"{big}"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"a2\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes"
+    );
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueTooLong");
+    let fits = "v".repeat(256 * 1024 - 1);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"a3","annotations":{{"k":"{fits}"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{}", s["message"]);
+    // A ConfigMap holds at most 1 MiB of data.
+    let data = "d".repeat(1024 * 1024);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{data}"}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes"
+    );
+    // `kind` must be a string.
+    let (code, s) = post(r#"{"kind":1,"metadata":{"name":"k"}}"#.to_string()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{s}");
+    assert_eq!(
+        s["message"],
+        r#"the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string ({"kind":1,"metadata":{"name":" ...)"#
+    );
+    // Names are checked too (a subdomain may be 253 characters long).
+    let (code, _) = post(format!(
+        r#"{{"metadata":{{"name":"{}"}}}}"#,
+        "n".repeat(254)
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, _) = post(format!(r#"{{"metadata":{{"name":"{}"}}}}"#, "n".repeat(64))).await;
+    assert_eq!(code, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let api = api();
+    let body = format!(
+        r#"{{"metadata":{{"name":"huge"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    // Without a Content-Length (read until the limit) and with one (refused at once).
+    let (code, s) = call(&api, "POST", CM, "application/json", &body).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s["message"], "Request entity too large: limit is 3145728");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+    let req = Request::builder()
+        .method("POST")
+        .uri(CM)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len().to_string())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    assert_eq!(
+        api.handle(req).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}

@@ -193,6 +193,20 @@ impl FieldError {
         }
     }
 
+    /// `field: Too long: may not be more than <max> bytes` (`field.TooLong`,
+    /// k8s.io/apimachinery/pkg/util/validation/field/errors.go), which prints no value.
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        Self {
+            kind: FieldErrorType::TooLong,
+            field: field.into(),
+            value: None,
+            detail: format!(
+                "may not be more than {max} {}",
+                if max == 1 { "byte" } else { "bytes" }
+            ),
+        }
+    }
+
     /// `field: Duplicate value: "value"`.
     pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
         Self {
@@ -243,6 +257,19 @@ pub fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// How encoding/json names the JSON type of a value in its `UnmarshalTypeError`s.
+#[must_use]
+pub fn go_json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// Renders a JSON object of strings the way Go's `%#v` prints a `map[string]string`.
