@@ -2,6 +2,11 @@
 //! connections and a descriptor limit lower than their number. The server must keep answering
 //! `/version` and must not spin on failed accepts.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup step in a test aborts it with its message"
+)]
+
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -365,6 +365,26 @@ fn service(obj: &mut Value) {
     default(child(obj, "status"), "loadBalancer", json!({}));
 }
 
+/// Folds a Secret's write-only `stringData` into `data` (base64), overwriting keys `data`
+/// already has, and drops it: the API server never stores or returns `stringData`
+/// (pkg/apis/core/v1/conversion.go, `Convert_v1_Secret_To_core_Secret`).
+fn fold_string_data(obj: &mut Value) {
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
+    if string_data.is_empty() {
+        return;
+    }
+    let data = child(obj, "data");
+    if let Value::Object(data) = data {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(k, json!(super::base64(text.as_bytes())));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,25 +458,5 @@ mod tests {
         assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
         assert_eq!(j["spec"]["backoffLimit"], 6);
         assert!(j["spec"]["template"]["spec"].get("restartPolicy").is_none());
-    }
-}
-
-/// Folds a Secret's write-only `stringData` into `data` (base64), overwriting keys `data`
-/// already has, and drops it: the API server never stores or returns `stringData`
-/// (pkg/apis/core/v1/conversion.go, `Convert_v1_Secret_To_core_Secret`).
-fn fold_string_data(obj: &mut Value) {
-    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
-    else {
-        return;
-    };
-    if string_data.is_empty() {
-        return;
-    }
-    let data = child(obj, "data");
-    if let Value::Object(data) = data {
-        for (k, v) in string_data {
-            let text = v.as_str().unwrap_or_default();
-            data.insert(k, json!(super::base64(text.as_bytes())));
-        }
     }
 }

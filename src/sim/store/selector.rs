@@ -574,7 +574,7 @@ impl FieldSelector {
         for r in &reqs {
             if r.field != "metadata.name"
                 && r.field != "metadata.namespace"
-                && !allowed.iter().any(|a| *a == r.field)
+                && !allowed.contains(&r.field)
             {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {}",
@@ -655,8 +655,8 @@ fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
         for op in ["!=", "==", "="] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], op, &rest[op.len()..]));
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], op, value));
             }
         }
     }
