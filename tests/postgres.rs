@@ -789,6 +789,131 @@ fn a_killed_test_process_leaves_no_server_behind() {
     run_child_and_check_cleanup("signal", Some(libc::SIGKILL));
 }
 
+/// The `ppid` and `comm` of a process.
+fn parent_and_name(pid: &str) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ppid, name))
+}
+
+fn pids() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Live processes working in `dir` or below it (initdb and its standalone backend).
+fn processes_in(dir: &Path) -> Vec<String> {
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+                && pid.parse().is_ok_and(alive)
+        })
+        .collect()
+}
+
+/// `/dev/shm/PostgreSQL.<n>` segments the processes map, with their inodes.
+fn segments_of(pids: &[String]) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for pid in pids {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        for line in maps.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() == 6 && cols[5].starts_with("/dev/shm/PostgreSQL.") {
+                out.push((PathBuf::from(cols[5]), cols[4].parse().unwrap_or(0)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Killing the test process while `initdb` runs: its standalone backend (which writes its PID
+/// negated into postmaster.pid) is stopped, its shared memory and the directory are removed.
+#[test]
+fn a_test_process_killed_during_initdb_leaves_nothing_behind() {
+    if provider().is_none() {
+        return;
+    }
+    for trial in 0..3 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_child_starts_a_server_and_ends",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "signal")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The child's initdb and the server directory its `-D` names.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let dir = loop {
+            let found = pids().into_iter().find_map(|pid| {
+                let (ppid, name) = parent_and_name(&pid)?;
+                if ppid != child.id() || name != "initdb" {
+                    return None;
+                }
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let data = args.iter().skip_while(|a| *a != "-D").nth(1)?;
+                Path::new(data).parent().map(Path::to_path_buf)
+            });
+            if let Some(dir) = found {
+                break dir;
+            }
+            assert!(Instant::now() < deadline, "trial {trial}: no initdb seen");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // Into the bootstrap, when the backend has its shared memory.
+        std::thread::sleep(Duration::from_millis(200));
+        let segments = segments_of(&processes_in(&dir));
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGKILL);
+        }
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let users = processes_in(&dir);
+            let left: Vec<&PathBuf> = segments
+                .iter()
+                .filter(|(path, ino)| inode(path) == Some(*ino))
+                .map(|(path, _)| path)
+                .collect();
+            if users.is_empty() && !dir.exists() && left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: processes {users:?}, directory left {}, shared memory left {left:?}",
+                dir.exists()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[tokio::test]
 async fn leftovers_of_a_dead_process_are_reclaimed_but_foreign_objects_are_not() {
     let Some(provider) = provider() else { return };

@@ -343,9 +343,10 @@ impl Instance {
             let _ = self.postmaster.kill();
             let _ = self.postmaster.wait();
         }
-        let removed = remove_dir(&self.dir);
-        self.watchdog.release(Duration::from_secs(10));
-        removed
+        // The watchdog first: it also stops whatever of the server still works in the
+        // directory and removes the shared memory a killed server left.
+        self.watchdog.release(Duration::from_secs(15));
+        remove_dir(&self.dir)
     }
 }
 
@@ -502,16 +503,62 @@ fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
         .unwrap_or_else(|_| Err(std::io::Error::other("the process-spawning thread is gone")))
 }
 
-/// Stops the postmaster (immediate shutdown) and removes the server directory `$1`.
-const CLEANUP: &str = r#"pidfile="$1/data/postmaster.pid"
-if [ -f "$pidfile" ]; then
-  read -r pid < "$pidfile"
-  kill -QUIT "$pid" 2>/dev/null
+/// Stops the server's processes, removes the shared memory they mapped and the server
+/// directory `$1` (canonical).
+///
+/// The processes are found by their working directory, never by `postmaster.pid`: initdb's
+/// standalone backend writes its PID negated there (which `kill` reads as a process group),
+/// and a stale file can name a PID that now belongs to someone else. initdb runs in `$1` and
+/// every postgres process in `$1/data`, a directory private to this server, so only its own
+/// processes are signalled: SIGQUIT (immediate shutdown) first, SIGKILL for what is left after
+/// 5 s. A backend killed before it detaches leaves its dynamic shared memory
+/// (`/dev/shm/PostgreSQL.<n>`) behind; the segments the processes had mapped are removed
+/// afterwards, each only if the file is still the one they mapped (same inode).
+const CLEANUP: &str = r#"dir="$1"
+ours() {
+  find /proc/[0-9]*/cwd -maxdepth 0 \( -lname "$dir" -o -lname "$dir/*" \
+    -o -lname "$dir (deleted)" \) 2>/dev/null | sed -e 's#^/proc/##' -e 's#/cwd$##'
+}
+segments() {
+  for pid in "$@"; do
+    [ -r "/proc/$pid/maps" ] || continue
+    while read -r _ _ _ _ inode path rest; do
+      case "$path" in
+        /dev/shm/PostgreSQL.*) [ -z "$rest" ] && echo "$inode $path" ;;
+      esac
+    done < "/proc/$pid/maps"
+  done
+}
+pids=$(ours)
+seen=$(segments $pids)
+if [ -n "$pids" ]; then
+  kill -QUIT $pids 2>/dev/null
   i=0
-  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
+  while [ "$i" -lt 100 ]; do
+    left=$(ours)
+    [ -z "$left" ] && break
+    seen="$seen
+$(segments $left)"
+    sleep 0.05
+    i=$((i+1))
+  done
+  left=$(ours)
+  if [ -n "$left" ]; then
+    kill -KILL $left 2>/dev/null
+    i=0
+    while [ -n "$(ours)" ] && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+  fi
 fi
-rm -rf "$1"
+printf '%s\n' "$seen" | sort -u | while read -r inode path; do
+  [ -n "$path" ] || continue
+  [ "$(stat -c %i "$path" 2>/dev/null)" = "$inode" ] && rm -f "$path"
+done
+i=0
+while [ -e "$dir" ] && [ "$i" -lt 20 ]; do
+  rm -rf "$dir" 2>/dev/null
+  [ -e "$dir" ] && sleep 0.05
+  i=$((i+1))
+done
 "#;
 
 /// How to start one server.
@@ -538,6 +585,9 @@ fn start_blocking(
         .tempdir_in(&base)
         .map_err(io_error("create a directory in", &base))?
         .keep();
+    // The watchdog recognises the server's processes by their working directory, which the
+    // kernel reports canonical.
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     // From here on the watchdog owns the directory's removal if this process dies.
     let watchdog = match Watchdog::spawn(CLEANUP, [&dir]) {
         Ok(child) => child,
@@ -585,8 +635,10 @@ fn start_blocking(
             Ok((instance, parts, template))
         }
         Err(error) => {
+            // The watchdog first: it finds what still runs (an initdb cut off at the deadline
+            // leaves its backend) by the directory, which must still exist for that.
+            watchdog.release(Duration::from_secs(15));
             let _ = std::fs::remove_dir_all(&dir);
-            watchdog.release(Duration::from_secs(5));
             Err(error)
         }
     }
@@ -888,6 +940,114 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process that must survive the cleanup: `sleep` in its own process group, working
+    /// outside the server directory.
+    fn foreign_process() -> Child {
+        Command::new("sleep")
+            .arg("30")
+            .current_dir("/")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    fn alive(child: &mut Child) -> bool {
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    fn stop(mut child: Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The watchdog's cleanup over a server directory `dir`.
+    fn run_cleanup(dir: &Path) {
+        Watchdog::spawn(CLEANUP, [dir])
+            .unwrap()
+            .release(Duration::from_secs(20));
+    }
+
+    #[test]
+    fn cleanup_never_signals_a_foreign_or_negative_pid() {
+        for negate in [true, false] {
+            let server = tempfile::tempdir().unwrap();
+            let data = server.path().join("data");
+            std::fs::create_dir(&data).unwrap();
+            let mut foreign = foreign_process();
+            // A standalone backend (initdb's) writes its PID negated; a stale file may name a
+            // reused PID.
+            let pid = i64::from(foreign.id());
+            let written = if negate { -pid } else { pid };
+            std::fs::write(data.join("postmaster.pid"), format!("{written}\n")).unwrap();
+            run_cleanup(server.path());
+            assert!(
+                alive(&mut foreign),
+                "the cleanup signalled the foreign process {written} names"
+            );
+            assert!(!server.path().exists(), "the directory was not removed");
+            stop(foreign);
+        }
+    }
+
+    #[test]
+    fn cleanup_stops_the_servers_processes_and_removes_their_shared_memory() {
+        let server = tempfile::tempdir().unwrap();
+        let data = server.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        // A stand-in for a backend that dies without unlinking its dynamic shared memory: a
+        // process working in the data directory that maps /dev/shm/PostgreSQL.<n> (here by
+        // running a copy of `sleep` from there). Where /dev/shm refuses to execute, a plain
+        // `sleep` stands in for the process alone.
+        let segment = PathBuf::from(format!(
+            "/dev/shm/PostgreSQL.{}",
+            4_000_000_000u32 - std::process::id()
+        ));
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        std::fs::copy(sleep, &segment).unwrap();
+        let mut backend = Command::new(&segment)
+            .arg("30")
+            .current_dir(&data)
+            .process_group(0)
+            .spawn()
+            .or_else(|_| {
+                Command::new(sleep)
+                    .arg("30")
+                    .current_dir(&data)
+                    .process_group(0)
+                    .spawn()
+            })
+            .unwrap();
+        // initdb itself works in the server directory.
+        let mut initdb = Command::new(sleep)
+            .arg("30")
+            .current_dir(server.path())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // An unrelated segment of another server stays.
+        let other = PathBuf::from(format!(
+            "/dev/shm/PostgreSQL.{}",
+            3_000_000_000u32 - std::process::id()
+        ));
+        std::fs::write(&other, b"not ours").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        run_cleanup(server.path());
+        let stopped =
+            |child: &mut Child| wait_with_deadline(child, Duration::from_secs(5)).is_some();
+        assert!(stopped(&mut backend), "the backend still runs");
+        assert!(stopped(&mut initdb), "initdb still runs");
+        assert!(
+            !segment.exists(),
+            "the server's shared memory was left behind"
+        );
+        assert!(other.exists(), "another server's shared memory was removed");
+        assert!(!server.path().exists());
+        let _ = std::fs::remove_file(&other);
+    }
 
     #[test]
     fn versioned_dirs_are_newest_first() {

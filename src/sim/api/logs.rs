@@ -59,6 +59,18 @@ fn terminated(pod: &Value, container: &str) -> bool {
 
 impl Ctx<'_> {
     pub async fn logs(&self) -> Response<Body> {
+        // The options are decoded before the pod is read (k8s.io/apiserver/pkg/endpoints/
+        // handlers/get.go, GetResourceWithOptions).
+        let q = &self.req.query;
+        let numbers = (
+            q.int64("tailLines"),
+            q.int64("limitBytes"),
+            q.int64("sinceSeconds"),
+        );
+        let (tail_lines, limit_bytes) = match numbers {
+            (Ok(t), Ok(l), Ok(_)) => (t, l),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return status::error(&e),
+        };
         let store = self.server.store.clone();
         let pod_name = self.name.unwrap_or_default().to_string();
         let ns = self.ns.unwrap_or_default().to_string();
@@ -66,7 +78,6 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(e) => return status::error(&e),
         };
-        let q = &self.req.query;
         let containers = names(&pod["spec"]["containers"]);
         let init = names(&pod["spec"]["initContainers"]);
         let container = match q.non_empty("container") {
@@ -106,13 +117,13 @@ impl Ctx<'_> {
             return status::error(&ApiError::bad_request(msg));
         };
         let consumed = lines.len();
-        if let Some(tail) = q.int("tailLines").and_then(|t| usize::try_from(t).ok()) {
+        if let Some(tail) = tail_lines.and_then(|t| usize::try_from(t).ok()) {
             let skip = lines.len().saturating_sub(tail);
             lines.drain(..skip);
         }
         let timestamps = q.flag("timestamps");
         let mut text = render(&lines, timestamps);
-        if let Some(limit) = q.int("limitBytes").and_then(|l| usize::try_from(l).ok()) {
+        if let Some(limit) = limit_bytes.and_then(|l| usize::try_from(l).ok()) {
             let mut cut = limit.min(text.len());
             while !text.is_char_boundary(cut) {
                 cut -= 1;

@@ -59,12 +59,20 @@ fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Maps a patch engine error to the Status the API server sends.
+/// Maps a patch engine error to the Status the API server sends; the patch engine words each
+/// message as k8s.io/apiserver/pkg/endpoints/handlers/patch.go and the field manager do.
 fn patch_error(err: PatchError) -> ApiError {
     match err {
         PatchError::BadRequest(m) => ApiError::bad_request(m),
         PatchError::UnsupportedMediaType(m) => ApiError::new(Reason::UnsupportedMediaType, m),
-        other => ApiError::internal(&other.to_string()),
+        PatchError::RequestEntityTooLarge(m) => ApiError::new(Reason::RequestEntityTooLarge, m),
+        PatchError::Invalid(m) => ApiError::new(Reason::Invalid, m),
+        PatchError::NotFound(m) => ApiError::new(Reason::NotFound, m),
+        PatchError::Conflict { message, causes } => ApiError::apply_conflict(
+            message,
+            causes.into_iter().map(|c| (c.field, c.message)).collect(),
+        ),
+        PatchError::Internal(m) => ApiError::unknown(m),
     }
 }
 
@@ -150,6 +158,20 @@ impl Ctx<'_> {
         if !value.is_object() {
             return Err(unrecognized("cannot unmarshal into an object".to_string()));
         }
+        for field in ["apiVersion", "kind"] {
+            match value.get(field) {
+                None | Some(Value::String(_) | Value::Null) => {}
+                Some(other) => {
+                    // k8s.io/apimachinery/pkg/runtime/serializer/json/meta.go
+                    // (SimpleMetaFactory.Interpret) decodes both into strings of an anonymous
+                    // struct: encoding/json's UnmarshalTypeError.
+                    return Err(unrecognized(format!(
+                        "json: cannot unmarshal {} into Go struct field .{field} of type string",
+                        crate::sim::store::error::go_json_kind(other)
+                    )));
+                }
+            }
+        }
         Ok(value)
     }
 
@@ -164,10 +186,15 @@ impl Ctx<'_> {
             // A watch on an item path watches that one object.
             fields = FieldSelector::parse(&format!("metadata.name={name}"), &[])?;
         }
+        if let Some(rv) = q.non_empty("resourceVersion").filter(|rv| *rv != "0") {
+            super::query::resource_version(rv)?;
+        }
+        // A negative limit lists everything, as a zero one does.
+        let limit = q.int64("limit")?.unwrap_or(0);
         Ok(ListOptions {
             labels,
             fields,
-            limit: usize::try_from(q.int("limit").unwrap_or(0)).unwrap_or(0),
+            limit: usize::try_from(limit).unwrap_or(0),
             continue_token: q.non_empty("continue").map(ToString::to_string),
         })
     }
@@ -389,9 +416,10 @@ impl Ctx<'_> {
             resource_version: body["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(ToString::to_string),
-            grace_period: body["gracePeriodSeconds"]
-                .as_i64()
-                .or_else(|| q.int("gracePeriodSeconds")),
+            grace_period: match body["gracePeriodSeconds"].as_i64() {
+                Some(g) => Some(g),
+                None => q.int64("gracePeriodSeconds")?,
+            },
             dry_run,
         })
     }

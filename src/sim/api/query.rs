@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use crate::sim::store::ApiError;
+use crate::sim::store::error::go_quote;
+
 /// Decoded query parameters (the last value of a repeated key wins).
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -47,6 +50,89 @@ impl Query {
     pub fn int(&self, key: &str) -> Option<i64> {
         self.get(key).and_then(|v| v.parse().ok())
     }
+
+    /// `key` as the API server's query parameter conversion reads an `int64` or `*int64`
+    /// option (`limit`, `timeoutSeconds`, `gracePeriodSeconds`, `tailLines`...): absent is
+    /// `None`, anything else goes through Go's `strconv.ParseInt(v, 10, 64)`, empty included.
+    ///
+    /// # Errors
+    /// A BadRequest with the `strconv` error, as the handlers wrap a parameter decoding error
+    /// (k8s.io/apiserver/pkg/endpoints/handlers/get.go and delete.go:
+    /// `errors.NewBadRequest(err.Error())` of `ParameterCodec.DecodeParameters`, whose int64
+    /// conversion is k8s.io/apimachinery/pkg/runtime/conversion.go `Convert_Slice_string_To_int64`).
+    pub fn int64(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => parse_int64(v).map(Some).map_err(ApiError::bad_request),
+        }
+    }
+}
+
+/// Go's `strconv.ParseInt(text, 10, 64)`, with its error text.
+///
+/// # Errors
+/// `strconv.ParseInt: parsing "<text>": invalid syntax` or `...: value out of range`.
+pub fn parse_int64(text: &str) -> Result<i64, String> {
+    // src/strconv/atoi.go (ParseInt over ParseUint, syntaxError, rangeError).
+    let fail = |why: &str| format!("strconv.ParseInt: parsing {}: {why}", go_quote(text));
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let magnitude = scan_uint(digits).map_err(fail)?;
+    if negative {
+        if magnitude > i64::MIN.unsigned_abs() {
+            return Err(fail(OUT_OF_RANGE));
+        }
+        Ok(0i64.wrapping_sub_unsigned(magnitude))
+    } else {
+        i64::try_from(magnitude).map_err(|_| fail(OUT_OF_RANGE))
+    }
+}
+
+/// A `resourceVersion` parameter as the storage layer parses it.
+///
+/// # Errors
+/// A BadRequest naming the parameter and the `strconv` error
+/// (k8s.io/apiserver/pkg/storage/api_object_versioner.go, `ParseResourceVersion`).
+pub fn resource_version(text: &str) -> Result<u64, ApiError> {
+    parse_uint64(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "resourceVersion: Invalid value: {}: {e}",
+            go_quote(text)
+        ))
+    })
+}
+
+/// Go's `strconv.ParseUint(text, 10, 64)`, with its error text.
+///
+/// # Errors
+/// `strconv.ParseUint: parsing "<text>": invalid syntax` or `...: value out of range`.
+pub fn parse_uint64(text: &str) -> Result<u64, String> {
+    scan_uint(text).map_err(|why| format!("strconv.ParseUint: parsing {}: {why}", go_quote(text)))
+}
+
+const INVALID_SYNTAX: &str = "invalid syntax";
+const OUT_OF_RANGE: &str = "value out of range";
+
+/// The digit loop of Go's `ParseUint` (base 10): a non-digit is a syntax error, and an
+/// overflow ends the scan as a range error at once.
+fn scan_uint(digits: &str) -> Result<u64, &'static str> {
+    if digits.is_empty() {
+        return Err(INVALID_SYNTAX);
+    }
+    let mut n: u64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(INVALID_SYNTAX);
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(OUT_OF_RANGE)?;
+    }
+    Ok(n)
 }
 
 /// Percent-decodes a query component (`+` is a space).
@@ -91,5 +177,41 @@ mod tests {
         assert_eq!(q.int("limit"), Some(5));
         assert_eq!(q.get("x"), Some("%"));
         assert_eq!(q.get("missing"), None);
+    }
+
+    #[test]
+    fn integers_parse_as_go_strconv_does() {
+        assert_eq!(parse_int64("5"), Ok(5));
+        assert_eq!(parse_int64("+5"), Ok(5));
+        assert_eq!(parse_int64("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_int64("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(
+            parse_int64("9223372036854775808"),
+            Err(r#"strconv.ParseInt: parsing "9223372036854775808": value out of range"#.into())
+        );
+        assert_eq!(
+            parse_int64("99999999999999999999999999999999999999999999"),
+            Err(r#"strconv.ParseInt: parsing "99999999999999999999999999999999999999999999": value out of range"#.into())
+        );
+        for bad in ["", "-", "1e5", " 1", "0x10", "1_0"] {
+            assert!(
+                parse_int64(bad).unwrap_err().ends_with("invalid syntax"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_uint64("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(
+            parse_uint64("18446744073709551616"),
+            Err(r#"strconv.ParseUint: parsing "18446744073709551616": value out of range"#.into())
+        );
+        assert!(parse_uint64("-1").unwrap_err().ends_with("invalid syntax"));
+        let q = Query::parse(Some("limit=abc&timeoutSeconds=&tailLines=3"));
+        assert_eq!(
+            q.int64("limit").unwrap_err().message,
+            r#"strconv.ParseInt: parsing "abc": invalid syntax"#
+        );
+        assert!(q.int64("timeoutSeconds").is_err());
+        assert_eq!(q.int64("tailLines").unwrap(), Some(3));
+        assert_eq!(q.int64("missing").unwrap(), None);
     }
 }

@@ -551,3 +551,477 @@ async fn followed_logs_stream_until_the_container_stops() {
         .unwrap();
     assert!(next(&mut body).await.is_none());
 }
+
+/// The first line of a watch response (or the whole body of an error).
+async fn first_watch_line(api: &ApiServer, uri: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap();
+    let line = frame
+        .and_then(Result::ok)
+        .and_then(|f| f.into_data().ok())
+        .map(|d| serde_json::from_slice(&d).unwrap())
+        .unwrap_or(Value::Null);
+    (status, line)
+}
+
+#[tokio::test]
+async fn watch_resource_versions_at_the_edges_do_not_panic() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    // The largest resourceVersion is in the future: nothing is sent before the timeout.
+    let (code, line) = first_watch_line(
+        &api,
+        &format!("{CM}?watch=1&resourceVersion=18446744073709551615&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line, Value::Null);
+    cluster.store().compact();
+    let (code, line) = first_watch_line(
+        &api,
+        &format!("{CM}?watch=1&resourceVersion=18446744073709551615&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line, Value::Null);
+    // Too old: the in-stream 410.
+    let (code, line) = first_watch_line(&api, &format!("{CM}?watch=1&resourceVersion=1")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(line["object"]["code"], 410, "{line}");
+    // Unparsable: 400 before the stream starts.
+    for rv in ["18446744073709551616", "-1", "abc"] {
+        let (code, status) = call(
+            &api,
+            "GET",
+            &format!("{CM}?watch=1&resourceVersion={rv}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{rv}: {status}");
+        assert!(
+            status["message"].as_str().unwrap().starts_with(&format!(
+                "resourceVersion: Invalid value: \"{rv}\": strconv.ParseUint: parsing \"{rv}\": "
+            )),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn numeric_query_parameters_are_parsed_as_the_api_server_does() {
+    let api = api();
+    for (uri, message) in [
+        (
+            format!("{CM}?limit=9223372036854775808"),
+            r#"strconv.ParseInt: parsing "9223372036854775808": value out of range"#,
+        ),
+        (
+            format!("{CM}?limit=abc"),
+            r#"strconv.ParseInt: parsing "abc": invalid syntax"#,
+        ),
+        (
+            format!("{CM}?watch=1&timeoutSeconds=99999999999999999999"),
+            r#"strconv.ParseInt: parsing "99999999999999999999": value out of range"#,
+        ),
+        (
+            format!("{CM}?resourceVersion=18446744073709551616"),
+            r#"resourceVersion: Invalid value: "18446744073709551616": strconv.ParseUint: parsing "18446744073709551616": value out of range"#,
+        ),
+    ] {
+        let (code, status) = call(&api, "GET", &uri, "", "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {status}");
+        assert_eq!(status["message"], message, "{uri}");
+        assert_eq!(status["reason"], "BadRequest");
+    }
+    let (code, status) = call(
+        &api,
+        "DELETE",
+        &format!("{CM}/x?gracePeriodSeconds=1e3"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert_eq!(
+        status["message"],
+        r#"strconv.ParseInt: parsing "1e3": invalid syntax"#
+    );
+    // The extremes that parse are served.
+    for uri in [
+        format!("{CM}?limit=9223372036854775807"),
+        format!("{CM}?limit=-9223372036854775808"),
+        format!("{CM}?resourceVersion=18446744073709551615"),
+    ] {
+        let (code, status) = call(&api, "GET", &uri, "", "").await;
+        assert_eq!(code, StatusCode::OK, "{uri}: {status}");
+    }
+    let req = Request::builder()
+        .uri(format!(
+            "{CM}?watch=1&resourceVersion=0&timeoutSeconds=9223372036854775807"
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(api.handle(req).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn patch_errors_carry_the_api_servers_status() {
+    let api = api();
+    let applied = |manager: &str, value: &str| {
+        let api = api.clone();
+        let uri = format!("{CM}/ssa?fieldManager={manager}&fieldValidation=Strict&force=false");
+        let body = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: {value}\n"
+        );
+        async move { call(&api, "PATCH", &uri, "application/apply-patch+yaml", &body).await }
+    };
+    let (code, s) = applied("carol", "three").await;
+    assert_eq!(code, StatusCode::CREATED, "{s}");
+    let (code, s) = applied("dave", "four").await;
+    assert_eq!(code, StatusCode::CONFLICT, "{s}");
+    assert_eq!(s["reason"], "Conflict");
+    assert_eq!(s["code"], 409);
+    assert_eq!(
+        s["message"],
+        r#"Apply failed with 1 conflict: conflict with "carol": .data.k"#
+    );
+    assert_eq!(
+        s["details"],
+        json!({"causes": [{"reason": "FieldManagerConflict", "message": "conflict with \"carol\"", "field": ".data.k"}]})
+    );
+
+    // A JSON patch that does not apply is unprocessable.
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/json-patch+json",
+        r#"[{"op":"remove","path":"/data/zzz"}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(
+        s["message"],
+        "the server rejected our request due to an error in our request"
+    );
+    // Apply needs a field manager.
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    // A merge patch that is not an object, and JSON patches replacing the root.
+    for (ct, body) in [
+        ("application/merge-patch+json", "[]"),
+        (
+            "application/json-patch+json",
+            r#"[{"op":"replace","path":"","value":[]}]"#,
+        ),
+        (
+            "application/json-patch+json",
+            r#"[{"op":"bogus","path":"/data"}]"#,
+        ),
+    ] {
+        let (code, s) = call(&api, "PATCH", &format!("{CM}/ssa"), ct, body).await;
+        assert!(
+            code == StatusCode::UNPROCESSABLE_ENTITY || code == StatusCode::BAD_REQUEST,
+            "{ct} {body}: {code} {s}"
+        );
+        assert_ne!(s["reason"], "InternalError", "{s}");
+    }
+    // Too many JSON patch operations.
+    let ops = vec![r#"{"op":"test","path":"/metadata/name","value":"ssa"}"#; 10_001].join(",");
+    let (code, s) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/ssa"),
+        "application/json-patch+json",
+        &format!("[{ops}]"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{s}");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+}
+
+#[tokio::test]
+async fn invalid_selectors_are_refused_and_select_nothing() {
+    let api = api();
+    for name in ["keep-1", "keep-2"] {
+        let (code, _) = call(
+            &api,
+            "POST",
+            CM,
+            "application/json",
+            &format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"keep"}}}}}}"#),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let long = "x".repeat(300);
+    let cases: Vec<(String, String)> = vec![
+        ("!!".into(), "unable to parse requirement: found '!', expected: identifier".into()),
+        ("=".into(), "found '=', expected: !, identifier, or 'end of string'".into()),
+        ("a,".into(), "found '', expected: identifier after ','".into()),
+        (",,,,".into(), "found ',', expected: !, identifier, or 'end of string'".into()),
+        ("(".into(), "found '(', expected: !, identifier, or 'end of string'".into()),
+        ("a=b=c".into(), "found '=', expected: ',' or 'end of string'".into()),
+        ("a===b".into(), "unable to parse requirement: found '=', expected: identifier".into()),
+        ("!a,!b,=c".into(), "found '=', expected: identifier after ','".into()),
+        (
+            "🙂=1".into(),
+            "unable to parse requirement: <nil>: Invalid value: \"🙂\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into(),
+        ),
+        (
+            format!("x={long}"),
+            format!("unable to parse requirement: values[0][x]: Invalid value: \"{long}\": must be no more than 63 characters"),
+        ),
+    ];
+    for (selector, message) in &cases {
+        let encoded: String = selector.bytes().map(|b| format!("%{b:02X}")).collect();
+        for method in ["GET", "DELETE"] {
+            let (code, s) = call(
+                &api,
+                method,
+                &format!("{CM}?labelSelector={encoded}"),
+                "",
+                "",
+            )
+            .await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{method} {selector}: {s}");
+            assert_eq!(s["reason"], "BadRequest");
+            assert_eq!(s["message"], json!(message), "{selector}");
+        }
+    }
+    // Nothing was deleted.
+    let (_, list) = call(
+        &api,
+        "GET",
+        &format!("{CM}?labelSelector=app%3Dkeep"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    // Valid oddities of the grammar still parse.
+    for selector in [
+        "a!%3D",
+        "a+in+(),b",
+        "x+in+(in,notin)",
+        "!a",
+        "a+notin+(,x)",
+    ] {
+        let (code, s) = call(
+            &api,
+            "GET",
+            &format!("{CM}?labelSelector={selector}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{selector}: {s}");
+    }
+    // Field selectors as fields.ParseSelector reads them.
+    for (selector, message) in [
+        (
+            "metadata.name%3D%3D%3Dx",
+            "invalid field selector: unescaped character in value: 61",
+        ),
+        (
+            "metadata.name",
+            "invalid selector: 'metadata.name'; can't understand 'metadata.name'",
+        ),
+        (
+            "metadata.name%3Dx%5C",
+            "invalid field selector: invalid escape sequence: \\",
+        ),
+    ] {
+        let (code, s) = call(
+            &api,
+            "GET",
+            &format!("{CM}?fieldSelector={selector}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{selector}: {s}");
+        assert_eq!(s["message"], message);
+    }
+    let (code, list) = call(
+        &api,
+        "GET",
+        &format!("{CM}?fieldSelector=metadata.name%3Dkeep-1,"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn secret_string_data_is_folded_into_data() {
+    let api = api();
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (code, created) = call(
+        &api,
+        "POST",
+        secrets,
+        "application/json",
+        r#"{"metadata":{"name":"s"},"data":{"password":"cGFzcw==","token":"b2xk"},"stringData":{"token":"CANARY"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["data"],
+        json!({"password": "cGFzcw==", "token": "Q0FOQVJZ"})
+    );
+    assert!(created.get("stringData").is_none(), "{created}");
+    let (_, got) = call(&api, "GET", &format!("{secrets}/s"), "", "").await;
+    assert!(got.get("stringData").is_none(), "{got}");
+    assert_eq!(got["data"]["token"], "Q0FOQVJZ");
+    // A patch and an apply fold it too.
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{secrets}/s"),
+        "application/merge-patch+json",
+        r#"{"stringData":{"extra":"x"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"]["extra"], "eA==");
+    assert!(patched.get("stringData").is_none(), "{patched}");
+    let (code, applied) = call(
+        &api,
+        "PATCH",
+        &format!("{secrets}/applied?fieldManager=test"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: applied\nstringData:\n  k: v\n",
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{applied}");
+    assert_eq!(applied["data"], json!({"k": "dg=="}));
+    assert!(applied.get("stringData").is_none(), "{applied}");
+}
+
+#[tokio::test]
+async fn object_metadata_is_validated_as_upstream() {
+    let api = api();
+    let post = |body: String| {
+        let api = api.clone();
+        async move { call(&api, "POST", CM, "application/json", &body).await }
+    };
+    let long_key = "k".repeat(300);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"l1","labels":{{"{long_key}":"v","ok":"-bad"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        format!(
+            "ConfigMap \"l1\" is invalid: [metadata.labels: Invalid value: \"{long_key}\": name part must be no more than 63 characters, metadata.labels: Invalid value: \"-bad\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')]"
+        )
+    );
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.labels");
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+    // Annotation keys follow the qualified-name rule (case-insensitively); values are free,
+    // up to 256 KiB in total.
+    let (code, s) = post(
+        r#"{"metadata":{"name":"a1","annotations":{"Example.COM/Key":"x","a/b/c":"y"}}}"#
+            .to_string(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{s}");
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"a1\" is invalid: metadata.annotations: Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+    );
+    let big = "v".repeat(256 * 1024);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"a2","annotations":{{"k":"{big}"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"a2\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes"
+    );
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueTooLong");
+    let fits = "v".repeat(256 * 1024 - 1);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"a3","annotations":{{"k":"{fits}"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{}", s["message"]);
+    // A ConfigMap holds at most 1 MiB of data.
+    let data = "d".repeat(1024 * 1024);
+    let (code, s) = post(format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{data}"}}}}"#
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes"
+    );
+    // `kind` must be a string.
+    let (code, s) = post(r#"{"kind":1,"metadata":{"name":"k"}}"#.to_string()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{s}");
+    assert_eq!(
+        s["message"],
+        r#"the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string ({"kind":1,"metadata":{"name":" ...)"#
+    );
+    // Names are checked too (a subdomain may be 253 characters long).
+    let (code, _) = post(format!(
+        r#"{{"metadata":{{"name":"{}"}}}}"#,
+        "n".repeat(254)
+    ))
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, _) = post(format!(r#"{{"metadata":{{"name":"{}"}}}}"#, "n".repeat(64))).await;
+    assert_eq!(code, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let api = api();
+    let body = format!(
+        r#"{{"metadata":{{"name":"huge"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    // Without a Content-Length (read until the limit) and with one (refused at once).
+    let (code, s) = call(&api, "POST", CM, "application/json", &body).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s["message"], "Request entity too large: limit is 3145728");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+    let req = Request::builder()
+        .method("POST")
+        .uri(CM)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len().to_string())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    assert_eq!(
+        api.handle(req).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}

@@ -120,23 +120,19 @@ impl Ctx<'_> {
         let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
         let since = match (rv_param, send_initial) {
             (_, Some(true)) | (None | Some("0"), _) => None,
-            (Some(rv), _) => match rv.parse::<u64>() {
+            (Some(rv), _) => match super::query::resource_version(rv) {
                 Ok(n) => Some(n),
-                Err(e) => {
-                    return super::status::error(&ApiError::bad_request(format!(
-                        "resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: {e}",
-                        crate::sim::store::error::go_quote(rv),
-                        crate::sim::store::error::go_quote(rv)
-                    )));
-                }
+                Err(e) => return super::status::error(&e),
             },
         };
         let bookmarks = q.flag("allowWatchBookmarks");
-        let timeout = q
-            .int("timeoutSeconds")
-            .and_then(|s| u64::try_from(s).ok())
-            .filter(|s| *s > 0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let timeout = match q.int64("timeoutSeconds") {
+            // k8s.io/apiserver/pkg/endpoints/handlers/get.go (ListResource): zero or absent
+            // takes the default; a negative timeout has already passed.
+            Ok(None | Some(0)) => DEFAULT_TIMEOUT,
+            Ok(Some(s)) => u64::try_from(s).map_or(Duration::ZERO, Duration::from_secs),
+            Err(e) => return super::status::error(&e),
+        };
         let store = self.server.store.clone();
         let encoder = Encoder {
             res: self.res.clone(),
@@ -172,6 +168,9 @@ impl Ctx<'_> {
             {
                 return;
             }
+            // Only events newer than the requested resourceVersion are sent, even when it lies
+            // ahead of the store (staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go).
+            let floor = since.map_or(sub.resource_version, |s| s.max(sub.resource_version));
             let mut last_rv = sub.resource_version;
             let mut tick = tokio::time::interval(BOOKMARK_EVERY);
             tick.tick().await;
@@ -186,7 +185,7 @@ impl Ctx<'_> {
                     }
                     ev = sub.live.recv() => match ev {
                         Ok(ev) => {
-                            if ev.rv <= sub.resource_version || ev.group != encoder.res.group || ev.plural != encoder.res.plural {
+                            if ev.rv <= floor || ev.group != encoder.res.group || ev.plural != encoder.res.plural {
                                 continue;
                             }
                             last_rv = ev.rv;

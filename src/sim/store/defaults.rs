@@ -44,7 +44,10 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
                     json!(name);
             }
         }
-        ("", "Secret") => default(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            default(obj, "type", json!("Opaque"));
+            fold_string_data(obj);
+        }
         ("", "PersistentVolumeClaim") => {
             default(child(obj, "spec"), "volumeMode", json!("Filesystem"));
             default(child(obj, "status"), "phase", json!("Pending"));
@@ -360,6 +363,26 @@ fn service(obj: &mut Value) {
         default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
     default(child(obj, "status"), "loadBalancer", json!({}));
+}
+
+/// Folds a Secret's write-only `stringData` into `data` (base64), overwriting keys `data`
+/// already has, and drops it: the API server never stores or returns `stringData`
+/// (pkg/apis/core/v1/conversion.go, `Convert_v1_Secret_To_core_Secret`).
+fn fold_string_data(obj: &mut Value) {
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
+    if string_data.is_empty() {
+        return;
+    }
+    let data = child(obj, "data");
+    if let Value::Object(data) = data {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(k, json!(super::base64(text.as_bytes())));
+        }
+    }
 }
 
 #[cfg(test)]

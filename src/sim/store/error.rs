@@ -35,6 +35,9 @@ pub enum Reason {
     Invalid,
     /// 500.
     InternalError,
+    /// 500 without a reason: an error the API server passes through without a Status of its
+    /// own (`metav1.StatusReasonUnknown`, the empty string).
+    Unknown,
 }
 
 impl Reason {
@@ -55,6 +58,7 @@ impl Reason {
             Self::UnsupportedMediaType => "UnsupportedMediaType",
             Self::Invalid => "Invalid",
             Self::InternalError => "InternalError",
+            Self::Unknown => "",
         }
     }
 
@@ -73,7 +77,7 @@ impl Reason {
             Self::RequestEntityTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Invalid => 422,
-            Self::InternalError => 500,
+            Self::InternalError | Self::Unknown => 500,
         }
     }
 }
@@ -189,6 +193,20 @@ impl FieldError {
         }
     }
 
+    /// `field: Too long: may not be more than <max> bytes` (`field.TooLong`,
+    /// k8s.io/apimachinery/pkg/util/validation/field/errors.go), which prints no value.
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        Self {
+            kind: FieldErrorType::TooLong,
+            field: field.into(),
+            value: None,
+            detail: format!(
+                "may not be more than {max} {}",
+                if max == 1 { "byte" } else { "bytes" }
+            ),
+        }
+    }
+
     /// `field: Duplicate value: "value"`.
     pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
         Self {
@@ -241,6 +259,19 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// How encoding/json names the JSON type of a value in its `UnmarshalTypeError`s.
+#[must_use]
+pub fn go_json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 /// Renders a JSON object of strings the way Go's `%#v` prints a `map[string]string`.
 #[must_use]
 pub fn go_string_map(map: &Value) -> String {
@@ -283,6 +314,20 @@ pub struct StatusDetails {
     pub kind: Option<String>,
     /// `details.causes`.
     pub causes: Vec<FieldError>,
+    /// `details.causes` that are not field validation errors (server-side apply conflicts);
+    /// they follow `causes`.
+    pub other_causes: Vec<StatusCause>,
+}
+
+/// A `metav1.StatusCause` other than a field validation error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCause {
+    /// `reason` (`metav1.CauseType`, e.g. `FieldManagerConflict`).
+    pub reason: &'static str,
+    /// `message`.
+    pub message: String,
+    /// `field`.
+    pub field: String,
 }
 
 /// The conflict message of an optimistic-concurrency failure
@@ -425,6 +470,31 @@ impl ApiError {
         e
     }
 
+    /// `NewApplyConflict` (k8s.io/apimachinery/pkg/api/errors/errors.go) as server-side apply
+    /// builds it (k8s.io/apimachinery/pkg/util/managedfields/internal/conflict.go,
+    /// `NewConflictError`): 409 Conflict whose details hold only the causes, one
+    /// `FieldManagerConflict` per field (`field`, `message`).
+    #[must_use]
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<(String, String)>) -> Self {
+        let mut e = Self::new(Reason::Conflict, message);
+        e.details_mut().other_causes = causes
+            .into_iter()
+            .map(|(field, message)| StatusCause {
+                reason: "FieldManagerConflict",
+                message,
+                field,
+            })
+            .collect();
+        e
+    }
+
+    /// An error that is not a Status, as `ErrorToAPIStatus`
+    /// (k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/status.go) reports it: 500
+    /// with the unknown (empty) reason and the error's own text.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(Reason::Unknown, message)
+    }
+
     /// `NewBadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Reason::BadRequest, message)
@@ -480,6 +550,12 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.reason.code(),
         });
+        if self.reason == Reason::Unknown
+            && let Value::Object(m) = &mut status
+        {
+            // `reason` is `omitempty` in metav1.Status.
+            m.remove("reason");
+        }
         if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
             if let Some(n) = &d.name {
@@ -491,11 +567,14 @@ impl ApiError {
             if let Some(k) = &d.kind {
                 details.insert("kind".into(), json!(k));
             }
-            if !d.causes.is_empty() {
+            if !d.causes.is_empty() || !d.other_causes.is_empty() {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
                     .map(|c| json!({"reason": c.kind.cause(), "message": c.body(), "field": c.field}))
+                    .chain(d.other_causes.iter().map(
+                        |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                    ))
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }
@@ -559,6 +638,14 @@ mod tests {
             status["details"]["causes"][1]["reason"],
             "FieldValueInvalid"
         );
+    }
+
+    #[test]
+    fn unknown_errors_have_no_reason() {
+        let status = ApiError::unknown("boom").to_status();
+        assert_eq!(status["code"], 500);
+        assert_eq!(status["message"], "boom");
+        assert!(status.get("reason").is_none(), "{status}");
     }
 
     #[test]

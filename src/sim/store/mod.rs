@@ -632,7 +632,7 @@ impl Store {
                 })
                 .collect(),
             Some(rv) => {
-                if rv + 1 < inner.window_start {
+                if rv.saturating_add(1) < inner.window_start {
                     // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go
                     return Err(ApiError::expired(format!(
                         "too old resource version: {rv} ({})",

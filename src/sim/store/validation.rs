@@ -20,6 +20,11 @@ const CONFIG_KEY_MSG: &str =
     "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const CONFIG_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
 
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+
 /// `RegexError` of apimachinery's validation package.
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     if examples.is_empty() {
@@ -50,6 +55,82 @@ fn label_ok(s: &str) -> bool {
         && is_alnum_lower(b[0])
         && is_alnum_lower(b[b.len() - 1])
         && b.iter().all(|c| is_alnum_lower(*c) || *c == b'-')
+}
+
+/// Whether `s` matches `qualifiedNameFmt`.
+fn qualified_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+/// Problems of `s` as a qualified name, a label or annotation key (`IsQualifiedName`,
+/// k8s.io/apimachinery/pkg/util/validation/validation.go).
+#[must_use]
+pub fn qualified_name(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_string());
+            } else {
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
+            }
+            *name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                regex_error(
+                    QUALIFIED_NAME_MSG,
+                    QUALIFIED_NAME_FMT,
+                    &["MyName", "my.name", "123-abc"]
+                )
+            )];
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        errs.push(format!("name part {}", max_len_error(63)));
+    }
+    if !qualified_ok(name) {
+        errs.push(format!(
+            "name part {}",
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
+        ));
+    }
+    errs
+}
+
+/// Problems of `s` as a label value (`IsValidLabelValue`).
+#[must_use]
+pub fn label_value(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !s.is_empty() && !qualified_ok(s) {
+        errs.push(regex_error(
+            LABEL_VALUE_MSG,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    errs
 }
 
 /// Problems of `s` as an RFC 1123 label (`IsDNS1123Label`).
@@ -127,6 +208,70 @@ fn name_rule(group: &str, kind: &str) -> fn(&str) -> Vec<String> {
     }
 }
 
+/// The most data a ConfigMap or Secret holds (`core.MaxSecretSize`, pkg/apis/core/types.go).
+const MAX_DATA_BYTES: usize = 1024 * 1024;
+/// The most annotations an object holds, keys and values together
+/// (k8s.io/apimachinery/pkg/api/validation/objectmeta.go, `TotalAnnotationSizeLimitB`).
+const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+
+/// Bytes of `data` and `binaryData` (keys and decoded values), as ValidateConfigMap and
+/// ValidateSecret count them.
+fn data_size(kind: &str, obj: &Value) -> usize {
+    let mut total = 0;
+    for section in ["data", "binaryData"] {
+        // Secret data and binaryData are base64 in JSON; ConfigMap data is text.
+        let encoded = kind == "Secret" || section == "binaryData";
+        for (k, v) in obj[section].as_object().into_iter().flatten() {
+            let text = v.as_str().unwrap_or_default();
+            let len = if encoded {
+                super::unbase64(text).map_or(text.len(), |b| b.len())
+            } else {
+                text.len()
+            };
+            total += k.len() + len;
+        }
+    }
+    total
+}
+
+/// `ValidateObjectMeta`'s checks of labels and annotations
+/// (k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go `ValidateLabels`, and
+/// k8s.io/apimachinery/pkg/api/validation/objectmeta.go `ValidateAnnotations`). Go walks the
+/// maps in random order; keys are visited sorted here.
+fn object_meta(meta: &Value, errs: &mut Vec<FieldError>) {
+    if let Some(labels) = meta["labels"].as_object() {
+        let mut keys: Vec<&String> = labels.keys().collect();
+        keys.sort();
+        for k in keys {
+            for msg in qualified_name(k) {
+                errs.push(FieldError::invalid_str("metadata.labels", k, msg));
+            }
+            let v = labels[k].as_str().unwrap_or_default();
+            for msg in label_value(v) {
+                errs.push(FieldError::invalid_str("metadata.labels", v, msg));
+            }
+        }
+    }
+    if let Some(annotations) = meta["annotations"].as_object() {
+        let mut keys: Vec<&String> = annotations.keys().collect();
+        keys.sort();
+        let mut total = 0usize;
+        for k in keys {
+            // The rule is IsQualifiedName of the lower-cased key.
+            for msg in qualified_name(&k.to_lowercase()) {
+                errs.push(FieldError::invalid_str("metadata.annotations", k, msg));
+            }
+            total += k.len() + annotations[k].as_str().map_or(0, str::len);
+        }
+        if total > MAX_ANNOTATION_BYTES {
+            errs.push(FieldError::too_long(
+                "metadata.annotations",
+                MAX_ANNOTATION_BYTES,
+            ));
+        }
+    }
+}
+
 /// Validates an object of `group`/`kind` before it is stored.
 #[must_use]
 pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
@@ -141,6 +286,16 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
         for msg in name_rule(group, kind)(name) {
             errs.push(FieldError::invalid_str("metadata.name", name, msg));
         }
+    }
+    object_meta(&obj["metadata"], &mut errs);
+    if group.is_empty()
+        && matches!(kind, "ConfigMap" | "Secret")
+        && data_size(kind, obj) > MAX_DATA_BYTES
+    {
+        // pkg/apis/core/validation/validation.go (ValidateConfigMap reports the whole object,
+        // the path "" printed as `[]`; ValidateSecret reports `data`), with core.MaxSecretSize.
+        let field = if kind == "Secret" { "data" } else { "[]" };
+        errs.push(FieldError::too_long(field, MAX_DATA_BYTES));
     }
     let spec = &obj["spec"];
     match (group, kind) {
