@@ -360,14 +360,14 @@ fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
     // Colour codes are stripped; the tail ends with k3d's verdict.
     assert!(
         stderr_tail.ends_with(
-            "ERRO[0002] Failed to create cluster >>> Rolling Back\nFATA[0003] ClusterShape creation FAILED, all changes have been rolled back!"
+            "ERRO[0002] Failed to create cluster >>> Rolling Back\nFATA[0003] Cluster creation FAILED, all changes have been rolled back!"
         ),
         "{stderr_tail}"
     );
     let message = err.to_string();
     assert!(
         message.contains(
-            "exited with code 1; stderr ends with:\nERRO[0002] failed ClusterShape Creation"
+            "exited with code 1; stderr ends with:\nERRO[0002] failed Cluster Creation"
         ),
         "{message}"
     );

@@ -1,6 +1,6 @@
 //! One k3d cluster's lifecycle, the guard that deletes it, and the registry of live clusters.
 //!
-//! **After a failed create.** k3d rolls back a create that fails on its own (`ClusterShape creation
+//! **After a failed create.** k3d rolls back a create that fails on its own (`Cluster creation
 //! FAILED, all changes have been rolled back!`, `cmd/cluster/clusterCreate.go`), but not one it
 //! was killed in the middle of: then `k3d cluster delete` removes the node containers, and the
 //! network `k3d-<name>` and the image volume `k3d-<name>-images` are removed by name through the
