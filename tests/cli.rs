@@ -180,6 +180,92 @@ fn missing_manifest() {
     insta::assert_snapshot!("missing_manifest", stderr(&out));
 }
 
+/// Canaries that must never be printed: they sit in files outside the scenario tree.
+const OUTSIDE_CANARY: &str = "canary-secret-key-7b1d";
+const ENV_CANARY: &str = "canary-ci-token-0123";
+
+fn assert_refused_unread(out: &Output, location: &str, reference: &str) {
+    assert_invalid(out, location, "is outside the scenario tree");
+    let err = flat(out);
+    assert!(err.contains(reference), "the reference is named:\n{err}");
+    for canary in [OUTSIDE_CANARY, ENV_CANARY, "root:"] {
+        assert!(!err.contains(canary), "printed {canary}:\n{err}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(OUTSIDE_CANARY),
+        "stdout"
+    );
+}
+
+#[test]
+fn file_references_never_leave_the_scenario_tree() {
+    let outside =
+        format!("aws_access_key_id = AKIACANARY\naws_secret_access_key = {OUTSIDE_CANARY}\n");
+    let dir = suite(&[
+        ("credentials", &outside),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let write = |text: &str| {
+        std::fs::write(dir.path().join("scenarios/apps/crash.yaml"), text).expect("write")
+    };
+    let validate = || {
+        Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .arg("validate")
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .env("CI_DEPLOY_TOKEN", ENV_CANARY)
+            .output()
+            .expect("the relapse binary runs")
+    };
+    // `..` out of the tree, an absolute path, /proc and /etc: refused, named, never read.
+    for reference in [
+        "../../credentials",
+        "../../../../../../../../etc/shadow",
+        "/proc/self/environ",
+        "/etc/passwd",
+    ] {
+        write(&scenario("crash").replace("manifests/app.yaml", reference));
+        let out = validate();
+        assert_refused_unread(&out, "scenarios/apps/crash.yaml:5:13", reference);
+    }
+    // The same for an include.
+    write(&format!(
+        "include: [../../credentials]\n{}",
+        scenario("crash")
+    ));
+    let out = validate();
+    assert_refused_unread(&out, "scenarios/apps/crash.yaml:1:11", "../../credentials");
+    // A symlink inside the tree that points out of it.
+    std::os::unix::fs::symlink(
+        dir.path().join("credentials"),
+        dir.path().join("scenarios/apps/manifests/link.yaml"),
+    )
+    .expect("symlink");
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/link.yaml"));
+    let out = validate();
+    assert_refused_unread(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "manifests/link.yaml",
+    );
+    // A scenario file that is itself such a symlink is not read either.
+    write(&scenario("crash"));
+    std::os::unix::fs::symlink(
+        dir.path().join("credentials"),
+        dir.path().join("scenarios/apps/evil.yaml"),
+    )
+    .expect("symlink");
+    let out = validate();
+    let err = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("evil.yaml is outside the scenario tree"),
+        "{err}"
+    );
+    assert!(!err.contains(OUTSIDE_CANARY), "{err}");
+}
+
 #[test]
 fn malformed_manifest_points_into_the_manifest() {
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::diagnostics::{LoadError, Problem};
+use super::files::{self, FileError};
 use super::model::{Expectation, Fixture, Scenario, Step};
 use crate::yaml::{self, Segment};
 use crate::yaml_path;
@@ -118,9 +119,14 @@ pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadErr
     }
     let mut first_by_name: HashMap<String, PathBuf> = HashMap::new();
     let mut keep = Vec::new();
+    let roots: HashMap<&Path, &Path> = files
+        .iter()
+        .map(|(f, r)| (f.as_path(), r.as_path()))
+        .collect();
     for s in loaded {
         if let Some(first) = first_by_name.get(&s.scenario.name) {
-            let text = std::fs::read_to_string(&s.path).unwrap_or_default();
+            let root = roots.get(s.path.as_path()).copied().unwrap_or(&s.path);
+            let text = read(&files::tree_root(&s.path, root), &s.path).unwrap_or_default();
             errors.push(LoadError::Invalid {
                 path: s.path.clone(),
                 problems: vec![Problem::at_path(
@@ -153,7 +159,8 @@ pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadErr
 /// found (syntax, unknown fields, wrong types, missing or malformed manifests and fixtures,
 /// inconsistent settings).
 pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
-    let text = read(path)?;
+    let tree = files::tree_root(path, root);
+    let text = read(&tree, path)?;
     let mut scenario: Scenario = yaml::from_str(&text).map_err(|e| LoadError::Invalid {
         path: path.to_owned(),
         problems: vec![Problem::from_yaml(path, &text, &e)],
@@ -161,6 +168,7 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     let mut ctx = Checker {
         problems: Vec::new(),
         manifests: BTreeMap::new(),
+        tree,
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
@@ -212,10 +220,14 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     })
 }
 
-fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
+/// Reads a scenario file of the tree rooted at `tree`.
+fn read(tree: &Path, path: &Path) -> Result<String, LoadError> {
+    files::read_in_tree(tree, path).map_err(|e| match e {
+        FileError::Unreadable { source, .. } => LoadError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        refused @ FileError::Outside { .. } => LoadError::Refused(refused),
     })
 }
 
@@ -300,6 +312,8 @@ fn merge_fixture(
 struct Checker {
     problems: Vec<Problem>,
     manifests: BTreeMap<PathBuf, Vec<Value>>,
+    /// The canonical root of the scenario tree: no referenced file is read outside it.
+    tree: PathBuf,
 }
 
 impl Checker {
@@ -319,6 +333,23 @@ impl Checker {
             message,
             help.map(str::to_owned),
         ));
+    }
+
+    /// A referenced file that was refused or could not be read, reported at the reference.
+    fn refused_reference(
+        &mut self,
+        path: &Path,
+        text: &str,
+        at: &[Segment],
+        what: &str,
+        err: &FileError,
+        relative_to: &str,
+    ) {
+        let help = match err {
+            FileError::Outside { .. } => "file references must stay inside the scenario tree; files outside it are never read".to_owned(),
+            FileError::Unreadable { .. } => format!("paths are relative to the {relative_to} file"),
+        };
+        self.problem(path, text, at, format!("{what} {err}"), Some(&help));
     }
 
     fn check_scenario(&mut self, path: &Path, text: &str, s: &Scenario) {
@@ -721,18 +752,12 @@ impl Checker {
         if self.manifests.contains_key(file) {
             return;
         }
-        let Ok(body) = std::fs::read_to_string(file) else {
-            self.problem(
-                path,
-                text,
-                at,
-                format!(
-                    "manifest file {} does not exist or cannot be read",
-                    file.display()
-                ),
-                Some("paths are relative to the scenario file"),
-            );
-            return;
+        let body = match files::read_in_tree(&self.tree, file) {
+            Ok(body) => body,
+            Err(e) => {
+                self.refused_reference(path, text, at, "manifest file", &e, "scenario");
+                return;
+            }
         };
         let docs = match yaml::documents(&body) {
             Ok(docs) => docs,
@@ -800,18 +825,12 @@ impl Checker {
             );
             return;
         }
-        let Ok(body) = std::fs::read_to_string(&file) else {
-            self.problem(
-                path,
-                text,
-                at,
-                format!(
-                    "fixture {} does not exist or cannot be read",
-                    file.display()
-                ),
-                Some("paths are relative to the including file"),
-            );
-            return;
+        let body = match files::read_in_tree(&self.tree, &file) {
+            Ok(body) => body,
+            Err(e) => {
+                self.refused_reference(path, text, at, "fixture", &e, "including");
+                return;
+            }
         };
         let mut fixture: Fixture = match yaml::from_str(&body) {
             Ok(f) => f,
