@@ -266,6 +266,71 @@ fn file_references_never_leave_the_scenario_tree() {
     assert!(!err.contains(OUTSIDE_CANARY), "{err}");
 }
 
+/// Runs `relapse validate` in `dir`, killing it after 20 s (a hang is a failure, not a stall).
+fn validate_within(dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("validate")
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relapse validate hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = suite(&[("scenarios/apps/manifests/app.yaml", MANIFEST)]);
+    let path = |rel: &str| dir.path().join(rel);
+    let write =
+        |text: &str| std::fs::write(path("scenarios/apps/crash.yaml"), text).expect("write");
+    // A FIFO used to block `validate` for ever.
+    mkfifo(&path("scenarios/apps/manifests/fifo.yaml"));
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/fifo.yaml"));
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "is not a regular file",
+    );
+    assert!(flat(&out).contains("fifo.yaml"), "{}", flat(&out));
+    // A file past the limit (sparse: it costs no disk) is refused without reading it.
+    let big = std::fs::File::create(path("scenarios/apps/manifests/big.yaml")).expect("create");
+    big.set_len(4 * 1024 * 1024 + 1).expect("set_len");
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/big.yaml"));
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "is larger than 4 MiB",
+    );
+    assert!(flat(&out).contains("big.yaml"), "{}", flat(&out));
+    // A FIFO where the walk finds scenario files is not opened either.
+    write(&scenario("crash"));
+    mkfifo(&path("scenarios/apps/pipe.yaml"));
+    let out = validate_within(dir.path());
+    let err = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pipe.yaml is not a regular file"), "{err}");
+}
+
 #[test]
 fn malformed_manifest_points_into_the_manifest() {
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";

@@ -7,7 +7,13 @@
 //! must stay inside the tree root. A refused reference is named as written; its target is never
 //! opened, so nothing of it can reach a diagnostic.
 
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
+
+/// The largest file a scenario may reference (and the largest scenario file): far above any
+/// manifest a scenario needs, far below what exhausts memory.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A file reference that was refused or could not be read. The messages name the reference,
 /// never anything read from it.
@@ -20,6 +26,19 @@ pub enum FileError {
         reference: PathBuf,
         /// The tree root.
         root: PathBuf,
+    },
+    /// A FIFO, a device, a directory or a socket: only regular files are read (a FIFO would
+    /// block, `/dev/zero` would never end).
+    #[error("{} is not a regular file", reference.display())]
+    NotRegular {
+        /// The reference as written, joined to its base.
+        reference: PathBuf,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{} is larger than {} MiB", reference.display(), MAX_FILE_BYTES / 1024 / 1024)]
+    TooLarge {
+        /// The reference as written, joined to its base.
+        reference: PathBuf,
     },
     /// The file does not exist or cannot be opened.
     #[error("{} does not exist or cannot be read", reference.display())]
@@ -62,13 +81,47 @@ pub fn tree_root(file: &Path, root: &Path) -> PathBuf {
 ///
 /// # Errors
 /// [`FileError::Outside`] for a reference that leaves the tree, by its path or by a symlink;
-/// [`FileError::Unreadable`] when it does not exist or cannot be read.
+/// [`FileError::NotRegular`] for anything but a regular file, [`FileError::TooLarge`] past
+/// [`MAX_FILE_BYTES`], [`FileError::Unreadable`] when it does not exist or cannot be read.
 pub fn read_in_tree(root: &Path, reference: &Path) -> Result<String, FileError> {
     let real = resolve(root, reference)?;
-    std::fs::read_to_string(&real).map_err(|source| FileError::Unreadable {
+    let unreadable = |source| FileError::Unreadable {
         reference: reference.to_owned(),
         source,
-    })
+    };
+    let not_regular = || FileError::NotRegular {
+        reference: reference.to_owned(),
+    };
+    let too_large = || FileError::TooLarge {
+        reference: reference.to_owned(),
+    };
+    // Checked before opening: opening a FIFO for reading blocks until a writer comes.
+    let meta = std::fs::metadata(&real).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    // Non-blocking and without following a symlink, in case the file was swapped since.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&real)
+        .map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(not_regular());
+    }
+    // Bounded even where the size lies (files in /proc report 0).
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// The real path of `reference`, refused when it leaves `root`.
@@ -216,6 +269,40 @@ mod tests {
             read_in_tree(&root, &root.join("apps/f.yaml")).unwrap(),
             "setup: []\n"
         );
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let (_dir, root) = tree();
+        let fifo = root.join("apps/manifests/fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Returns at once: a FIFO without a writer is never opened.
+        let err = read_in_tree(&root, &fifo).unwrap_err();
+        assert!(matches!(err, FileError::NotRegular { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not a regular file", fifo.display())
+        );
+        let err = read_in_tree(&root, &root.join("apps")).unwrap_err();
+        assert!(matches!(err, FileError::NotRegular { .. }), "{err}");
+        // A tree holding devices: /dev/zero would never end.
+        let err = read_in_tree(Path::new("/dev"), Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, FileError::NotRegular { .. }), "{err}");
+    }
+
+    #[test]
+    fn files_over_the_limit_are_refused() {
+        let (_dir, root) = tree();
+        let big = root.join("apps/manifests/big.yaml");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = read_in_tree(&root, &big).unwrap_err();
+        assert!(matches!(err, FileError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().ends_with("is larger than 4 MiB"), "{err}");
+        f.set_len(MAX_FILE_BYTES).unwrap();
+        assert!(read_in_tree(&root, &big).is_ok());
     }
 
     #[test]

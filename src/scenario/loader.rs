@@ -227,7 +227,7 @@ fn read(tree: &Path, path: &Path) -> Result<String, LoadError> {
             path: path.to_owned(),
             source,
         },
-        refused @ FileError::Outside { .. } => LoadError::Refused(refused),
+        refused => LoadError::Refused(refused),
     })
 }
 
@@ -347,6 +347,10 @@ impl Checker {
     ) {
         let help = match err {
             FileError::Outside { .. } => "file references must stay inside the scenario tree; files outside it are never read".to_owned(),
+            FileError::NotRegular { .. } | FileError::TooLarge { .. } => format!(
+                "only regular files of at most {} MiB are read",
+                files::MAX_FILE_BYTES / 1024 / 1024
+            ),
             FileError::Unreadable { .. } => format!("paths are relative to the {relative_to} file"),
         };
         self.problem(path, text, at, format!("{what} {err}"), Some(&help));
