@@ -332,6 +332,37 @@ fn only_regular_files_of_bounded_size_are_read() {
 }
 
 #[test]
+fn invalid_utf8_is_reported_with_its_position() {
+    let dir = suite(&[("scenarios/apps/manifests/app.yaml", MANIFEST)]);
+    let path = |rel: &str| dir.path().join(rel);
+    // In the scenario file: line 2, after `description: A pod `.
+    let mut bad = scenario("crash")
+        .replacen("A pod", "A pod \u{1}", 1)
+        .into_bytes();
+    let at = bad.iter().position(|&c| c == 1).expect("marker");
+    bad[at] = 0xff;
+    std::fs::write(path("scenarios/apps/crash.yaml"), &bad).expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:2:20: invalid UTF-8 (byte 0xFF)",
+        "scenario files and manifests are UTF-8",
+    );
+    // In a manifest: line 4, column 9 (`  name: `, then a lone continuation byte).
+    std::fs::write(path("scenarios/apps/crash.yaml"), scenario("crash")).expect("write");
+    let mut manifest = MANIFEST.as_bytes().to_vec();
+    let at = manifest.len() - "demo\n".len();
+    manifest.insert(at, 0x80);
+    std::fs::write(path("scenarios/apps/manifests/app.yaml"), &manifest).expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/manifests/app.yaml:4:9: invalid UTF-8 (byte 0x80)",
+        "scenario files and manifests are UTF-8",
+    );
+}
+
+#[test]
 fn malformed_manifest_points_into_the_manifest() {
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";
     let dir = suite(&[

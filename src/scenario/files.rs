@@ -11,6 +11,8 @@ use std::io::Read as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
+use crate::yaml::Location;
+
 /// The largest file a scenario may reference (and the largest scenario file): far above any
 /// manifest a scenario needs, far below what exhausts memory.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -39,6 +41,19 @@ pub enum FileError {
     TooLarge {
         /// The reference as written, joined to its base.
         reference: PathBuf,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{}:{}:{}: {}", reference.display(), location.line, location.column, not_utf8_message(*byte))]
+    NotUtf8 {
+        /// The reference as written, joined to its base.
+        reference: PathBuf,
+        /// Where the first byte that is not UTF-8 is.
+        location: Location,
+        /// That byte.
+        byte: u8,
+        /// The text with each invalid sequence replaced (for the snippet; the file is inside
+        /// the tree).
+        text: String,
     },
     /// The file does not exist or cannot be opened.
     #[error("{} does not exist or cannot be read", reference.display())]
@@ -120,8 +135,33 @@ pub fn read_in_tree(root: &Path, reference: &Path) -> Result<String, FileError> 
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
-    String::from_utf8(bytes)
-        .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.into_bytes();
+        let at = std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+        not_utf8(reference, &bytes, at)
+    })
+}
+
+/// What is wrong with a file whose first invalid byte is `byte`.
+#[must_use]
+pub fn not_utf8_message(byte: u8) -> String {
+    format!("invalid UTF-8 (byte 0x{byte:02X}): scenario files and manifests are UTF-8")
+}
+
+/// The error for `bytes` whose first invalid sequence starts at byte `at`.
+fn not_utf8(reference: &Path, bytes: &[u8], at: usize) -> FileError {
+    let valid = String::from_utf8_lossy(&bytes[..at]);
+    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+    FileError::NotUtf8 {
+        reference: reference.to_owned(),
+        location: Location {
+            line: valid.matches('\n').count() + 1,
+            column: valid[line_start..].chars().count() + 1,
+            offset: at,
+        },
+        byte: bytes.get(at).copied().unwrap_or_default(),
+        text: String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// The real path of `reference`, refused when it leaves `root`.
@@ -303,6 +343,39 @@ mod tests {
         assert!(err.to_string().ends_with("is larger than 4 MiB"), "{err}");
         f.set_len(MAX_FILE_BYTES).unwrap();
         assert!(read_in_tree(&root, &big).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let (_dir, root) = tree();
+        let file = root.join("apps/crash.yaml");
+        std::fs::write(&file, b"name: x\ndescription: caf\xc3\xa9 \xff here\n").unwrap();
+        let err = read_in_tree(&root, &file).unwrap_err();
+        let FileError::NotUtf8 {
+            location,
+            byte,
+            text,
+            ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        // Line 2; `é` is one column, so the bad byte is the 19th character of its line.
+        assert_eq!((location.line, location.column, *byte), (2, 19, 0xff));
+        assert_eq!(&text[location.offset..location.offset + 3], "\u{fffd}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:2:19: invalid UTF-8 (byte 0xFF): scenario files and manifests are UTF-8",
+                file.display()
+            )
+        );
+        std::fs::write(&file, b"\x80").unwrap();
+        let err = read_in_tree(&root, &file).unwrap_err();
+        assert!(
+            err.to_string().contains(":1:1: invalid UTF-8 (byte 0x80)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -227,8 +227,32 @@ fn read(tree: &Path, path: &Path) -> Result<String, LoadError> {
             path: path.to_owned(),
             source,
         },
+        FileError::NotUtf8 { .. } => LoadError::Invalid {
+            path: path.to_owned(),
+            problems: vec![not_utf8_problem(&e)],
+        },
         refused => LoadError::Refused(refused),
     })
+}
+
+/// A [`FileError::NotUtf8`] as a problem pointing into its file (inside the tree).
+fn not_utf8_problem(e: &FileError) -> Problem {
+    match e {
+        FileError::NotUtf8 {
+            reference,
+            location,
+            byte,
+            text,
+        } => Problem::at(
+            reference,
+            text,
+            Some(*location),
+            files::not_utf8_message(*byte),
+            "here",
+            Some("save the file as UTF-8".to_owned()),
+        ),
+        other => Problem::at(Path::new(""), "", None, other.to_string(), "here", None),
+    }
 }
 
 fn resolve_steps(base: &Path, steps: &mut [Step]) {
@@ -345,13 +369,19 @@ impl Checker {
         err: &FileError,
         relative_to: &str,
     ) {
+        if matches!(err, FileError::NotUtf8 { .. }) {
+            self.problems.push(not_utf8_problem(err));
+            return;
+        }
         let help = match err {
             FileError::Outside { .. } => "file references must stay inside the scenario tree; files outside it are never read".to_owned(),
             FileError::NotRegular { .. } | FileError::TooLarge { .. } => format!(
                 "only regular files of at most {} MiB are read",
                 files::MAX_FILE_BYTES / 1024 / 1024
             ),
-            FileError::Unreadable { .. } => format!("paths are relative to the {relative_to} file"),
+            FileError::Unreadable { .. } | FileError::NotUtf8 { .. } => {
+                format!("paths are relative to the {relative_to} file")
+            }
         };
         self.problem(path, text, at, format!("{what} {err}"), Some(&help));
     }
