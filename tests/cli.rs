@@ -363,6 +363,43 @@ fn invalid_utf8_is_reported_with_its_position() {
 }
 
 #[test]
+fn misspelt_kinds_and_api_versions_are_refused_with_a_suggestion() {
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets}\n  versions:\n    - {name: v1, served: true, storage: true}\n";
+    let text = scenario("crash").replace(
+        "converge:\n  within: 5m\n  expect:\n",
+        "converge:\n  within: 5m\n  expect:\n    - absent:\n        object: {apiVersion: apps/v1, kind: StatefulSett, name: db, namespace: demo}\n    - object: {apiVersion: example.com/v2, kind: Widget, name: w, namespace: demo, matches: {}}\n    - object: {apiVersion: example.com/v1, kind: Widget, name: w, namespace: demo, matches: {}}\n",
+    ) + "snapshot:\n  kinds: [Deployment, Pods]\n";
+    let text = text.replace(
+        "  - apply: {file: manifests/app.yaml}\n",
+        "  - apply: {file: manifests/app.yaml}\n  - apply: {file: manifests/crd.yaml}\n",
+    );
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+        ("scenarios/apps/manifests/crd.yaml", crd),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:22:39: unknown kind `StatefulSett`",
+        "help: did you mean `StatefulSet`?",
+    );
+    let err = flat(&out);
+    assert!(
+        err.contains("scenarios/apps/crash.yaml:23:16: kind `Widget` is not served at `example.com/v2`; it is served at `example.com/v1`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `example.com/v1`?"), "{err}");
+    assert!(
+        err.contains("crash.yaml:31:23: unknown kind `Pods`")
+            && err.contains("did you mean `Pod`?"),
+        "{err}"
+    );
+    // The CRD-defined kind at its served version passes: exactly three problems.
+    assert_eq!(err.matches("  × ").count(), 3, "{err}");
+}
+
+#[test]
 fn malformed_manifest_points_into_the_manifest() {
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";
     let dir = suite(&[

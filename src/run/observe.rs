@@ -80,7 +80,8 @@ fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
 /// Evaluates one expectation now.
 ///
 /// # Errors
-/// When the cluster cannot be asked (a kind that is not served counts as "no objects").
+/// When the cluster cannot be asked, or does not serve the kind ([`StepError::NoKindMatch`]:
+/// whether an object of an unserved kind exists cannot be told, so it is never "absent").
 pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observation, StepError> {
     match e {
         Expectation::Object(o) => object(client, o).await,
@@ -108,11 +109,9 @@ async fn select(
         name: name.unwrap_or_default().to_owned(),
         namespace: namespace.map(str::to_owned),
     };
-    let api = match steps::api_for_ref(client, &r).await {
-        Ok(api) => api,
-        Err(StepError::NoKindMatch { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    // A kind the cluster does not serve is an error, never "no objects": a misspelled kind
+    // would otherwise make every `absent` and `count: 0` hold.
+    let api = steps::api_for_ref(client, &r).await?;
     let to_api_error = |e: kube::Error| StepError::Api {
         action: "list",
         target: format!("{kind} in {}", namespace.unwrap_or("all namespaces")),

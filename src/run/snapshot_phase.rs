@@ -50,10 +50,19 @@ impl Session<'_> {
                 .kinds
                 .iter()
                 .map(|k| {
-                    (
-                        steps::builtin_api_version(k).unwrap_or_default().to_owned(),
-                        k.clone(),
-                    )
+                    // A custom kind is read at the apiVersion the scenario applies it with.
+                    let api_version =
+                        steps::builtin_api_version(k)
+                            .map(str::to_owned)
+                            .or_else(|| {
+                                self.loaded.manifests.values().flatten().find_map(|o| {
+                                    (o.get("kind").and_then(Value::as_str) == Some(k.as_str()))
+                                        .then(|| o.get("apiVersion").and_then(Value::as_str))
+                                        .flatten()
+                                        .map(str::to_owned)
+                                })
+                            });
+                    (api_version.unwrap_or_default(), k.clone())
                 })
                 .collect()
         };

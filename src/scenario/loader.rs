@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::diagnostics::{LoadError, Problem};
 use super::files::{self, FileError};
-use super::model::{Expectation, Fixture, Scenario, Step};
+use super::kinds::KnownKinds;
+use super::model::{Expectation, Fixture, ObjectRef, Scenario, Step};
 use crate::yaml::{self, Segment};
 use crate::yaml_path;
 
@@ -169,6 +170,10 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         problems: Vec::new(),
         manifests: BTreeMap::new(),
         tree,
+        texts: BTreeMap::new(),
+        kind_refs: Vec::new(),
+        inline_objects: Vec::new(),
+        kinds_recorded: HashSet::new(),
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
@@ -195,6 +200,8 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         );
     }
     merge_fixture(&mut scenario, merged, path, &text, &mut ctx.problems);
+    // Kinds last: every manifest and fixture is read, so every CRD the scenario applies is known.
+    ctx.check_kinds();
 
     if !ctx.problems.is_empty() {
         return Err(LoadError::Invalid {
@@ -338,6 +345,27 @@ struct Checker {
     manifests: BTreeMap<PathBuf, Vec<Value>>,
     /// The canonical root of the scenario tree: no referenced file is read outside it.
     tree: PathBuf,
+    /// The text of each file a kind reference points into.
+    texts: BTreeMap<PathBuf, String>,
+    /// Every kind the scenario names, checked once all its CRDs are known.
+    kind_refs: Vec<KindRef>,
+    /// Objects applied inline (their CRDs count like those of manifest files).
+    inline_objects: Vec<Value>,
+    /// Manifest files whose kinds are recorded.
+    kinds_recorded: HashSet<PathBuf>,
+}
+
+/// A kind (and `apiVersion`) a scenario names, with where it is written.
+struct KindRef {
+    file: PathBuf,
+    /// The YAML document of `file` it is in.
+    doc: usize,
+    /// The node of the kind; that of the `apiVersion` is its sibling.
+    node: Vec<Segment>,
+    api_version: Option<String>,
+    kind: String,
+    /// Only the name must be known (`snapshot.kinds`, an event's `involvedKind`).
+    name_only: bool,
 }
 
 impl Checker {
@@ -357,6 +385,115 @@ impl Checker {
             message,
             help.map(str::to_owned),
         ));
+    }
+
+    /// Records a kind named alone at `node` of `path`, where only its name must be known.
+    fn kind_name_ref(&mut self, path: &Path, text: &str, node: &[Segment], kind: &str) {
+        self.kind_ref(path, text, 0, node, None, kind);
+        if let Some(r) = self.kind_refs.last_mut() {
+            r.name_only = true;
+        }
+    }
+
+    /// Records a kind named at `node` of `path` (key `kind`; its `apiVersion` beside it).
+    fn kind_ref(
+        &mut self,
+        path: &Path,
+        text: &str,
+        doc: usize,
+        node: &[Segment],
+        api_version: Option<&str>,
+        kind: &str,
+    ) {
+        self.texts
+            .entry(path.to_owned())
+            .or_insert_with(|| text.to_owned());
+        self.kind_refs.push(KindRef {
+            file: path.to_owned(),
+            doc,
+            node: node.to_vec(),
+            api_version: api_version.map(str::to_owned),
+            kind: kind.to_owned(),
+            name_only: false,
+        });
+    }
+
+    /// Records the kinds of a manifest file's objects (once per file).
+    fn manifest_kinds(&mut self, file: &Path) {
+        if !self.kinds_recorded.insert(file.to_owned()) {
+            return;
+        }
+        let (Some(objects), Some(text)) = (self.manifests.get(file), self.texts.get(file)) else {
+            return;
+        };
+        let mut refs = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            if let Some(kind) = o.get("kind").and_then(Value::as_str) {
+                let api_version = o.get("apiVersion").and_then(Value::as_str);
+                refs.push((
+                    nth_nonempty_document(text, i),
+                    api_version.map(str::to_owned),
+                    kind.to_owned(),
+                ));
+            }
+        }
+        let text = text.clone();
+        for (doc, api_version, kind) in refs {
+            self.kind_ref(
+                file,
+                &text,
+                doc,
+                &yaml_path!["kind"],
+                api_version.as_deref(),
+                &kind,
+            );
+        }
+    }
+
+    /// Records the kind of an object reference at `node`.
+    fn object_ref(&mut self, path: &Path, text: &str, node: &[Segment], r: &ObjectRef) {
+        let mut at = node.to_vec();
+        at.push("kind".into());
+        self.kind_ref(path, text, 0, &at, r.api_version.as_deref(), &r.kind);
+    }
+
+    /// Checks every recorded kind against the built-in kinds and the scenario's CRDs.
+    fn check_kinds(&mut self) {
+        let known = KnownKinds::with_crds(
+            self.manifests
+                .values()
+                .flatten()
+                .chain(self.inline_objects.iter()),
+        );
+        for r in std::mem::take(&mut self.kind_refs) {
+            let result = if r.name_only {
+                known.check(None, &r.kind).or_else(|p| {
+                    // A custom kind named alone is fine where only its name matters.
+                    if p.message.ends_with("give its `apiVersion`") {
+                        Ok(())
+                    } else {
+                        Err(p)
+                    }
+                })
+            } else {
+                known.check(r.api_version.as_deref(), &r.kind)
+            };
+            let Err(p) = result else { continue };
+            let mut node = r.node.clone();
+            if p.at_api_version {
+                node.pop();
+                node.push("apiVersion".into());
+            }
+            let text = self.texts.get(&r.file).map_or("", String::as_str);
+            self.problems.push(Problem::at_path(
+                &r.file,
+                text,
+                r.doc,
+                &node,
+                p.message,
+                Some(p.help),
+            ));
+        }
     }
 
     /// A referenced file that was refused or could not be read, reported at the reference.
@@ -551,6 +688,12 @@ impl Checker {
                 Some("add `reason:` saying why this scenario would heal without its fix"),
             );
         }
+        for (i, kind) in s.snapshot.kinds.iter().enumerate() {
+            self.kind_name_ref(path, text, &yaml_path!["snapshot", "kinds", i], kind);
+        }
+        for (i, r) in s.snapshot.exclude.iter().enumerate() {
+            self.object_ref(path, text, &yaml_path!["snapshot", "exclude", i], r);
+        }
         for (backend, o) in [
             ("sim", &s.backends.sim),
             ("k3d", &s.backends.k3d),
@@ -621,7 +764,11 @@ impl Checker {
                     (Some(file), None) => {
                         let mut at_file = here.clone();
                         at_file.push("file".into());
-                        self.manifest_file(path, text, &at_file, &base.join(file));
+                        let file = base.join(file);
+                        self.manifest_file(path, text, &at_file, &file);
+                        if a.expect_error.is_none() {
+                            self.manifest_kinds(&file);
+                        }
                     }
                     (None, Some(inline)) => {
                         let mut at_inline = here.clone();
@@ -631,11 +778,20 @@ impl Checker {
                             other => vec![other],
                         };
                         for (j, obj) in objects.into_iter().enumerate() {
+                            let mut node = at_inline.clone();
+                            if inline.is_array() {
+                                node.push(Segment::Index(j));
+                            }
+                            self.inline_objects.push(obj.clone());
+                            if let (Some(kind), None) =
+                                (obj.get("kind").and_then(Value::as_str), &a.expect_error)
+                            {
+                                let mut at_kind = node.clone();
+                                at_kind.push("kind".into());
+                                let api_version = obj.get("apiVersion").and_then(Value::as_str);
+                                self.kind_ref(path, text, 0, &at_kind, api_version, kind);
+                            }
                             if let Err(msg) = check_object(obj) {
-                                let mut node = at_inline.clone();
-                                if inline.is_array() {
-                                    node.push(Segment::Index(j));
-                                }
                                 self.problem(
                                     path,
                                     text,
@@ -662,6 +818,9 @@ impl Checker {
                     ),
                 },
                 Step::Patch(p) => {
+                    let mut at_object = here.clone();
+                    at_object.push("object".into());
+                    self.object_ref(path, text, &at_object, &p.object);
                     let ok = match p.kind {
                         super::model::PatchType::Json => p.patch.is_array(),
                         _ => p.patch.is_object(),
@@ -700,7 +859,14 @@ impl Checker {
                     here.push("expect".into());
                     self.check_expectation(path, text, &here, e, true, has_pg);
                 }
-                Step::Delete(_) | Step::Scale(_) | Step::RolloutRestart(_) | Step::Sleep(_) => {}
+                Step::Delete(super::model::DeleteStep { object, .. })
+                | Step::Scale(super::model::ScaleStep { object, .. }) => {
+                    let mut at_object = here.clone();
+                    at_object.push("object".into());
+                    self.object_ref(path, text, &at_object, object);
+                }
+                Step::RolloutRestart(object) => self.object_ref(path, text, &here, object),
+                Step::Sleep(_) => {}
             }
         }
     }
@@ -724,6 +890,26 @@ impl Checker {
                 format!("{} expectation has no deadline", e.keyword()),
                 Some("add `within:` with a duration such as `2m`"),
             );
+        }
+        match e {
+            Expectation::Object(o) => {
+                let mut node = here.clone();
+                node.push("kind".into());
+                self.kind_ref(path, text, 0, &node, o.api_version.as_deref(), &o.kind);
+            }
+            Expectation::Absent(a) => {
+                let mut node = here.clone();
+                node.push("object".into());
+                self.object_ref(path, text, &node, &a.object);
+            }
+            Expectation::Event(ev) => {
+                if let Some(kind) = &ev.involved_kind {
+                    let mut node = here.clone();
+                    node.push("involvedKind".into());
+                    self.kind_name_ref(path, text, &node, kind);
+                }
+            }
+            Expectation::Log(_) | Expectation::SqlError(_) | Expectation::Sql(_) => {}
         }
         if let Expectation::Object(o) = e {
             for problem in super::operators::check_operators(&o.matches) {
@@ -828,6 +1014,7 @@ impl Checker {
         }
         if ok {
             self.manifests.insert(file.to_owned(), docs);
+            self.texts.insert(file.to_owned(), body);
         }
     }
 

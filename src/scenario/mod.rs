@@ -9,6 +9,7 @@ pub use duration::{Duration, DurationError};
 pub use model::*;
 mod diagnostics;
 mod files;
+pub mod kinds;
 mod loader;
 
 pub use diagnostics::{LoadError, Problem, render};
