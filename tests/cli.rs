@@ -865,6 +865,111 @@ impl Drop for SimUp {
     }
 }
 
+/// Starts `relapse sim up` with `args`, waiting until it serves; `None` when it exits first
+/// (with its output).
+fn start_sim_up(dir: &Path, args: &[&str]) -> Result<std::process::Child, Output> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["sim", "up", "--pace", "fast"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if line.starts_with("export KUBECONFIG=") {
+            return Ok(child);
+        }
+    }
+    Err(child.wait_with_output().expect("sim up exits"))
+}
+
+fn signal(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, signal) };
+}
+
+#[test]
+fn sim_up_never_overwrites_a_kubeconfig_it_did_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let precious = dir.path().join("precious.kubeconfig");
+    let original = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n";
+    std::fs::write(&precious, original).expect("write");
+    std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let arg = precious.to_str().expect("utf-8");
+    // Refused, and left as it was.
+    let out = match start_sim_up(dir.path(), &["--kubeconfig", arg]) {
+        Ok(mut child) => {
+            signal(&child, libc::SIGINT);
+            let _ = child.wait();
+            panic!("sim up replaced an existing kubeconfig without --force");
+        }
+        Err(out) => out,
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already exists; pass --force to use it for this session"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&precious).expect("kept"), original);
+    // With --force it is used for the session and restored, content and mode, afterwards.
+    let mut child = start_sim_up(dir.path(), &["--kubeconfig", arg, "--force"])
+        .unwrap_or_else(|out| panic!("{}", stderr(&out)));
+    let during = std::fs::read_to_string(&precious).expect("readable");
+    assert!(during.contains("current-context: relapse-sim"), "{during}");
+    assert_eq!(
+        std::fs::metadata(&precious)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().expect("exits").success());
+    assert_eq!(
+        std::fs::read_to_string(&precious).expect("restored"),
+        original
+    );
+    assert_eq!(
+        std::fs::metadata(&precious)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // A symlink is never written through, --force or not.
+    let link = dir.path().join("link.kubeconfig");
+    std::os::unix::fs::symlink(&precious, &link).expect("symlink");
+    for force in [false, true] {
+        let mut args = vec!["--kubeconfig", link.to_str().expect("utf-8")];
+        if force {
+            args.push("--force");
+        }
+        let out = start_sim_up(dir.path(), &args).map(|mut c| {
+            signal(&c, libc::SIGINT);
+            let _ = c.wait();
+        });
+        assert!(
+            out.is_err(),
+            "sim up wrote through a symlink (--force: {force})"
+        );
+        assert_eq!(std::fs::read_to_string(&precious).expect("kept"), original);
+    }
+}
+
 #[test]
 fn the_kubeconfig_backend_runs_against_sim_up_and_refuses_cluster_scoped_writes() {
     let dir = suite(&[

@@ -11,6 +11,7 @@ use relapse::error_chain::error_chain;
 use relapse::scenario::{self, LoadError, LoadedScenario};
 
 mod error;
+mod kubeconfig;
 
 pub use error::{CliError, exit};
 
@@ -124,9 +125,14 @@ enum SimCommand {
     /// Start a simulated cluster with its controllers in the foreground and write a kubeconfig
     /// for it; Ctrl-C stops it and removes the kubeconfig.
     Up {
-        /// Where to write the kubeconfig (mode 0600).
+        /// Where to write the kubeconfig (mode 0600); an existing file is refused unless
+        /// --force.
         #[arg(long, default_value = "relapse-sim.kubeconfig")]
         kubeconfig: PathBuf,
+        /// Use the --kubeconfig file even if it exists; its original content and mode are put
+        /// back when the cluster stops.
+        #[arg(long)]
+        force: bool,
         /// `wall`: simulated time follows the clock; `fast`: it jumps to the next timer
         /// whenever the cluster is idle (back-offs of minutes pass in milliseconds).
         #[arg(long, value_enum, default_value_t = PaceArg::Wall)]
@@ -202,8 +208,13 @@ pub fn main() -> ExitCode {
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
         Command::Sim {
-            command: SimCommand::Up { kubeconfig, pace },
-        } => sim_up(&kubeconfig, pace),
+            command:
+                SimCommand::Up {
+                    kubeconfig,
+                    force,
+                    pace,
+                },
+        } => sim_up(&kubeconfig, force, pace),
         Command::Gc {
             namespaces,
             kubeconfig,
@@ -519,7 +530,7 @@ fn schema(write: Option<&Path>, fixture: bool) -> Result<(), CliError> {
     }
 }
 
-fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
+fn sim_up(kubeconfig: &Path, force: bool, pace: PaceArg) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -528,24 +539,32 @@ fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
         PaceArg::Wall => relapse::backend::served::Pace::Wall,
         PaceArg::Fast => relapse::backend::served::Pace::Fast,
     };
-    runtime
-        .block_on(serve_sim(kubeconfig, pace))
-        .map_err(CliError::Invalid)
+    runtime.block_on(serve_sim(kubeconfig, force, pace))
 }
 
-/// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig.
-async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> Result<(), String> {
+/// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig
+/// (or puts back the file `force` replaced).
+async fn serve_sim(
+    kubeconfig: &Path,
+    force: bool,
+    pace: relapse::backend::served::Pace,
+) -> Result<(), CliError> {
     use relapse::backend::served::ServedSim;
     use relapse::sim::engine::EngineConfig;
-    let chain = |e: &dyn std::error::Error| error_chain(e);
     let config =
-        EngineConfig::new(Default::default(), Default::default()).map_err(|e| chain(&e))?;
+        EngineConfig::new(Default::default(), Default::default()).map_err(CliError::from_error)?;
     let sim = ServedSim::start(config, pace)
         .await
-        .map_err(|e| chain(&e))?;
-    sim.endpoint()
-        .write_kubeconfig(kubeconfig)
-        .map_err(|e| chain(&e))?;
+        .map_err(CliError::from_error)?;
+    let yaml = sim
+        .endpoint()
+        .kubeconfig_yaml()
+        .map_err(CliError::from_error)?;
+    // Listening before the kubeconfig is announced: a Ctrl-C right after it must not kill the
+    // process with the file in place.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| CliError::failed("failed to listen for Ctrl-C", e))?;
+    let written = kubeconfig::UserKubeconfig::write(kubeconfig, &yaml, force)?;
     println!(
         "simulated cluster serving at {} ({} pace)",
         sim.endpoint().url,
@@ -555,10 +574,10 @@ async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> R
         }
     );
     println!("export KUBECONFIG={}", kubeconfig.display());
-    let waited = tokio::signal::ctrl_c().await;
+    interrupt.recv().await;
     drop(sim);
-    let _ = std::fs::remove_file(kubeconfig);
-    waited.map_err(|e| format!("failed to wait for Ctrl-C: {e}"))
+    drop(written);
+    Ok(())
 }
 
 /// Deletes leftover k3d clusters and, with `namespaces` (kubeconfig, context), leftover
