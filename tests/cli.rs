@@ -765,6 +765,84 @@ fn keep_serves_the_failed_cluster_until_ctrl_c() {
     );
 }
 
+#[test]
+fn keep_writes_its_kubeconfig_into_a_private_directory() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Another user plants a symlink at the name --keep used to write, pointing at a victim.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, tmp.path().join("relapse-apps__crash.kubeconfig"))
+        .expect("symlink");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--keep"])
+        .current_dir(dir.path())
+        .env("TMPDIR", tmp.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut kubeconfig = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            kubeconfig = Some(std::path::PathBuf::from(path));
+            break;
+        }
+    }
+    let kubeconfig = kubeconfig.expect("relapse printed the kubeconfig of the kept cluster");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    let private = kubeconfig.parent().expect("a directory").to_owned();
+    assert_eq!(
+        private.parent(),
+        Some(tmp.path()),
+        "{}",
+        kubeconfig.display()
+    );
+    let name = private
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a name");
+    let pid = child.id().to_string();
+    assert!(
+        name.starts_with(&format!("relapse-{pid}-"))
+            && name.len() > "relapse--".len() + pid.len() + 6,
+        "{name}: named after the process, with a random part"
+    );
+    let mode = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&private), 0o700);
+    assert_eq!(mode(&kubeconfig), 0o600);
+    signal(&child, libc::SIGINT);
+    assert_eq!(child.wait().expect("relapse exits").code(), Some(1));
+    assert!(!private.exists(), "{} left behind", private.display());
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+}
+
 /// A scenario that passes on any cluster: a ConfigMap is missing until the fix creates it.
 const PORTABLE: &str = r#"name: web
 description: A ConfigMap the app needs is missing.

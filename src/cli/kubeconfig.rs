@@ -110,6 +110,66 @@ impl Drop for UserKubeconfig {
     }
 }
 
+/// A directory only this user can enter, with a random name that starts with
+/// `relapse-<pid>-`, in `$XDG_RUNTIME_DIR` (else the temp dir): where kubeconfigs of kept
+/// clusters go, out of reach of other users and of predictable names. Removed when dropped.
+pub struct PrivateDir {
+    dir: tempfile::TempDir,
+}
+
+/// The prefix of private directory names: `relapse-<pid>-`.
+pub fn private_prefix(pid: u32) -> String {
+    format!("relapse-{pid}-")
+}
+
+/// Where private directories are made: `$XDG_RUNTIME_DIR` when it names a directory (it is the
+/// user's own, mode 0700 by the XDG spec), else the temp dir.
+pub fn private_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+impl PrivateDir {
+    /// Creates one (mode 0700, a name no one could have taken beforehand).
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn create() -> Result<Self, CliError> {
+        let base = private_base();
+        tempfile::Builder::new()
+            .prefix(&private_prefix(std::process::id()))
+            .rand_bytes(12)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&base)
+            .map(|dir| Self { dir })
+            .map_err(|e| {
+                CliError::failed(
+                    format!("failed to create a private directory in {}", base.display()),
+                    e,
+                )
+            })
+    }
+
+    /// Writes `yaml` as a new file `name` (mode 0600) and returns its path.
+    ///
+    /// # Errors
+    /// When the file cannot be created or written.
+    pub fn write_kubeconfig(&self, name: &str, yaml: &str) -> Result<PathBuf, CliError> {
+        let path = self.dir.path().join(name);
+        create_private(&path)
+            .and_then(|mut f| f.write_all(yaml.as_bytes()))
+            .map_err(|e| {
+                CliError::failed(
+                    format!("failed to write the kubeconfig {}", path.display()),
+                    e,
+                )
+            })?;
+        Ok(path)
+    }
+}
+
 /// Opens an existing file without following a symlink, for reading or for rewriting.
 fn open_nofollow(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();

@@ -693,7 +693,8 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(),
     }
 }
 
-/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig.
+/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig (written in a
+/// private directory, see [`kubeconfig::PrivateDir`]).
 fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
     let inspection = match kept.inspect() {
         Ok(i) => i,
@@ -702,19 +703,34 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
             return;
         }
     };
-    let path = std::env::temp_dir().join(format!("relapse-{name}.kubeconfig"));
-    if let Err(e) = inspection.write_kubeconfig(&path) {
-        eprintln!("error: {}", error_chain(&e));
-        return;
-    }
+    let interrupt = kept.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    });
+    let mut interrupt = match interrupt {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: failed to listen for Ctrl-C: {e}");
+            return;
+        }
+    };
+    let written = kubeconfig::PrivateDir::create().and_then(|dir| {
+        let path =
+            dir.write_kubeconfig(&format!("{name}.kubeconfig"), &inspection.kubeconfig_yaml)?;
+        Ok((dir, path))
+    });
+    let (dir, path) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            e.print();
+            return;
+        }
+    };
     eprintln!();
     eprintln!("kept the failed cluster as it was at the failure; inspect it with:");
     eprintln!("  export KUBECONFIG={}", path.display());
     eprintln!("  kubectl get pods -A");
     eprintln!("press Ctrl-C to stop it");
-    if let Err(e) = kept.block_on(tokio::signal::ctrl_c()) {
-        eprintln!("error: failed to wait for Ctrl-C: {e}");
-    }
+    kept.block_on(interrupt.recv());
     drop(inspection);
-    let _ = std::fs::remove_file(&path);
+    drop(dir);
 }
