@@ -687,19 +687,186 @@ fn shipped_scenarios_validate() {
 }
 
 #[test]
-fn gc_without_k3d_is_a_clear_error() {
+fn gc_without_k3d_checks_no_clusters() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
         .arg("gc")
         .env("PATH", dir.path())
+        .env("TMPDIR", dir.path())
+        .env_remove("XDG_RUNTIME_DIR")
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("the relapse binary runs");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
     assert_eq!(
-        stderr(&out),
-        "error: the `k3d` CLI is not on PATH; install it from https://k3d.io\n"
+        String::from_utf8_lossy(&out.stdout),
+        "k3d is not on PATH: no k3d clusters to check\n"
     );
+}
+
+/// Spawns `relapse args` with TMPDIR `tmp` (and no XDG_RUNTIME_DIR), waiting for the line
+/// that starts with `export KUBECONFIG=` on stdout (`sim up`) or stderr (`run --keep`).
+fn spawn_serving(
+    dir: &Path,
+    tmp: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::path::PathBuf) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            return (child, dir.join(path));
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "relapse {args:?} printed no kubeconfig:\n{}",
+        seen.join("\n")
+    );
+}
+
+/// The private directories of relapse processes in `tmp`.
+fn private_dirs(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .expect("read tmp")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("relapse-"))
+        .collect()
+}
+
+fn gc_in(tmp: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("gc")
+        .env("PATH", tmp)
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the relapse binary runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn kubeconfigs_go_on_sigterm_and_sighup_and_gc_cleans_up_after_sigkill() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tmp = tmp.path();
+    let sim_up = |args: &[&str]| {
+        let mut all = vec![
+            "sim",
+            "up",
+            "--pace",
+            "fast",
+            "--kubeconfig",
+            "sim.kubeconfig",
+        ];
+        all.extend_from_slice(args);
+        spawn_serving(dir.path(), tmp, &all)
+    };
+    // `sim up` and `run --keep` remove their kubeconfig on SIGTERM and SIGHUP as on Ctrl-C.
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let (mut child, kubeconfig) = sim_up(&[]);
+        assert!(kubeconfig.exists());
+        signal(&child, sig);
+        assert!(child.wait().expect("exits").success());
+        assert!(!kubeconfig.exists(), "signal {sig}: kubeconfig left behind");
+        let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &["run", "--keep"]);
+        assert!(kubeconfig.exists());
+        signal(&child, sig);
+        assert_eq!(child.wait().expect("exits").code(), Some(1));
+        assert!(
+            !kubeconfig.exists(),
+            "signal {sig}: kept kubeconfig left behind"
+        );
+        assert_eq!(private_dirs(tmp), Vec::<String>::new());
+    }
+    // After a SIGKILL, gc removes what the process left: the file it wrote, the file a
+    // kept cluster's kubeconfig is in, and puts back the file --force replaced.
+    let precious = dir.path().join("sim.kubeconfig");
+    let original = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n";
+    for force in [false, true] {
+        if force {
+            std::fs::write(&precious, original).expect("write");
+            std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
+        let (mut child, kubeconfig) = sim_up(if force { &["--force"] } else { &[] });
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        assert!(kubeconfig.exists(), "SIGKILL cannot be handled");
+        assert_eq!(private_dirs(tmp).len(), 1);
+        let report = gc_in(tmp);
+        if force {
+            assert!(
+                report.contains(&format!("restored {}", precious.display())),
+                "{report}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&precious).expect("restored"),
+                original
+            );
+            let mode = std::fs::metadata(&precious)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        } else {
+            assert!(
+                report.contains(&format!("removed {}", precious.display())),
+                "{report}"
+            );
+            assert!(!kubeconfig.exists(), "{report}");
+        }
+        assert!(report.contains("has exited"), "{report}");
+        assert_eq!(private_dirs(tmp), Vec::<String>::new(), "{report}");
+    }
+    let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &["run", "--keep"]);
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(kubeconfig.exists());
+    let report = gc_in(tmp);
+    assert!(!kubeconfig.exists(), "{report}");
+    assert_eq!(private_dirs(tmp), Vec::<String>::new(), "{report}");
+    // The directories of running processes are kept.
+    std::fs::remove_file(&precious).expect("remove");
+    let (mut child, kubeconfig) = sim_up(&[]);
+    let report = gc_in(tmp);
+    assert!(!report.contains("relapse-"), "{report}");
+    assert!(kubeconfig.exists());
+    assert_eq!(private_dirs(tmp).len(), 1);
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().expect("exits").success());
+    assert!(!kubeconfig.exists());
 }
 
 #[test]

@@ -99,7 +99,10 @@ enum Command {
         #[arg(long)]
         fixture: bool,
     },
-    /// Delete k3d clusters left behind by relapse runs whose process is gone.
+    /// Clean up after relapse processes that are gone: kubeconfigs, k3d clusters.
+    ///
+    /// Removes the kubeconfigs that killed `sim up` and `run --keep` processes wrote (a file
+    /// `sim up --force` replaced is put back), then deletes their k3d clusters.
     Gc {
         /// Also delete the namespaces such runs left on the cluster of a kubeconfig context
         /// (those labelled app.kubernetes.io/managed-by=relapse whose relapse.dev/owner
@@ -560,10 +563,9 @@ async fn serve_sim(
         .endpoint()
         .kubeconfig_yaml()
         .map_err(CliError::from_error)?;
-    // Listening before the kubeconfig is announced: a Ctrl-C right after it must not kill the
+    // Listening before the kubeconfig is written: a signal right after it must not end the
     // process with the file in place.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| CliError::failed("failed to listen for Ctrl-C", e))?;
+    let mut stop = kubeconfig::StopSignals::listen()?;
     let written = kubeconfig::UserKubeconfig::write(kubeconfig, &yaml, force)?;
     println!(
         "simulated cluster serving at {} ({} pace)",
@@ -574,7 +576,7 @@ async fn serve_sim(
         }
     );
     println!("export KUBECONFIG={}", kubeconfig.display());
-    interrupt.recv().await;
+    stop.recv().await;
     drop(sim);
     drop(written);
     Ok(())
@@ -583,20 +585,34 @@ async fn serve_sim(
 /// Deletes leftover k3d clusters and, with `namespaces` (kubeconfig, context), leftover
 /// namespaces on that cluster.
 fn gc(namespaces: Option<(Option<&Path>, Option<&str>)>) -> Result<(), CliError> {
-    let clusters = gc_clusters(namespaces.is_some());
+    let local = gc_local();
+    let clusters = gc_clusters();
     let namespaces = namespaces.map_or(Ok(()), |(kubeconfig, context)| {
         gc_namespaces(kubeconfig, context)
     });
-    // Both run; the first failure is the one reported (the other printed its own lines).
-    clusters.and(namespaces)
+    // All run; the first failure is the one reported (the others printed their own lines).
+    local.and(clusters).and(namespaces)
 }
 
-/// `relapse gc` for k3d clusters; without k3d that is an error unless `optional`.
-fn gc_clusters(optional: bool) -> Result<(), CliError> {
+/// `relapse gc` for this machine: the kubeconfigs and private directories of `sim up` and
+/// `run --keep` processes that were killed (see [`kubeconfig::gc`]).
+fn gc_local() -> Result<(), CliError> {
+    let report = kubeconfig::gc();
+    for line in &report.cleaned {
+        println!("{line}");
+    }
+    for line in &report.kept {
+        println!("kept {line}");
+    }
+    Ok(())
+}
+
+/// `relapse gc` for k3d clusters; without k3d there are none to check.
+fn gc_clusters() -> Result<(), CliError> {
     use relapse::backend::k3d;
     let k3d = match k3d::K3d::from_path() {
         Ok(k) => k,
-        Err(k3d::K3dError::NotInstalled) if optional => {
+        Err(k3d::K3dError::NotInstalled) => {
             println!("k3d is not on PATH: no k3d clusters to check");
             return Ok(());
         }
@@ -703,19 +719,18 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
             return;
         }
     };
-    let interrupt = kept.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-    });
-    let mut interrupt = match interrupt {
+    let mut stop = match kept.block_on(async { kubeconfig::StopSignals::listen() }) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: failed to listen for Ctrl-C: {e}");
+            e.print();
             return;
         }
     };
     let written = kubeconfig::PrivateDir::create().and_then(|dir| {
-        let path =
-            dir.write_kubeconfig(&format!("{name}.kubeconfig"), &inspection.kubeconfig_yaml)?;
+        let path = dir.write(
+            &format!("{name}.kubeconfig"),
+            inspection.kubeconfig_yaml.as_bytes(),
+        )?;
         Ok((dir, path))
     });
     let (dir, path) = match written {
@@ -729,8 +744,8 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
     eprintln!("kept the failed cluster as it was at the failure; inspect it with:");
     eprintln!("  export KUBECONFIG={}", path.display());
     eprintln!("  kubectl get pods -A");
-    eprintln!("press Ctrl-C to stop it");
-    kept.block_on(interrupt.recv());
+    eprintln!("press Ctrl-C to stop it (SIGTERM and SIGHUP stop it too)");
+    kept.block_on(stop.recv());
     drop(inspection);
     drop(dir);
 }
