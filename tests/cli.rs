@@ -1054,6 +1054,86 @@ converge:
 snapshot: {enabled: false}
 "#;
 
+#[test]
+fn command_line_mistakes_are_refused_before_anything_runs() {
+    let dir = suite(&[
+        (
+            "scenarios/apps/web.yaml",
+            &PORTABLE.replace("snapshot: {enabled: false}\n", ""),
+        ),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let refused = |args: &[&str], what: &str| {
+        let started = std::time::Instant::now();
+        let out = relapse(dir.path(), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+        assert!(
+            !err.contains("sim::apps/web"),
+            "{args:?} ran a scenario: {err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    };
+    // An unwritable --junit path is found before the run, not after it.
+    refused(
+        &["run", "--junit", "no-such-dir/out.xml"],
+        "error: --junit no-such-dir/out.xml: cannot write there:",
+    );
+    assert!(!dir.path().join("no-such-dir").exists());
+    // --kubeconfig and --context choose the cluster of the kubeconfig backend only.
+    refused(
+        &["run", "--context", "foo"],
+        "error: --context chooses the cluster of --backend kubeconfig; the sim backend makes its own",
+    );
+    refused(
+        &["run", "--kubeconfig", "/etc/passwd"],
+        "error: --kubeconfig chooses the cluster of --backend kubeconfig; the sim backend makes its own",
+    );
+    refused(
+        &["run", "--backend", "k3d", "--kubeconfig", "/etc/passwd"],
+        "error: --kubeconfig chooses the cluster of --backend kubeconfig; the k3d backend makes its own",
+    );
+    // A kubeconfig that cannot be read: the OS error once.
+    let out = relapse(
+        dir.path(),
+        &[
+            "gc",
+            "--namespaces",
+            "--kubeconfig",
+            "/nonexistent.kubeconfig",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // The failure header names the snapshot where --snapshots put it.
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args([
+            "run",
+            "--snapshots",
+            "elsewhere/snaps",
+            "--filter",
+            "apps/web",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CI")
+        .env_remove("INSTA_UPDATE")
+        .output()
+        .expect("the relapse binary runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in snapshot: no snapshot elsewhere/snaps/apps__web.snap yet"),
+        "{err}"
+    );
+    assert!(
+        dir.path()
+            .join("elsewhere/snaps/apps__web.snap.new")
+            .exists()
+    );
+}
+
 /// `relapse sim up` in the background until dropped (SIGINT, then wait).
 struct SimUp {
     child: std::process::Child,

@@ -367,6 +367,7 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
     use relapse::run::snapshot_file::UpdateMode;
     use relapse::run::{Plan, RunOptions, Runner, SnapshotSettings, plan, runner};
 
+    check_run_arguments(args)?;
     let scenarios = load_all(&args.paths)?;
     let selected: Vec<Arc<LoadedScenario>> = scenarios
         .into_iter()
@@ -451,6 +452,46 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
     } else {
         Ok(())
     }
+}
+
+/// Refuses arguments that cannot work, before anything is loaded or run: options of another
+/// backend, a JUnit path that cannot be written.
+fn check_run_arguments(args: &RunArgs) -> Result<(), CliError> {
+    if args.backend != BackendKind::Kubeconfig {
+        for (given, option) in [
+            (args.kubeconfig.is_some(), "--kubeconfig"),
+            (args.context.is_some(), "--context"),
+        ] {
+            if given {
+                return Err(CliError::Invalid(format!(
+                    "{option} chooses the cluster of --backend kubeconfig; the {} backend makes its own",
+                    args.backend
+                )));
+            }
+        }
+    }
+    if let Some(path) = &args.junit {
+        check_writable(path).map_err(|e| {
+            CliError::Invalid(format!(
+                "--junit {}: cannot write there: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `path` can be written, leaving it as it was (a file created to find out is removed).
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
 }
 
 fn new(name: &str, area: &str, dir: &Path) -> Result<(), CliError> {

@@ -134,12 +134,14 @@ impl Session<'_> {
             )
         })?;
         let name = snapshot_name(&self.loaded.id);
+        let committed = settings.dir.join(format!("{name}.snap"));
+        let committed = committed.display();
         let source = self.loaded.path.display().to_string();
         match compare(&settings.dir, &name, &source, &text, settings.mode) {
             Ok(Comparison::Matches) => Ok(()),
             Ok(Comparison::Missing { written }) => Err(failure(
                 Phase::Snapshot,
-                &format!("no snapshot snapshots/{name}.snap yet"),
+                &format!("no snapshot {committed} yet"),
                 "snapshot".to_owned(),
                 vec![written.map_or_else(|| "run locally (outside CI) to record it, then review with `cargo insta review`".to_owned(), |p| format!("wrote {} for review: `cargo insta review`", p.display()))],
                 Context::default(),
@@ -149,7 +151,7 @@ impl Session<'_> {
                 if let Some(p) = written {
                     lines.push(format!("wrote {} for review: `cargo insta review`", p.display()));
                 }
-                Err(failure(Phase::Snapshot, &format!("the converged state differs from snapshots/{name}.snap"), "snapshot".to_owned(), lines, Context::default()))
+                Err(failure(Phase::Snapshot, &format!("the converged state differs from {committed}"), "snapshot".to_owned(), lines, Context::default()))
             }
             Err(e) => Err(failure(Phase::Snapshot, "could not compare the snapshot", String::new(), vec![error_chain(&e)], Context::default())),
         }
