@@ -274,6 +274,8 @@ fn secret_values_and_postgres_passwords_reach_no_output() {
         run.stderr
     );
     assert!(run.junit.contains("<failure"), "{}", run.junit);
+    // RUST_LOG=debug: the log output is on stderr too.
+    assert!(run.stderr.contains(" DEBUG "), "{}", run.stderr);
     assert_clean("stderr", &run.stderr, &forbidden_here);
     assert_clean("stdout", &run.stdout, &forbidden_here);
     assert_clean("the JUnit file", &run.junit, &forbidden_here);

@@ -1134,6 +1134,37 @@ fn command_line_mistakes_are_refused_before_anything_runs() {
     );
 }
 
+#[test]
+fn rust_log_selects_log_output() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let run = |rust_log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relapse"));
+        command
+            .args(["run", "--filter", "apps/web"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1");
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let out = command.output().expect("the relapse binary runs");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let logged = run(Some("relapse=debug"));
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("relapse::")),
+        "{logged}"
+    );
+    let quiet = run(None);
+    assert!(!quiet.contains("DEBUG"), "{quiet}");
+}
+
 /// `relapse sim up` in the background until dropped (SIGINT, then wait).
 struct SimUp {
     child: std::process::Child,

@@ -12,6 +12,7 @@ use relapse::scenario::{self, LoadError, LoadedScenario};
 
 mod error;
 mod kubeconfig;
+mod logging;
 
 pub use error::{CliError, exit};
 
@@ -173,6 +174,7 @@ impl From<Backend> for BackendKind {
 
 /// Parses arguments and runs the subcommand.
 pub fn main() -> ExitCode {
+    logging::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -348,6 +348,16 @@ pub fn remember(r: &Redactor) {
         .extend(r);
 }
 
+/// `text` redacted with the process-wide redactor (every value any run of this process knew).
+#[must_use]
+pub fn redact_global(text: &str) -> String {
+    registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .redact(text)
+        .into_owned()
+}
+
 /// A copy of the process-wide redactor: every value any run of this process knew.
 #[must_use]
 pub fn global() -> Redactor {
