@@ -173,17 +173,7 @@ impl KnownKinds {
     /// served at other versions only, or a custom kind named without its `apiVersion`.
     pub fn check(&self, api_version: Option<&str>, kind: &str) -> Result<(), KindProblem> {
         let Some(versions) = self.kinds.get(kind) else {
-            let help = match closest(kind, self.kinds.keys().map(String::as_str)) {
-                Some(k) => format!("did you mean `{k}`?"),
-                None => "a custom kind needs its CustomResourceDefinition among the scenario's manifests".to_owned(),
-            };
-            return Err(KindProblem {
-                at_api_version: false,
-                message: format!(
-                    "unknown kind `{kind}`: not a Kubernetes 1.32 kind, and no CustomResourceDefinition the scenario applies defines it"
-                ),
-                help,
-            });
+            return Err(self.unknown(kind));
         };
         match api_version {
             None if self.custom.contains_key(kind) => Err(KindProblem {
@@ -206,6 +196,38 @@ impl KnownKinds {
                         .unwrap_or_default()
                 ),
             }),
+        }
+    }
+}
+
+impl KnownKinds {
+    /// Checks only that a kind is known, where no `apiVersion` goes with it (`snapshot.kinds`,
+    /// an event's `involvedKind`).
+    ///
+    /// # Errors
+    /// A [`KindProblem`] for a kind neither built in nor defined by the scenario's CRDs.
+    pub fn check_name(&self, kind: &str) -> Result<(), KindProblem> {
+        if self.kinds.contains_key(kind) {
+            Ok(())
+        } else {
+            Err(self.unknown(kind))
+        }
+    }
+
+    fn unknown(&self, kind: &str) -> KindProblem {
+        let help = match closest(kind, self.kinds.keys().map(String::as_str)) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => {
+                "a custom kind needs its CustomResourceDefinition among the scenario's manifests"
+                    .to_owned()
+            }
+        };
+        KindProblem {
+            at_api_version: false,
+            message: format!(
+                "unknown kind `{kind}`: not a Kubernetes 1.32 kind, and no CustomResourceDefinition the scenario applies defines it"
+            ),
+            help,
         }
     }
 }

@@ -467,14 +467,7 @@ impl Checker {
         );
         for r in std::mem::take(&mut self.kind_refs) {
             let result = if r.name_only {
-                known.check(None, &r.kind).or_else(|p| {
-                    // A custom kind named alone is fine where only its name matters.
-                    if p.message.ends_with("give its `apiVersion`") {
-                        Ok(())
-                    } else {
-                        Err(p)
-                    }
-                })
+                known.check_name(&r.kind)
             } else {
                 known.check(r.api_version.as_deref(), &r.kind)
             };
