@@ -23,8 +23,13 @@ fn load(rel: &str) -> LoadedScenario {
 
 fn run(loaded: &LoadedScenario) -> ScenarioOutcome {
     let snapshots = tempfile::tempdir().expect("temp dir");
+    run_in(loaded, snapshots.path())
+}
+
+/// Runs with snapshots in `dir` (the failure of a missing snapshot names it).
+fn run_in(loaded: &LoadedScenario, dir: &Path) -> ScenarioOutcome {
     let settings = SnapshotSettings {
-        dir: snapshots.path().to_path_buf(),
+        dir: dir.to_path_buf(),
         mode: UpdateMode::No,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -436,8 +441,9 @@ fn a_symptom_that_never_appears_is_could_not_reproduce() {
 #[test]
 fn repeated_runs_give_the_same_verdict_and_timeline() {
     let loaded = load("workloads/arm64-image-on-amd64.yaml");
-    let first = run(&loaded);
-    let second = run(&loaded);
+    let snapshots = tempfile::tempdir().expect("temp dir");
+    let first = run_in(&loaded, snapshots.path());
+    let second = run_in(&loaded, snapshots.path());
     let timeline = |o: &ScenarioOutcome| {
         o.phases
             .iter()
