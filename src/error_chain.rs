@@ -12,10 +12,17 @@ pub struct DisplayErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
 
 impl fmt::Display for DisplayErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut cur = self.0.source();
         while let Some(s) = cur {
-            write!(f, ": {s}")?;
+            // Some errors of other crates repeat their cause in their own message (kube's
+            // `failed to read kubeconfig from '…': <io error>`): say it once.
+            let text = s.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             cur = s.source();
         }
         Ok(())
@@ -54,5 +61,21 @@ mod tests {
         };
         assert_eq!(error_chain(&e), "failed to read a.yaml: permission denied");
         assert_eq!(format!("{:?}", DisplayErrorChain(&e)), error_chain(&e));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to read kubeconfig from 'x': {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_said_once() {
+        let e = Outer {
+            path: "k",
+            source: std::io::Error::other(Repeats(std::io::Error::other("no such file"))),
+        };
+        assert_eq!(
+            error_chain(&e),
+            "failed to read k: failed to read kubeconfig from 'x': no such file"
+        );
     }
 }

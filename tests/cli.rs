@@ -180,6 +180,225 @@ fn missing_manifest() {
     insta::assert_snapshot!("missing_manifest", stderr(&out));
 }
 
+/// Canaries that must never be printed: they sit in files outside the scenario tree.
+const OUTSIDE_CANARY: &str = "canary-secret-key-7b1d";
+const ENV_CANARY: &str = "canary-ci-token-0123";
+
+fn assert_refused_unread(out: &Output, location: &str, reference: &str) {
+    assert_invalid(out, location, "is outside the scenario tree");
+    let err = flat(out);
+    assert!(err.contains(reference), "the reference is named:\n{err}");
+    for canary in [OUTSIDE_CANARY, ENV_CANARY, "root:"] {
+        assert!(!err.contains(canary), "printed {canary}:\n{err}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(OUTSIDE_CANARY),
+        "stdout"
+    );
+}
+
+#[test]
+fn file_references_never_leave_the_scenario_tree() {
+    let outside =
+        format!("aws_access_key_id = AKIACANARY\naws_secret_access_key = {OUTSIDE_CANARY}\n");
+    let dir = suite(&[
+        ("credentials", &outside),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let write = |text: &str| {
+        std::fs::write(dir.path().join("scenarios/apps/crash.yaml"), text).expect("write")
+    };
+    let validate = || {
+        Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .arg("validate")
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .env("CI_DEPLOY_TOKEN", ENV_CANARY)
+            .output()
+            .expect("the relapse binary runs")
+    };
+    // `..` out of the tree, an absolute path, /proc and /etc: refused, named, never read.
+    for reference in [
+        "../../credentials",
+        "../../../../../../../../etc/shadow",
+        "/proc/self/environ",
+        "/etc/passwd",
+    ] {
+        write(&scenario("crash").replace("manifests/app.yaml", reference));
+        let out = validate();
+        assert_refused_unread(&out, "scenarios/apps/crash.yaml:5:13", reference);
+    }
+    // The same for an include.
+    write(&format!(
+        "include: [../../credentials]\n{}",
+        scenario("crash")
+    ));
+    let out = validate();
+    assert_refused_unread(&out, "scenarios/apps/crash.yaml:1:11", "../../credentials");
+    // A symlink inside the tree that points out of it.
+    std::os::unix::fs::symlink(
+        dir.path().join("credentials"),
+        dir.path().join("scenarios/apps/manifests/link.yaml"),
+    )
+    .expect("symlink");
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/link.yaml"));
+    let out = validate();
+    assert_refused_unread(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "manifests/link.yaml",
+    );
+    // A scenario file that is itself such a symlink is not read either.
+    write(&scenario("crash"));
+    std::os::unix::fs::symlink(
+        dir.path().join("credentials"),
+        dir.path().join("scenarios/apps/evil.yaml"),
+    )
+    .expect("symlink");
+    let out = validate();
+    let err = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("evil.yaml is outside the scenario tree"),
+        "{err}"
+    );
+    assert!(!err.contains(OUTSIDE_CANARY), "{err}");
+}
+
+/// Runs `relapse validate` in `dir`, killing it after 20 s (a hang is a failure, not a stall).
+fn validate_within(dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("validate")
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relapse validate hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = suite(&[("scenarios/apps/manifests/app.yaml", MANIFEST)]);
+    let path = |rel: &str| dir.path().join(rel);
+    let write =
+        |text: &str| std::fs::write(path("scenarios/apps/crash.yaml"), text).expect("write");
+    // A FIFO used to block `validate` for ever.
+    mkfifo(&path("scenarios/apps/manifests/fifo.yaml"));
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/fifo.yaml"));
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "is not a regular file",
+    );
+    assert!(flat(&out).contains("fifo.yaml"), "{}", flat(&out));
+    // A file past the limit (sparse: it costs no disk) is refused without reading it.
+    let big = std::fs::File::create(path("scenarios/apps/manifests/big.yaml")).expect("create");
+    big.set_len(4 * 1024 * 1024 + 1).expect("set_len");
+    write(&scenario("crash").replace("manifests/app.yaml", "manifests/big.yaml"));
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:5:13",
+        "is larger than 4 MiB",
+    );
+    assert!(flat(&out).contains("big.yaml"), "{}", flat(&out));
+    // A FIFO where the walk finds scenario files is not opened either.
+    write(&scenario("crash"));
+    mkfifo(&path("scenarios/apps/pipe.yaml"));
+    let out = validate_within(dir.path());
+    let err = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pipe.yaml is not a regular file"), "{err}");
+}
+
+#[test]
+fn invalid_utf8_is_reported_with_its_position() {
+    let dir = suite(&[("scenarios/apps/manifests/app.yaml", MANIFEST)]);
+    let path = |rel: &str| dir.path().join(rel);
+    // In the scenario file: line 2, after `description: A pod `.
+    let mut bad = scenario("crash")
+        .replacen("A pod", "A pod \u{1}", 1)
+        .into_bytes();
+    let at = bad.iter().position(|&c| c == 1).expect("marker");
+    bad[at] = 0xff;
+    std::fs::write(path("scenarios/apps/crash.yaml"), &bad).expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:2:20: invalid UTF-8 (byte 0xFF)",
+        "scenario files and manifests are UTF-8",
+    );
+    // In a manifest: line 4, column 9 (`  name: `, then a lone continuation byte).
+    std::fs::write(path("scenarios/apps/crash.yaml"), scenario("crash")).expect("write");
+    let mut manifest = MANIFEST.as_bytes().to_vec();
+    let at = manifest.len() - "demo\n".len();
+    manifest.insert(at, 0x80);
+    std::fs::write(path("scenarios/apps/manifests/app.yaml"), &manifest).expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/apps/manifests/app.yaml:4:9: invalid UTF-8 (byte 0x80)",
+        "scenario files and manifests are UTF-8",
+    );
+}
+
+#[test]
+fn misspelt_kinds_and_api_versions_are_refused_with_a_suggestion() {
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets}\n  versions:\n    - {name: v1, served: true, storage: true}\n";
+    let text = scenario("crash").replace(
+        "converge:\n  within: 5m\n  expect:\n",
+        "converge:\n  within: 5m\n  expect:\n    - absent:\n        object: {apiVersion: apps/v1, kind: StatefulSett, name: db, namespace: demo}\n    - object: {apiVersion: example.com/v2, kind: Widget, name: w, namespace: demo, matches: {}}\n    - object: {apiVersion: example.com/v1, kind: Widget, name: w, namespace: demo, matches: {}}\n",
+    ) + "snapshot:\n  kinds: [Deployment, Pods]\n";
+    let text = text.replace(
+        "  - apply: {file: manifests/app.yaml}\n",
+        "  - apply: {file: manifests/app.yaml}\n  - apply: {file: manifests/crd.yaml}\n",
+    );
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+        ("scenarios/apps/manifests/crd.yaml", crd),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:22:39: unknown kind `StatefulSett`",
+        "help: did you mean `StatefulSet`?",
+    );
+    let err = flat(&out);
+    assert!(
+        err.contains("scenarios/apps/crash.yaml:23:16: kind `Widget` is not served at `example.com/v2`; it is served at `example.com/v1`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `example.com/v1`?"), "{err}");
+    assert!(
+        err.contains("crash.yaml:31:23: unknown kind `Pods`")
+            && err.contains("did you mean `Pod`?"),
+        "{err}"
+    );
+    // The CRD-defined kind at its served version passes: exactly three problems.
+    assert_eq!(err.matches("  × ").count(), 3, "{err}");
+}
+
 #[test]
 fn malformed_manifest_points_into_the_manifest() {
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n# second\napiVersion: v1\nmetadata:\n  name: x\n";
@@ -468,19 +687,186 @@ fn shipped_scenarios_validate() {
 }
 
 #[test]
-fn gc_without_k3d_is_a_clear_error() {
+fn gc_without_k3d_checks_no_clusters() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
         .arg("gc")
         .env("PATH", dir.path())
+        .env("TMPDIR", dir.path())
+        .env_remove("XDG_RUNTIME_DIR")
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("the relapse binary runs");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
     assert_eq!(
-        stderr(&out),
-        "error: the `k3d` CLI is not on PATH; install it from https://k3d.io\n"
+        String::from_utf8_lossy(&out.stdout),
+        "k3d is not on PATH: no k3d clusters to check\n"
     );
+}
+
+/// Spawns `relapse args` with TMPDIR `tmp` (and no XDG_RUNTIME_DIR), waiting for the line
+/// that starts with `export KUBECONFIG=` on stdout (`sim up`) or stderr (`run --keep`).
+fn spawn_serving(
+    dir: &Path,
+    tmp: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::path::PathBuf) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            return (child, dir.join(path));
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "relapse {args:?} printed no kubeconfig:\n{}",
+        seen.join("\n")
+    );
+}
+
+/// The private directories of relapse processes in `tmp`.
+fn private_dirs(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .expect("read tmp")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("relapse-"))
+        .collect()
+}
+
+fn gc_in(tmp: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("gc")
+        .env("PATH", tmp)
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the relapse binary runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn kubeconfigs_go_on_sigterm_and_sighup_and_gc_cleans_up_after_sigkill() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tmp = tmp.path();
+    let sim_up = |args: &[&str]| {
+        let mut all = vec![
+            "sim",
+            "up",
+            "--pace",
+            "fast",
+            "--kubeconfig",
+            "sim.kubeconfig",
+        ];
+        all.extend_from_slice(args);
+        spawn_serving(dir.path(), tmp, &all)
+    };
+    // `sim up` and `run --keep` remove their kubeconfig on SIGTERM and SIGHUP as on Ctrl-C.
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let (mut child, kubeconfig) = sim_up(&[]);
+        assert!(kubeconfig.exists());
+        signal(&child, sig);
+        assert!(child.wait().expect("exits").success());
+        assert!(!kubeconfig.exists(), "signal {sig}: kubeconfig left behind");
+        let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &["run", "--keep"]);
+        assert!(kubeconfig.exists());
+        signal(&child, sig);
+        assert_eq!(child.wait().expect("exits").code(), Some(1));
+        assert!(
+            !kubeconfig.exists(),
+            "signal {sig}: kept kubeconfig left behind"
+        );
+        assert_eq!(private_dirs(tmp), Vec::<String>::new());
+    }
+    // After a SIGKILL, gc removes what the process left: the file it wrote, the file a
+    // kept cluster's kubeconfig is in, and puts back the file --force replaced.
+    let precious = dir.path().join("sim.kubeconfig");
+    let original = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n";
+    for force in [false, true] {
+        if force {
+            std::fs::write(&precious, original).expect("write");
+            std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
+        let (mut child, kubeconfig) = sim_up(if force { &["--force"] } else { &[] });
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        assert!(kubeconfig.exists(), "SIGKILL cannot be handled");
+        assert_eq!(private_dirs(tmp).len(), 1);
+        let report = gc_in(tmp);
+        if force {
+            assert!(
+                report.contains(&format!("restored {}", precious.display())),
+                "{report}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&precious).expect("restored"),
+                original
+            );
+            let mode = std::fs::metadata(&precious)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        } else {
+            assert!(
+                report.contains(&format!("removed {}", precious.display())),
+                "{report}"
+            );
+            assert!(!kubeconfig.exists(), "{report}");
+        }
+        assert!(report.contains("has exited"), "{report}");
+        assert_eq!(private_dirs(tmp), Vec::<String>::new(), "{report}");
+    }
+    let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &["run", "--keep"]);
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(kubeconfig.exists());
+    let report = gc_in(tmp);
+    assert!(!kubeconfig.exists(), "{report}");
+    assert_eq!(private_dirs(tmp), Vec::<String>::new(), "{report}");
+    // The directories of running processes are kept.
+    std::fs::remove_file(&precious).expect("remove");
+    let (mut child, kubeconfig) = sim_up(&[]);
+    let report = gc_in(tmp);
+    assert!(!report.contains("relapse-"), "{report}");
+    assert!(kubeconfig.exists());
+    assert_eq!(private_dirs(tmp).len(), 1);
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().expect("exits").success());
+    assert!(!kubeconfig.exists());
 }
 
 #[test]
@@ -546,6 +932,84 @@ fn keep_serves_the_failed_cluster_until_ctrl_c() {
     );
 }
 
+#[test]
+fn keep_writes_its_kubeconfig_into_a_private_directory() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &scenario("crash")),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Another user plants a symlink at the name --keep used to write, pointing at a victim.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, tmp.path().join("relapse-apps__crash.kubeconfig"))
+        .expect("symlink");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--keep"])
+        .current_dir(dir.path())
+        .env("TMPDIR", tmp.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut kubeconfig = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            kubeconfig = Some(std::path::PathBuf::from(path));
+            break;
+        }
+    }
+    let kubeconfig = kubeconfig.expect("relapse printed the kubeconfig of the kept cluster");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    let private = kubeconfig.parent().expect("a directory").to_owned();
+    assert_eq!(
+        private.parent(),
+        Some(tmp.path()),
+        "{}",
+        kubeconfig.display()
+    );
+    let name = private
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a name");
+    let pid = child.id().to_string();
+    assert!(
+        name.starts_with(&format!("relapse-{pid}-"))
+            && name.len() > "relapse--".len() + pid.len() + 6,
+        "{name}: named after the process, with a random part"
+    );
+    let mode = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&private), 0o700);
+    assert_eq!(mode(&kubeconfig), 0o600);
+    signal(&child, libc::SIGINT);
+    assert_eq!(child.wait().expect("relapse exits").code(), Some(1));
+    assert!(!private.exists(), "{} left behind", private.display());
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+}
+
 /// A scenario that passes on any cluster: a ConfigMap is missing until the fix creates it.
 const PORTABLE: &str = r#"name: web
 description: A ConfigMap the app needs is missing.
@@ -589,6 +1053,117 @@ converge:
     - object: {kind: ConfigMap, name: cfg, namespace: demo, matches: {data: {k: v}}}
 snapshot: {enabled: false}
 "#;
+
+#[test]
+fn command_line_mistakes_are_refused_before_anything_runs() {
+    let dir = suite(&[
+        (
+            "scenarios/apps/web.yaml",
+            &PORTABLE.replace("snapshot: {enabled: false}\n", ""),
+        ),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let refused = |args: &[&str], what: &str| {
+        let started = std::time::Instant::now();
+        let out = relapse(dir.path(), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+        assert!(
+            !err.contains("sim::apps/web"),
+            "{args:?} ran a scenario: {err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    };
+    // An unwritable --junit path is found before the run, not after it.
+    refused(
+        &["run", "--junit", "no-such-dir/out.xml"],
+        "error: --junit no-such-dir/out.xml: cannot write there:",
+    );
+    assert!(!dir.path().join("no-such-dir").exists());
+    // --kubeconfig and --context choose the cluster of the kubeconfig backend only.
+    refused(
+        &["run", "--context", "foo"],
+        "error: --context chooses the cluster of --backend kubeconfig; the sim backend makes its own",
+    );
+    refused(
+        &["run", "--kubeconfig", "/etc/passwd"],
+        "error: --kubeconfig chooses the cluster of --backend kubeconfig; the sim backend makes its own",
+    );
+    refused(
+        &["run", "--backend", "k3d", "--kubeconfig", "/etc/passwd"],
+        "error: --kubeconfig chooses the cluster of --backend kubeconfig; the k3d backend makes its own",
+    );
+    // A kubeconfig that cannot be read: the OS error once.
+    let out = relapse(
+        dir.path(),
+        &[
+            "gc",
+            "--namespaces",
+            "--kubeconfig",
+            "/nonexistent.kubeconfig",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // The failure header names the snapshot where --snapshots put it.
+    let out = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args([
+            "run",
+            "--snapshots",
+            "elsewhere/snaps",
+            "--filter",
+            "apps/web",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CI")
+        .env_remove("INSTA_UPDATE")
+        .output()
+        .expect("the relapse binary runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in snapshot: no snapshot elsewhere/snaps/apps__web.snap yet"),
+        "{err}"
+    );
+    assert!(
+        dir.path()
+            .join("elsewhere/snaps/apps__web.snap.new")
+            .exists()
+    );
+}
+
+#[test]
+fn rust_log_selects_log_output() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let run = |rust_log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relapse"));
+        command
+            .args(["run", "--filter", "apps/web"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1");
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let out = command.output().expect("the relapse binary runs");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let logged = run(Some("relapse=debug"));
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("relapse::")),
+        "{logged}"
+    );
+    let quiet = run(None);
+    assert!(!quiet.contains("DEBUG"), "{quiet}");
+}
 
 /// `relapse sim up` in the background until dropped (SIGINT, then wait).
 struct SimUp {
@@ -643,6 +1218,111 @@ impl Drop for SimUp {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.interrupt();
         }
+    }
+}
+
+/// Starts `relapse sim up` with `args`, waiting until it serves; `None` when it exits first
+/// (with its output).
+fn start_sim_up(dir: &Path, args: &[&str]) -> Result<std::process::Child, Output> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["sim", "up", "--pace", "fast"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if line.starts_with("export KUBECONFIG=") {
+            return Ok(child);
+        }
+    }
+    Err(child.wait_with_output().expect("sim up exits"))
+}
+
+fn signal(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, signal) };
+}
+
+#[test]
+fn sim_up_never_overwrites_a_kubeconfig_it_did_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let precious = dir.path().join("precious.kubeconfig");
+    let original = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n";
+    std::fs::write(&precious, original).expect("write");
+    std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let arg = precious.to_str().expect("utf-8");
+    // Refused, and left as it was.
+    let out = match start_sim_up(dir.path(), &["--kubeconfig", arg]) {
+        Ok(mut child) => {
+            signal(&child, libc::SIGINT);
+            let _ = child.wait();
+            panic!("sim up replaced an existing kubeconfig without --force");
+        }
+        Err(out) => out,
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already exists; pass --force to use it for this session"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&precious).expect("kept"), original);
+    // With --force it is used for the session and restored, content and mode, afterwards.
+    let mut child = start_sim_up(dir.path(), &["--kubeconfig", arg, "--force"])
+        .unwrap_or_else(|out| panic!("{}", stderr(&out)));
+    let during = std::fs::read_to_string(&precious).expect("readable");
+    assert!(during.contains("current-context: relapse-sim"), "{during}");
+    assert_eq!(
+        std::fs::metadata(&precious)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().expect("exits").success());
+    assert_eq!(
+        std::fs::read_to_string(&precious).expect("restored"),
+        original
+    );
+    assert_eq!(
+        std::fs::metadata(&precious)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // A symlink is never written through, --force or not.
+    let link = dir.path().join("link.kubeconfig");
+    std::os::unix::fs::symlink(&precious, &link).expect("symlink");
+    for force in [false, true] {
+        let mut args = vec!["--kubeconfig", link.to_str().expect("utf-8")];
+        if force {
+            args.push("--force");
+        }
+        let out = start_sim_up(dir.path(), &args).map(|mut c| {
+            signal(&c, libc::SIGINT);
+            let _ = c.wait();
+        });
+        assert!(
+            out.is_err(),
+            "sim up wrote through a symlink (--force: {force})"
+        );
+        assert_eq!(std::fs::read_to_string(&precious).expect("kept"), original);
     }
 }
 

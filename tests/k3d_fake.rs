@@ -366,9 +366,8 @@ fn failed_create_reports_command_exit_code_and_stderr_then_cleans_up() {
     );
     let message = err.to_string();
     assert!(
-        message.contains(
-            "exited with code 1; stderr ends with:\nERRO[0002] failed Cluster Creation"
-        ),
+        message
+            .contains("exited with code 1; stderr ends with:\nERRO[0002] failed Cluster Creation"),
         "{message}"
     );
     assert!(message.contains("manifest for rancher/k3s:v1.31.99-k3s1 not found"));

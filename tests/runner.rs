@@ -23,8 +23,13 @@ fn load(rel: &str) -> LoadedScenario {
 
 fn run(loaded: &LoadedScenario) -> ScenarioOutcome {
     let snapshots = tempfile::tempdir().expect("temp dir");
+    run_in(loaded, snapshots.path())
+}
+
+/// Runs with snapshots in `dir` (the failure of a missing snapshot names it).
+fn run_in(loaded: &LoadedScenario, dir: &Path) -> ScenarioOutcome {
     let settings = SnapshotSettings {
-        dir: snapshots.path().to_path_buf(),
+        dir: dir.to_path_buf(),
         mode: UpdateMode::No,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -468,8 +473,9 @@ fn a_symptom_that_never_appears_is_could_not_reproduce() {
 #[test]
 fn repeated_runs_give_the_same_verdict_and_timeline() {
     let loaded = load("workloads/arm64-image-on-amd64.yaml");
-    let first = run(&loaded);
-    let second = run(&loaded);
+    let snapshots = tempfile::tempdir().expect("temp dir");
+    let first = run_in(&loaded, snapshots.path());
+    let second = run_in(&loaded, snapshots.path());
     let timeline = |o: &ScenarioOutcome| {
         o.phases
             .iter()
@@ -534,4 +540,55 @@ fn secret_values_never_reach_snapshots_or_reports() {
     let junit = relapse::report::junit_xml(std::slice::from_ref(&outcome)).expect("junit");
     assert!(details.contains("events:"), "{details}");
     assert!(!details.contains(CANARY) && !junit.contains(CANARY));
+}
+
+#[test]
+fn an_expectation_on_a_kind_the_cluster_does_not_serve_never_holds() {
+    // `StatefulSett` is not served: that is an error naming the kind, never "absent".
+    let typo = serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSett",
+        "name": "prometheus-kube-prometheus-stack-prometheus", "namespace": "monitoring"});
+    let mut with_absent = load("monitoring/prometheus-crd-missing.yaml");
+    with_absent
+        .scenario
+        .converge
+        .expect
+        .push(expectation(serde_json::json!({"absent": {"object": typo}})));
+    let mut with_count_zero = load("monitoring/prometheus-crd-missing.yaml");
+    let mut none = typo.clone();
+    none["count"] = serde_json::json!(0);
+    none["matches"] = serde_json::json!({});
+    with_count_zero
+        .scenario
+        .converge
+        .expect
+        .push(expectation(serde_json::json!({ "object": none })));
+    for loaded in [with_absent, with_count_zero] {
+        let outcome = run(&loaded);
+        let Verdict::Failed(f) = &outcome.verdict else {
+            panic!("expected a failure, got {:?}", outcome.verdict)
+        };
+        let details = failure_details(&outcome, f);
+        assert_eq!(f.phase, Phase::Converge, "{details}");
+        assert_eq!(
+            f.mismatches,
+            vec!["no matches for kind \"StatefulSett\" in version \"apps/v1\"".to_owned()],
+            "{details}"
+        );
+    }
+    // A step on such a kind fails the same way.
+    let mut loaded = load("monitoring/prometheus-crd-missing.yaml");
+    loaded.scenario.fix.push(Step::Delete(
+        serde_json::from_value(serde_json::json!({"object": typo, "wait": true}))
+            .expect("a delete step"),
+    ));
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Fix);
+    assert!(
+        f.mismatches[0].contains("\"StatefulSett\""),
+        "{:?}",
+        f.mismatches
+    );
 }

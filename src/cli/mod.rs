@@ -11,6 +11,8 @@ use relapse::error_chain::error_chain;
 use relapse::scenario::{self, LoadError, LoadedScenario};
 
 mod error;
+mod kubeconfig;
+mod logging;
 
 pub use error::{CliError, exit};
 
@@ -117,7 +119,10 @@ enum Command {
         #[arg(long)]
         fixture: bool,
     },
-    /// Delete k3d clusters left behind by relapse runs whose process is gone.
+    /// Clean up after relapse processes that are gone: kubeconfigs, k3d clusters.
+    ///
+    /// Removes the kubeconfigs that killed `sim up` and `run --keep` processes wrote (a file
+    /// `sim up --force` replaced is put back), then deletes their k3d clusters.
     Gc {
         /// Also delete the namespaces such runs left on the cluster of a kubeconfig context
         /// (those labelled app.kubernetes.io/managed-by=relapse whose relapse.dev/owner
@@ -143,9 +148,14 @@ enum SimCommand {
     /// Start a simulated cluster with its controllers in the foreground and write a kubeconfig
     /// for it; Ctrl-C stops it and removes the kubeconfig.
     Up {
-        /// Where to write the kubeconfig (mode 0600).
+        /// Where to write the kubeconfig (mode 0600); an existing file is refused unless
+        /// --force.
         #[arg(long, default_value = "relapse-sim.kubeconfig")]
         kubeconfig: PathBuf,
+        /// Use the --kubeconfig file even if it exists; its original content and mode are put
+        /// back when the cluster stops.
+        #[arg(long)]
+        force: bool,
         /// `wall`: simulated time follows the clock; `fast`: it jumps to the next timer
         /// whenever the cluster is idle (back-offs of minutes pass in milliseconds).
         #[arg(long, value_enum, default_value_t = PaceArg::Wall)]
@@ -191,6 +201,7 @@ impl From<Backend> for BackendKind {
 
 /// Parses arguments and runs the subcommand.
 pub fn main() -> ExitCode {
+    logging::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -237,8 +248,13 @@ pub fn main() -> ExitCode {
             write,
         } => catalog(&default_paths(paths), format, junit.as_deref(), write),
         Command::Sim {
-            command: SimCommand::Up { kubeconfig, pace },
-        } => sim_up(&kubeconfig, pace),
+            command:
+                SimCommand::Up {
+                    kubeconfig,
+                    force,
+                    pace,
+                },
+        } => sim_up(&kubeconfig, force, pace),
         Command::Gc {
             namespaces,
             kubeconfig,
@@ -389,6 +405,7 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
     use relapse::run::snapshot_file::UpdateMode;
     use relapse::run::{Plan, RunOptions, Runner, SnapshotSettings, plan, runner};
 
+    check_run_arguments(args)?;
     let scenarios = load_all(&args.paths)?;
     let selected: Vec<Arc<LoadedScenario>> = scenarios
         .into_iter()
@@ -493,6 +510,46 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
     } else {
         Ok(())
     }
+}
+
+/// Refuses arguments that cannot work, before anything is loaded or run: options of another
+/// backend, a JUnit path that cannot be written.
+fn check_run_arguments(args: &RunArgs) -> Result<(), CliError> {
+    if args.backend != BackendKind::Kubeconfig {
+        for (given, option) in [
+            (args.kubeconfig.is_some(), "--kubeconfig"),
+            (args.context.is_some(), "--context"),
+        ] {
+            if given {
+                return Err(CliError::Invalid(format!(
+                    "{option} chooses the cluster of --backend kubeconfig; the {} backend makes its own",
+                    args.backend
+                )));
+            }
+        }
+    }
+    if let Some(path) = &args.junit {
+        check_writable(path).map_err(|e| {
+            CliError::Invalid(format!(
+                "--junit {}: cannot write there: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `path` can be written, leaving it as it was (a file created to find out is removed).
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
 }
 
 fn new(name: &str, area: &str, dir: &Path) -> Result<(), CliError> {
@@ -607,7 +664,7 @@ fn schema(write: Option<&Path>, fixture: bool) -> Result<(), CliError> {
     }
 }
 
-fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
+fn sim_up(kubeconfig: &Path, force: bool, pace: PaceArg) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -616,24 +673,31 @@ fn sim_up(kubeconfig: &Path, pace: PaceArg) -> Result<(), CliError> {
         PaceArg::Wall => relapse::backend::served::Pace::Wall,
         PaceArg::Fast => relapse::backend::served::Pace::Fast,
     };
-    runtime
-        .block_on(serve_sim(kubeconfig, pace))
-        .map_err(CliError::Invalid)
+    runtime.block_on(serve_sim(kubeconfig, force, pace))
 }
 
-/// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig.
-async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> Result<(), String> {
+/// Serves a simulated cluster with its controllers until Ctrl-C, then removes its kubeconfig
+/// (or puts back the file `force` replaced).
+async fn serve_sim(
+    kubeconfig: &Path,
+    force: bool,
+    pace: relapse::backend::served::Pace,
+) -> Result<(), CliError> {
     use relapse::backend::served::ServedSim;
     use relapse::sim::engine::EngineConfig;
-    let chain = |e: &dyn std::error::Error| error_chain(e);
     let config =
-        EngineConfig::new(Default::default(), Default::default()).map_err(|e| chain(&e))?;
+        EngineConfig::new(Default::default(), Default::default()).map_err(CliError::from_error)?;
     let sim = ServedSim::start(config, pace)
         .await
-        .map_err(|e| chain(&e))?;
-    sim.endpoint()
-        .write_kubeconfig(kubeconfig)
-        .map_err(|e| chain(&e))?;
+        .map_err(CliError::from_error)?;
+    let yaml = sim
+        .endpoint()
+        .kubeconfig_yaml()
+        .map_err(CliError::from_error)?;
+    // Listening before the kubeconfig is written: a signal right after it must not end the
+    // process with the file in place.
+    let mut stop = kubeconfig::StopSignals::listen()?;
+    let written = kubeconfig::UserKubeconfig::write(kubeconfig, &yaml, force)?;
     println!(
         "simulated cluster serving at {} ({} pace)",
         sim.endpoint().url,
@@ -643,29 +707,43 @@ async fn serve_sim(kubeconfig: &Path, pace: relapse::backend::served::Pace) -> R
         }
     );
     println!("export KUBECONFIG={}", kubeconfig.display());
-    let waited = tokio::signal::ctrl_c().await;
+    stop.recv().await;
     drop(sim);
-    let _ = std::fs::remove_file(kubeconfig);
-    waited.map_err(|e| format!("failed to wait for Ctrl-C: {e}"))
+    drop(written);
+    Ok(())
 }
 
 /// Deletes leftover k3d clusters and, with `namespaces` (kubeconfig, context), leftover
 /// namespaces on that cluster.
 fn gc(namespaces: Option<(Option<&Path>, Option<&str>)>) -> Result<(), CliError> {
-    let clusters = gc_clusters(namespaces.is_some());
+    let local = gc_local();
+    let clusters = gc_clusters();
     let namespaces = namespaces.map_or(Ok(()), |(kubeconfig, context)| {
         gc_namespaces(kubeconfig, context)
     });
-    // Both run; the first failure is the one reported (the other printed its own lines).
-    clusters.and(namespaces)
+    // All run; the first failure is the one reported (the others printed their own lines).
+    local.and(clusters).and(namespaces)
 }
 
-/// `relapse gc` for k3d clusters; without k3d that is an error unless `optional`.
-fn gc_clusters(optional: bool) -> Result<(), CliError> {
+/// `relapse gc` for this machine: the kubeconfigs and private directories of `sim up` and
+/// `run --keep` processes that were killed (see [`kubeconfig::gc`]).
+fn gc_local() -> Result<(), CliError> {
+    let report = kubeconfig::gc();
+    for line in &report.cleaned {
+        println!("{line}");
+    }
+    for line in &report.kept {
+        println!("kept {line}");
+    }
+    Ok(())
+}
+
+/// `relapse gc` for k3d clusters; without k3d there are none to check.
+fn gc_clusters() -> Result<(), CliError> {
     use relapse::backend::k3d;
     let k3d = match k3d::K3d::from_path() {
         Ok(k) => k,
-        Err(k3d::K3dError::NotInstalled) if optional => {
+        Err(k3d::K3dError::NotInstalled) => {
             println!("k3d is not on PATH: no k3d clusters to check");
             return Ok(());
         }
@@ -762,7 +840,8 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(),
     }
 }
 
-/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig.
+/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig (written in a
+/// private directory, see [`kubeconfig::PrivateDir`]).
 fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
     let inspection = match kept.inspect() {
         Ok(i) => i,
@@ -771,19 +850,33 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
             return;
         }
     };
-    let path = std::env::temp_dir().join(format!("relapse-{name}.kubeconfig"));
-    if let Err(e) = inspection.write_kubeconfig(&path) {
-        eprintln!("error: {}", error_chain(&e));
-        return;
-    }
+    let mut stop = match kept.block_on(async { kubeconfig::StopSignals::listen() }) {
+        Ok(s) => s,
+        Err(e) => {
+            e.print();
+            return;
+        }
+    };
+    let written = kubeconfig::PrivateDir::create().and_then(|dir| {
+        let path = dir.write(
+            &format!("{name}.kubeconfig"),
+            inspection.kubeconfig_yaml.as_bytes(),
+        )?;
+        Ok((dir, path))
+    });
+    let (dir, path) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            e.print();
+            return;
+        }
+    };
     eprintln!();
     eprintln!("kept the failed cluster as it was at the failure; inspect it with:");
     eprintln!("  export KUBECONFIG={}", path.display());
     eprintln!("  kubectl get pods -A");
-    eprintln!("press Ctrl-C to stop it");
-    if let Err(e) = kept.block_on(tokio::signal::ctrl_c()) {
-        eprintln!("error: failed to wait for Ctrl-C: {e}");
-    }
+    eprintln!("press Ctrl-C to stop it (SIGTERM and SIGHUP stop it too)");
+    kept.block_on(stop.recv());
     drop(inspection);
-    let _ = std::fs::remove_file(&path);
+    drop(dir);
 }

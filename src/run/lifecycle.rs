@@ -86,7 +86,10 @@ pub async fn run_scenario_keeping(
         namespaces: BTreeSet::new(),
         tenant,
     };
-    let outcome = lifecycle(&mut session, provisioner, snapshots).await;
+    // Before anything runs: log output may name what the scenario itself holds secret.
+    super::redact::remember(&session.static_redactor());
+    let mut outcome = lifecycle(&mut session, provisioner, snapshots).await;
+    session.redact(&mut outcome).await;
     teardown(session.tenant.take()).await;
     drop(session);
     let failed_here =
@@ -383,6 +386,14 @@ async fn replay_with(
         }
     }
     .await;
+    // Redacted here, while this cluster and its Secrets still exist.
+    let result = match result {
+        Err(mut f) => {
+            session.redactor().await.redact_failure(&mut f);
+            Err(f)
+        }
+        ok => ok,
+    };
     teardown(session.tenant.take()).await;
     let elapsed = cluster.now();
     release(cluster.as_ref()).await;

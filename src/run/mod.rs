@@ -17,6 +17,7 @@ pub mod matcher;
 pub mod observe;
 pub mod outcome;
 pub mod plan;
+pub mod redact;
 pub mod runner;
 mod session;
 mod settle;

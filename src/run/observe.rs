@@ -80,7 +80,8 @@ fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
 /// Evaluates one expectation now.
 ///
 /// # Errors
-/// When the cluster cannot be asked (a kind that is not served counts as "no objects").
+/// When the cluster cannot be asked, or does not serve the kind ([`StepError::NoKindMatch`]:
+/// whether an object of an unserved kind exists cannot be told, so it is never "absent").
 pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observation, StepError> {
     match e {
         Expectation::Object(o) => object(client, o).await,
@@ -108,11 +109,9 @@ async fn select(
         name: name.unwrap_or_default().to_owned(),
         namespace: namespace.map(str::to_owned),
     };
-    let api = match steps::api_for_ref(client, &r).await {
-        Ok(api) => api,
-        Err(StepError::NoKindMatch { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    // A kind the cluster does not serve is an error, never "no objects": a misspelled kind
+    // would otherwise make every `absent` and `count: 0` hold.
+    let api = steps::api_for_ref(client, &r).await?;
     let to_api_error = |e: kube::Error| StepError::Api {
         action: "list",
         target: format!("{kind} in {}", namespace.unwrap_or("all namespaces")),
@@ -170,9 +169,16 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
         }
         _ => {}
     }
+    let secret = o.kind == "Secret";
     let per_object: Vec<(&Value, Vec<super::matcher::Mismatch>)> = objects
         .iter()
-        .map(|obj| (obj, match_tree(&o.matches, obj)))
+        .map(|obj| {
+            let mut ms = match_tree(&o.matches, obj);
+            if secret {
+                ms.iter_mut().for_each(mask_secret_values);
+            }
+            (obj, ms)
+        })
         .collect();
     match o.require {
         Quantifier::All => {
@@ -214,6 +220,39 @@ async fn object(client: &kube::Client, o: &ObjectExpectation) -> Result<Observat
     } else {
         Observation::fails(mismatches)
     })
+}
+
+/// Hides what a Secret holds in a mismatch's observed side: the expected side is the
+/// scenario's own text, the observed one the cluster's secret (see also [`super::redact`]).
+fn mask_secret_values(m: &mut super::matcher::Mismatch) {
+    const FIELDS: [&str; 3] = ["data", "stringData", "binaryData"];
+    let Some(observed) = &mut m.observed else {
+        return;
+    };
+    let inside = FIELDS.iter().any(|f| {
+        m.path
+            .strip_prefix('.')
+            .and_then(|p| p.strip_prefix(f))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    });
+    if inside {
+        mask_leaves(observed);
+    } else if let Value::Object(map) = observed {
+        for f in FIELDS {
+            if let Some(v) = map.get_mut(f) {
+                mask_leaves(v);
+            }
+        }
+    }
+}
+
+fn mask_leaves(v: &mut Value) {
+    match v {
+        Value::Object(map) => map.values_mut().for_each(mask_leaves),
+        Value::Array(items) => items.iter_mut().for_each(mask_leaves),
+        Value::Null => {}
+        other => *other = Value::String(super::redact::REDACTED.to_owned()),
+    }
 }
 
 async fn absent(client: &kube::Client, a: &AbsentExpectation) -> Result<Observation, StepError> {
@@ -338,4 +377,50 @@ async fn event(client: &kube::Client, e: &EventExpectation) -> Result<Observatio
             format!(": {messages:?}")
         }
     )]))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::run::matcher::Mismatch;
+
+    #[test]
+    fn a_secrets_observed_values_are_masked() {
+        let mismatch = |path: &str, observed: Value| Mismatch {
+            path: path.to_owned(),
+            expected: json!("d3Jvbmc="),
+            observed: Some(observed),
+        };
+        let mut m = mismatch(".data.password", json!("Q0FOQVJZ"));
+        mask_secret_values(&mut m);
+        assert_eq!(
+            m.to_string(),
+            ".data.password: expected \"d3Jvbmc=\", observed \"<redacted>\""
+        );
+        let mut m = mismatch(".stringData", json!({"token": "CANARY", "n": 1}));
+        mask_secret_values(&mut m);
+        assert_eq!(
+            m.observed,
+            Some(json!({"token": "<redacted>", "n": "<redacted>"}))
+        );
+        let mut m = mismatch("", json!({"data": {"k": "CANARY"}, "type": "Opaque"}));
+        mask_secret_values(&mut m);
+        assert_eq!(
+            m.observed,
+            Some(json!({"data": {"k": "<redacted>"}, "type": "Opaque"}))
+        );
+        // Other fields of a Secret (its name, labels, type) are shown.
+        let mut m = mismatch(".type", json!("Opaque"));
+        mask_secret_values(&mut m);
+        assert_eq!(m.observed, Some(json!("Opaque")));
+        let mut m = mismatch(".database", json!("x"));
+        mask_secret_values(&mut m);
+        assert_eq!(
+            m.observed,
+            Some(json!("x")),
+            "a prefix of a field name is not the field"
+        );
+    }
 }

@@ -50,10 +50,19 @@ impl Session<'_> {
                 .kinds
                 .iter()
                 .map(|k| {
-                    (
-                        steps::builtin_api_version(k).unwrap_or_default().to_owned(),
-                        k.clone(),
-                    )
+                    // A custom kind is read at the apiVersion the scenario applies it with.
+                    let api_version =
+                        steps::builtin_api_version(k)
+                            .map(str::to_owned)
+                            .or_else(|| {
+                                self.loaded.manifests.values().flatten().find_map(|o| {
+                                    (o.get("kind").and_then(Value::as_str) == Some(k.as_str()))
+                                        .then(|| o.get("apiVersion").and_then(Value::as_str))
+                                        .flatten()
+                                        .map(str::to_owned)
+                                })
+                            });
+                    (api_version.unwrap_or_default(), k.clone())
                 })
                 .collect()
         };
@@ -125,12 +134,14 @@ impl Session<'_> {
             )
         })?;
         let name = snapshot_name(&self.loaded.id);
+        let committed = settings.dir.join(format!("{name}.snap"));
+        let committed = committed.display();
         let source = self.loaded.path.display().to_string();
         match compare(&settings.dir, &name, &source, &text, settings.mode) {
             Ok(Comparison::Matches) => Ok(()),
             Ok(Comparison::Missing { written }) => Err(failure(
                 Phase::Snapshot,
-                &format!("no snapshot snapshots/{name}.snap yet"),
+                &format!("no snapshot {committed} yet"),
                 "snapshot".to_owned(),
                 vec![written.map_or_else(|| "run locally (outside CI) to record it, then review with `cargo insta review`".to_owned(), |p| format!("wrote {} for review: `cargo insta review`", p.display()))],
                 Context::default(),
@@ -140,7 +151,7 @@ impl Session<'_> {
                 if let Some(p) = written {
                     lines.push(format!("wrote {} for review: `cargo insta review`", p.display()));
                 }
-                Err(failure(Phase::Snapshot, &format!("the converged state differs from snapshots/{name}.snap"), "snapshot".to_owned(), lines, Context::default()))
+                Err(failure(Phase::Snapshot, &format!("the converged state differs from {committed}"), "snapshot".to_owned(), lines, Context::default()))
             }
             Err(e) => Err(failure(Phase::Snapshot, "could not compare the snapshot", String::new(), vec![error_chain(&e)], Context::default())),
         }

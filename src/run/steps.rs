@@ -68,32 +68,10 @@ pub enum StepError {
     JsonPatch(#[source] serde_json::Error),
 }
 
-/// `apiVersion` of built-in kinds, for references that leave it out.
+/// `apiVersion` of built-in kinds, for references that leave it out (their preferred one).
 #[must_use]
 pub fn builtin_api_version(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "Pod"
-        | "Service"
-        | "ConfigMap"
-        | "Secret"
-        | "Namespace"
-        | "Node"
-        | "PersistentVolumeClaim"
-        | "PersistentVolume"
-        | "ServiceAccount"
-        | "Event"
-        | "Endpoints" => "v1",
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        "StorageClass" => "storage.k8s.io/v1",
-        "CustomResourceDefinition" => "apiextensions.k8s.io/v1",
-        "Ingress" => "networking.k8s.io/v1",
-        "EndpointSlice" => "discovery.k8s.io/v1",
-        "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
-            "rbac.authorization.k8s.io/v1"
-        }
-        _ => return None,
-    })
+    crate::scenario::kinds::builtin_api_version(kind)
 }
 
 fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
@@ -341,7 +319,8 @@ pub async fn delete(client: &kube::Client, r: &ObjectRef) -> Result<(), StepErro
 /// Whether an object exists.
 ///
 /// # Errors
-/// When the kind is unknown or the server fails; a kind that is not served means "absent".
+/// When the kind is unknown or not served ([`StepError::NoKindMatch`], never "absent") or the
+/// server fails.
 pub async fn exists(client: &kube::Client, r: &ObjectRef) -> Result<bool, StepError> {
     uid_of(client, r).await.map(|uid| uid.is_some())
 }
@@ -350,13 +329,9 @@ pub async fn exists(client: &kube::Client, r: &ObjectRef) -> Result<bool, StepEr
 /// a new one of the same name (a pod its StatefulSet re-created).
 ///
 /// # Errors
-/// When the kind is unknown or the server fails; a kind that is not served means "absent".
+/// When the kind is unknown or not served ([`StepError::NoKindMatch`]) or the server fails.
 pub async fn uid_of(client: &kube::Client, r: &ObjectRef) -> Result<Option<String>, StepError> {
-    let api = match api_for_ref(client, r).await {
-        Ok(api) => api,
-        Err(StepError::NoKindMatch { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let api = api_for_ref(client, r).await?;
     api.get_opt(&r.name)
         .await
         // An object always has a UID once stored; an empty one still counts as present.

@@ -122,6 +122,9 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// A scenario file that leads out of its scenario tree (a symlink); it was not read.
+    #[error(transparent)]
+    Refused(super::files::FileError),
     /// A path given on the command line does not exist or is not a scenario.
     #[error("no scenario at {}: {reason}", path.display())]
     NotFound {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::diagnostics::{LoadError, Problem};
-use super::model::{Expectation, Fixture, Scenario, Step};
+use super::files::{self, FileError};
+use super::kinds::KnownKinds;
+use super::model::{Expectation, Fixture, ObjectRef, Scenario, Step};
 use crate::yaml::{self, Segment};
 use crate::yaml_path;
 
@@ -118,9 +120,14 @@ pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadErr
     }
     let mut first_by_name: HashMap<String, PathBuf> = HashMap::new();
     let mut keep = Vec::new();
+    let roots: HashMap<&Path, &Path> = files
+        .iter()
+        .map(|(f, r)| (f.as_path(), r.as_path()))
+        .collect();
     for s in loaded {
         if let Some(first) = first_by_name.get(&s.scenario.name) {
-            let text = std::fs::read_to_string(&s.path).unwrap_or_default();
+            let root = roots.get(s.path.as_path()).copied().unwrap_or(&s.path);
+            let text = read(&files::tree_root(&s.path, root), &s.path).unwrap_or_default();
             errors.push(LoadError::Invalid {
                 path: s.path.clone(),
                 problems: vec![Problem::at_path(
@@ -153,7 +160,8 @@ pub fn load_suite(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, Vec<LoadErr
 /// found (syntax, unknown fields, wrong types, missing or malformed manifests and fixtures,
 /// inconsistent settings).
 pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
-    let text = read(path)?;
+    let tree = files::tree_root(path, root);
+    let text = read(&tree, path)?;
     let mut scenario: Scenario = yaml::from_str(&text).map_err(|e| LoadError::Invalid {
         path: path.to_owned(),
         problems: vec![Problem::from_yaml(path, &text, &e)],
@@ -161,6 +169,11 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     let mut ctx = Checker {
         problems: Vec::new(),
         manifests: BTreeMap::new(),
+        tree,
+        texts: BTreeMap::new(),
+        kind_refs: Vec::new(),
+        inline_objects: Vec::new(),
+        kinds_recorded: HashSet::new(),
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
@@ -187,6 +200,8 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         );
     }
     merge_fixture(&mut scenario, merged, path, &text, &mut ctx.problems);
+    // Kinds last: every manifest and fixture is read, so every CRD the scenario applies is known.
+    ctx.check_kinds();
 
     if !ctx.problems.is_empty() {
         return Err(LoadError::Invalid {
@@ -212,11 +227,39 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
     })
 }
 
-fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
+/// Reads a scenario file of the tree rooted at `tree`.
+fn read(tree: &Path, path: &Path) -> Result<String, LoadError> {
+    files::read_in_tree(tree, path).map_err(|e| match e {
+        FileError::Unreadable { source, .. } => LoadError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        FileError::NotUtf8 { .. } => LoadError::Invalid {
+            path: path.to_owned(),
+            problems: vec![not_utf8_problem(&e)],
+        },
+        refused => LoadError::Refused(refused),
     })
+}
+
+/// A [`FileError::NotUtf8`] as a problem pointing into its file (inside the tree).
+fn not_utf8_problem(e: &FileError) -> Problem {
+    match e {
+        FileError::NotUtf8 {
+            reference,
+            location,
+            byte,
+            text,
+        } => Problem::at(
+            reference,
+            text,
+            Some(*location),
+            files::not_utf8_message(*byte),
+            "here",
+            Some("save the file as UTF-8".to_owned()),
+        ),
+        other => Problem::at(Path::new(""), "", None, other.to_string(), "here", None),
+    }
 }
 
 fn resolve_steps(base: &Path, steps: &mut [Step]) {
@@ -300,6 +343,29 @@ fn merge_fixture(
 struct Checker {
     problems: Vec<Problem>,
     manifests: BTreeMap<PathBuf, Vec<Value>>,
+    /// The canonical root of the scenario tree: no referenced file is read outside it.
+    tree: PathBuf,
+    /// The text of each file a kind reference points into.
+    texts: BTreeMap<PathBuf, String>,
+    /// Every kind the scenario names, checked once all its CRDs are known.
+    kind_refs: Vec<KindRef>,
+    /// Objects applied inline (their CRDs count like those of manifest files).
+    inline_objects: Vec<Value>,
+    /// Manifest files whose kinds are recorded.
+    kinds_recorded: HashSet<PathBuf>,
+}
+
+/// A kind (and `apiVersion`) a scenario names, with where it is written.
+struct KindRef {
+    file: PathBuf,
+    /// The YAML document of `file` it is in.
+    doc: usize,
+    /// The node of the kind; that of the `apiVersion` is its sibling.
+    node: Vec<Segment>,
+    api_version: Option<String>,
+    kind: String,
+    /// Only the name must be known (`snapshot.kinds`, an event's `involvedKind`).
+    name_only: bool,
 }
 
 impl Checker {
@@ -319,6 +385,135 @@ impl Checker {
             message,
             help.map(str::to_owned),
         ));
+    }
+
+    /// Records a kind named alone at `node` of `path`, where only its name must be known.
+    fn kind_name_ref(&mut self, path: &Path, text: &str, node: &[Segment], kind: &str) {
+        self.kind_ref(path, text, 0, node, None, kind);
+        if let Some(r) = self.kind_refs.last_mut() {
+            r.name_only = true;
+        }
+    }
+
+    /// Records a kind named at `node` of `path` (key `kind`; its `apiVersion` beside it).
+    fn kind_ref(
+        &mut self,
+        path: &Path,
+        text: &str,
+        doc: usize,
+        node: &[Segment],
+        api_version: Option<&str>,
+        kind: &str,
+    ) {
+        self.texts
+            .entry(path.to_owned())
+            .or_insert_with(|| text.to_owned());
+        self.kind_refs.push(KindRef {
+            file: path.to_owned(),
+            doc,
+            node: node.to_vec(),
+            api_version: api_version.map(str::to_owned),
+            kind: kind.to_owned(),
+            name_only: false,
+        });
+    }
+
+    /// Records the kinds of a manifest file's objects (once per file).
+    fn manifest_kinds(&mut self, file: &Path) {
+        if !self.kinds_recorded.insert(file.to_owned()) {
+            return;
+        }
+        let (Some(objects), Some(text)) = (self.manifests.get(file), self.texts.get(file)) else {
+            return;
+        };
+        let mut refs = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            if let Some(kind) = o.get("kind").and_then(Value::as_str) {
+                let api_version = o.get("apiVersion").and_then(Value::as_str);
+                refs.push((
+                    nth_nonempty_document(text, i),
+                    api_version.map(str::to_owned),
+                    kind.to_owned(),
+                ));
+            }
+        }
+        let text = text.clone();
+        for (doc, api_version, kind) in refs {
+            self.kind_ref(
+                file,
+                &text,
+                doc,
+                &yaml_path!["kind"],
+                api_version.as_deref(),
+                &kind,
+            );
+        }
+    }
+
+    /// Records the kind of an object reference at `node`.
+    fn object_ref(&mut self, path: &Path, text: &str, node: &[Segment], r: &ObjectRef) {
+        let mut at = node.to_vec();
+        at.push("kind".into());
+        self.kind_ref(path, text, 0, &at, r.api_version.as_deref(), &r.kind);
+    }
+
+    /// Checks every recorded kind against the built-in kinds and the scenario's CRDs.
+    fn check_kinds(&mut self) {
+        let known = KnownKinds::with_crds(
+            self.manifests
+                .values()
+                .flatten()
+                .chain(self.inline_objects.iter()),
+        );
+        for r in std::mem::take(&mut self.kind_refs) {
+            let result = if r.name_only {
+                known.check_name(&r.kind)
+            } else {
+                known.check(r.api_version.as_deref(), &r.kind)
+            };
+            let Err(p) = result else { continue };
+            let mut node = r.node.clone();
+            if p.at_api_version {
+                node.pop();
+                node.push("apiVersion".into());
+            }
+            let text = self.texts.get(&r.file).map_or("", String::as_str);
+            self.problems.push(Problem::at_path(
+                &r.file,
+                text,
+                r.doc,
+                &node,
+                p.message,
+                Some(p.help),
+            ));
+        }
+    }
+
+    /// A referenced file that was refused or could not be read, reported at the reference.
+    fn refused_reference(
+        &mut self,
+        path: &Path,
+        text: &str,
+        at: &[Segment],
+        what: &str,
+        err: &FileError,
+        relative_to: &str,
+    ) {
+        if matches!(err, FileError::NotUtf8 { .. }) {
+            self.problems.push(not_utf8_problem(err));
+            return;
+        }
+        let help = match err {
+            FileError::Outside { .. } => "file references must stay inside the scenario tree; files outside it are never read".to_owned(),
+            FileError::NotRegular { .. } | FileError::TooLarge { .. } => format!(
+                "only regular files of at most {} MiB are read",
+                files::MAX_FILE_BYTES / 1024 / 1024
+            ),
+            FileError::Unreadable { .. } | FileError::NotUtf8 { .. } => {
+                format!("paths are relative to the {relative_to} file")
+            }
+        };
+        self.problem(path, text, at, format!("{what} {err}"), Some(&help));
     }
 
     fn check_scenario(&mut self, path: &Path, text: &str, s: &Scenario) {
@@ -576,6 +771,12 @@ impl Checker {
                 Some("add `reason:` saying why this scenario would heal without its fix"),
             );
         }
+        for (i, kind) in s.snapshot.kinds.iter().enumerate() {
+            self.kind_name_ref(path, text, &yaml_path!["snapshot", "kinds", i], kind);
+        }
+        for (i, r) in s.snapshot.exclude.iter().enumerate() {
+            self.object_ref(path, text, &yaml_path!["snapshot", "exclude", i], r);
+        }
         for (backend, o) in [
             ("sim", &s.backends.sim),
             ("k3d", &s.backends.k3d),
@@ -646,7 +847,11 @@ impl Checker {
                     (Some(file), None) => {
                         let mut at_file = here.clone();
                         at_file.push("file".into());
-                        self.manifest_file(path, text, &at_file, &base.join(file));
+                        let file = base.join(file);
+                        self.manifest_file(path, text, &at_file, &file);
+                        if a.expect_error.is_none() {
+                            self.manifest_kinds(&file);
+                        }
                     }
                     (None, Some(inline)) => {
                         let mut at_inline = here.clone();
@@ -656,11 +861,20 @@ impl Checker {
                             other => vec![other],
                         };
                         for (j, obj) in objects.into_iter().enumerate() {
+                            let mut node = at_inline.clone();
+                            if inline.is_array() {
+                                node.push(Segment::Index(j));
+                            }
+                            self.inline_objects.push(obj.clone());
+                            if let (Some(kind), None) =
+                                (obj.get("kind").and_then(Value::as_str), &a.expect_error)
+                            {
+                                let mut at_kind = node.clone();
+                                at_kind.push("kind".into());
+                                let api_version = obj.get("apiVersion").and_then(Value::as_str);
+                                self.kind_ref(path, text, 0, &at_kind, api_version, kind);
+                            }
                             if let Err(msg) = check_object(obj) {
-                                let mut node = at_inline.clone();
-                                if inline.is_array() {
-                                    node.push(Segment::Index(j));
-                                }
                                 self.problem(
                                     path,
                                     text,
@@ -687,6 +901,9 @@ impl Checker {
                     ),
                 },
                 Step::Patch(p) => {
+                    let mut at_object = here.clone();
+                    at_object.push("object".into());
+                    self.object_ref(path, text, &at_object, &p.object);
                     let ok = match p.kind {
                         super::model::PatchType::Json => p.patch.is_array(),
                         _ => p.patch.is_object(),
@@ -725,7 +942,14 @@ impl Checker {
                     here.push("expect".into());
                     self.check_expectation(path, text, &here, e, true, has_pg);
                 }
-                Step::Delete(_) | Step::Scale(_) | Step::RolloutRestart(_) | Step::Sleep(_) => {}
+                Step::Delete(super::model::DeleteStep { object, .. })
+                | Step::Scale(super::model::ScaleStep { object, .. }) => {
+                    let mut at_object = here.clone();
+                    at_object.push("object".into());
+                    self.object_ref(path, text, &at_object, object);
+                }
+                Step::RolloutRestart(object) => self.object_ref(path, text, &here, object),
+                Step::Sleep(_) => {}
             }
         }
     }
@@ -749,6 +973,26 @@ impl Checker {
                 format!("{} expectation has no deadline", e.keyword()),
                 Some("add `within:` with a duration such as `2m`"),
             );
+        }
+        match e {
+            Expectation::Object(o) => {
+                let mut node = here.clone();
+                node.push("kind".into());
+                self.kind_ref(path, text, 0, &node, o.api_version.as_deref(), &o.kind);
+            }
+            Expectation::Absent(a) => {
+                let mut node = here.clone();
+                node.push("object".into());
+                self.object_ref(path, text, &node, &a.object);
+            }
+            Expectation::Event(ev) => {
+                if let Some(kind) = &ev.involved_kind {
+                    let mut node = here.clone();
+                    node.push("involvedKind".into());
+                    self.kind_name_ref(path, text, &node, kind);
+                }
+            }
+            Expectation::Log(_) | Expectation::SqlError(_) | Expectation::Sql(_) => {}
         }
         if let Expectation::Object(o) = e {
             for problem in super::operators::check_operators(&o.matches) {
@@ -811,18 +1055,12 @@ impl Checker {
         if self.manifests.contains_key(file) {
             return;
         }
-        let Ok(body) = std::fs::read_to_string(file) else {
-            self.problem(
-                path,
-                text,
-                at,
-                format!(
-                    "manifest file {} does not exist or cannot be read",
-                    file.display()
-                ),
-                Some("paths are relative to the scenario file"),
-            );
-            return;
+        let body = match files::read_in_tree(&self.tree, file) {
+            Ok(body) => body,
+            Err(e) => {
+                self.refused_reference(path, text, at, "manifest file", &e, "scenario");
+                return;
+            }
         };
         let docs = match yaml::documents(&body) {
             Ok(docs) => docs,
@@ -859,6 +1097,7 @@ impl Checker {
         }
         if ok {
             self.manifests.insert(file.to_owned(), docs);
+            self.texts.insert(file.to_owned(), body);
         }
     }
 
@@ -890,18 +1129,12 @@ impl Checker {
             );
             return;
         }
-        let Ok(body) = std::fs::read_to_string(&file) else {
-            self.problem(
-                path,
-                text,
-                at,
-                format!(
-                    "fixture {} does not exist or cannot be read",
-                    file.display()
-                ),
-                Some("paths are relative to the including file"),
-            );
-            return;
+        let body = match files::read_in_tree(&self.tree, &file) {
+            Ok(body) => body,
+            Err(e) => {
+                self.refused_reference(path, text, at, "fixture", &e, "including");
+                return;
+            }
         };
         let mut fixture: Fixture = match yaml::from_str(&body) {
             Ok(f) => f,

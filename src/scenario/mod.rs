@@ -8,9 +8,12 @@ mod model;
 pub use duration::{Duration, DurationError};
 pub use model::*;
 mod diagnostics;
+mod files;
+pub mod kinds;
 mod loader;
 
 pub use diagnostics::{LoadError, Problem, render};
+pub use files::FileError;
 pub use loader::{LoadedScenario, NON_SCENARIO_DIRS, discover, is_dns_label, load, load_suite};
 pub mod operators;
 pub mod schema;
