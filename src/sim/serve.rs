@@ -148,6 +148,8 @@ impl Drop for TlsEndpoint {
 }
 
 /// Writes a kubeconfig (it carries credentials) to `path`, readable by its owner only (0600).
+/// A symlink at `path` is refused rather than followed, so the credentials cannot be written
+/// over a file the link points at.
 ///
 /// # Errors
 /// Fails when the file cannot be written.
@@ -161,7 +163,7 @@ pub fn write_kubeconfig_file(path: &Path, text: &str) -> Result<(), ServeError> 
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let mut file = options.open(path).map_err(err)?;
     #[cfg(unix)]
@@ -172,6 +174,25 @@ pub fn write_kubeconfig_file(path: &Path, text: &str) -> Result<(), ServeError> 
             .map_err(err)?;
     }
     file.write_all(text.as_bytes()).map_err(err)
+}
+
+#[cfg(all(test, unix))]
+mod kubeconfig_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let link = dir.path().join("kubeconfig");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(write_kubeconfig_file(&link, "token: secret").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        let plain = dir.path().join("plain");
+        write_kubeconfig_file(&plain, "token: secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "token: secret");
+    }
 }
 
 struct Certs {
