@@ -38,6 +38,17 @@ pub(super) fn regressions(baseline: &Stability, now: &Stability) -> Vec<String> 
     changes
 }
 
+/// The failure when the cluster can no longer be reached.
+fn lost(phase: Phase, e: &crate::backend::BackendError) -> Failure {
+    failure(
+        phase,
+        "lost the cluster",
+        String::new(),
+        vec![error_chain(e)],
+        Context::default(),
+    )
+}
+
 impl Session<'_> {
     pub(super) async fn converge(&mut self, spec: &Converge, phase: Phase) -> Result<(), Failure> {
         let deadline = self.cluster.now() + spec.within.as_std();
@@ -63,29 +74,19 @@ impl Session<'_> {
                     ctx,
                 ));
             }
-            self.cluster.advance(deadline).await.map_err(|e| {
-                failure(
-                    phase,
-                    "lost the cluster",
-                    String::new(),
-                    vec![error_chain(&e)],
-                    Context::default(),
-                )
-            })?;
+            self.cluster
+                .advance(deadline)
+                .await
+                .map_err(|e| lost(phase, &e))?;
         }
         // Then stay converged for the settle window: no new restarts, no condition flips.
         let baseline = self.stability().await;
         let settle_end = self.cluster.now() + spec.settle.as_std();
         while self.cluster.now() < settle_end {
-            self.cluster.advance(settle_end).await.map_err(|e| {
-                failure(
-                    phase,
-                    "lost the cluster",
-                    String::new(),
-                    vec![error_chain(&e)],
-                    Context::default(),
-                )
-            })?;
+            self.cluster
+                .advance(settle_end)
+                .await
+                .map_err(|e| lost(phase, &e))?;
             let now = self.stability().await;
             let at = crate::report::human_duration(self.cluster.now());
             let mut changes: Vec<String> = regressions(&baseline, &now)
