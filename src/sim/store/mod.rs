@@ -207,6 +207,8 @@ struct Inner {
     pending: Vec<Arc<WatchEvent>>,
     /// Garbage-collection work queued by deletes.
     tasks: Vec<Task>,
+    /// Whether [`Inner::run_gc`] is working through `tasks`.
+    gc_running: bool,
     /// Source of uids and generated name suffixes.
     rng: StdRng,
 }
@@ -245,6 +247,7 @@ impl Store {
                 next_node_port: 30000,
                 pending: Vec::new(),
                 tasks: Vec::new(),
+                gc_running: false,
                 rng: config
                     .seed
                     .map_or_else(|| StdRng::from_rng(&mut rand::rng()), StdRng::seed_from_u64),
@@ -1515,6 +1518,18 @@ impl Inner {
 
     /// Runs queued garbage-collection work to a fixed point.
     fn run_gc(&mut self, now: &str) {
+        // A deletion made by a task queues its own follow-up tasks; the loop below that is
+        // already running takes them. Running them here instead would recurse once per object
+        // (a namespace with thousands of events overflowed the stack).
+        if self.gc_running {
+            return;
+        }
+        self.gc_running = true;
+        self.run_gc_tasks(now);
+        self.gc_running = false;
+    }
+
+    fn run_gc_tasks(&mut self, now: &str) {
         let config = StoreConfig {
             graceful_pod_deletion: false,
             ..StoreConfig::default()

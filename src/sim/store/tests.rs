@@ -516,3 +516,45 @@ fn base64_roundtrip() {
     }
     assert_eq!(base64(b"hello"), "aGVsbG8=");
 }
+
+#[test]
+fn deleting_a_namespace_with_many_objects_does_not_recurse_per_object() {
+    // Run on a thread with a small stack: finalizing the namespace used to nest one
+    // delete/GC frame per object and overflowed with a few thousand.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let s = store();
+            let ns = res(&s, "", "namespaces");
+            let cm = res(&s, "", "configmaps");
+            s.create(
+                &ns,
+                None,
+                json!({"metadata": {"name": "busy"}}),
+                &WriteOptions::default(),
+            )
+            .unwrap();
+            for i in 0..3000 {
+                s.create(
+                    &cm,
+                    Some("busy"),
+                    json!({"metadata": {"name": format!("cm-{i}")}}),
+                    &WriteOptions::default(),
+                )
+                .unwrap();
+            }
+            s.delete(&ns, None, "busy", &DeleteOptions::default())
+                .unwrap();
+            assert_eq!(
+                s.get(&cm, Some("busy"), "cm-2999").unwrap_err().reason,
+                Reason::NotFound
+            );
+            assert_eq!(
+                s.get(&ns, None, "busy").unwrap_err().reason,
+                Reason::NotFound
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
