@@ -1136,9 +1136,11 @@ impl Inner {
         }
         let body_ns = new["metadata"]["namespace"].as_str().unwrap_or_default();
         if res.namespaced && !body_ns.is_empty() && body_ns != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
+            // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (checkName), which the update
+            // handler runs on the decoded object.
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the object ({body_ns}) does not match the namespace on the request ({ns})"
+            )));
         }
         let body_rv = new["metadata"]["resourceVersion"]
             .as_str()
@@ -1153,7 +1155,7 @@ impl Inner {
         }
         if body_rv.is_empty() && res.custom {
             // Custom resources do not allow unconditional updates.
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_resource(
                 res,
                 name,
                 vec![FieldError::invalid_raw(
@@ -1291,12 +1293,12 @@ impl Inner {
         if let Some(uid) = &opts.uid
             && current["metadata"]["uid"].as_str() != Some(uid)
         {
-            // k8s.io/apiserver/pkg/registry/generic/registry/store.go (checkPreconditions)
-            return Err(ApiError::conflict(
+            // k8s.io/apiserver/pkg/registry/rest/delete.go (BeforeDelete)
+            return Err(ApiError::precondition_conflict(
                 res,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                     current["metadata"]["uid"].as_str().unwrap_or_default()
                 ),
             ));
@@ -1304,11 +1306,12 @@ impl Inner {
         if let Some(rv) = &opts.resource_version
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
         {
-            return Err(ApiError::conflict(
+            // k8s.io/apiserver/pkg/registry/rest/delete.go (BeforeDelete)
+            return Err(ApiError::precondition_conflict(
                 res,
                 name,
                 &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                     current["metadata"]["resourceVersion"]
                         .as_str()
                         .unwrap_or_default()

@@ -558,3 +558,116 @@ fn deleting_a_namespace_with_many_objects_does_not_recurse_per_object() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn rejections_read_as_the_api_server_words_them() {
+    let s = store();
+    let cm = res(&s, "", "configmaps");
+    let created = s
+        .create(
+            &cm,
+            Some("default"),
+            json!({"metadata": {"name": "c"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // rest.BeforeDelete, qualified by the kind.
+    let err = s
+        .delete(
+            &cm,
+            Some("default"),
+            "c",
+            &DeleteOptions {
+                uid: Some("other".into()),
+                ..DeleteOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::Conflict);
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Operation cannot be fulfilled on ConfigMap "c": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"#
+        )
+    );
+    let err = s
+        .delete(
+            &cm,
+            Some("default"),
+            "c",
+            &DeleteOptions {
+                resource_version: Some("1".into()),
+                ..DeleteOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Operation cannot be fulfilled on ConfigMap "c": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified"#
+        )
+    );
+    // checkName on update.
+    let err = s
+        .update(
+            &cm,
+            Some("default"),
+            "c",
+            json!({"metadata": {"name": "c", "namespace": "kube-system"}}),
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "the namespace of the object (kube-system) does not match the namespace on the request (default)"
+    );
+    // A custom resource updated without a resourceVersion: qualified by the resource.
+    let crds = res(&s, "apiextensions.k8s.io", "customresourcedefinitions");
+    s.create(&crds, None, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        &WriteOptions::default()).unwrap();
+    let widgets = s.resource("example.com", "v1", "widgets").expect("served");
+    s.create(
+        &widgets,
+        Some("default"),
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let err = s
+        .update(
+            &widgets,
+            Some("default"),
+            "w",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2}}),
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        r#"widgets.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#
+    );
+    // ValidatePodManagementPolicy: field.Invalid.
+    let sts = res(&s, "apps", "statefulsets");
+    let err = s
+        .create(&sts, Some("default"), json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db", "podManagementPolicy": "Sometimes",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "postgres"}]}}}}),
+            &WriteOptions::default())
+        .unwrap_err();
+    assert!(
+        err.message.contains(
+            r#"spec.podManagementPolicy: Invalid value: "Sometimes": must be 'OrderedReady' or 'Parallel'"#
+        ),
+        "{}",
+        err.message
+    );
+}
