@@ -276,6 +276,33 @@ pub trait Cluster: Send + Sync {
         let _ = server;
     }
 
+    /// Starts an infrastructure fault (a `fault` step). Only the simulator can make every
+    /// fault happen on demand; other backends refuse scenarios with fault steps before they
+    /// run ([`refusal`]), so the default only reports that.
+    ///
+    /// # Errors
+    /// When the backend cannot make the fault happen.
+    fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!(
+                "the {} fault can only be made to happen on the sim backend",
+                fault.fault_name()
+            ),
+        })
+    }
+
+    /// Ends the active fault named `name` (an `endFault` step).
+    ///
+    /// # Errors
+    /// When no fault of that name is active, or the backend has no faults.
+    fn end_fault(&self, name: &str) -> Result<(), BackendError> {
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!("no fault named {name} is active"),
+        })
+    }
+
     /// Removes what the run created on the cluster (its namespaces, the cluster itself) and
     /// waits until it is gone. Idempotent. The simulator has nothing to release.
     ///
