@@ -3,6 +3,7 @@
 //! Every backend is reached through the same kube client after provisioning; this module decides
 //! which backends can run on this machine and says why not when one cannot.
 
+pub mod faults;
 pub mod k3d;
 pub mod kubeconfig;
 pub mod remote;
@@ -209,8 +210,8 @@ pub trait Provisioner: Send + Sync {
 /// nothing is known against it; an existing cluster's shape is only checked when a run starts.
 #[must_use]
 pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<String> {
-    match kind {
-        BackendKind::Sim => Vec::new(),
+    let mut reasons = match kind {
+        BackendKind::Sim => return Vec::new(),
         BackendKind::K3d => k3d::refusal(scenario),
         BackendKind::Kubeconfig => kubeconfig::refuse_postgres(scenario, kind)
             .err()
@@ -219,7 +220,9 @@ pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<S
                 other => vec![other.to_string()],
             })
             .unwrap_or_default(),
-    }
+    };
+    reasons.extend(faults::refusals(scenario));
+    reasons
 }
 
 /// A cluster a scenario runs on, whatever the backend.
