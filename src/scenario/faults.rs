@@ -195,22 +195,11 @@ pub struct LeaderElection {
     /// What the program does when it loses the lease: its own log lines after client-go's, and
     /// its exit code (absent: it keeps running without leading).
     pub on_lost: LostLease,
-    /// The k8s.io/client-go release the program is built with, for the exact wording and
-    /// source lines of its log: `v0.31` or `v0.32` (default).
+    /// The minor release of k8s.io/client-go the program is built with (`31` for v0.31.x),
+    /// for the exact wording and source lines of its log; default 32. Releases before 31 read
+    /// as 31.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_go: Option<ClientGo>,
-}
-
-/// A k8s.io/client-go release whose leader-election log lines differ from the others'.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum ClientGo {
-    /// v0.31.x (Kubernetes 1.31): `optimitically`, acquire lines at 254 and 268.
-    #[serde(rename = "v0.31")]
-    V031,
-    /// v0.32.x (Kubernetes 1.32).
-    #[default]
-    #[serde(rename = "v0.32")]
-    V032,
+    pub client_go_minor: Option<u32>,
 }
 
 const fn yes() -> bool {

@@ -17,7 +17,7 @@ use super::config;
 use super::program::{ContainerContext, OutputLine};
 use super::time::after;
 use super::view::ClusterViewExt;
-use crate::scenario::{ApiServerError, ClientGo, DurationSetting, LeaderElection};
+use crate::scenario::{ApiServerError, DurationSetting, LeaderElection};
 use crate::sim::kubelet::gofmt::go_duration;
 
 /// controller-runtime's defaults (pkg/manager/manager.go `defaultLeaseDuration`,
@@ -47,6 +47,15 @@ struct Settings {
     lost_log: Vec<String>,
     exit_code: Option<i32>,
     client_go: ClientGo,
+}
+
+/// The k8s.io/client-go releases whose leader-election log lines differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientGo {
+    /// v0.31.x: `optimitically`, acquire lines at 254 and 268.
+    V031,
+    /// v0.32.x.
+    V032,
 }
 
 /// The Lease as this program last wrote it.
@@ -211,7 +220,10 @@ impl Elector {
                 server: format!("https://{host}:{port}"),
                 lost_log: spec.on_lost.log.clone(),
                 exit_code: spec.on_lost.exit_code,
-                client_go: spec.client_go.unwrap_or_default(),
+                client_go: match spec.client_go_minor {
+                    Some(m) if m <= 31 => ClientGo::V031,
+                    _ => ClientGo::V032,
+                },
             },
             state: State::Acquiring {
                 next: now,

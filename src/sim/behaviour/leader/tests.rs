@@ -85,7 +85,7 @@ fn spec() -> LeaderElection {
             log: vec!["leaderelection lost at {time}".into()],
             exit_code: Some(1),
         },
-        client_go: None,
+        client_go_minor: None,
     }
 }
 
@@ -243,7 +243,7 @@ fn server_errors_use_apimachinery_wording() {
 #[test]
 fn client_go_v031_has_its_own_wording() {
     let mut s = spec();
-    s.client_go = Some(ClientGo::V031);
+    s.client_go_minor = Some(31);
     let view = latency_from(0, 12);
     let mut e = Elector::new(&s, &ctx(&["--leader-elect"]), "x".into(), t(0)).unwrap();
     e.begin(t(0));
