@@ -70,6 +70,19 @@ async fn crud_round_trip() {
     assert_eq!(missing["message"], r#"configmaps "a" not found"#);
     assert_eq!(missing["reason"], "NotFound");
     assert_eq!(missing["kind"], "Status");
+    let (code, invalid) = call(
+        &api,
+        "DELETE",
+        &format!("{CM}/b"),
+        "application/json",
+        r#"{"propagationPolicy":"Sideways"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        invalid["message"],
+        r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan", "nil""#
+    );
 }
 
 #[tokio::test]

@@ -431,15 +431,18 @@ impl ApiError {
     /// `NewForbidden`: `pods "x" is forbidden: <detail>`.
     #[must_use]
     pub fn forbidden(res: &ResourceDef, name: &str, detail: &str) -> Self {
-        Self::new(
-            Reason::Forbidden,
+        // An object without a name yet (generateName) is not quoted (NewForbidden,
+        // k8s.io/apimachinery/pkg/api/errors/errors.go).
+        let message = if name.is_empty() {
+            format!("{} is forbidden: {detail}", res.group_resource())
+        } else {
             format!(
                 "{} {} is forbidden: {detail}",
                 res.group_resource(),
                 go_quote(name)
-            ),
-        )
-        .with_details(res, name)
+            )
+        };
+        Self::new(Reason::Forbidden, message).with_details(res, name)
     }
 
     /// The NamespaceLifecycle admission plugin's refusal of new objects in a namespace being

@@ -907,7 +907,10 @@ impl Inner {
                 url_ns.to_string()
             };
             if ns.is_empty() {
-                return Err(ApiError::bad_request(
+                // A namespaced create without a namespace matches no route of the API server:
+                // 404 with NewNotFound's generic text (k8s.io/apiserver/pkg/endpoints/handlers).
+                return Err(ApiError::new(
+                    Reason::NotFound,
                     "the server could not find the requested resource",
                 ));
             }
@@ -919,6 +922,16 @@ impl Inner {
             }
             String::new()
         };
+        // Admission (NamespaceLifecycle) runs before the registry generates a name, so a
+        // generateName create is refused without one.
+        if res.namespaced {
+            let given = m["name"].as_str().unwrap_or_default();
+            match self.namespace_state(&ns) {
+                None => return Err(ApiError::namespace_not_found(&ns)),
+                Some(true) => return Err(ApiError::namespace_terminating(res, given, &ns)),
+                Some(false) => {}
+            }
+        }
         if m["name"].as_str().unwrap_or_default().is_empty()
             && let Some(prefix) = m["generateName"].as_str().filter(|p| !p.is_empty())
         {
@@ -929,13 +942,6 @@ impl Inner {
             m["name"] = json!(candidate);
         }
         let name = m["name"].as_str().unwrap_or_default().to_string();
-        if res.namespaced {
-            match self.namespace_state(&ns) {
-                None => return Err(ApiError::namespace_not_found(&ns)),
-                Some(true) => return Err(ApiError::namespace_terminating(res, &name, &ns)),
-                Some(false) => {}
-            }
-        }
         // System fields a client may not set on create.
         if let Value::Object(mm) = defaults::child(&mut obj, "metadata") {
             for k in [

@@ -655,6 +655,51 @@ fn rejections_read_as_the_api_server_words_them() {
         err.message,
         r#"widgets.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#
     );
+    // A namespaced create with no namespace anywhere matches no route: 404.
+    let err = s
+        .create(
+            &cm,
+            None,
+            json!({"metadata": {"name": "x"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::NotFound);
+    assert_eq!(
+        err.message,
+        "the server could not find the requested resource"
+    );
+    // A generateName create in a terminating namespace: NewForbidden without a name.
+    let ns = res(&s, "", "namespaces");
+    s.create(
+        &ns,
+        None,
+        json!({"metadata": {"name": "going"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    s.create(
+        &cm,
+        Some("going"),
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    s.delete(&ns, None, "going", &DeleteOptions::default())
+        .unwrap();
+    let err = s
+        .create(
+            &cm,
+            Some("going"),
+            json!({"metadata": {"generateName": "late-"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "configmaps is forbidden: unable to create new content in namespace going because it is being terminated"
+    );
+    assert!(err.is_namespace_terminating());
     // ValidatePodManagementPolicy: field.Invalid.
     let sts = res(&s, "apps", "statefulsets");
     let err = s
