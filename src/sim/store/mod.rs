@@ -961,6 +961,12 @@ impl Inner {
             && let Value::Object(mm) = &mut obj
         {
             mm.remove("status");
+            // The built-in types' status is a struct, not a pointer, so the API server returns
+            // `"status":{}` for a new object (encoding/json does not omit empty structs);
+            // clients read fields of it without a nil check.
+            if !res.custom {
+                mm.insert("status".to_owned(), json!({}));
+            }
         }
         defaults::apply(&res.group, &res.kind, &mut obj);
         let errs = validation::validate(&res.group, &res.kind, &obj);

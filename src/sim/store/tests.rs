@@ -144,10 +144,7 @@ fn update_conflicts_and_generation() {
         )
         .unwrap();
     assert_eq!(u2["metadata"]["generation"], 2);
-    assert!(
-        u2.get("status").is_none(),
-        "main resource writes ignore status"
-    );
+    assert_eq!(u2["status"], json!({}), "main resource writes ignore status");
     let mut st = u2.clone();
     st["status"] = json!({"observedGeneration": 2});
     st["spec"]["replicas"] = json!(7);
@@ -715,4 +712,32 @@ fn rejections_read_as_the_api_server_words_them() {
         "{}",
         err.message
     );
+}
+
+#[test]
+fn a_new_built_in_object_has_an_empty_status_and_a_custom_one_none() {
+    let s = store();
+    let d = res(&s, "apps", "deployments");
+    let created = s
+        .create(&d, Some("default"), json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            &WriteOptions::default())
+        .unwrap();
+    assert_eq!(created["status"], json!({}));
+    let crds = res(&s, "apiextensions.k8s.io", "customresourcedefinitions");
+    s.create(&crds, None, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        &WriteOptions::default()).unwrap();
+    let widgets = s.resource("example.com", "v1", "widgets").expect("served");
+    let w = s
+        .create(
+            &widgets,
+            Some("default"),
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert!(w.get("status").is_none(), "{w}");
 }
