@@ -191,9 +191,26 @@ pub fn pull(
             .clone()
             .or_else(|| image.tag.clone())
             .unwrap_or_default();
+        // containerd 1.7 (remotes/docker/resolver.go resolve): a 401 on the manifest HEAD
+        // after the authorizer found nothing to send. A registry that asks for Basic auth
+        // (ECR) fails in the authorizer with ErrInvalidAuthorization, "authorization failed: no
+        // basic auth credentials" (remotes/docker/authorizer.go), wrapped as "pull access
+        // denied, repository does not exist or may require authorization: %w"
+        // (resolver.go); Docker Hub's token server answers insufficient_scope, wrapped as
+        // "server message: %s: %s" (remotes/docker/auth/fetch.go); other registries give
+        // remotes/errors' "unexpected status from HEAD request to %s: %s".
+        let cause = if image.domain.ends_with(".amazonaws.com") {
+            "pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials".to_owned()
+        } else if image.domain == "docker.io" {
+            "pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed".to_owned()
+        } else {
+            format!(
+                "unexpected status from HEAD request to https://{}/v2/{}/manifests/{what}: 401 Unauthorized",
+                image.domain, image.path
+            )
+        };
         return PullOutcome::Failed(format!(
-            "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": pulling from host {} failed with status code [manifests {what}]: 401 Unauthorized",
-            image.domain
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": {cause}"
         ));
     }
     let want = format!("linux/{}", arch.as_str());
@@ -287,7 +304,7 @@ mod tests {
         let ecr = ImageRef::parse("123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1");
         assert_eq!(
             pull(&ecr, Some(&private), Arch::Amd64, false),
-            PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": failed to resolve reference \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": pulling from host 123456789012.dkr.ecr.eu-west-2.amazonaws.com failed with status code [manifests 26.1.1]: 401 Unauthorized".into())
+            PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": failed to resolve reference \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials".into())
         );
         assert!(matches!(
             pull(&ecr, Some(&private), Arch::Amd64, true),

@@ -169,6 +169,9 @@ pub(super) struct PodRuntime {
     pub containers: Vec<Ctr>,
     crash: Backoff,
     pulls: Backoff,
+    /// The last failed pull's `<reason>: <message>` by back-off key, which the image manager
+    /// appends to the back-off message (pkg/kubelet/images/image_manager.go, prevPullErrMsg).
+    prev_pull_err: BTreeMap<String, String>,
     resync_at: Option<Timestamp>,
     finished: bool,
 }
@@ -248,6 +251,7 @@ impl PodRuntime {
             containers,
             crash: Backoff::default(),
             pulls: Backoff::default(),
+            prev_pull_err: BTreeMap::new(),
             resync_at: None,
             finished: false,
         }
@@ -734,14 +738,19 @@ impl PodRuntime {
         }
         let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
         if self.pulls.in_backoff_since_update(&key, now) {
-            let message = format!("Back-off pulling image \"{written}\"");
+            let event = format!("Back-off pulling image \"{written}\"");
             out.event(
                 now,
                 EventType::Normal,
                 "BackOff",
-                message.clone(),
+                event.clone(),
                 Some((&c.name, c.init)),
             );
+            // The waiting message carries the last pull error; the event does not.
+            let message = match self.prev_pull_err.get(&key) {
+                Some(prev) => format!("{event}: {prev}"),
+                None => event,
+            };
             // kuberuntime_container.go startContainer: `Error: %v` with the ErrImagePullBackOff reason.
             out.event(
                 now,
@@ -757,6 +766,8 @@ impl PodRuntime {
             self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
             return;
         }
+        // "Ensure that the map cannot grow indefinitely" before a new pull.
+        self.prev_pull_err.remove(&key);
         let has_credentials = self.pull_credentials(pod, ctx.view, now, out);
         let c = &self.containers[i];
         out.event(
@@ -865,6 +876,9 @@ impl PodRuntime {
                 );
                 let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
                 self.pulls.next(&key, p.done_at, p.done_at);
+                // evalCRIPullErr: ErrImagePull with the runtime's message.
+                self.prev_pull_err
+                    .insert(key, format!("ErrImagePull: {err}"));
                 self.containers[i].step(Input::Failed {
                     reason: WaitingReason::ErrImagePull,
                     message: err,

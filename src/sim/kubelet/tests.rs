@@ -339,6 +339,21 @@ fn image_without_the_node_platform_fails_to_pull_then_backs_off() {
         err
     );
     assert_eq!(st.1["phase"], "Pending");
+    // In back-off the waiting message carries the last pull error; the event does not.
+    let backing_off = r
+        .statuses
+        .iter()
+        .find(|(_, s)| {
+            s.pointer("/containerStatuses/0/state/waiting/reason")
+                == Some(&json!("ImagePullBackOff"))
+        })
+        .unwrap();
+    assert_eq!(
+        backing_off.1["containerStatuses"][0]["state"]["waiting"]["message"],
+        format!(
+            "Back-off pulling image \"foundationdb/fdb-kubernetes-operator:v2.6.0\": ErrImagePull: {err}"
+        )
+    );
 }
 
 #[test]
@@ -359,7 +374,7 @@ fn private_image_without_pull_secret_is_unauthorized_and_missing_secrets_are_rep
         "Unable to retrieve some image pull secrets (ecr); attempting to pull the image may not succeed."
     );
     assert!(r.event_messages("Failed")[0].1.ends_with(
-        "pulling from host 123456789012.dkr.ecr.eu-west-2.amazonaws.com failed with status code [manifests 26.1.1]: 401 Unauthorized"
+        "pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials"
     ));
 
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",

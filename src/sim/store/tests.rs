@@ -144,7 +144,11 @@ fn update_conflicts_and_generation() {
         )
         .unwrap();
     assert_eq!(u2["metadata"]["generation"], 2);
-    assert_eq!(u2["status"], json!({}), "main resource writes ignore status");
+    assert_eq!(
+        u2["status"],
+        json!({}),
+        "main resource writes ignore status"
+    );
     let mut st = u2.clone();
     st["status"] = json!({"observedGeneration": 2});
     st["spec"]["replicas"] = json!(7);
