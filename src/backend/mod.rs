@@ -212,14 +212,42 @@ pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<S
     match kind {
         BackendKind::Sim => Vec::new(),
         BackendKind::K3d => k3d::refusal(scenario),
-        BackendKind::Kubeconfig => kubeconfig::refuse_postgres(scenario, kind)
-            .err()
-            .map(|e| match e {
-                BackendError::Unsuitable { reasons, .. } => reasons,
-                other => vec![other.to_string()],
-            })
-            .unwrap_or_default(),
+        BackendKind::Kubeconfig => {
+            let mut reasons = kubeconfig::refuse_postgres(scenario, kind)
+                .err()
+                .map(|e| match e {
+                    BackendError::Unsuitable { reasons, .. } => reasons,
+                    other => vec![other.to_string()],
+                })
+                .unwrap_or_default();
+            reasons.extend(refuse_shape_changes(scenario, kind));
+            reasons
+        }
     }
+}
+
+/// Why a backend that cannot change a cluster's shape during a run cannot replay `scenario`:
+/// one reason per shape step (`addNode`, `removeNode`, `loadBalancer`) anywhere in it.
+#[must_use]
+pub fn refuse_shape_changes(
+    scenario: &crate::scenario::Scenario,
+    kind: BackendKind,
+) -> Vec<String> {
+    let mutants = scenario.mutants.iter().flat_map(|m| &m.fix);
+    scenario
+        .setup
+        .iter()
+        .chain(&scenario.break_.steps)
+        .chain(&scenario.fix)
+        .chain(mutants)
+        .filter_map(crate::scenario::Step::shape_change)
+        .map(|c| {
+            format!(
+                "the scenario's steps change the cluster's shape ({}), which the {kind} backend cannot do during a run",
+                c.describe()
+            )
+        })
+        .collect()
 }
 
 /// A cluster a scenario runs on, whatever the backend.
@@ -274,6 +302,28 @@ pub trait Cluster: Send + Sync {
     /// nothing.
     fn attach_postgres(&self, server: std::sync::Arc<crate::postgres::Server>) {
         let _ = server;
+    }
+
+    /// Changes the cluster's shape (a node joins or leaves, the LoadBalancer provider is
+    /// switched), as a scenario step asks. The simulator does it at once; backends that cannot
+    /// say so, and [`refusal`] keeps their scenarios from running there in the first place.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsuitable`] where the backend cannot make the change.
+    fn reshape<'a>(
+        &'a self,
+        change: &'a crate::scenario::ShapeChange,
+    ) -> futures::future::BoxFuture<'a, Result<(), BackendError>> {
+        let backend = self.backend();
+        Box::pin(async move {
+            Err(BackendError::Unsuitable {
+                backend,
+                reasons: vec![format!(
+                    "the {backend} backend cannot {} during a run",
+                    change.describe()
+                )],
+            })
+        })
     }
 
     /// Removes what the run created on the cluster (its namespaces, the cluster itself) and

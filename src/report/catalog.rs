@@ -225,6 +225,12 @@ fn step(s: &Step) -> String {
         Step::Sql(q) => one_line(&q.query),
         Step::Expect(e) => describe(e),
         Step::Sleep(d) => d.to_string(),
+        Step::AddNode(n) => n.name.clone(),
+        Step::RemoveNode(n) => n.name.clone(),
+        Step::LoadBalancer(p) => match p {
+            crate::scenario::LoadBalancerProvider::None => "none".to_owned(),
+            crate::scenario::LoadBalancerProvider::ServiceLb => "service-lb".to_owned(),
+        },
     };
     format!("{} {}", s.keyword(), detail)
 }

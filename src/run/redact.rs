@@ -322,7 +322,12 @@ impl Session<'_> {
                 Step::Patch(p) => p.object.namespace.clone(),
                 Step::Scale(sc) => sc.object.namespace.clone(),
                 Step::RolloutRestart(r) => r.namespace.clone(),
-                Step::Apply(_) | Step::Sql(_) | Step::Sleep(_) => None,
+                Step::Apply(_)
+                | Step::Sql(_)
+                | Step::Sleep(_)
+                | Step::AddNode(_)
+                | Step::RemoveNode(_)
+                | Step::LoadBalancer(_) => None,
             });
         }
         for role in s.postgres.iter().flat_map(|p| &p.roles) {

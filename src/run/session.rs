@@ -156,6 +156,15 @@ impl Session<'_> {
                 let deadline = self.cluster.now() + e.within().map_or(DEFAULT_WAIT, |d| d.as_std());
                 self.wait_for(e, deadline).await.map_err(|o| o.mismatches)
             }
+            Step::AddNode(_) | Step::RemoveNode(_) | Step::LoadBalancer(_) => {
+                let Some(change) = step.shape_change() else {
+                    return Ok(());
+                };
+                self.cluster
+                    .reshape(&change)
+                    .await
+                    .map_err(|e| vec![error_chain(&e)])
+            }
             Step::Sleep(d) => {
                 let until = self.cluster.now() + d.as_std();
                 while self.cluster.now() < until {

@@ -949,7 +949,15 @@ impl Checker {
                     self.object_ref(path, text, &at_object, object);
                 }
                 Step::RolloutRestart(object) => self.object_ref(path, text, &here, object),
-                Step::Sleep(_) => {}
+                Step::AddNode(super::model::Node { name, .. })
+                | Step::RemoveNode(super::shape::NodeRemoval { name }) => {
+                    if !is_dns_subdomain(name) {
+                        let mut node = here.clone();
+                        node.push("name".into());
+                        self.problem(path, text, &node, format!("invalid node name `{name}`: expected a DNS subdomain (lowercase letters, digits, `-` and `.`)"), None);
+                    }
+                }
+                Step::Sleep(_) | Step::LoadBalancer(_) => {}
             }
         }
     }

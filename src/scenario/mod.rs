@@ -7,6 +7,10 @@ mod model;
 
 pub use duration::{Duration, DurationError};
 pub use model::*;
+mod reports;
+mod shape;
+pub use reports::*;
+pub use shape::*;
 mod diagnostics;
 mod files;
 pub mod kinds;

@@ -4,23 +4,28 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::apply::{Refusals, Target};
 use super::nodes::Nodes;
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
+use crate::sim::behaviour::{StatusReport, Work};
+use crate::sim::clock::format_time;
 use crate::sim::controllers::attachdetach::AttachDetachController;
 use crate::sim::controllers::endpoints::LoadBalancerMode;
 use crate::sim::controllers::volume::VolumeController;
 use crate::sim::controllers::{
     NameGen, Reconciled, cronjob, daemonset, deployment, endpoints, job, replicaset, statefulset,
 };
-use crate::sim::events::EventRecorder;
+use crate::sim::events::{Event, EventRecorder, Involved, Reporter};
 use crate::sim::store::{ApiError, Part, Store, WriteOptions};
 
 /// The name of the node agents' part, which also runs on its own between rounds.
 pub(crate) const KUBELET: &str = "kubelet";
+
+/// The name of the operators' part, which runs with the node agents between rounds.
+pub(crate) const OPERATORS: &str = "operators";
 
 /// What a part of the control loop works with in one round.
 pub(crate) struct Context<'a> {
@@ -288,13 +293,22 @@ struct Operators;
 
 impl Controller for Operators {
     fn name(&self) -> &'static str {
-        "operators"
+        OPERATORS
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        for obj in cx.nodes.desired_objects(cx.view) {
-            if let Err(err) = ensure_owned(cx.store, &obj) {
-                let target = Target::of("create or update", &obj);
+        for work in cx.nodes.operator_work(cx.view) {
+            let (result, target) = match &work {
+                Work::Own(obj) => (
+                    ensure_owned(cx.store, obj),
+                    Target::of("create or update", obj),
+                ),
+                Work::Report(r) => (
+                    write_report(cx.store, cx.recorder, cx.now, r),
+                    Target::of("update status of", &r.object),
+                ),
+            };
+            if let Err(err) = result {
                 cx.refusals.record(cx.now, self.name(), target, err);
             }
         }
@@ -325,6 +339,92 @@ pub(crate) fn control_loop(
         Box::new(Kubelets),
         Box::new(Operators),
     ]
+}
+
+/// Writes what an operator reports into the watched object's status: each condition replaces
+/// the one of its type, keeping `lastTransitionTime` unless the status changed (as
+/// `meta.SetStatusCondition` does, apimachinery pkg/api/meta/conditions.go), and the other
+/// fields are merged in. When a reported condition is new or differs from the one in place, the
+/// report's event is recorded on the object. A report that changes nothing writes nothing.
+fn write_report(
+    store: &Store,
+    recorder: &mut EventRecorder,
+    now: Timestamp,
+    report: &StatusReport,
+) -> Result<(), ApiError> {
+    let obj = &report.object;
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let ns = obj["metadata"]["namespace"].as_str();
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+    let Some(res) = store.resource_for_kind(api_version, kind) else {
+        return Ok(());
+    };
+    let mut changed = false;
+    let written = store.modify(
+        &res,
+        ns,
+        name,
+        Part::Status,
+        &WriteOptions::default(),
+        |current| {
+            let Some(cur) = current.filter(|c| c["metadata"]["uid"].as_str() == Some(uid)) else {
+                return Err(ApiError::not_found(&res, name));
+            };
+            let mut next = cur.clone();
+            if !next["status"].is_object() {
+                next["status"] = json!({});
+            }
+            if let Some(Value::Object(fields)) = &report.status {
+                for (k, v) in fields {
+                    next["status"][k] = v.clone();
+                }
+            }
+            let mut conditions: Vec<Value> = next["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for want in &report.conditions {
+                let mut cond = want.clone();
+                match conditions.iter_mut().find(|c| c["type"] == want["type"]) {
+                    Some(have) => {
+                        let same = |k: &str| have[k] == want[k];
+                        if !(same("status") && same("reason") && same("message")) {
+                            changed = true;
+                        }
+                        cond["lastTransitionTime"] = if same("status") {
+                            have["lastTransitionTime"].clone()
+                        } else {
+                            json!(format_time(now))
+                        };
+                        *have = cond;
+                    }
+                    None => {
+                        changed = true;
+                        cond["lastTransitionTime"] = json!(format_time(now));
+                        conditions.push(cond);
+                    }
+                }
+            }
+            if !report.conditions.is_empty() {
+                next["status"]["conditions"] = Value::Array(conditions);
+            }
+            Ok(next)
+        },
+    );
+    written?;
+    if changed && let Some((type_, reason, message)) = &report.event {
+        let event = Event::new(
+            *type_,
+            reason.clone(),
+            message.clone(),
+            Involved::of(obj),
+            Reporter::new(report.source.clone()),
+        );
+        recorder.record(store, now, &event);
+    }
+    Ok(())
 }
 
 /// Makes an operator's owned object exist as the operator wants it: created when missing,

@@ -51,7 +51,7 @@ use crate::sim::scheduler::{kubelet_config, node_object};
 use crate::sim::store::{ApiError, Reason, Store, StoreConfig, WriteOptions};
 use crate::sim::{SimCluster, SimClusterBuilder};
 use apply::{Apply, Refusals, WorkQueue};
-use control::{Context, Controller, KUBELET};
+use control::{Context, Controller, KUBELET, OPERATORS};
 
 /// The instant every simulated cluster starts at, so that timestamps are the same every run.
 pub const EPOCH: &str = "2025-01-01T00:00:00Z";
@@ -450,9 +450,14 @@ impl SimEngine {
             && !self.nodes.retry_due(self.now)
     }
 
-    /// The node agents alone, at the current instant; returns whether anything changed.
+    /// The node agents, and the operators their programs run, at the current instant;
+    /// returns whether anything changed. The operators go with the agents because a program's
+    /// timer (a retried requirement that now holds) can start its operator without any object
+    /// changing.
     fn kubelet_pass(&mut self) -> bool {
-        !self.run(|part| part.name() == KUBELET).is_empty()
+        !self
+            .run(|part| matches!(part.name(), KUBELET | OPERATORS))
+            .is_empty()
     }
 
     /// Advances until the clock reaches `until` (for tests and tools that want a fixed span).

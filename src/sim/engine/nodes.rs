@@ -428,12 +428,12 @@ impl Nodes {
         self.fingerprints.retain(|uid, _| seen.contains(uid));
     }
 
-    /// The objects the operators running on every node want to exist now.
+    /// What the operators running on every node want done now.
     #[must_use]
-    pub fn desired_objects(&self, view: &StoreView<'_>) -> Vec<Value> {
+    pub fn operator_work(&self, view: &StoreView<'_>) -> Vec<crate::sim::behaviour::Work> {
         self.kubelets
             .iter()
-            .flat_map(|k| k.desired_objects(view))
+            .flat_map(|k| k.operator_work(view))
             .collect()
     }
 }
