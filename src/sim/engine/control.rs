@@ -46,6 +46,8 @@ pub(crate) struct Context<'a> {
     pub nodes: &'a mut Nodes,
     /// Where a part that writes itself notes the writes the store refused.
     pub refusals: &'a mut Refusals,
+    /// Who assigns LoadBalancer addresses now (a step can switch it).
+    pub load_balancer: LoadBalancerMode,
 }
 
 /// The work queue's back-off after a failed sync: `base * 2^(failures - 1)`, at most `max`
@@ -222,9 +224,7 @@ impl Controller for CronJobs {
 
 /// The endpoint and EndpointSlice controllers, and the LoadBalancer implementation.
 #[derive(Debug)]
-struct Endpoints {
-    load_balancer: LoadBalancerMode,
-}
+struct Endpoints;
 
 impl Controller for Endpoints {
     fn name(&self) -> &'static str {
@@ -232,7 +232,7 @@ impl Controller for Endpoints {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        endpoints::reconcile_all(cx.view, cx.now, cx.names, self.load_balancer)
+        endpoints::reconcile_all(cx.view, cx.now, cx.names, cx.load_balancer)
     }
 }
 
@@ -281,6 +281,7 @@ impl Controller for Kubelets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
+        cx.nodes.sync_membership(cx.store, cx.view, cx.now);
         cx.nodes
             .sync(cx.store, cx.view, cx.images, cx.recorder, cx.now);
         Reconciled::default()
@@ -321,7 +322,6 @@ impl Controller for Operators {
 /// the endpoint and volume controllers, then the scheduler, the node agents and the operators
 /// on the nodes.
 pub(crate) fn control_loop(
-    load_balancer: LoadBalancerMode,
     volumes: VolumeController,
     attach: AttachDetachController,
 ) -> Vec<Box<dyn Controller>> {
@@ -332,7 +332,7 @@ pub(crate) fn control_loop(
         Box::new(DaemonSets),
         Box::new(Jobs),
         Box::new(CronJobs),
-        Box::new(Endpoints { load_balancer }),
+        Box::new(Endpoints),
         Box::new(volumes),
         Box::new(attach),
         Box::new(Scheduler),
@@ -492,7 +492,6 @@ mod tests {
     #[test]
     fn the_round_runs_owners_before_what_they_own() {
         let names: Vec<&str> = control_loop(
-            LoadBalancerMode::None,
             VolumeController::default(),
             AttachDetachController::default(),
         )

@@ -435,3 +435,101 @@ fn a_refused_claim_fails_the_statefulset_pod_too() {
     assert_eq!(refused[0].controller, "statefulset-controller");
     assert_eq!(refused[0].target.kind, "PersistentVolumeClaim");
 }
+
+fn tainted_control_plane() -> SimEngine {
+    let cluster: ClusterShape =
+        crate::yaml::from_str("nodes: [{name: server-0, roles: [control-plane]}]").unwrap();
+    SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap()
+}
+
+fn nodes_of_pods(e: &SimEngine) -> Vec<String> {
+    list(e, "v1", "Pod")
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn pending_pods_schedule_once_a_worker_joins_and_go_when_it_leaves() {
+    let mut e = tainted_control_plane();
+    create(&e, deployment("nginx:1.27"));
+    e.run_until(at(&e, 60)).unwrap();
+    assert_eq!(nodes_of_pods(&e), ["", ""]);
+
+    let worker: Node = crate::yaml::from_str("{name: worker-0, roles: [worker]}").unwrap();
+    e.add_node(&worker).unwrap();
+    e.run_until(at(&e, 120)).unwrap();
+    assert_eq!(nodes_of_pods(&e), ["worker-0", "worker-0"]);
+    let pods = list(&e, "v1", "Pod");
+    assert!(pods.iter().all(|p| p["status"]["phase"] == "Running"));
+    assert_eq!(pods[0]["status"]["hostIP"], "172.18.0.3");
+
+    e.remove_node("worker-0").unwrap();
+    e.run_until(at(&e, 180)).unwrap();
+    // The pods went with their node; their replacements wait for a node again.
+    let pods = list(&e, "v1", "Pod");
+    assert_eq!(pods.len(), 2);
+    assert_eq!(nodes_of_pods(&e), ["", ""]);
+    assert!(pods.iter().all(|p| p["metadata"]["uid"] != json!(null)));
+}
+
+#[test]
+fn a_node_created_through_the_api_joins_and_registers_its_status() {
+    let mut e = tainted_control_plane();
+    create(&e, deployment("nginx:1.27"));
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": "agent-1", "labels": {"kubernetes.io/arch": "arm64"}}}),
+    );
+    e.run_until(at(&e, 60)).unwrap();
+    let node = list(&e, "v1", "Node")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == "agent-1")
+        .unwrap();
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"],
+        "agent-1"
+    );
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], "arm64");
+    assert_eq!(node["status"]["conditions"][3]["reason"], "KubeletReady");
+    assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+    assert_eq!(nodes_of_pods(&e), ["agent-1", "agent-1"]);
+    assert!(
+        list(&e, "v1", "Pod")
+            .iter()
+            .all(|p| p["status"]["phase"] == "Running")
+    );
+}
+
+#[test]
+fn the_load_balancer_provider_can_be_switched_on() {
+    let mut e = engine();
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "lb", "namespace": "default"},
+               "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                        "ports": [{"port": 80}]}}),
+    );
+    e.run_until(at(&e, 10)).unwrap();
+    let ingress = |e: &SimEngine| {
+        list(e, "v1", "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == "lb")
+            .unwrap()["status"]["loadBalancer"]
+            .clone()
+    };
+    assert_eq!(ingress(&e), json!({}));
+    e.set_load_balancer(LoadBalancerProvider::ServiceLb);
+    e.run_until(at(&e, 20)).unwrap();
+    assert_eq!(
+        ingress(&e),
+        json!({"ingress": [{"ip": "172.18.0.2", "ipMode": "VIP"}]})
+    );
+}
