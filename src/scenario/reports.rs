@@ -25,7 +25,8 @@ pub struct Report {
     /// changes when a condition's status changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionReport>,
-    /// Other fields merged into `status`, e.g. `{services: [{name: frontend, ready: false}]}`.
+    /// Other fields merged into `status`, e.g. `{services: [{name: frontend, ready: false}]}`;
+    /// a field set to `null` is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub status: Option<Value>,

@@ -344,7 +344,7 @@ pub(crate) fn control_loop(
 /// Writes what an operator reports into the watched object's status: each condition replaces
 /// the one of its type, keeping `lastTransitionTime` unless the status changed (as
 /// `meta.SetStatusCondition` does, apimachinery pkg/api/meta/conditions.go), and the other
-/// fields are merged in. When a reported condition is new or differs from the one in place, the
+/// fields are merged in (a `null` field is removed). When a reported condition is new or differs from the one in place, the
 /// report's event is recorded on the object. A report that changes nothing writes nothing.
 fn write_report(
     store: &Store,
@@ -378,7 +378,13 @@ fn write_report(
             }
             if let Some(Value::Object(fields)) = &report.status {
                 for (k, v) in fields {
-                    next["status"][k] = v.clone();
+                    // `null` removes a field, as an omitted `omitempty` field disappears.
+                    match (v, next["status"].as_object_mut()) {
+                        (Value::Null, Some(status)) => {
+                            status.remove(k);
+                        }
+                        _ => next["status"][k] = v.clone(),
+                    }
                 }
             }
             let mut conditions: Vec<Value> = next["status"]["conditions"]
@@ -456,7 +462,7 @@ fn ensure_owned(store: &Store, desired: &Value) -> Result<(), ApiError> {
                 let mut next = cur.clone();
                 for (k, v) in desired.as_object().into_iter().flatten() {
                     if !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") {
-                        next[k] = v.clone();
+                        merge_desired(&mut next[k], v);
                     }
                 }
                 for field in ["labels", "annotations"] {
@@ -474,9 +480,49 @@ fn ensure_owned(store: &Store, desired: &Value) -> Result<(), ApiError> {
         .map(|_| ())
 }
 
+/// Brings `current` in line with `desired` the way an operator's mutate function does: every
+/// field it sets is set, fields it does not mention (the API server's defaults: a Service's
+/// `clusterIP`, its ports' `nodePort` and `protocol`) are kept. Lists of the same length are
+/// brought in line element by element; other lists are replaced.
+fn merge_desired(current: &mut Value, desired: &Value) {
+    match (current, desired) {
+        (Value::Object(cur), Value::Object(want)) => {
+            for (k, v) in want {
+                merge_desired(cur.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (Value::Array(cur), Value::Array(want)) if cur.len() == want.len() => {
+            for (c, w) in cur.iter_mut().zip(want) {
+                merge_desired(c, w);
+            }
+        }
+        (cur, want) => *cur = want.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_objects_keep_the_servers_defaults() {
+        let mut current = json!({"type": "NodePort", "clusterIP": "10.96.0.7",
+            "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]});
+        merge_desired(
+            &mut current,
+            &json!({"type": "LoadBalancer", "ports": [{"port": 80}]}),
+        );
+        assert_eq!(
+            current,
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.7",
+                   "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]})
+        );
+        merge_desired(
+            &mut current,
+            &json!({"ports": [{"port": 80}, {"port": 443}]}),
+        );
+        assert_eq!(current["ports"], json!([{"port": 80}, {"port": 443}]));
+    }
 
     #[test]
     fn retries_double_up_to_the_limit() {
