@@ -1651,6 +1651,10 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
                 ("sim::apps/crash", "failed"),
                 ("sim::apps/skipped", "ignored"),
                 (
+                    "sim::secrets/externalsecret-cluster-store-missing",
+                    "passed",
+                ),
+                (
                     "sim::secrets/missing-secret-createcontainerconfigerror",
                     "passed",
                 ),
@@ -1659,6 +1663,10 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
             _ => &[
                 ("kubeconfig::apps/crash", "ignored"),
                 ("kubeconfig::apps/skipped", "ignored"),
+                (
+                    "kubeconfig::secrets/externalsecret-cluster-store-missing",
+                    "ignored",
+                ),
                 (
                     "kubeconfig::secrets/missing-secret-createcontainerconfigerror",
                     "ignored",

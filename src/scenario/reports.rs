@@ -20,7 +20,7 @@ use super::model::EventType;
 pub struct Report {
     /// What must all hold in the cluster for this case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub when: Vec<Observation>,
+    pub when: Vec<Observe>,
     /// Conditions set in `status.conditions` (others are kept). `lastTransitionTime` only
     /// changes when a condition's status changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,7 +100,7 @@ pub struct EventReport {
 /// Something an operator looks at before it reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub enum Observation {
+pub enum Observe {
     /// An object exists (and, with `matches`, matches that partial tree).
     Object(ObservedObject),
     /// An object does not exist.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::program::{builtin_api_version, cluster_scoped, endpoint_ready};
 use super::view::ClusterViewExt;
-use crate::scenario::{EventType, Observation, OperatorRule, Report};
+use crate::scenario::{EventType, Observe, OperatorRule, Report};
 
 /// What templates read from: the watched object, and the observed objects bound with `as`.
 #[derive(Debug, Clone, Default)]
@@ -272,7 +272,7 @@ fn holds(
 }
 
 fn observe(
-    o: &Observation,
+    o: &Observe,
     rule: &OperatorRule,
     view: &dyn ClusterViewExt,
     cx: &mut TemplateContext,
@@ -282,7 +282,7 @@ fn observe(
         ns.as_deref().map_or_else(|| own_ns.clone(), |n| cx.fill(n))
     };
     match o {
-        Observation::Object(obj) | Observation::Absent(obj) => {
+        Observe::Object(obj) | Observe::Absent(obj) => {
             let kind = cx.fill(&obj.kind);
             let api_version = obj
                 .api_version
@@ -296,7 +296,7 @@ fn observe(
                     .get(&api_version, &kind, Some(&own_ns), &name)
                     .or_else(|| view.get(&api_version, &kind, None, &name)),
             };
-            if matches!(o, Observation::Absent(_)) {
+            if matches!(o, Observe::Absent(_)) {
                 return found.is_none();
             }
             let Some(found) = found else { return false };
@@ -309,8 +309,8 @@ fn observe(
             }
             ok
         }
-        Observation::Matches(m) => crate::matcher::match_tree(&cx.apply(m), &cx.object).is_empty(),
-        Observation::Endpoint(e) => {
+        Observe::Matches(m) => crate::matcher::match_tree(&cx.apply(m), &cx.object).is_empty(),
+        Observe::Endpoint(e) => {
             let ns = ns_or_own(&e.namespace, cx);
             let service = cx.fill(&e.service);
             let Some(svc) = view.get("v1", "Service", Some(&ns), &service) else {
@@ -340,7 +340,7 @@ fn observe(
             };
             endpoint_ready(view, &ns, &service, &port_name)
         }
-        Observation::LoadBalancer(s) => {
+        Observe::LoadBalancer(s) => {
             let ns = ns_or_own(&s.namespace, cx);
             let Some(svc) = view.get("v1", "Service", Some(&ns), &cx.fill(&s.service)) else {
                 return false;
@@ -354,7 +354,7 @@ fn observe(
             }
             assigned
         }
-        Observation::OwnedReady(filter) => rule.owns.iter().all(|t| {
+        Observe::OwnedReady(filter) => rule.owns.iter().all(|t| {
             let desired = cx.apply(t);
             let kind = desired["kind"].as_str().unwrap_or_default();
             if filter.kind.as_deref().is_some_and(|k| k != kind)
