@@ -128,6 +128,30 @@ mod tests {
     }
 
     #[test]
+    fn shape_steps_are_refused_where_the_cluster_cannot_change() {
+        let scenario: crate::scenario::Scenario = crate::yaml::from_str(
+            "name: demo\ndescription: d\nsource: s\nbreak:\n  steps: []\n  symptoms: []\n\
+             fix:\n  - addNode: {name: worker-1, roles: [worker]}\n  - loadBalancer: service-lb\n\
+             converge: {within: 1m, expect: []}\n",
+        )
+        .unwrap();
+        assert!(refusal(BackendKind::Sim, &scenario).is_empty());
+        for kind in [BackendKind::K3d, BackendKind::Kubeconfig] {
+            assert_eq!(
+                refusal(kind, &scenario),
+                [
+                    format!(
+                        "the scenario's steps change the cluster's shape (add node worker-1), which the {kind} backend cannot do during a run"
+                    ),
+                    format!(
+                        "the scenario's steps change the cluster's shape (switch the LoadBalancer provider to service-lb), which the {kind} backend cannot do during a run"
+                    ),
+                ]
+            );
+        }
+    }
+
+    #[test]
     fn sim_is_always_available() {
         assert_eq!(availability(BackendKind::Sim), Availability::Available);
     }

@@ -603,7 +603,7 @@ reports:
         };
         let reason = |objects: Vec<Value>| {
             let view = StaticView::new(objects).serving("g", "v1", "things");
-            reconcile(&[rule.clone()], &view, "c")
+            reconcile(std::slice::from_ref(&rule), &view, "c")
                 .into_iter()
                 .find_map(|w| match w {
                     Work::Report(r) => Some((

@@ -533,3 +533,73 @@ fn the_load_balancer_provider_can_be_switched_on() {
         json!({"ingress": [{"ip": "172.18.0.2", "ipMode": "VIP"}]})
     );
 }
+
+#[test]
+fn operator_reports_keep_the_transition_time_and_record_events_on_change() {
+    let behaviour: ImageBehaviour = crate::yaml::from_str(
+        r#"
+operator:
+  - forEach: {group: "", version: v1, resource: services, kind: Service}
+    eventSource: svc-operator
+    owns: []
+    reports:
+      - when: [matches: {metadata: {labels: {ok: "yes"}}}]
+        conditions: [{type: Ready, status: "True", reason: Fine, message: "{{name}} is fine"}]
+      - conditions: [{type: Ready, status: "False", reason: NotFine, message: "{{name}} is not"}]
+        event: {type: Warning, reason: NotFine, message: "{{name}} lacks the label"}
+"#,
+    )
+    .unwrap();
+    let images = BTreeMap::from([("op:1".to_owned(), behaviour)]);
+    let mut e =
+        SimEngine::new(EngineConfig::new(ClusterShape::default(), images).unwrap()).unwrap();
+    create(&e, deployment("op:1"));
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "s", "namespace": "default"},
+               "spec": {"ports": [{"port": 80}]}}),
+    );
+    let ready = |e: &SimEngine| {
+        list(e, "v1", "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == "s")
+            .unwrap()["status"]["conditions"][0]
+            .clone()
+    };
+    e.run_until(at(&e, 60)).unwrap();
+    let first = ready(&e);
+    assert_eq!(first["status"], "False");
+    assert_eq!(first["message"], "s is not");
+    let events = events_about(&e, "Service", "s");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "NotFine");
+    assert_eq!(events[0]["message"], "s lacks the label");
+    assert_eq!(events[0]["source"]["component"], "svc-operator");
+
+    // Nothing changes: neither the transition time nor the event count moves.
+    e.run_until(at(&e, 600)).unwrap();
+    assert_eq!(ready(&e), first);
+    assert_eq!(events_about(&e, "Service", "s")[0]["count"], 1);
+
+    let store = e.store().clone();
+    let res = store.resource_for_kind("v1", "Service").unwrap();
+    store
+        .modify(
+            &res,
+            Some("default"),
+            "s",
+            Part::Main,
+            &WriteOptions::default(),
+            |cur| {
+                let mut s = cur.unwrap().clone();
+                s["metadata"]["labels"] = json!({"ok": "yes"});
+                Ok(s)
+            },
+        )
+        .unwrap();
+    e.run_until(at(&e, 660)).unwrap();
+    let now_ready = ready(&e);
+    assert_eq!(now_ready["reason"], "Fine");
+    assert_ne!(now_ready["lastTransitionTime"], first["lastTransitionTime"]);
+}
