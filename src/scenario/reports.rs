@@ -30,8 +30,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub status: Option<Value>,
-    /// An event recorded on the watched object each time this case starts to apply (the real
-    /// controller records it at every failed sync; repeats only raise the event's count).
+    /// An event recorded on the watched object whenever a condition of this case is new or
+    /// changes (for a case without conditions, whenever its `status` fields change). The real
+    /// controller records it at every failed sync; repeats would only raise the event's count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<EventReport>,
     /// Objects owned only while this case applies (created then, and left alone otherwise),

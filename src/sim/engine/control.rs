@@ -344,8 +344,9 @@ pub(crate) fn control_loop(
 /// Writes what an operator reports into the watched object's status: each condition replaces
 /// the one of its type, keeping `lastTransitionTime` unless the status changed (as
 /// `meta.SetStatusCondition` does, apimachinery pkg/api/meta/conditions.go), and the other
-/// fields are merged in (a `null` field is removed). When a reported condition is new or differs from the one in place, the
-/// report's event is recorded on the object. A report that changes nothing writes nothing.
+/// fields are merged in (a `null` field is removed). When a reported condition is new or
+/// differs from the one in place (or, for a report without conditions, when its fields change
+/// the status), the report's event is recorded on the object. A report that changes nothing writes nothing.
 fn write_report(
     store: &Store,
     recorder: &mut EventRecorder,
@@ -413,7 +414,10 @@ fn write_report(
                     }
                 }
             }
-            if !report.conditions.is_empty() {
+            if report.conditions.is_empty() {
+                // Without conditions to compare, a change of the reported fields is the change.
+                changed = next["status"] != cur["status"];
+            } else {
                 next["status"]["conditions"] = Value::Array(conditions);
             }
             Ok(next)
