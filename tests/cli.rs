@@ -123,6 +123,29 @@ fn typo_in_field_name() {
 }
 
 #[test]
+fn an_operator_report_case_without_when_must_come_last() {
+    let text = format!(
+        "{}images:\n  op:1:\n    operator:\n      - forEach: {{group: g, version: v1, resource: things, kind: Thing}}\n        owns: []\n        reports:\n          - conditions: [{{type: Ready, status: \"False\", reason: NotYet}}]\n          - when: [matches: {{spec: {{$regx: x}}}}]\n            conditions: [{{type: Ready, status: \"True\", reason: Done}}]\n",
+        scenario("crash")
+    );
+    let dir = suite(&[
+        ("scenarios/apps/crash.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/crash.yaml:31:23",
+        "this case has no `when`, so it always applies and the cases after it never do: move it last",
+    );
+    assert!(
+        flat(&out).contains("unknown operator `$regx`"),
+        "{}",
+        flat(&out)
+    );
+}
+
+#[test]
 fn wrong_type() {
     let text = scenario("crash").replace("within: 5m", "within: [5m]");
     let dir = suite(&[
@@ -1651,6 +1674,10 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
                 ("sim::apps/crash", "failed"),
                 ("sim::apps/skipped", "ignored"),
                 (
+                    "sim::secrets/externalsecret-cluster-store-missing",
+                    "passed",
+                ),
+                (
                     "sim::secrets/missing-secret-createcontainerconfigerror",
                     "passed",
                 ),
@@ -1659,6 +1686,10 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
             _ => &[
                 ("kubeconfig::apps/crash", "ignored"),
                 ("kubeconfig::apps/skipped", "ignored"),
+                (
+                    "kubeconfig::secrets/externalsecret-cluster-store-missing",
+                    "ignored",
+                ),
                 (
                     "kubeconfig::secrets/missing-secret-createcontainerconfigerror",
                     "ignored",

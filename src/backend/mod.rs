@@ -129,6 +129,30 @@ mod tests {
     }
 
     #[test]
+    fn shape_steps_are_refused_where_the_cluster_cannot_change() {
+        let scenario: crate::scenario::Scenario = crate::yaml::from_str(
+            "name: demo\ndescription: d\nsource: s\nbreak:\n  steps: []\n  symptoms: []\n\
+             fix:\n  - addNode: {name: worker-1, roles: [worker]}\n  - loadBalancer: service-lb\n\
+             converge: {within: 1m, expect: []}\n",
+        )
+        .unwrap();
+        assert!(refusal(BackendKind::Sim, &scenario).is_empty());
+        for kind in [BackendKind::K3d, BackendKind::Kubeconfig] {
+            assert_eq!(
+                refusal(kind, &scenario),
+                [
+                    format!(
+                        "the scenario's steps change the cluster's shape (add node worker-1), which the {kind} backend cannot do during a run"
+                    ),
+                    format!(
+                        "the scenario's steps change the cluster's shape (switch the LoadBalancer provider to service-lb), which the {kind} backend cannot do during a run"
+                    ),
+                ]
+            );
+        }
+    }
+
+    #[test]
     fn sim_is_always_available() {
         assert_eq!(availability(BackendKind::Sim), Availability::Available);
     }
@@ -213,16 +237,44 @@ pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<S
     let mut reasons = match kind {
         BackendKind::Sim => return Vec::new(),
         BackendKind::K3d => k3d::refusal(scenario),
-        BackendKind::Kubeconfig => kubeconfig::refuse_postgres(scenario, kind)
-            .err()
-            .map(|e| match e {
-                BackendError::Unsuitable { reasons, .. } => reasons,
-                other => vec![other.to_string()],
-            })
-            .unwrap_or_default(),
+        BackendKind::Kubeconfig => {
+            let mut reasons = kubeconfig::refuse_postgres(scenario, kind)
+                .err()
+                .map(|e| match e {
+                    BackendError::Unsuitable { reasons, .. } => reasons,
+                    other => vec![other.to_string()],
+                })
+                .unwrap_or_default();
+            reasons.extend(refuse_shape_changes(scenario, kind));
+            reasons
+        }
     };
     reasons.extend(faults::refusals(scenario));
     reasons
+}
+
+/// Why a backend that cannot change a cluster's shape during a run cannot replay `scenario`:
+/// one reason per shape step (`addNode`, `removeNode`, `loadBalancer`) anywhere in it.
+#[must_use]
+pub fn refuse_shape_changes(
+    scenario: &crate::scenario::Scenario,
+    kind: BackendKind,
+) -> Vec<String> {
+    let mutants = scenario.mutants.iter().flat_map(|m| &m.fix);
+    scenario
+        .setup
+        .iter()
+        .chain(&scenario.break_.steps)
+        .chain(&scenario.fix)
+        .chain(mutants)
+        .filter_map(crate::scenario::Step::shape_change)
+        .map(|c| {
+            format!(
+                "the scenario's steps change the cluster's shape ({}), which the {kind} backend cannot do during a run",
+                c.describe()
+            )
+        })
+        .collect()
 }
 
 /// A cluster a scenario runs on, whatever the backend.
@@ -303,6 +355,28 @@ pub trait Cluster: Send + Sync {
         Err(BackendError::Unavailable {
             backend: self.backend(),
             reason: format!("no fault named {name} is active"),
+        })
+    }
+
+    /// Changes the cluster's shape (a node joins or leaves, the LoadBalancer provider is
+    /// switched), as a scenario step asks. The simulator does it at once; backends that cannot
+    /// say so, and [`refusal`] keeps their scenarios from running there in the first place.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsuitable`] where the backend cannot make the change.
+    fn reshape<'a>(
+        &'a self,
+        change: &'a crate::scenario::ShapeChange,
+    ) -> futures::future::BoxFuture<'a, Result<(), BackendError>> {
+        let backend = self.backend();
+        Box::pin(async move {
+            Err(BackendError::Unsuitable {
+                backend,
+                reasons: vec![format!(
+                    "the {backend} backend cannot {} during a run",
+                    change.describe()
+                )],
+            })
         })
     }
 

@@ -208,6 +208,25 @@ impl Cluster for SimClusterHandle {
         }
     }
 
+    fn reshape<'a>(
+        &'a self,
+        change: &'a crate::scenario::ShapeChange,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        use crate::scenario::ShapeChange;
+        Box::pin(async move {
+            let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+            match change {
+                ShapeChange::AddNode(node) => engine.add_node(node),
+                ShapeChange::RemoveNode(n) => engine.remove_node(&n.name),
+                ShapeChange::LoadBalancer(p) => {
+                    engine.set_load_balancer(*p);
+                    Ok(())
+                }
+            }
+            .map_err(|e| lifecycle("reshape", e))
+        })
+    }
+
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let server = self

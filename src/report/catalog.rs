@@ -227,6 +227,12 @@ fn step(s: &Step) -> String {
         Step::Sleep(d) => d.to_string(),
         Step::Fault(f) => f.fault_name(),
         Step::EndFault(name) => name.clone(),
+        Step::AddNode(n) => n.name.clone(),
+        Step::RemoveNode(n) => n.name.clone(),
+        Step::LoadBalancer(p) => match p {
+            crate::scenario::LoadBalancerProvider::None => "none".to_owned(),
+            crate::scenario::LoadBalancerProvider::ServiceLb => "service-lb".to_owned(),
+        },
     };
     format!("{} {}", s.keyword(), detail)
 }

@@ -328,7 +328,13 @@ impl Session<'_> {
                     .or(f.oom_kill.as_ref())
                     .map(|k| k.namespace.clone())
                     .or_else(|| f.dns_failure.as_ref().and_then(|d| d.namespace.clone())),
-                Step::Apply(_) | Step::Sql(_) | Step::Sleep(_) | Step::EndFault(_) => None,
+                Step::Apply(_)
+                | Step::Sql(_)
+                | Step::Sleep(_)
+                | Step::EndFault(_)
+                | Step::AddNode(_)
+                | Step::RemoveNode(_)
+                | Step::LoadBalancer(_) => None,
             });
         }
         for role in s.postgres.iter().flat_map(|p| &p.roles) {

@@ -164,6 +164,15 @@ impl Session<'_> {
                 .cluster
                 .end_fault(name)
                 .map_err(|e| vec![error_chain(&e)]),
+            Step::AddNode(_) | Step::RemoveNode(_) | Step::LoadBalancer(_) => {
+                let Some(change) = step.shape_change() else {
+                    return Ok(());
+                };
+                self.cluster
+                    .reshape(&change)
+                    .await
+                    .map_err(|e| vec![error_chain(&e)])
+            }
             Step::Sleep(d) => {
                 let until = self.cluster.now() + d.as_std();
                 while self.cluster.now() < until {

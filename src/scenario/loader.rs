@@ -661,6 +661,11 @@ impl Checker {
                 }
             }
         }
+        for (image, b) in &s.images {
+            for (i, rule) in b.operator.iter().enumerate() {
+                self.check_reports(path, text, image, i, &rule.reports);
+            }
+        }
         let base = path.parent().unwrap_or_else(|| Path::new(".")).to_owned();
         self.check_steps(
             path,
@@ -790,6 +795,52 @@ impl Checker {
                     "empty skip reason: say why this backend cannot reproduce the failure",
                     None,
                 );
+            }
+        }
+    }
+
+    /// An operator rule's report cases: a case without `when` hides the ones after it, and
+    /// `matches` trees use known operators.
+    fn check_reports(
+        &mut self,
+        path: &Path,
+        text: &str,
+        image: &str,
+        rule: usize,
+        reports: &[super::reports::Report],
+    ) {
+        let at = |case: usize| {
+            vec![
+                Segment::Key("images".into()),
+                Segment::Key(image.to_owned()),
+                Segment::Key("operator".into()),
+                Segment::Index(rule),
+                Segment::Key("reports".into()),
+                Segment::Index(case),
+            ]
+        };
+        for (j, case) in reports.iter().enumerate() {
+            if case.when.is_empty() && j + 1 < reports.len() {
+                self.problem(path, text, &at(j), "this case has no `when`, so it always applies and the cases after it never do: move it last", None);
+            }
+            for (k, o) in case.when.iter().enumerate() {
+                let (tree, key) = match o {
+                    super::reports::Observe::Object(obj) | super::reports::Observe::Absent(obj) => {
+                        (obj.matches.as_ref(), Some("matches"))
+                    }
+                    super::reports::Observe::Matches(m) => (Some(m), None),
+                    _ => (None, None),
+                };
+                let Some(tree) = tree else { continue };
+                for problem in super::operators::check_operators(tree) {
+                    let mut node = at(j);
+                    node.push(Segment::Key("when".into()));
+                    node.push(Segment::Index(k));
+                    if let Some(key) = key {
+                        node.push(Segment::Key(key.into()));
+                    }
+                    self.problem(path, text, &node, format!("in `matches`: {problem}"), None);
+                }
             }
         }
     }
@@ -949,12 +1000,20 @@ impl Checker {
                     self.object_ref(path, text, &at_object, object);
                 }
                 Step::RolloutRestart(object) => self.object_ref(path, text, &here, object),
-                Step::Sleep(_) | Step::EndFault(_) => {}
                 Step::Fault(f) => {
                     if let Some(msg) = super::faults::check_fault(f) {
                         self.problem(path, text, &here, msg, None);
                     }
                 }
+                Step::AddNode(super::model::Node { name, .. })
+                | Step::RemoveNode(super::shape::NodeRemoval { name }) => {
+                    if !is_dns_subdomain(name) {
+                        let mut node = here.clone();
+                        node.push("name".into());
+                        self.problem(path, text, &node, format!("invalid node name `{name}`: expected a DNS subdomain (lowercase letters, digits, `-` and `.`)"), None);
+                    }
+                }
+                Step::Sleep(_) | Step::EndFault(_) | Step::LoadBalancer(_) => {}
             }
         }
     }

@@ -634,12 +634,21 @@ pub struct Otherwise {
 pub struct OperatorRule {
     /// The watched custom resource; the rule only runs while it is served.
     pub for_each: ResourceNeed,
-    /// Objects to create per watched object. `{{name}}` and `{{namespace}}` are replaced.
+    /// Objects to create per watched object. Templates: `{{name}}`, `{{namespace}}` and any
+    /// field of the watched object, e.g. `{{spec.secretStoreRef.name}}` (see [`super::reports::Report`]).
     #[schemars(with = "Vec<serde_json::Value>")]
     pub owns: Vec<Value>,
     /// Log lines while the watched resource is not served (a client-go reflector error).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_while_unserved: Vec<String>,
+    /// What the operator reports on each watched object (conditions, status fields, events,
+    /// objects owned in one case only): the first case whose observations all hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<super::reports::Report>,
+    /// The `source.component` of the events it records (its event recorder's name, e.g.
+    /// `external-secrets`); default the container's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -912,6 +921,12 @@ pub enum Step {
     Fault(super::FaultStep),
     /// End the fault of this name (a fault's `name`, or its keyword).
     EndFault(String),
+    /// A node joins the cluster (its kubelet registers it), as `k3d node create` adds one.
+    AddNode(Node),
+    /// A node leaves the cluster: its Node object is deleted, and its pods with it.
+    RemoveNode(super::shape::NodeRemoval),
+    /// Switch the cluster's LoadBalancer provider (`none` or `service-lb`).
+    LoadBalancer(LoadBalancerProvider),
 }
 
 impl Step {
@@ -929,6 +944,9 @@ impl Step {
             Self::Sleep(_) => "sleep",
             Self::Fault(_) => "fault",
             Self::EndFault(_) => "endFault",
+            Self::AddNode(_) => "addNode",
+            Self::RemoveNode(_) => "removeNode",
+            Self::LoadBalancer(_) => "loadBalancer",
         }
     }
 }

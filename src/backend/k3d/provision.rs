@@ -408,6 +408,12 @@ pub fn refusal(scenario: &Scenario) -> Vec<String> {
     {
         return reasons;
     }
+    // Joining nodes with `k3d node create` mid-run, and switching k3s' ServiceLB (a server
+    // flag, `--disable=servicelb`) on a running cluster, are not wired up yet.
+    let shape = crate::backend::refuse_shape_changes(scenario, BackendKind::K3d);
+    if !shape.is_empty() {
+        return shape;
+    }
     let options = CreateOptions::new(K3dBackend::k3s_version());
     match CreateSpec::new(
         &scenario.cluster,

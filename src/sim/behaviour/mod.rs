@@ -14,7 +14,7 @@ mod program;
 pub mod time;
 mod view;
 
-pub use operator::{desired_objects, template};
+pub use operator::{StatusReport, TemplateContext, Work, desired_objects, reconcile, template};
 pub use program::{
     ContainerContext, DEFAULT_RETRY, Exit, OPERATOR_RELIST, OutputLine, PostgresConnector,
     PostgresOutcome, PostgresRequest, Program, Progress,

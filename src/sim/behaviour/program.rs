@@ -303,24 +303,52 @@ impl Program {
         declared.max(since)
     }
 
-    /// The objects the program, as an operator, wants to exist now (empty unless it runs
-    /// and has operator rules). See [`operator::desired_objects`].
+    /// The objects the program, as an operator, wants to exist now. See [`Self::operator_work`].
     #[must_use]
     pub fn desired_objects(&self, view: &dyn ClusterViewExt) -> Vec<Value> {
+        self.operator_work(view)
+            .into_iter()
+            .filter_map(|w| match w {
+                operator::Work::Own(v) => Some(v),
+                operator::Work::Report(_) => None,
+            })
+            .collect()
+    }
+
+    /// What the program, as an operator, wants done now (see [`operator::reconcile`]): nothing
+    /// unless it runs with every requirement met. An operator whose requirement fails keeps
+    /// logging its `otherwise` lines and reconciles nothing, as a manager whose start-up check
+    /// fails never starts its controllers.
+    #[must_use]
+    pub fn operator_work(&self, view: &dyn ClusterViewExt) -> Vec<operator::Work> {
         match (&self.behaviour, &self.phase) {
             (_, Phase::Exited(_)) | (None, _) => Vec::new(),
-            (Some(b), _) => match &self.elector {
-                None => operator::desired_objects(&b.operator, view),
-                // Controllers that need leader election run only while leading; the Lease
-                // is written as the elector last renewed it.
-                Some(e) => {
-                    let mut out: Vec<Value> = e.lease_object().into_iter().collect();
-                    if e.leading() {
-                        out.extend(operator::desired_objects(&b.operator, view));
+            (Some(b), phase) => {
+                let satisfied = matches!(phase, Phase::Satisfied { .. });
+                let work = || {
+                    if satisfied && !b.operator.is_empty() {
+                        operator::reconcile(&b.operator, view, &self.ctx.container)
+                    } else {
+                        Vec::new()
                     }
-                    out
+                };
+                match &self.elector {
+                    None => work(),
+                    // Controllers that need leader election run only while leading; the
+                    // Lease is written as the elector last renewed it.
+                    Some(e) => {
+                        let mut out: Vec<operator::Work> = e
+                            .lease_object()
+                            .into_iter()
+                            .map(operator::Work::Own)
+                            .collect();
+                        if e.leading() {
+                            out.extend(work());
+                        }
+                        out
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -760,7 +788,7 @@ pub(crate) fn builtin_api_version(kind: &str) -> &'static str {
     }
 }
 
-fn cluster_scoped(kind: &str) -> bool {
+pub(super) fn cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
         "Namespace"
@@ -824,7 +852,12 @@ fn check_endpoint(e: &EndpointNeed, pod_ns: &str, view: &dyn ClusterViewExt) -> 
     ))
 }
 
-fn endpoint_ready(view: &dyn ClusterViewExt, ns: &str, service: &str, port_name: &str) -> bool {
+pub(super) fn endpoint_ready(
+    view: &dyn ClusterViewExt,
+    ns: &str,
+    service: &str,
+    port_name: &str,
+) -> bool {
     let slices = view.list("discovery.k8s.io/v1", "EndpointSlice", Some(ns));
     let owned: Vec<&Value> = slices
         .iter()
@@ -1236,6 +1269,40 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_whose_requirement_fails_reconciles_nothing() {
+        let b: ImageBehaviour = crate::yaml::from_str(
+            r#"
+requires:
+  - needs: {object: {kind: Secret, name: webhook-cert}}
+    otherwise: {log: ["cert not found: {error}"], retry: 30s, ready: true}
+operator:
+  - forEach: {group: g, version: v1, resource: things, kind: Thing}
+    owns: [{apiVersion: v1, kind: ConfigMap, metadata: {name: "c-{{name}}"}}]
+"#,
+        )
+        .unwrap();
+        let thing = json!({"apiVersion": "g/v1", "kind": "Thing",
+                           "metadata": {"name": "t", "namespace": "apps", "uid": "u"}});
+        let view = StaticView::new(vec![thing.clone()]).serving("g", "v1", "things");
+        let mut p = Program::start(Some(&b), ctx(), t0());
+        let out = p.advance(at(1), &view);
+        assert_eq!(
+            texts(&out),
+            vec![(
+                0,
+                "cert not found: the server could not find the requested resource".to_owned()
+            )]
+        );
+        assert!(p.operator_work(&view).is_empty());
+
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": "webhook-cert", "namespace": "apps"}});
+        let view = StaticView::new(vec![thing, secret]).serving("g", "v1", "things");
+        assert!(p.advance(at(31), &view).logs.is_empty());
+        assert_eq!(p.desired_objects(&view).len(), 1);
+    }
+
+    #[test]
     fn operators_log_while_unserved_and_own_objects_once_served() {
         let b = ImageBehaviour {
             operator: vec![OperatorRule {
@@ -1248,6 +1315,8 @@ mod tests {
                 owns: vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
                                   "metadata": {"name": "ns-{{name}}"}})],
                 log_while_unserved: vec!["reflector: not served".into()],
+                reports: vec![],
+                event_source: None,
             }],
             ..ImageBehaviour::default()
         };

@@ -4,23 +4,28 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::apply::{Refusals, Target};
 use super::nodes::Nodes;
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
+use crate::sim::behaviour::{StatusReport, Work};
+use crate::sim::clock::format_time;
 use crate::sim::controllers::attachdetach::AttachDetachController;
 use crate::sim::controllers::endpoints::LoadBalancerMode;
 use crate::sim::controllers::volume::VolumeController;
 use crate::sim::controllers::{
     NameGen, Reconciled, cronjob, daemonset, deployment, endpoints, job, replicaset, statefulset,
 };
-use crate::sim::events::EventRecorder;
+use crate::sim::events::{Event, EventRecorder, Involved, Reporter};
 use crate::sim::store::{ApiError, Part, Store, WriteOptions};
 
 /// The name of the node agents' part, which also runs on its own between rounds.
 pub(crate) const KUBELET: &str = "kubelet";
+
+/// The name of the operators' part, which runs with the node agents between rounds.
+pub(crate) const OPERATORS: &str = "operators";
 
 /// What a part of the control loop works with in one round.
 pub(crate) struct Context<'a> {
@@ -41,6 +46,8 @@ pub(crate) struct Context<'a> {
     pub nodes: &'a mut Nodes,
     /// Where a part that writes itself notes the writes the store refused.
     pub refusals: &'a mut Refusals,
+    /// Who assigns LoadBalancer addresses now (a step can switch it).
+    pub load_balancer: LoadBalancerMode,
 }
 
 /// The work queue's back-off after a failed sync: `base * 2^(failures - 1)`, at most `max`
@@ -217,9 +224,7 @@ impl Controller for CronJobs {
 
 /// The endpoint and EndpointSlice controllers, and the LoadBalancer implementation.
 #[derive(Debug)]
-struct Endpoints {
-    load_balancer: LoadBalancerMode,
-}
+struct Endpoints;
 
 impl Controller for Endpoints {
     fn name(&self) -> &'static str {
@@ -227,7 +232,7 @@ impl Controller for Endpoints {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        endpoints::reconcile_all(cx.view, cx.now, cx.names, self.load_balancer)
+        endpoints::reconcile_all(cx.view, cx.now, cx.names, cx.load_balancer)
     }
 }
 
@@ -276,6 +281,7 @@ impl Controller for Kubelets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
+        cx.nodes.sync_membership(cx.store, cx.view, cx.now);
         cx.nodes
             .sync(cx.store, cx.view, cx.images, cx.recorder, cx.now);
         Reconciled::default()
@@ -288,13 +294,22 @@ struct Operators;
 
 impl Controller for Operators {
     fn name(&self) -> &'static str {
-        "operators"
+        OPERATORS
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        for obj in cx.nodes.desired_objects(cx.view) {
-            if let Err(err) = ensure_owned(cx.store, &obj) {
-                let target = Target::of("create or update", &obj);
+        for work in cx.nodes.operator_work(cx.view) {
+            let (result, target) = match &work {
+                Work::Own(obj) => (
+                    ensure_owned(cx.store, obj),
+                    Target::of("create or update", obj),
+                ),
+                Work::Report(r) => (
+                    write_report(cx.store, cx.recorder, cx.now, r),
+                    Target::of("update status of", &r.object),
+                ),
+            };
+            if let Err(err) = result {
                 cx.refusals.record(cx.now, self.name(), target, err);
             }
         }
@@ -307,7 +322,6 @@ impl Controller for Operators {
 /// the endpoint and volume controllers, then the scheduler, the node agents and the operators
 /// on the nodes.
 pub(crate) fn control_loop(
-    load_balancer: LoadBalancerMode,
     volumes: VolumeController,
     attach: AttachDetachController,
 ) -> Vec<Box<dyn Controller>> {
@@ -318,13 +332,109 @@ pub(crate) fn control_loop(
         Box::new(DaemonSets),
         Box::new(Jobs),
         Box::new(CronJobs),
-        Box::new(Endpoints { load_balancer }),
+        Box::new(Endpoints),
         Box::new(volumes),
         Box::new(attach),
         Box::new(Scheduler),
         Box::new(Kubelets),
         Box::new(Operators),
     ]
+}
+
+/// Writes what an operator reports into the watched object's status: each condition replaces
+/// the one of its type, keeping `lastTransitionTime` unless the status changed (as
+/// `meta.SetStatusCondition` does, apimachinery pkg/api/meta/conditions.go), and the other
+/// fields are merged in (a `null` field is removed). When a reported condition is new or
+/// differs from the one in place (or, for a report without conditions, when its fields change
+/// the status), the report's event is recorded on the object. A report that changes nothing writes nothing.
+fn write_report(
+    store: &Store,
+    recorder: &mut EventRecorder,
+    now: Timestamp,
+    report: &StatusReport,
+) -> Result<(), ApiError> {
+    let obj = &report.object;
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let ns = obj["metadata"]["namespace"].as_str();
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+    let Some(res) = store.resource_for_kind(api_version, kind) else {
+        return Ok(());
+    };
+    let mut changed = false;
+    let written = store.modify(
+        &res,
+        ns,
+        name,
+        Part::Status,
+        &WriteOptions::default(),
+        |current| {
+            let Some(cur) = current.filter(|c| c["metadata"]["uid"].as_str() == Some(uid)) else {
+                return Err(ApiError::not_found(&res, name));
+            };
+            let mut next = cur.clone();
+            if !next["status"].is_object() {
+                next["status"] = json!({});
+            }
+            if let Some(Value::Object(fields)) = &report.status {
+                for (k, v) in fields {
+                    // `null` removes a field, as an omitted `omitempty` field disappears.
+                    match (v, next["status"].as_object_mut()) {
+                        (Value::Null, Some(status)) => {
+                            status.remove(k);
+                        }
+                        _ => next["status"][k] = v.clone(),
+                    }
+                }
+            }
+            let mut conditions: Vec<Value> = next["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for want in &report.conditions {
+                let mut cond = want.clone();
+                match conditions.iter_mut().find(|c| c["type"] == want["type"]) {
+                    Some(have) => {
+                        let same = |k: &str| have[k] == want[k];
+                        if !(same("status") && same("reason") && same("message")) {
+                            changed = true;
+                        }
+                        cond["lastTransitionTime"] = if same("status") {
+                            have["lastTransitionTime"].clone()
+                        } else {
+                            json!(format_time(now))
+                        };
+                        *have = cond;
+                    }
+                    None => {
+                        changed = true;
+                        cond["lastTransitionTime"] = json!(format_time(now));
+                        conditions.push(cond);
+                    }
+                }
+            }
+            if report.conditions.is_empty() {
+                // Without conditions to compare, a change of the reported fields is the change.
+                changed = next["status"] != cur["status"];
+            } else {
+                next["status"]["conditions"] = Value::Array(conditions);
+            }
+            Ok(next)
+        },
+    );
+    written?;
+    if changed && let Some((type_, reason, message)) = &report.event {
+        let event = Event::new(
+            *type_,
+            reason.clone(),
+            message.clone(),
+            Involved::of(obj),
+            Reporter::new(report.source.clone()),
+        );
+        recorder.record(store, now, &event);
+    }
+    Ok(())
 }
 
 /// Makes an operator's owned object exist as the operator wants it: created when missing,
@@ -356,7 +466,7 @@ fn ensure_owned(store: &Store, desired: &Value) -> Result<(), ApiError> {
                 let mut next = cur.clone();
                 for (k, v) in desired.as_object().into_iter().flatten() {
                     if !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") {
-                        next[k] = v.clone();
+                        merge_desired(&mut next[k], v);
                     }
                 }
                 for field in ["labels", "annotations"] {
@@ -374,9 +484,49 @@ fn ensure_owned(store: &Store, desired: &Value) -> Result<(), ApiError> {
         .map(|_| ())
 }
 
+/// Brings `current` in line with `desired` the way an operator's mutate function does: every
+/// field it sets is set, fields it does not mention (the API server's defaults: a Service's
+/// `clusterIP`, its ports' `nodePort` and `protocol`) are kept. Lists of the same length are
+/// brought in line element by element; other lists are replaced.
+fn merge_desired(current: &mut Value, desired: &Value) {
+    match (current, desired) {
+        (Value::Object(cur), Value::Object(want)) => {
+            for (k, v) in want {
+                merge_desired(cur.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (Value::Array(cur), Value::Array(want)) if cur.len() == want.len() => {
+            for (c, w) in cur.iter_mut().zip(want) {
+                merge_desired(c, w);
+            }
+        }
+        (cur, want) => *cur = want.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_objects_keep_the_servers_defaults() {
+        let mut current = json!({"type": "NodePort", "clusterIP": "10.96.0.7",
+            "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]});
+        merge_desired(
+            &mut current,
+            &json!({"type": "LoadBalancer", "ports": [{"port": 80}]}),
+        );
+        assert_eq!(
+            current,
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.7",
+                   "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]})
+        );
+        merge_desired(
+            &mut current,
+            &json!({"ports": [{"port": 80}, {"port": 443}]}),
+        );
+        assert_eq!(current["ports"], json!([{"port": 80}, {"port": 443}]));
+    }
 
     #[test]
     fn retries_double_up_to_the_limit() {
@@ -392,7 +542,6 @@ mod tests {
     #[test]
     fn the_round_runs_owners_before_what_they_own() {
         let names: Vec<&str> = control_loop(
-            LoadBalancerMode::None,
             VolumeController::default(),
             AttachDetachController::default(),
         )

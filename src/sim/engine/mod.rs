@@ -51,7 +51,7 @@ use crate::sim::scheduler::{kubelet_config, node_object};
 use crate::sim::store::{ApiError, Reason, Store, StoreConfig, WriteOptions};
 use crate::sim::{SimCluster, SimClusterBuilder};
 use apply::{Apply, Refusals, WorkQueue};
-use control::{Context, Controller, KUBELET};
+use control::{Context, Controller, KUBELET, OPERATORS};
 
 /// The instant every simulated cluster starts at, so that timestamps are the same every run.
 pub const EPOCH: &str = "2025-01-01T00:00:00Z";
@@ -71,6 +71,15 @@ pub enum EngineError {
     #[error("failed to create {what} in the simulated cluster")]
     Setup {
         /// `Node node-1`, `StorageClass gp2`, ...
+        what: String,
+        /// The store's refusal.
+        #[source]
+        source: ApiError,
+    },
+    /// A node could not be removed.
+    #[error("failed to remove {what} from the simulated cluster")]
+    Remove {
+        /// `Node worker-1`.
         what: String,
         /// The store's refusal.
         #[source]
@@ -156,6 +165,8 @@ pub struct SimEngine {
     refusals: Refusals,
     /// Infrastructure faults started by [`Self::start_fault`].
     faults: crate::sim::faults::Faults,
+    /// Who assigns LoadBalancer addresses now.
+    load_balancer: LoadBalancerMode,
 }
 
 /// The one node of a cluster that declares none.
@@ -283,11 +294,8 @@ impl SimEngine {
             // Distinct from the store's generator, which uses the seed itself.
             names: NameGen::new(config.seed.wrapping_add(0x5eed)),
             attachable_drivers: attach.attachable_drivers.clone(),
-            parts: control::control_loop(
-                load_balancer,
-                VolumeController::new(StorageConfig::default()),
-                attach,
-            ),
+            load_balancer,
+            parts: control::control_loop(VolumeController::new(StorageConfig::default()), attach),
             nodes: nodes::Nodes::new(agents),
             informers: Arc::default(),
             requeues: Vec::new(),
@@ -377,6 +385,56 @@ impl SimEngine {
             rounds: self.max_rounds,
             changing: changing.join(", "),
         })
+    }
+
+    /// A node joins: its Node object is created, as its kubelet registers it, and the kubelet
+    /// starts on the next round. Its addresses follow the nodes that joined before it.
+    ///
+    /// # Errors
+    /// When the Node cannot be created (one of that name exists, an invalid name).
+    pub fn add_node(&mut self, node: &Node) -> Result<(), EngineError> {
+        create(
+            self.cluster.store(),
+            node_object(node, self.nodes.joined(), self.now),
+            format!("Node {}", node.name),
+        )
+    }
+
+    /// A node leaves: its Node object is deleted; its kubelet stops and its pods are deleted
+    /// on the next round.
+    ///
+    /// # Errors
+    /// When no Node of that name exists.
+    pub fn remove_node(&mut self, name: &str) -> Result<(), EngineError> {
+        let store = self.cluster.store().clone();
+        let what = format!("Node {name}");
+        let res = store
+            .resource("", "v1", "nodes")
+            .ok_or_else(|| EngineError::Remove {
+                what: what.clone(),
+                source: ApiError::new(Reason::NotFound, "no resource serves Node".to_owned()),
+            })?;
+        store
+            .delete(
+                &res,
+                None,
+                name,
+                &crate::sim::store::DeleteOptions {
+                    grace_period: Some(0),
+                    ..crate::sim::store::DeleteOptions::default()
+                },
+            )
+            .map(|_| ())
+            .map_err(|source| EngineError::Remove { what, source })
+    }
+
+    /// Switches the LoadBalancer provider. Switching it off leaves the addresses already
+    /// assigned in place; new LoadBalancer Services stay `<pending>`.
+    pub fn set_load_balancer(&mut self, provider: LoadBalancerProvider) {
+        self.load_balancer = match provider {
+            LoadBalancerProvider::None => LoadBalancerMode::None,
+            LoadBalancerProvider::ServiceLb => LoadBalancerMode::NodeAddress,
+        };
     }
 
     /// The earliest instant after now that something asked to be woken at.
@@ -476,9 +534,14 @@ impl SimEngine {
             && !self.nodes.retry_due(self.now)
     }
 
-    /// The node agents alone, at the current instant; returns whether anything changed.
+    /// The node agents, and the operators their programs run, at the current instant;
+    /// returns whether anything changed. The operators go with the agents because a program's
+    /// timer (a retried requirement that now holds) can start its operator without any object
+    /// changing.
     fn kubelet_pass(&mut self) -> bool {
-        !self.run(|part| part.name() == KUBELET).is_empty()
+        !self
+            .run(|part| matches!(part.name(), KUBELET | OPERATORS))
+            .is_empty()
     }
 
     /// Advances until the clock reaches `until` (for tests and tools that want a fixed span).
@@ -527,6 +590,7 @@ impl SimEngine {
                 recorder: &mut self.recorder,
                 nodes: &mut self.nodes,
                 refusals: &mut self.refusals,
+                load_balancer: self.load_balancer,
             });
             if let Some(at) = out.requeue_at {
                 self.requeues.push(at);

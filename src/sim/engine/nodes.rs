@@ -15,7 +15,7 @@ use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::events::{Event, EventRecorder};
 use crate::sim::kubelet::{Kubelet, PodSync};
-use crate::sim::scheduler::{self, NodeUsage, Placement, Snapshot};
+use crate::sim::scheduler::{self, NodeUsage, Placement, Snapshot, kubelet_config, node_object};
 use crate::sim::store::{ApiError, ContainerKey, DeleteOptions, Part, Store, WriteOptions};
 
 /// How long an unschedulable pod waits before it is tried again although nothing changed
@@ -73,6 +73,8 @@ pub struct Nodes {
     /// (the volume binding plugin's PreBind), by uid.
     binding: BTreeMap<String, (String, Event)>,
     unschedulable: BTreeMap<String, Unschedulable>,
+    /// Agents whose Node object is gone (by index): they run nothing any more.
+    left: BTreeSet<usize>,
     /// Whether Postgres checks are handed out ([`Nodes::pending_postgres`]) instead of being
     /// answered with [`NO_POSTGRES`].
     defer_postgres: bool,
@@ -112,6 +114,7 @@ impl Nodes {
             tracked: BTreeMap::new(),
             binding: BTreeMap::new(),
             unschedulable: BTreeMap::new(),
+            left: BTreeSet::new(),
             defer_postgres: false,
             postgres: Vec::new(),
             fingerprints: BTreeMap::new(),
@@ -306,6 +309,79 @@ impl Nodes {
         }
     }
 
+    /// The index of the running agent of `node`.
+    fn agent(&self, node: &str) -> Option<usize> {
+        self.names
+            .iter()
+            .enumerate()
+            .position(|(i, n)| n == node && !self.left.contains(&i))
+    }
+
+    /// How many agents ever joined (the next one's index, which picks its addresses).
+    #[must_use]
+    pub fn joined(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Brings the agents in line with the Node objects: a Node nobody runs joins (a kubelet
+    /// starts for it, and registers its status when the object has none, as a kubelet that
+    /// finds its Node already created does), and an agent whose Node is gone stops. Pods bound
+    /// to a node that left are deleted, as the pod garbage collector deletes orphaned pods
+    /// (`gcOrphaned`, pkg/controller/podgc/gc_controller.go; its 40 s quarantine is not kept).
+    pub fn sync_membership(&mut self, store: &Store, view: &StoreView<'_>, now: Timestamp) {
+        let nodes = view.list("v1", "Node", None);
+        let live: BTreeSet<&str> = nodes
+            .iter()
+            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_none())
+            .map(|n| str_at(n, "/metadata/name"))
+            .collect();
+        for (i, name) in self.names.iter().enumerate() {
+            if !live.contains(name.as_str()) {
+                self.left.insert(i);
+            }
+        }
+        for node in &nodes {
+            let name = str_at(node, "/metadata/name");
+            if !live.contains(name) || self.agent(name).is_some() {
+                continue;
+            }
+            let index = self.names.len();
+            let declared = declared_node(node);
+            let registered = node_object(&declared, index, now);
+            let mut config = kubelet_config(&declared, index);
+            if let Some(ip) = internal_ip(node) {
+                config.host_ip = ip;
+            }
+            if node.pointer("/status/conditions").is_none() {
+                register_status(store, name, &registered);
+            }
+            self.names.push(name.to_owned());
+            self.kubelets.push(Kubelet::new(config));
+        }
+        if self.left.is_empty() {
+            return;
+        }
+        let Some(res) = store.resource("", "v1", "pods") else {
+            return;
+        };
+        for pod in view.list("v1", "Pod", None) {
+            let bound = str_at(&pod, "/spec/nodeName");
+            if bound.is_empty() || live.contains(bound) || !self.names.iter().any(|n| n == bound) {
+                continue;
+            }
+            let _ = store.delete(
+                &res,
+                Some(str_at(&pod, "/metadata/namespace")),
+                str_at(&pod, "/metadata/name"),
+                &DeleteOptions {
+                    grace_period: Some(0),
+                    uid: Some(str_at(&pod, "/metadata/uid").to_owned()),
+                    ..DeleteOptions::default()
+                },
+            );
+        }
+    }
+
     /// One pass of every node agent over its pods.
     pub fn sync(
         &mut self,
@@ -319,7 +395,7 @@ impl Nodes {
         let mut seen = BTreeSet::new();
         for pod in &pods {
             let node_name = str_at(pod, "/spec/nodeName");
-            let Some(node) = self.names.iter().position(|n| n == node_name) else {
+            let Some(node) = self.agent(node_name) else {
                 continue;
             };
             let uid = str_at(pod, "/metadata/uid").to_owned();
@@ -436,14 +512,127 @@ impl Nodes {
         self.fingerprints.retain(|uid, _| seen.contains(uid));
     }
 
-    /// The objects the operators running on every node want to exist now.
+    /// What the operators running on every node want done now.
     #[must_use]
-    pub fn desired_objects(&self, view: &StoreView<'_>) -> Vec<Value> {
+    pub fn operator_work(&self, view: &StoreView<'_>) -> Vec<crate::sim::behaviour::Work> {
         self.kubelets
             .iter()
-            .flat_map(|k| k.desired_objects(view))
+            .flat_map(|k| k.operator_work(view))
             .collect()
     }
+}
+
+/// The node a Node object describes, as a scenario would declare it: its architecture
+/// label, its labels and taints, its allocatable resources.
+fn declared_node(node: &Value) -> crate::scenario::Node {
+    let labels: BTreeMap<String, String> = node
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    let arch = match labels.get("kubernetes.io/arch").map(String::as_str) {
+        Some("arm64") => crate::scenario::Arch::Arm64,
+        _ => crate::scenario::Arch::Amd64,
+    };
+    let taints = node
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(crate::scenario::Taint {
+                key: t["key"].as_str()?.to_owned(),
+                value: t["value"].as_str().map(str::to_owned),
+                effect: serde_json::from_value(t["effect"].clone()).ok()?,
+            })
+        })
+        .collect();
+    let mut capacity = crate::scenario::Capacity::default();
+    let allocatable = |k: &str| {
+        node.pointer(&format!("/status/allocatable/{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if let Some(cpu) = allocatable("cpu") {
+        capacity.cpu = cpu;
+    }
+    if let Some(memory) = allocatable("memory") {
+        capacity.memory = memory;
+    }
+    if let Some(pods) = allocatable("pods").and_then(|p| p.parse().ok()) {
+        capacity.pods = pods;
+    }
+    crate::scenario::Node {
+        name: str_at(node, "/metadata/name").to_owned(),
+        arch,
+        // The object's own labels and taints already say everything the roles would add.
+        roles: vec![crate::scenario::NodeRole::Worker],
+        labels,
+        taints,
+        capacity,
+    }
+}
+
+fn internal_ip(node: &Value) -> Option<String> {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .map(str::to_owned)
+}
+
+/// What a kubelet writes when it registers a Node that exists already: its status, and the
+/// well-known labels the object lacks (`kubernetes.io/arch`, `kubernetes.io/hostname`, ...).
+fn register_status(store: &Store, name: &str, registered: &Value) {
+    let Some(res) = store.resource("", "v1", "nodes") else {
+        return;
+    };
+    let _ = store.modify(
+        &res,
+        None,
+        name,
+        Part::Main,
+        &WriteOptions::default(),
+        |current| {
+            let Some(cur) = current else {
+                return Err(ApiError::not_found(&res, name));
+            };
+            let mut next = cur.clone();
+            for (k, v) in registered["metadata"]["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if next["metadata"]["labels"].get(k).is_none() {
+                    next["metadata"]["labels"][k] = v.clone();
+                }
+            }
+            for key in ["podCIDR", "podCIDRs"] {
+                if next["spec"].get(key).is_none() {
+                    next["spec"][key] = registered["spec"][key].clone();
+                }
+            }
+            Ok(next)
+        },
+    );
+    let _ = store.modify(
+        &res,
+        None,
+        name,
+        Part::Status,
+        &WriteOptions::default(),
+        |current| {
+            let Some(cur) = current else {
+                return Err(ApiError::not_found(&res, name));
+            };
+            let mut next = cur.clone();
+            next["status"] = registered["status"].clone();
+            Ok(next)
+        },
+    );
 }
 
 /// Claims of the pod that are not bound yet and whose class waits for the first consumer.

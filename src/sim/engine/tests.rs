@@ -435,3 +435,171 @@ fn a_refused_claim_fails_the_statefulset_pod_too() {
     assert_eq!(refused[0].controller, "statefulset-controller");
     assert_eq!(refused[0].target.kind, "PersistentVolumeClaim");
 }
+
+fn tainted_control_plane() -> SimEngine {
+    let cluster: ClusterShape =
+        crate::yaml::from_str("nodes: [{name: server-0, roles: [control-plane]}]").unwrap();
+    SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap()
+}
+
+fn nodes_of_pods(e: &SimEngine) -> Vec<String> {
+    list(e, "v1", "Pod")
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn pending_pods_schedule_once_a_worker_joins_and_go_when_it_leaves() {
+    let mut e = tainted_control_plane();
+    create(&e, deployment("nginx:1.27"));
+    e.run_until(at(&e, 60)).unwrap();
+    assert_eq!(nodes_of_pods(&e), ["", ""]);
+
+    let worker: Node = crate::yaml::from_str("{name: worker-0, roles: [worker]}").unwrap();
+    e.add_node(&worker).unwrap();
+    e.run_until(at(&e, 120)).unwrap();
+    assert_eq!(nodes_of_pods(&e), ["worker-0", "worker-0"]);
+    let pods = list(&e, "v1", "Pod");
+    assert!(pods.iter().all(|p| p["status"]["phase"] == "Running"));
+    assert_eq!(pods[0]["status"]["hostIP"], "172.18.0.3");
+
+    e.remove_node("worker-0").unwrap();
+    e.run_until(at(&e, 180)).unwrap();
+    // The pods went with their node; their replacements wait for a node again.
+    let pods = list(&e, "v1", "Pod");
+    assert_eq!(pods.len(), 2);
+    assert_eq!(nodes_of_pods(&e), ["", ""]);
+    assert!(pods.iter().all(|p| p["metadata"]["uid"] != json!(null)));
+}
+
+#[test]
+fn a_node_created_through_the_api_joins_and_registers_its_status() {
+    let mut e = tainted_control_plane();
+    create(&e, deployment("nginx:1.27"));
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": "agent-1", "labels": {"kubernetes.io/arch": "arm64"}}}),
+    );
+    e.run_until(at(&e, 60)).unwrap();
+    let node = list(&e, "v1", "Node")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == "agent-1")
+        .unwrap();
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"],
+        "agent-1"
+    );
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], "arm64");
+    assert_eq!(node["status"]["conditions"][3]["reason"], "KubeletReady");
+    assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+    assert_eq!(nodes_of_pods(&e), ["agent-1", "agent-1"]);
+    assert!(
+        list(&e, "v1", "Pod")
+            .iter()
+            .all(|p| p["status"]["phase"] == "Running")
+    );
+}
+
+#[test]
+fn the_load_balancer_provider_can_be_switched_on() {
+    let mut e = engine();
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "lb", "namespace": "default"},
+               "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                        "ports": [{"port": 80}]}}),
+    );
+    e.run_until(at(&e, 10)).unwrap();
+    let ingress = |e: &SimEngine| {
+        list(e, "v1", "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == "lb")
+            .unwrap()["status"]["loadBalancer"]
+            .clone()
+    };
+    assert_eq!(ingress(&e), json!({}));
+    e.set_load_balancer(LoadBalancerProvider::ServiceLb);
+    e.run_until(at(&e, 20)).unwrap();
+    assert_eq!(
+        ingress(&e),
+        json!({"ingress": [{"ip": "172.18.0.2", "ipMode": "VIP"}]})
+    );
+}
+
+#[test]
+fn operator_reports_keep_the_transition_time_and_record_events_on_change() {
+    let behaviour: ImageBehaviour = crate::yaml::from_str(
+        r#"
+operator:
+  - forEach: {group: "", version: v1, resource: services, kind: Service}
+    eventSource: svc-operator
+    owns: []
+    reports:
+      - when: [matches: {metadata: {labels: {ok: "yes"}}}]
+        conditions: [{type: Ready, status: "True", reason: Fine, message: "{{name}} is fine"}]
+      - conditions: [{type: Ready, status: "False", reason: NotFine, message: "{{name}} is not"}]
+        event: {type: Warning, reason: NotFine, message: "{{name}} lacks the label"}
+"#,
+    )
+    .unwrap();
+    let images = BTreeMap::from([("op:1".to_owned(), behaviour)]);
+    let mut e =
+        SimEngine::new(EngineConfig::new(ClusterShape::default(), images).unwrap()).unwrap();
+    create(&e, deployment("op:1"));
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "s", "namespace": "default"},
+               "spec": {"ports": [{"port": 80}]}}),
+    );
+    let ready = |e: &SimEngine| {
+        list(e, "v1", "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == "s")
+            .unwrap()["status"]["conditions"][0]
+            .clone()
+    };
+    e.run_until(at(&e, 60)).unwrap();
+    let first = ready(&e);
+    assert_eq!(first["status"], "False");
+    assert_eq!(first["message"], "s is not");
+    let events = events_about(&e, "Service", "s");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "NotFine");
+    assert_eq!(events[0]["message"], "s lacks the label");
+    assert_eq!(events[0]["source"]["component"], "svc-operator");
+
+    // Nothing changes: neither the transition time nor the event count moves.
+    e.run_until(at(&e, 600)).unwrap();
+    assert_eq!(ready(&e), first);
+    assert_eq!(events_about(&e, "Service", "s")[0]["count"], 1);
+
+    let store = e.store().clone();
+    let res = store.resource_for_kind("v1", "Service").unwrap();
+    store
+        .modify(
+            &res,
+            Some("default"),
+            "s",
+            Part::Main,
+            &WriteOptions::default(),
+            |cur| {
+                let mut s = cur.unwrap().clone();
+                s["metadata"]["labels"] = json!({"ok": "yes"});
+                Ok(s)
+            },
+        )
+        .unwrap();
+    e.run_until(at(&e, 660)).unwrap();
+    let now_ready = ready(&e);
+    assert_eq!(now_ready["reason"], "Fine");
+    assert_ne!(now_ready["lastTransitionTime"], first["lastTransitionTime"]);
+}

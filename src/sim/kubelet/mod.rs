@@ -135,6 +135,21 @@ impl Kubelet {
         out
     }
 
+    /// Everything the operator programs running on this node want done now (owned objects
+    /// and reports on watched objects), in the order of [`Self::desired_objects`].
+    #[must_use]
+    pub fn operator_work(&self, view: &dyn ClusterViewExt) -> Vec<crate::sim::behaviour::Work> {
+        let mut out = Vec::new();
+        for rt in self.pods.values().filter(|rt| !rt.terminating) {
+            for c in &rt.containers {
+                if let Some(run) = c.running() {
+                    out.extend(run.program.operator_work(view));
+                }
+            }
+        }
+        out
+    }
+
     /// Forgets a pod that is gone from the API.
     pub fn forget(&mut self, pod_uid: &str) {
         self.pods.remove(pod_uid);

@@ -729,6 +729,8 @@ fn operator_objects_are_reported_while_the_container_runs() {
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w-{{name}}"}}),
                 ],
                 log_while_unserved: vec!["widgets not served".into()],
+                reports: vec![],
+                event_source: None,
             }],
             ..ImageBehaviour::default()
         },
