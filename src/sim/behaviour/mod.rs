@@ -8,11 +8,13 @@
 //! carry out, then continues with [`Program::postgres_result`].
 
 pub mod config;
+mod connect;
 mod operator;
 mod program;
 pub mod time;
 mod view;
 
+pub use connect::{Listener, Served};
 pub use operator::{desired_objects, template};
 pub use program::{
     ContainerContext, DEFAULT_RETRY, Exit, OPERATOR_RELIST, OutputLine, PostgresConnector,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::connect::{Listener, Served};
 use super::operator;
 use super::time::{after, earliest};
 use super::view::ClusterViewExt;
@@ -268,10 +269,67 @@ impl Program {
             .rev()
             .find(|a| {
                 a.from.is_none_or(|f| f.as_std() <= running)
+                    && a.command.is_none()
                     && a.port.is_none_or(|p| p == port)
                     && a.path.as_deref().is_none_or(|p| Some(p) == path)
             })
             .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
+    }
+
+    /// How long an `exec` probe running `command` (its words joined by spaces) takes at
+    /// `now`: the last `answerTime` entry that has begun and whose `command` is part of it, or
+    /// that names no port, path or command; zero without one.
+    #[must_use]
+    pub fn command_time(&self, command: &str, now: Timestamp) -> std::time::Duration {
+        let running = super::time::since(now, self.started_at);
+        let entries = self
+            .behaviour
+            .as_ref()
+            .map_or(&[][..], |b| &b.answer_time[..]);
+        entries
+            .iter()
+            .rev()
+            .find(|a| {
+                a.from.is_none_or(|f| f.as_std() <= running)
+                    && match &a.command {
+                        Some(c) => command.contains(c.as_str()),
+                        None => a.port.is_none() && a.path.is_none(),
+                    }
+            })
+            .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
+    }
+
+    /// The container this program runs in, as it was started.
+    #[must_use]
+    pub const fn context(&self) -> &ContainerContext {
+        &self.ctx
+    }
+
+    /// What the program serves, port by port, with the credentials it read at start; nothing
+    /// once it has exited.
+    #[must_use]
+    pub fn listeners(&self) -> Vec<Listener> {
+        if self.exit().is_some() {
+            return Vec::new();
+        }
+        let Some(b) = &self.behaviour else {
+            return Vec::new();
+        };
+        b.serves
+            .iter()
+            .map(|s| Listener {
+                namespace: self.ctx.namespace.clone(),
+                pod: self.ctx.pod_name.clone(),
+                port: s.port,
+                served: Served {
+                    protocol: s.protocol,
+                    password: s
+                        .password
+                        .as_ref()
+                        .and_then(|src| super::connect::read_text(&self.ctx, src)),
+                },
+            })
+            .collect()
     }
 
     /// Whether the program answers HTTP requests for `path` (200) rather than 404.
@@ -568,6 +626,10 @@ impl Program {
                 Err(error) => Check::Unmet(error),
             },
             Need::Config(c) => match super::config::check(&self.ctx, c) {
+                Ok(()) => Check::Met,
+                Err(error) => Check::Unmet(error),
+            },
+            Need::Connect(c) => match super::connect::check(&self.ctx, c, view) {
                 Ok(()) => Check::Met,
                 Err(error) => Check::Unmet(error),
             },

@@ -923,8 +923,16 @@ impl PodRuntime {
                 })
                 .unwrap_or_default()
         };
-        let command = strings("command");
-        let args = strings("args");
+        // `$(VAR)` in command and args is expanded with the resolved environment
+        // (pkg/kubelet/container/helpers.go `ExpandContainerCommandAndArgs`).
+        let command: Vec<String> = strings("command")
+            .iter()
+            .map(|w| super::env::expand(w, &env))
+            .collect();
+        let args: Vec<String> = strings("args")
+            .iter()
+            .map(|w| super::env::expand(w, &env))
+            .collect();
         // What the program reads when it starts: a Secret changed later does not change it.
         let files = super::env::mounted_files(pod, &c.spec, ctx.view);
         // An init container whose image declares no behaviour does its job and exits 0 at
