@@ -279,13 +279,22 @@ impl ProbeState {
     /// A fresh tally for a container that started at `started_at`.
     ///
     /// The kubelet's probe worker ticks every period and skips ticks before the initial delay
-    /// (pkg/kubelet/prober/worker.go), so the first probe comes one period after the start at
-    /// the earliest.
+    /// (pkg/kubelet/prober/worker.go), so a liveness or startup probe first runs one period
+    /// after the start at the earliest. A readiness probe is also run on demand: every pod
+    /// status update of a started container that is not ready yet triggers it
+    /// (pkg/kubelet/prober/prober_manager.go `UpdatePodStatus`, `manualTriggerCh`). The first
+    /// such update follows the PLEG's relist that notices the start, so a readiness probe
+    /// first runs at that relist or once the initial delay has passed, whichever is later.
     #[must_use]
     pub fn new(spec: ProbeSpec, started_at: Timestamp) -> Self {
         let passing = spec.kind == ProbeKind::Liveness;
+        let first = if spec.kind == ProbeKind::Readiness {
+            spec.initial_delay.max(super::pod::PLEG_RELIST)
+        } else {
+            spec.initial_delay.max(spec.period)
+        };
         Self {
-            next_at: after(started_at, spec.initial_delay.max(spec.period)),
+            next_at: after(started_at, first),
             spec,
             successes: 0,
             failures: 0,
@@ -412,7 +421,7 @@ mod tests {
         assert!(s.passing);
         assert!(s.record(true));
         assert!(!s.passing);
-        assert_eq!(s.next_at, t(50)); // first at 10, then four periods
+        assert_eq!(s.next_at, t(41)); // first after the PLEG relist, then four periods
     }
 
     #[test]

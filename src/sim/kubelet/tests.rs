@@ -951,4 +951,16 @@ fn initial_delay_and_success_threshold_hold_readiness_back() {
     assert_eq!(r.condition("Ready")["status"], "False");
     until_after_start(&mut r, 35);
     assert_eq!(r.condition("Ready")["status"], "True");
+
+    // Without a delay the status update after the start runs the readiness probe within the
+    // PLEG relist, however long its period; a liveness probe waits for its first tick.
+    let mut r = probed(
+        "app:1",
+        ImageBehaviour::default(),
+        json!({"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 30},
+               "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 30}}),
+    );
+    until_after_start(&mut r, 1);
+    assert_eq!(r.condition("Ready")["status"], "True");
+    assert!(r.event_messages("Unhealthy").is_empty());
 }
