@@ -1480,7 +1480,8 @@ pub struct ConnectNeed {
     #[serde(default)]
     pub protocol: Protocol,
     /// The target as written: a Service `name[.namespace[.svc[.cluster.local]]][:port]`, or a
-    /// Service's cluster IP and port. The port defaults to the protocol's (6379 for Redis).
+    /// Service's cluster IP or a pod's IP with a port. The port defaults to the protocol's
+    /// (6379 for Redis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// Where the client reads its connection URL, e.g. `{env: REDIS_URL}` holding

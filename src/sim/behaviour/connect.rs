@@ -226,6 +226,9 @@ pub(super) fn check(
         dial.password = Some(pw);
     }
     let Some(service) = resolve_service(&dial.host, &ctx.namespace, view) else {
+        if dial.host.parse::<std::net::IpAddr>().is_ok() {
+            return connect_pod_ip(need, &dial, view);
+        }
         return Err(no_such_host(need.runtime, &dial.host));
     };
     let ns = service
@@ -273,8 +276,36 @@ pub(super) fn check(
         // The program behind the endpoint declares nothing about this port: it accepts.
         return Ok(());
     };
+    handshake(&dial, &served)
+}
+
+/// A connection straight to a pod's IP: the running pod with that address answers (as the
+/// program declares, or accepting when it declares nothing for the port); nothing listening
+/// there refuses the connection.
+fn connect_pod_ip(
+    need: &ConnectNeed,
+    dial: &Dial,
+    view: &dyn ClusterViewExt,
+) -> Result<(), String> {
+    let pod = view.list("v1", "Pod", None).into_iter().find(|p| {
+        p.pointer("/status/podIP").and_then(Value::as_str) == Some(dial.host.as_str())
+            && p.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+    });
+    let Some(pod) = pod else {
+        return Err(refused(need.runtime, &dial.host, dial.port));
+    };
+    let at = |ptr: &str| pod.pointer(ptr).and_then(Value::as_str).unwrap_or_default();
+    match view.served_on(at("/metadata/namespace"), at("/metadata/name"), dial.port) {
+        None => Ok(()),
+        Some(served) => handshake(dial, &served),
+    }
+}
+
+/// The server's answer to the client's handshake, by protocol. A new protocol (`http`,
+/// `tcp`, a Postgres-like one) adds a variant to [`Protocol`] and its handshake here.
+fn handshake(dial: &Dial, served: &Served) -> Result<(), String> {
     match served.protocol {
-        Protocol::Redis => redis_auth(&dial, served.password.as_deref()),
+        Protocol::Redis => redis_auth(dial, served.password.as_deref()),
     }
 }
 
@@ -485,6 +516,25 @@ mod tests {
                 &ready
             ),
             Ok(())
+        );
+        // Straight to a pod's IP.
+        let mut direct = cluster(true, Some("pw"));
+        direct
+            .objects
+            .push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "redis-master-0", "namespace": "data"},
+            "status": {"phase": "Running", "podIP": "10.244.0.7"}}));
+        assert_eq!(
+            check(&ctx(&[]), &need(json!({"to": "10.244.0.7"})), &direct),
+            Err("NOAUTH Authentication required.".into())
+        );
+        assert_eq!(
+            check(
+                &ctx(&[]),
+                &need(json!({"to": "10.244.0.8:6379", "runtime": "node"})),
+                &direct
+            ),
+            Err("connect ECONNREFUSED 10.244.0.8:6379".into())
         );
         // A program that declares nothing about the port accepts any client.
         let mut quiet = cluster(true, Some("pw"));

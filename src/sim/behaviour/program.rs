@@ -299,12 +299,6 @@ impl Program {
             .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
     }
 
-    /// The container this program runs in, as it was started.
-    #[must_use]
-    pub const fn context(&self) -> &ContainerContext {
-        &self.ctx
-    }
-
     /// What the program serves, port by port, with the credentials it read at start; nothing
     /// once it has exited.
     #[must_use]
