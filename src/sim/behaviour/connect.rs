@@ -323,8 +323,11 @@ fn handshake(dial: &Dial, served: &Served) -> Result<(), String> {
 ///   when the default user is `nopass` (`addReplyError` adds the `ERR ` prefix; `<password>` is
 ///   literal text, the password is never echoed).
 fn redis_auth(dial: &Dial, required: Option<&str>) -> Result<(), String> {
+    // src/server.c (7.2.5) createSharedObjects: `shared.noautherr`.
     const NOAUTH: &str = "NOAUTH Authentication required.";
+    // src/acl.c (7.2.5) addAuthErrReply.
     const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    // src/acl.c (7.2.5) authCommand, with the `ERR ` prefix of networking.c addReplyErrorLength.
     const AUTH_NOPASS: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
     match (dial.user.as_deref(), dial.password.as_deref(), required) {
         (_, None, None) => Ok(()),
