@@ -1497,6 +1497,12 @@ pub struct ConnectNeed {
     /// <ip>:<port>: connect: connection refused`) or Node.js (`connect ECONNREFUSED <ip>:<port>`).
     #[serde(default)]
     pub runtime: ClientRuntime,
+    /// What a client that only warns logs, before carrying on, when it sends a password the
+    /// server does not require (ioredis 5: ``[WARN] This Redis server's `default` user does
+    /// not require a password, but a password was supplied``). Absent: the client fails with
+    /// the server's reply, as most clients do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unneeded_password: Option<Vec<String>>,
 }
 
 /// The runtime a client program is written for, which words its connection errors.

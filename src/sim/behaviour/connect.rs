@@ -201,7 +201,8 @@ fn ready_endpoint(
         })
 }
 
-/// Connects as `need` says; `Err` with the client's or the server's error text.
+/// Connects as `need` says: `Ok` with the lines a client that only warns logs (see
+/// [`ConnectNeed::unneeded_password`]), `Err` with the client's or the server's error text.
 ///
 /// # Errors
 /// What the client sees: a resolver or connection error, or the server's reply to the
@@ -210,7 +211,36 @@ pub(super) fn check(
     ctx: &ContainerContext,
     need: &ConnectNeed,
     view: &dyn ClusterViewExt,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    match connect(ctx, need, view) {
+        Ok(()) => Ok(Vec::new()),
+        Err(Refusal::UnneededPassword(reply)) => match &need.unneeded_password {
+            Some(lines) => Ok(lines.clone()),
+            None => Err(reply),
+        },
+        Err(Refusal::Other(error)) => Err(error),
+    }
+}
+
+/// Why a connection failed.
+enum Refusal {
+    /// The client sent a password the server does not require (some clients carry on).
+    UnneededPassword(String),
+    /// Anything else: the client's or the server's error text.
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(error: String) -> Self {
+        Self::Other(error)
+    }
+}
+
+fn connect(
+    ctx: &ContainerContext,
+    need: &ConnectNeed,
+    view: &dyn ClusterViewExt,
+) -> Result<(), Refusal> {
     let default_port = need.protocol.default_port();
     let target = match (&need.to, &need.url) {
         (Some(to), _) => Some(to.clone()),
@@ -219,7 +249,7 @@ pub(super) fn check(
     };
     // A client given no address connects to its library's default, the local host.
     let Some(target) = target else {
-        return Err(refused(need.runtime, "127.0.0.1", default_port));
+        return Err(refused(need.runtime, "127.0.0.1", default_port).into());
     };
     let mut dial = parse_target(&target, default_port);
     if let Some(pw) = need.password.as_ref().and_then(|s| read_text(ctx, s)) {
@@ -229,7 +259,7 @@ pub(super) fn check(
         if dial.host.parse::<std::net::IpAddr>().is_ok() {
             return connect_pod_ip(need, &dial, view);
         }
-        return Err(no_such_host(need.runtime, &dial.host));
+        return Err(no_such_host(need.runtime, &dial.host).into());
     };
     let ns = service
         .pointer("/metadata/namespace")
@@ -265,12 +295,12 @@ pub(super) fn check(
     let Some((pod, target_port)) = endpoint else {
         // A headless Service without ready endpoints has no address records at all.
         if headless {
-            return Err(no_such_host(need.runtime, &dial.host));
+            return Err(no_such_host(need.runtime, &dial.host).into());
         }
         // kube-proxy rejects connections to a Service port without ready endpoints (its
         // REJECT rule, ECONNREFUSED at the client). A port the Service does not have is
         // worded the same way.
-        return Err(refused(need.runtime, &cluster_ip, dial.port));
+        return Err(refused(need.runtime, &cluster_ip, dial.port).into());
     };
     let Some(served) = view.served_on(&ns, &pod, target_port) else {
         // The program behind the endpoint declares nothing about this port: it accepts.
@@ -286,13 +316,13 @@ fn connect_pod_ip(
     need: &ConnectNeed,
     dial: &Dial,
     view: &dyn ClusterViewExt,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let pod = view.list("v1", "Pod", None).into_iter().find(|p| {
         p.pointer("/status/podIP").and_then(Value::as_str) == Some(dial.host.as_str())
             && p.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
     });
     let Some(pod) = pod else {
-        return Err(refused(need.runtime, &dial.host, dial.port));
+        return Err(refused(need.runtime, &dial.host, dial.port).into());
     };
     let at = |ptr: &str| pod.pointer(ptr).and_then(Value::as_str).unwrap_or_default();
     match view.served_on(at("/metadata/namespace"), at("/metadata/name"), dial.port) {
@@ -303,7 +333,7 @@ fn connect_pod_ip(
 
 /// The server's answer to the client's handshake, by protocol. A new protocol (`http`,
 /// `tcp`, a Postgres-like one) adds a variant to [`Protocol`] and its handshake here.
-fn handshake(dial: &Dial, served: &Served) -> Result<(), String> {
+fn handshake(dial: &Dial, served: &Served) -> Result<(), Refusal> {
     match served.protocol {
         Protocol::Redis => redis_auth(dial, served.password.as_deref()),
     }
@@ -322,7 +352,7 @@ fn handshake(dial: &Dial, served: &Served) -> Result<(), String> {
 ///   you sure your configuration is correct?`: src/acl.c, `authCommand`, the two-argument form
 ///   when the default user is `nopass` (`addReplyError` adds the `ERR ` prefix; `<password>` is
 ///   literal text, the password is never echoed).
-fn redis_auth(dial: &Dial, required: Option<&str>) -> Result<(), String> {
+fn redis_auth(dial: &Dial, required: Option<&str>) -> Result<(), Refusal> {
     // src/server.c (7.2.5) createSharedObjects: `shared.noautherr`.
     const NOAUTH: &str = "NOAUTH Authentication required.";
     // src/acl.c (7.2.5) addAuthErrReply.
@@ -331,15 +361,15 @@ fn redis_auth(dial: &Dial, required: Option<&str>) -> Result<(), String> {
     const AUTH_NOPASS: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
     match (dial.user.as_deref(), dial.password.as_deref(), required) {
         (_, None, None) => Ok(()),
-        (_, None, Some(_)) => Err(NOAUTH.to_owned()),
+        (_, None, Some(_)) => Err(NOAUTH.to_owned().into()),
         // AUTH <password>: the default user.
-        (None, Some(_), None) => Err(AUTH_NOPASS.to_owned()),
+        (None, Some(_), None) => Err(Refusal::UnneededPassword(AUTH_NOPASS.to_owned())),
         // AUTH default <password> against a nopass default user: any password is accepted
         // (src/acl.c `ACLCheckUserCredentials`, USER_FLAG_NOPASS).
         (Some("default"), Some(_), None) => Ok(()),
         (None | Some("default"), Some(sent), Some(want)) if sent == want => Ok(()),
         // Another user name: a server configured with `requirepass` only has `default`.
-        _ => Err(WRONGPASS.to_owned()),
+        _ => Err(WRONGPASS.to_owned().into()),
     }
 }
 
@@ -420,7 +450,7 @@ mod tests {
                 &by_url,
                 &view
             ),
-            Ok(())
+            Ok(vec![])
         );
         // Percent-escaped userinfo is decoded; a user other than `default` does not exist.
         assert_eq!(
@@ -429,7 +459,7 @@ mod tests {
                 &by_url,
                 &view
             ),
-            Ok(())
+            Ok(vec![])
         );
         assert_eq!(
             check(
@@ -446,7 +476,7 @@ mod tests {
             ("REDIS_URL", "redis://:wrong@redis-master.data"),
             ("REDIS_PASSWORD", "s3cret-server"),
         ]);
-        assert_eq!(check(&c, &both, &view), Ok(()));
+        assert_eq!(check(&c, &both, &view), Ok(vec![]));
         // An empty password setting sends none.
         let c = ctx(&[
             ("REDIS_URL", "redis://redis-master.data"),
@@ -464,14 +494,27 @@ mod tests {
             check(&ctx(&[("REDIS_PASSWORD", "anything")]), &to, &open),
             Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into())
         );
-        assert_eq!(check(&ctx(&[]), &to, &open), Ok(()));
+        assert_eq!(check(&ctx(&[]), &to, &open), Ok(vec![]));
+        // A client that only warns about an unneeded password (ioredis) carries on.
+        let warns = need(
+            json!({"to": "redis-master.data:6379", "password": {"env": "REDIS_PASSWORD"},
+            "unneededPassword": ["[WARN] unneeded"]}),
+        );
+        assert_eq!(
+            check(&ctx(&[("REDIS_PASSWORD", "anything")]), &warns, &open),
+            Ok(vec!["[WARN] unneeded".to_owned()])
+        );
+        assert_eq!(
+            check(&ctx(&[("REDIS_PASSWORD", "anything")]), &warns, &view),
+            Err("WRONGPASS invalid username-password pair or user is disabled.".into())
+        );
         assert_eq!(
             check(
                 &url("redis://default:anything@redis-master.data"),
                 &by_url,
                 &open
             ),
-            Ok(())
+            Ok(vec![])
         );
     }
 
@@ -518,7 +561,7 @@ mod tests {
                 &need(json!({"to": "10.96.4.20:6379", "password": {"env": "P"}})),
                 &ready
             ),
-            Ok(())
+            Ok(vec![])
         );
         // Straight to a pod's IP.
         let mut direct = cluster(true, Some("pw"));
@@ -542,7 +585,7 @@ mod tests {
         // A program that declares nothing about the port accepts any client.
         let mut quiet = cluster(true, Some("pw"));
         quiet.listeners.clear();
-        assert_eq!(check(&ctx(&[]), &go, &quiet), Ok(()));
+        assert_eq!(check(&ctx(&[]), &go, &quiet), Ok(vec![]));
     }
 
     #[test]

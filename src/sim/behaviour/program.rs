@@ -406,6 +406,13 @@ impl Program {
                                 at,
                             }
                         }
+                        Check::MetWarning(lines) => {
+                            logs.extend(lines.into_iter().map(|text| OutputLine { at, text }));
+                            self.phase = Phase::Check {
+                                index: index + 1,
+                                at,
+                            }
+                        }
                         Check::Unmet(error) => self.fail(&req.otherwise, &error, at, &mut logs),
                         Check::Postgres(request) => {
                             self.phase = Phase::AwaitPostgres { index, at, request };
@@ -624,14 +631,15 @@ impl Program {
                 Err(error) => Check::Unmet(error),
             },
             Need::Connect(c) => match super::connect::check(&self.ctx, c, view) {
-                Ok(()) => Check::Met,
+                Ok(warnings) if warnings.is_empty() => Check::Met,
+                Ok(warnings) => Check::MetWarning(warnings),
                 Err(error) => Check::Unmet(error),
             },
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
                     match self.evaluate(n, view) {
-                        Check::Met => return Check::Met,
+                        met @ (Check::Met | Check::MetWarning(_)) => return met,
                         Check::Unmet(e) => {
                             first.get_or_insert(e);
                         }
@@ -712,6 +720,8 @@ fn parse_sslmode(value: &str) -> Result<SslMode, String> {
 
 enum Check {
     Met,
+    /// Met, after the program logged these lines (a client that only warns).
+    MetWarning(Vec<String>),
     Unmet(String),
     Postgres(PostgresRequest),
 }
@@ -1263,5 +1273,41 @@ mod tests {
         );
         assert!(p.desired_objects(&served).is_empty());
         assert_eq!(p.advance(at(200), &StaticView::default()).logs, vec![]);
+    }
+
+    #[test]
+    fn a_client_that_only_warns_logs_and_carries_on() {
+        let b: ImageBehaviour = serde_json::from_value(json!({"requires": [{
+            "needs": {"connect": {"to": "redis", "password": {"env": "REDIS_PASSWORD"},
+                                  "unneededPassword": ["[WARN] no password needed"]}},
+            "otherwise": {"log": ["{error}"], "exitCode": 1}}]}))
+        .unwrap();
+        let mut view = StaticView::new(vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": "apps"},
+                   "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "redis", "port": 6379}]}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "redis-x", "namespace": "apps", "labels": {"kubernetes.io/service-name": "redis"}},
+                   "ports": [{"name": "redis", "port": 6379}],
+                   "endpoints": [{"addresses": ["10.244.0.3"], "targetRef": {"kind": "Pod", "name": "redis-0"}}]}),
+        ]);
+        view.listeners.push(super::Listener {
+            namespace: "apps".into(),
+            pod: "redis-0".into(),
+            port: 6379,
+            served: Served {
+                protocol: crate::scenario::Protocol::Redis,
+                password: None,
+            },
+        });
+        let mut c = ctx();
+        c.env.insert("REDIS_PASSWORD".into(), "pw".into());
+        let mut p = Program::start(Some(&b), c, t0());
+        let out = p.advance(t0(), &view);
+        assert_eq!(
+            texts(&out),
+            vec![(0, "[WARN] no password needed".to_owned())]
+        );
+        assert_eq!(out.exit, None);
+        assert!(p.ready(t0()));
     }
 }
