@@ -1,7 +1,8 @@
 //! Secret canaries through every output path of `relapse run`: the text failure report on
 //! stderr, stdout, the JUnit file, the snapshot written for review and log output
-//! (`RUST_LOG=debug`). A Secret's `data` and `stringData` values and a generated Postgres
-//! password must appear in none of them, neither as written nor base64-encoded.
+//! (`RUST_LOG=debug`). A Secret's `data` and `stringData` values, the password a program reads
+//! out of a connection URL in a Secret and connects with, and a generated Postgres password must
+//! appear in none of them, neither as written nor base64-encoded.
 
 #![expect(
     clippy::expect_used,
@@ -20,6 +21,9 @@ const DATA_PLAIN: &str = "CANARYdata7f3a9c1e";
 /// `stringData.token`, and its base64.
 const STRING_PLAIN: &str = "CANARYstring5b2d8e44";
 const STRING_B64: &str = "Q0FOQVJZc3RyaW5nNWIyZDhlNDQ=";
+/// The password inside `stringData.REDIS_URL`, which the program connects with: a part of a
+/// Secret value, read out of it by the client.
+const URL_PASSWORD: &str = "CANARYurlpw3c9e7a15";
 
 const MANIFEST: &str = r#"apiVersion: v1
 kind: Namespace
@@ -33,6 +37,31 @@ data:
   password: Q0FOQVJZZGF0YTdmM2E5YzFl
 stringData:
   token: CANARYstring5b2d8e44
+  REDIS_URL: redis://:CANARYurlpw3c9e7a15@canary-redis:6379/0
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: canary-redis, namespace: canary}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: canary-redis}}
+  template:
+    metadata: {labels: {app: canary-redis}}
+    spec:
+      containers:
+        - name: redis
+          image: example.com/canary-redis:1
+          args: ["--requirepass", "$(REDIS_PASSWORD)"]
+          env:
+            - name: REDIS_PASSWORD
+              valueFrom: {secretKeyRef: {name: canary-secret, key: password}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: canary-redis, namespace: canary}
+spec:
+  selector: {app: canary-redis}
+  ports: [{name: redis, port: 6379}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -63,6 +92,11 @@ source: "test"
 images:
   example.com/canary-app:1:
     logs: ["starting with password {DATA_PLAIN} and token {STRING_PLAIN}"]
+    requires:
+      - needs: {{connect: {{url: {{env: REDIS_URL}}}}}}
+        otherwise: {{log: ["redis connect failed: {{error}}"], retry: 10s, ready: true}}
+  example.com/canary-redis:1:
+    serves: [{{port: 6379, protocol: redis, password: {{arg: --requirepass}}}}]
 postgres:
   roles:
     - name: canary_app
@@ -216,6 +250,7 @@ fn forbidden(password: &[u8]) -> Vec<String> {
         DATA_B64.to_owned(),
         STRING_PLAIN.to_owned(),
         STRING_B64.to_owned(),
+        URL_PASSWORD.to_owned(),
         base64(password),
         plain,
     ]
@@ -270,6 +305,14 @@ fn secret_values_and_postgres_passwords_reach_no_output() {
     assert!(
         run.stderr
             .contains("starting with password <redacted> and token <redacted>"),
+        "{}",
+        run.stderr
+    );
+    // The program connected with the password in its Secret's URL and was refused.
+    assert!(
+        run.stderr.contains(
+            "redis connect failed: WRONGPASS invalid username-password pair or user is disabled."
+        ),
         "{}",
         run.stderr
     );

@@ -471,6 +471,38 @@ fn several_problems_are_all_reported() {
 }
 
 #[test]
+fn connections_need_one_target_and_well_formed_sources() {
+    let images = r"images:
+  app:1:
+    requires:
+      - needs: {connect: {to: redis:6379, url: {env: REDIS_URL}, password: {file: pass}}}
+        otherwise: {log: [x]}
+  redis:7:
+    serves: [{port: 6379, protocol: redis, password: {env: A, arg: --requirepass}}]
+setup:";
+    let text = scenario("conn").replacen("setup:", images, 1);
+    let dir = suite(&[
+        ("scenarios/apps/conn.yaml", &text),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let out = relapse(dir.path(), &["validate"]);
+    assert_invalid(
+        &out,
+        "scenarios/apps/conn.yaml",
+        "a connection goes to exactly one of `to` (a Service or host:port) or `url`",
+    );
+    let err = flat(&out);
+    assert!(
+        err.contains("`file` is the absolute path the container sees"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a configuration value is read from exactly one of `env`, `arg` or `file`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn run_executes_the_shipped_scenarios_on_the_sim() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let junit = tempfile::NamedTempFile::new().expect("temp file");

@@ -55,8 +55,16 @@ impl Redactor {
         self.anywhere.is_empty() && self.standalone.is_empty()
     }
 
-    /// Adds a secret value (as a Secret's `stringData` holds it, or a password).
+    /// Adds a secret value (as a Secret's `stringData` holds it, or a password). A connection
+    /// URL's password (`redis://:<password>@host`) is added on its own too: a program reads it
+    /// out of the value and connects with it.
     pub fn add_plain(&mut self, value: &str) {
+        if let Some((raw, decoded)) = url_password(value) {
+            self.add_plain(&decoded);
+            if raw != decoded {
+                self.add_plain(&raw);
+            }
+        }
         self.add_form(value);
         if value.chars().count() < MIN_LEN {
             return;
@@ -379,6 +387,41 @@ pub fn global() -> Redactor {
         .clone()
 }
 
+/// The password in a URL's userinfo (`scheme://user:password@host`), as written and with
+/// `%XX` escapes undone (when they decode to text).
+fn url_password(value: &str) -> Option<(String, String)> {
+    let (_, rest) = value.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    if password.is_empty() {
+        return None;
+    }
+    let bytes = password.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |k: usize| {
+            bytes
+                .get(k)
+                .and_then(|b| char::from(*b).to_digit(16))
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push(h * 16 + l);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(decoded).unwrap_or_else(|_| password.to_owned());
+    Some((password.to_owned(), decoded))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -398,6 +441,18 @@ mod tests {
             assert!(!out.contains(leaked), "{out}");
         }
         assert_eq!(out.matches(REDACTED).count(), 5, "{out}");
+    }
+
+    #[test]
+    fn connection_url_passwords_are_redacted_on_their_own() {
+        let mut r = Redactor::new();
+        r.add_base64("cmVkaXM6Ly86czNjciUyMWV0eEByZWRpczo2Mzc5LzA="); // redis://:s3cr%21etx@redis:6379/0
+        r.add_plain("postgres://app:pgpass9@db:5432/app");
+        let out = r.redact("AUTH s3cr!etx, s3cr%21etx; login pgpass9");
+        assert_eq!(out, "AUTH <redacted>, <redacted>; login <redacted>");
+        assert_eq!(url_password("redis://redis:6379/0"), None);
+        assert_eq!(url_password("redis://:@redis"), None);
+        assert_eq!(url_password("not a url: a:b@c"), None);
     }
 
     #[test]

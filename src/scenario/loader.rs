@@ -369,6 +369,43 @@ struct KindRef {
 }
 
 impl Checker {
+    /// A configuration source reads from exactly one place, and a `key` only inside a file.
+    fn check_source(
+        &mut self,
+        path: &Path,
+        text: &str,
+        node: &[Segment],
+        source: &super::model::ConfigSource,
+    ) {
+        if source.origins() != 1 {
+            self.problem(
+                path,
+                text,
+                node,
+                "a configuration value is read from exactly one of `env`, `arg` or `file`",
+                None,
+            );
+        }
+        if source.key.is_some() && source.file.is_none() {
+            self.problem(
+                path,
+                text,
+                node,
+                "`key` is a path inside a `file`; it needs `file`",
+                None,
+            );
+        }
+        if source.file.as_deref().is_some_and(|f| !f.starts_with('/')) {
+            self.problem(
+                path,
+                text,
+                node,
+                "`file` is the absolute path the container sees, such as `/app/app-config.yaml`",
+                None,
+            );
+        }
+    }
+
     fn problem(
         &mut self,
         path: &Path,
@@ -570,6 +607,18 @@ impl Checker {
                     );
                 }
             }
+            for (i, serve) in b.serves.iter().enumerate() {
+                if let Some(source) = &serve.password {
+                    let node = [
+                        Segment::Key("images".into()),
+                        Segment::Key(image.clone()),
+                        Segment::Key("serves".into()),
+                        Segment::Index(i),
+                        Segment::Key("password".into()),
+                    ];
+                    self.check_source(path, text, &node, source);
+                }
+            }
             for (i, r) in b.requires.iter().enumerate() {
                 if let super::model::Need::AnyOf(needs) = &r.needs {
                     let at = [
@@ -609,6 +658,43 @@ impl Checker {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let connect_needs: Vec<&super::model::ConnectNeed> = match &r.needs {
+                    super::model::Need::Connect(c) => vec![c],
+                    super::model::Need::AnyOf(needs) => needs
+                        .iter()
+                        .filter_map(|n| match n {
+                            super::model::Need::Connect(c) => Some(c),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for c in connect_needs {
+                    let at = vec![
+                        Segment::Key("images".into()),
+                        Segment::Key(image.clone()),
+                        Segment::Key("requires".into()),
+                        Segment::Index(i),
+                        Segment::Key("needs".into()),
+                        Segment::Key("connect".into()),
+                    ];
+                    if c.to.is_some() == c.url.is_some() {
+                        self.problem(
+                            path,
+                            text,
+                            &at,
+                            "a connection goes to exactly one of `to` (a Service or host:port) or `url` (read from the configuration)",
+                            None,
+                        );
+                    }
+                    for (source, field) in [(&c.url, "url"), (&c.password, "password")] {
+                        if let Some(source) = source {
+                            let mut node = at.clone();
+                            node.push(Segment::Key(field.into()));
+                            self.check_source(path, text, &node, source);
+                        }
+                    }
+                }
                 for c in config_needs {
                     let at = [
                         Segment::Key("images".into()),

@@ -339,6 +339,10 @@ pub struct ImageBehaviour {
     /// (or stops leading) when a renewal does not finish within its `renewDeadline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_election: Option<super::LeaderElection>,
+    /// What the program serves on its ports (a protocol and the credentials it expects), for
+    /// programs that connect to it with a `connect` need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serves: Vec<Serve>,
 }
 
 /// How long a program takes to answer, from some time after its start on.
@@ -356,6 +360,10 @@ pub struct AnswerTime {
     /// Only HTTP requests to this path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Only `exec` probes whose command (its words joined by spaces) contains this text, e.g.
+    /// `redis-cli ping`. Exec probes also take entries without `port`, `path` and `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// How an image is published in its registry.
@@ -411,6 +419,9 @@ pub enum Need {
     /// At least one of these is met (a setting a program takes from a file *or* from an
     /// environment override). The first unmet one's error is reported. Not for `postgres`.
     AnyOf(Vec<Need>),
+    /// A connection to what another program serves (see [`ImageBehaviour::serves`]), through a
+    /// Service's ready endpoints, with credentials from the container's own configuration.
+    Connect(ConnectNeed),
 }
 
 /// Where a program reads one value of its configuration: exactly one of `env`, `arg`, `file`.
@@ -1444,4 +1455,92 @@ pub struct SqlCheck {
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
+}
+
+/// What a program serves on one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Serve {
+    /// The container port.
+    pub port: u16,
+    /// The protocol spoken there.
+    pub protocol: Protocol,
+    /// Where the program reads the password it requires, e.g. `{arg: --requirepass}` or
+    /// `{env: REDIS_PASSWORD}`; an absent or empty value means none is required (as
+    /// `requirepass ""` does for Redis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<ConfigSource>,
+}
+
+/// A protocol a stand-in program serves and connects with. Postgres is not one: Postgres
+/// logins go to the real server (`needs: {postgres: ...}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Redis (RESP): `AUTH` against `requirepass`, with Redis 7's replies.
+    #[default]
+    Redis,
+}
+
+impl Protocol {
+    /// The port a client uses when its target names none.
+    #[must_use]
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Redis => 6379,
+        }
+    }
+
+    /// The URL scheme of the protocol (`redis://`).
+    #[must_use]
+    pub const fn scheme(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// A connection a program makes: where to (exactly one of `to` or `url`), how, and with
+/// which credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectNeed {
+    /// The protocol the client speaks.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The target as written: a Service `name[.namespace[.svc[.cluster.local]]][:port]`, or a
+    /// Service's cluster IP or a pod's IP with a port. The port defaults to the protocol's
+    /// (6379 for Redis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Where the client reads its connection URL, e.g. `{env: REDIS_URL}` holding
+    /// `redis://:password@redis-master:6379/0`: the target and, when the URL has one, the
+    /// password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<ConfigSource>,
+    /// Where the client reads its password, e.g. `{env: REDIS_PASSWORD}`; when it reads a
+    /// non-empty value, that value is sent instead of the URL's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<ConfigSource>,
+    /// The client's runtime, which words connection errors: Go's `net` package (`dial tcp
+    /// <ip>:<port>: connect: connection refused`) or Node.js (`connect ECONNREFUSED <ip>:<port>`).
+    #[serde(default)]
+    pub runtime: ClientRuntime,
+    /// What a client that only warns logs, before carrying on, when it sends a password the
+    /// server does not require (ioredis 5: ``[WARN] This Redis server's `default` user does
+    /// not require a password, but a password was supplied``). Absent: the client fails with
+    /// the server's reply, as most clients do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unneeded_password: Option<Vec<String>>,
+}
+
+/// The runtime a client program is written for, which words its connection errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientRuntime {
+    /// Go (`net.Dial`).
+    #[default]
+    Go,
+    /// Node.js (`net.connect`, `dns.lookup`).
+    Node,
 }

@@ -8,12 +8,14 @@
 //! carry out, then continues with [`Program::postgres_result`].
 
 pub mod config;
+mod connect;
 mod leader;
 mod operator;
 mod program;
 pub mod time;
 mod view;
 
+pub use connect::{Listener, Served};
 pub use operator::{StatusReport, TemplateContext, Work, desired_objects, reconcile, template};
 pub use program::{
     ContainerContext, DEFAULT_RETRY, Exit, OPERATOR_RELIST, OutputLine, PostgresConnector,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::connect::{Listener, Served};
 use super::operator;
 use super::time::{after, earliest};
 use super::view::ClusterViewExt;
@@ -280,10 +281,61 @@ impl Program {
             .rev()
             .find(|a| {
                 a.from.is_none_or(|f| f.as_std() <= running)
+                    && a.command.is_none()
                     && a.port.is_none_or(|p| p == port)
                     && a.path.as_deref().is_none_or(|p| Some(p) == path)
             })
             .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
+    }
+
+    /// How long an `exec` probe running `command` (its words joined by spaces) takes at
+    /// `now`: the last `answerTime` entry that has begun and whose `command` is part of it, or
+    /// that names no port, path or command; zero without one.
+    #[must_use]
+    pub fn command_time(&self, command: &str, now: Timestamp) -> std::time::Duration {
+        let running = super::time::since(now, self.started_at);
+        let entries = self
+            .behaviour
+            .as_ref()
+            .map_or(&[][..], |b| &b.answer_time[..]);
+        entries
+            .iter()
+            .rev()
+            .find(|a| {
+                a.from.is_none_or(|f| f.as_std() <= running)
+                    && match &a.command {
+                        Some(c) => command.contains(c.as_str()),
+                        None => a.port.is_none() && a.path.is_none(),
+                    }
+            })
+            .map_or(std::time::Duration::ZERO, |a| a.time.as_std())
+    }
+
+    /// What the program serves, port by port, with the credentials it read at start; nothing
+    /// once it has exited.
+    #[must_use]
+    pub fn listeners(&self) -> Vec<Listener> {
+        if self.exit().is_some() {
+            return Vec::new();
+        }
+        let Some(b) = &self.behaviour else {
+            return Vec::new();
+        };
+        b.serves
+            .iter()
+            .map(|s| Listener {
+                namespace: self.ctx.namespace.clone(),
+                pod: self.ctx.pod_name.clone(),
+                port: s.port,
+                served: Served {
+                    protocol: s.protocol,
+                    password: s
+                        .password
+                        .as_ref()
+                        .and_then(|src| super::connect::read_text(&self.ctx, src)),
+                },
+            })
+            .collect()
     }
 
     /// Whether the program answers HTTP requests for `path` (200) rather than 404.
@@ -400,6 +452,13 @@ impl Program {
                     };
                     match self.evaluate(&req.needs, view) {
                         Check::Met => {
+                            self.phase = Phase::Check {
+                                index: index + 1,
+                                at,
+                            }
+                        }
+                        Check::MetWarning(lines) => {
+                            logs.extend(lines.into_iter().map(|text| OutputLine { at, text }));
                             self.phase = Phase::Check {
                                 index: index + 1,
                                 at,
@@ -644,11 +703,16 @@ impl Program {
                 Ok(()) => Check::Met,
                 Err(error) => Check::Unmet(error),
             },
+            Need::Connect(c) => match super::connect::check(&self.ctx, c, view) {
+                Ok(warnings) if warnings.is_empty() => Check::Met,
+                Ok(warnings) => Check::MetWarning(warnings),
+                Err(error) => Check::Unmet(error),
+            },
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
                     match self.evaluate(n, view) {
-                        Check::Met => return Check::Met,
+                        met @ (Check::Met | Check::MetWarning(_)) => return met,
                         Check::Unmet(e) => {
                             first.get_or_insert(e);
                         }
@@ -757,6 +821,8 @@ fn parse_sslmode(value: &str) -> Result<SslMode, String> {
 
 enum Check {
     Met,
+    /// Met, after the program logged these lines (a client that only warns).
+    MetWarning(Vec<String>),
     Unmet(String),
     Postgres(PostgresRequest),
 }
@@ -1349,5 +1415,41 @@ operator:
         );
         assert!(p.desired_objects(&served).is_empty());
         assert_eq!(p.advance(at(200), &StaticView::default()).logs, vec![]);
+    }
+
+    #[test]
+    fn a_client_that_only_warns_logs_and_carries_on() {
+        let b: ImageBehaviour = serde_json::from_value(json!({"requires": [{
+            "needs": {"connect": {"to": "redis", "password": {"env": "REDIS_PASSWORD"},
+                                  "unneededPassword": ["[WARN] no password needed"]}},
+            "otherwise": {"log": ["{error}"], "exitCode": 1}}]}))
+        .unwrap();
+        let mut view = StaticView::new(vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": "apps"},
+                   "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "redis", "port": 6379}]}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "redis-x", "namespace": "apps", "labels": {"kubernetes.io/service-name": "redis"}},
+                   "ports": [{"name": "redis", "port": 6379}],
+                   "endpoints": [{"addresses": ["10.244.0.3"], "targetRef": {"kind": "Pod", "name": "redis-0"}}]}),
+        ]);
+        view.listeners.push(super::Listener {
+            namespace: "apps".into(),
+            pod: "redis-0".into(),
+            port: 6379,
+            served: Served {
+                protocol: crate::scenario::Protocol::Redis,
+                password: None,
+            },
+        });
+        let mut c = ctx();
+        c.env.insert("REDIS_PASSWORD".into(), "pw".into());
+        let mut p = Program::start(Some(&b), c, t0());
+        let out = p.advance(t0(), &view);
+        assert_eq!(
+            texts(&out),
+            vec![(0, "[WARN] no password needed".to_owned())]
+        );
+        assert_eq!(out.exit, None);
+        assert!(p.ready(t0()));
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::connect::{Listener, Served};
 pub use crate::sim::controllers::ClusterView;
 
 /// What the node agent, the scheduler helpers and the stand-in programs need to know beyond
@@ -36,6 +37,13 @@ pub trait ClusterViewExt: ClusterView {
     fn faults(&self) -> &crate::sim::faults::Faults {
         crate::sim::faults::Faults::none()
     }
+
+    /// What the program running in pod `namespace/pod` serves on container port `port`, with
+    /// the credentials it read at start; `None` when it declares nothing there.
+    fn served_on(&self, namespace: &str, pod: &str, port: u16) -> Option<Served> {
+        let _ = (namespace, pod, port);
+        None
+    }
 }
 
 /// A [`ClusterView`] and [`ClusterViewExt`] over a fixed list of objects, for tests and for callers that already hold
@@ -48,6 +56,8 @@ pub struct StaticView {
     pub served: Vec<(String, String, String)>,
     /// Attached volumes as `(pv, node)`; when `None`, every volume counts as attached.
     pub attached: Option<Vec<(String, String)>>,
+    /// What running programs serve, for [`ClusterViewExt::served_on`].
+    pub listeners: Vec<Listener>,
 }
 
 impl StaticView {
@@ -58,6 +68,7 @@ impl StaticView {
             objects,
             served: Vec::new(),
             attached: None,
+            listeners: Vec::new(),
         }
     }
 
@@ -121,6 +132,13 @@ impl ClusterViewExt for StaticView {
                 .served
                 .iter()
                 .any(|(g, v, r)| g == group && v == version && r == resource)
+    }
+
+    fn served_on(&self, namespace: &str, pod: &str, port: u16) -> Option<Served> {
+        self.listeners
+            .iter()
+            .find(|l| l.namespace == namespace && l.pod == pod && l.port == port)
+            .map(|l| l.served.clone())
     }
 
     fn volume_attached(&self, pv: &str, node: &str) -> bool {

@@ -2,15 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
-use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
+use crate::sim::behaviour::{ClusterViewExt, Listener, PostgresOutcome, PostgresRequest, Served};
 use crate::sim::clock::format_time;
-use crate::sim::controllers::ClusterView as _;
+use crate::sim::controllers::ClusterView;
 use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;
 use crate::sim::events::{Event, EventRecorder};
@@ -392,6 +393,13 @@ impl Nodes {
         now: Timestamp,
     ) {
         let pods = view.list("v1", "Pod", None);
+        // What every running program serves, as of the start of this pass: a client's
+        // connection reaches the program behind a ready endpoint.
+        let listeners: Vec<Listener> = self.kubelets.iter().flat_map(Kubelet::listeners).collect();
+        let agent_view = ServingView {
+            view,
+            listeners: &listeners,
+        };
         let mut seen = BTreeSet::new();
         for pod in &pods {
             let node_name = str_at(pod, "/spec/nodeName");
@@ -416,7 +424,7 @@ impl Nodes {
                 continue;
             }
             let kubelet = &mut self.kubelets[node];
-            let mut syncs = vec![kubelet.sync_pod(pod, images, view, now)];
+            let mut syncs = vec![kubelet.sync_pod(pod, images, &agent_view, now)];
             let mut waiting = false;
             if self.defer_postgres {
                 // Handed out; the pod is looked at again at this instant once answered.
@@ -451,7 +459,7 @@ impl Nodes {
                 for p in last.postgres.clone() {
                     kubelet.postgres_result(&uid, &p.container, &outcome);
                 }
-                syncs.push(kubelet.sync_pod(pod, images, view, now));
+                syncs.push(kubelet.sync_pod(pod, images, &agent_view, now));
             }
             let tracked = self.tracked.entry(uid.clone()).or_insert_with(|| Tracked {
                 node,
@@ -860,6 +868,65 @@ fn write_logs(store: &Store, tracked: &mut Tracked, sync: &PodSync) {
 /// (trailing zeros of the fraction dropped, and the dot with them).
 fn rfc3339_nano(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+}
+
+/// The store's view plus what the running programs serve, for the node agents.
+struct ServingView<'a> {
+    view: &'a StoreView<'a>,
+    listeners: &'a [Listener],
+}
+
+impl ClusterView for ServingView<'_> {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        self.view.get(api_version, kind, namespace, name)
+    }
+
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        self.view.list(api_version, kind, namespace)
+    }
+
+    fn list_controlled(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        owner_uid: &str,
+        orphans: bool,
+    ) -> Vec<Arc<Value>> {
+        self.view
+            .list_controlled(api_version, kind, namespace, owner_uid, orphans)
+    }
+}
+
+impl ClusterViewExt for ServingView<'_> {
+    fn resource_served(&self, group: &str, version: &str, resource: &str) -> bool {
+        self.view.resource_served(group, version, resource)
+    }
+
+    fn resource_name(&self, api_version: &str, kind: &str) -> Option<String> {
+        self.view.resource_name(api_version, kind)
+    }
+
+    fn volume_attached(&self, pv: &str, node: &str) -> bool {
+        self.view.volume_attached(pv, node)
+    }
+
+    fn faults(&self) -> &crate::sim::faults::Faults {
+        self.view.faults()
+    }
+
+    fn served_on(&self, namespace: &str, pod: &str, port: u16) -> Option<Served> {
+        self.listeners
+            .iter()
+            .find(|l| l.namespace == namespace && l.pod == pod && l.port == port)
+            .map(|l| l.served.clone())
+    }
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl Lookup<'_> {
 }
 
 /// Expands `$(VAR)` references as the kubelet does (`$$` escapes, unknown references stay).
-fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
+pub(super) fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     let mut rest = value;
     while let Some(i) = rest.find('$') {

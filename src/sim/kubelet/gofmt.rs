@@ -1,5 +1,5 @@
 //! Go's `time.Duration.String()`, which the kubelet uses in its messages (`back-off 1m20s`,
-//! `in 1.234s`).
+//! `in 1.234s`), and Go's `%q` quoting.
 
 use std::time::Duration;
 
@@ -45,9 +45,46 @@ pub fn go_duration(d: Duration) -> String {
     out
 }
 
+/// A string as Go's `%q` prints it: in double quotes, with `"` and `\` escaped and control
+/// characters written as escapes (strconv.Quote).
+#[must_use]
+pub fn go_quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let n = u32::from(c);
+                let _ = if n < 0x80 {
+                    write!(out, "\\x{n:02x}")
+                } else {
+                    write!(out, "\\u{n:04x}")
+                };
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_as_go_does() {
+        assert_eq!(
+            go_quote(r#"sh -c redis-cli -a "$P" ping"#),
+            r#""sh -c redis-cli -a \"$P\" ping""#
+        );
+        assert_eq!(go_quote("a\tb\\c\u{1}"), r#""a\tb\\c\x01""#);
+    }
 
     #[test]
     fn matches_go() {

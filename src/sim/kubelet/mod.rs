@@ -28,7 +28,7 @@ pub use pod::{ContainerLog, PendingPostgres, PodSync};
 pub use probe::{Handler, ProbeKind, ProbeSpec, ProbeState};
 
 use crate::scenario::{Arch, ImageBehaviour};
-use crate::sim::behaviour::{ClusterViewExt, PostgresOutcome};
+use crate::sim::behaviour::{ClusterViewExt, Listener, PostgresOutcome};
 
 /// Who the node agent is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +148,19 @@ impl Kubelet {
             }
         }
         out
+    }
+
+    /// What the programs running on this node serve (see [`crate::sim::behaviour::Listener`]),
+    /// pod by pod in uid order.
+    #[must_use]
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.pods
+            .values()
+            .filter(|rt| !rt.terminating)
+            .flat_map(|rt| &rt.containers)
+            .filter_map(|c| c.running())
+            .flat_map(|run| run.program.listeners())
+            .collect()
     }
 
     /// Forgets a pod that is gone from the API.

@@ -17,7 +17,7 @@ use super::probe::{ProbeKind, ProbeSpec, ProbeState};
 use super::state::{Attempt, ContainerState, Input, Lifecycle, Pull, Run, WaitingReason};
 use super::status;
 use crate::scenario::{ExitAfter, ImageBehaviour};
-use crate::sim::behaviour::time::{after, earliest};
+use crate::sim::behaviour::time::{after, earliest, since};
 use crate::sim::behaviour::{
     ClusterViewExt, ContainerContext, PostgresOutcome, PostgresRequest, Program,
 };
@@ -25,7 +25,7 @@ use crate::sim::events::{Event, EventType, Involved, Reporter};
 
 /// How long after a container exits the kubelet notices and acts (PLEG relist period, 1 s;
 /// pkg/kubelet/kubelet.go `plegRelistPeriod`).
-const PLEG_RELIST: Duration = Duration::from_secs(1);
+pub(super) const PLEG_RELIST: Duration = Duration::from_secs(1);
 /// How soon a pod whose sync failed is synced again (pkg/kubelet/kubelet.go `backOffPeriod`,
 /// without the worker's jitter).
 const RESYNC_AFTER_ERROR: Duration = Duration::from_secs(10);
@@ -407,6 +407,16 @@ impl PodRuntime {
                 let flipped = run.probes[i].record(failure.is_some());
                 if kind == ProbeKind::Startup && failure.is_none() {
                     run.started = true;
+                    // The status update that reports the start triggers the readiness probe
+                    // (pkg/kubelet/prober/prober_manager.go `UpdatePodStatus`).
+                    for p in &mut run.probes {
+                        if p.spec.kind == ProbeKind::Readiness
+                            && p.next_at > at
+                            && p.spec.initial_delay <= since(at, run.started_at)
+                        {
+                            p.next_at = at;
+                        }
+                    }
                 }
                 if flipped && kind != ProbeKind::Readiness {
                     // pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions:
@@ -946,8 +956,16 @@ impl PodRuntime {
                 })
                 .unwrap_or_default()
         };
-        let command = strings("command");
-        let args = strings("args");
+        // `$(VAR)` in command and args is expanded with the resolved environment
+        // (pkg/kubelet/container/helpers.go `ExpandContainerCommandAndArgs`).
+        let command: Vec<String> = strings("command")
+            .iter()
+            .map(|w| super::env::expand(w, &env))
+            .collect();
+        let args: Vec<String> = strings("args")
+            .iter()
+            .map(|w| super::env::expand(w, &env))
+            .collect();
         // What the program reads when it starts: a Secret changed later does not change it.
         let files = super::env::mounted_files(pod, &c.spec, ctx.view);
         // An init container whose image declares no behaviour does its job and exits 0 at

@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::gofmt::go_duration;
+use super::gofmt::{go_duration, go_quote};
 use crate::sim::behaviour::Program;
 use crate::sim::behaviour::time::after;
 
@@ -63,7 +63,10 @@ pub enum Handler {
         port: u16,
     },
     /// `exec`.
-    Exec,
+    Exec {
+        /// The command, with `$(VAR)` references expanded as the kubelet expands them.
+        command: Vec<String>,
+    },
 }
 
 /// A probe's settings with the API defaults applied (pkg/apis/core/v1/defaults.go).
@@ -143,7 +146,30 @@ impl ProbeSpec {
                 port: port(container, g.get("port")),
             }
         } else {
-            Handler::Exec
+            // pkg/kubelet/prober/prober.go runProbe: `ExpandContainerCommandOnlyStatic`, which
+            // maps every env name of the container to its literal `value` (empty for
+            // `valueFrom`); the probe does not see the resolved environment.
+            let statics: std::collections::BTreeMap<String, String> = container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.get("name").and_then(Value::as_str)?;
+                    let value = e.get("value").and_then(Value::as_str).unwrap_or("");
+                    Some((name.to_owned(), value.to_owned()))
+                })
+                .collect();
+            Handler::Exec {
+                command: p
+                    .pointer("/exec/command")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|w| super::env::expand(w, &statics))
+                    .collect(),
+            }
         };
         let liveness_like = kind != ProbeKind::Readiness;
         Some(Self {
@@ -168,7 +194,8 @@ impl ProbeSpec {
     /// The outputs are Go's errors for a refused connection (net/net.go `OpError`, wrapped by
     /// net/http's `url.Error` for HTTP probes) and the kubelet's gRPC prober text
     /// (pkg/probe/grpc/grpc.go); an exec probe of a program that is not ready exits non-zero
-    /// without output. A program slower than `timeoutSeconds` fails an HTTP probe with the
+    /// without output, and one whose command takes `timeoutSeconds` or longer
+    /// ([`Program::command_time`]) fails with the CRI client's exec timeout error. A program slower than `timeoutSeconds` fails an HTTP probe with the
     /// error net/http's client returns when its `Timeout` passes before the response headers
     /// (pkg/probe/http/http.go returns `err.Error()` as the output), and a gRPC probe with
     /// `timeout: health rpc did not complete within <timeout>` (pkg/probe/grpc/grpc.go,
@@ -211,7 +238,23 @@ impl ProbeSpec {
                     None
                 }
             }
-            Handler::Exec => (!program.ready(now)).then(String::new),
+            Handler::Exec { command } => {
+                let joined = command.join(" ");
+                if program.command_time(&joined, now) >= self.timeout {
+                    // containerd kills the command at the timeout and answers DeadlineExceeded;
+                    // the CRI client turns that into `ErrCommandTimedOut` ("command timed out")
+                    // wrapped as `%w: %q timed out after %s` (k8s.io/cri-client v0.32
+                    // pkg/remote_runtime.go execSyncV1), and the exec prober returns the
+                    // error's text as the output (pkg/probe/exec/exec.go, ExecProbeTimeout on).
+                    Some(format!(
+                        "command timed out: {} timed out after {}",
+                        go_quote(&joined),
+                        go_duration(self.timeout)
+                    ))
+                } else {
+                    (!program.ready(now)).then(String::new)
+                }
+            }
         }
     }
 }
@@ -236,13 +279,22 @@ impl ProbeState {
     /// A fresh tally for a container that started at `started_at`.
     ///
     /// The kubelet's probe worker ticks every period and skips ticks before the initial delay
-    /// (pkg/kubelet/prober/worker.go), so the first probe comes one period after the start at
-    /// the earliest.
+    /// (pkg/kubelet/prober/worker.go), so a liveness or startup probe first runs one period
+    /// after the start at the earliest. A readiness probe is also run on demand: every pod
+    /// status update of a started container that is not ready yet triggers it
+    /// (pkg/kubelet/prober/prober_manager.go `UpdatePodStatus`, `manualTriggerCh`). The first
+    /// such update follows the PLEG's relist that notices the start, so a readiness probe
+    /// first runs at that relist or once the initial delay has passed, whichever is later.
     #[must_use]
     pub fn new(spec: ProbeSpec, started_at: Timestamp) -> Self {
         let passing = spec.kind == ProbeKind::Liveness;
+        let first = if spec.kind == ProbeKind::Readiness {
+            spec.initial_delay.max(super::pod::PLEG_RELIST)
+        } else {
+            spec.initial_delay.max(spec.period)
+        };
         Self {
-            next_at: after(started_at, spec.initial_delay.max(spec.period)),
+            next_at: after(started_at, first),
             spec,
             successes: 0,
             failures: 0,
@@ -369,7 +421,7 @@ mod tests {
         assert!(s.passing);
         assert!(s.record(true));
         assert!(!s.passing);
-        assert_eq!(s.next_at, t(50)); // first at 10, then four periods
+        assert_eq!(s.next_at, t(41)); // first after the PLEG relist, then four periods
     }
 
     #[test]
@@ -434,6 +486,60 @@ mod tests {
                 .run(&prog, "10.244.0.5", t(5))
                 .unwrap(),
             "HTTP probe failed with statuscode: 404"
+        );
+    }
+
+    #[test]
+    fn exec_commands_expand_only_literal_env_values() {
+        let c = json!({"env": [{"name": "PORT", "value": "6380"},
+                               {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "r", "key": "p"}}}],
+            "livenessProbe": {"exec": {"command": ["sh", "-c", "redis-cli -p $(PORT) -a \"$(REDIS_PASSWORD)\" ping $(NOPE)"]}}});
+        assert_eq!(
+            ProbeSpec::of(&c, ProbeKind::Liveness).unwrap().handler,
+            Handler::Exec {
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "redis-cli -p 6380 -a \"\" ping $(NOPE)".into()
+                ]
+            }
+        );
+        let b: ImageBehaviour = serde_json::from_value(json!({
+            "answerTime": [{"time": "3s"}, {"time": "5s", "command": "redis-cli"}, {"time": "100ms", "port": 8080}]
+        }))
+        .unwrap();
+        let ctx = ContainerContext {
+            args: Vec::new(),
+            files: std::collections::BTreeMap::new(),
+            namespace: "n".into(),
+            pod_name: "p".into(),
+            container: "c".into(),
+            command: vec![],
+            env: Default::default(),
+            node_arch: Arch::Amd64,
+        };
+        let prog = Program::start(Some(&b), ctx, t(0));
+        // A command entry applies to matching commands only, a port entry never to exec probes.
+        assert_eq!(
+            prog.command_time("sh -c redis-cli ping", t(1)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            prog.command_time("cat /tmp/ready", t(1)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            prog.answer_time(8080, None, t(1)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(prog.answer_time(9090, None, t(1)), Duration::from_secs(3));
+        let c = json!({"readinessProbe": {"exec": {"command": ["sh", "-c", "redis-cli -a \"x\" ping"]}, "timeoutSeconds": 5}});
+        assert_eq!(
+            ProbeSpec::of(&c, ProbeKind::Readiness)
+                .unwrap()
+                .run(&prog, "10.244.0.5", t(1))
+                .unwrap(),
+            r#"command timed out: "sh -c redis-cli -a \"x\" ping" timed out after 5s"#
         );
     }
 }

@@ -853,3 +853,150 @@ fn init_container_of_an_unknown_image_completes() {
     assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
     assert_eq!(r.status()["phase"], "Running");
 }
+
+fn probed(image: &str, behaviour: ImageBehaviour, container: Value) -> Run {
+    let images = BTreeMap::from([(image.to_owned(), behaviour)]);
+    let mut c = container;
+    c["name"] = json!("app");
+    c["image"] = json!(image);
+    Run::new(
+        pod(json!({"containers": [c]})),
+        images,
+        StaticView::default(),
+    )
+}
+
+/// Seconds since the first container start (probes count from there, not from the pull).
+fn since_start(r: &Run, reason: &str) -> Vec<(f64, String)> {
+    let start = r.event_messages("Started")[0].0;
+    r.event_messages(reason)
+        .into_iter()
+        .map(|(t, m)| (((t - start) * 1000.0).round() / 1000.0, m))
+        .collect()
+}
+
+/// Runs until `secs` after the first container start.
+fn until_after_start(r: &mut Run, secs: u64) {
+    if r.events.iter().all(|e| e.reason != "Started") {
+        r.until(after(t0(), Duration::from_secs(1)));
+        while r.events.iter().all(|e| e.reason != "Started") {
+            let w = r.last.wake_at.expect("the container starts");
+            r.until(w);
+        }
+    }
+    let start = r.event_messages("Started")[0].0;
+    let target = after(
+        t0(),
+        Duration::from_millis((start * 1000.0) as u64 + secs * 1000),
+    );
+    r.until(target);
+}
+
+#[test]
+fn exec_probe_timeouts_fail_with_the_cri_text_and_restart_the_container() {
+    let slow: ImageBehaviour = serde_json::from_value(json!({
+        "answerTime": [{"time": "2s", "command": "redis-cli"}]
+    }))
+    .unwrap();
+    let mut r = probed(
+        "redis:7.2.5",
+        slow.clone(),
+        json!({"livenessProbe": {"exec": {"command": ["redis-cli", "ping"]}}}),
+    );
+    until_after_start(&mut r, 35);
+    assert_eq!(
+        since_start(&r, "Unhealthy"),
+        [10.0, 20.0, 30.0]
+            .map(|t| (
+                t,
+                "Liveness probe failed: command timed out: \"redis-cli ping\" timed out after 1s"
+                    .to_owned()
+            ))
+            .to_vec()
+    );
+    assert_eq!(
+        since_start(&r, "Killing"),
+        vec![(
+            30.0,
+            "Container app failed liveness probe, will be restarted".to_owned()
+        )]
+    );
+    // A budget longer than the answer time passes; other commands are not slow.
+    for probe in [
+        json!({"exec": {"command": ["redis-cli", "ping"]}, "timeoutSeconds": 3}),
+        json!({"exec": {"command": ["cat", "/tmp/healthy"]}}),
+    ] {
+        let mut r = probed("redis:7.2.5", slow.clone(), json!({"livenessProbe": probe}));
+        until_after_start(&mut r, 60);
+        assert!(r.event_messages("Unhealthy").is_empty());
+    }
+}
+
+#[test]
+fn startup_probe_gates_the_other_probes_and_its_threshold_restarts() {
+    let starts_slowly = |secs| ImageBehaviour {
+        ready_after: Some(D::from_secs(secs)),
+        ..ImageBehaviour::default()
+    };
+    let probes = json!({
+        "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "failureThreshold": 3},
+        "livenessProbe": {"tcpSocket": {"port": 8080}},
+        "readinessProbe": {"tcpSocket": {"port": 8080}}
+    });
+    let mut r = probed("app:1", starts_slowly(25), probes.clone());
+    until_after_start(&mut r, 29);
+    // Liveness and readiness wait for the startup probe; the exec failures have no output.
+    assert_eq!(
+        since_start(&r, "Unhealthy"),
+        vec![
+            (10.0, "Startup probe failed: ".to_owned()),
+            (20.0, "Startup probe failed: ".to_owned())
+        ]
+    );
+    assert_eq!(r.status()["containerStatuses"][0]["started"], false);
+    assert_eq!(r.condition("Ready")["status"], "False");
+    until_after_start(&mut r, 60);
+    assert_eq!(r.event_messages("Unhealthy").len(), 2);
+    assert_eq!(r.status()["containerStatuses"][0]["started"], true);
+    assert_eq!(r.condition("Ready")["status"], "True");
+    assert!(r.event_messages("Killing").is_empty());
+
+    // failureThreshold failures in a row before the program is up: restarted.
+    let mut r = probed("app:1", starts_slowly(45), probes);
+    until_after_start(&mut r, 35);
+    assert_eq!(
+        since_start(&r, "Killing"),
+        vec![(
+            30.0,
+            "Container app failed startup probe, will be restarted".to_owned()
+        )]
+    );
+    assert_eq!(r.status()["containerStatuses"][0]["restartCount"], 1);
+}
+
+#[test]
+fn initial_delay_and_success_threshold_hold_readiness_back() {
+    let mut r = probed(
+        "app:1",
+        ImageBehaviour::default(),
+        json!({"readinessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 25,
+                                  "periodSeconds": 10, "successThreshold": 2}}),
+    );
+    until_after_start(&mut r, 34);
+    // One success at 25 s is not enough.
+    assert_eq!(r.condition("Ready")["status"], "False");
+    until_after_start(&mut r, 35);
+    assert_eq!(r.condition("Ready")["status"], "True");
+
+    // Without a delay the status update after the start runs the readiness probe within the
+    // PLEG relist, however long its period; a liveness probe waits for its first tick.
+    let mut r = probed(
+        "app:1",
+        ImageBehaviour::default(),
+        json!({"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 30},
+               "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 30}}),
+    );
+    until_after_start(&mut r, 1);
+    assert_eq!(r.condition("Ready")["status"], "True");
+    assert!(r.event_messages("Unhealthy").is_empty());
+}
