@@ -307,8 +307,12 @@ impl<'a> Policy<'a> {
         } else {
             "clusterrole"
         };
-        role.map(|r| rules_of(&r))
-            .ok_or_else(|| format!("{resource}.rbac.authorization.k8s.io {} not found", go_quote(name)))
+        role.map(|r| rules_of(&r)).ok_or_else(|| {
+            format!(
+                "{resource}.rbac.authorization.k8s.io {} not found",
+                go_quote(name)
+            )
+        })
     }
 
     /// Visits the rules that apply to the user, ClusterRoleBindings first, then the
@@ -464,9 +468,7 @@ fn rule_allows(attrs: &Attributes, rule: &Value) -> bool {
             resource_ok && (names.is_empty() || names.iter().any(|n| n == name))
         }
         Target::NonResource { path } => strings(rule, "nonResourceURLs").iter().any(|u| {
-            u == "*"
-                || u == path
-                || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
+            u == "*" || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
         }),
     }
 }

@@ -147,14 +147,7 @@ pub fn create(
         .or(non_resource_attrs)
         .map(|a| str_of(a, "verb"))
         .unwrap_or_default();
-    let decision = authorize(
-        view,
-        &Attributes {
-            user,
-            verb,
-            target,
-        },
-    );
+    let decision = authorize(view, &Attributes { user, verb, target });
     // SubjectAccessReviewStatus: `allowed` always, `reason` when there is one; RBAC never
     // denies outright, so `denied` stays unset.
     let mut status = json!({"allowed": decision.allowed});

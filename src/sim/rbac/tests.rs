@@ -89,12 +89,23 @@ fn a_cluster_role_binding_grants_and_names_itself() {
         r#"RBAC: allowed by ClusterRoleBinding "kube-state-metrics" of ClusterRole "kube-state-metrics" to ServiceAccount "kube-state-metrics/monitoring""#
     );
     // Another verb, another group, another user: no.
-    assert!(!authorize(&view, &Attributes::resource(ksm(), "delete", "", "nodes", "")).allowed);
+    assert!(
+        !authorize(
+            &view,
+            &Attributes::resource(ksm(), "delete", "", "nodes", "")
+        )
+        .allowed
+    );
     assert!(!authorize(&view, &list(ksm(), "apps", "deployments", "")).allowed);
     assert!(
         !authorize(
             &view,
-            &list(UserInfo::service_account("monitoring", "other"), "", "nodes", "")
+            &list(
+                UserInfo::service_account("monitoring", "other"),
+                "",
+                "nodes",
+                ""
+            )
         )
         .allowed
     );
@@ -146,7 +157,10 @@ fn a_role_binding_grants_only_inside_its_namespace() {
     assert!(!authorize(&view, &list(ksm(), "", "nodes", "")).allowed);
     assert!(!authorize(&view, &list(ksm(), "", "pods", "")).allowed);
     assert!(!authorize(&view, &list(ksm(), "", "pods", "default")).allowed);
-    let d = authorize(&view, &list(ksm(), "coordination.k8s.io", "leases", "monitoring"));
+    let d = authorize(
+        &view,
+        &list(ksm(), "coordination.k8s.io", "leases", "monitoring"),
+    );
     assert!(d.allowed);
     // A subject without a namespace is the binding's namespace.
     assert_eq!(
@@ -176,10 +190,19 @@ fn wildcards_subresources_names_and_urls() {
     ]);
     let u = ksm;
     let allowed = |t: Target, verb: &str| authorize(&view, &with(t, u(), verb)).allowed;
-    assert!(allowed(res("apps", "deployments", "status", "x", "d"), "patch"));
+    assert!(allowed(
+        res("apps", "deployments", "status", "x", "d"),
+        "patch"
+    ));
     assert!(!allowed(res("apps", "deployments", "", "x", "d"), "patch"));
-    assert!(allowed(res("apps", "deployments", "scale", "x", "d"), "update"));
-    assert!(!allowed(res("apps", "deployments", "scale", "x", "d"), "get"));
+    assert!(allowed(
+        res("apps", "deployments", "scale", "x", "d"),
+        "update"
+    ));
+    assert!(!allowed(
+        res("apps", "deployments", "scale", "x", "d"),
+        "get"
+    ));
     assert!(allowed(res("", "configmaps", "", "x", "cfg"), "get"));
     assert!(!allowed(res("", "configmaps", "", "x", "other"), "get"));
     assert!(!allowed(res("", "configmaps", "", "x", ""), "get"));
@@ -303,7 +326,11 @@ fn forbidden_messages_of_paths_and_subresources() {
         a.forbidden_message(""),
         r#"forbidden: User "system:serviceaccount:monitoring:kube-state-metrics" cannot get path "/metrics""#
     );
-    let a = with(res("apps", "deployments", "scale", "x", "d"), ksm(), "update");
+    let a = with(
+        res("apps", "deployments", "scale", "x", "d"),
+        ksm(),
+        "update",
+    );
     assert_eq!(
         a.forbidden_message("RBAC: role.rbac.authorization.k8s.io \"r\" not found"),
         r#"deployments.apps "d" is forbidden: User "system:serviceaccount:monitoring:kube-state-metrics" cannot update resource "deployments/scale" in API group "apps" in the namespace "x": RBAC: role.rbac.authorization.k8s.io "r" not found"#
@@ -316,7 +343,10 @@ fn service_account_names_split() {
         split_service_account("system:serviceaccount:monitoring:ksm"),
         Some(("monitoring", "ksm"))
     );
-    assert_eq!(split_service_account("system:serviceaccount:monitoring"), None);
+    assert_eq!(
+        split_service_account("system:serviceaccount:monitoring"),
+        None
+    );
     assert_eq!(split_service_account("alice"), None);
     assert_eq!(
         UserInfo::service_account("a", "b").groups,
