@@ -407,6 +407,43 @@ pub enum Need {
     /// At least one of these is met (a setting a program takes from a file *or* from an
     /// environment override). The first unmet one's error is reported. Not for `postgres`.
     AnyOf(Vec<Need>),
+    /// The pod's ServiceAccount may make this API request: the cluster's RBAC (Roles,
+    /// ClusterRoles and their bindings) allows it. The error is the API server's `Forbidden`
+    /// message.
+    Access(AccessNeed),
+}
+
+/// An API request a program makes as its pod's ServiceAccount
+/// (`system:serviceaccount:<namespace>:<serviceAccountName>`): a resource request (`resource`)
+/// or a non-resource one (`nonResourceURL`), exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccessNeed {
+    /// The verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...
+    pub verb: String,
+    /// API group of the resource; empty (the default) for the core group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Plural resource name, e.g. `nodes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Subresource, e.g. `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Object name, for a request about one object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace of the request; absent means the cluster scope (a cluster-scoped resource,
+    /// or a list or watch across all namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A path outside the resource API, e.g. `/livez` or `/metrics`.
+    #[serde(
+        default,
+        rename = "nonResourceURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub non_resource_url: Option<String>,
 }
 
 /// Where a program reads one value of its configuration: exactly one of `env`, `arg`, `file`.

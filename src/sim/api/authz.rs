@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::query::Query;
 use crate::sim::controllers::ClusterView;
-use crate::sim::rbac::{self, Attributes, Target, UserInfo};
+use crate::sim::rbac::{self, Attributes, RequestTarget, UserInfo};
 use crate::sim::store::error::StatusDetails;
 use crate::sim::store::{ApiError, ListOptions, Reason, Store};
 
@@ -57,13 +57,13 @@ impl ClusterView for StorePolicy<'_> {
 pub fn forbidden(attributes: &Attributes, reason: &str) -> ApiError {
     let mut err = ApiError::new(Reason::Forbidden, attributes.forbidden_message(reason));
     let (group, kind, name) = match &attributes.target {
-        Target::Resource {
+        RequestTarget::Resource {
             group,
             resource,
             name,
             ..
         } => (group.clone(), resource.clone(), name.clone()),
-        Target::NonResource { .. } => (String::new(), String::new(), String::new()),
+        RequestTarget::NonResource { .. } => (String::new(), String::new(), String::new()),
     };
     err.details = Some(Box::new(StatusDetails {
         name: (!name.is_empty()).then_some(name),
@@ -129,7 +129,7 @@ pub fn acting_user(
     let impersonate = |resource: &str, namespace: &str, name: &str| Attributes {
         user: caller.clone(),
         verb: "impersonate".to_owned(),
-        target: Target::Resource {
+        target: RequestTarget::Resource {
             group: String::new(),
             resource: resource.to_owned(),
             subresource: String::new(),
@@ -189,7 +189,7 @@ pub fn request_attributes(user: UserInfo, method: &str, path: &str, query: &Quer
     let non_resource = |user: UserInfo| Attributes {
         user,
         verb: method.to_ascii_lowercase(),
-        target: Target::NonResource {
+        target: RequestTarget::NonResource {
             path: path.to_owned(),
         },
     };
@@ -247,7 +247,7 @@ pub fn request_attributes(user: UserInfo, method: &str, path: &str, query: &Quer
     Attributes {
         user,
         verb,
-        target: Target::Resource {
+        target: RequestTarget::Resource {
             group: group.to_owned(),
             resource: resource.to_owned(),
             subresource: subresource.to_owned(),
@@ -282,7 +282,7 @@ mod tests {
 
     fn target(a: &Attributes) -> (String, String, String, String, String, String) {
         match &a.target {
-            Target::Resource {
+            RequestTarget::Resource {
                 group,
                 resource,
                 subresource,
@@ -296,7 +296,7 @@ mod tests {
                 namespace.clone(),
                 name.clone(),
             ),
-            Target::NonResource { path } => (
+            RequestTarget::NonResource { path } => (
                 a.verb.clone(),
                 "<path>".into(),
                 path.clone(),

@@ -332,6 +332,7 @@ mod tests {
             command: vec![],
             env: Default::default(),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         };
         let mut prog = Program::start(Some(&b), ctx, t(0));
         let _ = prog.advance(t(0), &StaticView::default());
@@ -388,6 +389,7 @@ mod tests {
             command: vec![],
             env: Default::default(),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         };
         let mut prog = Program::start(Some(&b), ctx, t(0));
         let _ = prog.advance(t(0), &StaticView::default());

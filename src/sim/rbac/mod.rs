@@ -91,12 +91,12 @@ pub struct Attributes {
     /// `impersonate`, ... (for non-resource requests the lowercase HTTP method).
     pub verb: String,
     /// What is asked for.
-    pub target: Target,
+    pub target: RequestTarget,
 }
 
 /// A resource or a non-resource URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum RequestTarget {
     /// An API resource.
     Resource {
         /// API group; empty for the core group.
@@ -130,7 +130,7 @@ impl Attributes {
         Self {
             user,
             verb: verb.to_owned(),
-            target: Target::Resource {
+            target: RequestTarget::Resource {
                 group: group.to_owned(),
                 resource: resource.to_owned(),
                 subresource: String::new(),
@@ -144,8 +144,8 @@ impl Attributes {
     #[must_use]
     pub fn namespace(&self) -> &str {
         match &self.target {
-            Target::Resource { namespace, .. } => namespace,
-            Target::NonResource { .. } => "",
+            RequestTarget::Resource { namespace, .. } => namespace,
+            RequestTarget::NonResource { .. } => "",
         }
     }
 
@@ -157,10 +157,10 @@ impl Attributes {
     pub fn forbidden_message(&self, reason: &str) -> String {
         let user = go_quote(&self.user.name);
         let detail = match &self.target {
-            Target::NonResource { path } => {
+            RequestTarget::NonResource { path } => {
                 format!("User {user} cannot {} path {}", self.verb, go_quote(path))
             }
-            Target::Resource {
+            RequestTarget::Resource {
                 group,
                 resource,
                 subresource,
@@ -194,8 +194,8 @@ impl Attributes {
         // apimachinery pkg/api/errors `NewForbidden`: `forbidden: ...` without a resource,
         // `<resource>.<group> is forbidden: ...` or `<resource>.<group> "<name>" is forbidden: ...`.
         match &self.target {
-            Target::NonResource { .. } => format!("forbidden: {detail}"),
-            Target::Resource {
+            RequestTarget::NonResource { .. } => format!("forbidden: {detail}"),
+            RequestTarget::Resource {
                 group,
                 resource,
                 name,
@@ -218,7 +218,7 @@ impl Attributes {
 
 /// The authorizer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct AccessDecision {
     /// Whether the request may proceed.
     pub allowed: bool,
     /// Why: `RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "y" to ...` when allowed,
@@ -228,11 +228,11 @@ pub struct Decision {
 
 /// Decides whether `attrs` may proceed, from the RBAC objects `view` lists.
 #[must_use]
-pub fn authorize(view: &dyn ClusterView, attrs: &Attributes) -> Decision {
+pub fn authorize(view: &dyn ClusterView, attrs: &Attributes) -> AccessDecision {
     // The privileged-group authorizer sits in front of RBAC and allows without a reason
     // (k8s.io/apiserver/pkg/authorization/authorizerfactory/builtin.go `privilegedGroupAuthorizer`).
     if attrs.user.groups.iter().any(|g| g == SYSTEM_MASTERS) {
-        return Decision {
+        return AccessDecision {
             allowed: true,
             reason: String::new(),
         };
@@ -240,7 +240,7 @@ pub fn authorize(view: &dyn ClusterView, attrs: &Attributes) -> Decision {
     let policy = Policy::new(view);
     let mut errors = Vec::new();
     if let Some(source) = policy.visit(attrs, &mut errors) {
-        return Decision {
+        return AccessDecision {
             allowed: true,
             reason: format!("RBAC: allowed by {source}"),
         };
@@ -252,7 +252,7 @@ pub fn authorize(view: &dyn ClusterView, attrs: &Attributes) -> Decision {
         1 => format!("RBAC: {}", errors[0]),
         _ => format!("RBAC: [{}]", errors.join(", ")),
     };
-    Decision {
+    AccessDecision {
         allowed: false,
         reason,
     }
@@ -440,7 +440,7 @@ fn rule_allows(attrs: &Attributes, rule: &Value) -> bool {
         return false;
     }
     match &attrs.target {
-        Target::Resource {
+        RequestTarget::Resource {
             group,
             resource,
             subresource,
@@ -467,7 +467,7 @@ fn rule_allows(attrs: &Attributes, rule: &Value) -> bool {
             let names = strings(rule, "resourceNames");
             resource_ok && (names.is_empty() || names.iter().any(|n| n == name))
         }
-        Target::NonResource { path } => strings(rule, "nonResourceURLs").iter().any(|u| {
+        RequestTarget::NonResource { path } => strings(rule, "nonResourceURLs").iter().any(|u| {
             u == "*" || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
         }),
     }

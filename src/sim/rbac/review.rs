@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Attributes, Target, UserInfo, authorize};
+use super::{Attributes, RequestTarget, UserInfo, authorize};
 use crate::sim::controllers::ClusterView;
 use crate::sim::resources::ResourceDef;
 use crate::sim::store::{ApiError, FieldError};
@@ -127,7 +127,7 @@ pub fn create(
             if kind == ReviewKind::LocalSubject && ns.is_empty() {
                 ns = url_namespace.to_owned();
             }
-            Some(Target::Resource {
+            Some(RequestTarget::Resource {
                 group: str_of(r, "group"),
                 resource: str_of(r, "resource"),
                 subresource: str_of(r, "subresource"),
@@ -135,7 +135,7 @@ pub fn create(
                 name: str_of(r, "name"),
             })
         }
-        (None, Some(n)) => Some(Target::NonResource {
+        (None, Some(n)) => Some(RequestTarget::NonResource {
             path: str_of(n, "path"),
         }),
         (None, None) => None,

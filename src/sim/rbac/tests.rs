@@ -37,7 +37,7 @@ fn list(user: UserInfo, group: &str, resource: &str, ns: &str) -> Attributes {
     Attributes::resource(user, "list", group, resource, ns)
 }
 
-fn with(target: Target, user: UserInfo, verb: &str) -> Attributes {
+fn with(target: RequestTarget, user: UserInfo, verb: &str) -> Attributes {
     Attributes {
         user,
         verb: verb.to_owned(),
@@ -45,8 +45,8 @@ fn with(target: Target, user: UserInfo, verb: &str) -> Attributes {
     }
 }
 
-fn res(group: &str, resource: &str, sub: &str, ns: &str, name: &str) -> Target {
-    Target::Resource {
+fn res(group: &str, resource: &str, sub: &str, ns: &str, name: &str) -> RequestTarget {
+    RequestTarget::Resource {
         group: group.into(),
         resource: resource.into(),
         subresource: sub.into(),
@@ -61,7 +61,7 @@ fn system_masters_may_do_anything_without_a_reason() {
     let d = authorize(&view, &list(UserInfo::admin(), "", "nodes", ""));
     assert_eq!(
         d,
-        Decision {
+        AccessDecision {
             allowed: true,
             reason: String::new()
         }
@@ -129,7 +129,7 @@ fn a_missing_rule_is_denied_with_the_api_servers_message() {
     let d = authorize(&view, &attrs);
     assert_eq!(
         d,
-        Decision {
+        AccessDecision {
             allowed: false,
             reason: String::new()
         }
@@ -189,7 +189,7 @@ fn wildcards_subresources_names_and_urls() {
         ),
     ]);
     let u = ksm;
-    let allowed = |t: Target, verb: &str| authorize(&view, &with(t, u(), verb)).allowed;
+    let allowed = |t: RequestTarget, verb: &str| authorize(&view, &with(t, u(), verb)).allowed;
     assert!(allowed(
         res("apps", "deployments", "status", "x", "d"),
         "patch"
@@ -206,7 +206,7 @@ fn wildcards_subresources_names_and_urls() {
     assert!(allowed(res("", "configmaps", "", "x", "cfg"), "get"));
     assert!(!allowed(res("", "configmaps", "", "x", "other"), "get"));
     assert!(!allowed(res("", "configmaps", "", "x", ""), "get"));
-    let path = |p: &str| Target::NonResource { path: p.into() };
+    let path = |p: &str| RequestTarget::NonResource { path: p.into() };
     assert!(allowed(path("/metrics"), "get"));
     assert!(allowed(path("/debug/pprof/heap"), "get"));
     assert!(!allowed(path("/metrics/cadvisor"), "get"));
@@ -216,7 +216,7 @@ fn wildcards_subresources_names_and_urls() {
         !authorize(
             &view,
             &with(
-                Target::NonResource {
+                RequestTarget::NonResource {
                     path: "/metrics".into()
                 },
                 UserInfo::service_account("default", "default"),
@@ -282,7 +282,7 @@ fn the_bootstrap_policy_lets_everyone_discover_and_review_itself() {
     let get = |p: &str| {
         authorize(
             &view,
-            &with(Target::NonResource { path: p.into() }, ksm(), "get"),
+            &with(RequestTarget::NonResource { path: p.into() }, ksm(), "get"),
         )
     };
     assert_eq!(
@@ -316,7 +316,7 @@ fn the_bootstrap_policy_lets_everyone_discover_and_review_itself() {
 #[test]
 fn forbidden_messages_of_paths_and_subresources() {
     let a = with(
-        Target::NonResource {
+        RequestTarget::NonResource {
             path: "/metrics".into(),
         },
         ksm(),
