@@ -1354,6 +1354,13 @@ pub struct LogExpectation {
     pub container: Option<String>,
     /// Text a log line contains.
     pub contains: String,
+    /// Only lines written in this last stretch of time count (`kubectl logs --since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Duration>,
+    /// Holds when no line contains the text (with `since`: no line written lately does): an
+    /// error the program logs again and again has stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
