@@ -218,13 +218,13 @@ pub fn request_attributes(user: UserInfo, method: &str, path: &str, query: &Quer
         special = true;
     }
     let mut namespace = "";
-    if rest.first() == Some(&"namespaces") {
-        if let Some(ns) = rest.get(1) {
-            namespace = ns;
-            // `namespaces/<ns>/status` and `/finalize` are subresources of the namespace.
-            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                rest = &rest[2..];
-            }
+    if rest.first() == Some(&"namespaces")
+        && let Some(ns) = rest.get(1)
+    {
+        namespace = ns;
+        // `namespaces/<ns>/status` and `/finalize` are subresources of the namespace.
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest = &rest[2..];
         }
     }
     let resource = rest.first().copied().unwrap_or_default();
@@ -237,7 +237,7 @@ pub fn request_attributes(user: UserInfo, method: &str, path: &str, query: &Quer
     if name.is_empty() && verb == "get" && !special {
         verb = if query.flag("watch") { "watch" } else { "list" }.to_owned();
         // A list or watch of `metadata.name=<n>` is authorized as a request for that name.
-        if let Some(n) = query.get("fieldSelector").and_then(|s| exact_name(s)) {
+        if let Some(n) = query.get("fieldSelector").and_then(exact_name) {
             name = n;
         }
     }
