@@ -561,6 +561,10 @@ mod served {
         .await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(invalid["reason"], "Invalid");
+        assert_eq!(
+            invalid["message"],
+            r#"SubjectAccessReview.authorization.k8s.io "" is invalid: [spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified, spec.user: Invalid value: "": at least one of user or group must be specified]"#
+        );
         let (code, _) = call(&api, "GET", SSAR, None, &Value::Null).await;
         assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Attributes, RequestTarget, UserInfo, authorize};
 use crate::sim::controllers::ClusterView;
 use crate::sim::resources::ResourceDef;
+use crate::sim::store::error::go_quote;
 use crate::sim::store::{ApiError, FieldError};
 
 /// Which review is created.
@@ -61,15 +62,27 @@ pub fn create(
     let non_resource_attrs = spec.get("nonResourceAttributes").filter(|v| v.is_object());
     let mut causes = Vec::new();
     // pkg/apis/authorization/validation/validation.go (Kubernetes 1.32).
-    if resource_attrs.is_some() && non_resource_attrs.is_some() {
+    // The value is rendered as field.ErrorBody does: a nil pointer as the string "null", a
+    // struct with %#v (validation runs on the internal type).
+    if let (Some(_), Some(n)) = (resource_attrs, non_resource_attrs) {
+        let field = |k: &str| {
+            n.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         causes.push(FieldError::invalid_raw(
             "spec.nonResourceAttributes",
-            "{}",
+            format!(
+                "authorization.NonResourceAttributes{{Path:{}, Verb:{}}}",
+                go_quote(&field("path")),
+                go_quote(&field("verb"))
+            ),
             "cannot be specified in combination with resourceAttributes",
         ));
     }
     if resource_attrs.is_none() && non_resource_attrs.is_none() {
-        causes.push(FieldError::invalid_raw(
+        causes.push(FieldError::invalid_str(
             "spec.resourceAttributes",
             "null",
             "exactly one of nonResourceAttributes or resourceAttributes must be specified",
