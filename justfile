@@ -34,7 +34,7 @@ sim KUBECONFIG="relapse-sim.kubeconfig":
 
 # The nightly matrix locally: the k3d trials for each k3s version and partition (needs docker + k3d).
 nightly VERSIONS="v1.33.1-k3s1 v1.32.5-k3s1 v1.29.15-k3s1":
-    for v in {{VERSIONS}}; do for p in 1 2; do RELAPSE_K3S_VERSION=$v RELAPSE_REQUIRE_K3D=1 cargo nextest run --profile ci --test scenarios --partition count:$p/2 -E 'test(/^k3d::/)' || exit 1; bash ci/check-k3d-trials.sh || exit 1; done; done
+    for v in {{VERSIONS}}; do for p in 1 2; do RELAPSE_K3S_VERSION=$v RELAPSE_REQUIRE_K3D=1 cargo nextest run --profile ci --test scenarios --partition count:$p/2 -E 'test(/^k3d::/)' || exit 1; cargo run --quiet -- junit-skips target/nextest/ci/junit.xml || exit 1; bash ci/check-k3d-trials.sh || exit 1; done; done
     cargo run --quiet -- gc
 
 # Delete k3d clusters (and with --namespaces, namespaces) left by killed runs.

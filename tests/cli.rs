@@ -1695,6 +1695,51 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
 }
 
 #[test]
+fn junit_skips_writes_why_each_ignored_trial_was_skipped() {
+    let skipping = format!(
+        "{}backends:\n  k3d:\n    skip: the image is private to the team's registry\n",
+        scenario("private")
+    );
+    let dir = suite(&[
+        ("scenarios/apps/private.yaml", &skipping),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    // As nextest writes it with junit.report-skipped: the trial ignored, its reason unknown.
+    let junit = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="2" skipped="1" failures="0" errors="0">
+    <testsuite name="relapse::scenarios" tests="2" skipped="1" errors="0" failures="0">
+        <testcase name="k3d::apps/private" classname="relapse::scenarios" time="0.000">
+            <skipped message="Skipped: test does not match the run-ignored option"/>
+        </testcase>
+        <testcase name="sim::apps/private" classname="relapse::scenarios" time="0.300">
+        </testcase>
+    </testsuite>
+</testsuites>
+"#;
+    std::fs::write(dir.path().join("junit.xml"), junit).expect("write junit");
+    let out = relapse(dir.path(), &["junit-skips", "junit.xml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("junit.xml")).expect("read junit");
+    assert!(
+        text.contains(r#"<skipped message="the scenario skips k3d: the image is private to the team&apos;s registry"/>"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"<testcase name="sim::apps/private""#),
+        "{text}"
+    );
+    // Not a JUnit report: an error naming the file, and the file left as it was.
+    std::fs::write(dir.path().join("bad.xml"), "<html>").expect("write");
+    let out = relapse(dir.path(), &["junit-skips", "bad.xml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.xml"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("bad.xml")).expect("read"),
+        "<html>"
+    );
+}
+
+#[test]
 fn an_access_need_names_exactly_one_of_a_resource_or_a_url() {
     let with_need = |need: &str| {
         format!(

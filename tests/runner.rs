@@ -592,3 +592,100 @@ fn an_expectation_on_a_kind_the_cluster_does_not_serve_never_holds() {
         f.mismatches
     );
 }
+
+/// A scenario whose program stops answering its readiness probe in time from `flap_from`
+/// after it starts, for one minute, then answers again.
+fn flapping(flap_from: &str) -> (tempfile::TempDir, LoadedScenario) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("scenarios");
+    std::fs::create_dir_all(root.join("probes")).expect("scenario dir");
+    let text = format!(
+        r#"
+name: readiness-flap
+description: A program that is briefly too slow for its readiness probe.
+source: tests/runner.rs
+images:
+  example.com/flappy:1:
+    answerTime:
+      - {{time: 10ms}}
+      - {{from: {flap_from}, time: 5s}}
+      - {{from: {flap_end}, time: 10ms}}
+  example.com/flappy:2:
+    missing: true
+setup:
+  - apply:
+      inline: {{apiVersion: v1, kind: Namespace, metadata: {{name: flap}}}}
+break:
+  steps:
+    - apply:
+        inline:
+          apiVersion: apps/v1
+          kind: Deployment
+          metadata: {{name: flappy, namespace: flap}}
+          spec:
+            replicas: 1
+            selector: {{matchLabels: {{app: flappy}}}}
+            template:
+              metadata: {{labels: {{app: flappy}}}}
+              spec:
+                containers:
+                  - name: flappy
+                    image: example.com/flappy:2
+                    readinessProbe:
+                      httpGet: {{path: /ready, port: 8080}}
+                      periodSeconds: 10
+                      timeoutSeconds: 1
+                      failureThreshold: 1
+  symptoms:
+    - object:
+        kind: Pod
+        namespace: flap
+        labels: {{app: flappy}}
+        matches: {{status: {{containerStatuses: [{{name: flappy, state: {{waiting: {{reason: ImagePullBackOff}}}}}}]}}}}
+        within: 5m
+fix:
+  - patch:
+      object: {{kind: Deployment, namespace: flap, name: flappy}}
+      patch: {{spec: {{template: {{spec: {{containers: [{{name: flappy, image: example.com/flappy:1}}]}}}}}}}}
+converge:
+  within: 5m
+  settle: 10m
+  expect:
+    - object:
+        kind: Deployment
+        namespace: flap
+        name: flappy
+        matches: {{status: {{readyReplicas: 1}}}}
+counterfactual:
+  enabled: false
+  reason: the test is about the settle window
+mutants: []
+"#,
+        flap_end = if flap_from == "6m" { "7m" } else { "2h" },
+    );
+    let path = root.join("probes/readiness-flap.yaml");
+    std::fs::write(&path, text).expect("write scenario");
+    let loaded =
+        scenario::load(&path, &root).unwrap_or_else(|e| panic!("{}", scenario::render(&e)));
+    (dir, loaded)
+}
+
+#[test]
+fn a_readiness_flap_inside_the_settle_window_fails_the_settle() {
+    let (_dir, loaded) = flapping("6m");
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    let details = failure_details(&outcome, f);
+    assert_eq!(f.phase, Phase::Converge, "{details}");
+    assert!(details.contains("Ready"), "{details}");
+    // The same program, flapping only after the window, converges: the flap is the cause.
+    let (_dir, loaded) = flapping("1h");
+    let outcome = run(&loaded);
+    assert!(
+        matches!(outcome.verdict, Verdict::Failed(ref f) if f.phase == Phase::Snapshot),
+        "{:?}",
+        outcome.verdict
+    );
+}

@@ -3,6 +3,7 @@
 //! Every backend is reached through the same kube client after provisioning; this module decides
 //! which backends can run on this machine and says why not when one cannot.
 
+pub mod faults;
 pub mod k3d;
 pub mod kubeconfig;
 pub mod remote;
@@ -209,8 +210,8 @@ pub trait Provisioner: Send + Sync {
 /// nothing is known against it; an existing cluster's shape is only checked when a run starts.
 #[must_use]
 pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<String> {
-    match kind {
-        BackendKind::Sim => Vec::new(),
+    let mut reasons = match kind {
+        BackendKind::Sim => return Vec::new(),
         BackendKind::K3d => k3d::refusal(scenario),
         BackendKind::Kubeconfig => kubeconfig::refuse_postgres(scenario, kind)
             .err()
@@ -219,7 +220,9 @@ pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<S
                 other => vec![other.to_string()],
             })
             .unwrap_or_default(),
-    }
+    };
+    reasons.extend(faults::refusals(scenario));
+    reasons
 }
 
 /// A cluster a scenario runs on, whatever the backend.
@@ -274,6 +277,33 @@ pub trait Cluster: Send + Sync {
     /// nothing.
     fn attach_postgres(&self, server: std::sync::Arc<crate::postgres::Server>) {
         let _ = server;
+    }
+
+    /// Starts an infrastructure fault (a `fault` step). Only the simulator can make every
+    /// fault happen on demand; other backends refuse scenarios with fault steps before they
+    /// run ([`refusal`]), so the default only reports that.
+    ///
+    /// # Errors
+    /// When the backend cannot make the fault happen.
+    fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!(
+                "the {} fault can only be made to happen on the sim backend",
+                fault.fault_name()
+            ),
+        })
+    }
+
+    /// Ends the active fault named `name` (an `endFault` step).
+    ///
+    /// # Errors
+    /// When no fault of that name is active, or the backend has no faults.
+    fn end_fault(&self, name: &str) -> Result<(), BackendError> {
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!("no fault named {name} is active"),
+        })
     }
 
     /// Removes what the run created on the cluster (its namespaces, the cluster itself) and

@@ -174,6 +174,40 @@ impl Cluster for SimClusterHandle {
             .defer_postgres();
     }
 
+    fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
+        // Only API-server faults reach the programs so far; the others would pass silently.
+        if fault.api_server.is_none() {
+            return Err(BackendError::Unavailable {
+                backend: BackendKind::Sim,
+                reason: format!(
+                    "the {} fault is part of the scenario format but not simulated yet",
+                    fault.kinds().join(", ")
+                ),
+            });
+        }
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .start_fault(fault);
+        Ok(())
+    }
+
+    fn end_fault(&self, name: &str) -> Result<(), BackendError> {
+        let ended = self
+            .engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end_fault(name);
+        if ended {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable {
+                backend: BackendKind::Sim,
+                reason: format!("no fault named {name} is active"),
+            })
+        }
+    }
+
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let server = self

@@ -110,6 +110,17 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Add to a JUnit report of `cargo nextest` (profile `ci`, `junit.report-skipped`) the
+    /// reason each ignored scenario trial was ignored, as `cargo test` prints it.
+    ///
+    /// Plans the trials as the test harness does on this machine (the same environment:
+    /// RELAPSE_KUBECONFIG, RELAPSE_REQUIRE_K3D, Docker and k3d) and rewrites FILE in place.
+    JunitSkips {
+        /// The JUnit file, e.g. target/nextest/ci/junit.xml.
+        file: PathBuf,
+        /// Scenario files or directories (default: ./scenarios).
+        paths: Vec<PathBuf>,
+    },
     /// Print the JSON Schema of scenario files, or write the committed copies.
     Schema {
         /// Write scenarios/scenario.schema.json and scenarios/fixture.schema.json under DIR.
@@ -247,6 +258,7 @@ pub fn main() -> ExitCode {
             junit,
             write,
         } => catalog(&default_paths(paths), format, junit.as_deref(), write),
+        Command::JunitSkips { file, paths } => junit_skips(&file, &default_paths(paths)),
         Command::Sim {
             command:
                 SimCommand::Up {
@@ -593,6 +605,46 @@ fn new(name: &str, area: &str, dir: &Path) -> Result<(), CliError> {
 }
 
 /// `relapse catalog`: the scenario catalogue, printed or written to scenarios/CATALOG.md.
+fn junit_skips(file: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
+    use relapse::backend::BackendKind;
+    use relapse::run::{Decision, Plan, RunOptions};
+    let scenarios: Vec<std::sync::Arc<LoadedScenario>> = load_all(paths)?
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+    let options = RunOptions::from_env(PathBuf::from("snapshots"));
+    let reasons: std::collections::BTreeMap<String, String> =
+        Plan::new(&scenarios, &BackendKind::ALL, &options)
+            .trials
+            .into_iter()
+            .filter_map(|t| match &t.decision {
+                Decision::Ignore(reason) => Some((t.name(), reason.clone())),
+                Decision::Run | Decision::Fail(_) => None,
+            })
+            .collect();
+    let xml = std::fs::read_to_string(file)
+        .map_err(|e| CliError::failed(format!("failed to read {}", file.display()), e))?;
+    let (text, count) = relapse::report::add_skip_reasons(&xml, &reasons)
+        .map_err(|e| CliError::failed(file.display(), e))?;
+    // Written beside it and renamed over it, so a failed write never leaves half a report.
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| CliError::failed(format!("failed to write {}", file.display()), e))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .map_err(|e| CliError::failed(format!("failed to write {}", file.display()), e))?;
+    tmp.persist(file)
+        .map_err(|e| CliError::failed(format!("failed to write {}", file.display()), e.error))?;
+    println!(
+        "{}: gave {count} skipped trial{} the reason it was ignored",
+        file.display(),
+        if count == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
 fn catalog(
     paths: &[PathBuf],
     format: CatalogFormat,

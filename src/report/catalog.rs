@@ -225,6 +225,8 @@ fn step(s: &Step) -> String {
         Step::Sql(q) => one_line(&q.query),
         Step::Expect(e) => describe(e),
         Step::Sleep(d) => d.to_string(),
+        Step::Fault(f) => f.fault_name(),
+        Step::EndFault(name) => name.clone(),
     };
     format!("{} {}", s.keyword(), detail)
 }

@@ -10,6 +10,45 @@ use crate::run::outcome::{ScenarioOutcome, Verdict};
 #[error("failed to serialize the junit report")]
 pub struct JunitError(#[source] quick_junit::SerializeError);
 
+/// A JUnit report could not be read or written back.
+#[derive(Debug, thiserror::Error)]
+pub enum JunitRewriteError {
+    /// The text is not a JUnit report.
+    #[error("failed to read the junit report")]
+    Read(#[source] quick_junit::DeserializeError),
+    /// Writing it back failed.
+    #[error("failed to serialize the junit report")]
+    Write(#[source] quick_junit::SerializeError),
+}
+
+/// Gives each skipped test case of a JUnit report (a test runner's, such as nextest's with
+/// `junit.report-skipped`) whose name is in `reasons` that reason as its skip message: test
+/// runners only know that a trial was ignored, not why. Returns the new text and how many test
+/// cases got a reason.
+///
+/// # Errors
+/// Fails when `xml` is not a JUnit report.
+pub fn add_skip_reasons(
+    xml: &str,
+    reasons: &std::collections::BTreeMap<String, String>,
+) -> Result<(String, usize), JunitRewriteError> {
+    let mut report = Report::deserialize_from_str(xml).map_err(JunitRewriteError::Read)?;
+    let mut count = 0;
+    for suite in &mut report.test_suites {
+        for case in &mut suite.test_cases {
+            let Some(reason) = reasons.get(case.name.as_str()) else {
+                continue;
+            };
+            if let TestCaseStatus::Skipped { message, .. } = &mut case.status {
+                *message = Some(reason.as_str().into());
+                count += 1;
+            }
+        }
+    }
+    let text = report.to_string().map_err(JunitRewriteError::Write)?;
+    Ok((text, count))
+}
+
 /// Renders outcomes as JUnit XML: one test suite per backend, one test case per scenario.
 ///
 /// # Errors
@@ -52,6 +91,46 @@ pub fn junit_xml(outcomes: &[ScenarioOutcome]) -> Result<String, JunitError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn skipped_cases_get_their_reasons_and_others_are_kept() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="3" skipped="2" failures="0" errors="0">
+    <testsuite name="relapse::scenarios" tests="3" skipped="2" errors="0" failures="0">
+        <testcase name="k3d::a/b" classname="relapse::scenarios" time="0.000">
+            <skipped message="Skipped: test does not match the run-ignored option"/>
+        </testcase>
+        <testcase name="k3d::a/c" classname="relapse::scenarios" time="0.000">
+            <skipped message="Skipped: test does not match the run-ignored option"/>
+        </testcase>
+        <testcase name="sim::a/b" classname="relapse::scenarios" time="1.000">
+        </testcase>
+    </testsuite>
+</testsuites>
+"#;
+        let reasons = std::collections::BTreeMap::from([
+            (
+                "k3d::a/b".to_owned(),
+                "no Docker daemon answers at unix:///var/run/docker.sock & <k3d>".to_owned(),
+            ),
+            (
+                "sim::a/b".to_owned(),
+                "not skipped, so not changed".to_owned(),
+            ),
+        ]);
+        let (text, count) = super::add_skip_reasons(xml, &reasons).unwrap();
+        assert_eq!(count, 1);
+        assert!(
+            text.contains(r#"<skipped message="no Docker daemon answers at unix:///var/run/docker.sock &amp; &lt;k3d&gt;"/>"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("Skipped: test does not match the run-ignored option"),
+            "{text}"
+        );
+        assert!(!text.contains("not skipped, so not changed"), "{text}");
+        assert!(super::add_skip_reasons("not xml", &reasons).is_err());
+    }
+
     use super::*;
     use crate::report::text::tests::outcomes;
 

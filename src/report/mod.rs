@@ -5,5 +5,5 @@ pub mod catalog;
 mod junit;
 mod text;
 
-pub use junit::{JunitError, junit_xml};
+pub use junit::{JunitError, JunitRewriteError, add_skip_reasons, junit_xml};
 pub use text::{failure_details, human_duration, summary_table, timeline};

@@ -322,7 +322,13 @@ impl Session<'_> {
                 Step::Patch(p) => p.object.namespace.clone(),
                 Step::Scale(sc) => sc.object.namespace.clone(),
                 Step::RolloutRestart(r) => r.namespace.clone(),
-                Step::Apply(_) | Step::Sql(_) | Step::Sleep(_) => None,
+                Step::Fault(f) => f
+                    .container_kill
+                    .as_ref()
+                    .or(f.oom_kill.as_ref())
+                    .map(|k| k.namespace.clone())
+                    .or_else(|| f.dns_failure.as_ref().and_then(|d| d.namespace.clone())),
+                Step::Apply(_) | Step::Sql(_) | Step::Sleep(_) | Step::EndFault(_) => None,
             });
         }
         for role in s.postgres.iter().flat_map(|p| &p.roles) {

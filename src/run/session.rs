@@ -156,6 +156,14 @@ impl Session<'_> {
                 let deadline = self.cluster.now() + e.within().map_or(DEFAULT_WAIT, |d| d.as_std());
                 self.wait_for(e, deadline).await.map_err(|o| o.mismatches)
             }
+            Step::Fault(f) => self
+                .cluster
+                .start_fault(f)
+                .map_err(|e| vec![error_chain(&e)]),
+            Step::EndFault(name) => self
+                .cluster
+                .end_fault(name)
+                .map_err(|e| vec![error_chain(&e)]),
             Step::Sleep(d) => {
                 let until = self.cluster.now() + d.as_std();
                 while self.cluster.now() < until {

@@ -2,9 +2,12 @@
 //!
 //! It keeps what says whether a cluster healed and drops what changes from run to run:
 //! kind, namespace, name (generated suffixes replaced by stable tokens), images, replicas, phase,
-//! ready counts, condition types/statuses/reasons and the owner chain. No uids,
-//! resourceVersions, timestamps, IPs, node names or managedFields. Secret values never appear:
-//! only their keys, each with a fixed marker.
+//! ready counts, condition types/statuses/reasons (custom resources' too), the owner chain, a
+//! Service's type, ports and selector, a claim's class, access modes and phase, and the node a pod
+//! runs on as a token (`node-<1> (amd64)`: nodes numbered in name order among the nodes pods use,
+//! with their architecture), which says "same node or not" and "which architecture" without the
+//! names a provider generates. No uids, resourceVersions, timestamps, IPs, node names, cluster IPs,
+//! node ports or managedFields. Secret values never appear: only their keys, each with a fixed marker.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,22 +49,44 @@ pub struct Projected {
     /// Conditions as `Type=Status (Reason)`, sorted by type.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<String>,
+    /// The node a pod is bound to, as a token with the node's architecture (`node-<1> (amd64)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A Service's `spec.type` (`ClusterIP` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<String>,
+    /// A Service's ports as `name port/protocol -> targetPort`, in spec order (node ports left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// A Service's `spec.selector`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// A claim's `spec.storageClassName`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// A claim's `spec.accessModes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<String>,
     /// Keys of `data` (ConfigMaps: keys only; Secrets: keys with [`REDACTED`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
 }
 
 /// Projects `objects` (any kinds, any order) into a stable, sorted list.
+///
+/// `node_arch` maps node names to their `kubernetes.io/arch` label, for the pod node tokens; a
+/// node missing from it is shown without an architecture.
 #[must_use]
-pub fn project(objects: &[Value]) -> Vec<Projected> {
+pub fn project(objects: &[Value], node_arch: &BTreeMap<String, String>) -> Vec<Projected> {
     let names = stable_names(objects);
+    let nodes = node_tokens(objects, node_arch);
     let by_uid: HashMap<&str, &Value> = objects
         .iter()
         .filter_map(|o| Some((str_at(o, &["metadata", "uid"])?, o)))
         .collect();
     let mut out: Vec<Projected> = objects
         .iter()
-        .map(|o| project_one(o, &names, &by_uid))
+        .map(|o| project_one(o, &names, &by_uid, &nodes))
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     out
@@ -71,6 +96,7 @@ fn project_one(
     o: &Value,
     names: &HashMap<String, String>,
     by_uid: &HashMap<&str, &Value>,
+    nodes: &BTreeMap<&str, String>,
 ) -> Projected {
     let kind = str_at(o, &["kind"]).unwrap_or_default().to_owned();
     let stable = |obj: &Value| {
@@ -164,6 +190,52 @@ fn project_one(
             }
         }
     }
+    let node = (kind == "Pod")
+        .then(|| str_at(o, &["spec", "nodeName"]))
+        .flatten()
+        .and_then(|n| nodes.get(n).cloned());
+    let service = kind == "Service";
+    let service_type = service.then(|| {
+        str_at(o, &["spec", "type"])
+            .unwrap_or("ClusterIP")
+            .to_owned()
+    });
+    let ports = if service {
+        o.pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().map(service_port).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let selector = if service {
+        o.pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    let claim = kind == "PersistentVolumeClaim";
+    let storage_class = claim
+        .then(|| str_at(o, &["spec", "storageClassName"]).map(str::to_owned))
+        .flatten();
+    let access_modes = if claim {
+        o.pointer("/spec/accessModes")
+            .and_then(Value::as_array)
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Projected {
         kind,
         namespace: str_at(o, &["metadata", "namespace"]).map(str::to_owned),
@@ -175,8 +247,55 @@ fn project_one(
         ready,
         phase,
         conditions,
+        node,
+        service_type,
+        ports,
+        selector,
+        storage_class,
+        access_modes,
         data,
     }
+}
+
+/// `http 80/TCP -> 8080`: the parts of a Service port that a manifest sets; the node port, which
+/// the cluster allocates at random, is left out.
+fn service_port(p: &Value) -> String {
+    let port = p.get("port").map_or_else(String::new, Value::to_string);
+    let protocol = str_at(p, &["protocol"]).unwrap_or("TCP");
+    let target = match p.get("targetPort") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        // The API server defaults targetPort to port.
+        _ => port.clone(),
+    };
+    match str_at(p, &["name"]).filter(|n| !n.is_empty()) {
+        Some(name) => format!("{name} {port}/{protocol} -> {target}"),
+        None => format!("{port}/{protocol} -> {target}"),
+    }
+}
+
+/// Numbers the nodes that pods are bound to, in name order, so the token says whether two pods
+/// share a node without naming it; declared names are the same on every backend, so the order is.
+fn node_tokens<'a>(
+    objects: &'a [Value],
+    node_arch: &BTreeMap<String, String>,
+) -> BTreeMap<&'a str, String> {
+    let used: std::collections::BTreeSet<&str> = objects
+        .iter()
+        .filter(|o| str_at(o, &["kind"]) == Some("Pod"))
+        .filter_map(|o| str_at(o, &["spec", "nodeName"]))
+        .filter(|n| !n.is_empty())
+        .collect();
+    used.into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let token = match node_arch.get(n) {
+                Some(arch) => format!("node-<{}> ({arch})", i + 1),
+                None => format!("node-<{}>", i + 1),
+            };
+            (n, token)
+        })
+        .collect()
 }
 
 fn ready(kind: &str, o: &Value) -> Option<String> {
@@ -332,6 +451,10 @@ mod tests {
 
     use super::*;
 
+    fn arches() -> BTreeMap<String, String> {
+        BTreeMap::from([("ip-10-0-1-20".to_owned(), "amd64".to_owned())])
+    }
+
     fn fixture() -> Vec<Value> {
         vec![
             json!({"kind": "Deployment", "metadata": {"name": "grafana", "namespace": "monitoring", "uid": "d1", "resourceVersion": "77"},
@@ -350,12 +473,67 @@ mod tests {
             json!({"kind": "Secret", "metadata": {"name": "creds", "namespace": "monitoring"}, "data": {"password": "Y2FuYXJ5LXNlY3JldC12YWx1ZQ=="}, "stringData": {"token": "canary-secret-value"}}),
             json!({"kind": "PersistentVolume", "metadata": {"name": "pvc-3fd53380-07c7-4506-933b-a011fcc10a82", "uid": "v1"},
                    "spec": {"claimRef": {"namespace": "monitoring", "name": "grafana"}}, "status": {"phase": "Bound"}}),
+            json!({"kind": "Service", "metadata": {"name": "grafana", "namespace": "monitoring", "uid": "s1"},
+                   "spec": {"type": "NodePort", "clusterIP": "10.43.12.7", "selector": {"app": "grafana"},
+                            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http", "nodePort": 31234},
+                                      {"port": 9090, "targetPort": 9090}]}}),
+            json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "grafana", "namespace": "monitoring", "uid": "c1"},
+                   "spec": {"storageClassName": "gp2", "accessModes": ["ReadWriteOnce"], "volumeName": "pvc-3fd53380-07c7-4506-933b-a011fcc10a82"},
+                   "status": {"phase": "Bound"}}),
+            json!({"kind": "ExternalSecret", "metadata": {"name": "grafana-admin", "namespace": "monitoring", "uid": "e1"},
+                   "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "could not get secret data from provider"}]}}),
         ]
     }
 
     #[test]
+    fn services_claims_and_custom_resources_show_what_decides_health() {
+        let projected = project(&fixture(), &arches());
+        let find = |kind: &str| projected.iter().find(|p| p.kind == kind).unwrap();
+        let svc = find("Service");
+        assert_eq!(svc.service_type.as_deref(), Some("NodePort"));
+        assert_eq!(svc.ports, ["http 80/TCP -> http", "9090/TCP -> 9090"]);
+        assert_eq!(svc.selector.get("app").map(String::as_str), Some("grafana"));
+        let text = render(&projected).unwrap();
+        assert!(
+            !text.contains("31234") && !text.contains("10.43.12.7"),
+            "{text}"
+        );
+        let pvc = find("PersistentVolumeClaim");
+        assert_eq!(pvc.storage_class.as_deref(), Some("gp2"));
+        assert_eq!(pvc.access_modes, ["ReadWriteOnce"]);
+        assert_eq!(pvc.phase.as_deref(), Some("Bound"));
+        assert_eq!(
+            find("ExternalSecret").conditions,
+            ["Ready=False (SecretSyncedError)"]
+        );
+        assert_eq!(find("Pod").node.as_deref(), Some("node-<1> (amd64)"));
+    }
+
+    #[test]
+    fn pods_on_different_nodes_get_different_tokens_in_name_order() {
+        let pod = |name: &str, node: &str| {
+            json!({"kind": "Pod", "metadata": {"name": name, "namespace": "a", "uid": name},
+                   "spec": {"nodeName": node, "containers": []}})
+        };
+        let objects = vec![pod("x", "zeta"), pod("y", "alpha"), pod("z", "zeta")];
+        let arch = BTreeMap::from([("alpha".to_owned(), "arm64".to_owned())]);
+        let nodes: Vec<Option<String>> = project(&objects, &arch)
+            .into_iter()
+            .map(|p| p.node)
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                Some("node-<2>".to_owned()),
+                Some("node-<1> (arm64)".to_owned()),
+                Some("node-<2>".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn projection_is_stable_and_drops_volatile_fields() {
-        let text = render(&project(&fixture())).unwrap();
+        let text = render(&project(&fixture(), &arches())).unwrap();
         insta::assert_snapshot!("projection", text);
         for volatile in [
             "659zz",
@@ -372,7 +550,7 @@ mod tests {
 
     #[test]
     fn secret_values_never_appear() {
-        let text = render(&project(&fixture())).unwrap();
+        let text = render(&project(&fixture(), &arches())).unwrap();
         assert!(!text.contains("canary-secret-value"));
         assert!(!text.contains("Y2FuYXJ5LXNlY3JldC12YWx1ZQ=="));
         assert!(text.contains("password: <redacted>"));
@@ -382,7 +560,10 @@ mod tests {
     fn order_of_input_does_not_matter() {
         let mut reversed = fixture();
         reversed.reverse();
-        assert_eq!(project(&fixture()), project(&reversed));
+        assert_eq!(
+            project(&fixture(), &arches()),
+            project(&reversed, &arches())
+        );
     }
 
     #[test]
@@ -390,7 +571,7 @@ mod tests {
         let mut objects = fixture();
         objects.push(json!({"kind": "Pod", "metadata": {"name": "grafana-6d7d8fc764-aaaaa", "namespace": "monitoring", "uid": "p0", "creationTimestamp": "2026-01-01T00:00:01Z",
             "ownerReferences": [{"kind": "ReplicaSet", "name": "grafana-6d7d8fc764", "uid": "r2", "controller": true}]}}));
-        let names: Vec<String> = project(&objects)
+        let names: Vec<String> = project(&objects, &arches())
             .into_iter()
             .filter(|p| p.kind == "Pod")
             .map(|p| p.name)

@@ -2,6 +2,7 @@
 //! ([`super::snapshot`]) and compare the projection with the committed file
 //! ([`super::snapshot_file`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kube::api::ListParams;
@@ -90,18 +91,19 @@ impl Session<'_> {
         };
         let mut objects = Vec::new();
         for (api_version, kind) in &kinds {
-            let Ok((ar, caps)) = steps::resolve(&client, api_version, kind).await else {
-                continue;
-            };
+            // A kind the cluster does not serve would make the snapshot silently smaller.
+            let (ar, caps) = steps::resolve(&client, api_version, kind)
+                .await
+                .map_err(|e| snapshot_failure("a snapshot kind is not served", &e))?;
             if caps.scope != kube::discovery::Scope::Namespaced {
                 continue;
             }
             for ns in &namespaces {
                 let api: kube::Api<kube::api::DynamicObject> =
                     kube::Api::namespaced_with(client.clone(), ns, &ar);
-                let Ok(list) = api.list(&ListParams::default()).await else {
-                    continue;
-                };
+                let list = api.list(&ListParams::default()).await.map_err(|e| {
+                    snapshot_failure(&format!("could not list {kind} in namespace {ns}"), &e)
+                })?;
                 for mut o in list.items {
                     // Every object must carry its kind for the projection.
                     o.types = Some(kube::core::TypeMeta {
@@ -124,7 +126,10 @@ impl Session<'_> {
                 }
             }
         }
-        let text = render(&project(&objects)).map_err(|e| {
+        let node_arch = node_architectures(&client)
+            .await
+            .map_err(|e| snapshot_failure("could not list the cluster's nodes", &e))?;
+        let text = render(&project(&objects, &node_arch)).map_err(|e| {
             failure(
                 Phase::Snapshot,
                 "could not render the snapshot",
@@ -136,7 +141,14 @@ impl Session<'_> {
         let name = snapshot_name(&self.loaded.id);
         let committed = settings.dir.join(format!("{name}.snap"));
         let committed = committed.display();
-        let source = self.loaded.path.display().to_string();
+        // Relative to the working directory, so a recorded file reads the same on every machine.
+        let path = &self.loaded.path;
+        let source = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| path.strip_prefix(cwd).ok())
+            .unwrap_or(path)
+            .display()
+            .to_string();
         match compare(&settings.dir, &name, &source, &text, settings.mode) {
             Ok(Comparison::Matches) => Ok(()),
             Ok(Comparison::Missing { written }) => Err(failure(
@@ -156,4 +168,31 @@ impl Session<'_> {
             Err(e) => Err(failure(Phase::Snapshot, "could not compare the snapshot", String::new(), vec![error_chain(&e)], Context::default())),
         }
     }
+}
+
+fn snapshot_failure(summary: &str, err: &dyn std::error::Error) -> Failure {
+    failure(
+        Phase::Snapshot,
+        summary,
+        "snapshot".to_owned(),
+        vec![error_chain(err)],
+        Context::default(),
+    )
+}
+
+/// Each node's `kubernetes.io/arch` label, for the pod node tokens of the projection.
+async fn node_architectures(
+    client: &kube::Client,
+) -> Result<BTreeMap<String, String>, kube::Error> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    Ok(nodes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| {
+            let arch = n.metadata.labels?.remove("kubernetes.io/arch")?;
+            Some((n.metadata.name?, arch))
+        })
+        .collect())
 }

@@ -999,7 +999,12 @@ impl Checker {
                     self.object_ref(path, text, &at_object, object);
                 }
                 Step::RolloutRestart(object) => self.object_ref(path, text, &here, object),
-                Step::Sleep(_) => {}
+                Step::Sleep(_) | Step::EndFault(_) => {}
+                Step::Fault(f) => {
+                    if let Some(msg) = super::faults::check_fault(f) {
+                        self.problem(path, text, &here, msg, None);
+                    }
+                }
             }
         }
     }

@@ -3,9 +3,11 @@
 //! Nothing here talks to a cluster or a database; the runner and the CLI build on it.
 
 mod duration;
+mod faults;
 mod model;
 
 pub use duration::{Duration, DurationError};
+pub use faults::*;
 pub use model::*;
 mod diagnostics;
 mod files;

@@ -335,6 +335,10 @@ pub struct ImageBehaviour {
     /// Reconcile rules when the program is an operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<OperatorRule>,
+    /// Leader election with a Lease: the program renews it through the API server and exits
+    /// (or stops leading) when a renewal does not finish within its `renewDeadline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_election: Option<super::LeaderElection>,
 }
 
 /// How long a program takes to answer, from some time after its start on.
@@ -940,6 +944,11 @@ pub enum Step {
     Expect(Expectation),
     /// Let time pass (simulated time on the sim).
     Sleep(Duration),
+    /// Start an infrastructure fault (API server latency or errors, a node that stops
+    /// reporting, a killed container, a registry or DNS outage).
+    Fault(super::FaultStep),
+    /// End the fault of this name (a fault's `name`, or its keyword).
+    EndFault(String),
 }
 
 impl Step {
@@ -955,6 +964,8 @@ impl Step {
             Self::Sql(_) => "sql",
             Self::Expect(_) => "expect",
             Self::Sleep(_) => "sleep",
+            Self::Fault(_) => "fault",
+            Self::EndFault(_) => "endFault",
         }
     }
 }

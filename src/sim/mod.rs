@@ -14,6 +14,7 @@
 //! - [`kubelet`]: the node agent: image pulls, container states, crash back-off, probes.
 //! - [`behaviour`]: stand-in programs that images run, and declarative operators.
 //! - [`controllers`]: Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, endpoints, volumes.
+//! - [`faults`]: infrastructure faults (API server latency and errors, node, kill, registry, DNS).
 //! - [`engine`]: the control loop that runs all of the above on simulated time.
 
 pub mod api;
@@ -23,6 +24,7 @@ mod cluster;
 pub mod controllers;
 pub mod engine;
 pub mod events;
+pub mod faults;
 pub mod kubelet;
 pub mod patch;
 pub mod rbac;

@@ -84,17 +84,17 @@ impl Ctx<'_> {
             Some(c) => c.to_string(),
             None if containers.len() == 1 => containers[0].clone(),
             None => {
-                // pkg/registry/core/pod/strategy.go (LogLocation)
-                let mut msg = format!(
+                // pkg/registry/core/pod/strategy.go (LogLocation): one list, in the order
+                // podutil.VisitContainers walks them (init containers first).
+                let all: Vec<&str> = init
+                    .iter()
+                    .chain(containers.iter())
+                    .map(String::as_str)
+                    .collect();
+                let msg = format!(
                     "a container name must be specified for pod {pod_name}, choose one of: [{}]",
-                    containers.join(" ")
+                    all.join(" ")
                 );
-                if !init.is_empty() {
-                    msg.push_str(&format!(
-                        " or one of the init containers: [{}]",
-                        init.join(" ")
-                    ));
-                }
                 return status::error(&ApiError::bad_request(msg));
             }
         };
@@ -106,10 +106,17 @@ impl Ctx<'_> {
         let previous = q.flag("previous");
         let key = ContainerKey::new(ns.clone(), pod_name.clone(), container.clone());
         let Some((mut lines, instance)) = store.logs().read(&key, previous) else {
-            // pkg/kubelet/kubelet_pods.go (validateContainerLogStatus)
+            // pkg/kubelet/kubelet_pods.go (validateContainerLogStatus; the image-pull texts are
+            // its ErrImagePull/ImagePullBackOff cases)
             let msg = if previous {
                 format!("previous terminated container {container:?} in pod {pod_name:?} not found")
             } else if let Some(reason) = waiting_reason(&pod, &container) {
+                // Image-pull waits are told in words, every other reason as it is.
+                let reason = match reason.as_str() {
+                    "ErrImagePull" => "image can't be pulled".to_owned(),
+                    "ImagePullBackOff" => "trying and failing to pull image".to_owned(),
+                    _ => reason,
+                };
                 format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}")
             } else {
                 return status::respond(StatusCode::OK, "text/plain", Vec::new());

@@ -417,11 +417,12 @@ impl Ctx<'_> {
             Some("Foreground") => Some(Propagation::Foreground),
             Some("Orphan") => Some(Propagation::Orphan),
             Some(other) => {
-                // k8s.io/apiserver/pkg/apis/.../validation (ValidateDeleteOptions)
+                // k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go
+                // (ValidateDeleteOptions), whose list ends with "nil".
                 let err = FieldError::not_supported(
                     "propagationPolicy",
                     other,
-                    &["Foreground", "Background", "Orphan"],
+                    &["Foreground", "Background", "Orphan", "nil"],
                 );
                 return Err(ApiError::new(
                     Reason::Invalid,

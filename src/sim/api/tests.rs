@@ -70,6 +70,19 @@ async fn crud_round_trip() {
     assert_eq!(missing["message"], r#"configmaps "a" not found"#);
     assert_eq!(missing["reason"], "NotFound");
     assert_eq!(missing["kind"], "Status");
+    let (code, invalid) = call(
+        &api,
+        "DELETE",
+        &format!("{CM}/b"),
+        "application/json",
+        r#"{"propagationPolicy":"Sideways"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        invalid["message"],
+        r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan", "nil""#
+    );
 }
 
 #[tokio::test]
@@ -454,7 +467,7 @@ async fn table_output_for_kubectl() {
 async fn pod_logs() {
     let cluster = SimCluster::start();
     let api = cluster.api().clone();
-    let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "x:1"}]}});
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "i", "image": "x:1"}], "containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "x:1"}]}});
     call(
         &api,
         "POST",
@@ -472,7 +485,7 @@ async fn pod_logs() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         s["message"],
-        "a container name must be specified for pod p, choose one of: [a b]"
+        "a container name must be specified for pod p, choose one of: [i a b]"
     );
     let req = Request::builder()
         .uri("/api/v1/namespaces/default/pods/p/log?container=a&timestamps=true")
@@ -500,6 +513,37 @@ async fn pod_logs() {
         s["message"],
         r#"previous terminated container "a" in pod "p" not found"#
     );
+    // Image-pull waits are told in words (validateContainerLogStatus).
+    for (reason, text) in [
+        ("ErrImagePull", "image can't be pulled"),
+        ("ImagePullBackOff", "trying and failing to pull image"),
+        ("CreateContainerConfigError", "CreateContainerConfigError"),
+    ] {
+        let status = json!({"status": {"containerStatuses": [
+            {"name": "b", "ready": false, "restartCount": 0, "image": "x:1", "imageID": "",
+             "state": {"waiting": {"reason": reason}}}]}});
+        call(
+            &api,
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+            &status.to_string(),
+        )
+        .await;
+        let (code, s) = call(
+            &api,
+            "GET",
+            "/api/v1/namespaces/default/pods/p/log?container=b",
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            s["message"],
+            format!(r#"container "b" in pod "p" is waiting to start: {text}"#)
+        );
+    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! carry out, then continues with [`Program::postgres_result`].
 
 pub mod config;
+mod leader;
 mod operator;
 mod program;
 pub mod time;

@@ -161,6 +161,12 @@ pub struct Program {
     phase: Phase,
     pending: Vec<OutputLine>,
     relist_at: Vec<Timestamp>,
+    /// The leader elector, when the behaviour asks for one and the configuration turns it on.
+    elector: Option<super::leader::Elector>,
+    /// Whether the elector has begun (once the requirements were met).
+    electing: bool,
+    /// When the elector next does something by itself.
+    elector_wake: Option<Timestamp>,
 }
 
 fn platform_matches(platforms: &[String], arch: Arch) -> bool {
@@ -178,6 +184,9 @@ impl Program {
         now: Timestamp,
     ) -> Self {
         let relists = behaviour.map_or(0, |b| b.operator.len());
+        let elector = behaviour
+            .and_then(|b| b.leader_election.as_ref())
+            .and_then(|spec| super::leader::Elector::new(spec, &ctx, identity(&ctx, now), now));
         let mut program = Self {
             behaviour: behaviour.cloned(),
             ctx,
@@ -185,6 +194,9 @@ impl Program {
             phase: Phase::Start,
             pending: Vec::new(),
             relist_at: vec![now; relists],
+            elector,
+            electing: false,
+            elector_wake: None,
         };
         if let Some(b) = behaviour
             && b.manifest == ManifestKind::Single
@@ -300,7 +312,18 @@ impl Program {
     pub fn desired_objects(&self, view: &dyn ClusterViewExt) -> Vec<Value> {
         match (&self.behaviour, &self.phase) {
             (_, Phase::Exited(_)) | (None, _) => Vec::new(),
-            (Some(b), _) => operator::desired_objects(&b.operator, view),
+            (Some(b), _) => match &self.elector {
+                None => operator::desired_objects(&b.operator, view),
+                // Controllers that need leader election run only while leading; the Lease
+                // is written as the elector last renewed it.
+                Some(e) => {
+                    let mut out: Vec<Value> = e.lease_object().into_iter().collect();
+                    if e.leading() {
+                        out.extend(operator::desired_objects(&b.operator, view));
+                    }
+                    out
+                }
+            },
         }
     }
 
@@ -377,6 +400,25 @@ impl Program {
                     };
                 }
                 Phase::Satisfied { since } => {
+                    if let Some(elector) = &mut self.elector {
+                        if !self.electing {
+                            self.electing = true;
+                            elector.begin(since);
+                            logs.extend(elector.start_lines(since));
+                        }
+                        match elector.advance(now, view, &mut logs) {
+                            super::leader::Outcome::Running(at) => self.elector_wake = Some(at),
+                            super::leader::Outcome::Lost {
+                                at,
+                                exit_code: Some(code),
+                            } => {
+                                self.elector_wake = None;
+                                self.phase = Phase::Exited(Exit { code, at });
+                                continue;
+                            }
+                            super::leader::Outcome::Lost { .. } => self.elector_wake = None,
+                        }
+                    }
                     match self.behaviour.as_ref().and_then(|b| b.exit_after.clone()) {
                         Some(e) if after(since, e.duration.as_std()) <= now => {
                             self.phase = Phase::Exited(Exit {
@@ -527,7 +569,10 @@ impl Program {
             .as_ref()
             .filter(|b| b.operator.iter().any(|r| !r.log_while_unserved.is_empty()))
             .and_then(|_| self.relist_at.iter().min().copied());
-        earliest(own, relist)
+        let elector = self
+            .elector_wake
+            .filter(|_| matches!(self.phase, Phase::Satisfied { .. }));
+        earliest(earliest(own, relist), elector)
     }
 
     fn evaluate(&self, need: &Need, view: &dyn ClusterViewExt) -> Check {
@@ -650,6 +695,34 @@ impl Program {
             run: p.run.clone(),
         })
     }
+}
+
+/// The identity a controller-runtime manager elects with (pkg/leaderelection/leader_election.go
+/// `NewResourceLock`): the hostname (the pod's name) and a random UUID, here derived from the
+/// pod and the start so that runs are reproducible.
+fn identity(ctx: &ContainerContext, started: Timestamp) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (
+        &ctx.namespace,
+        &ctx.pod_name,
+        &ctx.container,
+        started.as_nanosecond(),
+    )
+        .hash(&mut h);
+    let a = h.finish();
+    a.hash(&mut h);
+    let b = h.finish();
+    let hex = format!("{a:016x}{b:016x}");
+    format!(
+        "{}_{}-{}-4{}-a{}-{}",
+        ctx.pod_name,
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }
 
 /// A libpq `sslmode` value as a client reads it from `PGSSLMODE`. The simulated client checks

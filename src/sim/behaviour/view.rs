@@ -31,6 +31,11 @@ pub trait ClusterViewExt: ClusterView {
         let _ = (pv, node);
         true
     }
+
+    /// The infrastructure faults of the cluster (none by default).
+    fn faults(&self) -> &crate::sim::faults::Faults {
+        crate::sim::faults::Faults::none()
+    }
 }
 
 /// A [`ClusterView`] and [`ClusterViewExt`] over a fixed list of objects, for tests and for callers that already hold

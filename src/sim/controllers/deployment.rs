@@ -337,10 +337,10 @@ impl<'a> Sync<'a> {
                 && meta::array_at(s, &["matchExpressions"]).is_empty()
         });
         if everything {
-            // `syncDeployment`, `deployment_controller.go`.
+            // `syncDeployment`, pkg/controller/deployment/deployment_controller.go.
             self.event(
                 EventType::Warning,
-                "SelectorRequired",
+                "SelectingAll",
                 "This deployment is selecting all pods. A non-empty selector is required."
                     .to_owned(),
             );

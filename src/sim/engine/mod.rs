@@ -154,6 +154,8 @@ pub struct SimEngine {
     queue: WorkQueue,
     /// Every write the store refused.
     refusals: Refusals,
+    /// Infrastructure faults started by [`Self::start_fault`].
+    faults: crate::sim::faults::Faults,
 }
 
 /// The one node of a cluster that declares none.
@@ -291,7 +293,27 @@ impl SimEngine {
             requeues: Vec::new(),
             queue: WorkQueue::default(),
             refusals: Refusals::default(),
+            faults: crate::sim::faults::Faults::default(),
         })
+    }
+
+    /// Starts an infrastructure fault now; every pod is looked at again.
+    pub fn start_fault(&mut self, fault: &crate::scenario::FaultStep) {
+        self.faults.start(fault, self.now);
+        self.nodes.resync_all();
+    }
+
+    /// Ends the faults named `name` now; returns whether one was active.
+    pub fn end_fault(&mut self, name: &str) -> bool {
+        let ended = self.faults.end(name, self.now);
+        self.nodes.resync_all();
+        ended
+    }
+
+    /// The infrastructure faults, past and present.
+    #[must_use]
+    pub const fn faults(&self) -> &crate::sim::faults::Faults {
+        &self.faults
     }
 
     /// The API server and store.
@@ -367,6 +389,7 @@ impl SimEngine {
             .filter(|t| *t > now)
             .chain(self.nodes.next_wake(now))
             .chain(self.queue.next_retry(now))
+            .chain(self.faults.next_change(now))
             .min()
     }
 
@@ -395,6 +418,9 @@ impl SimEngine {
             match self.next_wake() {
                 Some(t) if t <= until => {
                     self.set_now(t);
+                    if self.faults.changes_at(t) {
+                        self.nodes.resync_all();
+                    }
                     let mut changed = false;
                     if self.only_kubelets_due() {
                         if !self.kubelet_pass() && !self.nodes.postgres_pending() {
@@ -484,7 +510,8 @@ impl SimEngine {
         let store = self.cluster.store().clone();
         let informers = self.informers.clone();
         let drivers = self.attachable_drivers.clone();
-        let view = StoreView::new(&store, &informers, &drivers);
+        let faults = self.faults.clone();
+        let view = StoreView::new(&store, &informers, &drivers).with_faults(&faults);
         let now = self.now;
         let changed = |store: &Store| (store.resource_version(), store.logs().lines_written());
         let mut parts = std::mem::take(&mut self.parts);

@@ -124,6 +124,14 @@ impl Nodes {
         self.defer_postgres = true;
     }
 
+    /// Makes every pod due for a sync at once (the faults changed what the node agents and
+    /// the programs see).
+    pub fn resync_all(&mut self) {
+        for t in self.tracked.values_mut() {
+            t.wake_at = Some(Timestamp::MIN);
+        }
+    }
+
     /// Whether checks are waiting for an answer (time must not pass until they have one).
     #[must_use]
     pub fn postgres_pending(&self) -> bool {

@@ -139,6 +139,7 @@ pub struct StoreView<'a> {
     store: &'a Store,
     informers: &'a Informers,
     attachable_drivers: &'a [String],
+    faults: &'a crate::sim::faults::Faults,
 }
 
 impl<'a> StoreView<'a> {
@@ -154,7 +155,15 @@ impl<'a> StoreView<'a> {
             store,
             informers,
             attachable_drivers,
+            faults: crate::sim::faults::Faults::none(),
         }
+    }
+
+    /// The same view, with the cluster's infrastructure faults.
+    #[must_use]
+    pub const fn with_faults(mut self, faults: &'a crate::sim::faults::Faults) -> Self {
+        self.faults = faults;
+        self
     }
 
     fn resource(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
@@ -262,6 +271,10 @@ impl behaviour::ClusterViewExt for StoreView<'_> {
             })
             .is_some_and(|d| self.attachable_drivers.contains(&d));
         !attachable || attachdetach::is_attached(self, pv, node)
+    }
+
+    fn faults(&self) -> &crate::sim::faults::Faults {
+        self.faults
     }
 }
 

@@ -274,7 +274,7 @@ impl PodRuntime {
             p => p,
         }
         .to_owned();
-        self.advance_containers(ctx, now, &mut out);
+        self.advance_containers(ctx, now, &policy, &mut out);
 
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let api_terminal = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
@@ -352,7 +352,13 @@ impl PodRuntime {
     }
 
     /// Runs the programs and their probes up to `now`, noting exits.
-    fn advance_containers(&mut self, ctx: &NodeContext<'_>, now: Timestamp, out: &mut Out<'_>) {
+    fn advance_containers(
+        &mut self,
+        ctx: &NodeContext<'_>,
+        now: Timestamp,
+        policy: &str,
+        out: &mut Out<'_>,
+    ) {
         let ip = self.ip.clone();
         for c in &mut self.containers {
             let Some(run) = c.lifecycle.running_mut() else {
@@ -400,18 +406,21 @@ impl PodRuntime {
                 }
                 if flipped && kind != ProbeKind::Readiness {
                     // pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions:
-                    // `Container %s failed liveness probe` + `, will be restarted`.
+                    // `Container %s failed liveness probe`, with `, will be restarted` only
+                    // when shouldRestartOnFailure (the pod's restartPolicy is not Never).
                     let what = if kind == ProbeKind::Liveness {
                         "liveness"
                     } else {
                         "startup"
                     };
+                    let restarts = if policy == "Never" {
+                        ""
+                    } else {
+                        ", will be restarted"
+                    };
                     killed = Some((
                         at,
-                        format!(
-                            "Container {} failed {what} probe, will be restarted",
-                            c.name
-                        ),
+                        format!("Container {} failed {what} probe{restarts}", c.name),
                     ));
                     break;
                 }

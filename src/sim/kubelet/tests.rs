@@ -624,6 +624,25 @@ fn liveness_failures_kill_and_restart_the_container() {
 }
 
 #[test]
+fn a_liveness_kill_under_restart_policy_never_does_not_promise_a_restart() {
+    let spec = json!({"restartPolicy": "Never", "containers": [{"name": "app", "image": "app:1",
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 10}}]});
+    let images = BTreeMap::from([(
+        "app:1".to_owned(),
+        ImageBehaviour {
+            requires: vec![failing("waiting for widgets", None)],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let mut r = Run::new(pod(spec), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(60)));
+    let killing = r.event_messages("Killing");
+    assert_eq!(killing.len(), 1);
+    assert_eq!(killing[0].1, "Container app failed liveness probe");
+    assert_eq!(r.status()["containerStatuses"][0]["restartCount"], 0);
+}
+
+#[test]
 fn batch_program_completes_and_the_pod_succeeds() {
     let images = BTreeMap::from([(
         "job:1".to_owned(),

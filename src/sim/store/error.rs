@@ -409,18 +409,40 @@ impl ApiError {
         .with_details(res, name)
     }
 
+    /// A delete precondition that does not hold, as `rest.BeforeDelete` rejects it
+    /// (k8s.io/apiserver/pkg/registry/rest/delete.go) before storage is reached: `NewConflict`
+    /// qualified by the group and *kind*, `Operation cannot be fulfilled on Pod "x": <detail>`.
+    #[must_use]
+    pub fn precondition_conflict(res: &ResourceDef, name: &str, detail: &str) -> Self {
+        let mut e = Self::new(
+            Reason::Conflict,
+            format!(
+                "Operation cannot be fulfilled on {} {}: {detail}",
+                res.group_kind(),
+                go_quote(name)
+            ),
+        );
+        e.details_mut().name = Some(name.to_string());
+        e.details_mut().group = Some(res.group.clone());
+        e.details_mut().kind = Some(res.kind.clone());
+        e
+    }
+
     /// `NewForbidden`: `pods "x" is forbidden: <detail>`.
     #[must_use]
     pub fn forbidden(res: &ResourceDef, name: &str, detail: &str) -> Self {
-        Self::new(
-            Reason::Forbidden,
+        // An object without a name yet (generateName) is not quoted (NewForbidden,
+        // k8s.io/apimachinery/pkg/api/errors/errors.go).
+        let message = if name.is_empty() {
+            format!("{} is forbidden: {detail}", res.group_resource())
+        } else {
             format!(
                 "{} {} is forbidden: {detail}",
                 res.group_resource(),
                 go_quote(name)
-            ),
-        )
-        .with_details(res, name)
+            )
+        };
+        Self::new(Reason::Forbidden, message).with_details(res, name)
     }
 
     /// The NamespaceLifecycle admission plugin's refusal of new objects in a namespace being
@@ -447,6 +469,25 @@ impl ApiError {
     /// `NewInvalid`: `Deployment.apps "x" is invalid: <errors>`.
     #[must_use]
     pub fn invalid(res: &ResourceDef, name: &str, causes: Vec<FieldError>) -> Self {
+        Self::invalid_as(&res.group_kind(), &res.kind, res, name, causes)
+    }
+
+    /// `NewInvalid` as the generic registry store builds it for an update of a custom resource
+    /// without a resourceVersion: `GroupKind{Group, Kind: qualifiedResource.Resource}`
+    /// (k8s.io/apiserver/pkg/registry/generic/registry/store.go, Update), so the message reads
+    /// `widgets.example.com "x" is invalid: ...` and `details.kind` is the resource.
+    #[must_use]
+    pub fn invalid_resource(res: &ResourceDef, name: &str, causes: Vec<FieldError>) -> Self {
+        Self::invalid_as(&res.group_resource(), &res.plural, res, name, causes)
+    }
+
+    fn invalid_as(
+        qualifier: &str,
+        details_kind: &str,
+        res: &ResourceDef,
+        name: &str,
+        causes: Vec<FieldError>,
+    ) -> Self {
         // utilerrors.NewAggregate prints one error bare and several in brackets.
         let list = match causes.as_slice() {
             [] => String::new(),
@@ -461,11 +502,11 @@ impl ApiError {
         };
         let mut e = Self::new(
             Reason::Invalid,
-            format!("{} {} is invalid{list}", res.group_kind(), go_quote(name)),
+            format!("{qualifier} {} is invalid{list}", go_quote(name)),
         );
         e.details_mut().name = Some(name.to_string());
         e.details_mut().group = Some(res.group.clone());
-        e.details_mut().kind = Some(res.kind.clone());
+        e.details_mut().kind = Some(details_kind.to_owned());
         e.details_mut().causes = causes;
         e
     }

@@ -207,6 +207,8 @@ struct Inner {
     pending: Vec<Arc<WatchEvent>>,
     /// Garbage-collection work queued by deletes.
     tasks: Vec<Task>,
+    /// Whether [`Inner::run_gc`] is working through `tasks`.
+    gc_running: bool,
     /// Source of uids and generated name suffixes.
     rng: StdRng,
 }
@@ -245,6 +247,7 @@ impl Store {
                 next_node_port: 30000,
                 pending: Vec::new(),
                 tasks: Vec::new(),
+                gc_running: false,
                 rng: config
                     .seed
                     .map_or_else(|| StdRng::from_rng(&mut rand::rng()), StdRng::seed_from_u64),
@@ -904,7 +907,10 @@ impl Inner {
                 url_ns.to_string()
             };
             if ns.is_empty() {
-                return Err(ApiError::bad_request(
+                // A namespaced create without a namespace matches no route of the API server:
+                // 404 with NewNotFound's generic text (k8s.io/apiserver/pkg/endpoints/handlers).
+                return Err(ApiError::new(
+                    Reason::NotFound,
                     "the server could not find the requested resource",
                 ));
             }
@@ -916,6 +922,16 @@ impl Inner {
             }
             String::new()
         };
+        // Admission (NamespaceLifecycle) runs before the registry generates a name, so a
+        // generateName create is refused without one.
+        if res.namespaced {
+            let given = m["name"].as_str().unwrap_or_default();
+            match self.namespace_state(&ns) {
+                None => return Err(ApiError::namespace_not_found(&ns)),
+                Some(true) => return Err(ApiError::namespace_terminating(res, given, &ns)),
+                Some(false) => {}
+            }
+        }
         if m["name"].as_str().unwrap_or_default().is_empty()
             && let Some(prefix) = m["generateName"].as_str().filter(|p| !p.is_empty())
         {
@@ -926,13 +942,6 @@ impl Inner {
             m["name"] = json!(candidate);
         }
         let name = m["name"].as_str().unwrap_or_default().to_string();
-        if res.namespaced {
-            match self.namespace_state(&ns) {
-                None => return Err(ApiError::namespace_not_found(&ns)),
-                Some(true) => return Err(ApiError::namespace_terminating(res, &name, &ns)),
-                Some(false) => {}
-            }
-        }
         // System fields a client may not set on create.
         if let Value::Object(mm) = defaults::child(&mut obj, "metadata") {
             for k in [
@@ -952,6 +961,12 @@ impl Inner {
             && let Value::Object(mm) = &mut obj
         {
             mm.remove("status");
+            // The built-in types' status is a struct, not a pointer, so the API server returns
+            // `"status":{}` for a new object (encoding/json does not omit empty structs);
+            // clients read fields of it without a nil check.
+            if !res.custom {
+                mm.insert("status".to_owned(), json!({}));
+            }
         }
         defaults::apply(&res.group, &res.kind, &mut obj);
         let errs = validation::validate(&res.group, &res.kind, &obj);
@@ -1133,9 +1148,11 @@ impl Inner {
         }
         let body_ns = new["metadata"]["namespace"].as_str().unwrap_or_default();
         if res.namespaced && !body_ns.is_empty() && body_ns != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
+            // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (checkName), which the update
+            // handler runs on the decoded object.
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the object ({body_ns}) does not match the namespace on the request ({ns})"
+            )));
         }
         let body_rv = new["metadata"]["resourceVersion"]
             .as_str()
@@ -1150,7 +1167,7 @@ impl Inner {
         }
         if body_rv.is_empty() && res.custom {
             // Custom resources do not allow unconditional updates.
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_resource(
                 res,
                 name,
                 vec![FieldError::invalid_raw(
@@ -1288,12 +1305,12 @@ impl Inner {
         if let Some(uid) = &opts.uid
             && current["metadata"]["uid"].as_str() != Some(uid)
         {
-            // k8s.io/apiserver/pkg/registry/generic/registry/store.go (checkPreconditions)
-            return Err(ApiError::conflict(
+            // k8s.io/apiserver/pkg/registry/rest/delete.go (BeforeDelete)
+            return Err(ApiError::precondition_conflict(
                 res,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                     current["metadata"]["uid"].as_str().unwrap_or_default()
                 ),
             ));
@@ -1301,11 +1318,12 @@ impl Inner {
         if let Some(rv) = &opts.resource_version
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
         {
-            return Err(ApiError::conflict(
+            // k8s.io/apiserver/pkg/registry/rest/delete.go (BeforeDelete)
+            return Err(ApiError::precondition_conflict(
                 res,
                 name,
                 &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                     current["metadata"]["resourceVersion"]
                         .as_str()
                         .unwrap_or_default()
@@ -1515,6 +1533,18 @@ impl Inner {
 
     /// Runs queued garbage-collection work to a fixed point.
     fn run_gc(&mut self, now: &str) {
+        // A deletion made by a task queues its own follow-up tasks; the loop below that is
+        // already running takes them. Running them here instead would recurse once per object
+        // (a namespace with thousands of events overflowed the stack).
+        if self.gc_running {
+            return;
+        }
+        self.gc_running = true;
+        self.run_gc_tasks(now);
+        self.gc_running = false;
+    }
+
+    fn run_gc_tasks(&mut self, now: &str) {
         let config = StoreConfig {
             graceful_pod_deletion: false,
             ..StoreConfig::default()

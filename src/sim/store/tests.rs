@@ -144,8 +144,9 @@ fn update_conflicts_and_generation() {
         )
         .unwrap();
     assert_eq!(u2["metadata"]["generation"], 2);
-    assert!(
-        u2.get("status").is_none(),
+    assert_eq!(
+        u2["status"],
+        json!({}),
         "main resource writes ignore status"
     );
     let mut st = u2.clone();
@@ -515,4 +516,232 @@ fn base64_roundtrip() {
         assert_eq!(unbase64(&base64(s.as_bytes())).unwrap(), s.as_bytes());
     }
     assert_eq!(base64(b"hello"), "aGVsbG8=");
+}
+
+#[test]
+fn deleting_a_namespace_with_many_objects_does_not_recurse_per_object() {
+    // Run on a thread with a small stack: finalizing the namespace used to nest one
+    // delete/GC frame per object and overflowed with a few thousand.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let s = store();
+            let ns = res(&s, "", "namespaces");
+            let cm = res(&s, "", "configmaps");
+            s.create(
+                &ns,
+                None,
+                json!({"metadata": {"name": "busy"}}),
+                &WriteOptions::default(),
+            )
+            .unwrap();
+            for i in 0..3000 {
+                s.create(
+                    &cm,
+                    Some("busy"),
+                    json!({"metadata": {"name": format!("cm-{i}")}}),
+                    &WriteOptions::default(),
+                )
+                .unwrap();
+            }
+            s.delete(&ns, None, "busy", &DeleteOptions::default())
+                .unwrap();
+            assert_eq!(
+                s.get(&cm, Some("busy"), "cm-2999").unwrap_err().reason,
+                Reason::NotFound
+            );
+            assert_eq!(
+                s.get(&ns, None, "busy").unwrap_err().reason,
+                Reason::NotFound
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn rejections_read_as_the_api_server_words_them() {
+    let s = store();
+    let cm = res(&s, "", "configmaps");
+    let created = s
+        .create(
+            &cm,
+            Some("default"),
+            json!({"metadata": {"name": "c"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // rest.BeforeDelete, qualified by the kind.
+    let err = s
+        .delete(
+            &cm,
+            Some("default"),
+            "c",
+            &DeleteOptions {
+                uid: Some("other".into()),
+                ..DeleteOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::Conflict);
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Operation cannot be fulfilled on ConfigMap "c": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"#
+        )
+    );
+    let err = s
+        .delete(
+            &cm,
+            Some("default"),
+            "c",
+            &DeleteOptions {
+                resource_version: Some("1".into()),
+                ..DeleteOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Operation cannot be fulfilled on ConfigMap "c": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified"#
+        )
+    );
+    // checkName on update.
+    let err = s
+        .update(
+            &cm,
+            Some("default"),
+            "c",
+            json!({"metadata": {"name": "c", "namespace": "kube-system"}}),
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "the namespace of the object (kube-system) does not match the namespace on the request (default)"
+    );
+    // A custom resource updated without a resourceVersion: qualified by the resource.
+    let crds = res(&s, "apiextensions.k8s.io", "customresourcedefinitions");
+    s.create(&crds, None, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        &WriteOptions::default()).unwrap();
+    let widgets = s.resource("example.com", "v1", "widgets").expect("served");
+    s.create(
+        &widgets,
+        Some("default"),
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let err = s
+        .update(
+            &widgets,
+            Some("default"),
+            "w",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2}}),
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        r#"widgets.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#
+    );
+    // A namespaced create with no namespace anywhere matches no route: 404.
+    let err = s
+        .create(
+            &cm,
+            None,
+            json!({"metadata": {"name": "x"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::NotFound);
+    assert_eq!(
+        err.message,
+        "the server could not find the requested resource"
+    );
+    // A generateName create in a terminating namespace: NewForbidden without a name.
+    let ns = res(&s, "", "namespaces");
+    s.create(
+        &ns,
+        None,
+        json!({"metadata": {"name": "going"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    s.create(
+        &cm,
+        Some("going"),
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    s.delete(&ns, None, "going", &DeleteOptions::default())
+        .unwrap();
+    let err = s
+        .create(
+            &cm,
+            Some("going"),
+            json!({"metadata": {"generateName": "late-"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "configmaps is forbidden: unable to create new content in namespace going because it is being terminated"
+    );
+    assert!(err.is_namespace_terminating());
+    // ValidatePodManagementPolicy: field.Invalid.
+    let sts = res(&s, "apps", "statefulsets");
+    let err = s
+        .create(&sts, Some("default"), json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db", "podManagementPolicy": "Sometimes",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "postgres"}]}}}}),
+            &WriteOptions::default())
+        .unwrap_err();
+    assert!(
+        err.message.contains(
+            r#"spec.podManagementPolicy: Invalid value: "Sometimes": must be 'OrderedReady' or 'Parallel'"#
+        ),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn a_new_built_in_object_has_an_empty_status_and_a_custom_one_none() {
+    let s = store();
+    let d = res(&s, "apps", "deployments");
+    let created = s
+        .create(&d, Some("default"), json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            &WriteOptions::default())
+        .unwrap();
+    assert_eq!(created["status"], json!({}));
+    let crds = res(&s, "apiextensions.k8s.io", "customresourcedefinitions");
+    s.create(&crds, None, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        &WriteOptions::default()).unwrap();
+    let widgets = s.resource("example.com", "v1", "widgets").expect("served");
+    let w = s
+        .create(
+            &widgets,
+            Some("default"),
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert!(w.get("status").is_none(), "{w}");
 }

@@ -350,10 +350,12 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
                 && p != "OrderedReady"
                 && p != "Parallel"
             {
-                errs.push(FieldError::not_supported(
+                // pkg/apis/apps/validation/validation.go (ValidatePodManagementPolicy):
+                // field.Invalid, not NotSupported.
+                errs.push(FieldError::invalid_str(
                     "spec.podManagementPolicy",
                     p,
-                    &["OrderedReady", "Parallel"],
+                    "must be 'OrderedReady' or 'Parallel'",
                 ));
             }
         }
