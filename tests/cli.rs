@@ -1801,3 +1801,39 @@ fn junit_skips_writes_why_each_ignored_trial_was_skipped() {
         "<html>"
     );
 }
+
+#[test]
+fn an_access_need_names_exactly_one_of_a_resource_or_a_url() {
+    let with_need = |need: &str| {
+        format!(
+            "{}images:\n  app:1:\n    requires:\n      - needs:\n          access: {need}\n        otherwise: {{log: [x], retry: 30s}}\n",
+            scenario("crash")
+        )
+    };
+    let run = |need: &str| {
+        let dir = suite(&[
+            ("scenarios/apps/crash.yaml", &with_need(need)),
+            ("scenarios/apps/manifests/app.yaml", MANIFEST),
+        ]);
+        validate_within(dir.path())
+    };
+    let ok = run("{verb: list, resource: nodes}");
+    assert_eq!(ok.status.code(), Some(0), "{}", flat(&ok));
+    let ok = run("{verb: get, nonResourceURL: /livez}");
+    assert_eq!(ok.status.code(), Some(0), "{}", flat(&ok));
+    assert_invalid(
+        &run("{verb: list}"),
+        "scenarios/apps/crash.yaml",
+        "an access names exactly one of `resource` or `nonResourceURL`",
+    );
+    assert_invalid(
+        &run("{verb: get, nonResourceURL: /livez, namespace: demo}"),
+        "scenarios/apps/crash.yaml",
+        "a `nonResourceURL` access has no `group`, `subresource`, `name` or `namespace`",
+    );
+    assert_invalid(
+        &run("{verb: get, nonResourceURL: livez}"),
+        "scenarios/apps/crash.yaml",
+        "`nonResourceURL` is a path such as",
+    );
+}

@@ -54,10 +54,14 @@ pub fn describe(e: &Expectation) -> String {
             a.object.name
         ),
         Expectation::Log(l) => format!(
-            "log of {}/{} contains {:?}",
+            "log of {}/{} {} {:?}{}",
             l.namespace,
             l.pod.clone().unwrap_or_else(|| selector(&l.labels)),
-            l.contains
+            if l.absent { "lacks" } else { "contains" },
+            l.contains,
+            l.since
+                .map(|d| format!(" in the last {d}"))
+                .unwrap_or_default()
         ),
         Expectation::Event(e) => format!("event {} in {}", e.reason, e.namespace),
         Expectation::SqlError(s) => format!("sql error {}", s.sqlstate),
@@ -284,24 +288,41 @@ async fn log(client: &kube::Client, l: &LogExpectation) -> Result<Observation, S
     }
     let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), &l.namespace);
+    let since_seconds = l
+        .since
+        .map(|d| i64::try_from(d.as_std().as_secs().max(1)).unwrap_or(i64::MAX));
+    let lately = l
+        .since
+        .map(|d| format!(" written in the last {d}"))
+        .unwrap_or_default();
     for pod in &pods {
         let name = name_of(pod);
         for previous in [false, true] {
             let lp = LogParams {
                 container: l.container.clone(),
                 previous,
+                since_seconds,
                 ..LogParams::default()
             };
             // A container that has not started (or has no previous instance) has no log yet.
             if let Ok(text) = api.logs(name, &lp).await
                 && text.lines().any(|line| line.contains(&l.contains))
             {
+                if l.absent {
+                    return Ok(Observation::fails(vec![format!(
+                        "a log line of pod {name}{lately} contains {:?}",
+                        l.contains
+                    )]));
+                }
                 return Ok(Observation::holds());
             }
         }
     }
+    if l.absent {
+        return Ok(Observation::holds());
+    }
     Ok(Observation::fails(vec![format!(
-        "no log line of {} pod(s) contains {:?}",
+        "no log line{lately} of {} pod(s) contains {:?}",
         pods.len(),
         l.contains
     )]))

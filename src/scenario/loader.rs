@@ -647,6 +647,56 @@ impl Checker {
                         );
                     }
                 }
+                let access_needs: Vec<&super::model::AccessNeed> = match &r.needs {
+                    super::model::Need::Access(a) => vec![a],
+                    super::model::Need::AnyOf(needs) => needs
+                        .iter()
+                        .filter_map(|n| match n {
+                            super::model::Need::Access(a) => Some(a),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for a in access_needs {
+                    let at = [
+                        Segment::Key("images".into()),
+                        Segment::Key(image.clone()),
+                        Segment::Key("requires".into()),
+                        Segment::Index(i),
+                        Segment::Key("needs".into()),
+                        Segment::Key("access".into()),
+                    ];
+                    if a.resource.is_some() == a.non_resource_url.is_some() {
+                        self.problem(
+                            path,
+                            text,
+                            &at,
+                            "an access names exactly one of `resource` or `nonResourceURL`",
+                            None,
+                        );
+                    }
+                    if a.non_resource_url.is_some()
+                        && (!a.group.is_empty()
+                            || a.subresource.is_some()
+                            || a.name.is_some()
+                            || a.namespace.is_some())
+                    {
+                        self.problem(path, text, &at, "a `nonResourceURL` access has no `group`, `subresource`, `name` or `namespace`", None);
+                    }
+                    if a.non_resource_url
+                        .as_deref()
+                        .is_some_and(|u| !u.starts_with('/'))
+                    {
+                        self.problem(
+                            path,
+                            text,
+                            &at,
+                            "`nonResourceURL` is a path such as `/livez`",
+                            None,
+                        );
+                    }
+                }
                 let config_needs: Vec<&super::model::ConfigNeed> = match &r.needs {
                     super::model::Need::Config(c) => vec![c],
                     super::model::Need::AnyOf(needs) => needs

@@ -422,6 +422,43 @@ pub enum Need {
     /// A connection to what another program serves (see [`ImageBehaviour::serves`]), through a
     /// Service's ready endpoints, with credentials from the container's own configuration.
     Connect(ConnectNeed),
+    /// The pod's ServiceAccount may make this API request: the cluster's RBAC (Roles,
+    /// ClusterRoles and their bindings) allows it. The error is the API server's `Forbidden`
+    /// message.
+    Access(AccessNeed),
+}
+
+/// An API request a program makes as its pod's ServiceAccount
+/// (`system:serviceaccount:<namespace>:<serviceAccountName>`): a resource request (`resource`)
+/// or a non-resource one (`nonResourceURL`), exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccessNeed {
+    /// The verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...
+    pub verb: String,
+    /// API group of the resource; empty (the default) for the core group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Plural resource name, e.g. `nodes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Subresource, e.g. `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Object name, for a request about one object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace of the request; absent means the cluster scope (a cluster-scoped resource,
+    /// or a list or watch across all namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A path outside the resource API, e.g. `/livez` or `/metrics`.
+    #[serde(
+        default,
+        rename = "nonResourceURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub non_resource_url: Option<String>,
 }
 
 /// Where a program reads one value of its configuration: exactly one of `env`, `arg`, `file`.
@@ -1357,6 +1394,13 @@ pub struct LogExpectation {
     pub container: Option<String>,
     /// Text a log line contains.
     pub contains: String,
+    /// Only lines written in this last stretch of time count (`kubectl logs --since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Duration>,
+    /// Holds when no line contains the text (with `since`: no line written lately does): an
+    /// error the program logs again and again has stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
     /// Deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,

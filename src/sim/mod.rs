@@ -8,6 +8,7 @@
 //! - [`resources`]: the table of served resources.
 //! - [`clock`]: the time source of every timestamp.
 //! - [`patch`]: the four PATCH flavours.
+//! - [`rbac`]: who may do what: the RBAC authorizer, impersonation and access reviews.
 //! - [`events`]: the one event model of every component, and the recorder that writes events.
 //! - [`scheduler`]: where pods go, and the real `FailedScheduling` texts.
 //! - [`kubelet`]: the node agent: image pulls, container states, crash back-off, probes.
@@ -26,6 +27,7 @@ pub mod events;
 pub mod faults;
 pub mod kubelet;
 pub mod patch;
+pub mod rbac;
 pub mod resources;
 pub mod scheduler;
 pub mod serve;

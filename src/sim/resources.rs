@@ -18,6 +18,8 @@ const ALL_VERBS: &[&str] = &[
 const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
+/// Access reviews can only be created.
+const REVIEW_VERBS: &[&str] = &["create"];
 /// Verbs of a `status` or `scale` subresource.
 const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
@@ -658,6 +660,46 @@ const BUILTINS: &[Builtin] = &[
         false,
         &[],
     ),
+    // Access reviews are answered, never stored: `create` is their only verb.
+    b(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        &[],
+        false,
+        false,
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        &[],
+        false,
+        false,
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        &[],
+        true,
+        false,
+        false,
+        false,
+        false,
+        &[],
+    ),
     b(
         "events.k8s.io",
         "v1",
@@ -694,6 +736,8 @@ pub fn builtins() -> Vec<ResourceDef> {
         .map(|r| {
             let verbs = if r.plural == "namespaces" {
                 NAMESPACE_VERBS
+            } else if r.group == "authorization.k8s.io" {
+                REVIEW_VERBS
             } else {
                 ALL_VERBS
             };

@@ -67,8 +67,8 @@ impl Ctx<'_> {
             q.int64("limitBytes"),
             q.int64("sinceSeconds"),
         );
-        let (tail_lines, limit_bytes) = match numbers {
-            (Ok(t), Ok(l), Ok(_)) => (t, l),
+        let (tail_lines, limit_bytes, since_seconds) = match numbers {
+            (Ok(t), Ok(l), Ok(s)) => (t, l, s),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return status::error(&e),
         };
         let store = self.server.store.clone();
@@ -127,6 +127,13 @@ impl Ctx<'_> {
         if let Some(tail) = tail_lines.and_then(|t| usize::try_from(t).ok()) {
             let skip = lines.len().saturating_sub(tail);
             lines.drain(..skip);
+        }
+        // The kubelet seeks to the tail first, then skips lines older than `sinceSeconds`
+        // (pkg/kubelet/kuberuntime/logs/logs.go `ReadLogs`).
+        if let Some(since) = since_seconds.filter(|s| *s > 0) {
+            let now = store.clock().now();
+            let cutoff = now - jiff::SignedDuration::from_secs(since);
+            lines.retain(|l| crate::sim::clock::parse_time(&l.time).is_none_or(|at| at >= cutoff));
         }
         let timestamps = q.flag("timestamps");
         let mut text = render(&lines, timestamps);

@@ -2,11 +2,13 @@
 //! out. The transports (in-process tower service, TLS on a local port) live in
 //! [`crate::sim::serve`].
 
+mod authz;
 mod body;
 pub mod discovery;
 mod logs;
 mod objects;
 pub mod openapi;
+mod proto;
 pub mod query;
 pub mod status;
 pub mod table;
@@ -22,6 +24,7 @@ use serde_json::json;
 pub use body::Body;
 use query::Query;
 
+use crate::sim::rbac::{self, UserInfo};
 use crate::sim::store::{ApiError, Reason, Store};
 
 /// The largest request body the server reads, as the real API server's limit
@@ -62,6 +65,8 @@ struct Req {
     accept: String,
     content_type: String,
     body: Bytes,
+    /// Who the request acts as (the caller, or whom it impersonates).
+    user: UserInfo,
 }
 
 impl ApiServer {
@@ -118,6 +123,31 @@ impl ApiServer {
                 .unwrap_or_default()
                 .to_string()
         };
+        let policy = authz::StorePolicy(&self.store);
+        // Every caller that got this far is the administrator; impersonation headers switch
+        // to another identity, which the authorization filter then judges.
+        let user = match authz::acting_user(&policy, &UserInfo::admin(), &parts.headers) {
+            Ok(user) => user,
+            Err(authz::Refusal::Forbidden { attributes, reason }) => {
+                return status::error(&authz::forbidden(&attributes, &reason));
+            }
+            // `responsewriters.InternalError`: plain text naming the request URI.
+            Err(authz::Refusal::GroupsWithoutUser(detail)) => {
+                let uri = parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
+                return status::respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    format!(
+                        "Internal Server Error: {}: {detail}\n",
+                        crate::sim::store::error::go_quote(&uri)
+                    )
+                    .into_bytes(),
+                );
+            }
+        };
         let req = Req {
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
@@ -125,8 +155,16 @@ impl ApiServer {
             accept: header_str(header::ACCEPT),
             content_type: header_str(header::CONTENT_TYPE),
             body: bytes,
+            user,
         };
         tracing::debug!(method = %req.method, path = %req.path, "sim api request");
+        // k8s.io/apiserver/pkg/endpoints/filters/authorization.go `WithAuthorization`.
+        let attributes =
+            authz::request_attributes(req.user.clone(), req.method.as_str(), &req.path, &req.query);
+        let decision = rbac::authorize(&policy, &attributes);
+        if !decision.allowed {
+            return status::error(&authz::forbidden(&attributes, &decision.reason));
+        }
         self.route(req).await
     }
 
@@ -238,6 +276,14 @@ impl ApiServer {
             ns,
             name,
         };
+        if let Some(kind) =
+            rbac::review::ReviewKind::of(plural).filter(|_| group == "authorization.k8s.io")
+        {
+            return match (name, &req.method) {
+                (None, &Method::POST) => ctx.review(kind),
+                _ => not_allowed(),
+            };
+        }
         let watch = watch_path || req.query.flag("watch");
         match (name, sub, &req.method) {
             (None, None, &Method::GET) if watch => ctx.watch(),

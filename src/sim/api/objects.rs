@@ -260,6 +260,36 @@ impl Ctx<'_> {
         })
     }
 
+    /// Answers the create of an access review: it is evaluated for the requesting user and
+    /// never stored.
+    pub fn review(&self, kind: crate::sim::rbac::review::ReviewKind) -> Response<Body> {
+        // kubectl's typed clients post reviews as protobuf.
+        let decoded = if media_type(&self.req.content_type) == super::proto::PROTOBUF {
+            super::proto::access_review(&self.req.body).map_err(|e| {
+                // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (transformDecodeError).
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): {e}",
+                    self.res.kind
+                ))
+            })
+        } else {
+            self.decode_body()
+        };
+        let result = decoded.and_then(|body| {
+            crate::sim::rbac::review::create(
+                &super::authz::StorePolicy(self.store()),
+                self.res,
+                kind,
+                &self.req.user,
+                self.ns,
+                &body,
+            )
+        });
+        Self::respond(result, |obj| {
+            status::json_response(StatusCode::CREATED, &obj)
+        })
+    }
+
     pub fn update(&self, part: Part) -> Response<Body> {
         let result = self.decode_body().and_then(|body| {
             let body_name = body["metadata"]["name"].as_str().unwrap_or_default();

@@ -1069,3 +1069,42 @@ async fn bodies_over_the_limit_are_refused() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
 }
+
+#[tokio::test]
+async fn pod_logs_since_seconds_keep_only_recent_lines() {
+    let cluster = SimCluster::start();
+    let api = cluster.api().clone();
+    let pod =
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x:1"}]}});
+    call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &pod.to_string(),
+    )
+    .await;
+    let key = crate::sim::store::ContainerKey::new("default", "p", "a");
+    let now = cluster.store().clock().now();
+    for (ago, text) in [(600, "old"), (30, "new")] {
+        let at = now - jiff::SignedDuration::from_secs(ago);
+        cluster
+            .store()
+            .logs()
+            .append(&key, crate::sim::clock::format_time(at), text);
+    }
+    let read = |query: &'static str| {
+        let api = api.clone();
+        async move {
+            let req = Request::builder()
+                .uri(format!("/api/v1/namespaces/default/pods/p/log?{query}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let body = api.handle(req).await.into_body().collect().await.unwrap();
+            String::from_utf8(body.to_bytes().to_vec()).unwrap()
+        }
+    };
+    assert_eq!(read("sinceSeconds=120").await, "new\n");
+    assert_eq!(read("sinceSeconds=3600").await, "old\nnew\n");
+    assert_eq!(read("tailLines=1&sinceSeconds=3600").await, "new\n");
+}

@@ -146,6 +146,7 @@ mod tests {
                 ("/etc/app.properties".into(), "# c\nmode = prod\n".into()),
             ]),
             node_arch: crate::scenario::Arch::Amd64,
+            service_account: "default".into(),
         }
     }
 

@@ -386,6 +386,7 @@ mod tests {
     fn ctx(env: &[(&str, &str)]) -> ContainerContext {
         ContainerContext {
             namespace: "apps".into(),
+            service_account: "default".into(),
             pod_name: "web".into(),
             container: "web".into(),
             command: vec![],

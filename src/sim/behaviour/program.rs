@@ -11,8 +11,8 @@ use super::operator;
 use super::time::{after, earliest};
 use super::view::ClusterViewExt;
 use crate::scenario::{
-    Arch, EndpointNeed, ImageBehaviour, ManifestKind, Need, ObjectRef, Otherwise, PostgresNeed,
-    SslMode, ValueSource,
+    AccessNeed, Arch, EndpointNeed, ImageBehaviour, ManifestKind, Need, ObjectRef, Otherwise,
+    PostgresNeed, SslMode, ValueSource,
 };
 
 /// How often a failing program retries when its behaviour gives no `retry` (a simulator default).
@@ -47,6 +47,9 @@ pub struct ContainerContext {
     pub files: BTreeMap<String, String>,
     /// The node's CPU architecture.
     pub node_arch: Arch,
+    /// The pod's ServiceAccount (`spec.serviceAccountName`), whose RBAC the program's API
+    /// requests are judged by.
+    pub service_account: String,
 }
 
 /// One line the program wrote, and when.
@@ -708,6 +711,15 @@ impl Program {
                 Ok(warnings) => Check::MetWarning(warnings),
                 Err(error) => Check::Unmet(error),
             },
+            Need::Access(a) => {
+                let attributes = access_attributes(a, &self.ctx);
+                let decision = crate::sim::rbac::authorize(view, &attributes);
+                if decision.allowed {
+                    Check::Met
+                } else {
+                    Check::Unmet(attributes.forbidden_message(&decision.reason))
+                }
+            }
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
@@ -816,6 +828,27 @@ fn parse_sslmode(value: &str) -> Result<SslMode, String> {
         // libpq's refusal of an unknown mode (src/interfaces/libpq/fe-connect.c,
         // pqConnectOptions2: `invalid %s value: "%s"` with "sslmode").
         other => Err(format!("invalid sslmode value: \"{other}\"")),
+    }
+}
+
+/// The request an access need describes, made as the pod's ServiceAccount.
+fn access_attributes(a: &AccessNeed, ctx: &ContainerContext) -> crate::sim::rbac::Attributes {
+    use crate::sim::rbac::{Attributes, RequestTarget, UserInfo};
+    let user = UserInfo::service_account(&ctx.namespace, &ctx.service_account);
+    let target = match &a.non_resource_url {
+        Some(path) => RequestTarget::NonResource { path: path.clone() },
+        None => RequestTarget::Resource {
+            group: a.group.clone(),
+            resource: a.resource.clone().unwrap_or_default(),
+            subresource: a.subresource.clone().unwrap_or_default(),
+            namespace: a.namespace.clone().unwrap_or_default(),
+            name: a.name.clone().unwrap_or_default(),
+        },
+    };
+    Attributes {
+        user,
+        verb: a.verb.clone(),
+        target,
     }
 }
 
@@ -997,6 +1030,7 @@ mod tests {
             command: vec![],
             env: BTreeMap::from([("PGUSER".to_owned(), "backstage".to_owned())]),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         }
     }
 
@@ -1220,6 +1254,51 @@ mod tests {
         assert!(out.logs.is_empty());
         assert!(p.ready(at(95)));
         assert_eq!(out.wake_at, None);
+    }
+
+    #[test]
+    fn api_access_is_judged_by_the_pods_service_account() {
+        let b = ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Access(AccessNeed {
+                    verb: "list".into(),
+                    group: String::new(),
+                    resource: Some("nodes".into()),
+                    subresource: None,
+                    name: None,
+                    namespace: None,
+                    non_resource_url: None,
+                }),
+                otherwise: fail("failed to list *v1.Node: {error}", None, Some(30), true),
+            }],
+            ..ImageBehaviour::default()
+        };
+        let mut c = ctx();
+        c.service_account = "kube-state-metrics".into();
+        let mut p = Program::start(Some(&b), c.clone(), t0());
+        let out = p.advance(at(35), &StaticView::default());
+        let line = r#"failed to list *v1.Node: nodes is forbidden: User "system:serviceaccount:apps:kube-state-metrics" cannot list resource "nodes" in API group "" at the cluster scope"#;
+        assert_eq!(
+            texts(&out),
+            vec![(0, line.to_owned()), (30, line.to_owned())]
+        );
+        assert!(p.ready(at(35)), "a program that keeps retrying stays ready");
+
+        let rbac = "rbac.authorization.k8s.io/v1";
+        let granted = StaticView::new(vec![
+            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "ksm"},
+                   "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]}),
+            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "ksm"},
+                   "roleRef": {"kind": "ClusterRole", "name": "ksm"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "kube-state-metrics", "namespace": "apps"}]}),
+        ]);
+        // The next retry finds the rule: no more lines.
+        assert_eq!(texts(&p.advance(at(120), &granted)), Vec::new());
+        // Another ServiceAccount of the same pod namespace is still refused.
+        let mut other = c;
+        other.service_account = "default".into();
+        let mut p = Program::start(Some(&b), other, t0());
+        assert_eq!(p.advance(t0(), &granted).logs.len(), 1);
     }
 
     #[test]

@@ -990,6 +990,11 @@ impl PodRuntime {
                 env,
                 files,
                 node_arch: ctx.config.arch,
+                // The ServiceAccount admission plugin defaults it to `default`.
+                service_account: match str_at(pod, "/spec/serviceAccountName") {
+                    "" => "default".to_owned(),
+                    sa => sa.to_owned(),
+                },
             },
             now,
         );

@@ -384,6 +384,7 @@ mod tests {
             command: vec![],
             env: Default::default(),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         };
         let mut prog = Program::start(Some(&b), ctx, t(0));
         let _ = prog.advance(t(0), &StaticView::default());
@@ -440,6 +441,7 @@ mod tests {
             command: vec![],
             env: Default::default(),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         };
         let mut prog = Program::start(Some(&b), ctx, t(0));
         let _ = prog.advance(t(0), &StaticView::default());
@@ -512,6 +514,7 @@ mod tests {
             args: Vec::new(),
             files: std::collections::BTreeMap::new(),
             namespace: "n".into(),
+            service_account: "default".into(),
             pod_name: "p".into(),
             container: "c".into(),
             command: vec![],

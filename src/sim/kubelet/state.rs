@@ -588,6 +588,7 @@ mod tests {
             command: vec![],
             env: Default::default(),
             node_arch: Arch::Amd64,
+            service_account: "default".into(),
         };
         Box::new(Run {
             id: format!("containerd://{attempt}"),

@@ -59,6 +59,7 @@ fn ctx(args: &[&str]) -> ContainerContext {
         env: BTreeMap::new(),
         files: BTreeMap::new(),
         node_arch: Arch::Amd64,
+        service_account: "default".into(),
     }
 }
 
