@@ -175,8 +175,11 @@ impl Cluster for SimClusterHandle {
     }
 
     fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
-        // Only API-server faults reach the programs so far; the others would pass silently.
-        if fault.api_server.is_none() {
+        // Kinds the simulator does not model yet would pass silently.
+        if fault.node_not_ready.is_some()
+            || fault.registry_outage.is_some()
+            || fault.dns_failure.is_some()
+        {
             return Err(BackendError::Unavailable {
                 backend: BackendKind::Sim,
                 reason: format!(

@@ -23,6 +23,8 @@ pub const OPERATOR_RELIST: Duration = Duration::from_secs(30);
 
 /// Exit code of a process that did not handle SIGTERM: 128 + 15.
 const SIGTERM_EXIT: i32 = 143;
+/// 128 + SIGKILL: the status of a process killed by a signal it cannot handle.
+const SIGKILL_EXIT: i32 = 137;
 
 /// Exit code runc reports when the container's process cannot be executed at all.
 const EXEC_FAILED_EXIT: i32 = 255;
@@ -330,6 +332,17 @@ impl Program {
         if !matches!(self.phase, Phase::Exited(_)) {
             self.phase = Phase::Exited(Exit {
                 code: SIGTERM_EXIT,
+                at,
+            });
+        }
+    }
+
+    /// Sends SIGKILL at `at` (a fault, or the kernel's OOM killer): the program ends with 137
+    /// whatever it was doing, unless it had exited already.
+    pub fn kill(&mut self, at: Timestamp) {
+        if !matches!(self.phase, Phase::Exited(_)) {
+            self.phase = Phase::Exited(Exit {
+                code: SIGKILL_EXIT,
                 at,
             });
         }

@@ -48,6 +48,8 @@ pub struct StaticView {
     pub served: Vec<(String, String, String)>,
     /// Attached volumes as `(pv, node)`; when `None`, every volume counts as attached.
     pub attached: Option<Vec<(String, String)>>,
+    /// The infrastructure faults the view reports (none by default).
+    pub faults: crate::sim::faults::Faults,
 }
 
 impl StaticView {
@@ -58,7 +60,15 @@ impl StaticView {
             objects,
             served: Vec::new(),
             attached: None,
+            faults: crate::sim::faults::Faults::default(),
         }
+    }
+
+    /// Report these faults.
+    #[must_use]
+    pub fn with_faults(mut self, faults: crate::sim::faults::Faults) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Also serve `group/version/resource`.
@@ -127,5 +137,9 @@ impl ClusterViewExt for StaticView {
         self.attached
             .as_ref()
             .is_none_or(|a| a.iter().any(|(p, n)| p == pv && n == node))
+    }
+
+    fn faults(&self) -> &crate::sim::faults::Faults {
+        &self.faults
     }
 }

@@ -274,7 +274,7 @@ impl PodRuntime {
             p => p,
         }
         .to_owned();
-        self.advance_containers(ctx, now, &policy, &mut out);
+        self.advance_containers(pod, ctx, now, &policy, &mut out);
 
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let api_terminal = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
@@ -336,6 +336,7 @@ impl PodRuntime {
                 },
                 ContainerState::Running { run, .. } => {
                     consider(run.wake);
+                    consider(run.kill.map(|k| k.at));
                     for p in &run.probes {
                         consider(Some(p.next_at));
                     }
@@ -354,6 +355,7 @@ impl PodRuntime {
     /// Runs the programs and their probes up to `now`, noting exits.
     fn advance_containers(
         &mut self,
+        pod: &Value,
         ctx: &NodeContext<'_>,
         now: Timestamp,
         policy: &str,
@@ -364,13 +366,16 @@ impl PodRuntime {
             let Some(run) = c.lifecycle.running_mut() else {
                 continue;
             };
+            run.kill = fault_kill(pod, ctx, &c.name, run.started_at);
+            let fault = run.kill.filter(|k| k.at <= now);
             let mut killed: Option<(Timestamp, String)> = None;
-            // Probes run in time order; each sees the program as it is at that instant.
+            // Probes run in time order; each sees the program as it is at that instant. None
+            // runs once a fault has killed the process.
             while let Some(i) = run
                 .probes
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.next_at <= now)
+                .filter(|(_, p)| p.next_at <= now && fault.is_none_or(|k| p.next_at < k.at))
                 .min_by_key(|(_, p)| (p.next_at, p.spec.kind))
                 .map(|(i, _)| i)
             {
@@ -435,6 +440,16 @@ impl PodRuntime {
                     Some((&c.name, c.init)),
                 );
                 run.program.terminate(at);
+            } else if let Some(kill) = fault {
+                advance_run(run, kill.at, ctx.view, &c.name, out);
+                if run.program.exit().is_none() {
+                    c.step(Input::Killed {
+                        at: kill.at,
+                        oom: kill.oom,
+                        notice_after: PLEG_RELIST,
+                    });
+                    continue;
+                }
             } else {
                 advance_run(run, now, ctx.view, &c.name, out);
             }
@@ -988,18 +1003,58 @@ impl PodRuntime {
             image,
             attempt,
             wake: None,
+            kill: fault_kill(pod, ctx, &c.name, now),
         })));
         // The program may write or exit at once (an exec format error does).
         let Some(run) = c.lifecycle.running_mut() else {
             return;
         };
         advance_run(run, now, ctx.view, &c.name, out);
-        if run.program.exit().is_some() {
+        if let Some(kill) = run.kill.filter(|k| k.at <= now)
+            && run.program.exit().is_none()
+        {
+            c.step(Input::Killed {
+                at: kill.at,
+                oom: kill.oom,
+                notice_after: PLEG_RELIST,
+            });
+        } else if run.program.exit().is_some() {
             c.step(Input::Exited {
                 notice_after: PLEG_RELIST,
             });
         }
     }
+}
+
+/// When a kill fault ends the run of `container` that started at `started`, if one does.
+fn fault_kill(
+    pod: &Value,
+    ctx: &NodeContext<'_>,
+    container: &str,
+    started: Timestamp,
+) -> Option<crate::sim::faults::Kill> {
+    let faults = ctx.view.faults();
+    if faults.is_empty() {
+        return None;
+    }
+    let labels: BTreeMap<String, String> = pod
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    faults.kill(
+        crate::sim::faults::PodRef {
+            namespace: str_at(pod, "/metadata/namespace"),
+            name: str_at(pod, "/metadata/name"),
+            labels: &labels,
+        },
+        container,
+        started,
+    )
 }
 
 /// Runs a program up to `at`, keeping its next wake-up and handing out what it wrote.

@@ -836,3 +836,69 @@ fn init_container_of_an_unknown_image_completes() {
     assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
     assert_eq!(r.status()["phase"], "Running");
 }
+
+fn kill_fault(oom: bool, after_secs: u64, for_secs: Option<u64>) -> crate::sim::faults::Faults {
+    let kill = crate::scenario::KillFault {
+        namespace: "apps".into(),
+        pod: Some("app-7d4b9c".into()),
+        after: Some(D::from_secs(after_secs)),
+        ..crate::scenario::KillFault::default()
+    };
+    let step = crate::scenario::FaultStep {
+        for_: for_secs.map(D::from_secs),
+        container_kill: (!oom).then(|| kill.clone()),
+        oom_kill: oom.then_some(kill),
+        ..crate::scenario::FaultStep::default()
+    };
+    let mut faults = crate::sim::faults::Faults::default();
+    faults.start(&step, t0());
+    faults
+}
+
+#[test]
+fn a_killed_container_exits_137_and_restarts_with_back_off() {
+    let view = StaticView::default().with_faults(kill_fault(false, 30, Some(90)));
+    let mut r = Run::new(one_container("app:1"), BTreeMap::new(), view);
+    // The image pull ends at 5s; the run is killed 30s later and noticed a second after; the
+    // first restart is immediate (the back-off starts with it).
+    r.until(after(t0(), Duration::from_secs(40)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(
+        (term["exitCode"].clone(), term["reason"].clone()),
+        (json!(137), json!("Error"))
+    );
+    assert_eq!(term["startedAt"], "2025-01-01T00:00:05Z");
+    assert_eq!(term["finishedAt"], "2025-01-01T00:00:35Z");
+    // The second run (from 36s) is killed at 66s and backs off for 10s.
+    r.until(after(t0(), Duration::from_secs(70)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
+    // The fault ends at 90s, before the third run (from 77s) would be killed.
+    r.until(after(t0(), Duration::from_secs(300)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 2, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 137);
+}
+
+#[test]
+fn an_oom_killed_container_reports_oomkilled() {
+    let view = StaticView::default().with_faults(kill_fault(true, 5, None));
+    let mut r = Run::new(one_container("app:1"), BTreeMap::new(), view);
+    r.until(after(t0(), Duration::from_secs(13)));
+    let cs = &r.status()["containerStatuses"][0];
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{cs}");
+    assert_eq!(term["exitCode"], 137);
+    // Under restartPolicy Never the kill is final and the pod fails.
+    let mut spec = one_container("app:1");
+    spec["spec"]["restartPolicy"] = json!("Never");
+    let view = StaticView::default().with_faults(kill_fault(true, 5, None));
+    let mut r = Run::new(spec, BTreeMap::new(), view);
+    r.until(after(t0(), Duration::from_secs(60)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
+    assert_eq!(r.status()["phase"], "Failed");
+}
