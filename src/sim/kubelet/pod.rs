@@ -781,12 +781,16 @@ impl PodRuntime {
             format!("Pulling image \"{written}\""),
             Some((&c.name, c.init)),
         );
-        let outcome = image::pull(
-            &image,
-            ctx.behaviour(&written),
-            ctx.config.arch,
-            has_credentials,
-        );
+        let outcome = if ctx.view.faults().registry_down(&image.domain, now) {
+            image::unreachable(&image)
+        } else {
+            image::pull(
+                &image,
+                ctx.behaviour(&written),
+                ctx.config.arch,
+                has_credentials,
+            )
+        };
         let duration = match &outcome {
             PullOutcome::Pulled { .. } if present => FAILED_PULL,
             PullOutcome::Pulled { size } => image::pull_duration(*size),

@@ -902,3 +902,36 @@ fn an_oom_killed_container_reports_oomkilled() {
     assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
     assert_eq!(r.status()["phase"], "Failed");
 }
+
+#[test]
+fn pulls_fail_while_the_registry_is_down_and_succeed_after() {
+    let mut faults = crate::sim::faults::Faults::default();
+    faults.start(
+        &crate::scenario::FaultStep {
+            for_: Some(D::from_secs(30)),
+            registry_outage: Some(crate::scenario::RegistryFault {
+                registry: "docker.io".into(),
+            }),
+            ..crate::scenario::FaultStep::default()
+        },
+        t0(),
+    );
+    let view = StaticView::default().with_faults(faults);
+    let mut r = Run::new(one_container("busybox:1.36.1"), BTreeMap::new(), view);
+    // Pulls fail at 0.5s and 11s; the retry after that backs off for 20s.
+    r.until(after(t0(), Duration::from_secs(25)));
+    let failed = r.event_messages("Failed");
+    assert_eq!(
+        failed[0].1,
+        "Failed to pull image \"busybox:1.36.1\": rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve reference \"docker.io/library/busybox:1.36.1\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
+    );
+    assert_eq!(failed[1].1, "Error: ErrImagePull");
+    assert!(r.statuses.iter().any(|(_, s)| {
+        s.pointer("/containerStatuses/0/state/waiting/reason") == Some(&json!("ImagePullBackOff"))
+    }));
+    // Once the outage is over the next retry pulls the image and the container starts.
+    r.until(after(t0(), Duration::from_secs(120)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(r.event_messages("Pulled").len(), 1);
+}
