@@ -176,7 +176,7 @@ impl Cluster for SimClusterHandle {
 
     fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
         // Kinds the simulator does not model yet would pass silently.
-        if fault.node_not_ready.is_some() || fault.dns_failure.is_some() {
+        if fault.node_not_ready.is_some() {
             return Err(BackendError::Unavailable {
                 backend: BackendKind::Sim,
                 reason: format!(
