@@ -363,10 +363,14 @@ impl PodRuntime {
     ) {
         let ip = self.ip.clone();
         for c in &mut self.containers {
+            let Some(started) = c.running().map(|r| r.started_at) else {
+                continue;
+            };
+            let kill = kill_at(pod, ctx, c, started);
             let Some(run) = c.lifecycle.running_mut() else {
                 continue;
             };
-            run.kill = fault_kill(pod, ctx, &c.name, run.started_at);
+            run.kill = kill;
             let fault = run.kill.filter(|k| k.at <= now);
             let mut killed: Option<(Timestamp, String)> = None;
             // Probes run in time order; each sees the program as it is at that instant. None
@@ -938,6 +942,7 @@ impl PodRuntime {
             format!("Started container {}", c.name),
             Some((&c.name, c.init)),
         );
+        let kill = kill_at(pod, ctx, c, now);
         let c = &mut self.containers[i];
         let attempt = c.lifecycle.next_attempt();
         let strings = |field: &str| -> Vec<String> {
@@ -1007,7 +1012,7 @@ impl PodRuntime {
             image,
             attempt,
             wake: None,
-            kill: fault_kill(pod, ctx, &c.name, now),
+            kill,
         })));
         // The program may write or exit at once (an exec format error does).
         let Some(run) = c.lifecycle.running_mut() else {
@@ -1028,6 +1033,31 @@ impl PodRuntime {
             });
         }
     }
+}
+
+/// When the run of `c` that started at `started` is killed: by a kill fault, or by the OOM
+/// killer once its program uses more memory than the container's limit; the earlier.
+fn kill_at(
+    pod: &Value,
+    ctx: &NodeContext<'_>,
+    c: &Ctr,
+    started: Timestamp,
+) -> Option<crate::sim::faults::Kill> {
+    let fault = fault_kill(pod, ctx, &c.name, started);
+    let oom = ctx.behaviour(&c.image()).and_then(|b| {
+        let uses = crate::sim::scheduler::quantity::parse_value(b.memory.as_deref()?)?;
+        let limit = match c.spec.pointer("/resources/limits/memory")? {
+            Value::String(q) => crate::sim::scheduler::quantity::parse_value(q)?,
+            v => i128::from(v.as_i64()?),
+        };
+        (uses > limit).then(|| crate::sim::faults::Kill {
+            at: b
+                .ready_after
+                .map_or(started, |d| after(started, d.as_std())),
+            oom: true,
+        })
+    });
+    [fault, oom].into_iter().flatten().min_by_key(|k| k.at)
 }
 
 /// When a kill fault ends the run of `container` that started at `started`, if one does.

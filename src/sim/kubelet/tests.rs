@@ -935,3 +935,35 @@ fn pulls_fail_while_the_registry_is_down_and_succeed_after() {
     assert!(cs["state"]["running"].is_object(), "{cs}");
     assert_eq!(r.event_messages("Pulled").len(), 1);
 }
+
+#[test]
+fn a_program_using_more_memory_than_its_limit_is_oom_killed() {
+    let images = BTreeMap::from([(
+        "app:1".to_owned(),
+        ImageBehaviour {
+            memory: Some("600Mi".into()),
+            ready_after: Some(D::from_secs(20)),
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let limited = |limit: &str| {
+        pod(json!({"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": limit}}}]}))
+    };
+    let mut r = Run::new(limited("512Mi"), images.clone(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(30)));
+    let cs = &r.status()["containerStatuses"][0];
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{cs}");
+    assert_eq!(term["exitCode"], 137);
+    assert_eq!(
+        (term["startedAt"].clone(), term["finishedAt"].clone()),
+        (json!("2025-01-01T00:00:05Z"), json!("2025-01-01T00:00:25Z"))
+    );
+    // A limit above what it uses lets it run.
+    let mut r = Run::new(limited("1Gi"), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(300)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["restartCount"], 0, "{cs}");
+    assert!(cs["state"]["running"].is_object());
+}
