@@ -46,7 +46,11 @@ fn kubelet_condition(t: &str) -> (&'static str, &'static str, &'static str) {
             "KubeletHasSufficientMemory",
             "kubelet has sufficient memory available",
         ),
-        "DiskPressure" => ("False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        "DiskPressure" => (
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
         "PIDPressure" => (
             "False",
             "KubeletHasSufficientPID",
@@ -216,7 +220,10 @@ fn evict(out: &mut Reconciled, node: &Value, pods: &[&Value], now: Timestamp) {
         );
         // addConditionAndDeletePod: the DisruptionTarget condition, then the delete.
         let mut p = (*pod).clone();
-        let conds = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let conds = p["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut conds: Vec<Value> = conds
             .into_iter()
             .filter(|c| c["type"] != "DisruptionTarget")

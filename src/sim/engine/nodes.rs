@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
+use crate::sim::behaviour::ClusterViewExt as _;
 use crate::sim::behaviour::{PostgresOutcome, PostgresRequest};
 use crate::sim::clock::format_time;
-use crate::sim::behaviour::ClusterViewExt as _;
 use crate::sim::controllers::ClusterView as _;
 use crate::sim::controllers::meta::{owned, pointer};
 use crate::sim::controllers::volume::SELECTED_NODE_ANNOTATION;

@@ -351,9 +351,15 @@ mod tests {
             e,
             "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve reference \"docker.io/library/busybox:1.36.1\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
         );
-        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("ghcr.io/o/app@sha256:ab")) else {
+        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("ghcr.io/o/app@sha256:ab"))
+        else {
             panic!("an unreachable registry pulls nothing");
         };
-        assert!(e.contains("Head \"https://ghcr.io/v2/o/app/manifests/sha256:ab\": dial tcp: lookup ghcr.io on"), "{e}");
+        assert!(
+            e.contains(
+                "Head \"https://ghcr.io/v2/o/app/manifests/sha256:ab\": dial tcp: lookup ghcr.io on"
+            ),
+            "{e}"
+        );
     }
 }

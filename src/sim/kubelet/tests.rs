@@ -947,8 +947,10 @@ fn a_program_using_more_memory_than_its_limit_is_oom_killed() {
         },
     )]);
     let limited = |limit: &str| {
-        pod(json!({"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
-            "resources": {"limits": {"memory": limit}}}]}))
+        pod(
+            json!({"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": limit}}}]}),
+        )
     };
     let mut r = Run::new(limited("512Mi"), images.clone(), StaticView::default());
     r.until(after(t0(), Duration::from_secs(30)));

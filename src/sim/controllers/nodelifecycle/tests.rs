@@ -31,8 +31,10 @@ impl ClusterView for View {
 }
 
 fn node() -> Value {
-    let c = |t: &str, s: &str| json!({"type": t, "status": s, "reason": "x", "message": "y",
-        "lastHeartbeatTime": "2025-01-01T00:00:00Z", "lastTransitionTime": "2025-01-01T00:00:00Z"});
+    let c = |t: &str, s: &str| {
+        json!({"type": t, "status": s, "reason": "x", "message": "y",
+        "lastHeartbeatTime": "2025-01-01T00:00:00Z", "lastTransitionTime": "2025-01-01T00:00:00Z"})
+    };
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"}, "spec": {},
         "status": {"conditions": [c("MemoryPressure", "False"), c("DiskPressure", "False"),
             c("PIDPressure", "False"), c("Ready", "True")]}})
@@ -200,7 +202,10 @@ fn a_node_that_posts_again_is_ready_and_untainted() {
 fn tolerations_are_matched_as_the_taint_manager_does() {
     assert_eq!(toleration(&pod("p", json!([]))), Some(0));
     assert_eq!(
-        toleration(&pod("p", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]))),
+        toleration(&pod(
+            "p",
+            json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}])
+        )),
         None
     );
     assert_eq!(
