@@ -177,9 +177,13 @@ fn toleration(pod: &Value) -> Option<i64> {
             let key = str_at(t, &["key"]);
             let effect = str_at(t, &["effect"]);
             let op = str_at(t, &["operator"]);
-            (effect.is_empty() || effect == "NoExecute")
-                && ((op == "Exists" && (key.is_empty() || key == UNREACHABLE))
-                    || (op != "Exists" && key == UNREACHABLE && str_at(t, &["value"]).is_empty()))
+            let key_matches = if op == "Exists" {
+                key.is_empty() || key == UNREACHABLE
+            } else {
+                // `Equal` (the default): the taint has no value.
+                key == UNREACHABLE && str_at(t, &["value"]).is_empty()
+            };
+            (effect.is_empty() || effect == "NoExecute") && key_matches
         })
         .collect();
     if matching.is_empty() {
