@@ -175,16 +175,6 @@ impl Cluster for SimClusterHandle {
     }
 
     fn start_fault(&self, fault: &crate::scenario::FaultStep) -> Result<(), BackendError> {
-        // Only API-server faults reach the programs so far; the others would pass silently.
-        if fault.api_server.is_none() {
-            return Err(BackendError::Unavailable {
-                backend: BackendKind::Sim,
-                reason: format!(
-                    "the {} fault is part of the scenario format but not simulated yet",
-                    fault.kinds().join(", ")
-                ),
-            });
-        }
         self.engine
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -343,6 +343,11 @@ pub struct ImageBehaviour {
     /// programs that connect to it with a `connect` need.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serves: Vec<Serve>,
+    /// The memory the program uses once started (a quantity such as `600Mi`), reached when it
+    /// answers readiness (`readyAfter`, at once by default): a container whose memory limit
+    /// is lower is killed by the kernel's OOM killer then (exit 137, reason `OOMKilled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// How long a program takes to answer, from some time after its start on.

@@ -24,6 +24,8 @@ pub const OPERATOR_RELIST: Duration = Duration::from_secs(30);
 
 /// Exit code of a process that did not handle SIGTERM: 128 + 15.
 const SIGTERM_EXIT: i32 = 143;
+/// 128 + SIGKILL: the status of a process killed by a signal it cannot handle.
+const SIGKILL_EXIT: i32 = 137;
 
 /// Exit code runc reports when the container's process cannot be executed at all.
 const EXEC_FAILED_EXIT: i32 = 255;
@@ -418,6 +420,17 @@ impl Program {
         }
     }
 
+    /// Sends SIGKILL at `at` (a fault, or the kernel's OOM killer): the program ends with 137
+    /// whatever it was doing, unless it had exited already.
+    pub fn kill(&mut self, at: Timestamp) {
+        if !matches!(self.phase, Phase::Exited(_)) {
+            self.phase = Phase::Exited(Exit {
+                code: SIGKILL_EXIT,
+                at,
+            });
+        }
+    }
+
     /// Runs the program up to `now`. Stops early when it waits on a Postgres check.
     pub fn advance(&mut self, now: Timestamp, view: &dyn ClusterViewExt) -> Progress {
         let mut logs = std::mem::take(&mut self.pending);
@@ -453,7 +466,7 @@ impl Program {
                         self.phase = Phase::Satisfied { since: at };
                         continue;
                     };
-                    match self.evaluate(&req.needs, view) {
+                    match self.evaluate(&req.needs, view, at) {
                         Check::Met => {
                             self.phase = Phase::Check {
                                 index: index + 1,
@@ -662,7 +675,7 @@ impl Program {
         earliest(earliest(own, relist), elector)
     }
 
-    fn evaluate(&self, need: &Need, view: &dyn ClusterViewExt) -> Check {
+    fn evaluate(&self, need: &Need, view: &dyn ClusterViewExt, at: Timestamp) -> Check {
         let ns = self.ctx.namespace.as_str();
         match need {
             Need::Resource(r) => {
@@ -697,7 +710,7 @@ impl Program {
                     ))
                 }
             }
-            Need::Endpoint(e) => check_endpoint(e, ns, view),
+            Need::Endpoint(e) => check_endpoint(e, ns, view, at),
             Need::Postgres(p) => match self.postgres_request(p) {
                 Ok(request) => Check::Postgres(request),
                 Err(error) => Check::Unmet(error),
@@ -723,7 +736,7 @@ impl Program {
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
-                    match self.evaluate(n, view) {
+                    match self.evaluate(n, view, at) {
                         met @ (Check::Met | Check::MetWarning(_)) => return met,
                         Check::Unmet(e) => {
                             first.get_or_insert(e);
@@ -902,8 +915,21 @@ pub(super) fn cluster_scoped(kind: &str) -> bool {
     )
 }
 
-fn check_endpoint(e: &EndpointNeed, pod_ns: &str, view: &dyn ClusterViewExt) -> Check {
+fn check_endpoint(
+    e: &EndpointNeed,
+    pod_ns: &str,
+    view: &dyn ClusterViewExt,
+    at: Timestamp,
+) -> Check {
     let ns = e.namespace.as_deref().unwrap_or(pod_ns);
+    if view.faults().dns_fails(&e.service, ns, at) {
+        // Cluster DNS answers SERVFAIL: Go's resolver reports `errServerMisbehaving`
+        // (net/dnsclient_unix.go) in the same DNSError and OpError as "no such host".
+        return Check::Unmet(format!(
+            "dial tcp: lookup {} on 10.96.0.10:53: server misbehaving",
+            e.service
+        ));
+    }
     let Some(service) = view.get("v1", "Service", Some(ns), &e.service) else {
         // Go's resolver error through net.Dial, with the cluster DNS service address kubeadm
         // uses (net/net.go OpError, net/dnsclient_unix.go "no such host").
@@ -1217,6 +1243,57 @@ mod tests {
             })
         );
         assert_eq!(out.wake_at, None);
+    }
+
+    #[test]
+    fn a_dns_failure_fails_connections_by_service_name_while_it_lasts() {
+        let b = ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Endpoint(EndpointNeed {
+                    service: "db".into(),
+                    namespace: None,
+                    port: None,
+                }),
+                otherwise: fail("connect: {error}", None, Some(10), false),
+            }],
+            ..ImageBehaviour::default()
+        };
+        let objects = vec![
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "db", "namespace": "apps"},
+                   "spec": {"clusterIP": "10.96.3.4", "ports": [{"port": 5432}]}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "db-x", "namespace": "apps",
+                                "labels": {"kubernetes.io/service-name": "db"}},
+                   "ports": [{"port": 5432}],
+                   "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": true}}]}),
+        ];
+        let mut faults = crate::sim::faults::Faults::default();
+        faults.start(
+            &crate::scenario::FaultStep {
+                for_: Some(ScenarioDuration::from_secs(15)),
+                dns_failure: Some(crate::scenario::DnsFault {
+                    service: "db".into(),
+                    namespace: None,
+                }),
+                ..crate::scenario::FaultStep::default()
+            },
+            t0(),
+        );
+        let view = StaticView::new(objects).with_faults(faults);
+        let mut p = Program::start(Some(&b), ctx(), t0());
+        let out = p.advance(at(30), &view);
+        // Fails at 0s and 10s; the retry at 20s, after the fault, connects.
+        assert_eq!(
+            texts(&out),
+            [0, 10]
+                .map(|s| (
+                    s,
+                    "connect: dial tcp: lookup db on 10.96.0.10:53: server misbehaving".to_owned()
+                ))
+                .to_vec()
+        );
+        assert!(p.ready(at(30)));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct StaticView {
     pub attached: Option<Vec<(String, String)>>,
     /// What running programs serve, for [`ClusterViewExt::served_on`].
     pub listeners: Vec<Listener>,
+    /// The infrastructure faults the view reports (none by default).
+    pub faults: crate::sim::faults::Faults,
 }
 
 impl StaticView {
@@ -69,7 +71,15 @@ impl StaticView {
             served: Vec::new(),
             attached: None,
             listeners: Vec::new(),
+            faults: crate::sim::faults::Faults::default(),
         }
+    }
+
+    /// Report these faults.
+    #[must_use]
+    pub fn with_faults(mut self, faults: crate::sim::faults::Faults) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Also serve `group/version/resource`.
@@ -145,5 +155,9 @@ impl ClusterViewExt for StaticView {
         self.attached
             .as_ref()
             .is_none_or(|a| a.iter().any(|(p, n)| p == pv && n == node))
+    }
+
+    fn faults(&self) -> &crate::sim::faults::Faults {
+        &self.faults
     }
 }

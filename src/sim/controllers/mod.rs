@@ -15,6 +15,7 @@
 //! - [`endpoints`]: Service → Endpoints and EndpointSlices, LoadBalancer status.
 //! - [`volume`]: PersistentVolume provisioning and binding.
 //! - [`attachdetach`]: the attach/detach controller for attachable volumes (Multi-Attach).
+//! - [`nodelifecycle`]: nodes whose kubelet stopped posting status, and the taint eviction.
 //!
 //! Texts that imitate Kubernetes (condition reasons and messages, event reasons and messages)
 //! are the real ones, Kubernetes 1.32, with the source file cited beside each.
@@ -30,6 +31,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod job;
 pub mod meta;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod statefulset;
 pub mod volume;

@@ -16,7 +16,8 @@ use crate::sim::controllers::attachdetach::AttachDetachController;
 use crate::sim::controllers::endpoints::LoadBalancerMode;
 use crate::sim::controllers::volume::VolumeController;
 use crate::sim::controllers::{
-    NameGen, Reconciled, cronjob, daemonset, deployment, endpoints, job, replicaset, statefulset,
+    NameGen, Reconciled, cronjob, daemonset, deployment, endpoints, job, nodelifecycle, replicaset,
+    statefulset,
 };
 use crate::sim::events::{Event, EventRecorder, Involved, Reporter};
 use crate::sim::store::{ApiError, Part, Store, WriteOptions};
@@ -109,6 +110,21 @@ pub(crate) trait Controller: std::fmt::Debug + Send {
 }
 
 const PODS: &[(&str, &str)] = &[("v1", "Pod")];
+
+/// The node lifecycle controller, with the taint eviction controller.
+#[derive(Debug)]
+struct NodeLifecycle;
+
+impl Controller for NodeLifecycle {
+    fn name(&self) -> &'static str {
+        nodelifecycle::COMPONENT
+    }
+
+    fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
+        use crate::sim::behaviour::ClusterViewExt;
+        nodelifecycle::reconcile_all(cx.view, cx.view.faults(), cx.now)
+    }
+}
 
 /// The Deployment controller.
 #[derive(Debug)]
@@ -317,7 +333,8 @@ impl Controller for Operators {
     }
 }
 
-/// Every part of the control loop, in the order one round runs them: the workload controllers
+/// Every part of the control loop, in the order one round runs them: the node lifecycle
+/// controller (so pods evicted from a silent node are replaced in the same round), the workload controllers
 /// (owners before what they own, so a Deployment's ReplicaSet gets its pods in the same round),
 /// the endpoint and volume controllers, then the scheduler, the node agents and the operators
 /// on the nodes.
@@ -326,6 +343,7 @@ pub(crate) fn control_loop(
     attach: AttachDetachController,
 ) -> Vec<Box<dyn Controller>> {
     vec![
+        Box::new(NodeLifecycle),
         Box::new(Deployments),
         Box::new(ReplicaSets),
         Box::new(StatefulSets),
@@ -551,6 +569,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "node-controller",
                 "deployment-controller",
                 "replicaset-controller",
                 "statefulset-controller",

@@ -408,6 +408,12 @@ impl Nodes {
             };
             let uid = str_at(pod, "/metadata/uid").to_owned();
             seen.insert(uid.clone());
+            // A kubelet that stopped posting status writes nothing: its pods keep the status
+            // last posted (or the node lifecycle controller's) and a deleted one stays
+            // Terminating until it posts again.
+            if view.faults().node_down_since(node_name, now).is_some() {
+                continue;
+            }
             let rv = str_at(pod, "/metadata/resourceVersion");
             let fingerprint = match self.fingerprints.get(&uid) {
                 Some((at, f)) if at == rv => *f,

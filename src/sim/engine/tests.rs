@@ -603,3 +603,78 @@ operator:
     assert_eq!(now_ready["reason"], "Fine");
     assert_ne!(now_ready["lastTransitionTime"], first["lastTransitionTime"]);
 }
+#[test]
+fn pods_of_a_silent_node_are_evicted_and_replaced_on_another() {
+    let node = |name: &str| Node {
+        name: name.into(),
+        roles: vec![NodeRole::Worker],
+        ..default_node()
+    };
+    let cluster = ClusterShape {
+        nodes: vec![node("node-1"), node("node-2")],
+        ..ClusterShape::default()
+    };
+    let mut e = SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap();
+    create(&e, deployment("nginx:1.27"));
+    e.run_until(at(&e, 60)).unwrap();
+    let on = |e: &SimEngine, n: &str| -> Vec<Value> {
+        list(e, "v1", "Pod")
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == n)
+            .collect()
+    };
+    // One pod per node (the scheduler spreads them).
+    let victim = on(&e, "node-2")[0]["metadata"]["name"].clone();
+    e.start_fault(&crate::scenario::FaultStep {
+        node_not_ready: Some(crate::scenario::NodeFault {
+            node: "node-2".into(),
+        }),
+        ..crate::scenario::FaultStep::default()
+    });
+    e.run_until(at(&e, 60 + 39)).unwrap();
+    let node2 = |e: &SimEngine| {
+        list(e, "v1", "Node")
+            .into_iter()
+            .find(|n| n["metadata"]["name"] == "node-2")
+            .unwrap()
+    };
+    assert_eq!(
+        controllers::meta::condition(&node2(&e), "Ready").unwrap()["status"],
+        "True"
+    );
+    e.run_until(at(&e, 60 + 40)).unwrap();
+    let ready = controllers::meta::condition(&node2(&e), "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (ready["status"].clone(), ready["reason"].clone()),
+        (json!("Unknown"), json!("NodeStatusUnknown"))
+    );
+    assert_eq!(node2(&e)["spec"]["taints"].as_array().unwrap().len(), 2);
+    let victim_pod = on(&e, "node-2");
+    assert_eq!(
+        controllers::meta::condition(&victim_pod[0], "Ready").unwrap()["status"],
+        "False"
+    );
+    // Evicted 300s after the taint; the kubelet being silent, it stays Terminating, and the
+    // ReplicaSet's replacement runs on node-1.
+    e.run_until(at(&e, 60 + 40 + 300 + 60)).unwrap();
+    let left = on(&e, "node-2");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["metadata"]["name"], victim);
+    assert!(left[0]["metadata"]["deletionTimestamp"].is_string());
+    let running: Vec<Value> = on(&e, "node-1")
+        .into_iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .collect();
+    assert_eq!(running.len(), 2, "{running:?}");
+    let reasons: Vec<Value> = events_about(&e, "Pod", victim.as_str().unwrap())
+        .iter()
+        .map(|ev| ev["reason"].clone())
+        .collect();
+    assert!(reasons.contains(&json!("NodeNotReady")), "{reasons:?}");
+    assert!(
+        reasons.contains(&json!("TaintManagerEviction")),
+        "{reasons:?}"
+    );
+}

@@ -226,6 +226,41 @@ pub fn pull(
     }
 }
 
+/// The resolver a k3d node's containerd asks: Docker's embedded DNS server, which every
+/// container on a user-defined network has in its `/etc/resolv.conf`.
+const NODE_RESOLVER: &str = "127.0.0.11:53";
+
+/// The host containerd contacts for a registry: Docker Hub's API lives on
+/// `registry-1.docker.io` (remotes/docker/registry.go `DefaultHost`).
+fn registry_host(domain: &str) -> &str {
+    if domain == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
+/// A pull while `image`'s registry cannot be reached: the manifest request fails before
+/// any answer. containerd 1.7 wraps the HTTP client's error as `failed to do request: %w`
+/// (remotes/docker/resolver.go `request.do`) inside the resolve and pull errors above; the
+/// client's error is net/http's `Head "<url>": …` (net/url `Error.Error`) around the dial's
+/// `dial tcp: lookup <host> on <server>: no such host` (net `OpError`, `DNSError`), as
+/// clusters report it when the registry's name no longer resolves.
+#[must_use]
+pub fn unreachable(image: &ImageRef) -> PullOutcome {
+    let n = image.normalized();
+    let host = registry_host(&image.domain);
+    let what = image
+        .digest
+        .clone()
+        .or_else(|| image.tag.clone())
+        .unwrap_or_default();
+    PullOutcome::Failed(format!(
+        "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": failed to do request: Head \"https://{host}/v2/{}/manifests/{what}\": dial tcp: lookup {host} on {NODE_RESOLVER}: no such host",
+        image.path
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +357,26 @@ mod tests {
         );
         assert!((20_000_000..420_000_000).contains(&size));
         assert_eq!(pull_duration(64_753_325), Duration::from_millis(1295));
+    }
+
+    #[test]
+    fn an_unreachable_registry_fails_the_manifest_request() {
+        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("busybox:1.36.1")) else {
+            panic!("an unreachable registry pulls nothing");
+        };
+        assert_eq!(
+            e,
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve reference \"docker.io/library/busybox:1.36.1\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
+        );
+        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("ghcr.io/o/app@sha256:ab"))
+        else {
+            panic!("an unreachable registry pulls nothing");
+        };
+        assert!(
+            e.contains(
+                "Head \"https://ghcr.io/v2/o/app/manifests/sha256:ab\": dial tcp: lookup ghcr.io on"
+            ),
+            "{e}"
+        );
     }
 }

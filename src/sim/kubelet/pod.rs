@@ -278,7 +278,7 @@ impl PodRuntime {
             p => p,
         }
         .to_owned();
-        self.advance_containers(ctx, now, &policy, &mut out);
+        self.advance_containers(pod, ctx, now, &policy, &mut out);
 
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let api_terminal = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
@@ -340,6 +340,7 @@ impl PodRuntime {
                 },
                 ContainerState::Running { run, .. } => {
                     consider(run.wake);
+                    consider(run.kill.map(|k| k.at));
                     for p in &run.probes {
                         consider(Some(p.next_at));
                     }
@@ -358,6 +359,7 @@ impl PodRuntime {
     /// Runs the programs and their probes up to `now`, noting exits.
     fn advance_containers(
         &mut self,
+        pod: &Value,
         ctx: &NodeContext<'_>,
         now: Timestamp,
         policy: &str,
@@ -365,16 +367,23 @@ impl PodRuntime {
     ) {
         let ip = self.ip.clone();
         for c in &mut self.containers {
+            let Some(started) = c.running().map(|r| r.started_at) else {
+                continue;
+            };
+            let kill = kill_at(pod, ctx, c, started);
             let Some(run) = c.lifecycle.running_mut() else {
                 continue;
             };
+            run.kill = kill;
+            let fault = run.kill.filter(|k| k.at <= now);
             let mut killed: Option<(Timestamp, String)> = None;
-            // Probes run in time order; each sees the program as it is at that instant.
+            // Probes run in time order; each sees the program as it is at that instant. None
+            // runs once a fault has killed the process.
             while let Some(i) = run
                 .probes
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.next_at <= now)
+                .filter(|(_, p)| p.next_at <= now && fault.is_none_or(|k| p.next_at < k.at))
                 .min_by_key(|(_, p)| (p.next_at, p.spec.kind))
                 .map(|(i, _)| i)
             {
@@ -449,6 +458,16 @@ impl PodRuntime {
                     Some((&c.name, c.init)),
                 );
                 run.program.terminate(at);
+            } else if let Some(kill) = fault {
+                advance_run(run, kill.at, ctx.view, &c.name, out);
+                if run.program.exit().is_none() {
+                    c.step(Input::Killed {
+                        at: kill.at,
+                        oom: kill.oom,
+                        notice_after: PLEG_RELIST,
+                    });
+                    continue;
+                }
             } else {
                 advance_run(run, now, ctx.view, &c.name, out);
             }
@@ -787,12 +806,16 @@ impl PodRuntime {
             format!("Pulling image \"{written}\""),
             Some((&c.name, c.init)),
         );
-        let outcome = image::pull(
-            &image,
-            ctx.behaviour(&written),
-            ctx.config.arch,
-            has_credentials,
-        );
+        let outcome = if ctx.view.faults().registry_down(&image.domain, now) {
+            image::unreachable(&image)
+        } else {
+            image::pull(
+                &image,
+                ctx.behaviour(&written),
+                ctx.config.arch,
+                has_credentials,
+            )
+        };
         let duration = match &outcome {
             PullOutcome::Pulled { .. } if present => FAILED_PULL,
             PullOutcome::Pulled { size } => image::pull_duration(*size),
@@ -943,6 +966,7 @@ impl PodRuntime {
             format!("Started container {}", c.name),
             Some((&c.name, c.init)),
         );
+        let kill = kill_at(pod, ctx, c, now);
         let c = &mut self.containers[i];
         let attempt = c.lifecycle.next_attempt();
         let strings = |field: &str| -> Vec<String> {
@@ -1025,18 +1049,83 @@ impl PodRuntime {
             image,
             attempt,
             wake: None,
+            kill,
         })));
         // The program may write or exit at once (an exec format error does).
         let Some(run) = c.lifecycle.running_mut() else {
             return;
         };
         advance_run(run, now, ctx.view, &c.name, out);
-        if run.program.exit().is_some() {
+        if let Some(kill) = run.kill.filter(|k| k.at <= now)
+            && run.program.exit().is_none()
+        {
+            c.step(Input::Killed {
+                at: kill.at,
+                oom: kill.oom,
+                notice_after: PLEG_RELIST,
+            });
+        } else if run.program.exit().is_some() {
             c.step(Input::Exited {
                 notice_after: PLEG_RELIST,
             });
         }
     }
+}
+
+/// When the run of `c` that started at `started` is killed: by a kill fault, or by the OOM
+/// killer once its program uses more memory than the container's limit; the earlier.
+fn kill_at(
+    pod: &Value,
+    ctx: &NodeContext<'_>,
+    c: &Ctr,
+    started: Timestamp,
+) -> Option<crate::sim::faults::Kill> {
+    let fault = fault_kill(pod, ctx, &c.name, started);
+    let oom = ctx.behaviour(&c.image()).and_then(|b| {
+        let uses = crate::sim::scheduler::quantity::parse_value(b.memory.as_deref()?)?;
+        let limit = match c.spec.pointer("/resources/limits/memory")? {
+            Value::String(q) => crate::sim::scheduler::quantity::parse_value(q)?,
+            v => i128::from(v.as_i64()?),
+        };
+        (uses > limit).then(|| crate::sim::faults::Kill {
+            at: b
+                .ready_after
+                .map_or(started, |d| after(started, d.as_std())),
+            oom: true,
+        })
+    });
+    [fault, oom].into_iter().flatten().min_by_key(|k| k.at)
+}
+
+/// When a kill fault ends the run of `container` that started at `started`, if one does.
+fn fault_kill(
+    pod: &Value,
+    ctx: &NodeContext<'_>,
+    container: &str,
+    started: Timestamp,
+) -> Option<crate::sim::faults::Kill> {
+    let faults = ctx.view.faults();
+    if faults.is_empty() {
+        return None;
+    }
+    let labels: BTreeMap<String, String> = pod
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    faults.kill(
+        crate::sim::faults::PodRef {
+            namespace: str_at(pod, "/metadata/namespace"),
+            name: str_at(pod, "/metadata/name"),
+            labels: &labels,
+        },
+        container,
+        started,
+    )
 }
 
 /// Runs a program up to `at`, keeping its next wake-up and handing out what it wrote.

@@ -17,6 +17,9 @@ use super::probe::{ProbeKind, ProbeState};
 use crate::sim::behaviour::Program;
 use crate::sim::behaviour::time::after;
 
+/// 128 + SIGKILL.
+const SIGKILL_EXIT: i32 = 137;
+
 /// Why a container is waiting: every reason the simulated kubelet reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WaitingReason {
@@ -71,8 +74,10 @@ impl WaitingReason {
 pub(super) enum TerminatedReason {
     /// It exited 0.
     Completed,
-    /// It exited with any other code (OOM kills are not simulated).
+    /// It exited with any other code, or was killed by a signal.
     Error,
+    /// The kernel's OOM killer killed it.
+    OomKilled,
 }
 
 impl TerminatedReason {
@@ -92,6 +97,9 @@ impl TerminatedReason {
         match self {
             Self::Completed => "Completed",
             Self::Error => "Error",
+            // pkg/cri/server/helpers.go `oomExitReason`; the exit handler sets it when the
+            // task's cgroup saw an OOM kill (pkg/cri/server/events.go `handleContainerExit`).
+            Self::OomKilled => "OOMKilled",
         }
     }
 }
@@ -142,6 +150,8 @@ pub(super) struct Run {
     pub attempt: u32,
     /// When the program wants to be advanced next.
     pub wake: Option<Timestamp>,
+    /// When a fault kills this run, as of the last sync.
+    pub kill: Option<crate::sim::faults::Kill>,
 }
 
 impl Run {
@@ -225,6 +235,13 @@ pub(super) enum Input {
     /// The running program has exited (see `Program::exit`); the kubelet notices it
     /// `notice_after` later.
     Exited { notice_after: Duration },
+    /// Its process is killed with SIGKILL at `at` by something outside the kubelet (a fault,
+    /// or the kernel's OOM killer when `oom`); the kubelet notices it `notice_after` later.
+    Killed {
+        at: Timestamp,
+        oom: bool,
+        notice_after: Duration,
+    },
     /// The kubelet stops it at `at`: the pod was deleted, or it finished and its remaining
     /// containers are stopped.
     Stopped { at: Timestamp, pod_deleted: bool },
@@ -247,6 +264,7 @@ impl Input {
         match self {
             Self::Started(_) => "started",
             Self::Exited { .. } => "exited",
+            Self::Killed { .. } => "killed",
             Self::Stopped { .. } => "stopped",
             Self::Pulling(_) => "pulling",
             Self::Failed { .. } => "failed",
@@ -370,6 +388,10 @@ impl Lifecycle {
     /// - `Running` + `Exited` → `Terminated`, once the program has exited (refused before):
     ///   the run becomes the termination (exit code, `Completed`/`Error`, start and finish),
     ///   the previous run its `lastState`, noticed `notice_after` after the exit.
+    /// - `Running` + `Killed` → `Terminated` with exit code 137 (128 + SIGKILL) at the kill,
+    ///   reason `OOMKilled` for the OOM killer and `Error` otherwise, noticed `notice_after`
+    ///   later; the previous run becomes its `lastState`. Refused once the program has exited
+    ///   by itself (that is `Exited`).
     /// - `Running` + `Stopped` → `Terminated`: the program is sent SIGTERM and the run ends at
     ///   the stop with its exit code (143).
     /// - `Waiting` with a last run + `Stopped` of a deleted pod → `Terminated` with that run:
@@ -442,6 +464,30 @@ fn step(
             },
             None => return refuse(Running { run, last }, "exited"),
         },
+        (
+            Running { mut run, last },
+            Input::Killed {
+                at,
+                oom,
+                notice_after,
+            },
+        ) => {
+            if run.program.exit().is_some() {
+                // A program that already exited is noticed as such (`Exited`).
+                return refuse(Running { run, last }, "killed");
+            }
+            run.program.kill(at);
+            let code = run.program.exit().map_or(SIGKILL_EXIT, |e| e.code);
+            let mut term = Termination::of(&run, code, at);
+            if oom {
+                term.reason = TerminatedReason::OomKilled;
+            }
+            Terminated {
+                exited: Exited { term, before: last },
+                noticed_at: after(at, notice_after),
+                pull: None,
+            }
+        }
         (Running { mut run, last }, Input::Stopped { at, .. }) => {
             run.program.terminate(at);
             // 128 + SIGTERM, should the program report no exit.
@@ -599,6 +645,7 @@ mod tests {
             image: ImageRef::parse("app:1"),
             attempt,
             wake: None,
+            kill: None,
         })
     }
 

@@ -1000,3 +1000,136 @@ fn initial_delay_and_success_threshold_hold_readiness_back() {
     assert_eq!(r.condition("Ready")["status"], "True");
     assert!(r.event_messages("Unhealthy").is_empty());
 }
+
+fn kill_fault(oom: bool, after_secs: u64, for_secs: Option<u64>) -> crate::sim::faults::Faults {
+    let kill = crate::scenario::KillFault {
+        namespace: "apps".into(),
+        pod: Some("app-7d4b9c".into()),
+        after: Some(D::from_secs(after_secs)),
+        ..crate::scenario::KillFault::default()
+    };
+    let step = crate::scenario::FaultStep {
+        for_: for_secs.map(D::from_secs),
+        container_kill: (!oom).then(|| kill.clone()),
+        oom_kill: oom.then_some(kill),
+        ..crate::scenario::FaultStep::default()
+    };
+    let mut faults = crate::sim::faults::Faults::default();
+    faults.start(&step, t0());
+    faults
+}
+
+#[test]
+fn a_killed_container_exits_137_and_restarts_with_back_off() {
+    let view = StaticView::default().with_faults(kill_fault(false, 30, Some(90)));
+    let mut r = Run::new(one_container("app:1"), BTreeMap::new(), view);
+    // The image pull ends at 5s; the run is killed 30s later and noticed a second after; the
+    // first restart is immediate (the back-off starts with it).
+    r.until(after(t0(), Duration::from_secs(40)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(
+        (term["exitCode"].clone(), term["reason"].clone()),
+        (json!(137), json!("Error"))
+    );
+    assert_eq!(term["startedAt"], "2025-01-01T00:00:05Z");
+    assert_eq!(term["finishedAt"], "2025-01-01T00:00:35Z");
+    // The second run (from 36s) is killed at 66s and backs off for 10s.
+    r.until(after(t0(), Duration::from_secs(70)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
+    // The fault ends at 90s, before the third run (from 77s) would be killed.
+    r.until(after(t0(), Duration::from_secs(300)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 2, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 137);
+}
+
+#[test]
+fn an_oom_killed_container_reports_oomkilled() {
+    let view = StaticView::default().with_faults(kill_fault(true, 5, None));
+    let mut r = Run::new(one_container("app:1"), BTreeMap::new(), view);
+    r.until(after(t0(), Duration::from_secs(13)));
+    let cs = &r.status()["containerStatuses"][0];
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{cs}");
+    assert_eq!(term["exitCode"], 137);
+    // Under restartPolicy Never the kill is final and the pod fails.
+    let mut spec = one_container("app:1");
+    spec["spec"]["restartPolicy"] = json!("Never");
+    let view = StaticView::default().with_faults(kill_fault(true, 5, None));
+    let mut r = Run::new(spec, BTreeMap::new(), view);
+    r.until(after(t0(), Duration::from_secs(60)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
+    assert_eq!(r.status()["phase"], "Failed");
+}
+
+#[test]
+fn pulls_fail_while_the_registry_is_down_and_succeed_after() {
+    let mut faults = crate::sim::faults::Faults::default();
+    faults.start(
+        &crate::scenario::FaultStep {
+            for_: Some(D::from_secs(30)),
+            registry_outage: Some(crate::scenario::RegistryFault {
+                registry: "docker.io".into(),
+            }),
+            ..crate::scenario::FaultStep::default()
+        },
+        t0(),
+    );
+    let view = StaticView::default().with_faults(faults);
+    let mut r = Run::new(one_container("busybox:1.36.1"), BTreeMap::new(), view);
+    // Pulls fail at 0.5s and 11s; the retry after that backs off for 20s.
+    r.until(after(t0(), Duration::from_secs(25)));
+    let failed = r.event_messages("Failed");
+    assert_eq!(
+        failed[0].1,
+        "Failed to pull image \"busybox:1.36.1\": rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve reference \"docker.io/library/busybox:1.36.1\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
+    );
+    assert_eq!(failed[1].1, "Error: ErrImagePull");
+    assert!(r.statuses.iter().any(|(_, s)| {
+        s.pointer("/containerStatuses/0/state/waiting/reason") == Some(&json!("ImagePullBackOff"))
+    }));
+    // Once the outage is over the next retry pulls the image and the container starts.
+    r.until(after(t0(), Duration::from_secs(120)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(r.event_messages("Pulled").len(), 1);
+}
+
+#[test]
+fn a_program_using_more_memory_than_its_limit_is_oom_killed() {
+    let images = BTreeMap::from([(
+        "app:1".to_owned(),
+        ImageBehaviour {
+            memory: Some("600Mi".into()),
+            ready_after: Some(D::from_secs(20)),
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let limited = |limit: &str| {
+        pod(
+            json!({"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": limit}}}]}),
+        )
+    };
+    let mut r = Run::new(limited("512Mi"), images.clone(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(30)));
+    let cs = &r.status()["containerStatuses"][0];
+    let term = &cs["lastState"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{cs}");
+    assert_eq!(term["exitCode"], 137);
+    assert_eq!(
+        (term["startedAt"].clone(), term["finishedAt"].clone()),
+        (json!("2025-01-01T00:00:05Z"), json!("2025-01-01T00:00:25Z"))
+    );
+    // A limit above what it uses lets it run.
+    let mut r = Run::new(limited("1Gi"), images, StaticView::default());
+    r.until(after(t0(), Duration::from_secs(300)));
+    let cs = &r.status()["containerStatuses"][0];
+    assert_eq!(cs["restartCount"], 0, "{cs}");
+    assert!(cs["state"]["running"].is_object());
+}
