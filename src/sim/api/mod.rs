@@ -7,6 +7,7 @@ pub mod discovery;
 mod logs;
 mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod query;
 pub mod status;
 pub mod table;
