@@ -177,3 +177,16 @@ fn go_durations() {
     assert_eq!(super::go_duration(2_000_000), "2ms");
     assert_eq!(super::go_duration(-5_000_000_000), "-5s");
 }
+
+/// Rendering a message absent from the wire renders Go's zero struct, recursively; for every
+/// message of the schema that stays small (pointers end the recursion, as they do in Go).
+#[test]
+fn zero_structs_of_every_message_stay_small() {
+    let schema = super::schema().unwrap();
+    for desc in schema.pool.all_messages() {
+        let zero =
+            super::message_json(schema, &prost_reflect::DynamicMessage::new(desc.clone()), 0);
+        let size = zero.to_string().len();
+        assert!(size < 4096, "{}: {size} bytes", desc.full_name());
+    }
+}
