@@ -41,6 +41,11 @@ nightly VERSIONS="v1.33.1-k3s1 v1.32.5-k3s1 v1.29.15-k3s1":
 gc *ARGS:
     cargo run --quiet -- gc {{ARGS}}
 
+# Fuzz the simulated API server for SECONDS after the build (what CI runs); new inputs go into
+# fuzz/corpus/sim_api_request, a crash's input into fuzz/artifacts/sim_api_request.
+fuzz SECONDS="150":
+    FUZZ_SECONDS={{SECONDS}} bash ci/fuzz.sh
+
 # Lint the workflow files under ci/.
 lint-workflows:
     bash ci/lint-workflows.sh

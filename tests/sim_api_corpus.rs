@@ -86,6 +86,7 @@ const CT_JSON_PATCH: u8 = 3;
 const CT_MERGE_PATCH: u8 = 4;
 const CT_STRATEGIC: u8 = 5;
 const CT_APPLY: u8 = 6;
+const CT_PROTOBUF: u8 = 9;
 const ACCEPT_JSON: u8 = 1;
 const ACCEPT_TABLE: u8 = 2;
 const ACCEPT_AGGREGATED: u8 = 3;
@@ -297,6 +298,24 @@ fn seeds() -> Vec<Seed> {
             "",
             "",
             200,
+        ),
+        // Bodies kubectl 1.32 sends for `create namespace demo` and `create configmap settings`
+        // (src/sim/api/protobuf/testdata).
+        s(
+            "kubectl-create-protobuf-namespace",
+            [POST, NAMESPACES, COLLECTION, X, DEFAULT, CT_PROTOBUF, ACCEPT_JSON],
+            "",
+            "fieldManager=kubectl-create&fieldValidation=Strict",
+            "k8s\x00\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x1c\x0a\x14\x0a\x04demo\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12\x00\x1a\x02\x0a\x00\x1a\x00\x22\x00",
+            201,
+        ),
+        s(
+            "kubectl-create-protobuf-configmap",
+            [POST, CONFIGMAPS, COLLECTION, X, DEFAULT, CT_PROTOBUF, ACCEPT_JSON],
+            "",
+            "fieldManager=kubectl-create&fieldValidation=Strict",
+            "k8s\x00\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x123\x0a\x18\x0a\x08settings\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12\x09\x0a\x05empty\x12\x00\x12\x0c\x0a\x04mode\x12\x04fast\x1a\x00\x22\x00",
+            201,
         ),
         s(
             "junk-path",

@@ -9,6 +9,7 @@ mod logs;
 mod objects;
 pub mod openapi;
 mod proto;
+pub mod protobuf;
 pub mod query;
 pub mod status;
 pub mod table;

@@ -105,6 +105,10 @@ async fn malformed_requests_get_status_errors() {
     let (code, s) = call(&api, "POST", CM, "text/plain", "hello").await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(s["reason"], "UnsupportedMediaType");
+    assert_eq!(
+        s["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    );
     let (code, s) = call(&api, "GET", "/apis/example.com/v1/widgets", "", "").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -1107,4 +1111,105 @@ async fn pod_logs_since_seconds_keep_only_recent_lines() {
     assert_eq!(read("sinceSeconds=120").await, "new\n");
     assert_eq!(read("sinceSeconds=3600").await, "old\nnew\n");
     assert_eq!(read("tailLines=1&sinceSeconds=3600").await, "new\n");
+}
+
+async fn call_bytes(
+    api: &ApiServer,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn captured(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/sim/api/protobuf/testdata")
+            .join(format!("{name}.pb")),
+    )
+    .unwrap()
+}
+
+/// kubectl's typed creates send protobuf; they used to get 415.
+#[tokio::test]
+async fn kubectl_protobuf_creates_are_created_like_json() {
+    let api = api();
+    let pb = protobuf::MEDIA_TYPE;
+    let (code, ns) = call_bytes(&api, "/api/v1/namespaces", pb, captured("namespace")).await;
+    assert_eq!(code, StatusCode::CREATED, "{ns}");
+    assert_eq!(ns["metadata"]["name"], "demo");
+    assert_eq!(ns["status"]["phase"], "Active");
+    let (code, deploy) = call_bytes(
+        &api,
+        "/apis/apps/v1/namespaces/default/deployments?fieldManager=kubectl-create",
+        pb,
+        captured("deployment"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{deploy}");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    // Defaults apply as for a JSON body: the empty strings on the wire are unset fields.
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["restartPolicy"],
+        "Always"
+    );
+    let (code, secret) = call_bytes(
+        &api,
+        "/api/v1/namespaces/default/secrets",
+        pb,
+        captured("secret-generic"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{secret}");
+    assert_eq!(secret["data"]["user"], "YWRtaW4=");
+}
+
+#[tokio::test]
+async fn broken_protobuf_bodies_get_the_apiservers_errors() {
+    let api = api();
+    let pb = protobuf::MEDIA_TYPE;
+    let (code, s) = call_bytes(&api, CM, pb, b"{\"kind\":\"ConfigMap\"}".to_vec()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "the object provided is unrecognized (must be of type ConfigMap): provided data does not appear to be a protobuf message, expected prefix [107 56 115 0] ({\"kind\":\"ConfigMap\"})"
+    );
+    let (code, s) = call_bytes(&api, CM, pb, b"k8s\0".to_vec()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "the object provided is unrecognized (must be of type ConfigMap): empty body (6b387300)"
+    );
+    // A Namespace body sent to the ConfigMap endpoint: the store's kind check, as for JSON.
+    let (code, s) = call_bytes(&api, CM, pb, captured("namespace")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s["message"],
+        "Namespace in version \"v1\" cannot be handled as a ConfigMap"
+    );
+    // Cut inside the typed message.
+    let mut body = captured("configmap");
+    body.truncate(body.len() - 3);
+    let (code, s) = call_bytes(&api, CM, pb, body).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{s}");
+    assert!(
+        s["message"].as_str().unwrap().starts_with(
+            "the object provided is unrecognized (must be of type ConfigMap): unexpected EOF"
+        ),
+        "{s}"
+    );
 }
