@@ -179,6 +179,7 @@ fn the_runner_runs_a_mutant_trial_as_the_mutant_on_every_backend() {
         target: KubeconfigTarget::ServedSim,
         allow_cluster_scoped: false,
         require_k3d: false,
+        report_dir: None,
     };
     let plan = Plan::new(
         &[std::sync::Arc::new(loaded)],
