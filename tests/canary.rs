@@ -1,8 +1,9 @@
 //! Secret canaries through every output path of `relapse run`: the text failure report on
-//! stderr, stdout, the JUnit file, the snapshot written for review and log output
-//! (`RUST_LOG=debug`). A Secret's `data` and `stringData` values, the password a program reads
-//! out of a connection URL in a Secret and connects with, and a generated Postgres password must
-//! appear in none of them, neither as written nor base64-encoded.
+//! stderr, stdout, the JUnit file, the snapshot written for review, the timeline report
+//! (`--report`: each trial's HTML and summary, the index) and log output (`RUST_LOG=debug`). A
+//! Secret's `data` and `stringData` values, the password a program reads out of a connection URL
+//! in a Secret and connects with, and a generated Postgres password must appear in none of them,
+//! neither as written nor base64-encoded.
 
 #![expect(
     clippy::expect_used,
@@ -143,6 +144,8 @@ struct Run {
     stdout: String,
     stderr: String,
     junit: String,
+    /// Every file of the timeline report directory, with its name.
+    reports: Vec<(String, String)>,
     password: Vec<u8>,
 }
 
@@ -150,9 +153,12 @@ struct Run {
 /// stops it with Ctrl-C. `None` (printing why) where Postgres cannot run here.
 fn run_keeping(dir: &Path, filter: &str) -> Option<Run> {
     let junit = dir.join(format!("{}.xml", filter.replace('/', "_")));
+    let reports = dir.join(format!("{}-report", filter.replace('/', "_")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
         .args(["run", "--keep", "--filter", filter, "--junit"])
         .arg(&junit)
+        .arg("--report")
+        .arg(&reports)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "debug")
@@ -207,6 +213,15 @@ fn run_keeping(dir: &Path, filter: &str) -> Option<Run> {
         stdout,
         stderr,
         junit: std::fs::read_to_string(&junit).expect("junit written"),
+        reports: std::fs::read_dir(&reports)
+            .expect("the report directory")
+            .map(|e| e.expect("an entry").path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("a report file");
+                (p.display().to_string(), text)
+            })
+            .collect(),
         password,
     })
 }
@@ -322,6 +337,30 @@ fn secret_values_and_postgres_passwords_reach_no_output() {
     assert_clean("stderr", &run.stderr, &forbidden_here);
     assert_clean("stdout", &run.stdout, &forbidden_here);
     assert_clean("the JUnit file", &run.junit, &forbidden_here);
+    // The timeline report shows the failure, the run's events and states; the failure line
+    // and the JUnit file link to it.
+    let report = run
+        .reports
+        .iter()
+        .find(|(name, _)| name.ends_with("secret-expect-fails.html"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no report among {:?}",
+                run.reports.iter().map(|r| &r.0).collect::<Vec<_>>()
+            )
+        });
+    assert!(report.1.contains("FAILED in converge"), "{}", report.1);
+    assert!(report.1.contains("&lt;redacted&gt;"), "{}", report.1);
+    assert!(
+        run.stderr.contains(&format!("  report: {}", report.0)),
+        "{}",
+        run.stderr
+    );
+    assert!(run.junit.contains(&report.0), "{}", run.junit);
+    for (name, text) in &run.reports {
+        assert_clean(name, text, &forbidden_here);
+    }
+    assert!(run.reports.iter().any(|(n, _)| n.ends_with("index.html")));
 
     // A run that converges writes its snapshot for review: it lists the Secret, not its values.
     let run = run_keeping(dir.path(), "canary/converges-snapshot").expect("postgres ran before");
@@ -339,4 +378,7 @@ fn secret_values_and_postgres_passwords_reach_no_output() {
     assert_clean("stderr", &run.stderr, &forbidden_here);
     assert_clean("stdout", &run.stdout, &forbidden_here);
     assert_clean("the JUnit file", &run.junit, &forbidden_here);
+    for (name, text) in &run.reports {
+        assert_clean(name, text, &forbidden_here);
+    }
 }

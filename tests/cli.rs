@@ -1684,6 +1684,7 @@ fn relapse_run_and_the_test_harness_give_the_same_verdicts() {
             target: KubeconfigTarget::None,
             allow_cluster_scoped: false,
             require_k3d: false,
+            report_dir: None,
         };
         let plan = Plan::new(&loaded, &[backend], &options);
         let runner = Runner::new(options);

@@ -179,6 +179,7 @@ fn the_runner_runs_a_mutant_trial_as_the_mutant_on_every_backend() {
         target: KubeconfigTarget::ServedSim,
         allow_cluster_scoped: false,
         require_k3d: false,
+        report_dir: None,
     };
     let plan = Plan::new(
         &[std::sync::Arc::new(loaded)],
@@ -688,4 +689,48 @@ fn a_readiness_flap_inside_the_settle_window_fails_the_settle() {
         "{:?}",
         outcome.verdict
     );
+}
+
+#[test]
+fn a_fix_slower_than_the_converge_budget_fails_and_the_figures_say_how_slow() {
+    let mut loaded = load("temporal/temporal-namespace-missing.yaml");
+    let passing = run_in(
+        &loaded,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+    );
+    assert_eq!(passing.verdict, Verdict::Passed);
+    let took = passing
+        .recovery
+        .time_to_converge
+        .expect("a converged run has a time to converge");
+    assert!(
+        passing
+            .recovery
+            .time_to_symptom
+            .is_some_and(|d| !d.is_zero())
+    );
+    assert!(matches!(
+        passing.recovery.settle,
+        Some(relapse::run::outcome::Settle::Held(_))
+    ));
+    // A budget it meets passes; one second less than it took fails.
+    loaded.scenario.converge.budget = Some(scenario::Duration::new(took));
+    assert_eq!(
+        run_in(
+            &loaded,
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots")
+        )
+        .verdict,
+        Verdict::Passed
+    );
+    loaded.scenario.converge.budget = Some(scenario::Duration::new(
+        took.saturating_sub(std::time::Duration::from_secs(1)),
+    ));
+    let outcome = run(&loaded);
+    let Verdict::Failed(f) = &outcome.verdict else {
+        panic!("expected a failure, got {:?}", outcome.verdict)
+    };
+    assert_eq!(f.phase, Phase::Converge, "{}", failure_details(&outcome, f));
+    assert_eq!(f.expectation, "converge.budget");
+    assert!(f.summary.contains("over the budget of"), "{}", f.summary);
 }

@@ -83,6 +83,14 @@ enum Command {
         /// on an existing cluster; those they create are deleted after each run.
         #[arg(long)]
         allow_cluster_scoped: bool,
+        /// Write a timeline report per trial (self-contained HTML: phases, pod and object
+        /// states, events, when symptoms and convergence held) and an index.html into DIR
+        /// (default for `cargo test`: RELAPSE_REPORT_DIR).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// How to print the end-of-run summary on stdout: a `text` table or `json`.
+        #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+        format: SummaryFormat,
     },
     /// Create a new scenario file from a commented template.
     New {
@@ -182,6 +190,14 @@ enum CatalogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SummaryFormat {
+    /// A table for people.
+    Text,
+    /// JSON: each trial's verdict, phases and recovery figures.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PaceArg {
     /// Simulated time follows wall time.
@@ -238,6 +254,8 @@ pub fn main() -> ExitCode {
             context,
             allow_cluster_scoped,
             ablate,
+            report,
+            format,
         } => run(&RunArgs {
             paths: default_paths(paths),
             backend: backend.into(),
@@ -249,6 +267,8 @@ pub fn main() -> ExitCode {
             context,
             allow_cluster_scoped,
             ablate,
+            report,
+            format,
         }),
         Command::New { name, area, dir } => new(&name, &area, &dir),
         Command::Schema { write, fixture } => schema(write.as_deref(), fixture),
@@ -408,6 +428,8 @@ struct RunArgs {
     context: Option<String>,
     allow_cluster_scoped: bool,
     ablate: bool,
+    report: Option<PathBuf>,
+    format: SummaryFormat,
 }
 
 /// `relapse run`: plans the selected scenarios on one backend and runs them through the
@@ -446,6 +468,7 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
         target: plan::kubeconfig_from(args.kubeconfig.clone(), args.context.clone()),
         allow_cluster_scoped: args.allow_cluster_scoped,
         require_k3d: runner::env_is_one(plan::REQUIRE_K3D_ENV),
+        report_dir: args.report.clone(),
     };
     let plan = Plan::new(&selected, &[args.backend], &options);
     let runner = Runner::new(options);
@@ -506,8 +529,19 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
     for problem in runner.finish() {
         eprintln!("warning: {problem}");
     }
-    println!();
-    print!("{}", relapse::report::summary_table(&outcomes));
+    match args.format {
+        SummaryFormat::Text => {
+            println!();
+            print!("{}", relapse::report::summary_table(&outcomes));
+            if let Some(dir) = &args.report {
+                println!(
+                    "timeline reports: {}",
+                    dir.join(relapse::report::html::INDEX).display()
+                );
+            }
+        }
+        SummaryFormat::Json => println!("{}", relapse::report::json_summary(&outcomes)),
+    }
     if let Some(path) = &args.junit {
         let xml = relapse::report::junit_xml(&outcomes)
             .map_err(|e| CliError::failed("failed to render the JUnit report", e))?;
@@ -539,6 +573,14 @@ fn check_run_arguments(args: &RunArgs) -> Result<(), CliError> {
                 )));
             }
         }
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::Invalid(format!(
+                "--report {}: cannot create the directory: {e}",
+                dir.display()
+            ))
+        })?;
     }
     if let Some(path) = &args.junit {
         check_writable(path).map_err(|e| {

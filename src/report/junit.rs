@@ -1,9 +1,9 @@
 //! JUnit XML for CI dashboards, with the same messages as the text report.
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::text::{failure_details, timeline};
-use crate::run::outcome::{ScenarioOutcome, Verdict};
+use crate::run::outcome::{ScenarioOutcome, Settle, Verdict};
 
 /// The JUnit report could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +82,37 @@ pub fn junit_xml(outcomes: &[ScenarioOutcome]) -> Result<String, JunitError> {
             if !o.phases.is_empty() {
                 case.set_system_out(format!("timeline: {}\n", timeline(o)));
             }
+            recovery_properties(&mut case, o);
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
     }
     report.to_string().map_err(JunitError)
+}
+
+/// The recovery figures (seconds of cluster time) and the timeline report as test case
+/// properties: `time-to-symptom`, `time-to-converge`, `settle` (`held` or `broke`),
+/// `settle-seconds`, `report`.
+fn recovery_properties(case: &mut TestCase, o: &ScenarioOutcome) {
+    let r = &o.recovery;
+    let seconds = |d: std::time::Duration| format!("{:.3}", d.as_secs_f64());
+    if let Some(d) = r.time_to_symptom {
+        case.add_property(Property::new("time-to-symptom", seconds(d)));
+    }
+    if let Some(d) = r.time_to_converge {
+        case.add_property(Property::new("time-to-converge", seconds(d)));
+    }
+    if let Some(s) = r.settle {
+        let (held, d) = match s {
+            Settle::Held(d) => ("held", d),
+            Settle::Broke(d) => ("broke", d),
+        };
+        case.add_property(Property::new("settle", held));
+        case.add_property(Property::new("settle-seconds", seconds(d)));
+    }
+    if let Some(path) = &o.report {
+        case.add_property(Property::new("report", path.display().to_string()));
+    }
 }
 
 #[cfg(test)]

@@ -50,10 +50,16 @@ pub fn timeline(outcome: &ScenarioOutcome) -> String {
         .join(" · ")
 }
 
-/// The end-of-run table: scenario, phases reached, result, cluster time, wall time.
+/// A recovery figure, or `-` when the run did not get there.
+fn figure(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".to_owned(), human_duration)
+}
+
+/// The end-of-run table: scenario, phases reached, result, cluster time, wall time, and the
+/// recovery figures (time to symptom, time to converge, how the settle window ended).
 #[must_use]
 pub fn summary_table(outcomes: &[ScenarioOutcome]) -> String {
-    let rows: Vec<[String; 5]> = outcomes
+    let rows: Vec<[String; 8]> = outcomes
         .iter()
         .map(|o| {
             let result = match &o.verdict {
@@ -77,10 +83,24 @@ pub fn summary_table(outcomes: &[ScenarioOutcome]) -> String {
                 result,
                 human_duration(o.cluster_time()),
                 human_duration(o.wall_time()),
+                figure(o.recovery.time_to_symptom),
+                figure(o.recovery.time_to_converge),
+                o.recovery
+                    .settle
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
             ]
         })
         .collect();
-    let header = ["SCENARIO", "PHASES", "RESULT", "CLUSTER TIME", "WALL TIME"];
+    let header = [
+        "SCENARIO",
+        "PHASES",
+        "RESULT",
+        "CLUSTER TIME",
+        "WALL TIME",
+        "TO SYMPTOM",
+        "TO CONVERGE",
+        "SETTLE",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -113,6 +133,11 @@ pub fn summary_table(outcomes: &[ScenarioOutcome]) -> String {
         .count();
     let ignored = outcomes.len() - passed - failed;
     let _ = writeln!(out, "{passed} passed, {failed} failed, {ignored} ignored");
+    for o in outcomes {
+        if let (Verdict::Failed(_), Some(report)) = (&o.verdict, &o.report) {
+            let _ = writeln!(out, "report of {}: {}", o.trial_name(), report.display());
+        }
+    }
     out
 }
 
@@ -127,6 +152,9 @@ pub fn failure_details(outcome: &ScenarioOutcome, failure: &Failure) -> String {
         failure.phase,
         failure.summary
     );
+    if let Some(report) = &outcome.report {
+        let _ = writeln!(out, "  report: {}", report.display());
+    }
     let _ = writeln!(out, "  timeline: {}", timeline(outcome));
     let _ = writeln!(out, "  expectation: {}", failure.expectation);
     for m in &failure.mismatches {
@@ -166,7 +194,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::backend::BackendKind;
-    use crate::run::outcome::{Context, Phase, PhaseRecord};
+    use crate::run::outcome::{Context, Phase, PhaseRecord, Recovery, Settle};
 
     pub(crate) fn outcomes() -> Vec<ScenarioOutcome> {
         let rec = |phase, cluster: u64, wall: u64, passed| PhaseRecord {
@@ -181,6 +209,13 @@ pub(crate) mod tests {
                 backend: BackendKind::Sim,
                 phases: vec![rec(Phase::Setup, 25, 4, true), rec(Phase::Break, 310, 21, true), rec(Phase::Fix, 0, 1, true), rec(Phase::Converge, 330, 12, true), rec(Phase::Snapshot, 0, 1, true), rec(Phase::Counterfactual, 935, 30, true)],
                 verdict: Verdict::Passed,
+                recovery: Recovery {
+                    time_to_symptom: Some(Duration::from_secs(300)),
+                    time_to_converge: Some(Duration::from_secs(95)),
+                    settle: Some(Settle::Held(Duration::from_secs(120))),
+                },
+                timeline: None,
+                report: None,
             },
             ScenarioOutcome {
                 id: "storage/rwo-rollout-deadlock".into(),
@@ -198,8 +233,15 @@ pub(crate) mod tests {
                         diagnostics: vec![],
                     },
                 })),
+                recovery: Recovery {
+                    time_to_symptom: Some(Duration::from_secs(605)),
+                    time_to_converge: None,
+                    settle: None,
+                },
+                timeline: None,
+                report: Some("target/relapse-report/sim__storage__rwo-rollout-deadlock.html".into()),
             },
-            ScenarioOutcome { id: "storage/rwo-rollout-deadlock".into(), backend: BackendKind::K3d, phases: vec![], verdict: Verdict::Ignored("the scenario skips k3d: no attachable storage".into()) },
+            ScenarioOutcome { id: "storage/rwo-rollout-deadlock".into(), backend: BackendKind::K3d, phases: vec![], verdict: Verdict::Ignored("the scenario skips k3d: no attachable storage".into()), recovery: Recovery::default(), timeline: None, report: None },
         ]
     }
 

@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::context::failure;
-use super::outcome::{Context, Failure, Phase, PhaseRecord, ScenarioOutcome, Verdict};
+use super::outcome::{
+    Context, Failure, Phase, PhaseRecord, Recovery, RunTimeline, ScenarioOutcome, TimeBase,
+    Timeline, Verdict,
+};
 use super::session::Session;
 use super::snapshot_phase::SnapshotSettings;
+use super::trace::{MarkKind, Trace};
 use crate::backend::{BackendError, BackendKind, Cluster, Provisioner};
 use crate::error_chain::error_chain;
 use crate::postgres::{Names, Tenant, TenantOptions};
@@ -26,6 +30,12 @@ const FIRST_RUN: [Phase; 5] = [
     Phase::Converge,
     Phase::Snapshot,
 ];
+
+/// The label of the first run's timeline.
+const FIXED_RUN: &str = "fixed run";
+
+/// The label of the counterfactual's timeline.
+const COUNTERFACTUAL_RUN: &str = "counterfactual (no fix)";
 
 /// What the counterfactual and each mutant repeat on their own cluster before checking that,
 /// without the fix, the cluster does not converge.
@@ -47,11 +57,25 @@ pub async fn run_scenario_keeping(
     loaded: &LoadedScenario,
     snapshots: &SnapshotSettings,
 ) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
+    run_scenario_recording(provisioner, loaded, snapshots, false).await
+}
+
+/// Like [`run_scenario_keeping`]; with `record`, the outcome also carries the run's
+/// [`Timeline`] (pods, watched objects and events of the first run and the counterfactual).
+pub async fn run_scenario_recording(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+    record: bool,
+) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
     let outcome = |backend, verdict| ScenarioOutcome {
         id: loaded.id.clone(),
         backend,
         phases: Vec::new(),
         verdict,
+        recovery: Recovery::default(),
+        timeline: None,
+        report: None,
     };
     let (cluster, tenant) = match open(provisioner, &loaded.scenario).await {
         Ok(opened) => opened,
@@ -85,10 +109,11 @@ pub async fn run_scenario_keeping(
         loaded,
         namespaces: BTreeSet::new(),
         tenant,
+        trace: Trace::new(FIXED_RUN, record),
     };
     // Before anything runs: log output may name what the scenario itself holds secret.
     super::redact::remember(&session.static_redactor());
-    let mut outcome = lifecycle(&mut session, provisioner, snapshots).await;
+    let mut outcome = lifecycle(&mut session, provisioner, snapshots, record).await;
     session.redact(&mut outcome).await;
     teardown(session.tenant.take()).await;
     drop(session);
@@ -145,7 +170,36 @@ async fn open(
 }
 
 /// Runs one phase of [`FIRST_RUN`] or [`COUNTERFACTUAL`]; failures are reported as `as_phase`.
+/// Records its band (converge records its own: converge, then settle) and where it failed.
 async fn run_phase(
+    session: &mut Session<'_>,
+    phase: Phase,
+    as_phase: Phase,
+    snapshots: &SnapshotSettings,
+) -> Result<(), Failure> {
+    let start = session.cluster.now();
+    if phase == Phase::Fix {
+        session.trace.fix_started(start);
+    }
+    let result = run_phase_steps(session, phase, as_phase, snapshots).await;
+    let end = session.cluster.now();
+    if matches!(phase, Phase::Setup | Phase::Break | Phase::Fix) {
+        session.sample().await;
+        session
+            .trace
+            .band(phase.as_str(), start, end, result.is_ok());
+    }
+    if let Err(f) = &result {
+        session.trace.mark(
+            end,
+            MarkKind::Failure,
+            format!("{} failed: {}", f.phase, f.summary),
+        );
+    }
+    result
+}
+
+async fn run_phase_steps(
     session: &mut Session<'_>,
     phase: Phase,
     as_phase: Phase,
@@ -185,16 +239,32 @@ async fn lifecycle(
     session: &mut Session<'_>,
     provisioner: &dyn Provisioner,
     snapshots: &SnapshotSettings,
+    record: bool,
 ) -> ScenarioOutcome {
     let loaded = session.loaded;
     let backend = session.cluster.backend();
     let s = &loaded.scenario;
     let mut phases = Vec::new();
-    let finish = |phases, verdict| ScenarioOutcome {
-        id: loaded.id.clone(),
-        backend,
-        phases,
-        verdict,
+    let mut runs = Vec::new();
+    let mut counterfactual_run = None;
+    let mut finish = |session: &Session<'_>, phases, verdict, replay: Option<RunTimeline>| {
+        let first = session.trace.finish(session.cluster.now());
+        runs.push(first);
+        runs.extend(replay);
+        ScenarioOutcome {
+            id: loaded.id.clone(),
+            backend,
+            phases,
+            verdict,
+            recovery: session.trace.recovery(),
+            timeline: record.then(|| {
+                Box::new(Timeline {
+                    time_base: TimeBase::of(backend),
+                    runs: std::mem::take(&mut runs),
+                })
+            }),
+            report: None,
+        }
     };
     for phase in FIRST_RUN.into_iter().filter(|p| enabled(s, *p)) {
         let wall = Instant::now();
@@ -207,7 +277,7 @@ async fn lifecycle(
             passed: result.is_ok(),
         });
         if let Err(f) = result {
-            return finish(phases, Verdict::Failed(Box::new(f)));
+            return finish(session, phases, Verdict::Failed(Box::new(f)), None);
         }
     }
     // The counterfactual leases the same Postgres names: release them first.
@@ -222,10 +292,11 @@ async fn lifecycle(
                 vec![error_chain(&e)],
                 Context::default(),
             );
-            return finish(phases, Verdict::Failed(Box::new(f)));
+            return finish(session, phases, Verdict::Failed(Box::new(f)), None);
         }
         let started = Instant::now();
-        let (cluster_time, result) = counterfactual(provisioner, loaded, snapshots).await;
+        let (cluster_time, result, replay) =
+            counterfactual(provisioner, loaded, snapshots, record).await;
         phases.push(PhaseRecord {
             phase: Phase::Counterfactual,
             cluster_time,
@@ -233,8 +304,9 @@ async fn lifecycle(
             passed: result.is_ok(),
         });
         if let Err(f) = result {
-            return finish(phases, Verdict::Failed(Box::new(f)));
+            return finish(session, phases, Verdict::Failed(Box::new(f)), replay);
         }
+        counterfactual_run = replay;
     }
     if enabled(s, Phase::Ablation) {
         let started = Instant::now();
@@ -265,10 +337,15 @@ async fn lifecycle(
                 unnecessary.into_iter().chain(errors).collect(),
                 Context::default(),
             );
-            return finish(phases, Verdict::Failed(Box::new(f)));
+            return finish(
+                session,
+                phases,
+                Verdict::Failed(Box::new(f)),
+                counterfactual_run,
+            );
         }
     }
-    finish(phases, Verdict::Passed)
+    finish(session, phases, Verdict::Passed, counterfactual_run)
 }
 
 /// Whether one fix step is necessary: the scenario replayed without it does not converge.
@@ -301,13 +378,14 @@ pub async fn ablate(
             .filter(|(i, _)| *i != index)
             .map(|(_, s)| s.clone())
             .collect();
-        let (elapsed, replay) = replay_with(
+        let (elapsed, replay, _) = replay_with(
             provisioner,
             loaded,
             snapshots,
             &without,
             Phase::Ablation,
             "converged without the step",
+            None,
         )
         .await;
         total += elapsed;
@@ -349,7 +427,8 @@ enum Replay {
 
 /// The scenario again on a fresh cluster with `fix` instead of its fix (nothing, for the
 /// counterfactual; a mutant's steps): setup and break as usual, then it must not converge.
-/// Failures are reported as `as_phase`.
+/// Failures are reported as `as_phase`. With `record` (the run's label), also returns its
+/// timeline.
 async fn replay_with(
     provisioner: &dyn Provisioner,
     loaded: &LoadedScenario,
@@ -357,23 +436,33 @@ async fn replay_with(
     fix: &[Step],
     as_phase: Phase,
     what_converged: &str,
-) -> (Duration, Replay) {
+    record: Option<&str>,
+) -> (Duration, Replay, Option<RunTimeline>) {
     let (cluster, tenant) = match open(provisioner, &loaded.scenario).await {
         Ok(opened) => opened,
-        Err(e) => return (Duration::ZERO, Replay::Unopened(e)),
+        Err(e) => return (Duration::ZERO, Replay::Unopened(e), None),
     };
     let mut session = Session {
         cluster: cluster.as_ref(),
         loaded,
         namespaces: BTreeSet::new(),
         tenant,
+        trace: Trace::new(record.unwrap_or_default(), record.is_some()),
     };
     let s = &loaded.scenario;
     let result = async {
         for phase in COUNTERFACTUAL {
             run_phase(&mut session, phase, as_phase, snapshots).await?;
         }
-        session.steps(as_phase, fix).await?;
+        if !fix.is_empty() {
+            let start = session.cluster.now();
+            session.trace.fix_started(start);
+            let fixed = session.steps(as_phase, fix).await;
+            session
+                .trace
+                .band("fix", start, session.cluster.now(), fixed.is_ok());
+            fixed?;
+        }
         match session.converge(&s.converge, as_phase).await {
             Ok(()) => Err(failure(
                 as_phase,
@@ -386,13 +475,19 @@ async fn replay_with(
         }
     }
     .await;
+    let mut timeline = record.map(|_| session.trace.finish(session.cluster.now()));
     // Redacted here, while this cluster and its Secrets still exist.
-    let result = match result {
-        Err(mut f) => {
-            session.redactor().await.redact_failure(&mut f);
-            Err(f)
+    let result = if result.is_err() || timeline.is_some() {
+        let redactor = session.redactor().await;
+        if let Some(t) = &mut timeline {
+            redactor.redact_run(t);
         }
-        ok => ok,
+        result.map_err(|mut f| {
+            redactor.redact_failure(&mut f);
+            f
+        })
+    } else {
+        result
     };
     teardown(session.tenant.take()).await;
     let elapsed = cluster.now();
@@ -401,7 +496,7 @@ async fn replay_with(
         Ok(()) => Replay::NotConverged,
         Err(f) => Replay::Failed(f),
     };
-    (elapsed, replay)
+    (elapsed, replay, timeline)
 }
 
 /// The scenario again on a fresh cluster, without the fix: it must not converge.
@@ -409,14 +504,16 @@ async fn counterfactual(
     provisioner: &dyn Provisioner,
     loaded: &LoadedScenario,
     snapshots: &SnapshotSettings,
-) -> (Duration, Result<(), Failure>) {
-    let (elapsed, replay) = replay_with(
+    record: bool,
+) -> (Duration, Result<(), Failure>, Option<RunTimeline>) {
+    let (elapsed, replay, timeline) = replay_with(
         provisioner,
         loaded,
         snapshots,
         &[],
         Phase::Counterfactual,
         "the cluster converged without the fix: the fix is not what heals it",
+        record.then_some(COUNTERFACTUAL_RUN),
     )
     .await;
     let refused = |summary: &str, why: String| {
@@ -442,7 +539,7 @@ async fn counterfactual(
             reason,
         )),
     };
-    (elapsed, result)
+    (elapsed, result, timeline)
 }
 
 /// The trial name suffix of a mutant: `<area>/<scenario>::mutant::<name>`.
@@ -460,13 +557,33 @@ pub async fn run_mutant(
     name: &str,
     snapshots: &SnapshotSettings,
 ) -> ScenarioOutcome {
+    run_mutant_recording(provisioner, loaded, name, snapshots, false).await
+}
+
+/// Like [`run_mutant`]; with `record`, the outcome also carries the replay's [`Timeline`].
+pub async fn run_mutant_recording(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    name: &str,
+    snapshots: &SnapshotSettings,
+    record: bool,
+) -> ScenarioOutcome {
     let id = mutant_id(&loaded.id, name);
-    let outcome = |backend, phases, verdict| ScenarioOutcome {
-        id: id.clone(),
-        backend,
-        phases,
-        verdict,
-    };
+    let outcome =
+        |backend: BackendKind, phases, verdict, run: Option<RunTimeline>| ScenarioOutcome {
+            id: id.clone(),
+            backend,
+            phases,
+            verdict,
+            recovery: Recovery::default(),
+            timeline: run.map(|r| {
+                Box::new(Timeline {
+                    time_base: TimeBase::of(backend),
+                    runs: vec![r],
+                })
+            }),
+            report: None,
+        };
     let Some(mutant) = loaded.scenario.mutants.iter().find(|m| m.name == name) else {
         let f = failure(
             Phase::Mutant,
@@ -475,10 +592,16 @@ pub async fn run_mutant(
             Vec::new(),
             Context::default(),
         );
-        return outcome(provisioner.kind(), Vec::new(), Verdict::Failed(Box::new(f)));
+        return outcome(
+            provisioner.kind(),
+            Vec::new(),
+            Verdict::Failed(Box::new(f)),
+            None,
+        );
     };
     let started = Instant::now();
-    let (cluster_time, replay) = replay_with(
+    let label = format!("mutant {name}");
+    let (cluster_time, replay, run) = replay_with(
         provisioner,
         loaded,
         snapshots,
@@ -487,9 +610,10 @@ pub async fn run_mutant(
         &format!(
             "the wrong fix `{name}` converged: the scenario cannot tell it from the documented fix"
         ),
+        record.then_some(label.as_str()),
     )
     .await;
-    let record = |passed| {
+    let phase_record = |passed| {
         vec![PhaseRecord {
             phase: Phase::Mutant,
             cluster_time,
@@ -498,11 +622,14 @@ pub async fn run_mutant(
         }]
     };
     match replay {
-        Replay::NotConverged => outcome(provisioner.kind(), record(true), Verdict::Passed),
+        Replay::NotConverged => {
+            outcome(provisioner.kind(), phase_record(true), Verdict::Passed, run)
+        }
         Replay::Failed(f) => outcome(
             provisioner.kind(),
-            record(false),
+            phase_record(false),
             Verdict::Failed(Box::new(f)),
+            run,
         ),
         Replay::Unopened(Unopened::Unsuitable { backend, reasons }) => outcome(
             backend,
@@ -511,11 +638,13 @@ pub async fn run_mutant(
                 "the {backend} cluster cannot reproduce this scenario: {}",
                 reasons.join("; ")
             )),
+            None,
         ),
         Replay::Unopened(Unopened::Postgres { backend, reason }) => outcome(
             backend,
             Vec::new(),
             Verdict::Ignored(format!("postgres unavailable: {reason}")),
+            None,
         ),
         Replay::Unopened(Unopened::Provision(e)) => {
             let f = failure(
@@ -525,7 +654,12 @@ pub async fn run_mutant(
                 vec![error_chain(&e)],
                 Context::default(),
             );
-            outcome(provisioner.kind(), Vec::new(), Verdict::Failed(Box::new(f)))
+            outcome(
+                provisioner.kind(),
+                Vec::new(),
+                Verdict::Failed(Box::new(f)),
+                None,
+            )
         }
     }
 }

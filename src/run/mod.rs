@@ -9,7 +9,8 @@
 //! failure report shows; `snapshot_phase` reads and compares the converged state. [`steps`]
 //! and [`observe`] talk to the cluster through the kube client; [`matcher`] compares partial
 //! trees; [`snapshot`] and [`snapshot_file`] project and store the converged state;
-//! [`outcome`] is what a run produced.
+//! [`outcome`] is what a run produced; `trace` records what happened when, for the recovery
+//! figures and the timeline report.
 
 mod context;
 mod lifecycle;
@@ -25,9 +26,11 @@ pub mod snapshot;
 pub mod snapshot_file;
 mod snapshot_phase;
 pub mod steps;
+mod trace;
 
 pub use lifecycle::{
-    StepNecessity, ablate, mutant_id, run_mutant, run_scenario, run_scenario_keeping,
+    StepNecessity, ablate, mutant_id, run_mutant, run_mutant_recording, run_scenario,
+    run_scenario_keeping, run_scenario_recording,
 };
 pub use plan::{Decision, Plan, PlannedTrial};
 pub use runner::{KeptCluster, KubeconfigTarget, RunOptions, Runner, TrialResult};

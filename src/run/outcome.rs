@@ -113,7 +113,47 @@ pub struct ScenarioOutcome {
     pub phases: Vec<PhaseRecord>,
     /// The verdict.
     pub verdict: Verdict,
+    /// How fast the symptoms appeared and the fix healed the cluster.
+    pub recovery: Recovery,
+    /// What happened when, for the timeline report (recorded only when a report is asked for).
+    pub timeline: Option<Box<Timeline>>,
+    /// The timeline report written for this trial.
+    pub report: Option<std::path::PathBuf>,
 }
+
+/// How fast a run went from break to symptom and from fix to health, in cluster time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// From the break's first step until every symptom had been observed.
+    pub time_to_symptom: Option<Duration>,
+    /// From the fix's first step until every converge expectation held at once.
+    pub time_to_converge: Option<Duration>,
+    /// How the settle window ended, when it was reached.
+    pub settle: Option<Settle>,
+}
+
+/// How the settle window ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// The cluster stayed converged for the whole window (its length).
+    Held(Duration),
+    /// It stopped being stable this long into the window.
+    Broke(Duration),
+}
+
+impl fmt::Display for Settle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Held(d) => write!(f, "held {}", crate::report::human_duration(*d)),
+            Self::Broke(d) => write!(f, "broke after {}", crate::report::human_duration(*d)),
+        }
+    }
+}
+
+pub use super::trace::{
+    Band, EventMark, GONE, Lane, LaneKind, Mark, MarkKind, RunTimeline, StateChange, TimeBase,
+    Timeline,
+};
 
 impl ScenarioOutcome {
     /// The trial name, `backend::area/name`.

@@ -223,6 +223,7 @@ converge:
             target,
             allow_cluster_scoped: false,
             require_k3d,
+            report_dir: None,
         }
     }
 

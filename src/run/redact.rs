@@ -21,7 +21,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use k8s_openapi::ByteString;
 use serde_json::Value;
 
-use super::outcome::{Failure, ScenarioOutcome, Verdict};
+use super::outcome::{Failure, RunTimeline, ScenarioOutcome, Verdict};
 use super::session::Session;
 use crate::scenario::{Expectation, LoadedScenario, Step};
 
@@ -199,6 +199,32 @@ impl Redactor {
             Verdict::Failed(f) => self.redact_failure(f),
             Verdict::Ignored(reason) => self.redact_in_place(reason),
             Verdict::Passed => {}
+        }
+        if let Some(timeline) = &mut outcome.timeline {
+            for run in &mut timeline.runs {
+                self.redact_run(run);
+            }
+        }
+    }
+
+    /// Redacts every text of a recorded run: marks, lane names, states and events.
+    pub fn redact_run(&self, run: &mut RunTimeline) {
+        if self.is_empty() {
+            return;
+        }
+        for mark in &mut run.marks {
+            self.redact_in_place(&mut mark.label);
+        }
+        for lane in &mut run.lanes {
+            self.redact_in_place(&mut lane.name);
+            for s in &mut lane.states {
+                self.redact_in_place(&mut s.state);
+                self.redact_in_place(&mut s.detail);
+            }
+            for e in &mut lane.events {
+                self.redact_in_place(&mut e.reason);
+                self.redact_in_place(&mut e.message);
+            }
         }
     }
 
@@ -513,6 +539,36 @@ mod tests {
                     diagnostics: vec![leak.clone()],
                 },
             })),
+            recovery: crate::run::outcome::Recovery::default(),
+            timeline: Some(Box::new(crate::run::outcome::Timeline {
+                time_base: crate::run::outcome::TimeBase::Simulated,
+                runs: vec![RunTimeline {
+                    label: "fixed run".into(),
+                    marks: vec![crate::run::outcome::Mark {
+                        at: std::time::Duration::ZERO,
+                        kind: crate::run::outcome::MarkKind::Failure,
+                        label: leak.clone(),
+                    }],
+                    lanes: vec![crate::run::outcome::Lane {
+                        kind: crate::run::outcome::LaneKind::Pod,
+                        name: leak.clone(),
+                        states: vec![crate::run::outcome::StateChange {
+                            at: std::time::Duration::ZERO,
+                            state: leak.clone(),
+                            detail: leak.clone(),
+                        }],
+                        events: vec![crate::run::outcome::EventMark {
+                            at: std::time::Duration::ZERO,
+                            type_: "Warning".into(),
+                            reason: leak.clone(),
+                            message: leak.clone(),
+                            count: 1,
+                        }],
+                    }],
+                    ..RunTimeline::default()
+                }],
+            })),
+            report: None,
         };
         r.redact_outcome(&mut outcome);
         assert!(!format!("{outcome:?}").contains("hunter2"), "{outcome:?}");

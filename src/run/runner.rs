@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use super::lifecycle::{run_mutant, run_scenario_keeping};
+use super::lifecycle::{run_mutant_recording, run_scenario_recording};
 use super::outcome::{Context, Failure, Phase, ScenarioOutcome, Verdict};
 use super::plan::{Decision, PlannedTrial, REQUIRE_K3D_ENV};
 use super::snapshot_file::UpdateMode;
@@ -24,6 +24,9 @@ use crate::scenario::LoadedScenario;
 
 /// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 const INTERRUPTED: i32 = 130;
+
+/// Environment variable naming the directory the test harness writes timeline reports to.
+pub const REPORT_DIR_ENV: &str = "RELAPSE_REPORT_DIR";
 
 /// Environment variable letting kubeconfig trials of the test harness write cluster-scoped
 /// objects on `RELAPSE_KUBECONFIG`'s cluster (`1`).
@@ -57,13 +60,16 @@ pub struct RunOptions {
     pub allow_cluster_scoped: bool,
     /// Whether an unavailable k3d backend fails its trials instead of ignoring them.
     pub require_k3d: bool,
+    /// Where to write a timeline report per trial (and their `index.html`); `None` records
+    /// nothing beyond the recovery figures.
+    pub report_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
     /// The test harness's options: snapshots in `snapshots_dir` (update mode from `INSTA_UPDATE`
     /// and `CI`), the kubeconfig backend on `RELAPSE_KUBECONFIG`'s cluster or else a served
-    /// simulated cluster, [`ALLOW_CLUSTER_SCOPED_ENV`] and [`REQUIRE_K3D_ENV`] from the
-    /// environment.
+    /// simulated cluster, [`ALLOW_CLUSTER_SCOPED_ENV`], [`REQUIRE_K3D_ENV`] and
+    /// [`REPORT_DIR_ENV`] from the environment.
     #[must_use]
     pub fn from_env(snapshots_dir: PathBuf) -> Self {
         let target = std::env::var_os(KUBECONFIG_ENV).map_or(KubeconfigTarget::ServedSim, |path| {
@@ -80,6 +86,9 @@ impl RunOptions {
             target,
             allow_cluster_scoped: env_is_one(ALLOW_CLUSTER_SCOPED_ENV),
             require_k3d: env_is_one(REQUIRE_K3D_ENV),
+            report_dir: std::env::var_os(REPORT_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -242,6 +251,9 @@ impl Runner {
             backend: trial.backend,
             phases: Vec::new(),
             verdict,
+            recovery: super::outcome::Recovery::default(),
+            timeline: None,
+            report: None,
         };
         let not_run = |verdict| TrialResult {
             outcome: outcome(verdict),
@@ -261,6 +273,7 @@ impl Runner {
         let loaded: &LoadedScenario = &trial.scenario;
         let mutant = trial.mutant.as_deref();
         let snapshots = &self.options.snapshots;
+        let record = self.options.report_dir.is_some();
         let result = match trial.backend {
             BackendKind::Sim => {
                 // A runtime per trial: simulated trials share nothing, not even a scheduler.
@@ -273,8 +286,13 @@ impl Runner {
                         return not_run(failed_setup(&RunnerError::Runtime(e)));
                     }
                 };
-                let (outcome, cluster) =
-                    rt.block_on(run_one(&SimBackend::default(), loaded, mutant, snapshots));
+                let (outcome, cluster) = rt.block_on(run_one(
+                    &SimBackend::default(),
+                    loaded,
+                    mutant,
+                    snapshots,
+                    record,
+                ));
                 (outcome, cluster.map(|c| (rt, c)))
             }
             BackendKind::K3d => {
@@ -287,7 +305,7 @@ impl Runner {
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 };
                 let (outcome, cluster) =
-                    rt.block_on(run_one(backend.as_ref(), loaded, mutant, snapshots));
+                    rt.block_on(run_one(backend.as_ref(), loaded, mutant, snapshots, record));
                 (outcome, cluster.map(|c| (rt, c)))
             }
             BackendKind::Kubeconfig => {
@@ -301,7 +319,10 @@ impl Runner {
                 }
             }
         };
-        let (outcome, cluster) = result;
+        let (mut outcome, cluster) = result;
+        if let Some(dir) = &self.options.report_dir {
+            Self::write_report(dir, &mut outcome);
+        }
         let kept = if keep {
             cluster.map(|(runtime, cluster)| KeptCluster { runtime, cluster })
         } else {
@@ -331,6 +352,16 @@ impl Runner {
             &self.options.snapshots,
         ));
         Ok(found)
+    }
+
+    /// Writes `outcome`'s timeline report into `dir` and adds it to the directory's
+    /// `index.html` (shared with other processes writing there); the outcome then names the file. A report that cannot be written is
+    /// logged, the verdict stands.
+    fn write_report(dir: &std::path::Path, outcome: &mut ScenarioOutcome) {
+        match crate::report::write_trial_report(dir, outcome) {
+            Ok(path) => outcome.report = Some(path),
+            Err(e) => tracing::warn!("timeline report: {}", error_chain(&e)),
+        }
     }
 
     /// Cleans up what the runs left for the end of the process: the shared k3d cluster (and
@@ -424,12 +455,13 @@ impl Runner {
         mutant: Option<&str>,
     ) -> Result<(ScenarioOutcome, Option<Box<dyn Cluster>>), String> {
         let snapshots = &self.options.snapshots;
+        let record = self.options.report_dir.is_some();
         if !matches!(self.options.target, KubeconfigTarget::ServedSim) {
             let backend = self
                 .kubeconfig_backend()
                 .await
                 .map_err(|e| error_chain(&e))?;
-            return Ok(run_one(backend.as_ref(), loaded, mutant, snapshots).await);
+            return Ok(run_one(backend.as_ref(), loaded, mutant, snapshots, record).await);
         }
         // The served cluster's image behaviours name the namespaces the run will use.
         let token = "served";
@@ -450,7 +482,11 @@ impl Runner {
             .with_run_token(token)
             .with_time(Arc::new(sim.clock()))
             .allow_cluster_scoped(true);
-        let (outcome, _) = run_one(&backend, loaded, mutant, snapshots).await;
+        let (mut outcome, _) = run_one(&backend, loaded, mutant, snapshots, record).await;
+        // Its clock is the served simulator's, not the wall's.
+        if let Some(t) = &mut outcome.timeline {
+            t.time_base = super::outcome::TimeBase::Simulated;
+        }
         if let Some(failure) = sim.failure() {
             return Err(format!(
                 "the served cluster's control loop failed: {failure}"
@@ -467,10 +503,14 @@ async fn run_one(
     loaded: &LoadedScenario,
     mutant: Option<&str>,
     snapshots: &SnapshotSettings,
+    record: bool,
 ) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
     match mutant {
-        None => run_scenario_keeping(provisioner, loaded, snapshots).await,
-        Some(name) => (run_mutant(provisioner, loaded, name, snapshots).await, None),
+        None => run_scenario_recording(provisioner, loaded, snapshots, record).await,
+        Some(name) => (
+            run_mutant_recording(provisioner, loaded, name, snapshots, record).await,
+            None,
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ use super::context::failure;
 use super::observe::{Observation, describe, observe};
 use super::outcome::{Context, Failure, Phase};
 use super::steps::{self, StepError};
+use super::trace::{MarkKind, Trace};
 use crate::backend::Cluster;
 use crate::error_chain::error_chain;
 use crate::postgres::Tenant;
@@ -28,6 +29,8 @@ pub(super) struct Session<'a> {
     pub namespaces: BTreeSet<String>,
     /// The scenario's roles and databases on the shared Postgres server, when it declares any.
     pub tenant: Option<Tenant>,
+    /// What the run records for the recovery figures and the timeline report.
+    pub trace: Trace,
 }
 
 /// Whether a query returned exactly the expected rows (SQL NULL matches no text).
@@ -131,8 +134,7 @@ impl Session<'_> {
                                 crate::report::human_duration(DEFAULT_WAIT)
                             )]);
                         }
-                        self.cluster
-                            .advance(deadline)
+                        self.advance(deadline)
                             .await
                             .map_err(|e| vec![error_chain(&e)])?;
                     }
@@ -176,8 +178,7 @@ impl Session<'_> {
             Step::Sleep(d) => {
                 let until = self.cluster.now() + d.as_std();
                 while self.cluster.now() < until {
-                    self.cluster
-                        .advance(until)
+                    self.advance(until)
                         .await
                         .map_err(|e| vec![error_chain(&e)])?;
                 }
@@ -274,7 +275,7 @@ impl Session<'_> {
                 (Some(start), Some(hold)) => start + hold,
                 _ => deadline,
             };
-            if let Err(err) = self.cluster.advance(until).await {
+            if let Err(err) = self.advance(until).await {
                 return Err(Observation {
                     holds: false,
                     mismatches: vec![error_chain(&err)],
@@ -334,11 +335,20 @@ impl Session<'_> {
 
     pub(super) async fn break_phase(&mut self) -> Result<(), Failure> {
         let s = &self.loaded.scenario;
+        self.trace.break_started(self.cluster.now());
         self.steps(Phase::Break, &s.break_.steps).await?;
         let start = self.cluster.now();
         for (i, symptom) in s.break_.symptoms.iter().enumerate() {
             let within = symptom.within().map_or(DEFAULT_WAIT, |d| d.as_std());
-            if let Err(obs) = self.wait_for(symptom, start + within).await {
+            let waited = self.wait_for(symptom, start + within).await;
+            if waited.is_ok() {
+                self.trace.mark(
+                    self.cluster.now(),
+                    MarkKind::Symptom,
+                    format!("break.symptoms[{i}]: {}", describe(symptom)),
+                );
+            }
+            if let Err(obs) = waited {
                 let ctx = self.context().await;
                 return Err(failure(
                     Phase::Break,
@@ -353,6 +363,7 @@ impl Session<'_> {
                 ));
             }
         }
+        self.trace.symptoms_held(self.cluster.now());
         Ok(())
     }
 }

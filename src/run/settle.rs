@@ -8,8 +8,9 @@ use kube::api::ListParams;
 
 use super::context::failure;
 use super::observe::describe;
-use super::outcome::{Context, Failure, Phase};
+use super::outcome::{Context, Failure, Phase, Settle};
 use super::session::Session;
+use super::trace::MarkKind;
 use crate::error_chain::error_chain;
 use crate::scenario::Converge;
 
@@ -50,21 +51,47 @@ fn lost(phase: Phase, e: &crate::backend::BackendError) -> Failure {
 }
 
 impl Session<'_> {
+    /// Waits until every expectation of `spec` holds at once, then holds the settle window.
+    /// `phase` is [`Phase::Converge`] on the first run, where `spec.budget` applies too; the
+    /// replays (counterfactual, mutants) pass theirs.
     pub(super) async fn converge(&mut self, spec: &Converge, phase: Phase) -> Result<(), Failure> {
-        let deadline = self.cluster.now() + spec.within.as_std();
+        let start = self.cluster.now();
+        let deadline = start + spec.within.as_std();
         let client = self.cluster.client();
+        let every = self.trace.samples_lanes();
+        let mut first_held: Vec<bool> = vec![false; spec.expect.len()];
         // Hold all at once.
         loop {
             let mut failing = None;
             for (i, e) in spec.expect.iter().enumerate() {
                 let obs = self.observe(&client, e).await;
-                if !obs.holds {
+                if obs.holds {
+                    if !first_held[i] {
+                        first_held[i] = true;
+                        self.trace.mark(
+                            self.cluster.now(),
+                            MarkKind::Expectation,
+                            format!("converge.expect[{i}]: {}", describe(e)),
+                        );
+                    }
+                } else if failing.is_none() {
                     failing = Some((i, obs));
-                    break;
+                    // The timeline shows when each one first held; otherwise the first that
+                    // does not hold is enough.
+                    if !every {
+                        break;
+                    }
                 }
             }
             let Some((i, obs)) = failing else { break };
             if self.cluster.now() >= deadline {
+                // Replays must not converge: there, this is what they had to do.
+                self.trace.band(
+                    "converge",
+                    start,
+                    self.cluster.now(),
+                    phase != Phase::Converge,
+                );
                 let ctx = self.context().await;
                 return Err(failure(
                     phase,
@@ -74,19 +101,48 @@ impl Session<'_> {
                     ctx,
                 ));
             }
-            self.cluster
-                .advance(deadline)
-                .await
-                .map_err(|e| lost(phase, &e))?;
+            self.advance(deadline).await.map_err(|e| lost(phase, &e))?;
+        }
+        let converged = self.cluster.now();
+        self.trace
+            .band("converge", start, converged, phase == Phase::Converge);
+        self.trace
+            .mark(converged, MarkKind::Converged, "converged".to_owned());
+        self.trace.converged(converged);
+        if phase == Phase::Converge
+            && let Some(budget) = spec.budget
+            && let Some(fix_start) = self.trace.fix_start()
+            && converged.saturating_sub(fix_start) > budget.as_std()
+        {
+            let ctx = self.context().await;
+            return Err(failure(
+                phase,
+                &format!(
+                    "converged {} after the fix's first step, over the budget of {budget}",
+                    crate::report::human_duration(converged.saturating_sub(fix_start))
+                ),
+                "converge.budget".to_owned(),
+                vec![format!(
+                    "expected convergence within {budget} of the fix, observed {}",
+                    crate::report::human_duration(converged.saturating_sub(fix_start))
+                )],
+                ctx,
+            ));
         }
         // Then stay converged for the settle window: no new restarts, no condition flips.
         let baseline = self.stability().await;
-        let settle_end = self.cluster.now() + spec.settle.as_std();
+        let settle_end = converged + spec.settle.as_std();
+        let broke = |this: &Self| {
+            let now = this.cluster.now();
+            this.trace.band("settle", converged, now, false);
+            this.trace
+                .settled(Settle::Broke(now.saturating_sub(converged)));
+        };
         while self.cluster.now() < settle_end {
-            self.cluster
-                .advance(settle_end)
-                .await
-                .map_err(|e| lost(phase, &e))?;
+            if let Err(e) = self.advance(settle_end).await {
+                broke(self);
+                return Err(lost(phase, &e));
+            }
             let now = self.stability().await;
             let at = crate::report::human_duration(self.cluster.now());
             let mut changes: Vec<String> = regressions(&baseline, &now)
@@ -104,6 +160,12 @@ impl Session<'_> {
                 }
             }
             if !changes.is_empty() {
+                broke(self);
+                self.trace.mark(
+                    self.cluster.now(),
+                    MarkKind::Failure,
+                    format!("settle window broke: {}", changes.join("; ")),
+                );
                 let ctx = self.context().await;
                 return Err(failure(
                     phase,
@@ -114,6 +176,9 @@ impl Session<'_> {
                 ));
             }
         }
+        self.trace
+            .band("settle", converged, self.cluster.now(), true);
+        self.trace.settled(Settle::Held(spec.settle.as_std()));
         Ok(())
     }
 

@@ -339,6 +339,19 @@ pub async fn uid_of(client: &kube::Client, r: &ObjectRef) -> Result<Option<Strin
         .map_err(|e| api_error("get", target(&r.kind, r.namespace.as_deref(), &r.name), &e))
 }
 
+/// The object named by `r` as JSON, `None` when there is none.
+///
+/// # Errors
+/// When the kind is unknown or not served ([`StepError::NoKindMatch`]) or the server fails.
+pub async fn get_object(client: &kube::Client, r: &ObjectRef) -> Result<Option<Value>, StepError> {
+    let api = api_for_ref(client, r).await?;
+    let object = api
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| api_error("get", target(&r.kind, r.namespace.as_deref(), &r.name), &e))?;
+    Ok(object.and_then(|o| serde_json::to_value(o).ok()))
+}
+
 /// Patches an object with the step's patch type.
 ///
 /// # Errors

@@ -852,6 +852,10 @@ pub struct Converge {
     pub settle: Duration,
     /// Health expectations.
     pub expect: Vec<Expectation>,
+    /// Longest the cluster may take, from the fix's first step, until every expectation holds;
+    /// a slower recovery fails the run (the first run only: replays must not converge at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Duration>,
 }
 
 fn default_settle() -> Duration {
