@@ -1138,3 +1138,146 @@ fn generated_passwords_never_reach_snapshots_reports_or_logs() {
     assert!(logs.contains("password authentication failed"), "{logs}");
     assert!(!logs.contains(&password));
 }
+
+/// The processes descended from `root`.
+fn descendants(root: u32) -> Vec<String> {
+    let all: Vec<(String, u32)> = pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid.clone(), parent_and_name(&pid)?.0)))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid) in &all {
+            if *ppid == parent && !out.contains(pid) {
+                out.push(pid.clone());
+                if let Ok(p) = pid.parse() {
+                    frontier.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `relapse-pg-*` server directories the processes work in.
+fn server_dirs(pids: &[String]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
+        .filter_map(|cwd| {
+            cwd.ancestors()
+                .find(|a| {
+                    a.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("relapse-pg-"))
+                })
+                .map(Path::to_path_buf)
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// `relapse run` of a Postgres scenario killed with SIGKILL at 20 points, from start-up through
+/// initdb, the server's start and the scenario's phases: each time, once the watchdog is done,
+/// no process works in a server directory of the run, none of those directories is left, no
+/// shared memory segment a server of the run mapped is left, nothing is left in the run's
+/// TMPDIR and no kubeconfig was written.
+#[test]
+fn relapse_run_killed_at_twenty_points_leaves_nothing_behind() {
+    if provider().is_none() {
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/postgres/backstage-role-without-createdb.yaml");
+    let mut killed_with_postgres_running = 0;
+    for point in 0..20u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .arg("run")
+            .arg(&scenario)
+            .args([
+                "--snapshots",
+                &home.path().join("snapshots").to_string_lossy(),
+            ])
+            .env("TMPDIR", tmp.path())
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", home.path())
+            .env_remove("RELAPSE_POSTGRES_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // 0 ms to about 3.8 s: before the server exists, inside initdb, while it starts, and
+        // while the scenario runs against it.
+        let deadline = Instant::now() + Duration::from_millis(point * 200);
+        let mut dirs = Vec::new();
+        let mut segments = Vec::new();
+        let mut running;
+        loop {
+            let family = descendants(child.id());
+            dirs.extend(server_dirs(&family));
+            segments.extend(segments_of(&family));
+            running = !server_dirs(&family).is_empty();
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        dirs.sort();
+        dirs.dedup();
+        segments.sort();
+        segments.dedup();
+        if running {
+            killed_with_postgres_running += 1;
+        }
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGKILL);
+        }
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let users: Vec<String> = dirs.iter().flat_map(|d| processes_in(d)).collect();
+            let dirs_left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+            let entries: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            let left: Vec<&PathBuf> = segments
+                .iter()
+                .filter(|(path, ino)| inode(path) == Some(*ino))
+                .map(|(path, _)| path)
+                .collect();
+            // The snapshots directory is the user's; anything else there would be a kubeconfig.
+            let kubeconfigs = std::fs::read_dir(home.path())
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.file_name() != "snapshots")
+                        .count()
+                })
+                .unwrap_or(0);
+            if users.is_empty()
+                && dirs_left.is_empty()
+                && entries.is_empty()
+                && left.is_empty()
+                && kubeconfigs == 0
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "killed after {} ms: processes {users:?}, server directories {dirs_left:?}, left in TMPDIR {entries:?}, shared memory {left:?}, {kubeconfigs} files in HOME",
+                point * 200
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("kills with a server of the run alive: {killed_with_postgres_running} of 20");
+    // Not vacuous: most kills hit initdb or a running server.
+    assert!(
+        killed_with_postgres_running >= 5,
+        "only {killed_with_postgres_running} of 20 kills found initdb or postgres running"
+    );
+}
