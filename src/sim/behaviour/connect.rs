@@ -138,7 +138,7 @@ fn refused(runtime: ClientRuntime, ip: &str, port: u16) -> String {
 /// or Node's `dnsException` (lib/internal/errors.js: `getaddrinfo ENOTFOUND <host>`).
 fn no_such_host(runtime: ClientRuntime, host: &str) -> String {
     match runtime {
-        ClientRuntime::Go => format!("dial tcp: lookup {host} on 10.96.0.10:53: no such host"),
+        ClientRuntime::Go => format!("dial tcp: lookup {host} on 10.43.0.10:53: no such host"),
         ClientRuntime::Node => format!("getaddrinfo ENOTFOUND {host}"),
     }
 }
@@ -408,12 +408,12 @@ mod tests {
         let mut view = StaticView::new(vec![
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "redis-master", "namespace": "data"},
-                   "spec": {"clusterIP": "10.96.4.20", "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}]}}),
+                   "spec": {"clusterIP": "10.43.4.20", "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}]}}),
             json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                    "metadata": {"name": "redis-master-abcde", "namespace": "data",
                                 "labels": {"kubernetes.io/service-name": "redis-master"}},
                    "ports": [{"name": "redis", "port": 6379}],
-                   "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": ready},
+                   "endpoints": [{"addresses": ["10.42.0.7"], "conditions": {"ready": ready},
                                   "targetRef": {"kind": "Pod", "name": "redis-master-0", "namespace": "data"}}]}),
         ]);
         view.listeners.push(Listener {
@@ -526,16 +526,16 @@ mod tests {
         let node = need(json!({"to": "redis-master.data", "runtime": "node"}));
         assert_eq!(
             check(&ctx(&[]), &go, &view),
-            Err("dial tcp 10.96.4.20:6379: connect: connection refused".into())
+            Err("dial tcp 10.43.4.20:6379: connect: connection refused".into())
         );
         assert_eq!(
             check(&ctx(&[]), &node, &view),
-            Err("connect ECONNREFUSED 10.96.4.20:6379".into())
+            Err("connect ECONNREFUSED 10.43.4.20:6379".into())
         );
         // Not in the client's namespace without the namespace in the name.
         assert_eq!(
             check(&ctx(&[]), &need(json!({"to": "redis-master"})), &view),
-            Err("dial tcp: lookup redis-master on 10.96.0.10:53: no such host".into())
+            Err("dial tcp: lookup redis-master on 10.43.0.10:53: no such host".into())
         );
         assert_eq!(
             check(
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(
             check(
                 &ctx(&[("P", "pw")]),
-                &need(json!({"to": "10.96.4.20:6379", "password": {"env": "P"}})),
+                &need(json!({"to": "10.43.4.20:6379", "password": {"env": "P"}})),
                 &ready
             ),
             Ok(vec![])
@@ -570,18 +570,18 @@ mod tests {
             .objects
             .push(json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "redis-master-0", "namespace": "data"},
-            "status": {"phase": "Running", "podIP": "10.244.0.7"}}));
+            "status": {"phase": "Running", "podIP": "10.42.0.7"}}));
         assert_eq!(
-            check(&ctx(&[]), &need(json!({"to": "10.244.0.7"})), &direct),
+            check(&ctx(&[]), &need(json!({"to": "10.42.0.7"})), &direct),
             Err("NOAUTH Authentication required.".into())
         );
         assert_eq!(
             check(
                 &ctx(&[]),
-                &need(json!({"to": "10.244.0.8:6379", "runtime": "node"})),
+                &need(json!({"to": "10.42.0.8:6379", "runtime": "node"})),
                 &direct
             ),
-            Err("connect ECONNREFUSED 10.244.0.8:6379".into())
+            Err("connect ECONNREFUSED 10.42.0.8:6379".into())
         );
         // A program that declares nothing about the port accepts any client.
         let mut quiet = cluster(true, Some("pw"));

@@ -29,7 +29,7 @@ const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// Where in-cluster clients reach the API server when the pod's environment does not say
 /// (`KUBERNETES_SERVICE_HOST`/`_PORT`): the `kubernetes` Service's ClusterIP in the simulated
 /// store (src/sim/store/mod.rs creates it).
-const DEFAULT_API_HOST: &str = "10.96.0.1";
+const DEFAULT_API_HOST: &str = "10.43.0.1";
 
 /// The settings the program read at start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -926,7 +926,7 @@ fn check_endpoint(
         // Cluster DNS answers SERVFAIL: Go's resolver reports `errServerMisbehaving`
         // (net/dnsclient_unix.go) in the same DNSError and OpError as "no such host".
         return Check::Unmet(format!(
-            "dial tcp: lookup {} on 10.96.0.10:53: server misbehaving",
+            "dial tcp: lookup {} on 10.43.0.10:53: server misbehaving",
             e.service
         ));
     }
@@ -934,7 +934,7 @@ fn check_endpoint(
         // Go's resolver error through net.Dial, with the cluster DNS service address kubeadm
         // uses (net/net.go OpError, net/dnsclient_unix.go "no such host").
         return Check::Unmet(format!(
-            "dial tcp: lookup {} on 10.96.0.10:53: no such host",
+            "dial tcp: lookup {} on 10.43.0.10:53: no such host",
             e.service
         ));
     };
@@ -1200,7 +1200,7 @@ mod tests {
         let service = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "temporal-frontend", "namespace": "apps"},
-            "spec": {"clusterIP": "10.96.12.7", "ports": [{"name": "grpc", "port": 7233}]}
+            "spec": {"clusterIP": "10.43.12.7", "ports": [{"name": "grpc", "port": 7233}]}
         });
         let mut view = StaticView::new(vec![service.clone()]);
         let mut p = Program::start(Some(&b), ctx(), t0());
@@ -1209,7 +1209,7 @@ mod tests {
             texts(&out),
             vec![(
                 0,
-                "waiting for frontend: dial tcp 10.96.12.7:7233: connect: connection refused"
+                "waiting for frontend: dial tcp 10.43.12.7:7233: connect: connection refused"
                     .to_owned()
             )]
         );
@@ -1225,7 +1225,7 @@ mod tests {
             "metadata": {"name": "temporal-frontend-x", "namespace": "apps",
                           "labels": {"kubernetes.io/service-name": "temporal-frontend"}},
             "ports": [{"name": "grpc", "port": 7233}],
-            "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": true}}]
+            "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": true}}]
         }));
         let out = p.advance(at(15), &view);
         assert_eq!(
@@ -1261,12 +1261,12 @@ mod tests {
         let objects = vec![
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "db", "namespace": "apps"},
-                   "spec": {"clusterIP": "10.96.3.4", "ports": [{"port": 5432}]}}),
+                   "spec": {"clusterIP": "10.43.3.4", "ports": [{"port": 5432}]}}),
             json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                    "metadata": {"name": "db-x", "namespace": "apps",
                                 "labels": {"kubernetes.io/service-name": "db"}},
                    "ports": [{"port": 5432}],
-                   "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": true}}]}),
+                   "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": true}}]}),
         ];
         let mut faults = crate::sim::faults::Faults::default();
         faults.start(
@@ -1289,7 +1289,7 @@ mod tests {
             [0, 10]
                 .map(|s| (
                     s,
-                    "connect: dial tcp: lookup db on 10.96.0.10:53: server misbehaving".to_owned()
+                    "connect: dial tcp: lookup db on 10.43.0.10:53: server misbehaving".to_owned()
                 ))
                 .to_vec()
         );
@@ -1582,11 +1582,11 @@ operator:
         .unwrap();
         let mut view = StaticView::new(vec![
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": "apps"},
-                   "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "redis", "port": 6379}]}}),
+                   "spec": {"clusterIP": "10.43.0.9", "ports": [{"name": "redis", "port": 6379}]}}),
             json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                    "metadata": {"name": "redis-x", "namespace": "apps", "labels": {"kubernetes.io/service-name": "redis"}},
                    "ports": [{"name": "redis", "port": 6379}],
-                   "endpoints": [{"addresses": ["10.244.0.3"], "targetRef": {"kind": "Pod", "name": "redis-0"}}]}),
+                   "endpoints": [{"addresses": ["10.42.0.3"], "targetRef": {"kind": "Pod", "name": "redis-0"}}]}),
         ]);
         view.listeners.push(super::Listener {
             namespace: "apps".into(),

@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn owned_objects_keep_the_servers_defaults() {
-        let mut current = json!({"type": "NodePort", "clusterIP": "10.96.0.7",
+        let mut current = json!({"type": "NodePort", "clusterIP": "10.43.0.7",
             "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]});
         merge_desired(
             &mut current,
@@ -536,7 +536,7 @@ mod tests {
         );
         assert_eq!(
             current,
-            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.7",
+            json!({"type": "LoadBalancer", "clusterIP": "10.43.0.7",
                    "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]})
         );
         merge_desired(

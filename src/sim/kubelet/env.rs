@@ -492,12 +492,12 @@ mod tests {
             {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": true}}}
         ]});
-        let env = resolve_env(&p, &c, &view, "10.244.1.2", "172.18.0.2").unwrap();
+        let env = resolve_env(&p, &c, &view, "10.42.1.2", "172.18.0.2").unwrap();
         assert_eq!(env["A"], "a-prod-$-$(NOPE)");
         assert_eq!(env["PW"], "s");
         assert_eq!(env["POD"], "p");
         assert_eq!(env["APP"], "a");
-        assert_eq!(env["IP"], "10.244.1.2");
+        assert_eq!(env["IP"], "10.42.1.2");
         assert_eq!(env["X_MODE"], "prod");
         assert!(!env.contains_key("OPT"));
 

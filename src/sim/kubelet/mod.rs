@@ -39,7 +39,7 @@ pub struct KubeletConfig {
     pub arch: Arch,
     /// The node's InternalIP (`status.hostIP` of its pods).
     pub host_ip: String,
-    /// Pod addresses are this prefix followed by a counter (`10.244.1.` gives `10.244.1.2`, …).
+    /// Pod addresses are this prefix followed by a counter (`10.42.1.` gives `10.42.1.2`, …).
     pub pod_ip_prefix: String,
 }
 

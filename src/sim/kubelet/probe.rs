@@ -393,19 +393,19 @@ mod tests {
                        "startupProbe": {"grpc": {"port": 9090}}});
         let http = ProbeSpec::of(&c, ProbeKind::Readiness).unwrap();
         assert_eq!(
-            http.run(&prog, "10.244.0.5", t(1)).unwrap(),
-            "Get \"http://10.244.0.5:8080/healthz\": dial tcp 10.244.0.5:8080: connect: connection refused"
+            http.run(&prog, "10.42.0.5", t(1)).unwrap(),
+            "Get \"http://10.42.0.5:8080/healthz\": dial tcp 10.42.0.5:8080: connect: connection refused"
         );
-        assert_eq!(http.run(&prog, "10.244.0.5", t(20)), None);
+        assert_eq!(http.run(&prog, "10.42.0.5", t(20)), None);
         let tcp = ProbeSpec::of(&c, ProbeKind::Liveness).unwrap();
         assert_eq!(
-            tcp.run(&prog, "10.244.0.5", t(1)).unwrap(),
-            "dial tcp 10.244.0.5:8080: connect: connection refused"
+            tcp.run(&prog, "10.42.0.5", t(1)).unwrap(),
+            "dial tcp 10.42.0.5:8080: connect: connection refused"
         );
         let grpc = ProbeSpec::of(&c, ProbeKind::Startup).unwrap();
         assert_eq!(
-            grpc.run(&prog, "10.244.0.5", t(1)).unwrap(),
-            "timeout: failed to connect service \"10.244.0.5:9090\" within 1s: context deadline exceeded"
+            grpc.run(&prog, "10.42.0.5", t(1)).unwrap(),
+            "timeout: failed to connect service \"10.42.0.5:9090\" within 1s: context deadline exceeded"
         );
     }
 
@@ -453,31 +453,31 @@ mod tests {
         let c = probes(1);
         let http = ProbeSpec::of(&c, ProbeKind::Liveness).unwrap();
         assert_eq!(
-            http.run(&prog, "10.244.0.5", t(5)).unwrap(),
-            "Get \"http://10.244.0.5:8080/healthz\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            http.run(&prog, "10.42.0.5", t(5)).unwrap(),
+            "Get \"http://10.42.0.5:8080/healthz\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         );
         // Warmed up: 200 ms answers pass a 1 s timeout.
-        assert_eq!(http.run(&prog, "10.244.0.5", t(41)), None);
+        assert_eq!(http.run(&prog, "10.42.0.5", t(41)), None);
         let grpc = ProbeSpec::of(&c, ProbeKind::Startup).unwrap();
         assert_eq!(
-            grpc.run(&prog, "10.244.0.5", t(5)).unwrap(),
+            grpc.run(&prog, "10.42.0.5", t(5)).unwrap(),
             "timeout: health rpc did not complete within 1s"
         );
         let tcp = ProbeSpec::of(&c, ProbeKind::Readiness).unwrap();
-        assert_eq!(tcp.run(&prog, "10.244.0.5", t(5)), None);
+        assert_eq!(tcp.run(&prog, "10.42.0.5", t(5)), None);
         // A timeout equal to the answer time still fails (the client gives up first); longer passes.
         let c = probes(3);
         assert!(
             ProbeSpec::of(&c, ProbeKind::Liveness)
                 .unwrap()
-                .run(&prog, "10.244.0.5", t(5))
+                .run(&prog, "10.42.0.5", t(5))
                 .is_some()
         );
         let c = probes(4);
         assert_eq!(
             ProbeSpec::of(&c, ProbeKind::Liveness)
                 .unwrap()
-                .run(&prog, "10.244.0.5", t(5)),
+                .run(&prog, "10.42.0.5", t(5)),
             None
         );
         // A path the program does not serve.
@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(
             ProbeSpec::of(&c, ProbeKind::Liveness)
                 .unwrap()
-                .run(&prog, "10.244.0.5", t(5))
+                .run(&prog, "10.42.0.5", t(5))
                 .unwrap(),
             "HTTP probe failed with statuscode: 404"
         );
@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(
             ProbeSpec::of(&c, ProbeKind::Readiness)
                 .unwrap()
-                .run(&prog, "10.244.0.5", t(1))
+                .run(&prog, "10.42.0.5", t(1))
                 .unwrap(),
             r#"command timed out: "sh -c redis-cli -a \"x\" ping" timed out after 5s"#
         );

@@ -29,7 +29,7 @@ fn kubelet() -> Kubelet {
         node_name: "node-1".into(),
         arch: Arch::Amd64,
         host_ip: "172.18.0.2".into(),
-        pod_ip_prefix: "10.244.1.".into(),
+        pod_ip_prefix: "10.42.1.".into(),
     })
 }
 
@@ -449,7 +449,7 @@ fn missing_volume_source_fails_mount_with_growing_retries() {
         "metadata": {"name": "creds", "namespace": "apps"}}));
     r.until(after(r.now, Duration::from_secs(30)));
     assert_eq!(r.condition("PodReadyToStartContainers")["status"], "True");
-    assert_eq!(r.status()["podIP"], "10.244.1.2");
+    assert_eq!(r.status()["podIP"], "10.42.1.2");
     assert_eq!(r.status()["phase"], "Running");
 }
 
@@ -573,7 +573,7 @@ fn readiness_follows_the_program_and_probe_failures_are_reported() {
     let unhealthy = r.event_messages("Unhealthy");
     assert!(!unhealthy.is_empty());
     assert!(unhealthy.iter().all(|(_, m)| m
-        == "Readiness probe failed: Get \"http://10.244.1.2:8080/health/ready\": dial tcp 10.244.1.2:8080: connect: connection refused"));
+        == "Readiness probe failed: Get \"http://10.42.1.2:8080/health/ready\": dial tcp 10.42.1.2:8080: connect: connection refused"));
     let not_ready = r
         .statuses
         .iter()
@@ -623,8 +623,10 @@ fn liveness_failures_kill_and_restart_the_container() {
             .len(),
         3
     );
-    assert!(unhealthy.iter().all(|(_, m)| m
-        == "Liveness probe failed: dial tcp 10.244.1.2:8080: connect: connection refused"));
+    assert!(
+        unhealthy.iter().all(|(_, m)| m
+            == "Liveness probe failed: dial tcp 10.42.1.2:8080: connect: connection refused")
+    );
     let killing = r.event_messages("Killing");
     assert_eq!(killing.len(), 1);
     assert_eq!(

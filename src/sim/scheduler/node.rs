@@ -17,10 +17,11 @@ pub fn host_ip(index: usize) -> String {
     format!("172.18.0.{}", index + 2)
 }
 
-/// The node's pod CIDR: `10.244.<index>.0/24`.
+/// The node's pod CIDR: `10.42.<index>.0/24`, a /24 of k3s' default `--cluster-cidr`
+/// 10.42.0.0/16.
 #[must_use]
 pub fn pod_cidr(index: usize) -> String {
-    format!("10.244.{index}.0/24")
+    format!("10.42.{index}.0/24")
 }
 
 /// The node agent settings that go with [`node_object`] for the same node.
@@ -30,7 +31,7 @@ pub fn kubelet_config(node: &Node, index: usize) -> KubeletConfig {
         node_name: node.name.clone(),
         arch: node.arch,
         host_ip: host_ip(index),
-        pod_ip_prefix: format!("10.244.{index}."),
+        pod_ip_prefix: format!("10.42.{index}."),
     }
 }
 
@@ -45,7 +46,9 @@ const fn effect(e: TaintEffect) -> &'static str {
 /// The `Node` object for the `index`-th declared node, created at `now`.
 ///
 /// Labels are the kubelet's well-known ones (`kubernetes.io/arch`, `kubernetes.io/os`,
-/// `kubernetes.io/hostname`, and their `beta.` forms) plus kubeadm's control-plane role label.
+/// `kubernetes.io/hostname`, and their `beta.` forms) plus k3s' (the instance type `k3s`, and
+/// `node-role.kubernetes.io/control-plane` and `.../master` set to `true` on servers), as on
+/// the k3s clusters the k3d backend runs.
 /// A control-plane node that is not also a worker carries kubeadm's
 /// `node-role.kubernetes.io/control-plane:NoSchedule` taint. Conditions carry the kubelet's
 /// reasons and messages (pkg/kubelet/nodestatus/setters.go).
@@ -58,9 +61,14 @@ pub fn node_object(node: &Node, index: usize, now: Timestamp) -> Value {
     labels.insert("kubernetes.io/arch".into(), json!(arch));
     labels.insert("kubernetes.io/hostname".into(), json!(node.name));
     labels.insert("kubernetes.io/os".into(), json!("linux"));
+    // k3s' own labels: its cloud provider's instance type, and on servers both role labels
+    // with the value "true" (pkg/agent/run.go and pkg/cloudprovider in k3s).
+    labels.insert("beta.kubernetes.io/instance-type".into(), json!("k3s"));
+    labels.insert("node.kubernetes.io/instance-type".into(), json!("k3s"));
     let control_plane = node.roles.contains(&NodeRole::ControlPlane);
     if control_plane {
-        labels.insert(CONTROL_PLANE.into(), json!(""));
+        labels.insert(CONTROL_PLANE.into(), json!("true"));
+        labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
     }
     for (k, v) in &node.labels {
         labels.insert(k.clone(), json!(v));
@@ -161,7 +169,15 @@ mod tests {
         let n = node_object(&node(vec![NodeRole::ControlPlane]), 1, now);
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], "arm64");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "cp-1");
-        assert_eq!(n["metadata"]["labels"][CONTROL_PLANE], "");
+        assert_eq!(n["metadata"]["labels"][CONTROL_PLANE], "true");
+        assert_eq!(
+            n["metadata"]["labels"]["node-role.kubernetes.io/master"],
+            "true"
+        );
+        assert_eq!(
+            n["metadata"]["labels"]["node.kubernetes.io/instance-type"],
+            "k3s"
+        );
         assert_eq!(
             n["metadata"]["labels"]["topology.kubernetes.io/zone"],
             "eu-west-2a"
@@ -182,7 +198,7 @@ mod tests {
                    "lastHeartbeatTime": "2025-01-01T00:00:00Z", "lastTransitionTime": "2025-01-01T00:00:00Z"})
         );
         assert_eq!(n["status"]["addresses"][0]["address"], "172.18.0.3");
-        assert_eq!(n["spec"]["podCIDR"], "10.244.1.0/24");
+        assert_eq!(n["spec"]["podCIDR"], "10.42.1.0/24");
 
         let both = node_object(
             &node(vec![NodeRole::ControlPlane, NodeRole::Worker]),
@@ -196,7 +212,7 @@ mod tests {
         let cfg = kubelet_config(&node(vec![NodeRole::Worker]), 2);
         assert_eq!(
             (cfg.host_ip.as_str(), cfg.pod_ip_prefix.as_str()),
-            ("172.18.0.4", "10.244.2.")
+            ("172.18.0.4", "10.42.2.")
         );
     }
 }

@@ -227,8 +227,9 @@ pub struct Store {
     refused_creates: Mutex<BTreeMap<String, String>>,
 }
 
-/// First address of the service CIDR 10.96.0.0/12 handed out after the `kubernetes` service.
-const SERVICE_CIDR_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
+/// The service CIDR: k3s' default `--service-cidr` 10.43.0.0/16 (the `kubernetes` service has
+/// its first address, cluster DNS `10.43.0.10`), so a scenario reads the same as on k3d.
+const SERVICE_CIDR_BASE: u32 = u32::from_be_bytes([10, 43, 0, 0]);
 
 impl Store {
     /// A store with the built-in resources, the initial namespaces and the `kubernetes` service.
@@ -275,7 +276,7 @@ impl Store {
                 &svc,
                 Some("default"),
                 json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                       "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
+                       "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
                 &WriteOptions::default(),
             );
         }

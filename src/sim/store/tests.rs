@@ -29,7 +29,7 @@ fn starts_with_namespaces_and_kubernetes_service() {
     let svc = s
         .get(&res(&s, "", "services"), Some("default"), "kubernetes")
         .unwrap();
-    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
     assert!(
         s.get(&res(&s, "", "serviceaccounts"), Some("default"), "default")
             .is_ok()
@@ -503,7 +503,7 @@ fn services_get_cluster_ips() {
             &WriteOptions::default(),
         )
         .unwrap();
-    assert_eq!(a["spec"]["clusterIP"], "10.96.0.2");
+    assert_eq!(a["spec"]["clusterIP"], "10.43.0.2");
     assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
     assert_eq!(a["spec"]["type"], "ClusterIP");
     let n = s.create(&svc, Some("default"), json!({"metadata": {"name": "n"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}), &WriteOptions::default()).unwrap();

@@ -136,7 +136,7 @@ fn latency_beyond_the_renew_deadline_loses_the_lease_with_client_go_lines() {
     // Defaults: renewDeadline 10s, so each request may take 5s; the server now takes 12s.
     let view = latency_from(30, 12);
     let (logs, outcome) = run(&["--leader-elect"], &view, 120);
-    let url = "https://10.96.0.1:443/apis/coordination.k8s.io/v1/namespaces/ops/leases/op-lock?timeout=5s";
+    let url = "https://10.43.0.1:443/apis/coordination.k8s.io/v1/namespaces/ops/leases/op-lock?timeout=5s";
     // The renewal cycle starting at 30s: the optimistic update times out after 5s, the get
     // after the remaining 5s, then the cycle's context has ended.
     assert_eq!(
