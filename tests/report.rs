@@ -1,4 +1,4 @@
-//! The timeline report of a shipped scenario, rendered through the runner as `relapse run
+//! The timeline report of the shipped scenarios, rendered through the runner as `relapse run
 //! --report` does: its structure read back from the markup (phase bands, lanes, the symptom
 //! marker after the break's first step, the converge marker after the fix's, none in the
 //! counterfactual), and a screenshot in headless Chromium showing the bands and lanes drawn,
@@ -356,9 +356,77 @@ fn screenshot(chromium: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Every shipped scenario's report on the simulated cluster: each symptom marker at or after
+/// the break's first step and before the fix, one converge marker after the fix's first step,
+/// and no converge marker in the counterfactual (when the scenario has one).
+fn markers(loaded: scenario::LoadedScenario) -> Result<(), Failed> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir()?;
+    let options = RunOptions {
+        snapshots: SnapshotSettings {
+            dir: root.join("snapshots"),
+            mode: UpdateMode::No,
+        },
+        target: KubeconfigTarget::None,
+        allow_cluster_scoped: false,
+        require_k3d: false,
+        report_dir: Some(dir.path().to_path_buf()),
+    };
+    let plan = Plan::new(&[Arc::new(loaded)], &[BackendKind::Sim], &options);
+    let trial = plan
+        .trials
+        .iter()
+        .find(|t| t.mutant.is_none())
+        .ok_or("no trial")?;
+    if trial.decision != relapse::run::Decision::Run {
+        return Ok(());
+    }
+    let outcome = Runner::new(options).run(trial, false).outcome;
+    if outcome.verdict != Verdict::Passed {
+        return Err(format!("{:?}", outcome.verdict).into());
+    }
+    let path = outcome.report.ok_or("the runner names no report")?;
+    let runs = parse(&std::fs::read_to_string(path)?);
+    let fixed = runs.first().ok_or("no run drawn")?;
+    let break_start = band(fixed, "break").ms("data-start-ms");
+    let fix_start = band(fixed, "fix").ms("data-start-ms");
+    let marks = |run: &Run, kind: &str| -> Vec<u64> {
+        run.marks
+            .iter()
+            .filter(|m| m.get("data-mark") == kind)
+            .map(|m| m.ms("data-at-ms"))
+            .collect()
+    };
+    let symptoms = marks(fixed, "symptom");
+    if symptoms.is_empty() || symptoms.iter().any(|&t| t < break_start || t > fix_start) {
+        return Err(format!(
+            "symptoms {symptoms:?} not between the break ({break_start}) and the fix ({fix_start})"
+        )
+        .into());
+    }
+    let converged = marks(fixed, "converged");
+    if converged.len() != 1 || converged[0] < fix_start {
+        return Err(format!("converged at {converged:?}, the fix at {fix_start}").into());
+    }
+    if let Some(counterfactual) = runs.iter().find(|r| r.label.starts_with("counterfactual")) {
+        let c = marks(counterfactual, "converged");
+        if !c.is_empty() {
+            return Err(format!("the counterfactual converged at {c:?}").into());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let mut trials = vec![Trial::test("report::structure", structure)];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let (all, errors) = scenario::load_suite(&[root]).expect("the suite loads");
+    assert!(errors.is_empty(), "the shipped scenarios load");
+    for loaded in all {
+        let name = format!("report::markers::{}", loaded.id);
+        trials.push(Trial::test(name, move || markers(loaded)));
+    }
     let shot = match chromium() {
         Ok(path) => Trial::test("report::screenshot", move || screenshot(&path)),
         Err(reason) => {

@@ -106,14 +106,20 @@ impl Session<'_> {
         let converged = self.cluster.now();
         self.trace
             .band("converge", start, converged, phase == Phase::Converge);
-        self.trace
-            .mark(converged, MarkKind::Converged, "converged".to_owned());
-        self.trace.converged(converged);
+        // Converged only once the settle window held too: a run whose expectations held for a
+        // moment and then broke (a crash-looping pod's Ready blip) did not converge, and its
+        // timeline must not say so.
+        let mark_converged = |this: &Self| {
+            this.trace
+                .mark(converged, MarkKind::Converged, "converged".to_owned());
+            this.trace.converged(converged);
+        };
         if phase == Phase::Converge
             && let Some(budget) = spec.budget
             && let Some(fix_start) = self.trace.fix_start()
             && converged.saturating_sub(fix_start) > budget.as_std()
         {
+            mark_converged(self);
             let ctx = self.context().await;
             return Err(failure(
                 phase,
@@ -134,6 +140,11 @@ impl Session<'_> {
         let settle_end = converged + spec.settle.as_std();
         let broke = |this: &Self| {
             let now = this.cluster.now();
+            this.trace.mark(
+                converged,
+                MarkKind::Expectation,
+                "every converge expectation held; then the settle window broke".to_owned(),
+            );
             this.trace.band("settle", converged, now, false);
             this.trace
                 .settled(Settle::Broke(now.saturating_sub(converged)));
@@ -179,6 +190,7 @@ impl Session<'_> {
         self.trace
             .band("settle", converged, self.cluster.now(), true);
         self.trace.settled(Settle::Held(spec.settle.as_std()));
+        mark_converged(self);
         Ok(())
     }
 
