@@ -647,17 +647,15 @@ impl Checker {
                         );
                     }
                 }
-                let access_needs: Vec<&super::model::AccessNeed> = match &r.needs {
-                    super::model::Need::Access(a) => vec![a],
-                    super::model::Need::AnyOf(needs) => needs
-                        .iter()
-                        .filter_map(|n| match n {
-                            super::model::Need::Access(a) => Some(a),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                let access_needs: Vec<&super::model::AccessNeed> = r
+                    .needs
+                    .members()
+                    .into_iter()
+                    .filter_map(|n| match n {
+                        super::model::Need::Access(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect();
                 for a in access_needs {
                     let at = [
                         Segment::Key("images".into()),
@@ -697,28 +695,24 @@ impl Checker {
                         );
                     }
                 }
-                let config_needs: Vec<&super::model::ConfigNeed> = match &r.needs {
-                    super::model::Need::Config(c) => vec![c],
-                    super::model::Need::AnyOf(needs) => needs
-                        .iter()
-                        .filter_map(|n| match n {
-                            super::model::Need::Config(c) => Some(c),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let connect_needs: Vec<&super::model::ConnectNeed> = match &r.needs {
-                    super::model::Need::Connect(c) => vec![c],
-                    super::model::Need::AnyOf(needs) => needs
-                        .iter()
-                        .filter_map(|n| match n {
-                            super::model::Need::Connect(c) => Some(c),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                let config_needs: Vec<&super::model::ConfigNeed> = r
+                    .needs
+                    .members()
+                    .into_iter()
+                    .filter_map(|n| match n {
+                        super::model::Need::Config(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect();
+                let connect_needs: Vec<&super::model::ConnectNeed> = r
+                    .needs
+                    .members()
+                    .into_iter()
+                    .filter_map(|n| match n {
+                        super::model::Need::Connect(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect();
                 for c in connect_needs {
                     let at = vec![
                         Segment::Key("images".into()),

@@ -433,6 +433,17 @@ pub enum Need {
     Access(AccessNeed),
 }
 
+impl Need {
+    /// This need, or each member of an `anyOf`: the needs the loader checks one by one.
+    #[must_use]
+    pub fn members(&self) -> Vec<&Self> {
+        match self {
+            Self::AnyOf(needs) => needs.iter().collect(),
+            other => vec![other],
+        }
+    }
+}
+
 /// An API request a program makes as its pod's ServiceAccount
 /// (`system:serviceaccount:<namespace>:<serviceAccountName>`): a resource request (`resource`)
 /// or a non-resource one (`nonResourceURL`), exactly one of the two.
