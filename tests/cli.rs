@@ -2098,3 +2098,200 @@ fn kubectl_create_works_against_sim_up() {
     );
     assert!(sim.stop().success());
 }
+
+#[test]
+fn pause_after_fix_serves_the_cluster_until_enter_then_the_run_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(["run", "--filter", "apps/web", "--pause-after", "fix"])
+        .current_dir(dir.path())
+        .env("TMPDIR", tmp.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the relapse binary runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut kubeconfig = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        seen.push(line.clone());
+        if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+            kubeconfig = Some(std::path::PathBuf::from(path));
+        }
+        if line.starts_with("press Enter to continue") {
+            break;
+        }
+    }
+    let kubeconfig = kubeconfig.expect("relapse printed the paused cluster's kubeconfig");
+    assert!(
+        seen.iter()
+            .any(|l| l == "paused apps/web after the fix phase; inspect its cluster with:"),
+        "{seen:?}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kubeconfig)
+            .expect("kubeconfig written while paused")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let kubectl = Path::new("/usr/bin/kubectl");
+    if kubectl.exists() {
+        let out = Command::new(kubectl)
+            .args(["get", "namespace", "demo", "-o", "name"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "namespace/demo",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Still paused: nothing more until Enter.
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err()
+    );
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"\n").expect("Enter");
+    let status = child.wait().expect("relapse exits");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(0), "{seen:?}\n{rest:?}");
+    assert!(rest.iter().any(|l| l == "continuing apps/web"), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("sim::apps/web  passed")),
+        "{rest:?}"
+    );
+    assert!(
+        !kubeconfig.exists(),
+        "the paused cluster's kubeconfig is left"
+    );
+    assert_eq!(private_dirs(tmp.path()), Vec::<String>::new());
+    drop(stdin);
+}
+
+#[test]
+fn pause_after_goes_on_when_stdin_is_closed() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    for phase in ["break", "fix", "converge"] {
+        // `output()` gives the child an empty stdin: CI never waits on a pause.
+        let out = relapse(
+            dir.path(),
+            &["run", "--filter", "apps/web", "--pause-after", phase],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains(&format!(
+                "paused apps/web after the {phase} phase; inspect its cluster with:\n  export KUBECONFIG="
+            )),
+            "{err}"
+        );
+        assert!(err.contains("sim::apps/web  passed"), "{err}");
+    }
+    let out = relapse(dir.path(), &["run", "--pause-after", "snapshot"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn keep_always_keeps_a_passing_cluster_until_a_signal_or_gc() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tmp = tmp.path();
+    let args = ["run", "--filter", "apps/web", "--keep", "always"];
+    let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &args);
+    assert!(kubeconfig.exists());
+    signal(&child, libc::SIGINT);
+    // The scenario passed: keeping it changes no verdict.
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    assert!(!kubeconfig.exists(), "kept kubeconfig left behind");
+    assert_eq!(private_dirs(tmp), Vec::<String>::new());
+    // Killed outright, the kept cluster's kubeconfig is gc's to remove.
+    let (mut child, kubeconfig) = spawn_serving(dir.path(), tmp, &args);
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(kubeconfig.exists());
+    let report = gc_in(tmp);
+    assert!(!kubeconfig.exists(), "{report}");
+    assert_eq!(private_dirs(tmp), Vec::<String>::new(), "{report}");
+    // `--keep never` and a passing scenario under `--keep` (on failure) keep nothing.
+    for keep in [&["--keep", "never"][..], &["--keep"]] {
+        let mut args = vec!["run", "--filter", "apps/web"];
+        args.extend_from_slice(keep);
+        let out = relapse(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("export KUBECONFIG="), "{keep:?}");
+    }
+}
+
+#[test]
+fn ctrl_c_while_paused_stops_the_run_and_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relapse"))
+            .args(["run", "--filter", "apps/web", "--pause-after", "break"])
+            .current_dir(dir.path())
+            .env("TMPDIR", tmp.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the relapse binary runs");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        let kubeconfig = lines
+            .by_ref()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("export KUBECONFIG=")
+                    .map(std::path::PathBuf::from)
+            })
+            .expect("relapse printed the paused cluster's kubeconfig");
+        assert!(
+            lines
+                .by_ref()
+                .any(|l| l.starts_with("press Enter to continue"))
+        );
+        assert!(kubeconfig.exists());
+        signal(&child, sig);
+        let rest: Vec<String> = lines.collect();
+        let status = child.wait().expect("relapse exits");
+        assert_eq!(status.code(), Some(130), "{rest:?}");
+        assert!(
+            rest.iter()
+                .any(|l| l == "interrupted while paused: the run was stopped"),
+            "{rest:?}"
+        );
+        assert!(!kubeconfig.exists(), "signal {sig}: kubeconfig left behind");
+        assert_eq!(private_dirs(tmp.path()), Vec::<String>::new());
+    }
+}

@@ -191,22 +191,31 @@ pub enum BackendError {
     },
 }
 
-/// A cluster kept for a person to inspect with kubectl (`relapse run --keep`).
+/// A cluster kept or paused for a person to inspect with kubectl (`relapse run --keep`,
+/// `--pause-after`).
 pub struct Inspection {
-    /// A kubeconfig reaching the cluster (it carries credentials: write it with mode 0600).
-    pub kubeconfig_yaml: String,
+    /// How kubectl reaches it.
+    pub access: Access,
+    /// The scenario's namespaces that have other names on the cluster (the kubeconfig and k3d
+    /// backends isolate runs in renamed namespaces): `(scenario's name, cluster's name)`.
+    pub namespaces: Vec<(String, String)>,
     /// Keeps the cluster served while alive.
     pub guard: Box<dyn std::any::Any + Send>,
 }
 
-impl Inspection {
-    /// Writes the kubeconfig to `path` with mode 0600.
-    ///
-    /// # Errors
-    /// Fails when the file cannot be written.
-    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), crate::sim::ServeError> {
-        crate::sim::serve::write_kubeconfig_file(path, &self.kubeconfig_yaml)
-    }
+/// How kubectl reaches an inspected cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Through this kubeconfig, to be written for the person (it carries credentials: mode
+    /// 0600, see [`crate::sim::serve::write_kubeconfig_file`]).
+    Kubeconfig(String),
+    /// Through the person's own kubeconfig file, with this context (`None`: its current one).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The context.
+        context: Option<String>,
+    },
 }
 
 /// Creates a fresh cluster shaped like a scenario's `cluster:` section.
@@ -317,7 +326,7 @@ pub trait Cluster: Send + Sync {
         Box::pin(async move {
             Err(BackendError::Unavailable {
                 backend,
-                reason: "keeping a failed cluster is only supported on the sim backend".to_owned(),
+                reason: format!("the {backend} backend cannot serve its clusters for kubectl"),
             })
         })
     }

@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{BackendError, BackendKind, Cluster};
+use super::{Access, BackendError, BackendKind, Cluster, Inspection};
 
 /// Where a cluster's time comes from.
 pub trait TimeSource: Send + Sync + fmt::Debug {
@@ -107,7 +107,13 @@ pub struct RemoteCluster {
     release: Option<Box<dyn Release>>,
     /// Keeps whatever serves the cluster alive (a served simulator, a k3d cluster guard).
     _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// How a person reaches the cluster with kubectl, and the run's renamed namespaces.
+    inspection: Option<InspectionSource>,
 }
+
+/// What [`RemoteCluster::with_inspection`] reports when the cluster is inspected: how kubectl
+/// reaches it, and the namespaces renamed so far.
+pub type InspectionSource = Arc<dyn Fn() -> (Access, Vec<(String, String)>) + Send + Sync>;
 
 impl fmt::Debug for RemoteCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,7 +149,16 @@ impl RemoteCluster {
             watchers: Mutex::new(Vec::new()),
             release: None,
             _guard: None,
+            inspection: None,
         }
+    }
+
+    /// Lets the cluster be inspected (`relapse run --keep`, `--pause-after`) the way `source`
+    /// says; without it, inspecting the cluster is refused.
+    #[must_use]
+    pub fn with_inspection(mut self, source: InspectionSource) -> Self {
+        self.inspection = Some(source);
+        self
     }
 
     /// Runs `release` when the runner is done with the cluster (see [`Cluster::release`]).
@@ -235,6 +250,27 @@ impl Cluster for RemoteCluster {
 
     fn timestamp(&self) -> jiff::Timestamp {
         self.time.timestamp()
+    }
+
+    fn serve_for_inspection(&self) -> BoxFuture<'_, Result<Inspection, BackendError>> {
+        Box::pin(async move {
+            let Some(source) = &self.inspection else {
+                return Err(BackendError::Unavailable {
+                    backend: self.backend,
+                    reason: format!(
+                        "the {} backend cannot serve its clusters for kubectl",
+                        self.backend
+                    ),
+                });
+            };
+            // The cluster is already served: there is nothing to keep alive.
+            let (access, namespaces) = source();
+            Ok(Inspection {
+                access,
+                namespaces,
+                guard: Box::new(()),
+            })
+        })
     }
 
     fn release(&self) -> BoxFuture<'_, Result<(), BackendError>> {

@@ -153,7 +153,8 @@ impl Cluster for SimClusterHandle {
                         source: Box::new(e),
                     })?;
             Ok(super::Inspection {
-                kubeconfig_yaml,
+                access: super::Access::Kubeconfig(kubeconfig_yaml),
+                namespaces: Vec::new(),
                 guard: Box::new(endpoint),
             })
         })

@@ -15,6 +15,9 @@ pub mod exit {
     /// Invalid input or a setup error: bad scenario files, bad arguments, a backend that
     /// cannot be set up.
     pub const INVALID: u8 = 2;
+    /// Stopped by Ctrl-C (or SIGTERM, SIGHUP) while a run was paused: 128 + SIGINT, as shells
+    /// report an interrupt.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Why a command did not succeed.
@@ -24,6 +27,8 @@ pub enum CliError {
     ScenariosFailed,
     /// Invalid input whose diagnostics were already printed (scenario files).
     Reported,
+    /// A signal stopped a paused run; what it cleaned up was printed.
+    Interrupted,
     /// Invalid arguments or input, or something that could not be set up: the message.
     Invalid(String),
     /// An operation failed; shown as what was being done, then its chain of causes.
@@ -56,6 +61,7 @@ impl CliError {
     pub const fn exit_code(&self) -> u8 {
         match self {
             Self::ScenariosFailed => exit::SCENARIO_FAILED,
+            Self::Interrupted => exit::INTERRUPTED,
             Self::Reported | Self::Invalid(_) | Self::Failed { .. } => exit::INVALID,
         }
     }
@@ -64,6 +70,7 @@ impl CliError {
     pub fn print(&self) {
         match self {
             Self::ScenariosFailed | Self::Reported => {}
+            Self::Interrupted => eprintln!("interrupted while paused: the run was stopped"),
             Self::Invalid(message) => eprintln!("error: {message}"),
             Self::Failed { context, source } => {
                 eprintln!("error: {}", render(context, source.as_ref()))
@@ -96,6 +103,7 @@ mod tests {
     fn each_ending_owns_its_exit_code() {
         assert_eq!(CliError::ScenariosFailed.exit_code(), exit::SCENARIO_FAILED);
         assert_eq!(CliError::Reported.exit_code(), exit::INVALID);
+        assert_eq!(CliError::Interrupted.exit_code(), 130);
         assert_eq!(CliError::Invalid("x".into()).exit_code(), exit::INVALID);
         let e = CliError::failed("failed to write a.xml", std::io::Error::other("read-only"));
         assert_eq!(e.exit_code(), exit::INVALID);

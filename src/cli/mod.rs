@@ -13,6 +13,7 @@ use relapse::scenario::{self, LoadError, LoadedScenario};
 mod error;
 mod kubeconfig;
 mod logging;
+mod pause;
 
 pub use error::{CliError, exit};
 
@@ -64,10 +65,25 @@ enum Command {
         /// Where the converged-state snapshots live.
         #[arg(long, value_name = "DIR", default_value = "snapshots")]
         snapshots: PathBuf,
-        /// When a scenario fails, keep its simulated cluster up (at the moment of failure),
-        /// write a kubeconfig for it and wait for Ctrl-C, so it can be inspected with kubectl.
-        #[arg(long)]
-        keep: bool,
+        /// Keep the first scenario's cluster afterwards for kubectl, printing its kubeconfig,
+        /// until Ctrl-C: `on-failure` (what `--keep` alone means) as it was at the failure,
+        /// `always` also after a pass, `never`.
+        #[arg(
+            long,
+            value_enum,
+            value_name = "WHEN",
+            num_args = 0..=1,
+            default_missing_value = "on-failure",
+            default_value_t = KeepArg::Never,
+            hide_default_value = true,
+            hide_possible_values = true
+        )]
+        keep: KeepArg,
+        /// Pause each scenario right after this phase of its first run (`break`, `fix` or
+        /// `converge`) with its cluster reachable, print its kubeconfig, and go on when Enter
+        /// is pressed (or stdin ends); Ctrl-C stops the run and cleans up.
+        #[arg(long, value_enum, value_name = "PHASE", hide_possible_values = true)]
+        pause_after: Option<PauseArg>,
         /// The kubeconfig of the existing cluster (`--backend kubeconfig`; default:
         /// RELAPSE_KUBECONFIG).
         #[arg(long, value_name = "PATH")]
@@ -198,6 +214,46 @@ enum SummaryFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeepArg {
+    /// When a scenario fails.
+    OnFailure,
+    /// Also after a pass.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<KeepArg> for relapse::run::Keep {
+    fn from(k: KeepArg) -> Self {
+        match k {
+            KeepArg::OnFailure => Self::OnFailure,
+            KeepArg::Always => Self::Always,
+            KeepArg::Never => Self::Never,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PauseArg {
+    /// Once the symptoms were seen.
+    Break,
+    /// Once the fix was applied.
+    Fix,
+    /// Once the cluster converged.
+    Converge,
+}
+
+impl From<PauseArg> for relapse::run::PauseAt {
+    fn from(p: PauseArg) -> Self {
+        match p {
+            PauseArg::Break => Self::Break,
+            PauseArg::Fix => Self::Fix,
+            PauseArg::Converge => Self::Converge,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PaceArg {
     /// Simulated time follows wall time.
@@ -250,6 +306,7 @@ pub fn main() -> ExitCode {
             junit,
             snapshots,
             keep,
+            pause_after,
             kubeconfig,
             context,
             allow_cluster_scoped,
@@ -263,6 +320,7 @@ pub fn main() -> ExitCode {
             junit,
             snapshots,
             keep,
+            pause_after,
             kubeconfig,
             context,
             allow_cluster_scoped,
@@ -423,7 +481,8 @@ struct RunArgs {
     filter: Option<String>,
     junit: Option<PathBuf>,
     snapshots: PathBuf,
-    keep: bool,
+    keep: KeepArg,
+    pause_after: Option<PauseArg>,
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
     allow_cluster_scoped: bool,
@@ -471,14 +530,24 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
         report_dir: args.report.clone(),
     };
     let plan = Plan::new(&selected, &[args.backend], &options);
-    let runner = Runner::new(options);
+    let pause = args
+        .pause_after
+        .map(|at| (at, Arc::new(pause::CliPause::default())));
+    let runner = match &pause {
+        Some((at, hook)) => {
+            Runner::new(options).with_pause(relapse::run::Pause::new((*at).into(), hook.clone()))
+        }
+        None => Runner::new(options),
+    };
+    let pause = pause.map(|(_, hook)| hook);
     if plan
         .trials
         .iter()
         .any(|t| t.decision == relapse::run::Decision::Run)
     {
         runner.prepare(args.backend).map_err(CliError::Invalid)?;
-        if args.backend != BackendKind::Sim {
+        // A pause listens for signals itself; after it, they must still clean up.
+        if args.backend != BackendKind::Sim || pause.is_some() {
             runner
                 .install_interrupt_cleanup()
                 .map_err(CliError::Invalid)?;
@@ -489,8 +558,16 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
         if trial.decision == relapse::run::Decision::Run {
             eprintln!("{} ...", trial.name());
         }
-        let result = runner.run(trial, args.keep);
+        let result = runner.run_keeping(trial, args.keep.into());
         let outcome = result.outcome;
+        if pause.as_ref().is_some_and(|p| p.interrupted()) {
+            // Its cluster was released as after any failure; clean up the rest and stop.
+            drop(result.kept);
+            for problem in runner.finish() {
+                eprintln!("warning: {problem}");
+            }
+            return Err(CliError::Interrupted);
+        }
         match &outcome.verdict {
             Verdict::Passed => eprintln!(
                 "{}  passed  {}",
@@ -520,10 +597,17 @@ fn run(args: &RunArgs) -> Result<(), CliError> {
                 Err(e) => eprintln!("{}  ablation: {e}", outcome.trial_name()),
             }
         }
+        let passed = matches!(outcome.verdict, Verdict::Passed);
         outcomes.push(outcome);
         if let Some(kept) = result.kept {
-            keep_for_inspection(&kept, &trial.scenario.id.replace('/', "__"));
+            keep_for_inspection(&kept, &trial.scenario.id.replace('/', "__"), passed);
             break;
+        }
+        if args.keep == KeepArg::Always && passed && trial.mutant.is_none() {
+            eprintln!(
+                "note: not kept: the counterfactual run reused the names of this {} cluster's run; pause it with --pause-after converge instead",
+                trial.backend
+            );
         }
     }
     for problem in runner.finish() {
@@ -934,9 +1018,9 @@ fn gc_namespaces(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(),
     }
 }
 
-/// Serves a failed cluster for kubectl until Ctrl-C, then removes its kubeconfig (written in a
-/// private directory, see [`kubeconfig::PrivateDir`]).
-fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
+/// Serves a kept cluster (failed, or passed with `--keep always`) for kubectl until Ctrl-C,
+/// then removes its kubeconfig (written in a private directory, see [`kubeconfig::PrivateDir`]).
+fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str, passed: bool) {
     let inspection = match kept.inspect() {
         Ok(i) => i,
         Err(e) => {
@@ -951,24 +1035,22 @@ fn keep_for_inspection(kept: &relapse::run::KeptCluster, name: &str) {
             return;
         }
     };
-    let written = kubeconfig::PrivateDir::create().and_then(|dir| {
-        let path = dir.write(
-            &format!("{name}.kubeconfig"),
-            inspection.kubeconfig_yaml.as_bytes(),
-        )?;
-        Ok((dir, path))
-    });
-    let (dir, path) = match written {
-        Ok(w) => w,
+    eprintln!();
+    let dir = match pause::announce(
+        &inspection,
+        name,
+        if passed {
+            "kept the cluster as it was at the end of the run; inspect it with:"
+        } else {
+            "kept the failed cluster as it was at the failure; inspect it with:"
+        },
+    ) {
+        Ok(dir) => dir,
         Err(e) => {
             e.print();
             return;
         }
     };
-    eprintln!();
-    eprintln!("kept the failed cluster as it was at the failure; inspect it with:");
-    eprintln!("  export KUBECONFIG={}", path.display());
-    eprintln!("  kubectl get pods -A");
     eprintln!("press Ctrl-C to stop it (SIGTERM and SIGHUP stop it too)");
     kept.block_on(stop.recv());
     drop(inspection);

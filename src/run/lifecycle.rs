@@ -14,6 +14,7 @@ use super::outcome::{
     Context, Failure, Phase, PhaseRecord, Recovery, RunTimeline, ScenarioOutcome, TimeBase,
     Timeline, Verdict,
 };
+use super::pause::{Keep, Pause, Resume};
 use super::session::Session;
 use super::snapshot_phase::SnapshotSettings;
 use super::trace::{MarkKind, Trace};
@@ -68,6 +69,30 @@ pub async fn run_scenario_recording(
     snapshots: &SnapshotSettings,
     record: bool,
 ) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
+    run_scenario_with(
+        provisioner,
+        loaded,
+        snapshots,
+        record,
+        None,
+        Keep::OnFailure,
+    )
+    .await
+}
+
+/// Like [`run_scenario_recording`], pausing the first run at `pause` (see [`Pause`]) and
+/// returning its cluster as [`Keep`] says: after a failure of the first run, as it was then;
+/// with [`Keep::Always`] also after a pass, as it was at the end of the first run, provided
+/// the counterfactual did not need it first (the simulator's clusters are never released;
+/// other backends release the first run before the counterfactual reuses its names).
+pub async fn run_scenario_with(
+    provisioner: &dyn Provisioner,
+    loaded: &LoadedScenario,
+    snapshots: &SnapshotSettings,
+    record: bool,
+    pause: Option<&Pause>,
+    keep: Keep,
+) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
     let outcome = |backend, verdict| ScenarioOutcome {
         id: loaded.id.clone(),
         backend,
@@ -113,16 +138,24 @@ pub async fn run_scenario_recording(
     };
     // Before anything runs: log output may name what the scenario itself holds secret.
     super::redact::remember(&session.static_redactor());
-    let mut outcome = lifecycle(&mut session, provisioner, snapshots, record).await;
+    let mut outcome = lifecycle(&mut session, provisioner, snapshots, record, pause).await;
     session.redact(&mut outcome).await;
     teardown(session.tenant.take()).await;
     drop(session);
     let failed_here =
         matches!(&outcome.verdict, Verdict::Failed(f) if f.phase != Phase::Counterfactual);
-    if !failed_here {
+    // Only the simulator's release leaves the cluster as it was (it has nothing to release).
+    let intact =
+        !enabled(&loaded.scenario, Phase::Counterfactual) || cluster.backend() == BackendKind::Sim;
+    let kept = match keep {
+        Keep::Never => false,
+        Keep::OnFailure => failed_here,
+        Keep::Always => failed_here || intact,
+    };
+    if !kept {
         release(cluster.as_ref()).await;
     }
-    (outcome, failed_here.then_some(cluster))
+    (outcome, kept.then_some(cluster))
 }
 
 /// Why a run could not start on a fresh cluster.
@@ -240,6 +273,7 @@ async fn lifecycle(
     provisioner: &dyn Provisioner,
     snapshots: &SnapshotSettings,
     record: bool,
+    pause: Option<&Pause>,
 ) -> ScenarioOutcome {
     let loaded = session.loaded;
     let backend = session.cluster.backend();
@@ -277,6 +311,20 @@ async fn lifecycle(
             passed: result.is_ok(),
         });
         if let Err(f) = result {
+            return finish(session, phases, Verdict::Failed(Box::new(f)), None);
+        }
+        let resume = match pause {
+            Some(p) => p.after(phase, &loaded.id, session.cluster).await,
+            None => Resume::Continue,
+        };
+        if resume == Resume::Stop {
+            let f = failure(
+                phase,
+                &format!("stopped while paused after the {phase} phase"),
+                String::new(),
+                Vec::new(),
+                Context::default(),
+            );
             return finish(session, phases, Verdict::Failed(Box::new(f)), None);
         }
     }

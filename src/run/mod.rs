@@ -17,6 +17,7 @@ mod lifecycle;
 pub mod matcher;
 pub mod observe;
 pub mod outcome;
+pub mod pause;
 pub mod plan;
 pub mod redact;
 pub mod runner;
@@ -30,8 +31,9 @@ mod trace;
 
 pub use lifecycle::{
     StepNecessity, ablate, mutant_id, run_mutant, run_mutant_recording, run_scenario,
-    run_scenario_keeping, run_scenario_recording,
+    run_scenario_keeping, run_scenario_recording, run_scenario_with,
 };
+pub use pause::{Keep, Pause, PauseAt, PauseHook, Paused, Resume};
 pub use plan::{Decision, Plan, PlannedTrial};
 pub use runner::{KeptCluster, KubeconfigTarget, RunOptions, Runner, TrialResult};
 pub use snapshot_phase::SnapshotSettings;

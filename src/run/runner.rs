@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use super::lifecycle::{run_mutant_recording, run_scenario_recording};
+use super::lifecycle::{run_mutant_recording, run_scenario_with};
 use super::outcome::{Context, Failure, Phase, ScenarioOutcome, Verdict};
+use super::pause::{Keep, Pause};
 use super::plan::{Decision, PlannedTrial, REQUIRE_K3D_ENV};
 use super::snapshot_file::UpdateMode;
 use super::snapshot_phase::SnapshotSettings;
@@ -132,7 +133,8 @@ pub struct TrialResult {
     pub kept: Option<KeptCluster>,
 }
 
-/// A failed cluster kept for a person to inspect, with the runtime it lives on.
+/// A cluster kept for a person to inspect (failed, or passed with [`Keep::Always`]), with the
+/// runtime it lives on.
 pub struct KeptCluster {
     runtime: Arc<tokio::runtime::Runtime>,
     cluster: Box<dyn Cluster>,
@@ -162,6 +164,8 @@ pub struct Runner {
     kubeconfig: tokio::sync::OnceCell<Arc<KubeconfigBackend>>,
     /// Whether any trial that ran needed Postgres (its server is stopped in `finish`).
     postgres_used: std::sync::atomic::AtomicBool,
+    /// Where scenarios pause for a person, if anywhere.
+    pause: Option<Pause>,
 }
 
 impl Runner {
@@ -174,7 +178,16 @@ impl Runner {
             k3d: OnceLock::new(),
             kubeconfig: tokio::sync::OnceCell::new(),
             postgres_used: std::sync::atomic::AtomicBool::new(false),
+            pause: None,
         }
+    }
+
+    /// Pauses the first run of every scenario trial (not mutants, not the counterfactual) after
+    /// `pause`'s phase, handing its live cluster to the pause's hook.
+    #[must_use]
+    pub fn with_pause(mut self, pause: Pause) -> Self {
+        self.pause = Some(pause);
+        self
     }
 
     /// The options.
@@ -212,14 +225,41 @@ impl Runner {
     ///
     /// # Errors
     /// When the runtime cannot be started, rendered with its causes.
+    ///
+    /// SIGTERM and SIGHUP are handled like Ctrl-C. While a run is paused (see
+    /// [`Runner::with_pause`]) the signals are the pause hook's: it stops the run, which then
+    /// releases its cluster as after any failure.
     pub fn install_interrupt_cleanup(&self) -> Result<(), String> {
+        use tokio::signal::unix::{SignalKind, signal};
         let rt = self.shared_runtime()?;
-        rt.spawn(async {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::warn!(
-                    "cannot listen for Ctrl-C; clusters are not cleaned up on interrupt: {e}"
-                );
-                return;
+        let paused = self.pause.as_ref().map(Pause::active_flag);
+        rt.spawn(async move {
+            let listen = |kind| signal(kind);
+            let (mut int, mut term, mut hup) = match (
+                listen(SignalKind::interrupt()),
+                listen(SignalKind::terminate()),
+                listen(SignalKind::hangup()),
+            ) {
+                (Ok(i), Ok(t), Ok(h)) => (i, t, h),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    tracing::warn!(
+                        "cannot listen for Ctrl-C; clusters are not cleaned up on interrupt: {e}"
+                    );
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                if !paused
+                    .as_ref()
+                    .is_some_and(|p| p.load(std::sync::atomic::Ordering::SeqCst))
+                {
+                    break;
+                }
             }
             eprintln!("interrupted: deleting the run's namespaces and k3d clusters");
             let _ = tokio::task::spawn_blocking(|| {
@@ -242,6 +282,12 @@ impl Runner {
     /// Runs one planned trial to its verdict. Keeps the failed cluster when `keep` is set and
     /// the backend can.
     pub fn run(&self, trial: &PlannedTrial, keep: bool) -> TrialResult {
+        self.run_keeping(trial, if keep { Keep::OnFailure } else { Keep::Never })
+    }
+
+    /// Runs one planned trial to its verdict, keeping its first cluster as `keep` says (see
+    /// [`super::run_scenario_with`]; mutants keep nothing).
+    pub fn run_keeping(&self, trial: &PlannedTrial, keep: Keep) -> TrialResult {
         let id = match &trial.mutant {
             None => trial.scenario.id.clone(),
             Some(m) => super::lifecycle::mutant_id(&trial.scenario.id, m),
@@ -292,6 +338,8 @@ impl Runner {
                     mutant,
                     snapshots,
                     record,
+                    self.pause.as_ref(),
+                    keep,
                 ));
                 (outcome, cluster.map(|c| (rt, c)))
             }
@@ -304,8 +352,15 @@ impl Runner {
                     Ok(rt) => rt,
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 };
-                let (outcome, cluster) =
-                    rt.block_on(run_one(backend.as_ref(), loaded, mutant, snapshots, record));
+                let (outcome, cluster) = rt.block_on(run_one(
+                    backend.as_ref(),
+                    loaded,
+                    mutant,
+                    snapshots,
+                    record,
+                    self.pause.as_ref(),
+                    keep,
+                ));
                 (outcome, cluster.map(|c| (rt, c)))
             }
             BackendKind::Kubeconfig => {
@@ -313,7 +368,7 @@ impl Runner {
                     Ok(rt) => rt,
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 };
-                match rt.block_on(self.run_kubeconfig(loaded, mutant)) {
+                match rt.block_on(self.run_kubeconfig(loaded, mutant, keep)) {
                     Ok((outcome, cluster)) => (outcome, cluster.map(|c| (rt, c))),
                     Err(e) => return not_run(Verdict::Failed(Box::new(setup_failure(e)))),
                 }
@@ -323,16 +378,8 @@ impl Runner {
         if let Some(dir) = &self.options.report_dir {
             Self::write_report(dir, &mut outcome);
         }
-        let kept = if keep {
-            cluster.map(|(runtime, cluster)| KeptCluster { runtime, cluster })
-        } else {
-            // Dropped on its own runtime: a cluster's guard may spawn its cleanup there.
-            if let Some((runtime, cluster)) = cluster {
-                let _guard = runtime.enter();
-                drop(cluster);
-            }
-            None
-        };
+        // The lifecycle returned a cluster only where `keep` asked for it.
+        let kept = cluster.map(|(runtime, cluster)| KeptCluster { runtime, cluster });
         TrialResult { outcome, kept }
     }
 
@@ -453,15 +500,26 @@ impl Runner {
         &self,
         loaded: &LoadedScenario,
         mutant: Option<&str>,
+        keep: Keep,
     ) -> Result<(ScenarioOutcome, Option<Box<dyn Cluster>>), String> {
         let snapshots = &self.options.snapshots;
         let record = self.options.report_dir.is_some();
+        let pause = self.pause.as_ref();
         if !matches!(self.options.target, KubeconfigTarget::ServedSim) {
             let backend = self
                 .kubeconfig_backend()
                 .await
                 .map_err(|e| error_chain(&e))?;
-            return Ok(run_one(backend.as_ref(), loaded, mutant, snapshots, record).await);
+            return Ok(run_one(
+                backend.as_ref(),
+                loaded,
+                mutant,
+                snapshots,
+                record,
+                pause,
+                keep,
+            )
+            .await);
         }
         // The served cluster's image behaviours name the namespaces the run will use.
         let token = "served";
@@ -482,7 +540,18 @@ impl Runner {
             .with_run_token(token)
             .with_time(Arc::new(sim.clock()))
             .allow_cluster_scoped(true);
-        let (mut outcome, _) = run_one(&backend, loaded, mutant, snapshots, record).await;
+        // The served cluster ends with the trial: nothing to keep, and a pause there would not
+        // stop its clock.
+        let (mut outcome, _) = run_one(
+            &backend,
+            loaded,
+            mutant,
+            snapshots,
+            record,
+            None,
+            Keep::Never,
+        )
+        .await;
         // Its clock is the served simulator's, not the wall's.
         if let Some(t) = &mut outcome.timeline {
             t.time_base = super::outcome::TimeBase::Simulated;
@@ -492,7 +561,6 @@ impl Runner {
                 "the served cluster's control loop failed: {failure}"
             ));
         }
-        // The served cluster ends with the trial: nothing to keep.
         Ok((outcome, None))
     }
 }
@@ -504,9 +572,11 @@ async fn run_one(
     mutant: Option<&str>,
     snapshots: &SnapshotSettings,
     record: bool,
+    pause: Option<&Pause>,
+    keep: Keep,
 ) -> (ScenarioOutcome, Option<Box<dyn Cluster>>) {
     match mutant {
-        None => run_scenario_recording(provisioner, loaded, snapshots, record).await,
+        None => run_scenario_with(provisioner, loaded, snapshots, record, pause, keep).await,
         Some(name) => (
             run_mutant_recording(provisioner, loaded, name, snapshots, record).await,
             None,

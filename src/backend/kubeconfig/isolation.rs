@@ -138,6 +138,20 @@ impl NamespaceMap {
         mapped
     }
 
+    /// Every namespace renamed so far: `(scenario's name, cluster's name)`, by scenario name.
+    #[must_use]
+    pub fn renamed(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(mapped, original)| (original.clone(), mapped.clone()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
     /// The scenario's name for a cluster namespace this map produced.
     #[must_use]
     pub fn original(&self, mapped: &str) -> Option<String> {

@@ -24,7 +24,7 @@ pub use gc::{NamespaceGcReport, gc_namespaces};
 pub use isolation::{Isolation, IsolationError, IsolationGuard, NamespaceMap, release_live_runs};
 
 use super::remote::{Release, RemoteCluster, TimeSource, WallTime, WatchScope};
-use super::{BackendError, BackendKind, Cluster};
+use super::{Access, BackendError, BackendKind, Cluster};
 use crate::backend::Provisioner;
 use crate::scenario::Scenario;
 
@@ -61,6 +61,8 @@ pub struct KubeconfigBackend {
     run_token: String,
     time: Arc<dyn TimeSource>,
     backend: BackendKind,
+    /// How a person reaches the cluster with kubectl, when known.
+    access: Option<Access>,
 }
 
 impl std::fmt::Debug for KubeconfigBackend {
@@ -95,6 +97,7 @@ impl KubeconfigBackend {
             run_token: random_token(),
             time: Arc::new(WallTime::start()),
             backend: BackendKind::Kubeconfig,
+            access: None,
         }
     }
 
@@ -107,13 +110,21 @@ impl KubeconfigBackend {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_kubeconfig(kubeconfig, context)
+        let backend = Self::from_kubeconfig(kubeconfig, context)
             .await
             .map_err(|source| KubeconfigError::Config {
                 path: path.to_path_buf(),
                 context: context.map(str::to_owned),
                 source,
-            })
+            })?;
+        // The person's own file, not a copy: its relative certificate paths keep working.
+        Ok(Self {
+            access: Some(Access::File {
+                path: path.to_path_buf(),
+                context: context.map(str::to_owned),
+            }),
+            ..backend
+        })
     }
 
     /// Uses a parsed kubeconfig with `context` (default: its current context).
@@ -128,8 +139,19 @@ impl KubeconfigBackend {
             context: context.map(str::to_owned),
             ..KubeConfigOptions::default()
         };
+        let mut copy = kubeconfig.clone();
+        if let Some(context) = context {
+            copy.current_context = Some(context.to_owned());
+        }
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-        Ok(Self::new(config))
+        // JSON is YAML: kubectl reads it as it is.
+        let access = serde_json::to_string_pretty(&copy)
+            .ok()
+            .map(Access::Kubeconfig);
+        Ok(Self {
+            access,
+            ..Self::new(config)
+        })
     }
 
     /// Whether scenarios may create, change and delete cluster-scoped objects (CRDs,
@@ -215,11 +237,14 @@ impl KubeconfigBackend {
         );
         let client = iso.client();
         let scope = WatchScope::Namespaces(iso.owned());
-        Ok(
-            RemoteCluster::new(self.backend, client, raw, self.time.clone(), scope)
-                .with_release(Box::new(ReleaseIsolation(iso.clone(), self.backend)))
-                .with_guard(Box::new(IsolationGuard(iso))),
-        )
+        let mut cluster = RemoteCluster::new(self.backend, client, raw, self.time.clone(), scope)
+            .with_release(Box::new(ReleaseIsolation(iso.clone(), self.backend)));
+        if let Some(access) = self.access.clone() {
+            let renamed = iso.clone();
+            cluster = cluster
+                .with_inspection(Arc::new(move || (access.clone(), renamed.map().renamed())));
+        }
+        Ok(cluster.with_guard(Box::new(IsolationGuard(iso))))
     }
 }
 
@@ -276,5 +301,86 @@ impl Provisioner for KubeconfigBackend {
                 .await
                 .map(|c| Box::new(c) as Box<dyn Cluster>)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+
+    use super::*;
+    use crate::backend::served::{Pace, ServedSim};
+    use crate::sim::engine::EngineConfig;
+
+    fn scenario() -> Scenario {
+        crate::yaml::from_str(
+            "name: demo\ndescription: d\nsource: s\nbreak:\n  steps: []\n  symptoms: []\n\
+             fix: []\nconverge: {within: 1m, expect: []}\n",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inspected_run_names_its_kubeconfig_and_renamed_namespaces() {
+        let config = EngineConfig::new(Default::default(), Default::default()).unwrap();
+        let sim = ServedSim::start(config, Pace::Fast).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        crate::sim::serve::write_kubeconfig_file(&path, &sim.kubeconfig_yaml().unwrap()).unwrap();
+
+        // The person's own file is named, not copied.
+        let backend = KubeconfigBackend::from_file(&path, None)
+            .await
+            .unwrap()
+            .allow_cluster_scoped(true);
+        let cluster = backend.provision(&scenario()).await.unwrap();
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "demo"}})).unwrap();
+        kube::Api::all(cluster.client())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let cm: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "c", "namespace": "demo"}}),
+        )
+        .unwrap();
+        kube::Api::<ConfigMap>::namespaced(cluster.client(), "demo")
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+        let inspection = cluster.serve_for_inspection().await.unwrap();
+        assert_eq!(
+            inspection.access,
+            Access::File {
+                path: path.clone(),
+                context: None
+            }
+        );
+        let mapped = backend.namespace_map(&scenario()).map("demo");
+        assert_eq!(inspection.namespaces, [("demo".to_owned(), mapped.clone())]);
+        // That namespace is where the object is on the cluster.
+        let raw = kube::Client::try_from(backend.config.clone()).unwrap();
+        kube::Api::<ConfigMap>::namespaced(raw, &mapped)
+            .get("c")
+            .await
+            .unwrap();
+        cluster.release().await.unwrap();
+
+        // A parsed kubeconfig (a k3d cluster's) is handed over whole, on the chosen context.
+        let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+        let context = kubeconfig.contexts[0].name.clone();
+        let backend = KubeconfigBackend::from_kubeconfig(kubeconfig, Some(&context))
+            .await
+            .unwrap();
+        let cluster = backend.provision(&scenario()).await.unwrap();
+        let inspection = cluster.serve_for_inspection().await.unwrap();
+        let Access::Kubeconfig(text) = &inspection.access else {
+            panic!("{:?}", inspection.access);
+        };
+        let copy = Kubeconfig::from_yaml(text).unwrap();
+        assert_eq!(copy.current_context.as_deref(), Some(context.as_str()));
+        assert!(inspection.namespaces.is_empty());
+        cluster.release().await.unwrap();
     }
 }
