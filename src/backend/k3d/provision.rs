@@ -18,6 +18,7 @@
 //! Every cluster is registered with the process-wide registry before k3d starts, so a Ctrl-C
 //! handler ([`super::install_ctrl_c_cleanup`]) or [`super::delete_live_clusters`] deletes it too.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -282,11 +283,13 @@ impl K3dBackend {
                 },
                 other => Self::lifecycle("create", other),
             })?;
-        let (cluster, own) = if spec.same_shape(&self.shared_spec) {
+        // A scenario that adds or removes nodes gets a cluster of its own to change.
+        let reshapes = scenario_steps(scenario).any(|s| s.shape_change().is_some());
+        let (cluster, own) = if spec.same_shape(&self.shared_spec) && !reshapes {
             (self.shared_cluster().await?, false)
         } else {
             let cluster = self
-                .create(spec)
+                .create(spec.clone())
                 .await
                 .map_err(|e| Self::lifecycle("create", e))?;
             (Arc::new(cluster), true)
@@ -312,6 +315,11 @@ impl K3dBackend {
         Ok(K3dRun {
             inner,
             own: tokio::sync::Mutex::new(own.then_some(cluster)),
+            k3d: self.k3d.clone(),
+            spec,
+            host_arch: self.options.host_arch,
+            ready_timeout: self.ready_timeout,
+            added: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 }
@@ -350,6 +358,142 @@ struct K3dRun {
     /// Dropped first: its namespaces are deleted before the cluster goes.
     inner: Box<dyn Cluster>,
     own: tokio::sync::Mutex<Option<Arc<K3dCluster>>>,
+    k3d: K3d,
+    /// What the cluster was created from.
+    spec: CreateSpec,
+    host_arch: Option<scenario::Arch>,
+    ready_timeout: Duration,
+    /// Nodes the run added (`addNode`): Kubernetes name → container.
+    added: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl K3dRun {
+    fn unsuitable(reasons: Vec<String>) -> BackendError {
+        BackendError::Unsuitable {
+            backend: BackendKind::K3d,
+            reasons,
+        }
+    }
+
+    /// An admin client for the run's own cluster (nodes are outside any run's namespaces).
+    async fn admin_client(&self) -> Result<kube::Client, BackendError> {
+        let own = self.own.lock().await.clone();
+        let Some(cluster) = own else {
+            return Err(Self::unsuitable(vec![
+                "the shared k3d cluster cannot change its shape during a run".to_owned(),
+            ]));
+        };
+        cluster
+            .kubeconfig()
+            .client()
+            .await
+            .map_err(|e| K3dBackend::lifecycle("connect to", e))
+    }
+
+    /// Runs `k3d` with `args` off the async threads.
+    async fn k3d(&self, args: Vec<String>, timeout: Duration) -> Result<(), BackendError> {
+        let k3d = self.k3d.clone();
+        tokio::task::spawn_blocking(move || k3d.run(&args, timeout).map(|_| ()))
+            .await
+            .map_err(|_| K3dBackend::lifecycle("reshape", "the thread running k3d panicked"))?
+            .map_err(|e| K3dBackend::lifecycle("reshape", e))
+    }
+
+    /// `addNode`: `k3d node create`, then the node is Ready (with the labels the kubelet could
+    /// not set, and without those k3d copied from another node) before the step ends.
+    ///
+    /// The node goes with the cluster: k3d copies the `k3d.cluster` Docker label of the node it
+    /// clones onto it (`NodeAddToCluster`, `pkg/client/node.go`), and `k3d cluster delete`
+    /// deletes every container carrying it (`ClusterGet`, `pkg/client/cluster.go`); the copied
+    /// [`super::OWNER_ENV`] lets `relapse gc` see whose it is.
+    async fn add_node(&self, node: &scenario::Node) -> Result<(), BackendError> {
+        let plan = self
+            .spec
+            .add_node(node, self.host_arch)
+            .map_err(|e| match e {
+                K3dError::CannotReproduce(reasons) => {
+                    Self::unsuitable(reasons.iter().map(ToString::to_string).collect())
+                }
+                other => K3dBackend::lifecycle("reshape", other),
+            })?;
+        let client = self.admin_client().await?;
+        let timeouts = self.k3d.timeouts();
+        // Recorded first: a node whose create was cut short still goes with the cluster.
+        self.added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plan.node_name().to_owned(), plan.container());
+        self.k3d(
+            plan.create_args(timeouts.create),
+            timeouts.create + timeouts.create_grace,
+        )
+        .await?;
+        let name = plan.node_name().to_owned();
+        super::wait_until_ready(
+            &client,
+            std::slice::from_ref(&name),
+            plan.api_labels(),
+            self.ready_timeout,
+        )
+        .await
+        .map_err(|e| K3dBackend::lifecycle("reshape", e))?;
+        if !plan.foreign_labels().is_empty() {
+            let labels: serde_json::Map<String, serde_json::Value> = plan
+                .foreign_labels()
+                .iter()
+                .map(|k| (k.clone(), serde_json::Value::Null))
+                .collect();
+            let patch = serde_json::json!({"metadata": {"labels": labels}});
+            kube::Api::<k8s_openapi::api::core::v1::Node>::all(client)
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| K3dBackend::lifecycle("reshape", e))?;
+        }
+        Ok(())
+    }
+
+    /// `removeNode`: `k3d node delete` for its container, then its Node object is deleted (k3d
+    /// removes only the container).
+    async fn remove_node(&self, name: &str) -> Result<(), BackendError> {
+        if let Some(why) = self.spec.remove_refusal(name) {
+            return Err(Self::unsuitable(vec![why.to_string()]));
+        }
+        let added = self
+            .added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let Some(container) = added.or_else(|| self.spec.agent_container(name)) else {
+            return Err(Self::unsuitable(vec![format!(
+                "node {name} is not a node of the k3d cluster"
+            )]));
+        };
+        let client = self.admin_client().await?;
+        self.k3d(
+            super::spec::node_delete_args(&container),
+            self.k3d.timeouts().delete,
+        )
+        .await?;
+        self.added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(client);
+        match nodes
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone already: what the step asked for.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(K3dBackend::lifecycle("reshape", e)),
+        }
+    }
 }
 
 impl Cluster for K3dRun {
@@ -394,9 +538,70 @@ impl Cluster for K3dRun {
         })
     }
 
+    fn reshape<'a>(
+        &'a self,
+        change: &'a scenario::ShapeChange,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            match change {
+                scenario::ShapeChange::AddNode(node) => self.add_node(node).await,
+                scenario::ShapeChange::RemoveNode(n) => self.remove_node(&n.name).await,
+                scenario::ShapeChange::LoadBalancer(_) => {
+                    Err(Self::unsuitable(vec![load_balancer_refusal(
+                        &change.describe(),
+                    )]))
+                }
+            }
+        })
+    }
+
     fn advance(&self, until: Duration) -> BoxFuture<'_, Result<(), BackendError>> {
         self.inner.advance(until)
     }
+}
+
+/// Every step of the scenario, its mutants' included.
+fn scenario_steps(scenario: &Scenario) -> impl Iterator<Item = &scenario::Step> {
+    scenario
+        .setup
+        .iter()
+        .chain(&scenario.break_.steps)
+        .chain(&scenario.fix)
+        .chain(scenario.mutants.iter().flat_map(|m| &m.fix))
+}
+
+/// Why k3d cannot switch the LoadBalancer provider during a run.
+fn load_balancer_refusal(change: &str) -> String {
+    // k3s' ServiceLB is a server flag (`--disable=servicelb`), fixed when the server starts.
+    format!(
+        "the scenario's steps change the cluster's shape ({change}), which the k3d backend cannot do during a run"
+    )
+}
+
+/// Why the shape steps of `scenario` cannot run on a k3d cluster made from `spec` on a host of
+/// `host_arch`: a LoadBalancer switch, a node joining that k3d cannot make, a server leaving.
+fn shape_step_refusals(
+    scenario: &Scenario,
+    spec: &CreateSpec,
+    host_arch: Option<scenario::Arch>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for change in scenario_steps(scenario).filter_map(scenario::Step::shape_change) {
+        match &change {
+            scenario::ShapeChange::AddNode(node) => {
+                if let Err(K3dError::CannotReproduce(r)) = spec.add_node(node, host_arch) {
+                    reasons.extend(r.iter().map(ToString::to_string));
+                }
+            }
+            scenario::ShapeChange::RemoveNode(n) => {
+                reasons.extend(spec.remove_refusal(&n.name).map(|u| u.to_string()));
+            }
+            scenario::ShapeChange::LoadBalancer(_) => {
+                reasons.push(load_balancer_refusal(&change.describe()));
+            }
+        }
+    }
+    reasons
 }
 
 /// Why a k3d cluster cannot reproduce `scenario`, from the scenario alone (nothing is created
@@ -408,24 +613,23 @@ pub fn refusal(scenario: &Scenario) -> Vec<String> {
     {
         return reasons;
     }
-    // Joining nodes with `k3d node create` mid-run, and switching k3s' ServiceLB (a server
-    // flag, `--disable=servicelb`) on a running cluster, are not wired up yet.
-    let shape = crate::backend::refuse_shape_changes(scenario, BackendKind::K3d);
-    if !shape.is_empty() {
-        return shape;
-    }
-    let options = CreateOptions::new(K3dBackend::k3s_version());
+    refusal_on(scenario, &CreateOptions::new(K3dBackend::k3s_version()))
+}
+
+/// [`refusal`] with these options (the host's architecture among them).
+fn refusal_on(scenario: &Scenario, options: &CreateOptions) -> Vec<String> {
     match CreateSpec::new(
         &scenario.cluster,
-        &options,
+        options,
         ClusterName::generate(Some("check")),
         Owner::current(),
     ) {
         Err(K3dError::CannotReproduce(reasons)) => {
             reasons.iter().map(ToString::to_string).collect()
         }
+        Ok(spec) => shape_step_refusals(scenario, &spec, options.host_arch),
         // A bad version fails every k3d trial when its run starts, with the reason.
-        Ok(_) | Err(_) => Vec::new(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -511,5 +715,37 @@ mod tests {
     fn a_bad_k3s_version_is_refused_up_front() {
         let err = K3dBackend::new(K3d::at("k3d"), CreateOptions::new("v1.32 latest")).unwrap_err();
         assert!(matches!(err, K3dError::InvalidVersion(_)), "{err:?}");
+    }
+
+    fn scenario(steps: &str) -> Scenario {
+        crate::yaml::from_str(&format!(
+            "name: demo\ndescription: d\nsource: s\n\
+             cluster: {{nodes: [{{name: cp, roles: [control-plane]}}, {{name: w1, roles: [worker]}}]}}\n\
+             break:\n  steps: []\n  symptoms: []\nfix:\n{steps}\nconverge: {{within: 1m, expect: []}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn shape_steps_k3d_can_make_run_and_the_others_are_refused() {
+        let options = CreateOptions {
+            k3s_version: "v1.32.5-k3s1".to_owned(),
+            host_arch: Some(Arch::Amd64),
+        };
+        let ok = scenario(
+            "  - addNode: {name: w2, roles: [worker], taints: [{key: a, effect: NoSchedule}]}\n  - removeNode: {name: w2}\n  - removeNode: {name: w1}",
+        );
+        assert_eq!(refusal_on(&ok, &options), Vec::<String>::new());
+        let bad = scenario(
+            "  - addNode: {name: w3, arch: arm64, roles: [worker]}\n  - removeNode: {name: cp}\n  - loadBalancer: service-lb",
+        );
+        assert_eq!(
+            refusal_on(&bad, &options),
+            [
+                "arm64 nodes, but this host is amd64: k3d runs node containers of the host's architecture only",
+                "node cp leaves, but it is a k3s server of the k3d cluster: deleting its container takes the control plane (or an etcd member) down with it",
+                "the scenario's steps change the cluster's shape (switch the LoadBalancer provider to service-lb), which the k3d backend cannot do during a run",
+            ]
+        );
     }
 }

@@ -188,6 +188,16 @@ pub enum Unsupported {
         /// The class.
         class: String,
     },
+    /// A control-plane node joining during a run (`addNode`).
+    AddServer {
+        /// The node.
+        node: String,
+    },
+    /// A control-plane node leaving during a run (`removeNode`).
+    RemoveServer {
+        /// The node.
+        node: String,
+    },
 }
 
 impl fmt::Display for Unsupported {
@@ -218,6 +228,14 @@ impl fmt::Display for Unsupported {
             Self::StorageClass { class } => write!(
                 f,
                 "storage class {class}: a k3d cluster has only k3s's default class local-path (node-local, WaitForFirstConsumer); others are not created"
+            ),
+            Self::AddServer { node } => write!(
+                f,
+                "node {node} joins as a control-plane node: a k3s server can only join a k3d cluster whose servers run embedded etcd, which a cluster created with one server does not"
+            ),
+            Self::RemoveServer { node } => write!(
+                f,
+                "node {node} leaves, but it is a k3s server of the k3d cluster: deleting its container takes the control plane (or an etcd member) down with it"
             ),
         }
     }
@@ -316,24 +334,7 @@ impl CreateSpec {
         for node in nodes {
             let control_plane = node.roles.contains(&NodeRole::ControlPlane);
             let worker = node.roles.contains(&NodeRole::Worker);
-            let mut spec = NodeSpec {
-                name: Some(node.name.clone()),
-                max_pods: (node.capacity.pods != KUBELET_DEFAULT_MAX_PODS)
-                    .then_some(node.capacity.pods),
-                ..NodeSpec::default()
-            };
-            for (key, value) in &node.labels {
-                if kubelet_may_set(key) {
-                    spec.labels.push((key.clone(), value.clone()));
-                } else {
-                    api_labels.push(NodeLabel {
-                        node: node.name.clone(),
-                        key: key.clone(),
-                        value: value.clone(),
-                    });
-                }
-            }
-            spec.taints = node.taints.iter().map(taint_arg).collect();
+            let mut spec = node_spec(node, &mut api_labels);
             if control_plane && !worker && !node.taints.iter().any(|t| t.key == CONTROL_PLANE_TAINT)
             {
                 spec.taints
@@ -480,6 +481,204 @@ impl CreateSpec {
             }
         }
         args
+    }
+}
+
+/// The k3s flags of `node` (name, labels the kubelet may set, taints, pod limit); the labels
+/// it may not set go to `api_labels`.
+fn node_spec(node: &Node, api_labels: &mut Vec<NodeLabel>) -> NodeSpec {
+    let mut spec = NodeSpec {
+        name: Some(node.name.clone()),
+        max_pods: (node.capacity.pods != KUBELET_DEFAULT_MAX_PODS).then_some(node.capacity.pods),
+        ..NodeSpec::default()
+    };
+    for (key, value) in &node.labels {
+        if kubelet_may_set(key) {
+            spec.labels.push((key.clone(), value.clone()));
+        } else {
+            api_labels.push(NodeLabel {
+                node: node.name.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    spec.taints = node.taints.iter().map(taint_arg).collect();
+    spec
+}
+
+/// Why a node of this shape cannot be a k3d node: another architecture than the host's, or
+/// CPU or memory declared on purpose.
+fn check_node(node: &Node, host: Option<Arch>, reasons: &mut Vec<Unsupported>) {
+    if Some(node.arch) != host {
+        reasons.push(Unsupported::ForeignArch {
+            arch: node.arch,
+            host,
+        });
+    }
+    let default_capacity = Capacity::default();
+    if node.capacity.cpu != default_capacity.cpu || node.capacity.memory != default_capacity.memory
+    {
+        reasons.push(Unsupported::Capacity {
+            node: node.name.clone(),
+            cpu: node.capacity.cpu.clone(),
+            memory: node.capacity.memory.clone(),
+        });
+    }
+}
+
+/// How long k3d's name for an added node may be: its container `k3d-<name>-0` is also the
+/// node's hostname, at most 63 characters.
+const MAX_ADDED_NAME_LEN: usize = 63 - "k3d-".len() - "-0".len();
+
+/// One node joining a running cluster: `k3d node create` (a scenario's `addNode` step).
+///
+/// Checked against k3d v5.8.3's `cmd/node/nodeCreate.go`: `create NAME` with `--cluster`,
+/// `--role`, `--image`, `--wait`/`--timeout`, `--k3s-node-label` (a string slice of `k=v`, no
+/// node filter) and `--k3s-arg` (a string array handed to k3s as it is, no node filter); the
+/// container is named `k3d-<NAME>-<replica>` (`fmt.Sprintf("%s-%s-%d", ...)`, one replica).
+/// k3d builds the node from an existing one of the cluster (`NodeAddToCluster` in
+/// `pkg/client/node.go`, merged with `mergo.MergeWithOverwrite`): its environment and Docker
+/// labels (the owner, see [`OWNER_ENV`]) carry over, the k3s arguments given here replace the
+/// source node's, but the source node's k3s node labels are merged in, so
+/// [`NodeAddSpec::foreign_labels`] lists those to take off again through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddSpec {
+    cluster: ClusterName,
+    name: String,
+    image: String,
+    node: NodeSpec,
+    api_labels: Vec<NodeLabel>,
+    foreign_labels: Vec<String>,
+}
+
+impl NodeAddSpec {
+    /// The Kubernetes name of the node.
+    #[must_use]
+    pub fn node_name(&self) -> &str {
+        self.node.name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Its container, `k3d-<name>-0`: what `k3d node delete` takes.
+    #[must_use]
+    pub fn container(&self) -> String {
+        format!("k3d-{}-0", self.name)
+    }
+
+    /// Labels to set through the API once it is Ready (see [`super::label_nodes`]).
+    #[must_use]
+    pub fn api_labels(&self) -> &[NodeLabel] {
+        &self.api_labels
+    }
+
+    /// Label keys it may inherit from the node k3d copies it from, which it does not declare.
+    #[must_use]
+    pub fn foreign_labels(&self) -> &[String] {
+        &self.foreign_labels
+    }
+
+    /// The arguments of `k3d node create`, with k3d's own `--timeout` for its wait.
+    #[must_use]
+    pub fn create_args(&self, timeout: Duration) -> Vec<String> {
+        let mut args = vec![
+            "node".to_owned(),
+            "create".to_owned(),
+            self.name.clone(),
+            format!("--cluster={}", self.cluster),
+            "--role=agent".to_owned(),
+            format!("--image={}", self.image),
+            "--wait".to_owned(),
+            format!("--timeout={}", go_duration(timeout)),
+        ];
+        // Always at least the node name: an empty list would keep the source node's arguments,
+        // its `--node-name` among them.
+        args.push(format!("--k3s-arg=--node-name={}", self.node_name()));
+        for (key, value) in &self.node.labels {
+            args.push(format!("--k3s-node-label={key}={value}"));
+        }
+        for taint in &self.node.taints {
+            args.push(format!("--k3s-arg=--node-taint={taint}"));
+        }
+        if let Some(pods) = self.node.max_pods {
+            args.push(format!("--k3s-arg=--kubelet-arg=max-pods={pods}"));
+        }
+        args
+    }
+}
+
+/// The arguments of `k3d node delete` for `container` (`cmd/node/nodeDelete.go`: `delete
+/// (NAME | --all)`). k3d removes the container only; the Node object stays until deleted.
+#[must_use]
+pub fn node_delete_args(container: &str) -> Vec<String> {
+    vec!["node".to_owned(), "delete".to_owned(), container.to_owned()]
+}
+
+impl CreateSpec {
+    /// Plans `node` joining this cluster while it runs, on a host of `host_arch`.
+    ///
+    /// # Errors
+    /// [`K3dError::CannotReproduce`] when it is a control-plane node, of another architecture
+    /// than the host's, or declares CPU or memory.
+    pub fn add_node(&self, node: &Node, host_arch: Option<Arch>) -> Result<NodeAddSpec, K3dError> {
+        let mut reasons = Vec::new();
+        if node.roles.contains(&NodeRole::ControlPlane) {
+            reasons.push(Unsupported::AddServer {
+                node: node.name.clone(),
+            });
+        }
+        check_node(node, host_arch, &mut reasons);
+        if !reasons.is_empty() {
+            return Err(K3dError::CannotReproduce(reasons));
+        }
+        let mut api_labels = Vec::new();
+        let spec = node_spec(node, &mut api_labels);
+        let hint = sanitize(
+            &node.name,
+            MAX_ADDED_NAME_LEN.saturating_sub(self.name.as_str().len() + 1),
+        );
+        let name = if hint.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{}-{hint}", self.name)
+        };
+        let mut foreign_labels: Vec<String> = self
+            .servers
+            .iter()
+            .chain(&self.agents)
+            .flat_map(|n| n.labels.iter().map(|(k, _)| k.clone()))
+            .filter(|k| !node.labels.contains_key(k))
+            .collect();
+        foreign_labels.sort();
+        foreign_labels.dedup();
+        Ok(NodeAddSpec {
+            cluster: self.name.clone(),
+            name,
+            image: self.image.clone(),
+            node: spec,
+            api_labels,
+            foreign_labels,
+        })
+    }
+
+    /// Why node `name` cannot leave this cluster during a run: it is one of its k3s servers.
+    #[must_use]
+    pub fn remove_refusal(&self, name: &str) -> Option<Unsupported> {
+        self.servers
+            .iter()
+            .any(|n| n.name.as_deref() == Some(name))
+            .then(|| Unsupported::RemoveServer {
+                node: name.to_owned(),
+            })
+    }
+
+    /// The container of agent `name` as `k3d cluster create` made it:
+    /// `k3d-<cluster>-agent-<i>` (`pkg/client/cluster.go` `GenerateNodeName`).
+    #[must_use]
+    pub fn agent_container(&self, name: &str) -> Option<String> {
+        self.agents
+            .iter()
+            .position(|n| n.name.as_deref() == Some(name))
+            .map(|i| format!("k3d-{}-agent-{i}", self.name))
     }
 }
 
@@ -882,5 +1081,121 @@ mod tests {
                 "--k3s-arg=--kubelet-arg=max-pods=8@agent:0",
             ]
         );
+    }
+
+    fn added(yaml: &str) -> Node {
+        crate::yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_added_node_is_one_k3d_node_create_command_line() {
+        let mut w = node(
+            "node-1",
+            Arch::Amd64,
+            &[NodeRole::ControlPlane, NodeRole::Worker],
+        );
+        w.labels.insert("team".to_owned(), "a".to_owned());
+        let spec = plan(&ClusterShape {
+            nodes: vec![w],
+            ..ClusterShape::default()
+        })
+        .unwrap();
+        let joining = added(
+            "{name: gpu-1, roles: [worker], labels: {accelerator: nvidia, node-role.kubernetes.io/gpu: ''}, \
+             taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}, {key: spot, effect: NoExecute}], \
+             capacity: {pods: 30}}",
+        );
+        let add = spec.add_node(&joining, Some(Arch::Amd64)).unwrap();
+        assert_eq!(
+            add.create_args(Duration::from_secs(180)),
+            [
+                "node",
+                "create",
+                "relapse-t-gpu-1",
+                "--cluster=relapse-t",
+                "--role=agent",
+                "--image=rancher/k3s:v1.31.5-k3s1",
+                "--wait",
+                "--timeout=180s",
+                "--k3s-arg=--node-name=gpu-1",
+                "--k3s-node-label=accelerator=nvidia",
+                "--k3s-arg=--node-taint=nvidia.com/gpu=present:NoSchedule",
+                "--k3s-arg=--node-taint=spot:NoExecute",
+                "--k3s-arg=--kubelet-arg=max-pods=30",
+            ]
+        );
+        assert_eq!(add.node_name(), "gpu-1");
+        assert_eq!(add.container(), "k3d-relapse-t-gpu-1-0");
+        assert_eq!(
+            add.api_labels(),
+            [NodeLabel {
+                node: "gpu-1".to_owned(),
+                key: "node-role.kubernetes.io/gpu".to_owned(),
+                value: String::new(),
+            }]
+        );
+        // k3d copies node-1's k3s node labels onto it: taken off again.
+        assert_eq!(add.foreign_labels(), ["team"]);
+        assert_eq!(
+            node_delete_args(&add.container()),
+            ["node", "delete", "k3d-relapse-t-gpu-1-0"]
+        );
+    }
+
+    #[test]
+    fn an_added_node_name_keeps_the_container_a_host_name() {
+        let spec = plan(&ClusterShape::default()).unwrap();
+        let long = added(&format!("{{name: {}, roles: [worker]}}", "w".repeat(80)));
+        let add = spec.add_node(&long, Some(Arch::Amd64)).unwrap();
+        assert!(add.container().len() <= 63, "{}", add.container());
+        assert_eq!(add.node_name(), "w".repeat(80));
+    }
+
+    #[test]
+    fn nodes_k3d_cannot_add_or_remove_are_refused_with_the_reason() {
+        let spec = plan(&ClusterShape {
+            nodes: vec![
+                node("cp", Arch::Amd64, &[NodeRole::ControlPlane]),
+                node("w1", Arch::Amd64, &[NodeRole::Worker]),
+            ],
+            ..ClusterShape::default()
+        })
+        .unwrap();
+        let refused = |yaml: &str| -> Vec<String> {
+            match spec.add_node(&added(yaml), Some(Arch::Amd64)) {
+                Err(K3dError::CannotReproduce(r)) => r.iter().map(ToString::to_string).collect(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            refused("{name: arm-1, arch: arm64, roles: [worker]}"),
+            [
+                "arm64 nodes, but this host is amd64: k3d runs node containers of the host's architecture only"
+            ]
+        );
+        assert_eq!(
+            refused("{name: big, roles: [worker], capacity: {cpu: '64', memory: 256Gi}}"),
+            [
+                "node big declares cpu 64 and memory 256Gi: k3d nodes report the host's CPUs and memory"
+            ]
+        );
+        assert_eq!(
+            refused("{name: cp-2, roles: [control-plane]}"),
+            [
+                "node cp-2 joins as a control-plane node: a k3s server can only join a k3d cluster whose servers run embedded etcd, which a cluster created with one server does not"
+            ]
+        );
+        assert_eq!(
+            spec.remove_refusal("cp").map(|u| u.to_string()).as_deref(),
+            Some(
+                "node cp leaves, but it is a k3s server of the k3d cluster: deleting its container takes the control plane (or an etcd member) down with it"
+            )
+        );
+        assert_eq!(spec.remove_refusal("w1"), None);
+        assert_eq!(
+            spec.agent_container("w1").as_deref(),
+            Some("k3d-relapse-t-agent-0")
+        );
+        assert_eq!(spec.agent_container("cp"), None);
     }
 }
