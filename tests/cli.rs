@@ -2295,3 +2295,38 @@ fn ctrl_c_while_paused_stops_the_run_and_cleans_up() {
         assert_eq!(private_dirs(tmp.path()), Vec::<String>::new());
     }
 }
+
+#[test]
+fn pause_on_the_kubeconfig_backend_names_the_file_and_the_renamed_namespace() {
+    let dir = suite(&[
+        ("scenarios/apps/web.yaml", PORTABLE),
+        ("scenarios/apps/manifests/app.yaml", MANIFEST),
+    ]);
+    let sim = SimUp::start(dir.path(), "fast");
+    let kubeconfig = sim.kubeconfig.to_string_lossy().into_owned();
+    let out = relapse(
+        dir.path(),
+        &[
+            "run",
+            "--backend",
+            "kubeconfig",
+            "--kubeconfig",
+            &kubeconfig,
+            "--filter",
+            "apps/web",
+            "--pause-after",
+            "fix",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let absolute = std::path::absolute(&sim.kubeconfig).expect("absolute path");
+    assert!(
+        err.contains(&format!(
+            "paused apps/web after the fix phase; inspect its cluster with:\n  export KUBECONFIG={}\n  kubectl get pods -A\n  (namespace demo is relapse-",
+            absolute.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("kubeconfig::apps/web  passed"), "{err}");
+}

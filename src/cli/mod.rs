@@ -18,7 +18,7 @@ mod pause;
 pub use error::{CliError, exit};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 all passed, 1 a scenario failed, 2 invalid input or setup error.
+Exit codes: 0 all passed, 1 a scenario failed, 2 invalid input or setup error, 130 interrupted.
 
 Scenario files live under ./scenarios/<area>/<name>.yaml; manifests they apply sit next to them
 (in manifests/ directories) and shared base environments in fixtures/ directories.

@@ -128,7 +128,12 @@ pub fn announce(
             let path = dir.write(&format!("{name}.kubeconfig"), yaml.as_bytes())?;
             (path, None, Some(dir))
         }
-        Access::File { path, context } => (path.clone(), context.clone(), None),
+        // Absolute, so the line works from any directory.
+        Access::File { path, context } => (
+            std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            context.clone(),
+            None,
+        ),
     };
     eprintln!("{headline}");
     eprintln!("  export KUBECONFIG={}", path.display());
