@@ -162,6 +162,30 @@ mod tests {
     }
 
     #[test]
+    fn a_mutant_the_backend_cannot_perform_is_refused_alone() {
+        let scenario: crate::scenario::Scenario = crate::yaml::from_str(
+            "name: demo\ndescription: d\nsource: s\nbreak:\n  steps: []\n  symptoms: []\n\
+             fix: []\nconverge: {within: 1m, expect: []}\n\
+             mutants:\n  - name: switch-lb\n    description: d\n    fix:\n      - loadBalancer: service-lb\n",
+        )
+        .unwrap();
+        let kind = BackendKind::Kubeconfig;
+        assert!(trial_refusal(kind, &scenario, None).is_empty());
+        assert_eq!(
+            trial_refusal(kind, &scenario, Some("switch-lb")),
+            [format!(
+                "the scenario's steps change the cluster's shape (switch the LoadBalancer provider to service-lb), which the {kind} backend cannot do during a run"
+            )]
+        );
+        assert_eq!(
+            trial_refusal(kind, &scenario, Some("nope")),
+            ["the scenario has no mutant `nope`"]
+        );
+        // The scenario as a whole (what a backend provisions for) still names it.
+        assert_eq!(refusal(kind, &scenario).len(), 1);
+    }
+
+    #[test]
     fn sim_is_always_available() {
         assert_eq!(availability(BackendKind::Sim), Availability::Available);
     }
@@ -245,6 +269,27 @@ pub trait Provisioner: Send + Sync {
         &'a self,
         scenario: &'a crate::scenario::Scenario,
     ) -> futures::future::BoxFuture<'a, Result<Box<dyn Cluster>, BackendError>>;
+}
+
+/// Why `kind` cannot replay one trial of `scenario`: its own run (`mutant` `None`: setup,
+/// break, fix and counterfactual) or one mutant's (setup, break, the mutant's steps). A mutant
+/// whose wrong fix the backend cannot perform is refused on its own, so it does not take the
+/// scenario's other trials with it.
+#[must_use]
+pub fn trial_refusal(
+    kind: BackendKind,
+    scenario: &crate::scenario::Scenario,
+    mutant: Option<&str>,
+) -> Vec<String> {
+    let mut trial = scenario.clone();
+    trial.mutants.clear();
+    if let Some(name) = mutant {
+        match scenario.mutants.iter().find(|m| m.name == name) {
+            Some(m) => trial.fix.clone_from(&m.fix),
+            None => return vec![format!("the scenario has no mutant `{name}`")],
+        }
+    }
+    refusal(kind, &trial)
 }
 
 /// Why `kind` cannot reproduce `scenario`, decided from the scenario alone (no cluster is

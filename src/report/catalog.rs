@@ -54,11 +54,23 @@ pub fn entries(scenarios: &[LoadedScenario], junit: Option<&str>) -> Vec<Entry> 
                 if let Some(o) = o {
                     return format!("skipped: {}", one_line(&o.skip));
                 }
-                let refused = crate::backend::refusal(kind, s);
-                if refused.is_empty() {
+                let refused = crate::backend::trial_refusal(kind, s, None);
+                if !refused.is_empty() {
+                    return format!("refused: {}", one_line(&refused.join("; ")));
+                }
+                // A mutant the backend cannot perform is ignored on its own.
+                let mutants: Vec<String> = s
+                    .mutants
+                    .iter()
+                    .filter_map(|m| {
+                        let r = crate::backend::trial_refusal(kind, s, Some(&m.name));
+                        (!r.is_empty()).then(|| format!("{} ({})", m.name, r.join("; ")))
+                    })
+                    .collect();
+                if mutants.is_empty() {
                     "runs".to_owned()
                 } else {
-                    format!("refused: {}", one_line(&refused.join("; ")))
+                    format!("runs; mutants refused: {}", one_line(&mutants.join("; ")))
                 }
             };
             let backends = BTreeMap::from([

@@ -60,7 +60,8 @@ impl PlannedTrial {
 }
 
 /// The trials of a run, in order: scenarios in the order given, backends in the order given,
-/// each scenario's own trial followed by one per mutant (with the same decision).
+/// each scenario's own trial followed by one per mutant (each decided on its own steps: a
+/// mutant the backend cannot perform is ignored without taking the scenario with it).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Every trial, decided.
@@ -85,14 +86,21 @@ impl Plan {
         let mut trials = Vec::new();
         for s in scenarios {
             for &kind in backends {
-                let decision = decide(s, kind, &availability[&kind], postgres.as_ref(), options);
                 let mutants = s.scenario.mutants.iter().map(|m| Some(m.name.clone()));
                 for mutant in std::iter::once(None).chain(mutants) {
+                    let decision = decide(
+                        s,
+                        mutant.as_deref(),
+                        kind,
+                        &availability[&kind],
+                        postgres.as_ref(),
+                        options,
+                    );
                     trials.push(PlannedTrial {
                         scenario: Arc::clone(s),
                         backend: kind,
                         mutant,
-                        decision: decision.clone(),
+                        decision,
                     });
                 }
             }
@@ -138,6 +146,7 @@ fn postgres_availability(scenarios: &[Arc<LoadedScenario>]) -> Option<String> {
 /// refusal of the scenario, the backend's availability, the Postgres provider's.
 fn decide(
     s: &LoadedScenario,
+    mutant: Option<&str>,
     kind: BackendKind,
     availability: &Availability,
     postgres: Option<&String>,
@@ -151,7 +160,7 @@ fn decide(
     if let Some(o) = skip {
         return Decision::Ignore(format!("the scenario skips {kind}: {}", o.skip.trim()));
     }
-    let refused = backend::refusal(kind, &s.scenario);
+    let refused = backend::trial_refusal(kind, &s.scenario, mutant);
     if !refused.is_empty() {
         return Decision::Ignore(format!(
             "the {kind} cluster cannot reproduce this scenario: {}",
