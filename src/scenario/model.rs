@@ -410,7 +410,7 @@ pub enum Need {
     /// A resource type is served by the API server (a CRD is installed and Established).
     Resource(ResourceNeed),
     /// An object exists.
-    Object(ObjectRef),
+    Object(ObjectNeed),
     /// A Secret exists and has this key.
     SecretKey(SecretKeyNeed),
     /// A Service has at least one ready endpoint on this port.
@@ -1047,6 +1047,27 @@ pub struct ApplyStep {
 pub struct ApiErrorExpectation {
     /// Text the error message must contain, e.g. `no matches for kind "Prometheus"`.
     pub message: String,
+}
+
+/// An object a program looks up by name: the name it has built in, unless its configuration
+/// names another one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectNeed {
+    /// `apiVersion`; may be omitted for built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind, e.g. `ClickHouseInstallation`.
+    pub kind: String,
+    /// The name the program looks up when its configuration gives none (a hard-coded default).
+    pub name: String,
+    /// Where the program reads the name from, as a `config` need reads a value (`env`, `arg`,
+    /// `file` with `key`); a non-empty value there wins over `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_from: Option<ConfigSource>,
+    /// Namespace, for namespaced kinds (default: the pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A reference to one object.
