@@ -431,6 +431,18 @@ pub enum Need {
     /// ClusterRoles and their bindings) allows it. The error is the API server's `Forbidden`
     /// message.
     Access(AccessNeed),
+    /// A host outside the cluster (a package mirror, a download site) that the program
+    /// resolves through cluster DNS, which forwards the name upstream: met unless a
+    /// `dnsFailure` fault names the host.
+    Resolve(ResolveNeed),
+}
+
+/// A host name outside the cluster a program resolves (see [`Need::Resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResolveNeed {
+    /// The host, e.g. `dl-cdn.alpinelinux.org`.
+    pub host: String,
 }
 
 impl Need {

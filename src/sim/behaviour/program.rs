@@ -733,6 +733,20 @@ impl Program {
                     Check::Unmet(attributes.forbidden_message(&decision.reason))
                 }
             }
+            Need::Resolve(r) => {
+                if view.faults().dns_fails_host(&r.host, at) {
+                    // The upstream answer CoreDNS relays as SERVFAIL, in Go's resolver
+                    // wording as for a Service (net/dnsclient_unix.go errServerMisbehaving).
+                    // Programs linked against musl word it their own way (getaddrinfo's
+                    // EAI_AGAIN); scenarios quote those in `otherwise.log`.
+                    Check::Unmet(format!(
+                        "dial tcp: lookup {} on 10.43.0.10:53: server misbehaving",
+                        r.host
+                    ))
+                } else {
+                    Check::Met
+                }
+            }
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
@@ -1287,8 +1301,9 @@ mod tests {
             &crate::scenario::FaultStep {
                 for_: Some(ScenarioDuration::from_secs(15)),
                 dns_failure: Some(crate::scenario::DnsFault {
-                    service: "db".into(),
+                    service: Some("db".into()),
                     namespace: None,
+                    host: None,
                 }),
                 ..crate::scenario::FaultStep::default()
             },
@@ -1467,6 +1482,39 @@ mod tests {
         let mut named = ctx();
         named.env.insert("CHI_NAME".into(), "data-clickhouse".into());
         assert_eq!(run(named), 0);
+    }
+
+    #[test]
+    fn a_host_outside_the_cluster_fails_to_resolve_only_during_a_dns_failure() {
+        let b = ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Resolve(crate::scenario::ResolveNeed {
+                    host: "dl-cdn.alpinelinux.org".into(),
+                }),
+                otherwise: fail("{error}", Some(2), None, false),
+            }],
+            ..ImageBehaviour::default()
+        };
+        let mut faults = crate::sim::faults::Faults::default();
+        faults.start(
+            &crate::scenario::FaultStep {
+                dns_failure: Some(crate::scenario::DnsFault {
+                    service: None,
+                    namespace: None,
+                    host: Some("dl-cdn.alpinelinux.org".into()),
+                }),
+                ..crate::scenario::FaultStep::default()
+            },
+            at(10),
+        );
+        let view = StaticView::default().with_faults(faults);
+        let mut before = Program::start(Some(&b), ctx(), t0());
+        assert!(before.advance(t0(), &view).logs.is_empty());
+        let mut during = Program::start(Some(&b), ctx(), at(10));
+        assert_eq!(
+            during.advance(at(10), &view).logs[0].text,
+            "dial tcp: lookup dl-cdn.alpinelinux.org on 10.43.0.10:53: server misbehaving"
+        );
     }
 
     struct FakePg(Vec<PostgresRequest>, PostgresOutcome);
