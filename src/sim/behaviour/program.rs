@@ -1480,7 +1480,9 @@ mod tests {
         empty.env.insert("CHI_NAME".into(), String::new());
         assert_eq!(run(empty), 1);
         let mut named = ctx();
-        named.env.insert("CHI_NAME".into(), "data-clickhouse".into());
+        named
+            .env
+            .insert("CHI_NAME".into(), "data-clickhouse".into());
         assert_eq!(run(named), 0);
     }
 
