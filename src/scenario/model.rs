@@ -998,7 +998,7 @@ pub enum Step {
     Sleep(Duration),
     /// Start an infrastructure fault (API server latency or errors, a node that stops
     /// reporting, a killed container, a registry or DNS outage).
-    Fault(super::FaultStep),
+    Fault(Box<super::FaultStep>),
     /// End the fault of this name (a fault's `name`, or its keyword).
     EndFault(String),
     /// A node joins the cluster (its kubelet registers it), as `k3d node create` adds one.
