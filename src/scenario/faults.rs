@@ -38,8 +38,8 @@ pub struct FaultStep {
     /// A registry cannot be reached: pulls of its images fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_outage: Option<RegistryFault>,
-    /// Cluster DNS does not answer for a Service name: programs connecting by that name fail to
-    /// resolve it.
+    /// Cluster DNS does not answer for a Service name (or a host outside the cluster): programs
+    /// connecting by that name fail to resolve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_failure: Option<DnsFault>,
 }
@@ -144,15 +144,21 @@ pub struct RegistryFault {
     pub registry: String,
 }
 
-/// A Service name that cluster DNS does not resolve.
+/// A name that cluster DNS does not resolve: a Service's, or a host outside the cluster that it
+/// forwards upstream. Exactly one of `service` and `host`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DnsFault {
     /// The Service's name.
-    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The Service's namespace; default every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// A host outside the cluster, e.g. `dl-cdn.alpinelinux.org` (programs with a
+    /// `requires[].needs.resolve` of it fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// How a stand-in program takes part in leader election with a `coordination.k8s.io/v1`
@@ -266,6 +272,17 @@ pub fn check_fault(f: &FaultStep) -> Option<String> {
             return Some(format!(
                 "apiServer stalls of {latency} every {every} never end: `every` must be longer than `latency`"
             ));
+        }
+    }
+    if let Some(dns) = &f.dns_failure {
+        if dns.service.is_some() == dns.host.is_some() {
+            return Some("dnsFailure needs exactly one of `service` and `host`".to_owned());
+        }
+        if dns.host.is_some() && dns.namespace.is_some() {
+            return Some(
+                "dnsFailure `namespace` belongs to a `service`; a `host` is outside the cluster"
+                    .to_owned(),
+            );
         }
     }
     for kill in [&f.container_kill, &f.oom_kill].into_iter().flatten() {

@@ -410,7 +410,7 @@ pub enum Need {
     /// A resource type is served by the API server (a CRD is installed and Established).
     Resource(ResourceNeed),
     /// An object exists.
-    Object(ObjectRef),
+    Object(ObjectNeed),
     /// A Secret exists and has this key.
     SecretKey(SecretKeyNeed),
     /// A Service has at least one ready endpoint on this port.
@@ -431,6 +431,18 @@ pub enum Need {
     /// ClusterRoles and their bindings) allows it. The error is the API server's `Forbidden`
     /// message.
     Access(AccessNeed),
+    /// A host outside the cluster (a package mirror, a download site) that the program
+    /// resolves through cluster DNS, which forwards the name upstream: met unless a
+    /// `dnsFailure` fault names the host.
+    Resolve(ResolveNeed),
+}
+
+/// A host name outside the cluster a program resolves (see [`Need::Resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResolveNeed {
+    /// The host, e.g. `dl-cdn.alpinelinux.org`.
+    pub host: String,
 }
 
 impl Need {
@@ -986,7 +998,7 @@ pub enum Step {
     Sleep(Duration),
     /// Start an infrastructure fault (API server latency or errors, a node that stops
     /// reporting, a killed container, a registry or DNS outage).
-    Fault(super::FaultStep),
+    Fault(Box<super::FaultStep>),
     /// End the fault of this name (a fault's `name`, or its keyword).
     EndFault(String),
     /// A node joins the cluster (its kubelet registers it), as `k3d node create` adds one.
@@ -1047,6 +1059,27 @@ pub struct ApplyStep {
 pub struct ApiErrorExpectation {
     /// Text the error message must contain, e.g. `no matches for kind "Prometheus"`.
     pub message: String,
+}
+
+/// An object a program looks up by name: the name it has built in, unless its configuration
+/// names another one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectNeed {
+    /// `apiVersion`; may be omitted for built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind, e.g. `ClickHouseInstallation`.
+    pub kind: String,
+    /// The name the program looks up when its configuration gives none (a hard-coded default).
+    pub name: String,
+    /// Where the program reads the name from, as a `config` need reads a value (`env`, `arg`,
+    /// `file` with `key`); a non-empty value there wins over `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_from: Option<ConfigSource>,
+    /// Namespace, for namespaced kinds (default: the pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A reference to one object.

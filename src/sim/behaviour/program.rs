@@ -11,7 +11,7 @@ use super::operator;
 use super::time::{after, earliest};
 use super::view::ClusterViewExt;
 use crate::scenario::{
-    AccessNeed, Arch, EndpointNeed, ImageBehaviour, ManifestKind, Need, ObjectRef, Otherwise,
+    AccessNeed, Arch, EndpointNeed, ImageBehaviour, ManifestKind, Need, ObjectNeed, Otherwise,
     PostgresNeed, SslMode, ValueSource,
 };
 
@@ -733,6 +733,20 @@ impl Program {
                     Check::Unmet(attributes.forbidden_message(&decision.reason))
                 }
             }
+            Need::Resolve(r) => {
+                if view.faults().dns_fails_host(&r.host, at) {
+                    // The upstream answer CoreDNS relays as SERVFAIL, in Go's resolver
+                    // wording as for a Service (net/dnsclient_unix.go errServerMisbehaving).
+                    // Programs linked against musl word it their own way (getaddrinfo's
+                    // EAI_AGAIN); scenarios quote those in `otherwise.log`.
+                    Check::Unmet(format!(
+                        "dial tcp: lookup {} on 10.43.0.10:53: server misbehaving",
+                        r.host
+                    ))
+                } else {
+                    Check::Met
+                }
+            }
             Need::AnyOf(needs) => {
                 let mut first = None;
                 for n in needs {
@@ -755,7 +769,20 @@ impl Program {
         }
     }
 
-    fn check_object(&self, o: &ObjectRef, view: &dyn ClusterViewExt) -> Check {
+    fn check_object(&self, o: &ObjectNeed, view: &dyn ClusterViewExt) -> Check {
+        // A name the configuration gives (an environment variable, a flag, a values file)
+        // replaces the built-in one, as `${NAME:-default}` in a script does.
+        let configured = o
+            .name_from
+            .as_ref()
+            .and_then(|source| super::config::read(&self.ctx, source))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty());
+        let name = configured.as_deref().unwrap_or(&o.name);
         let api_version = o
             .api_version
             .clone()
@@ -765,7 +792,7 @@ impl Program {
             .clone()
             .or_else(|| (!cluster_scoped(&o.kind)).then(|| self.ctx.namespace.clone()));
         if view
-            .get(&api_version, &o.kind, namespace.as_deref(), &o.name)
+            .get(&api_version, &o.kind, namespace.as_deref(), name)
             .is_some()
         {
             return Check::Met;
@@ -775,7 +802,7 @@ impl Program {
             Some(resource) => Check::Unmet(format!(
                 "{} \"{}\" not found",
                 qualified(&resource, group),
-                o.name
+                name
             )),
             None => Check::Unmet("the server could not find the requested resource".to_owned()),
         }
@@ -1181,10 +1208,11 @@ mod tests {
                     otherwise: fail("waiting for frontend: {error}", None, Some(5), false),
                 },
                 Requirement {
-                    needs: Need::Object(ObjectRef {
+                    needs: Need::Object(ObjectNeed {
                         api_version: Some("temporal.io/v1beta1".into()),
                         kind: "TemporalNamespace".into(),
                         name: "ameide".into(),
+                        name_from: None,
                         namespace: None,
                     }),
                     otherwise: fail(
@@ -1273,8 +1301,9 @@ mod tests {
             &crate::scenario::FaultStep {
                 for_: Some(ScenarioDuration::from_secs(15)),
                 dns_failure: Some(crate::scenario::DnsFault {
-                    service: "db".into(),
+                    service: Some("db".into()),
                     namespace: None,
+                    host: None,
                 }),
                 ..crate::scenario::FaultStep::default()
             },
@@ -1404,15 +1433,89 @@ mod tests {
             "couldn't find key password in Secret apps/db"
         );
 
-        let b = need(Need::Object(ObjectRef {
+        let b = need(Need::Object(ObjectNeed {
             api_version: None,
             kind: "ConfigMap".into(),
             name: "settings".into(),
+            name_from: None,
             namespace: None,
         }));
         assert_eq!(
             run(&b, &StaticView::default()),
             "the server could not find the requested resource"
+        );
+    }
+
+    #[test]
+    fn an_object_name_from_the_configuration_replaces_the_built_in_one() {
+        let b = ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Object(ObjectNeed {
+                    api_version: Some("clickhouse.altinity.com/v1".into()),
+                    kind: "ClickHouseInstallation".into(),
+                    name: "clickhouse".into(),
+                    name_from: Some(crate::scenario::ConfigSource {
+                        env: Some("CHI_NAME".into()),
+                        arg: None,
+                        file: None,
+                        key: None,
+                        format: None,
+                    }),
+                    namespace: None,
+                }),
+                otherwise: fail("{error}", Some(1), None, false),
+            }],
+            ..ImageBehaviour::default()
+        };
+        let chi = json!({"apiVersion": "clickhouse.altinity.com/v1", "kind": "ClickHouseInstallation",
+            "metadata": {"name": "data-clickhouse", "namespace": "apps"}});
+        let view = StaticView::new(vec![chi]);
+        let run = |c: ContainerContext| {
+            let mut p = Program::start(Some(&b), c, t0());
+            p.advance(t0(), &view).logs.len()
+        };
+        // Without the variable (or with it empty) the built-in name is looked up and missing.
+        assert_eq!(run(ctx()), 1);
+        let mut empty = ctx();
+        empty.env.insert("CHI_NAME".into(), String::new());
+        assert_eq!(run(empty), 1);
+        let mut named = ctx();
+        named
+            .env
+            .insert("CHI_NAME".into(), "data-clickhouse".into());
+        assert_eq!(run(named), 0);
+    }
+
+    #[test]
+    fn a_host_outside_the_cluster_fails_to_resolve_only_during_a_dns_failure() {
+        let b = ImageBehaviour {
+            requires: vec![Requirement {
+                needs: Need::Resolve(crate::scenario::ResolveNeed {
+                    host: "dl-cdn.alpinelinux.org".into(),
+                }),
+                otherwise: fail("{error}", Some(2), None, false),
+            }],
+            ..ImageBehaviour::default()
+        };
+        let mut faults = crate::sim::faults::Faults::default();
+        faults.start(
+            &crate::scenario::FaultStep {
+                dns_failure: Some(crate::scenario::DnsFault {
+                    service: None,
+                    namespace: None,
+                    host: Some("dl-cdn.alpinelinux.org".into()),
+                }),
+                ..crate::scenario::FaultStep::default()
+            },
+            at(10),
+        );
+        let view = StaticView::default().with_faults(faults);
+        let mut before = Program::start(Some(&b), ctx(), t0());
+        assert!(before.advance(t0(), &view).logs.is_empty());
+        let mut during = Program::start(Some(&b), ctx(), at(10));
+        assert_eq!(
+            during.advance(at(10), &view).logs[0].text,
+            "dial tcp: lookup dl-cdn.alpinelinux.org on 10.43.0.10:53: server misbehaving"
         );
     }
 

@@ -191,8 +191,20 @@ impl Faults {
     pub fn dns_fails(&self, service: &str, namespace: &str, at: Timestamp) -> bool {
         self.active(at).any(|f| {
             f.fault.dns_failure.as_ref().is_some_and(|d| {
-                d.service == service && d.namespace.as_deref().is_none_or(|n| n == namespace)
+                d.service.as_deref() == Some(service)
+                    && d.namespace.as_deref().is_none_or(|n| n == namespace)
             })
+        })
+    }
+
+    /// Whether cluster DNS fails to resolve `host`, a name outside the cluster, at `at`.
+    #[must_use]
+    pub fn dns_fails_host(&self, host: &str, at: Timestamp) -> bool {
+        self.active(at).any(|f| {
+            f.fault
+                .dns_failure
+                .as_ref()
+                .is_some_and(|d| d.host.as_deref() == Some(host))
         })
     }
 

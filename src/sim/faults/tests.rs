@@ -96,3 +96,34 @@ fn kills_select_pods_and_containers() {
     };
     assert_eq!(f.kill(other, "c", t(0)), None);
 }
+
+#[test]
+fn a_dns_failure_names_a_service_or_a_host_outside_the_cluster() {
+    use crate::scenario::DnsFault;
+    let step = |service: Option<&str>, host: Option<&str>| FaultStep {
+        dns_failure: Some(DnsFault {
+            service: service.map(str::to_owned),
+            namespace: None,
+            host: host.map(str::to_owned),
+        }),
+        ..FaultStep::default()
+    };
+    let mut f = Faults::default();
+    f.start(&step(None, Some("dl-cdn.alpinelinux.org")), t(10));
+    assert!(!f.dns_fails_host("dl-cdn.alpinelinux.org", t(5)));
+    assert!(f.dns_fails_host("dl-cdn.alpinelinux.org", t(10)));
+    assert!(!f.dns_fails_host("ghcr.io", t(10)));
+    // A host outage leaves Service names alone, and the other way round.
+    assert!(!f.dns_fails("dl-cdn.alpinelinux.org", "apps", t(10)));
+    let mut g = Faults::default();
+    g.start(&step(Some("db"), None), t(0));
+    assert!(g.dns_fails("db", "apps", t(1)));
+    assert!(!g.dns_fails_host("db", t(1)));
+
+    assert_eq!(crate::scenario::check_fault(&step(None, Some("h"))), None);
+    assert_eq!(
+        crate::scenario::check_fault(&step(Some("db"), Some("h"))).as_deref(),
+        Some("dnsFailure needs exactly one of `service` and `host`")
+    );
+    assert!(crate::scenario::check_fault(&step(None, None)).is_some());
+}

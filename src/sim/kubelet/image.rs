@@ -203,6 +203,19 @@ pub fn pull(
             "pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials".to_owned()
         } else if image.domain == "docker.io" {
             "pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed".to_owned()
+        } else if image.domain == "ghcr.io" {
+            // GHCR answers the manifest HEAD with a Bearer challenge (realm
+            // https://ghcr.io/token, service ghcr.io); without credentials containerd asks for
+            // an anonymous token, which GHCR refuses for a private package. FetchToken
+            // (remotes/docker/auth/fetch.go) adds the scope, then the service, and encodes
+            // the query with url.Values.Encode; its refusal is remotes/errors'
+            // "unexpected status from %s request to %s: %s", wrapped as "failed to fetch
+            // anonymous token: %w" (authorizer.go doBearerAuth) and "failed to authorize: %w"
+            // (resolver.go request.authorize).
+            format!(
+                "failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://ghcr.io/token?scope={}&service=ghcr.io: 401 Unauthorized",
+                query_escape(&format!("repository:{}:pull", image.path))
+            )
         } else {
             format!(
                 "unexpected status from HEAD request to https://{}/v2/{}/manifests/{what}: 401 Unauthorized",
@@ -224,6 +237,22 @@ pub fn pull(
     PullOutcome::Pulled {
         size: image_size(image),
     }
+}
+
+/// Go's `url.QueryEscape`: letters, digits and `-_.~` stay, a space becomes `+`, every other
+/// byte `%XX` in upper case (net/url escape with encodeQueryComponent).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The resolver a k3d node's containerd asks: Docker's embedded DNS server, which every
@@ -345,6 +374,12 @@ mod tests {
             pull(&ecr, Some(&private), Arch::Amd64, true),
             PullOutcome::Pulled { .. }
         ));
+        let ghcr = ImageRef::parse("ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0");
+        assert_eq!(
+            pull(&ghcr, Some(&private), Arch::Amd64, false),
+            PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0\": failed to resolve reference \"ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0\": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aameideio%2Fmirror%2Fk8s-sidecar%3Apull&service=ghcr.io: 401 Unauthorized".into())
+        );
+        assert_eq!(query_escape("a b~c/d:e"), "a+b~c%2Fd%3Ae");
     }
 
     #[test]
