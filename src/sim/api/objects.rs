@@ -117,6 +117,37 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
     resp
 }
 
+/// The error of server-side apply when the applied configuration has fields its schema does
+/// not declare: k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go
+/// (`Apply`: "failed to create typed patch object (%v): %v" with `objectGVKNN`), the errors of
+/// sigs.k8s.io/structured-merge-diff/v4/typed (`ValidationError`: "%s: %v" with the path
+/// written `.a.b[0]`, several as "errors:" and one indented line each). It is a plain Go error,
+/// so the API server answers 500 with no reason (responsewriters `ErrorToAPIStatus`).
+fn typed_patch_error(applied: &Value, api_version: &str, unknown: &[String]) -> ApiError {
+    let lines: Vec<String> = unknown
+        .iter()
+        .map(|p| format!(".{p}: field not declared in schema"))
+        .collect();
+    let detail = if let [one] = lines.as_slice() {
+        one.clone()
+    } else {
+        let mut all = vec!["errors:".to_string()];
+        all.extend(lines.iter().map(|l| format!("  {l}")));
+        all.join("\n")
+    };
+    let meta = &applied["metadata"];
+    let (group, version) = match api_version.rsplit_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    ApiError::unknown(format!(
+        "failed to create typed patch object ({}/{}; {group}/{version}, Kind={}): {detail}",
+        meta["namespace"].as_str().unwrap_or_default(),
+        meta["name"].as_str().unwrap_or_default(),
+        applied["kind"].as_str().unwrap_or_default(),
+    ))
+}
+
 fn unknown_warnings(unknown: &[String]) -> Vec<String> {
     // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (addStrictDecodingWarnings: each
     // error's text).
@@ -519,9 +550,19 @@ impl Ctx<'_> {
                     }
                 }
                 if let Some(schema) = &schema {
+                    if kind == PatchKind::Apply {
+                        // Server-side apply converts the applied configuration to the
+                        // schema's type before anything else, whatever `fieldValidation` says.
+                        let mut applied = std::str::from_utf8(&self.req.body)
+                            .ok()
+                            .and_then(|text| crate::yaml::value(text).ok())
+                            .unwrap_or(Value::Null);
+                        let unknown = pruning::prune(&mut applied, schema);
+                        if !unknown.is_empty() {
+                            return Err(typed_patch_error(&applied, &api_version, &unknown));
+                        }
+                    }
                     let unknown = pruning::prune(&mut patched, schema);
-                    // Server-side apply reports unknown fields through its typed conversion,
-                    // which is not modelled: they are pruned as `Ignore` does.
                     match directive {
                         _ if unknown.is_empty() || kind == PatchKind::Apply => {}
                         FieldValidation::Ignore => {}

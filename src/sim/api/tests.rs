@@ -1361,3 +1361,36 @@ async fn custom_resources_are_pruned_to_their_schema_by_field_validation() {
     assert!(warnings.is_empty());
     assert_eq!(patched["status"]["addresses"][0]["value"], "172.18.0.2");
 }
+
+#[tokio::test]
+async fn server_side_apply_of_an_undeclared_field_fails_its_typed_conversion() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        GATEWAY_CRD,
+    )
+    .await;
+    let body = gateway("a", true).replace(
+        r#""metadata":{"name":"a"}"#,
+        r#""metadata":{"name":"a","namespace":"default"}"#,
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(status.get("reason").is_none_or(|r| r == ""), "{status}");
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): .spec.infrastructure.parametersRef.namespace: field not declared in schema"
+    );
+    let (code, _) = call(&api, "GET", &format!("{GATEWAYS}/a"), "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
