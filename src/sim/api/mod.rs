@@ -68,6 +68,9 @@ struct Req {
     body: Bytes,
     /// Who the request acts as (the caller, or whom it impersonates).
     user: UserInfo,
+    /// The `User-Agent` header, whose first segment names the field manager of a write that
+    /// gives none.
+    user_agent: String,
 }
 
 impl ApiServer {
@@ -155,6 +158,7 @@ impl ApiServer {
             query: Query::parse(parts.uri.query()),
             accept: header_str(header::ACCEPT),
             content_type: header_str(header::CONTENT_TYPE),
+            user_agent: header_str(header::USER_AGENT),
             body: bytes,
             user,
         };

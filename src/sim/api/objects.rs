@@ -207,6 +207,36 @@ impl Ctx<'_> {
         pruning::crd_schema(&crd, &self.res.version).cloned()
     }
 
+    /// The manager a create, update or non-apply patch is recorded under: `fieldManager`, else
+    /// the user agent's first segment (k8s.io/apiserver/pkg/endpoints/handlers/rest.go
+    /// `prefixFromUserAgent`).
+    fn update_manager(&self) -> Option<String> {
+        if let Some(m) = self.req.query.non_empty("fieldManager") {
+            return Some(m.to_string());
+        }
+        let prefix = self.req.user_agent.split('/').next().unwrap_or_default();
+        let prefix: String = prefix.chars().take(128).collect();
+        (!prefix.is_empty()).then_some(prefix)
+    }
+
+    /// Records the write in `new`'s `managedFields` as the API server's field manager does for
+    /// an `Update` operation.
+    fn record_update(&self, old: Option<&Value>, new: &mut Value, part: Part, now: &str) {
+        let Some(manager) = self.update_manager() else {
+            return;
+        };
+        let api_version = self.res.api_version();
+        let subresource = (part == Part::Status).then_some("status");
+        crate::sim::patch::record_update_subresource(
+            &manager,
+            &api_version,
+            old,
+            new,
+            now,
+            subresource,
+        );
+    }
+
     fn field_validation(&self) -> FieldValidation {
         FieldValidation::parse(self.req.query.get("fieldValidation"))
     }
@@ -417,6 +447,8 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            let now = self.store().now();
+            self.record_update(None, &mut body, Part::Main, &now);
             self.store()
                 .create(self.res, self.ns, body, &self.write_options())
         });
@@ -460,6 +492,9 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            let current = self.store().get(self.res, self.ns, self.name()).ok();
+            let now = self.store().now();
+            self.record_update(current.as_ref(), &mut body, part, &now);
             let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
             if !body_name.is_empty() && body_name != self.name() {
                 // k8s.io/apiserver/pkg/endpoints/handlers/update.go
@@ -574,6 +609,9 @@ impl Ctx<'_> {
                             return Err(ApiError::bad_request(strict_decoding_error(&unknown)));
                         }
                     }
+                }
+                if kind != PatchKind::Apply {
+                    self.record_update(current, &mut patched, part, &now);
                 }
                 Ok(patched)
             },

@@ -1394,3 +1394,59 @@ async fn server_side_apply_of_an_undeclared_field_fails_its_typed_conversion() {
     let (code, _) = call(&api, "GET", &format!("{GATEWAYS}/a"), "", "").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn creates_updates_and_patches_record_their_manager() {
+    let api = api();
+    let (code, created) = call(
+        &api,
+        "POST",
+        &format!("{CM}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict"),
+        "application/json",
+        r#"{"metadata":{"name":"m"},"data":{"a":"1"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let entry = &created["metadata"]["managedFields"][0];
+    assert_eq!(entry["manager"], "kubectl-client-side-apply");
+    assert_eq!(entry["operation"], "Update");
+    assert_eq!(entry["fieldsV1"]["f:data"]["f:a"], json!({}));
+
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/m?fieldManager=kubectl-label"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"tier":"backend"}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let managers: Vec<&str> = patched["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl-client-side-apply", "kubectl-label"]);
+
+    // Without fieldManager the user agent's first segment names the manager.
+    let req = Request::builder()
+        .method("PUT")
+        .uri(format!("{CM}/m"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            "kubectl/v1.32.0 (linux/amd64) kubernetes/abcdef",
+        )
+        .body(Full::new(Bytes::from(
+            r#"{"metadata":{"name":"m"},"data":{"a":"2"}}"#,
+        )))
+        .unwrap();
+    let resp = api.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let updated: Value = serde_json::from_slice(&bytes).unwrap();
+    let entries = updated["metadata"]["managedFields"].as_array().unwrap();
+    let kubectl = entries.iter().find(|e| e["manager"] == "kubectl").unwrap();
+    assert_eq!(kubectl["fieldsV1"]["f:data"]["f:a"], json!({}));
+}
