@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const KUBECTL: &str = "kubectl";
-/// The version of the official Python client `.ci/run` installs.
-const PYTHON_CLIENT: &str = "32.0.1";
+/// The pinned official Python client, as `.ci/run` installs it.
+const REQUIREMENTS: &str = include_str!("../ci/conformance/requirements.txt");
 /// Upper bound for one client invocation.
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -655,10 +655,11 @@ fn get_watch(c: &Ctx) -> Result<(), Failed> {
     });
     // The watch starts with the (empty) list; then the create arrives as an event.
     std::thread::sleep(Duration::from_millis(500));
-    c.apply(CONFIGMAP)?;
+    let applied = c.apply(CONFIGMAP);
     let line = rx.recv_timeout(Duration::from_secs(15));
     let _ = child.kill();
     let _ = child.wait();
+    applied?;
     equal(
         &line.map_err(|_| "no watch event within 15 s")?,
         "configmap/settings",
@@ -835,13 +836,18 @@ spec:
 
 /// The Python interpreter that has the official client, or why there is none.
 fn python() -> Result<PathBuf, String> {
+    let pin = REQUIREMENTS
+        .lines()
+        .find_map(|l| l.strip_prefix("kubernetes=="))
+        .unwrap_or_default()
+        .trim();
     let python = std::env::var_os("RELAPSE_PYTHON").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/.venv/bin/python3"),
         PathBuf::from,
     );
     if !python.exists() {
         return Err(format!(
-            "{} is not there (.ci/run creates it with the kubernetes=={PYTHON_CLIENT} client)",
+            "{} is not there (.ci/run creates it with the kubernetes=={pin} client)",
             python.display()
         ));
     }
@@ -850,11 +856,11 @@ fn python() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if version == PYTHON_CLIENT {
+    if version == pin {
         Ok(python)
     } else {
         Err(format!(
-            "{} has no kubernetes=={PYTHON_CLIENT} client ({})",
+            "{} has no kubernetes=={pin} client ({})",
             python.display(),
             if version.is_empty() {
                 // The last line of the traceback: `ModuleNotFoundError: ...`.
