@@ -250,22 +250,16 @@ async fn apply_one(
                 );
             }
         }
+        // kubectl (1.27 and later) leaves unknown fields to the server and asks it to refuse
+        // them: `fieldValidation=Strict` on the create and the patch.
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
+            field_validation: Some(kube::api::ValidationDirective::Strict),
             ..PatchParams::default()
         };
         match api.get_opt(name).await {
             Ok(None) => match serde_json::from_value::<DynamicObject>(body) {
-                Ok(obj) => {
-                    api.create(
-                        &kube::api::PostParams {
-                            field_manager: Some(FIELD_MANAGER.to_owned()),
-                            ..Default::default()
-                        },
-                        &obj,
-                    )
-                    .await
-                }
+                Ok(obj) => create_strict(client, &api, &obj).await,
                 Err(_) => return Err(StepError::Malformed("metadata")),
             },
             Ok(Some(_)) if ar.group.is_empty() || builtin_api_version(kind).is_some() => {
@@ -278,6 +272,33 @@ async fn apply_one(
     result
         .map(|_| ())
         .map_err(|e| api_error("apply", target(kind, ns, name), &e))
+}
+
+/// Creates `obj` as `kubectl create` and the create of `kubectl apply` do, with
+/// `fieldValidation=Strict` (kube's `PostParams` cannot say it).
+async fn create_strict(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    obj: &DynamicObject,
+) -> Result<DynamicObject, kube::Error> {
+    let data = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(api.resource_url())
+        .create(
+            &kube::api::PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..Default::default()
+            },
+            data,
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    let (mut parts, body) = request.into_parts();
+    let uri = format!("{}&fieldValidation=Strict", parts.uri);
+    parts.uri = uri.parse().map_err(|e: http::uri::InvalidUri| {
+        kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e.into()))
+    })?;
+    client
+        .request::<DynamicObject>(http::Request::from_parts(parts, body))
+        .await
 }
 
 /// Resolves an object reference to a dynamic API.

@@ -68,6 +68,9 @@ struct Req {
     body: Bytes,
     /// Who the request acts as (the caller, or whom it impersonates).
     user: UserInfo,
+    /// The `User-Agent` header, whose first segment names the field manager of a write that
+    /// gives none.
+    user_agent: String,
 }
 
 impl ApiServer {
@@ -155,6 +158,7 @@ impl ApiServer {
             query: Query::parse(parts.uri.query()),
             accept: header_str(header::ACCEPT),
             content_type: header_str(header::CONTENT_TYPE),
+            user_agent: header_str(header::USER_AGENT),
             body: bytes,
             user,
         };
@@ -207,11 +211,14 @@ impl ApiServer {
                 "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                 Vec::new(),
             ),
-            ["openapi", "v3"] if get_only(&req) => status::ok(&openapi::index(&resources())),
+            ["openapi", "v3"] if get_only(&req) => {
+                status::ok(&openapi::index(&resources(), &self.crds()))
+            }
             ["openapi", "v3", rest @ ..] if get_only(&req) => found(openapi::document(
                 &resources(),
                 &rest.join("/"),
                 &self.config.minor,
+                &self.crds(),
             )),
             ["api", "v1", rest @ ..] => self.resource_request(&req, "", "v1", rest).await,
             ["apis", g, v, rest @ ..] => self.resource_request(&req, g, v, rest).await,
@@ -220,6 +227,19 @@ impl ApiServer {
             ),
             _ => status::error(&ApiError::unknown_path()),
         }
+    }
+
+    /// The stored CustomResourceDefinitions, whose schemas the OpenAPI documents publish.
+    fn crds(&self) -> Vec<serde_json::Value> {
+        self.store
+            .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .and_then(|res| {
+                self.store
+                    .list(&res, None, &crate::sim::store::ListOptions::default())
+                    .ok()
+            })
+            .map(|list| list.items)
+            .unwrap_or_default()
     }
 
     fn version(&self) -> serde_json::Value {

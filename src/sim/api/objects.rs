@@ -10,6 +10,7 @@ use super::table::{IncludeObject, table};
 use super::{ApiServer, Req, status};
 use crate::sim::patch::{PatchError, PatchKind, PatchRequest, apply_patch};
 use crate::sim::resources::ResourceDef;
+use crate::sim::store::pruning::{self, FieldValidation};
 use crate::sim::store::{
     ApiError, DeleteOptions, Deleted, FieldError, FieldSelector, LabelSelector, ListOptions,
     OPTIMISTIC_LOCK_MSG, Part, Propagation, Reason, WriteOptions,
@@ -91,6 +92,71 @@ fn set_path(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
+/// `runtime.NewStrictDecodingError` over the unknown field errors of
+/// k8s.io/apiextensions-apiserver/pkg/apiserver/customresource_handler.go
+/// (`schemaCoercingDecoder.Decode`: `unknown field "%s"` per pruned path).
+fn strict_decoding_error(unknown: &[String]) -> String {
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    // k8s.io/apimachinery/pkg/runtime/error.go (strictDecodingError.Error).
+    format!("strict decoding error: {}", fields.join(", "))
+}
+
+/// Adds one `Warning` header per text, as k8s.io/apiserver's warning recorder writes them
+/// (k8s.io/apimachinery/pkg/util/net/http.go `NewWarningHeader`: code 299, agent `-`, the
+/// text quoted as Go's strconv.Quote).
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let value = format!("299 - {}", crate::sim::store::error::go_quote(w));
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// The error of server-side apply when the applied configuration has fields its schema does
+/// not declare: k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go
+/// (`Apply`: "failed to create typed patch object (%v): %v" with `objectGVKNN`), the errors of
+/// sigs.k8s.io/structured-merge-diff/v4/typed (`ValidationError`: "%s: %v" with the path
+/// written `.a.b[0]`, several as "errors:" and one indented line each). It is a plain Go error,
+/// so the API server answers 500 with no reason (responsewriters `ErrorToAPIStatus`).
+fn typed_patch_error(applied: &Value, api_version: &str, unknown: &[String]) -> ApiError {
+    let lines: Vec<String> = unknown
+        .iter()
+        .map(|p| format!(".{p}: field not declared in schema"))
+        .collect();
+    let detail = if let [one] = lines.as_slice() {
+        one.clone()
+    } else {
+        let mut all = vec!["errors:".to_string()];
+        all.extend(lines.iter().map(|l| format!("  {l}")));
+        all.join("\n")
+    };
+    let meta = &applied["metadata"];
+    let (group, version) = match api_version.rsplit_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    ApiError::unknown(format!(
+        "failed to create typed patch object ({}/{}; {group}/{version}, Kind={}): {detail}",
+        meta["namespace"].as_str().unwrap_or_default(),
+        meta["name"].as_str().unwrap_or_default(),
+        applied["kind"].as_str().unwrap_or_default(),
+    ))
+}
+
+fn unknown_warnings(unknown: &[String]) -> Vec<String> {
+    // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (addStrictDecodingWarnings: each
+    // error's text).
+    unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect()
+}
+
 fn get_path<'v>(obj: &'v Value, path: &str) -> &'v Value {
     let mut cur = obj;
     for seg in path.trim_start_matches('.').split('.') {
@@ -115,6 +181,97 @@ impl Ctx<'_> {
     fn write_options(&self) -> WriteOptions {
         WriteOptions {
             dry_run: self.req.query.get("dryRun") == Some("All"),
+        }
+    }
+
+    /// The structural schema a custom resource is pruned to: its CRD's `openAPIV3Schema` for
+    /// the served version, unless the CRD keeps unknown fields (`preserveUnknownFields`).
+    fn custom_schema(&self) -> Option<Value> {
+        if !self.res.custom {
+            return None;
+        }
+        let crd_res =
+            self.store()
+                .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")?;
+        let crd = self
+            .store()
+            .get(
+                &crd_res,
+                None,
+                &format!("{}.{}", self.res.plural, self.res.group),
+            )
+            .ok()?;
+        if crd["spec"]["preserveUnknownFields"] == Value::Bool(true) {
+            return None;
+        }
+        pruning::crd_schema(&crd, &self.res.version).cloned()
+    }
+
+    /// The manager a create, update or non-apply patch is recorded under: `fieldManager`, else
+    /// the user agent's first segment (k8s.io/apiserver/pkg/endpoints/handlers/rest.go
+    /// `prefixFromUserAgent`).
+    fn update_manager(&self) -> Option<String> {
+        if let Some(m) = self.req.query.non_empty("fieldManager") {
+            return Some(m.to_string());
+        }
+        let prefix = self.req.user_agent.split('/').next().unwrap_or_default();
+        let prefix: String = prefix.chars().take(128).collect();
+        (!prefix.is_empty()).then_some(prefix)
+    }
+
+    /// Records the write in `new`'s `managedFields` as the API server's field manager does for
+    /// an `Update` operation.
+    fn record_update(&self, old: Option<&Value>, new: &mut Value, part: Part, now: &str) {
+        let Some(manager) = self.update_manager() else {
+            return;
+        };
+        let api_version = self.res.api_version();
+        let subresource = (part == Part::Status).then_some("status");
+        crate::sim::patch::record_update_subresource(
+            &manager,
+            &api_version,
+            old,
+            new,
+            now,
+            subresource,
+        );
+    }
+
+    fn field_validation(&self) -> FieldValidation {
+        FieldValidation::parse(self.req.query.get("fieldValidation"))
+    }
+
+    /// Prunes a decoded create or update body to `schema` and applies `fieldValidation`: the
+    /// warnings to send, or the create and update handlers' refusal (`transformDecodeError` of
+    /// k8s.io/apiserver/pkg/endpoints/handlers/rest.go around the strict decoding error).
+    fn coerce_body(
+        &self,
+        body: &mut Value,
+        schema: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let Some(schema) = schema else {
+            return Ok(Vec::new());
+        };
+        let unknown = pruning::prune(body, schema);
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.field_validation() {
+            FieldValidation::Ignore => Ok(Vec::new()),
+            FieldValidation::Warn => Ok(unknown_warnings(&unknown)),
+            FieldValidation::Strict => {
+                let kind = body["kind"].as_str().unwrap_or(&self.res.kind);
+                let version = body["apiVersion"]
+                    .as_str()
+                    .and_then(|v| v.rsplit('/').next())
+                    .unwrap_or(&self.res.version);
+                Err(ApiError::bad_request(format!(
+                    "{kind} in version {} cannot be handled as a {}: {}",
+                    crate::sim::store::error::go_quote(version),
+                    self.res.kind,
+                    strict_decoding_error(&unknown)
+                )))
+            }
         }
     }
 
@@ -286,12 +443,17 @@ impl Ctx<'_> {
     }
 
     pub fn create(&self) -> Response<Body> {
-        let result = self.decode_body().and_then(|body| {
+        let schema = self.custom_schema();
+        let mut warnings = Vec::new();
+        let result = self.decode_body().and_then(|mut body| {
+            warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            let now = self.store().now();
+            self.record_update(None, &mut body, Part::Main, &now);
             self.store()
                 .create(self.res, self.ns, body, &self.write_options())
         });
         Self::respond(result, |obj| {
-            status::json_response(StatusCode::CREATED, &obj)
+            with_warnings(status::json_response(StatusCode::CREATED, &obj), &warnings)
         })
     }
 
@@ -326,7 +488,13 @@ impl Ctx<'_> {
     }
 
     pub fn update(&self, part: Part) -> Response<Body> {
-        let result = self.decode_body().and_then(|body| {
+        let schema = self.custom_schema();
+        let mut warnings = Vec::new();
+        let result = self.decode_body().and_then(|mut body| {
+            warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            let current = self.store().get(self.res, self.ns, self.name()).ok();
+            let now = self.store().now();
+            self.record_update(current.as_ref(), &mut body, part, &now);
             let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
             if !body_name.is_empty() && body_name != self.name() {
                 // k8s.io/apiserver/pkg/endpoints/handlers/update.go
@@ -344,7 +512,7 @@ impl Ctx<'_> {
                 &self.write_options(),
             )
         });
-        Self::respond(result, |obj| status::ok(&obj))
+        Self::respond(result, |obj| with_warnings(status::ok(&obj), &warnings))
     }
 
     fn patch_kind(&self) -> Result<PatchKind, ApiError> {
@@ -384,6 +552,9 @@ impl Ctx<'_> {
         let now = self.store().now();
         let api_version = self.res.api_version();
         let q = &self.req.query;
+        let schema = self.custom_schema();
+        let directive = self.field_validation();
+        let mut warnings = Vec::new();
         let result = self.store().modify(
             self.res,
             self.ns,
@@ -413,17 +584,49 @@ impl Ctx<'_> {
                         meta.insert("name".to_string(), json!(self.name()));
                     }
                 }
+                if let Some(schema) = &schema {
+                    if kind == PatchKind::Apply {
+                        // Server-side apply converts the applied configuration to the
+                        // schema's type before anything else, whatever `fieldValidation` says.
+                        let mut applied = std::str::from_utf8(&self.req.body)
+                            .ok()
+                            .and_then(|text| crate::yaml::value(text).ok())
+                            .unwrap_or(Value::Null);
+                        let unknown = pruning::prune(&mut applied, schema);
+                        if !unknown.is_empty() {
+                            return Err(typed_patch_error(&applied, &api_version, &unknown));
+                        }
+                    }
+                    let unknown = pruning::prune(&mut patched, schema);
+                    match directive {
+                        _ if unknown.is_empty() || kind == PatchKind::Apply => {}
+                        FieldValidation::Ignore => {}
+                        FieldValidation::Warn => warnings = unknown_warnings(&unknown),
+                        // k8s.io/apiserver/pkg/endpoints/handlers/patch.go
+                        // (applyPatchToCurrentObject of the JSON and strategic patchers:
+                        // errors.NewBadRequest of the strict decoding error).
+                        FieldValidation::Strict => {
+                            return Err(ApiError::bad_request(strict_decoding_error(&unknown)));
+                        }
+                    }
+                }
+                if kind != PatchKind::Apply {
+                    self.record_update(current, &mut patched, part, &now);
+                }
                 Ok(patched)
             },
         );
         Self::respond(result, |(obj, created)| {
-            status::json_response(
-                if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                &obj,
+            with_warnings(
+                status::json_response(
+                    if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    },
+                    &obj,
+                ),
+                &warnings,
             )
         })
     }

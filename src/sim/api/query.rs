@@ -39,10 +39,14 @@ impl Query {
         self.get(key).filter(|v| !v.is_empty())
     }
 
-    /// Whether `key` is `true` or `1`.
+    /// Whether `key` is set to true as the API server reads a `bool` option (`watch`, `force`,
+    /// `follow`...): present and neither `0` nor `false` in any case, so the Python client's
+    /// `watch=True` watches (k8s.io/apimachinery/pkg/runtime/conversion.go
+    /// `Convert_Slice_string_To_bool`).
     #[must_use]
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.get(key)
+            .is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
     }
 
     /// `key` as an integer, when it parses.
@@ -177,6 +181,18 @@ mod tests {
         assert_eq!(q.int("limit"), Some(5));
         assert_eq!(q.get("x"), Some("%"));
         assert_eq!(q.get("missing"), None);
+    }
+
+    #[test]
+    fn booleans_read_as_the_api_server_converts_them() {
+        let q = Query::parse(Some("a=True&b=0&c=FALSE&d=&e=yes&f=false"));
+        assert!(q.flag("a"));
+        assert!(!q.flag("b"));
+        assert!(!q.flag("c"));
+        assert!(q.flag("d"));
+        assert!(q.flag("e"));
+        assert!(!q.flag("f"));
+        assert!(!q.flag("missing"));
     }
 
     #[test]

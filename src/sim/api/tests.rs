@@ -1213,3 +1213,240 @@ async fn broken_protobuf_bodies_get_the_apiservers_errors() {
         "{s}"
     );
 }
+
+/// A Gateway CRD whose schema declares `spec.infrastructure.parametersRef` without `namespace`.
+const GATEWAY_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+ "metadata":{"name":"gateways.gateway.networking.k8s.io"},
+ "spec":{"group":"gateway.networking.k8s.io","scope":"Namespaced",
+  "names":{"kind":"Gateway","plural":"gateways","singular":"gateway","listKind":"GatewayList"},
+  "versions":[{"name":"v1","served":true,"storage":true,"subresources":{"status":{}},
+   "schema":{"openAPIV3Schema":{"type":"object","properties":{
+    "spec":{"type":"object","properties":{"gatewayClassName":{"type":"string"},
+     "infrastructure":{"type":"object","properties":{"parametersRef":{"type":"object",
+      "properties":{"group":{"type":"string"},"kind":{"type":"string"},"name":{"type":"string"}}}}}}},
+    "status":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}}}]}}"#;
+
+const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways";
+
+fn gateway(name: &str, with_namespace: bool) -> String {
+    let ns = if with_namespace {
+        r#","namespace":"argocd""#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"apiVersion":"gateway.networking.k8s.io/v1","kind":"Gateway","metadata":{{"name":"{name}"}},
+        "spec":{{"gatewayClassName":"eg","infrastructure":{{"parametersRef":{{"group":"gateway.envoyproxy.io","kind":"EnvoyProxy","name":"p"{ns}}}}}}}}}"#
+    )
+}
+
+async fn call_with_warnings(
+    api: &ApiServer,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &str,
+) -> (StatusCode, Vec<String>, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let status = resp.status();
+    let warnings = resp
+        .headers()
+        .get_all(header::WARNING)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        warnings,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_to_their_schema_by_field_validation() {
+    let api = api();
+    let (code, _) = call(
+        &api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        GATEWAY_CRD,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+
+    // Strict: the create is refused naming the field, and nothing is stored.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{GATEWAYS}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict"),
+        "application/json",
+        &gateway("a", true),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        r#"Gateway in version "v1" cannot be handled as a Gateway: strict decoding error: unknown field "spec.infrastructure.parametersRef.namespace""#
+    );
+    let (code, _) = call(&api, "GET", &format!("{GATEWAYS}/a"), "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Unset (Warn): stored without the field, one warning header per field.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        GATEWAYS,
+        "application/json",
+        &gateway("a", true),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unknown field \"spec.infrastructure.parametersRef.namespace\"""#]
+    );
+    assert!(created["spec"]["infrastructure"]["parametersRef"]["namespace"].is_null());
+    assert_eq!(
+        created["spec"]["infrastructure"]["parametersRef"]["name"],
+        "p"
+    );
+
+    // Ignore: pruned silently.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{GATEWAYS}?fieldValidation=Ignore"),
+        "application/json",
+        &gateway("b", true),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(warnings.is_empty());
+    assert!(created["spec"]["infrastructure"]["parametersRef"]["namespace"].is_null());
+
+    // A strict merge patch is refused with the patch handler's text.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"spec":{"listeners":[{"name":"http"}]}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: unknown field "spec.listeners""#
+    );
+
+    // Declared fields and a status that preserves unknown fields pass untouched.
+    let (code, warnings, patched) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a/status?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"status":{"addresses":[{"type":"IPAddress","value":"172.18.0.2"}]}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert!(warnings.is_empty());
+    assert_eq!(patched["status"]["addresses"][0]["value"], "172.18.0.2");
+}
+
+#[tokio::test]
+async fn server_side_apply_of_an_undeclared_field_fails_its_typed_conversion() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        GATEWAY_CRD,
+    )
+    .await;
+    let body = gateway("a", true).replace(
+        r#""metadata":{"name":"a"}"#,
+        r#""metadata":{"name":"a","namespace":"default"}"#,
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(status.get("reason").is_none_or(|r| r == ""), "{status}");
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): .spec.infrastructure.parametersRef.namespace: field not declared in schema"
+    );
+    let (code, _) = call(&api, "GET", &format!("{GATEWAYS}/a"), "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn creates_updates_and_patches_record_their_manager() {
+    let api = api();
+    let (code, created) = call(
+        &api,
+        "POST",
+        &format!("{CM}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict"),
+        "application/json",
+        r#"{"metadata":{"name":"m"},"data":{"a":"1"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let entry = &created["metadata"]["managedFields"][0];
+    assert_eq!(entry["manager"], "kubectl-client-side-apply");
+    assert_eq!(entry["operation"], "Update");
+    assert_eq!(entry["fieldsV1"]["f:data"]["f:a"], json!({}));
+
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/m?fieldManager=kubectl-label"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"tier":"backend"}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let managers: Vec<&str> = patched["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl-client-side-apply", "kubectl-label"]);
+
+    // Without fieldManager the user agent's first segment names the manager.
+    let req = Request::builder()
+        .method("PUT")
+        .uri(format!("{CM}/m"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            "kubectl/v1.32.0 (linux/amd64) kubernetes/abcdef",
+        )
+        .body(Full::new(Bytes::from(
+            r#"{"metadata":{"name":"m"},"data":{"a":"2"}}"#,
+        )))
+        .unwrap();
+    let resp = api.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let updated: Value = serde_json::from_slice(&bytes).unwrap();
+    let entries = updated["metadata"]["managedFields"].as_array().unwrap();
+    let kubectl = entries.iter().find(|e| e["manager"] == "kubectl").unwrap();
+    assert_eq!(kubectl["fieldsV1"]["f:data"]["f:a"], json!({}));
+}

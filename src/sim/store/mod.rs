@@ -10,6 +10,7 @@
 pub mod defaults;
 pub mod error;
 pub mod logs;
+pub mod pruning;
 pub mod selector;
 pub mod validation;
 
