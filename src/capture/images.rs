@@ -101,11 +101,15 @@ pub fn images(facts: &Facts<'_>) -> (BTreeMap<String, ImageBehaviour>, Notes) {
                         });
                     }
                 } else if crashed.is_null() {
-                    let complaints: Vec<String> = lines
+                    let mut complaints: Vec<String> = lines
                         .iter()
                         .filter(|l| complains(l))
                         .map(|l| facts.redact(l))
                         .collect();
+                    // A program retrying logs the same line again and again; once is enough
+                    // for it to show.
+                    complaints.sort();
+                    complaints.dedup();
                     if !complaints.is_empty() && !previous_images.contains(&image) {
                         b.logs = complaints;
                     }

@@ -40,8 +40,8 @@ struct Head<'a> {
     source: String,
     tags: Vec<String>,
     cluster: &'a ClusterShape,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    images: &'a BTreeMap<String, ImageBehaviour>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    images: serde_json::Map<String, Value>,
     setup: Vec<Step>,
     #[serde(rename = "break")]
     break_: Break,
@@ -50,6 +50,32 @@ struct Head<'a> {
 #[derive(Serialize)]
 struct Tail {
     converge: Converge,
+}
+
+/// The behaviours without the fields that say what the default says.
+fn images(
+    behaviours: &BTreeMap<String, ImageBehaviour>,
+) -> Result<serde_json::Map<String, Value>, CaptureError> {
+    let defaults = serde_json::to_value(ImageBehaviour::default()).map_err(|e| {
+        CaptureError::Render(crate::yaml::YamlError {
+            message: e.to_string(),
+            location: None,
+        })
+    })?;
+    let mut out = serde_json::Map::new();
+    for (image, b) in behaviours {
+        let mut v = serde_json::to_value(b).map_err(|e| {
+            CaptureError::Render(crate::yaml::YamlError {
+                message: e.to_string(),
+                location: None,
+            })
+        })?;
+        if let (Value::Object(m), Value::Object(d)) = (&mut v, &defaults) {
+            m.retain(|k, v| d.get(k) != Some(v));
+        }
+        out.insert(image.clone(), v);
+    }
+    Ok(out)
 }
 
 fn yaml<T: Serialize>(value: &T) -> Result<String, CaptureError> {
@@ -181,7 +207,7 @@ pub fn render(parts: &Parts<'_>) -> Result<Vec<(PathBuf, String)>, CaptureError>
         ),
         tags: vec!["captured".to_owned(), area.to_owned()],
         cluster: parts.shape,
-        images: parts.images,
+        images: images(parts.images)?,
         setup,
         break_: Break {
             steps: break_steps,
