@@ -39,11 +39,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// The shipped scenario without its fix: the first run fails converge at once and keeps its
-/// cluster as the break left it.
-async fn broken(rel: &str, scratch: &Path) -> Option<Box<dyn Cluster>> {
-    let mut loaded = scenario::load(&root().join(rel), &root())
-        .unwrap_or_else(|e| panic!("{}", scenario::render(&e)));
+fn load_shipped(rel: &str) -> LoadedScenario {
+    scenario::load(&root().join(rel), &root())
+        .unwrap_or_else(|e| panic!("{}", scenario::render(&e)))
+}
+
+/// The scenario without its fix: the first run fails converge at once and keeps its cluster
+/// as the break left it (none where the scenario is ignored here).
+async fn broken(mut loaded: LoadedScenario, scratch: &Path) -> Option<Box<dyn Cluster>> {
+    let id = loaded.id.clone();
     loaded.scenario.fix = vec![];
     loaded.scenario.mutants.clear();
     loaded.scenario.converge.within = Duration::from_secs(1);
@@ -55,10 +59,10 @@ async fn broken(rel: &str, scratch: &Path) -> Option<Box<dyn Cluster>> {
             assert_eq!(f.phase, Phase::Converge, "{}", failure_details(&outcome, f))
         }
         Verdict::Ignored(why) => {
-            eprintln!("{rel}: ignored here ({why})");
+            eprintln!("{id}: ignored here ({why})");
             return None;
         }
-        Verdict::Passed => panic!("{rel} converged without its fix"),
+        Verdict::Passed => panic!("{id} converged without its fix"),
     }
     kept
 }
@@ -127,7 +131,7 @@ fn round_trip(rel: &str, namespaces: &[&str]) -> Option<Vec<Expectation>> {
     let out = dir.path().join("scenarios");
     let rt = runtime();
     let captured = rt.block_on(async {
-        let cluster = broken(rel, dir.path()).await?;
+        let cluster = broken(load_shipped(rel), dir.path()).await?;
         let served = cluster.serve_for_inspection().await.expect("serve");
         let kubeconfig = dir.path().join("kubeconfig");
         served.write_kubeconfig(&kubeconfig).expect("kubeconfig");
@@ -267,4 +271,289 @@ fn postgres_role_never_created_round_trips_through_its_logs() {
         "{s:#?}"
     );
     assert!(object(&s, "Pod", "CrashLoopBackOff"), "{s:#?}");
+}
+
+/// What `kubectl get -o yaml` and `kubectl logs -p` would have written of a namespace: one
+/// `List` per kind, the cluster's nodes and storage classes, and `<pod>_<container>.log`
+/// (the previous container's lines where it restarted).
+async fn dump(client: &kube::Client, namespace: &str, dir: &Path) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DynamicObject, ListParams, LogParams};
+    std::fs::create_dir_all(dir).expect("dump dir");
+    let kinds = [
+        ("apps/v1", "Deployment", true),
+        ("apps/v1", "ReplicaSet", true),
+        ("v1", "Pod", true),
+        ("v1", "Service", true),
+        ("v1", "ConfigMap", true),
+        ("v1", "Secret", true),
+        ("v1", "PersistentVolumeClaim", true),
+        ("v1", "ServiceAccount", true),
+        ("v1", "Event", true),
+        ("v1", "Node", false),
+        ("storage.k8s.io/v1", "StorageClass", false),
+    ];
+    let mut pods = Vec::new();
+    for (api_version, kind, namespaced) in kinds {
+        let (ar, _) = relapse::run::steps::resolve(client, api_version, kind)
+            .await
+            .expect("served");
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(client.clone(), namespace, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        let list = api.list(&ListParams::default()).await.expect("list");
+        let items: Vec<serde_json::Value> = list
+            .items
+            .into_iter()
+            .map(|o| {
+                let mut v = serde_json::to_value(o).expect("json");
+                v["apiVersion"] = api_version.into();
+                v["kind"] = kind.into();
+                v
+            })
+            .collect();
+        if kind == "Pod" {
+            pods.clone_from(&items);
+        }
+        let doc = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}});
+        let text = relapse::yaml::to_string(&doc).expect("yaml");
+        std::fs::write(dir.join(format!("{}.yaml", kind.to_lowercase())), text)
+            .expect("write dump");
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().expect("pod name");
+        for c in pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let container = c["name"].as_str().expect("container name");
+            let params = LogParams {
+                container: Some(container.to_owned()),
+                previous: !c["lastState"]["terminated"].is_null(),
+                ..LogParams::default()
+            };
+            if let Ok(text) = api.logs(name, &params).await {
+                std::fs::write(dir.join(format!("{name}_{container}.log")), text)
+                    .expect("write log");
+            }
+        }
+    }
+}
+
+/// The same incident from files: the broken cluster dumped as kubectl would have, captured
+/// with `--from DIR`, replays with its symptoms.
+#[test]
+fn a_capture_from_kubectl_dumps_replays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dumps = dir.path().join("dumps");
+    let rt = runtime();
+    rt.block_on(async {
+        let cluster = broken(
+            load_shipped("workloads/arm64-image-on-amd64.yaml"),
+            dir.path(),
+        )
+        .await
+        .expect("sim");
+        dump(&cluster.client(), "keycloak", &dumps).await;
+    });
+    drop(rt);
+    assert!(
+        std::fs::read_dir(&dumps)
+            .expect("dumps")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with("_keycloak.log")),
+        "the dump has the crashed container's log"
+    );
+    let captured = capture::from_dir(&dumps, &options("arm64-from-files", "workloads", &[]))
+        .unwrap_or_else(|e| panic!("{}", relapse::error_chain::error_chain(&e)));
+    let out = dir.path().join("scenarios");
+    capture::write_files(&captured, &out).expect("write");
+    let loaded = load_captured(&out, "workloads", "arm64-from-files");
+    let s = &loaded.scenario.break_.symptoms;
+    assert!(
+        logged(s, "exec /opt/keycloak/bin/kc.sh: exec format error"),
+        "{s:#?}"
+    );
+    assert!(
+        event(
+            s,
+            "BackOff",
+            "Back-off restarting failed container keycloak in pod keycloak-"
+        ),
+        "{s:#?}"
+    );
+    let image =
+        &loaded.scenario.images["123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1"];
+    assert_eq!(image.platforms, ["linux/arm64"]);
+    assert_eq!(image.entrypoint.as_deref(), Some("/opt/keycloak/bin/kc.sh"));
+    replay(&loaded, dir.path());
+}
+
+const CANARY_DATA: &str = "canary-data-7d41c9e2b8";
+const CANARY_STRING: &str = "canary-string-5f0a3b6d11";
+
+/// A program that logs the credentials it read from its Secret, and crashes.
+fn leaky_scenario(scenarios: &Path) -> LoadedScenario {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(CANARY_DATA);
+    let text = format!(
+        r#"name: leaky-credentials
+description: A program logs the credentials it read and exits.
+source: tests/capture.rs
+images:
+  registry.example.com/leaky:1.0:
+    logs: ["connecting with password {CANARY_DATA} and token {CANARY_STRING}"]
+    exitAfter: {{duration: 1s, code: 1}}
+setup:
+  - apply:
+      inline: {{apiVersion: v1, kind: Namespace, metadata: {{name: canary}}}}
+break:
+  steps:
+    - apply:
+        inline:
+          - apiVersion: v1
+            kind: Secret
+            metadata: {{name: leaky-credentials, namespace: canary}}
+            data: {{password: {encoded}}}
+            stringData: {{token: {CANARY_STRING}}}
+          - apiVersion: apps/v1
+            kind: Deployment
+            metadata: {{name: leaky, namespace: canary, labels: {{app: leaky}}}}
+            spec:
+              replicas: 1
+              selector: {{matchLabels: {{app: leaky}}}}
+              template:
+                metadata: {{labels: {{app: leaky}}}}
+                spec:
+                  containers:
+                    - name: leaky
+                      image: registry.example.com/leaky:1.0
+                      envFrom: [{{secretRef: {{name: leaky-credentials}}}}]
+  symptoms:
+    - object:
+        kind: Pod
+        namespace: canary
+        labels: {{app: leaky}}
+        matches: {{status: {{containerStatuses: [{{state: {{waiting: {{reason: CrashLoopBackOff}}}}}}]}}}}
+        within: 5m
+fix:
+  - sleep: 1s
+converge:
+  within: 1m
+  expect:
+    - object: {{kind: Deployment, name: leaky, namespace: canary, matches: {{status: {{readyReplicas: 1}}}}}}
+"#
+    );
+    let file = scenarios.join("canary").join("leaky-credentials.yaml");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+    std::fs::write(&file, text).expect("scenario");
+    scenario::load(&file, scenarios).unwrap_or_else(|e| panic!("{}", scenario::render(&e)))
+}
+
+/// Every form a canary could take in an output.
+fn forbidden() -> Vec<String> {
+    use base64::Engine as _;
+    [CANARY_DATA, CANARY_STRING]
+        .iter()
+        .flat_map(|c| {
+            [
+                (*c).to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(c),
+            ]
+        })
+        .collect()
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for f in forbidden() {
+        assert!(!text.contains(&f), "{what} contains a secret value: {text}");
+    }
+}
+
+/// Runs `relapse capture` with debug logging and checks its stdout, stderr and every file it
+/// wrote for the canaries.
+fn capture_cli_is_clean(args: &[&str], out: &Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .arg("capture")
+        .args(args)
+        .args(["--name", "leaky", "--area", "canary", "--out"])
+        .arg(out)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("relapse capture");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("wrote "), "{stdout}");
+    assert_clean("stdout", &stdout);
+    assert_clean("stderr", &stderr);
+    let mut files = 0;
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("out dir")
+            .filter_map(Result::ok)
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let text = std::fs::read_to_string(&path).expect("output");
+                assert_clean(&path.display().to_string(), &text);
+            }
+        }
+    }
+    assert!(files >= 3, "a scenario and its manifests were written");
+    let manifests =
+        std::fs::read_to_string(out.join("canary/manifests/leaky/objects.yaml")).expect("objects");
+    assert!(
+        manifests.contains("password: TODO-password") && manifests.contains("token: TODO-token"),
+        "{manifests}"
+    );
+}
+
+/// Secret values reach no output of `relapse capture`, live or from files, although the
+/// cluster (and the dump) holds them in the Secret and in the program's log.
+#[test]
+fn secret_values_reach_no_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let loaded = leaky_scenario(&dir.path().join("scenarios"));
+    let dumps = dir.path().join("dumps");
+    let rt = runtime();
+    let cluster = rt.block_on(broken(loaded, dir.path())).expect("sim");
+    let served = rt.block_on(cluster.serve_for_inspection()).expect("serve");
+    let kubeconfig = dir.path().join("kubeconfig");
+    served.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    rt.block_on(dump(&cluster.client(), "canary", &dumps));
+    // The inputs do hold the canaries: in the Secret and in the program's log.
+    let dumped: String = std::fs::read_dir(&dumps)
+        .expect("dumps")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).expect("dump"))
+        .collect();
+    for f in forbidden() {
+        if f == CANARY_DATA || f == CANARY_STRING {
+            assert!(dumped.contains(&f), "the dump holds {f}");
+        }
+    }
+    // The served cluster answers while the binary runs on this runtime's worker threads.
+    capture_cli_is_clean(
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--namespace",
+            "canary",
+        ],
+        &dir.path().join("live"),
+    );
+    capture_cli_is_clean(
+        &["--from", dumps.to_str().expect("utf-8")],
+        &dir.path().join("files"),
+    );
+    drop(served);
 }
