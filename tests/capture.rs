@@ -557,3 +557,65 @@ fn secret_values_reach_no_output() {
     );
     drop(served);
 }
+
+fn relapse(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_relapse"))
+        .args(args)
+        .output()
+        .expect("the relapse binary runs")
+}
+
+#[test]
+fn capture_help_and_refused_arguments() {
+    let help = relapse(&["capture", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    insta::assert_snapshot!("capture_help", String::from_utf8_lossy(&help.stdout));
+    // Without --from, a namespace is needed; a set-based selector is not understood.
+    let out = relapse(&["capture", "--name", "x", "--area", "y"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let from = dir.path().to_str().expect("utf-8");
+    let out = relapse(&[
+        "capture",
+        "--from",
+        from,
+        "--name",
+        "x",
+        "--area",
+        "y",
+        "-l",
+        "app in (a,b)",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid selector `app in (a,b)`"));
+    let out = relapse(&[
+        "capture", "--from", from, "--name", "Bad_Name", "--area", "y",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --name `Bad_Name`"));
+    let out = relapse(&["capture", "--from", from, "--name", "x", "--area", "y"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no workload found to capture"));
+}
+
+/// A capture never replaces a scenario that exists.
+#[test]
+fn an_existing_scenario_is_not_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir_all(&dumps).expect("dumps");
+    std::fs::write(
+        dumps.join("pods.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: web, namespace: shop, labels: {app: web}}\n  spec: {containers: [{name: web, image: nginx:1.27}]}\n  status: {phase: Running}\n",
+    )
+    .expect("dump");
+    let out = dir.path().join("scenarios");
+    let captured = capture::from_dir(&dumps, &options("web", "shop", &[])).expect("capture");
+    capture::write_files(&captured, &out).expect("first write");
+    let existing = out.join("shop/web.yaml");
+    std::fs::write(&existing, "mine").expect("edit");
+    let err = capture::write_files(&captured, &out).expect_err("refused");
+    assert!(err.to_string().contains("exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&existing).expect("kept"), "mine");
+}

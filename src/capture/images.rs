@@ -11,12 +11,19 @@ use super::source::container_statuses;
 use super::symptoms::complains;
 use crate::scenario::{Duration, ExitAfter, ImageBehaviour, ManifestKind};
 
-/// What a person is told about an image that no `images:` field can reproduce.
-pub type Notes = Vec<String>;
+/// PostgreSQL server messages a program passes on when its login or statement fails
+/// (src/backend/libpq/auth.c, src/backend/utils/init/postinit.c).
+const DATABASE_ERRORS: [&str; 4] = [
+    "password authentication failed for user",
+    "no pg_hba.conf entry for host",
+    "is not permitted to log in",
+    "permission denied to create database",
+];
 
-/// The behaviours of the images of the captured pods, keyed by image reference, with notes.
+/// The behaviours of the images of the captured pods, keyed by image reference, with what a
+/// person should know about what no `images:` field reproduces.
 #[must_use]
-pub fn images(facts: &Facts<'_>) -> (BTreeMap<String, ImageBehaviour>, Notes) {
+pub fn images(facts: &Facts<'_>) -> (BTreeMap<String, ImageBehaviour>, Vec<String>) {
     let mut out: BTreeMap<String, ImageBehaviour> = BTreeMap::new();
     let mut notes = Vec::new();
     for w in &facts.selection.workloads {
@@ -89,6 +96,14 @@ pub fn images(facts: &Facts<'_>) -> (BTreeMap<String, ImageBehaviour>, Notes) {
                         ));
                     } else {
                         b.logs = lines.iter().map(|l| facts.redact(l)).collect();
+                        if lines
+                            .iter()
+                            .any(|l| DATABASE_ERRORS.iter().any(|e| l.contains(e)))
+                        {
+                            notes.push(format!(
+                                "{image} failed on its database: this stand-in only replays its log and exit; a `postgres:` section with `requires: [{{needs: {{postgres: ...}}}}]` replays the server's side (and `sqlError` symptoms)"
+                            ));
+                        }
                         let ran = super::time(&crashed["finishedAt"])
                             .zip(super::time(&crashed["startedAt"]))
                             .map(|(end, start)| {

@@ -25,7 +25,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 pub use select::Selector;
-pub use source::Observed;
+pub use source::Recorded;
 
 use crate::run::redact::Redactor;
 use crate::scenario::{Duration, Expectation, ObjectExpectation, Quantifier};
@@ -158,7 +158,7 @@ fn time(v: &Value) -> Option<Timestamp> {
 /// What the parts of a capture share: the observation, the selection and the rules for
 /// turning cluster texts into symptom texts.
 pub struct Facts<'a> {
-    observed: &'a Observed,
+    observed: &'a Recorded,
     selection: &'a Selection,
     redactor: Redactor,
     /// `(generated name, its stable prefix)`, longest first.
@@ -170,7 +170,7 @@ pub struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    fn new(observed: &'a Observed, selection: &'a Selection, since: Option<Duration>) -> Self {
+    fn new(observed: &'a Recorded, selection: &'a Selection, since: Option<Duration>) -> Self {
         let mut redactor = Redactor::new();
         for o in &observed.objects {
             redactor.add_secret_object(o);
@@ -497,7 +497,7 @@ fn check_name(what: &'static str, value: &str) -> Result<(), CaptureError> {
 ///
 /// # Errors
 /// When the name or area is unusable, nothing is selected, or YAML cannot be rendered.
-pub fn capture(mut observed: Observed, options: &CaptureOptions) -> Result<Capture, CaptureError> {
+pub fn capture(mut observed: Recorded, options: &CaptureOptions) -> Result<Capture, CaptureError> {
     check_name("--name", &options.name)?;
     check_name("--area", &options.area)?;
     observed.restrict(&options.namespaces);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::CaptureError;
-use super::source::Observed;
+use super::source::Recorded;
 
 /// Kinds whose objects run pods, or own objects that do.
 const WORKLOAD_KINDS: [&str; 7] = [
@@ -224,7 +224,7 @@ pub fn pod_template(o: &Value) -> Option<&Value> {
 ///
 /// # Errors
 /// [`CaptureError::NothingSelected`] when no workload is left.
-pub fn select(observed: &Observed, selector: Option<&Selector>) -> Result<Selection, CaptureError> {
+pub fn select(observed: &Recorded, selector: Option<&Selector>) -> Result<Selection, CaptureError> {
     let objects = &observed.objects;
     let index = Index::new(objects);
     let crds: Vec<&Value> = objects
@@ -517,10 +517,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn observed(objects: Vec<Value>) -> Observed {
-        Observed {
+    fn observed(objects: Vec<Value>) -> Recorded {
+        Recorded {
             objects,
-            ..Observed::default()
+            ..Recorded::default()
         }
     }
 

@@ -55,7 +55,7 @@ pub struct LogTail {
 /// Everything a capture read, before anything is decided about it. Secret values are still in
 /// it: nothing of it may be printed or written as it is.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub struct Recorded {
     /// Objects of every listed kind (events included), each with `apiVersion` and `kind`.
     pub objects: Vec<Value>,
     /// Container logs.
@@ -64,7 +64,7 @@ pub struct Observed {
     pub origin: String,
 }
 
-impl Observed {
+impl Recorded {
     /// Keeps only namespaced objects (and logs) of `namespaces`; cluster-scoped objects stay.
     /// An empty list keeps everything.
     pub fn restrict(&mut self, namespaces: &[String]) {
@@ -131,7 +131,7 @@ pub async fn live(
     namespaces: &[String],
     log_lines: usize,
     origin: String,
-) -> Result<Observed, CaptureError> {
+) -> Result<Recorded, CaptureError> {
     let mut objects = Vec::new();
     for (api_version, kind) in CLUSTER {
         objects.extend(list(client, api_version, kind, None).await?);
@@ -196,7 +196,7 @@ pub async fn live(
         }
     }
     let logs = pod_logs(client, &objects, log_lines).await;
-    Ok(Observed {
+    Ok(Recorded {
         objects,
         logs,
         origin,
@@ -260,7 +260,7 @@ pub fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
 ///
 /// # Errors
 /// When the directory or a file in it cannot be read or parsed.
-pub fn files(dir: &Path, log_lines: usize) -> Result<Observed, CaptureError> {
+pub fn files(dir: &Path, log_lines: usize) -> Result<Recorded, CaptureError> {
     let mut paths = Vec::new();
     walk(dir, &mut paths)?;
     paths.sort();
@@ -306,7 +306,7 @@ pub fn files(dir: &Path, log_lines: usize) -> Result<Observed, CaptureError> {
             }
         }
     }
-    Ok(Observed {
+    Ok(Recorded {
         objects,
         logs,
         origin: dir.display().to_string(),
