@@ -619,3 +619,65 @@ pub async fn from_kubeconfig(
 pub fn from_dir(dir: &Path, options: &CaptureOptions) -> Result<Capture, CaptureError> {
     capture(source::files(dir, options.log_lines)?, options)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_uids_and_addresses_are_cut_at_their_stable_prefix() {
+        let selection = Selection::default();
+        let recorded = Recorded {
+            objects: vec![
+                json!({"kind": "ReplicaSet", "metadata": {"name": "web-5d8f7c9b6", "namespace": "shop",
+                    "labels": {"pod-template-hash": "5d8f7c9b6"}}}),
+                json!({"kind": "Pod", "metadata": {"name": "web-5d8f7c9b6-x2x9z", "namespace": "shop",
+                    "generateName": "web-5d8f7c9b6-", "labels": {"pod-template-hash": "5d8f7c9b6"}}}),
+            ],
+            ..Recorded::default()
+        };
+        let facts = Facts::new(&recorded, &selection, None);
+        assert_eq!(
+            facts.stable(
+                "Back-off restarting failed container web in pod web-5d8f7c9b6-x2x9z_shop(0b7a)"
+            ),
+            (
+                "Back-off restarting failed container web in pod web-".to_owned(),
+                true
+            )
+        );
+        assert_eq!(facts.name_prefix("web-5d8f7c9b6"), "web-");
+        assert_eq!(
+            facts.stable("Multi-Attach error for volume \"pvc-0b7a63f2-1c2d-4e5f-8a9b-0c1d2e3f4a5b\" Volume is already used"),
+            ("Multi-Attach error for volume \"pvc-".to_owned(), true)
+        );
+        assert_eq!(
+            facts.text_matcher("dial tcp 10.43.0.12:5432: connect: connection refused"),
+            json!({"$prefix": "dial tcp "})
+        );
+        assert_eq!(
+            facts.text_matcher("secret \"creds\" not found"),
+            json!("secret \"creds\" not found")
+        );
+        // A pod of another workload that is gone: its generated suffix is cut all the same.
+        assert_eq!(facts.name_prefix("api-7c9f6d8b4-qwxzt"), "api-");
+    }
+
+    #[test]
+    fn deadlines_are_half_again_the_time_a_symptom_took() {
+        let recorded = Recorded::default();
+        let mut selection = Selection::default();
+        selection.workloads.push(Workload {
+            object: json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop",
+                "creationTimestamp": "2025-01-01T00:00:00Z"}}),
+            pods: Vec::new(),
+            pod_labels: std::collections::BTreeMap::new(),
+            previous_template: None,
+        });
+        let facts = Facts::new(&recorded, &selection, None);
+        let at = |t: &str| time(&json!(t));
+        assert_eq!(facts.within(at("2025-01-01T00:00:05Z")).to_string(), "2m");
+        assert_eq!(facts.within(at("2025-01-01T00:10:30Z")).to_string(), "16m");
+        assert_eq!(facts.within(None).to_string(), "5m");
+    }
+}

@@ -397,8 +397,9 @@ fn pod_references(spec: &Value) -> Vec<(&'static str, String)> {
     refs
 }
 
-/// Whether a reference may be missing without a failure (`optional: true`) is not tracked:
-/// a missing object is reported either way, for the person writing the fix.
+/// Fills in what the selected workloads reference and the Services selecting their pods;
+/// references to objects that do not exist go to `missing` (an `optional: true` one too: the
+/// person writing the fix decides).
 fn references(index: &Index<'_>, objects: &[Value], selection: &mut Selection) {
     let mut wanted: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut missing = BTreeSet::new();
@@ -572,6 +573,39 @@ mod tests {
                 .workloads
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn operator_made_objects_resolve_to_their_custom_resource_and_its_crd() {
+        let o = observed(vec![
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "prometheuses.monitoring.coreos.com"},
+                "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced", "names": {"kind": "Prometheus"}}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "alertmanagers.monitoring.coreos.com"},
+                "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced", "names": {"kind": "Alertmanager"}}}),
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus", "metadata": {"name": "k8s", "namespace": "m", "uid": "cr"}}),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "prometheus-k8s", "namespace": "m", "uid": "s",
+                "ownerReferences": [{"kind": "Prometheus", "name": "k8s", "uid": "cr", "controller": true}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prometheus-k8s-0", "namespace": "m",
+                "labels": {"prometheus": "k8s", "statefulset.kubernetes.io/pod-name": "prometheus-k8s-0"},
+                "ownerReferences": [{"kind": "StatefulSet", "name": "prometheus-k8s", "uid": "s", "controller": true}]}}),
+        ]);
+        let s = select(&o, None).unwrap();
+        assert_eq!(s.workloads.len(), 1);
+        assert_eq!(
+            (s.workloads[0].kind(), s.workloads[0].pods.len()),
+            ("Prometheus", 1)
+        );
+        assert_eq!(
+            s.workloads[0].pod_labels,
+            BTreeMap::from([("prometheus".to_owned(), "k8s".to_owned())])
+        );
+        assert_eq!(s.crds.len(), 1);
+        assert_eq!(
+            s.crds[0]["metadata"]["name"],
+            "prometheuses.monitoring.coreos.com"
         );
     }
 
