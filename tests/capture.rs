@@ -619,3 +619,130 @@ fn an_existing_scenario_is_not_replaced() {
     assert!(err.to_string().contains("exists"), "{err}");
     assert_eq!(std::fs::read_to_string(&existing).expect("kept"), "mine");
 }
+
+/// Kubectl dumps of three broken Deployments (a missing tag, a private registry, a pod no node
+/// fits) and an OOM-killed one: the symptoms and image behaviours a real cluster's texts give.
+#[test]
+fn pull_errors_scheduling_and_oom_kills_from_kubectl_dumps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir_all(&dumps).expect("dumps");
+    let deployment = |name: &str, image: &str, extra: &str| {
+        format!(
+            "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {{name: {name}, namespace: shop, uid: d-{name}, labels: {{app: {name}}}, creationTimestamp: '2025-03-01T10:00:00Z'}}\n  spec:\n    replicas: 1\n    selector: {{matchLabels: {{app: {name}}}}}\n    template:\n      metadata: {{labels: {{app: {name}}}}}\n      spec: {{containers: [{{name: {name}, image: '{image}'{extra}}}]}}\n"
+        )
+    };
+    let pod = |name: &str, image: &str, status: &str| {
+        format!(
+            "- apiVersion: v1\n  kind: Pod\n  metadata: {{name: {name}-7c9f6d8b4-qwxzt, generateName: {name}-7c9f6d8b4-, namespace: shop, labels: {{app: {name}, pod-template-hash: 7c9f6d8b4}}, ownerReferences: [{{kind: ReplicaSet, name: {name}-7c9f6d8b4, uid: r-{name}, controller: true}}]}}\n  spec: {{containers: [{{name: {name}, image: '{image}', resources: {{limits: {{memory: 256Mi}}}}}}]}}\n  status: {status}\n"
+        )
+    };
+    let rs = |name: &str| {
+        format!(
+            "- apiVersion: apps/v1\n  kind: ReplicaSet\n  metadata: {{name: {name}-7c9f6d8b4, namespace: shop, uid: r-{name}, labels: {{pod-template-hash: 7c9f6d8b4}}, annotations: {{deployment.kubernetes.io/revision: '1'}}, ownerReferences: [{{kind: Deployment, name: {name}, uid: d-{name}, controller: true}}]}}\n"
+        )
+    };
+    let missing = "docker.io/library/nginx:1.99";
+    let private = "ghcr.io/acme/api:1.0";
+    let waiting = |reason: &str, message: &str| {
+        format!(
+            "{{phase: Pending, containerStatuses: [{{name: NAME, ready: false, restartCount: 0, image: x, state: {{waiting: {{reason: {reason}, message: '{message}'}}}}}}]}}"
+        )
+    };
+    let not_found = format!(
+        "rpc error: code = NotFound desc = failed to pull and unpack image \"{missing}\": failed to resolve reference \"{missing}\": {missing}: not found"
+    );
+    let unauthorized = format!(
+        "rpc error: code = Unknown desc = failed to pull and unpack image \"{private}\": failed to resolve reference \"{private}\": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aacme%2Fapi%3Apull&service=ghcr.io: 401 Unauthorized"
+    );
+    let unschedulable = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    let mut items = String::new();
+    items.push_str(&deployment("web", missing, ""));
+    items.push_str(&rs("web"));
+    items.push_str(&pod(
+        "web",
+        missing,
+        &waiting("ErrImagePull", &not_found).replace("NAME", "web"),
+    ));
+    items.push_str(&deployment("api", private, ""));
+    items.push_str(&rs("api"));
+    items.push_str(&pod(
+        "api",
+        private,
+        &waiting(
+            "ImagePullBackOff",
+            &format!("Back-off pulling image \"{private}\""),
+        )
+        .replace("NAME", "api"),
+    ));
+    items.push_str(&deployment(
+        "batch",
+        "busybox:1.36",
+        ", nodeSelector: {disk: ssd}",
+    ));
+    items.push_str(&rs("batch"));
+    items.push_str(&pod("batch", "busybox:1.36", &format!("{{phase: Pending, conditions: [{{type: PodScheduled, status: 'False', reason: Unschedulable, message: \"{unschedulable}\", lastTransitionTime: '2025-03-01T10:00:01Z'}}]}}")));
+    items.push_str(&deployment(
+        "cache",
+        "redis:7.2",
+        ", resources: {limits: {memory: 256Mi}}",
+    ));
+    items.push_str(&rs("cache"));
+    items.push_str(&pod("cache", "redis:7.2", "{phase: Running, containerStatuses: [{name: cache, ready: false, restartCount: 3, image: 'redis:7.2', state: {waiting: {reason: CrashLoopBackOff, message: 'back-off 40s restarting failed container=cache'}}, lastState: {terminated: {reason: OOMKilled, exitCode: 137, startedAt: '2025-03-01T10:01:00Z', finishedAt: '2025-03-01T10:01:09Z'}}}]}"));
+    std::fs::write(
+        dumps.join("all.yaml"),
+        format!("apiVersion: v1\nkind: List\nitems:\n{items}"),
+    )
+    .expect("dump");
+    let warning = |reason: &str, pod: &str, message: &str, last: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{pod}.1"), "namespace": "shop"},
+            "type": "Warning", "reason": reason, "message": message,
+            "involvedObject": {"kind": "Pod", "name": format!("{pod}-7c9f6d8b4-qwxzt"), "namespace": "shop"},
+            "firstTimestamp": "2025-03-01T10:00:02Z", "lastTimestamp": last,
+        })
+    };
+    let events = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        warning("Failed", "api", &format!("Failed to pull image \"{private}\": {unauthorized}"), "2025-03-01T10:05:00Z"),
+        warning("FailedScheduling", "batch", unschedulable, "2025-03-01T10:05:00Z"),
+        // Older than --since: left out.
+        warning("Failed", "web", "Error: ErrImagePull", "2025-03-01T08:00:00Z"),
+    ]});
+    std::fs::write(dumps.join("events.json"), events.to_string()).expect("events");
+    let captured = capture::from_dir(&dumps, &options("shop-outage", "workloads", &["shop"]))
+        .unwrap_or_else(|e| panic!("{}", relapse::error_chain::error_chain(&e)));
+    let out = dir.path().join("scenarios");
+    capture::write_files(&captured, &out).expect("write");
+    let loaded = load_captured(&out, "workloads", "shop-outage");
+    let s = &loaded.scenario;
+    assert!(s.images[missing].missing, "{:#?}", s.images);
+    assert!(s.images[private].private, "{:#?}", s.images);
+    assert_eq!(s.images["redis:7.2"].memory.as_deref(), Some("512Mi"));
+    let symptoms = &s.break_.symptoms;
+    assert!(
+        event(symptoms, "FailedScheduling", unschedulable),
+        "{symptoms:#?}"
+    );
+    assert!(
+        object(symptoms, "Pod", "didn't match Pod's node affinity/selector"),
+        "{symptoms:#?}"
+    );
+    assert!(object(symptoms, "Pod", "OOMKilled"), "{symptoms:#?}");
+    assert!(
+        !event(symptoms, "Failed", "Error: ErrImagePull"),
+        "{symptoms:#?}"
+    );
+    // `--selector` keeps one workload and what it needs.
+    let mut only = options("cache-only", "workloads", &["shop"]);
+    only.selector = Some(capture::Selector::parse("app=cache").expect("selector"));
+    let captured = capture::from_dir(&dumps, &only).expect("capture");
+    assert_eq!(
+        captured
+            .summary
+            .iter()
+            .filter(|l| l.starts_with("captured "))
+            .count(),
+        1
+    );
+}
