@@ -19,8 +19,10 @@
 //! - [`docker`]: whether a Docker daemon answers (k3d and container Postgres need one).
 //! - [`postgres`]: PostgreSQL servers for scenarios (local, container, url).
 //! - [`report`]: the human summary, failure details and JUnit XML.
+//! - [`capture`]: a live incident (or kubectl's dumps of it) turned into a scenario.
 
 pub mod backend;
+pub mod capture;
 pub mod docker;
 pub mod error_chain;
 pub mod matcher;

@@ -10,6 +10,7 @@ use relapse::backend::BackendKind;
 use relapse::error_chain::error_chain;
 use relapse::scenario::{self, LoadError, LoadedScenario};
 
+mod capture;
 mod error;
 mod kubeconfig;
 mod logging;
@@ -171,6 +172,9 @@ enum Command {
         #[arg(long, value_name = "NAME", requires = "namespaces")]
         context: Option<String>,
     },
+    /// Turn a live incident (or kubectl's dumps of one) into a scenario: its manifests,
+    /// symptoms, image behaviours and cluster shape; the fix is left to write.
+    Capture(capture::CaptureArgs),
     /// Work with a simulated cluster by hand (kubectl against it).
     Sim {
         #[command(subcommand)]
@@ -345,6 +349,7 @@ pub fn main() -> ExitCode {
                     pace,
                 },
         } => sim_up(&kubeconfig, force, pace),
+        Command::Capture(args) => capture::run(&args),
         Command::Gc {
             namespaces,
             kubeconfig,

@@ -106,25 +106,41 @@ impl KubeconfigBackend {
     /// # Errors
     /// When the file cannot be read or kube-rs rejects it.
     pub async fn from_file(path: &Path, context: Option<&str>) -> Result<Self, KubeconfigError> {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| KubeconfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let backend = Self::from_kubeconfig(kubeconfig, context)
-            .await
-            .map_err(|source| KubeconfigError::Config {
-                path: path.to_path_buf(),
-                context: context.map(str::to_owned),
-                source,
-            })?;
+        let config = Self::client_config(path, context).await?;
         // The person's own file, not a copy: its relative certificate paths keep working.
         Ok(Self {
             access: Some(Access::File {
                 path: path.to_path_buf(),
                 context: context.map(str::to_owned),
             }),
-            ..backend
+            ..Self::new(config)
         })
+    }
+
+    /// The client configuration of `path`'s `context` (default: its current context), as
+    /// this backend connects; `relapse capture` reads clusters with it too.
+    ///
+    /// # Errors
+    /// When the file cannot be read or kube-rs rejects it.
+    pub async fn client_config(
+        path: &Path,
+        context: Option<&str>,
+    ) -> Result<kube::Config, KubeconfigError> {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| KubeconfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| KubeconfigError::Config {
+                path: path.to_path_buf(),
+                context: context.map(str::to_owned),
+                source,
+            })
     }
 
     /// Uses a parsed kubeconfig with `context` (default: its current context).
