@@ -232,8 +232,10 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
         .iter()
         .filter(|p| revision_of(p) == current_rev)
         .count();
-    // The update is complete once every replica runs the update revision (`completeRollingUpdate`).
-    if updated == replicas && ready == replicas && counted.len() == replicas {
+    // The update is complete once every replica runs the update revision (`completeRollingUpdate`
+    // in stateful_set_utils.go). Only a RollingUpdate set completes: under OnDelete
+    // `currentRevision` keeps naming the revision the set started from.
+    if !on_delete && updated == replicas && ready == replicas && counted.len() == replicas {
         current_rev.clone_from(&update_revision);
         current = updated;
     }
@@ -529,5 +531,62 @@ mod tests {
             .unwrap();
         assert_eq!(set["status"]["currentRevision"], new_rev);
         assert_eq!(set["status"]["updatedReplicas"], 2);
+    }
+
+    #[test]
+    fn on_delete_keeps_old_pods_until_they_are_deleted() {
+        let mut world = World::new();
+        let mut set = sts(1, "OrderedReady");
+        set["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+        world.add(set);
+        run(&mut world);
+        make_ready(&mut world, "web-0");
+        run(&mut world);
+        let old_rev = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap()["status"]["currentRevision"]
+            .clone();
+        world.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut world);
+        run(&mut world);
+        assert!(world.events_with_reason("SuccessfulDelete").is_empty());
+        let pod = world.obj("v1", "Pod", "default", "web-0").unwrap();
+        assert_eq!(pod["metadata"]["labels"][REVISION_LABEL], old_rev);
+        let set = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap()
+            .clone();
+        assert_ne!(set["status"]["updateRevision"], old_rev);
+        assert_eq!(set["status"]["currentReplicas"], 1);
+        assert!(set["status"].get("updatedReplicas").is_none());
+
+        // The user deletes the pod: it comes back at the update revision, and the status
+        // counts it as updated while currentRevision stays where the set started.
+        world.apply(
+            &[Effect::Delete {
+                api_version: "v1".to_owned(),
+                kind: "Pod".to_owned(),
+                namespace: Some("default".to_owned()),
+                name: "web-0".to_owned(),
+            }],
+            t0(),
+        );
+        run(&mut world);
+        make_ready(&mut world, "web-0");
+        run(&mut world);
+        let pod = world.obj("v1", "Pod", "default", "web-0").unwrap();
+        assert_eq!(
+            pod["metadata"]["labels"][REVISION_LABEL],
+            set["status"]["updateRevision"]
+        );
+        let set = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap();
+        assert_eq!(set["status"]["updatedReplicas"], 1);
+        assert_eq!(set["status"]["readyReplicas"], 1);
+        assert_eq!(set["status"]["currentRevision"], old_rev);
+        assert!(set["status"].get("currentReplicas").is_none());
     }
 }
