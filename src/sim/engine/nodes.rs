@@ -212,6 +212,7 @@ impl Nodes {
         let mut pvcs = owned(view.list("v1", "PersistentVolumeClaim", None));
         let pvs = owned(view.list("v1", "PersistentVolume", None));
         let classes = owned(view.list("storage.k8s.io/v1", "StorageClass", None));
+        let csi_nodes = owned(view.list("storage.k8s.io/v1", "CSINode", None));
         // Kept up to date as pods are bound, rather than counted again for every pod.
         let mut usage = NodeUsage::of(&pods);
         let at: BTreeMap<String, usize> = pods
@@ -268,6 +269,7 @@ impl Nodes {
                 pvcs: &pvcs,
                 pvs: &pvs,
                 storage_classes: &classes,
+                csi_nodes: &csi_nodes,
             };
             match scheduler::schedule_with(&pod, &snapshot, &usage, now) {
                 Placement::Bind { node, event } => {
