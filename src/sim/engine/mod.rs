@@ -402,11 +402,7 @@ impl SimEngine {
             format!("Node {}", node.name),
         )?;
         if let Some(csi) = csi_node_object(node, ATTACHABLE_PROVISIONER) {
-            create(
-                self.cluster.store(),
-                csi,
-                format!("CSINode {}", node.name),
-            )?;
+            create(self.cluster.store(), csi, format!("CSINode {}", node.name))?;
         }
         Ok(())
     }

@@ -675,9 +675,9 @@ fn exceeds_volume_limits(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> b
         *new_count.entry(driver).or_default() += 1;
     }
     new_count.iter().any(|(driver, count)| {
-        limits.get(*driver).is_some_and(|max| {
-            attached_count.get(driver).copied().unwrap_or(0) + count > *max
-        })
+        limits
+            .get(*driver)
+            .is_some_and(|max| attached_count.get(driver).copied().unwrap_or(0) + count > *max)
     })
 }
 

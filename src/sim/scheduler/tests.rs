@@ -418,9 +418,7 @@ fn csi_volume_limits_count_attached_and_new_volumes() {
         }
         c
     };
-    let pv = |name: &str| {
-        json!({"metadata": {"name": name}, "spec": {"csi": {"driver": "disk.csi.example.com", "volumeHandle": format!("handle-{name}")}}})
-    };
+    let pv = |name: &str| json!({"metadata": {"name": name}, "spec": {"csi": {"driver": "disk.csi.example.com", "volumeHandle": format!("handle-{name}")}}});
     let using = |name: &str, claims: &[&str], node: Option<&str>| {
         let volumes: Vec<Value> = claims
             .iter()
