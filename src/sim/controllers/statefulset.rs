@@ -199,16 +199,22 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
                 }
             }
         }
-        // Rolling update: replace the highest outdated ordinal at or above the partition once
-        // every pod is running and ready.
+        // Rolling update (`updateStatefulSet`, stateful_set_control.go): from the highest
+        // ordinal down to the partition, delete the first pod not at the update revision, but
+        // stop at one that is at it and not yet healthy ("wait for unhealthy Pods on update").
+        // An OrderedReady set never gets here while any pod is not running and ready
+        // (`blocked`); a Parallel one does, so an outdated pod that never became ready (one
+        // that could not be scheduled) is replaced too.
         if !blocked && !on_delete {
-            let all_ready = (0..replicas).all(|i| pods.get(&i).is_some_and(running_and_ready));
-            if all_ready
-                && let Some((_, pod)) = pods.iter().rev().find(|(i, p)| {
-                    **i >= partition && **i < replicas && revision_of(p) != update_revision
-                })
-            {
-                delete_pod(set, pod, &mut out);
+            for i in (partition..replicas).rev() {
+                let Some(pod) = pods.get(&i) else { break };
+                if revision_of(pod) != update_revision && !meta::is_deleting(pod) {
+                    delete_pod(set, pod, &mut out);
+                    break;
+                }
+                if !running_and_ready(pod) {
+                    break;
+                }
             }
         }
     }
@@ -531,6 +537,39 @@ mod tests {
             .unwrap();
         assert_eq!(set["status"]["currentRevision"], new_rev);
         assert_eq!(set["status"]["updatedReplicas"], 2);
+    }
+
+    #[test]
+    fn parallel_rolling_update_replaces_an_outdated_pod_that_never_became_ready() {
+        let mut world = World::new();
+        world.add(sts(2, "Parallel"));
+        run(&mut world);
+        // web-1 is ready, web-0 never was (say it could not be scheduled).
+        make_ready(&mut world, "web-1");
+        world.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut world);
+        let deleted: Vec<String> = world
+            .events_with_reason("SuccessfulDelete")
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(deleted, ["delete Pod web-1 in StatefulSet web successful"]);
+        // web-1 comes back at the update revision; once it is healthy web-0 goes, ready or not.
+        make_ready(&mut world, "web-1");
+        run(&mut world);
+        assert_eq!(world.events_with_reason("SuccessfulDelete").len(), 2);
+
+        // The same set with OrderedReady waits for web-0 for ever.
+        let mut ordered = World::new();
+        ordered.add(sts(2, "OrderedReady"));
+        run(&mut ordered);
+        ordered.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut ordered);
+        assert!(ordered.events_with_reason("SuccessfulDelete").is_empty());
     }
 
     #[test]
