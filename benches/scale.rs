@@ -44,6 +44,7 @@ fn main() {
                 cpu: "64".into(),
                 memory: "256Gi".into(),
                 pods: 250,
+                ..Capacity::default()
             },
         })
         .collect();

@@ -35,6 +35,18 @@ const ATTACHABLE: [&str; 8] = [
     "csi.vsphere.vmware.com",
 ];
 
+/// The smallest attachable-volume limit among the CSI drivers of node `name`'s CSINode (the
+/// scheduler's NodeVolumeLimits filter counts per driver; a scenario declares one limit).
+fn attachable_volumes(objects: &[Value], name: &str) -> Option<u32> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "CSINode" && o["metadata"]["name"] == name)
+        .flat_map(|o| o["spec"]["drivers"].as_array().into_iter().flatten())
+        .filter_map(|d| d["allocatable"]["count"].as_u64())
+        .filter_map(|c| u32::try_from(c).ok())
+        .min()
+}
+
 /// The cluster's shape as a scenario declares it, and notes on what it cannot say.
 #[must_use]
 pub fn shape(objects: &[Value]) -> (ClusterShape, Vec<String>) {
@@ -109,6 +121,7 @@ pub fn shape(objects: &[Value]) -> (ClusterShape, Vec<String>) {
                 .as_str()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(defaults.pods),
+            attachable_volumes: attachable_volumes(objects, &name),
         };
         nodes.push(Node {
             name,
@@ -182,6 +195,10 @@ mod tests {
                 "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "58"}}}),
             json!({"kind": "StorageClass", "metadata": {"name": "gp2", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
                 "provisioner": "ebs.csi.aws.com", "volumeBindingMode": "WaitForFirstConsumer"}),
+            json!({"kind": "CSINode", "metadata": {"name": "cp"}, "spec": {"drivers": [
+                {"name": "ebs.csi.aws.com", "allocatable": {"count": 25}},
+                {"name": "disk.csi.azure.com", "allocatable": {"count": 8}},
+                {"name": "no-limit.example.com"}]}}),
         ];
         let (shape, notes) = shape(&objects);
         assert!(notes.is_empty());
@@ -193,6 +210,7 @@ mod tests {
         assert_eq!(n.labels.len(), 1);
         assert_eq!(n.taints.len(), 1);
         assert_eq!(n.capacity.pods, 58);
+        assert_eq!(n.capacity.attachable_volumes, Some(8));
         assert_eq!(shape.storage_classes[0].kind, VolumeKind::Attachable);
         assert!(shape.storage_classes[0].default);
     }

@@ -29,8 +29,10 @@ const NAMESPACED: [(&str, &str); 15] = [
 ];
 
 /// The cluster-scoped kinds a capture lists.
-const CLUSTER: [(&str, &str); 5] = [
+const CLUSTER: [(&str, &str); 6] = [
     ("v1", "Node"),
+    // Each node's attachable-volume limit (`drivers[].allocatable.count`).
+    ("storage.k8s.io/v1", "CSINode"),
     ("storage.k8s.io/v1", "StorageClass"),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),

@@ -213,6 +213,12 @@ pub struct Capacity {
     /// Maximum pods.
     #[serde(default = "default_pods")]
     pub pods: u32,
+    /// How many volumes of the `attachable` storage classes can be attached to the node at
+    /// once: the CSI driver's `allocatable.count` in the node's CSINode (a VM size's data
+    /// disk slots). The scheduler does not place a pod whose new volumes would exceed it.
+    /// Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachable_volumes: Option<u32>,
 }
 
 impl Default for Capacity {
@@ -221,6 +227,7 @@ impl Default for Capacity {
             cpu: default_cpu(),
             memory: default_memory(),
             pods: default_pods(),
+            attachable_volumes: None,
         }
     }
 }

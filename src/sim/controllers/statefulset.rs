@@ -199,16 +199,22 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
                 }
             }
         }
-        // Rolling update: replace the highest outdated ordinal at or above the partition once
-        // every pod is running and ready.
+        // Rolling update (`updateStatefulSet`, stateful_set_control.go): from the highest
+        // ordinal down to the partition, delete the first pod not at the update revision, but
+        // stop at one that is at it and not yet healthy ("wait for unhealthy Pods on update").
+        // An OrderedReady set never gets here while any pod is not running and ready
+        // (`blocked`); a Parallel one does, so an outdated pod that never became ready (one
+        // that could not be scheduled) is replaced too.
         if !blocked && !on_delete {
-            let all_ready = (0..replicas).all(|i| pods.get(&i).is_some_and(running_and_ready));
-            if all_ready
-                && let Some((_, pod)) = pods.iter().rev().find(|(i, p)| {
-                    **i >= partition && **i < replicas && revision_of(p) != update_revision
-                })
-            {
-                delete_pod(set, pod, &mut out);
+            for i in (partition..replicas).rev() {
+                let Some(pod) = pods.get(&i) else { break };
+                if revision_of(pod) != update_revision && !meta::is_deleting(pod) {
+                    delete_pod(set, pod, &mut out);
+                    break;
+                }
+                if !running_and_ready(pod) {
+                    break;
+                }
             }
         }
     }
@@ -232,8 +238,10 @@ fn reconcile_one(view: &dyn ClusterView, set: &Value, now: Timestamp) -> Reconci
         .iter()
         .filter(|p| revision_of(p) == current_rev)
         .count();
-    // The update is complete once every replica runs the update revision (`completeRollingUpdate`).
-    if updated == replicas && ready == replicas && counted.len() == replicas {
+    // The update is complete once every replica runs the update revision (`completeRollingUpdate`
+    // in stateful_set_utils.go). Only a RollingUpdate set completes: under OnDelete
+    // `currentRevision` keeps naming the revision the set started from.
+    if !on_delete && updated == replicas && ready == replicas && counted.len() == replicas {
         current_rev.clone_from(&update_revision);
         current = updated;
     }
@@ -529,5 +537,95 @@ mod tests {
             .unwrap();
         assert_eq!(set["status"]["currentRevision"], new_rev);
         assert_eq!(set["status"]["updatedReplicas"], 2);
+    }
+
+    #[test]
+    fn parallel_rolling_update_replaces_an_outdated_pod_that_never_became_ready() {
+        let mut world = World::new();
+        world.add(sts(2, "Parallel"));
+        run(&mut world);
+        // web-1 is ready, web-0 never was (say it could not be scheduled).
+        make_ready(&mut world, "web-1");
+        world.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut world);
+        let deleted: Vec<String> = world
+            .events_with_reason("SuccessfulDelete")
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(deleted, ["delete Pod web-1 in StatefulSet web successful"]);
+        // web-1 comes back at the update revision; once it is healthy web-0 goes, ready or not.
+        make_ready(&mut world, "web-1");
+        run(&mut world);
+        assert_eq!(world.events_with_reason("SuccessfulDelete").len(), 2);
+
+        // The same set with OrderedReady waits for web-0 for ever.
+        let mut ordered = World::new();
+        ordered.add(sts(2, "OrderedReady"));
+        run(&mut ordered);
+        ordered.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut ordered);
+        assert!(ordered.events_with_reason("SuccessfulDelete").is_empty());
+    }
+
+    #[test]
+    fn on_delete_keeps_old_pods_until_they_are_deleted() {
+        let mut world = World::new();
+        let mut set = sts(1, "OrderedReady");
+        set["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+        world.add(set);
+        run(&mut world);
+        make_ready(&mut world, "web-0");
+        run(&mut world);
+        let old_rev = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap()["status"]["currentRevision"]
+            .clone();
+        world.edit_spec("apps/v1", "StatefulSet", "default", "web", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        run(&mut world);
+        run(&mut world);
+        assert!(world.events_with_reason("SuccessfulDelete").is_empty());
+        let pod = world.obj("v1", "Pod", "default", "web-0").unwrap();
+        assert_eq!(pod["metadata"]["labels"][REVISION_LABEL], old_rev);
+        let set = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap()
+            .clone();
+        assert_ne!(set["status"]["updateRevision"], old_rev);
+        assert_eq!(set["status"]["currentReplicas"], 1);
+        assert!(set["status"].get("updatedReplicas").is_none());
+
+        // The user deletes the pod: it comes back at the update revision, and the status
+        // counts it as updated while currentRevision stays where the set started.
+        world.apply(
+            &[Effect::Delete {
+                api_version: "v1".to_owned(),
+                kind: "Pod".to_owned(),
+                namespace: Some("default".to_owned()),
+                name: "web-0".to_owned(),
+            }],
+            t0(),
+        );
+        run(&mut world);
+        make_ready(&mut world, "web-0");
+        run(&mut world);
+        let pod = world.obj("v1", "Pod", "default", "web-0").unwrap();
+        assert_eq!(
+            pod["metadata"]["labels"][REVISION_LABEL],
+            set["status"]["updateRevision"]
+        );
+        let set = world
+            .obj("apps/v1", "StatefulSet", "default", "web")
+            .unwrap();
+        assert_eq!(set["status"]["updatedReplicas"], 1);
+        assert_eq!(set["status"]["readyReplicas"], 1);
+        assert_eq!(set["status"]["currentRevision"], old_rev);
+        assert!(set["status"].get("currentReplicas").is_none());
     }
 }

@@ -7,7 +7,7 @@
 //! attachable one (like `ebs.csi.aws.com`: the volume lives in a zone and must be attached to
 //! one node at a time, see [`super::attachdetach`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -36,6 +36,49 @@ pub const PROVISIONED_BY_ANNOTATION: &str = "pv.kubernetes.io/provisioned-by";
 /// (`emitEventForUnboundDelayBindingClaim`, `pv_controller.go`).
 pub const WAIT_FOR_FIRST_CONSUMER_MESSAGE: &str =
     "waiting for first consumer to be created before binding";
+
+/// How often the PV controller syncs every claim again: `--pvclaimbinder-sync-period`,
+/// default 15 s (`PVClaimBinderSyncPeriod`, pkg/controller/volume/persistentvolume/config/
+/// v1alpha1/defaults.go; `resync` in pv_controller_base.go queues every claim).
+pub const CLAIM_RESYNC_SECS: i64 = 15;
+
+/// The event the PV controller records on each sync of an unbound `WaitForFirstConsumer`
+/// claim no node was selected for (`emitEventForUnboundDelayBindingClaim`, pv_controller.go):
+/// `WaitForFirstConsumer` while no pod uses it, else `WaitForPodScheduled` naming the
+/// unscheduled, non-terminated pods that use it (`findNonScheduledPodsByPVC`).
+fn delay_binding_event(view: &dyn ClusterView, pvc: &Value) -> (&'static str, String) {
+    let ns = meta::namespace(pvc).unwrap_or("default");
+    let name = meta::name(pvc);
+    let mut pods: Vec<String> = view
+        .list("v1", "Pod", Some(ns))
+        .iter()
+        .filter(|p| {
+            str_at(p, &["spec", "nodeName"]).is_empty()
+                && !matches!(meta::pod_phase(p), "Succeeded" | "Failed")
+                && meta::at(p, &["spec", "volumes"])
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|v| str_at(v, &["persistentVolumeClaim", "claimName"]) == name)
+        })
+        .map(|p| meta::name(p).to_owned())
+        .collect();
+    pods.sort();
+    match pods.as_slice() {
+        [] => (
+            "WaitForFirstConsumer",
+            WAIT_FOR_FIRST_CONSUMER_MESSAGE.to_owned(),
+        ),
+        [one] => (
+            "WaitForPodScheduled",
+            format!("waiting for pod {one} to be scheduled"),
+        ),
+        many => (
+            "WaitForPodScheduled",
+            format!("waiting for pods {} to be scheduled", many.join(",")),
+        ),
+    }
+}
 
 /// `ExternalProvisioning` message (`provisionClaimOperationExternal`, `pv_controller.go`).
 #[must_use]
@@ -122,7 +165,8 @@ impl Default for StorageConfig {
 pub struct VolumeController {
     /// The provisioners and timings.
     pub config: StorageConfig,
-    waiting_reported: BTreeSet<String>,
+    /// When each waiting claim is synced (and its event recorded) again.
+    waiting_next: BTreeMap<String, Timestamp>,
     provisioning_since: BTreeMap<String, Timestamp>,
 }
 
@@ -207,17 +251,20 @@ impl VolumeController {
         let wait_for_consumer = str_at(class, &["volumeBindingMode"]) == "WaitForFirstConsumer";
         let selected_node = meta::annotation(pvc, SELECTED_NODE_ANNOTATION).map(str::to_owned);
         if wait_for_consumer && selected_node.is_none() {
-            if self.waiting_reported.insert(key) {
-                out.event(
-                    pvc,
-                    EventType::Normal,
-                    "WaitForFirstConsumer",
-                    WAIT_FOR_FIRST_CONSUMER_MESSAGE.to_owned(),
-                    COMPONENT,
-                );
+            // Recorded on every sync; the recorder counts the repeats of one text.
+            let due = self.waiting_next.get(&key).copied();
+            if due.is_none_or(|d| now >= d) {
+                let (reason, message) = delay_binding_event(view, pvc);
+                out.event(pvc, EventType::Normal, reason, message, COMPONENT);
+                let next = meta::add_secs(now, CLAIM_RESYNC_SECS);
+                self.waiting_next.insert(key, next);
+                out.wake_at(next);
+            } else if let Some(d) = due {
+                out.wake_at(d);
             }
             return;
         }
+        self.waiting_next.remove(&key);
 
         let ns = meta::namespace(pvc).unwrap_or("default").to_owned();
         let Some(started) = self.provisioning_since.get(&key).copied() else {
@@ -511,6 +558,59 @@ mod tests {
         assert_eq!(pvc["spec"]["volumeName"], "pvc-c1");
         assert_eq!(pvc["status"]["phase"], "Bound");
         assert_eq!(pvc["status"]["capacity"]["storage"], "5Gi");
+    }
+
+    #[test]
+    fn waiting_claims_name_their_unscheduled_pods_at_every_resync() {
+        let mut world = World::new();
+        world.add(class("local-path", "rancher.io/local-path", true));
+        world.add(claim());
+        let mut ctl = VolumeController::default();
+        let mut names = NameGen::new(3);
+        let wake = world
+            .run_controller(|w, now, n| ctl.reconcile_all(w, now, n), t0(), &mut names)
+            .unwrap();
+        assert_eq!(wake, meta::add_secs(t0(), CLAIM_RESYNC_SECS));
+        assert_eq!(world.events_with_reason("WaitForFirstConsumer").len(), 1);
+
+        // A pod that uses the claim but is not scheduled (nor terminated) is named.
+        for (name, phase) in [("web-0", "Pending"), ("done", "Succeeded")] {
+            world.add(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+                "status": {"phase": phase}}));
+        }
+        // Nothing new before the next resync.
+        world.run_controller(
+            |w, now, n| ctl.reconcile_all(w, now, n),
+            meta::add_secs(t0(), 10),
+            &mut names,
+        );
+        assert!(world.events_with_reason("WaitForPodScheduled").is_empty());
+        for i in 1..=3 {
+            world.run_controller(
+                |w, now, n| ctl.reconcile_all(w, now, n),
+                meta::add_secs(t0(), CLAIM_RESYNC_SECS * i),
+                &mut names,
+            );
+        }
+        let scheduled = world.events_with_reason("WaitForPodScheduled");
+        assert_eq!(scheduled.len(), 3);
+        assert_eq!(scheduled[0].0, "waiting for pod web-0 to be scheduled");
+        assert_eq!(scheduled[2].1, meta::add_secs(t0(), 45));
+
+        world.add(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}));
+        world.run_controller(
+            |w, now, n| ctl.reconcile_all(w, now, n),
+            meta::add_secs(t0(), 60),
+            &mut names,
+        );
+        assert_eq!(
+            world.events_with_reason("WaitForPodScheduled")[3].0,
+            "waiting for pods web-0,web-1 to be scheduled"
+        );
     }
 
     #[test]

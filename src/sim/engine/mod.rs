@@ -47,7 +47,7 @@ use crate::sim::controllers::endpoints::LoadBalancerMode;
 use crate::sim::controllers::volume::{DEFAULT_CLASS_ANNOTATION, StorageConfig, VolumeController};
 use crate::sim::events::EventRecorder;
 use crate::sim::kubelet::Kubelet;
-use crate::sim::scheduler::{kubelet_config, node_object};
+use crate::sim::scheduler::{csi_node_object, kubelet_config, node_object};
 use crate::sim::store::{ApiError, Reason, Store, StoreConfig, WriteOptions};
 use crate::sim::{SimCluster, SimClusterBuilder};
 use apply::{Apply, Refusals, WorkQueue};
@@ -258,6 +258,9 @@ impl SimEngine {
                 node_object(node, i, config.start),
                 format!("Node {}", node.name),
             )?;
+            if let Some(csi) = csi_node_object(node, ATTACHABLE_PROVISIONER) {
+                create(&store, csi, format!("CSINode {}", node.name))?;
+            }
             agents.push((node.name.clone(), Kubelet::new(kubelet_config(node, i))));
         }
         let classes = if config.cluster.storage_classes.is_empty() {
@@ -397,7 +400,11 @@ impl SimEngine {
             self.cluster.store(),
             node_object(node, self.nodes.joined(), self.now),
             format!("Node {}", node.name),
-        )
+        )?;
+        if let Some(csi) = csi_node_object(node, ATTACHABLE_PROVISIONER) {
+            create(self.cluster.store(), csi, format!("CSINode {}", node.name))?;
+        }
+        Ok(())
     }
 
     /// A node leaves: its Node object is deleted; its kubelet stops and its pods are deleted

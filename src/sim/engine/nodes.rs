@@ -212,6 +212,7 @@ impl Nodes {
         let mut pvcs = owned(view.list("v1", "PersistentVolumeClaim", None));
         let pvs = owned(view.list("v1", "PersistentVolume", None));
         let classes = owned(view.list("storage.k8s.io/v1", "StorageClass", None));
+        let csi_nodes = owned(view.list("storage.k8s.io/v1", "CSINode", None));
         // Kept up to date as pods are bound, rather than counted again for every pod.
         let mut usage = NodeUsage::of(&pods);
         let at: BTreeMap<String, usize> = pods
@@ -219,6 +220,11 @@ impl Nodes {
             .enumerate()
             .map(|(i, p)| (str_at(p, "/metadata/uid").to_owned(), i))
             .collect();
+        // A pod assumed on a node while its claims are provisioned counts against that node,
+        // as the scheduler cache's AssumePod makes it (pkg/scheduler/schedule_one.go assume).
+        for (uid, (node, _)) in &self.binding {
+            assume(uid, node, (&mut pods, &at, &mut usage));
+        }
         for pod in pending {
             let uid = str_at(&pod, "/metadata/uid").to_owned();
             if let Some((node, event)) = self.binding.get(&uid).cloned() {
@@ -230,7 +236,7 @@ impl Nodes {
                         &node,
                         &event,
                         recorder,
-                        now,
+                        (now, true),
                         (&mut pods, &at, &mut usage),
                     );
                 }
@@ -268,6 +274,7 @@ impl Nodes {
                 pvcs: &pvcs,
                 pvs: &pvs,
                 storage_classes: &classes,
+                csi_nodes: &csi_nodes,
             };
             match scheduler::schedule_with(&pod, &snapshot, &usage, now) {
                 Placement::Bind { node, event } => {
@@ -280,7 +287,7 @@ impl Nodes {
                             &node,
                             &event,
                             recorder,
-                            now,
+                            (now, false),
                             (&mut pods, &at, &mut usage),
                         );
                         continue;
@@ -290,6 +297,7 @@ impl Nodes {
                     for claim in delayed {
                         select_node(store, &pod, &claim, &node, &mut pvcs);
                     }
+                    assume(&uid, &node, (&mut pods, &at, &mut usage));
                     self.binding.insert(uid, (node, event));
                 }
                 Placement::Unschedulable {
@@ -712,13 +720,25 @@ fn select_node(store: &Store, pod: &Value, claim: &str, node: &str, pvcs: &mut [
 /// Binds a pod: `spec.nodeName` and `PodScheduled=True`, as the binding subresource does
 /// (pkg/registry/core/pod/storage/storage.go `setPodNodeAndMetadata`), then the `Scheduled`
 /// event. The pass's copy of the pods (found by uid) and the nodes' usage are updated with it.
+/// Counts a pod against the node it is assumed on, in the scheduler's copy of the pods.
+fn assume(
+    uid: &str,
+    node: &str,
+    (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
+) {
+    if let Some(slot) = at.get(uid).and_then(|i| pods.get_mut(*i)) {
+        slot["spec"]["nodeName"] = json!(node);
+        usage.add(slot);
+    }
+}
+
 fn bind(
     store: &Store,
     pod: &Value,
     node: &str,
     event: &Event,
     recorder: &mut EventRecorder,
-    now: Timestamp,
+    (now, assumed): (Timestamp, bool),
     (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
 ) {
     let Some(res) = store.resource("", "v1", "pods") else {
@@ -746,7 +766,9 @@ fn bind(
     let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                            "lastTransitionTime": format_time(now)});
     set_condition(store, &stored, &condition);
-    usage.add(&stored);
+    if !assumed {
+        usage.add(&stored);
+    }
     if let Some(slot) = at.get(&uid).and_then(|i| pods.get_mut(*i)) {
         *slot = stored;
     }

@@ -678,3 +678,35 @@ fn pods_of_a_silent_node_are_evicted_and_replaced_on_another() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn pods_assumed_while_their_claims_are_provisioned_count_against_their_node() {
+    let cluster: ClusterShape = crate::yaml::from_str(
+        "nodes: [{name: a, roles: [worker]}, {name: b, roles: [worker]}]\n\
+         storageClasses: [{name: disk, default: true, kind: attachable}]",
+    )
+    .unwrap();
+    let mut e = SimEngine::new(EngineConfig::new(cluster, BTreeMap::new()).unwrap()).unwrap();
+    // Two pods, each with a WaitForFirstConsumer claim, created in the same instant: the
+    // second is scheduled while the first waits for its volume on the node chosen for it.
+    for name in ["one", "two"] {
+        create(
+            &e,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        );
+        create(
+            &e,
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                            "resources": {"requests": {"cpu": "1"}}}],
+                         "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": name}}]}}),
+        );
+    }
+    e.run_until(at(&e, 60)).unwrap();
+    let mut nodes = nodes_of_pods(&e);
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b"]);
+}

@@ -21,7 +21,7 @@ use crate::sim::controllers::meta::{self, pointer};
 use crate::sim::events::{Event, EventType, Involved, Reporter};
 use quantity::{parse_milli, parse_value};
 
-pub use node::{kubelet_config, node_object};
+pub use node::{csi_node_object, kubelet_config, node_object};
 
 /// The scheduler's name: the pods it schedules name it in `spec.schedulerName`, and its events
 /// in `reportingController` (`v1.DefaultSchedulerName`, staging/src/k8s.io/api/core/v1/types.go).
@@ -40,6 +40,8 @@ pub struct Snapshot<'a> {
     pub pvs: &'a [Value],
     /// Every StorageClass.
     pub storage_classes: &'a [Value],
+    /// Every CSINode (the attach limits of the nodes' CSI drivers).
+    pub csi_nodes: &'a [Value],
 }
 
 /// The outcome of one scheduling attempt.
@@ -556,6 +558,11 @@ fn filter(
             "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode",
         );
     }
+    // NodeVolumeLimits (nodevolumelimits/csi.go ErrReasonMaxVolumeCountExceeded): the node's
+    // attached CSI volumes plus the pod's new ones must fit each driver's limit.
+    if exceeds_volume_limits(pod, node, cluster) {
+        return fail(Code::Unschedulable, "node(s) exceed max volume count");
+    }
     // VolumeBinding (volumebinding/binder.go ErrReasonNodeConflict): bound volumes must be
     // reachable from the node.
     let ns = str_at(pod, "/metadata/namespace");
@@ -575,6 +582,103 @@ fn filter(
         }
     }
     Ok(())
+}
+
+/// The CSI volumes a pod uses, by unique name (`<driver>/<volume handle>`), with their driver
+/// (`CSILimits.filterAttachableVolumes`). A bound claim counts its PV's CSI source; a claim
+/// not bound yet counts a volume of its class's provisioner (`getCSIDriverInfoFromSC`, whose
+/// handle is a random prefix and the claim's key). Other volumes do not count.
+fn csi_volumes(pod: &Value, cluster: &Snapshot<'_>) -> BTreeMap<String, String> {
+    let ns = str_at(pod, "/metadata/namespace");
+    let mut out = BTreeMap::new();
+    for claim in claims(pod) {
+        let Some(pvc) = find(cluster.pvcs, Some(ns), claim) else {
+            continue;
+        };
+        let pv = Some(str_at(pvc, "/spec/volumeName"))
+            .filter(|v| !v.is_empty())
+            .and_then(|v| find(cluster.pvs, None, v));
+        let (driver, handle) = if let Some(pv) = pv {
+            (
+                str_at(pv, "/spec/csi/driver").to_owned(),
+                str_at(pv, "/spec/csi/volumeHandle").to_owned(),
+            )
+        } else {
+            let class = str_at(pvc, "/spec/storageClassName");
+            let provisioner = find(cluster.storage_classes, None, class)
+                .map(|sc| str_at(sc, "/provisioner"))
+                .unwrap_or_default();
+            (provisioner.to_owned(), format!("unbound-{ns}/{claim}"))
+        };
+        if !driver.is_empty() && !handle.is_empty() {
+            out.insert(format!("{driver}/{handle}"), driver);
+        }
+    }
+    out
+}
+
+/// The node's attach limit per CSI driver: its CSINode's `allocatable.count`, over the
+/// `attachable-volumes-csi-<driver>` allocatable the Node object may still carry
+/// (`getVolumeLimits` in nodevolumelimits/csi.go).
+fn volume_limits(node: &Value, cluster: &Snapshot<'_>) -> BTreeMap<String, i128> {
+    let mut limits = BTreeMap::new();
+    if let Some(allocatable) = node
+        .pointer("/status/allocatable")
+        .and_then(Value::as_object)
+    {
+        for (key, value) in allocatable {
+            let count = match value {
+                Value::String(s) => parse_value(s),
+                Value::Number(n) => parse_value(&n.to_string()),
+                _ => None,
+            };
+            if let (Some(driver), Some(count)) =
+                (key.strip_prefix("attachable-volumes-csi-"), count)
+            {
+                limits.insert(driver.to_owned(), count);
+            }
+        }
+    }
+    let name = str_at(node, "/metadata/name");
+    if let Some(csi_node) = find(cluster.csi_nodes, None, name) {
+        for d in array(csi_node, "/spec/drivers") {
+            if let Some(count) = d.pointer("/allocatable/count").and_then(Value::as_i64) {
+                limits.insert(str_at(d, "/name").to_owned(), i128::from(count));
+            }
+        }
+    }
+    limits
+}
+
+/// Whether the pod's new CSI volumes would take a driver on the node past its limit; a volume
+/// already attached for another pod on the node is not counted twice.
+fn exceeds_volume_limits(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> bool {
+    let mut new = csi_volumes(pod, cluster);
+    if new.is_empty() {
+        return false;
+    }
+    let limits = volume_limits(node, cluster);
+    if limits.is_empty() {
+        return false;
+    }
+    let mut attached: BTreeMap<String, String> = BTreeMap::new();
+    for p in pods_on(cluster, str_at(node, "/metadata/name")) {
+        attached.extend(csi_volumes(p, cluster));
+    }
+    let mut attached_count: BTreeMap<&str, i128> = BTreeMap::new();
+    for (unique, driver) in &attached {
+        new.remove(unique);
+        *attached_count.entry(driver).or_default() += 1;
+    }
+    let mut new_count: BTreeMap<&str, i128> = BTreeMap::new();
+    for driver in new.values() {
+        *new_count.entry(driver).or_default() += 1;
+    }
+    new_count.iter().any(|(driver, count)| {
+        limits
+            .get(*driver)
+            .is_some_and(|max| attached_count.get(driver).copied().unwrap_or(0) + count > *max)
+    })
 }
 
 /// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the

@@ -141,6 +141,27 @@ pub fn node_object(node: &Node, index: usize, now: Timestamp) -> Value {
     })
 }
 
+/// The CSINode the kubelet's CSI node-info manager publishes for a node whose attachable
+/// volumes are limited (`capacity.attachableVolumes`): one entry for `driver` with the
+/// driver's `allocatable.count` (pkg/volume/csi/nodeinfomanager, `installDriverToCSINode`).
+/// `None` for a node without a declared limit: the simulated kubelet then publishes none,
+/// and the scheduler applies no limit, as for a node whose driver reports no count.
+#[must_use]
+pub fn csi_node_object(node: &Node, driver: &str) -> Option<Value> {
+    let count = node.capacity.attachable_volumes?;
+    Some(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "CSINode",
+        "metadata": {"name": node.name},
+        "spec": {"drivers": [{
+            "name": driver,
+            "nodeID": node.name,
+            "topologyKeys": ["topology.kubernetes.io/zone"],
+            "allocatable": {"count": count},
+        }]},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -46,6 +46,7 @@ fn snapshot<'a>(
         pvcs,
         pvs,
         storage_classes: scs,
+        csi_nodes: &[],
     }
 }
 
@@ -399,4 +400,76 @@ fn toleration_matching() {
         &with(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})),
         &taint
     ));
+}
+
+#[test]
+fn csi_volume_limits_count_attached_and_new_volumes() {
+    let nodes = vec![node("n1", vec![NodeRole::Worker], &[], "4")];
+    let csi_nodes = vec![json!({"metadata": {"name": "n1"}, "spec": {"drivers": [
+        {"name": "disk.csi.example.com", "nodeID": "n1", "allocatable": {"count": 2}}]}})];
+    let classes = vec![
+        json!({"metadata": {"name": "disk"}, "provisioner": "disk.csi.example.com", "volumeBindingMode": "WaitForFirstConsumer"}),
+    ];
+    let claim = |name: &str, volume: Option<&str>| {
+        let mut c = json!({"metadata": {"name": name, "namespace": "apps"},
+            "spec": {"storageClassName": "disk", "accessModes": ["ReadWriteOnce"]}});
+        if let Some(v) = volume {
+            c["spec"]["volumeName"] = json!(v);
+        }
+        c
+    };
+    let pv = |name: &str| json!({"metadata": {"name": name}, "spec": {"csi": {"driver": "disk.csi.example.com", "volumeHandle": format!("handle-{name}")}}});
+    let using = |name: &str, claims: &[&str], node: Option<&str>| {
+        let volumes: Vec<Value> = claims
+            .iter()
+            .map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}}))
+            .collect();
+        let mut p = pod(
+            name,
+            json!({"containers": [{"name": "c"}], "volumes": volumes}),
+        );
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    let pvcs = vec![
+        claim("a", Some("pv-a")),
+        claim("b", Some("pv-b")),
+        claim("c", None),
+    ];
+    let pvs = vec![pv("pv-a"), pv("pv-b")];
+    let running = vec![using("old", &["a", "b"], Some("n1"))];
+    let cluster = Snapshot {
+        csi_nodes: &csi_nodes,
+        ..snapshot(&nodes, &running, &pvcs, &pvs, &classes)
+    };
+
+    // Two attached, one more unbound claim of the same driver: over the limit of 2.
+    assert_eq!(
+        message(&schedule(&using("new", &["c"], None), &cluster, now())),
+        "0/1 nodes are available: 1 node(s) exceed max volume count. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    // A volume already attached for another pod on the node is not counted again.
+    assert_eq!(
+        bound(&schedule(&using("shared", &["a"], None), &cluster, now())),
+        "n1"
+    );
+    // Without a CSINode count the node has no limit.
+    let unlimited = snapshot(&nodes, &running, &pvcs, &pvs, &classes);
+    assert_eq!(
+        bound(&schedule(&using("new", &["c"], None), &unlimited, now())),
+        "n1"
+    );
+    // The limit can also come from the Node's attachable-volumes-csi-<driver> allocatable.
+    let mut legacy = nodes.clone();
+    legacy[0]["status"]["allocatable"]["attachable-volumes-csi-disk.csi.example.com"] = json!("2");
+    assert_eq!(
+        message(&schedule(
+            &using("new", &["c"], None),
+            &snapshot(&legacy, &running, &pvcs, &pvs, &classes),
+            now()
+        )),
+        "0/1 nodes are available: 1 node(s) exceed max volume count. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
 }
