@@ -134,7 +134,7 @@ fn round_trip(rel: &str, namespaces: &[&str]) -> Option<Vec<Expectation>> {
         let cluster = broken(load_shipped(rel), dir.path()).await?;
         let served = cluster.serve_for_inspection().await.expect("serve");
         let kubeconfig = dir.path().join("kubeconfig");
-        served.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        write_kubeconfig(&served, &kubeconfig);
         let captured =
             capture::from_kubeconfig(Some(&kubeconfig), None, &options(&name, area, namespaces))
                 .await
@@ -528,7 +528,7 @@ fn secret_values_reach_no_output() {
     let cluster = rt.block_on(broken(loaded, dir.path())).expect("sim");
     let served = rt.block_on(cluster.serve_for_inspection()).expect("serve");
     let kubeconfig = dir.path().join("kubeconfig");
-    served.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    write_kubeconfig(&served, &kubeconfig);
     rt.block_on(dump(&cluster.client(), "canary", &dumps));
     // The inputs do hold the canaries: in the Secret and in the program's log.
     let dumped: String = std::fs::read_dir(&dumps)
@@ -745,4 +745,12 @@ fn pull_errors_scheduling_and_oom_kills_from_kubectl_dumps() {
             .count(),
         1
     );
+}
+
+/// Writes the kubeconfig that reaches a served simulated cluster to `path`.
+fn write_kubeconfig(served: &relapse::backend::Inspection, path: &Path) {
+    let relapse::backend::Access::Kubeconfig(text) = &served.access else {
+        panic!("a served simulated cluster is reached through a kubeconfig of its own");
+    };
+    relapse::sim::serve::write_kubeconfig_file(path, text).expect("kubeconfig");
 }
