@@ -183,6 +183,16 @@ mod tests {
         );
         // The scenario as a whole (what a backend provisions for) still names it.
         assert_eq!(refusal(kind, &scenario).len(), 1);
+
+        // A scenario whose own fix is refused takes its mutants with it.
+        let mut refused_fix = scenario.clone();
+        refused_fix.fix.clone_from(&scenario.mutants[0].fix);
+        refused_fix.mutants[0].fix.clear();
+        assert_eq!(
+            trial_refusal(kind, &refused_fix, Some("switch-lb")),
+            trial_refusal(kind, &refused_fix, None)
+        );
+        assert_eq!(trial_refusal(kind, &refused_fix, None).len(), 1);
     }
 
     #[test]
@@ -272,9 +282,10 @@ pub trait Provisioner: Send + Sync {
 }
 
 /// Why `kind` cannot replay one trial of `scenario`: its own run (`mutant` `None`: setup,
-/// break, fix and counterfactual) or one mutant's (setup, break, the mutant's steps). A mutant
-/// whose wrong fix the backend cannot perform is refused on its own, so it does not take the
-/// scenario's other trials with it.
+/// break, fix and counterfactual) or one mutant's. A mutant whose wrong fix the backend cannot
+/// perform is refused on its own, so it does not take the scenario's other trials with it; a
+/// mutant of a scenario the backend refuses is refused too (it only means something beside a
+/// fix that converges there).
 #[must_use]
 pub fn trial_refusal(
     kind: BackendKind,
@@ -283,13 +294,19 @@ pub fn trial_refusal(
 ) -> Vec<String> {
     let mut trial = scenario.clone();
     trial.mutants.clear();
+    let mut reasons = refusal(kind, &trial);
     if let Some(name) = mutant {
         match scenario.mutants.iter().find(|m| m.name == name) {
             Some(m) => trial.fix.clone_from(&m.fix),
             None => return vec![format!("the scenario has no mutant `{name}`")],
         }
+        for reason in refusal(kind, &trial) {
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
     }
-    refusal(kind, &trial)
+    reasons
 }
 
 /// Why `kind` cannot reproduce `scenario`, decided from the scenario alone (no cluster is
