@@ -7,7 +7,7 @@
 //! attachable one (like `ebs.csi.aws.com`: the volume lives in a zone and must be attached to
 //! one node at a time, see [`super::attachdetach`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -16,6 +16,13 @@ use serde_json::{Value, json};
 use super::meta::{self, str_at};
 use super::{ClusterView, Effect, NameGen, Reconciled};
 use crate::sim::events::EventType;
+
+/// How often the PV controller syncs every claim again: kube-controller-manager
+/// `--pvclaimbinder-sync-period`, default 15 s (cmd/kube-controller-manager/app/options,
+/// `PVClaimBinderSyncPeriod`; pv_controller_base.go `resync`). Each sync of a claim that is
+/// still unbound repeats its `WaitForFirstConsumer` or `ExternalProvisioning` event
+/// (pv_controller.go `syncUnboundClaim`), so real clusters show them `(xN over …)`.
+const CLAIM_RESYNC_SECS: i64 = 15;
 
 /// `source.component` of the PV controller's events.
 pub const COMPONENT: &str = "persistentvolume-controller";
@@ -122,8 +129,28 @@ impl Default for StorageConfig {
 pub struct VolumeController {
     /// The provisioners and timings.
     pub config: StorageConfig,
-    waiting_reported: BTreeSet<String>,
+    waiting_reported: BTreeMap<String, Timestamp>,
     provisioning_since: BTreeMap<String, Timestamp>,
+    external_reported: BTreeMap<String, Timestamp>,
+}
+
+/// Whether the claim `key` is due for the sync that repeats its event (its first sync, then
+/// every [`CLAIM_RESYNC_SECS`]); asks to be woken for the next one.
+fn resync_due(
+    last: &mut BTreeMap<String, Timestamp>,
+    key: &str,
+    now: Timestamp,
+    out: &mut Reconciled,
+) -> bool {
+    let due = last
+        .get(key)
+        .is_none_or(|t| meta::add_secs(*t, CLAIM_RESYNC_SECS) <= now);
+    if due {
+        last.insert(key.to_owned(), now);
+    }
+    let next = last.get(key).map_or(now, |t| *t);
+    out.wake_at(meta::add_secs(next, CLAIM_RESYNC_SECS));
+    due
 }
 
 impl VolumeController {
@@ -207,7 +234,7 @@ impl VolumeController {
         let wait_for_consumer = str_at(class, &["volumeBindingMode"]) == "WaitForFirstConsumer";
         let selected_node = meta::annotation(pvc, SELECTED_NODE_ANNOTATION).map(str::to_owned);
         if wait_for_consumer && selected_node.is_none() {
-            if self.waiting_reported.insert(key) {
+            if resync_due(&mut self.waiting_reported, &key, now, out) {
                 out.event(
                     pvc,
                     EventType::Normal,
@@ -234,6 +261,7 @@ impl VolumeController {
                 &provisioner_name,
             );
             out.push(Effect::Update(updated));
+            resync_due(&mut self.external_reported, &key, now, out);
             out.event(
                 pvc,
                 EventType::Normal,
@@ -254,6 +282,16 @@ impl VolumeController {
             out.wake_at(meta::add_secs(now, self.config.provision_delay_secs));
             return;
         };
+        // provisionClaimOperationExternal runs again at every sync until the claim is bound.
+        if resync_due(&mut self.external_reported, &key, now, out) {
+            out.event(
+                pvc,
+                EventType::Normal,
+                "ExternalProvisioning",
+                external_provisioning_message(&provisioner_name),
+                COMPONENT,
+            );
+        }
         let Some(provisioner) = self.provisioner(&provisioner_name).cloned() else {
             return;
         };
@@ -280,8 +318,9 @@ impl VolumeController {
             provisioner.component.clone(),
         );
         bind(pvc, &pv, out);
-        self.provisioning_since
-            .remove(meta::uid(pvc).unwrap_or(meta::name(pvc)));
+        self.provisioning_since.remove(&key);
+        self.external_reported.remove(&key);
+        self.waiting_reported.remove(&key);
     }
 
     fn provisioner(&self, name: &str) -> Option<&VolumeProvisioner> {
@@ -546,14 +585,50 @@ mod tests {
         world.add(pvc);
         let mut ctl = VolumeController::default();
         let mut names = NameGen::new(3);
-        world.run_controller(|w, now, n| ctl.reconcile_all(w, now, n), t0(), &mut names);
-        world.run_controller(
-            |w, now, n| ctl.reconcile_all(w, now, n),
-            meta::add_secs(t0(), 3600),
-            &mut names,
-        );
+        let times = run_for(&mut world, &mut ctl, 5 * 60, "ExternalProvisioning");
         assert!(world.obj("v1", "PersistentVolume", "", "pvc-c1").is_none());
-        assert_eq!(world.events_with_reason("ExternalProvisioning").len(), 1);
+        // Repeated at every claim sync (15 s) for as long as the claim is unbound: a real
+        // cluster shows `(x24 over 5m46s)`.
+        assert_eq!(times.len(), 21);
+        assert!(times.windows(2).all(|w| w[1] == meta::add_secs(w[0], 15)));
         assert!(world.events_with_reason("Provisioning").is_empty());
+    }
+
+    /// Runs the controller at each wake-up for `secs` and returns the times of the events
+    /// with `reason`.
+    fn run_for(
+        world: &mut World,
+        ctl: &mut VolumeController,
+        secs: i64,
+        reason: &str,
+    ) -> Vec<Timestamp> {
+        let mut names = NameGen::new(3);
+        let end = meta::add_secs(t0(), secs);
+        let mut now = t0();
+        while let Some(wake) =
+            world.run_controller(|w, now, n| ctl.reconcile_all(w, now, n), now, &mut names)
+        {
+            if wake > end {
+                break;
+            }
+            assert!(wake > now, "wake-ups move forward");
+            now = wake;
+        }
+        world
+            .events_with_reason(reason)
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_waiting_for_its_first_consumer_says_so_at_every_sync() {
+        let mut world = World::new();
+        world.add(class("local-path", "rancher.io/local-path", true));
+        world.add(claim());
+        let mut ctl = VolumeController::default();
+        let times = run_for(&mut world, &mut ctl, 5 * 60, "WaitForFirstConsumer");
+        assert_eq!(times.len(), 21);
+        assert!(times.windows(2).all(|w| w[1] == meta::add_secs(w[0], 15)));
     }
 }
