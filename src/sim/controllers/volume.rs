@@ -584,7 +584,6 @@ mod tests {
         meta::set_annotation(&mut pvc, SELECTED_NODE_ANNOTATION, "node-a");
         world.add(pvc);
         let mut ctl = VolumeController::default();
-        let mut names = NameGen::new(3);
         let times = run_for(&mut world, &mut ctl, 5 * 60, "ExternalProvisioning");
         assert!(world.obj("v1", "PersistentVolume", "", "pvc-c1").is_none());
         // Repeated at every claim sync (15 s) for as long as the claim is unbound: a real
