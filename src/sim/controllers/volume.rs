@@ -18,7 +18,8 @@ use super::{ClusterView, Effect, NameGen, Reconciled};
 use crate::sim::events::EventType;
 
 /// How often the PV controller syncs every claim again: kube-controller-manager
-/// `--pvclaimbinder-sync-period`, default 15 s (cmd/kube-controller-manager/app/options,
+/// `--pvclaimbinder-sync-period`, default 15 s
+/// (pkg/controller/volume/persistentvolume/config/v1alpha1/defaults.go
 /// `PVClaimBinderSyncPeriod`; pv_controller_base.go `resync`). Each sync of a claim that is
 /// still unbound repeats its `WaitForFirstConsumer` or `ExternalProvisioning` event
 /// (pv_controller.go `syncUnboundClaim`), so real clusters show them `(xN over …)`.
