@@ -39,7 +39,10 @@ pub const WAIT_FOR_FIRST_CONSUMER_MESSAGE: &str =
 
 /// How often the PV controller syncs every claim again: `--pvclaimbinder-sync-period`,
 /// default 15 s (`PVClaimBinderSyncPeriod`, pkg/controller/volume/persistentvolume/config/
-/// v1alpha1/defaults.go; `resync` in pv_controller_base.go queues every claim).
+/// v1alpha1/defaults.go; `resync` in pv_controller_base.go queues every claim). Each sync of
+/// a claim still unbound repeats its `WaitForFirstConsumer`/`WaitForPodScheduled` or
+/// `ExternalProvisioning` event (pv_controller.go `syncUnboundClaim`), so real clusters show
+/// them `(xN over …)`.
 pub const CLAIM_RESYNC_SECS: i64 = 15;
 
 /// The event the PV controller records on each sync of an unbound `WaitForFirstConsumer`
@@ -165,9 +168,29 @@ impl Default for StorageConfig {
 pub struct VolumeController {
     /// The provisioners and timings.
     pub config: StorageConfig,
-    /// When each waiting claim is synced (and its event recorded) again.
-    waiting_next: BTreeMap<String, Timestamp>,
+    /// When each waiting claim last recorded its event.
+    waiting_reported: BTreeMap<String, Timestamp>,
     provisioning_since: BTreeMap<String, Timestamp>,
+    external_reported: BTreeMap<String, Timestamp>,
+}
+
+/// Whether the claim `key` is due for the sync that repeats its event (its first sync, then
+/// every [`CLAIM_RESYNC_SECS`]); asks to be woken for the next one.
+fn resync_due(
+    last: &mut BTreeMap<String, Timestamp>,
+    key: &str,
+    now: Timestamp,
+    out: &mut Reconciled,
+) -> bool {
+    let due = last
+        .get(key)
+        .is_none_or(|t| meta::add_secs(*t, CLAIM_RESYNC_SECS) <= now);
+    if due {
+        last.insert(key.to_owned(), now);
+    }
+    let next = last.get(key).map_or(now, |t| *t);
+    out.wake_at(meta::add_secs(next, CLAIM_RESYNC_SECS));
+    due
 }
 
 impl VolumeController {
@@ -252,19 +275,13 @@ impl VolumeController {
         let selected_node = meta::annotation(pvc, SELECTED_NODE_ANNOTATION).map(str::to_owned);
         if wait_for_consumer && selected_node.is_none() {
             // Recorded on every sync; the recorder counts the repeats of one text.
-            let due = self.waiting_next.get(&key).copied();
-            if due.is_none_or(|d| now >= d) {
+            if resync_due(&mut self.waiting_reported, &key, now, out) {
                 let (reason, message) = delay_binding_event(view, pvc);
                 out.event(pvc, EventType::Normal, reason, message, COMPONENT);
-                let next = meta::add_secs(now, CLAIM_RESYNC_SECS);
-                self.waiting_next.insert(key, next);
-                out.wake_at(next);
-            } else if let Some(d) = due {
-                out.wake_at(d);
             }
             return;
         }
-        self.waiting_next.remove(&key);
+        self.waiting_reported.remove(&key);
 
         let ns = meta::namespace(pvc).unwrap_or("default").to_owned();
         let Some(started) = self.provisioning_since.get(&key).copied() else {
@@ -281,6 +298,7 @@ impl VolumeController {
                 &provisioner_name,
             );
             out.push(Effect::Update(updated));
+            resync_due(&mut self.external_reported, &key, now, out);
             out.event(
                 pvc,
                 EventType::Normal,
@@ -301,6 +319,16 @@ impl VolumeController {
             out.wake_at(meta::add_secs(now, self.config.provision_delay_secs));
             return;
         };
+        // provisionClaimOperationExternal runs again at every sync until the claim is bound.
+        if resync_due(&mut self.external_reported, &key, now, out) {
+            out.event(
+                pvc,
+                EventType::Normal,
+                "ExternalProvisioning",
+                external_provisioning_message(&provisioner_name),
+                COMPONENT,
+            );
+        }
         let Some(provisioner) = self.provisioner(&provisioner_name).cloned() else {
             return;
         };
@@ -327,8 +355,9 @@ impl VolumeController {
             provisioner.component.clone(),
         );
         bind(pvc, &pv, out);
-        self.provisioning_since
-            .remove(meta::uid(pvc).unwrap_or(meta::name(pvc)));
+        self.provisioning_since.remove(&key);
+        self.external_reported.remove(&key);
+        self.waiting_reported.remove(&key);
     }
 
     fn provisioner(&self, name: &str) -> Option<&VolumeProvisioner> {
@@ -645,15 +674,50 @@ mod tests {
         meta::set_annotation(&mut pvc, SELECTED_NODE_ANNOTATION, "node-a");
         world.add(pvc);
         let mut ctl = VolumeController::default();
-        let mut names = NameGen::new(3);
-        world.run_controller(|w, now, n| ctl.reconcile_all(w, now, n), t0(), &mut names);
-        world.run_controller(
-            |w, now, n| ctl.reconcile_all(w, now, n),
-            meta::add_secs(t0(), 3600),
-            &mut names,
-        );
+        let times = run_for(&mut world, &mut ctl, 5 * 60, "ExternalProvisioning");
         assert!(world.obj("v1", "PersistentVolume", "", "pvc-c1").is_none());
-        assert_eq!(world.events_with_reason("ExternalProvisioning").len(), 1);
+        // Repeated at every claim sync (15 s) for as long as the claim is unbound: a real
+        // cluster shows `(x24 over 5m46s)`.
+        assert_eq!(times.len(), 21);
+        assert!(times.windows(2).all(|w| w[1] == meta::add_secs(w[0], 15)));
         assert!(world.events_with_reason("Provisioning").is_empty());
+    }
+
+    /// Runs the controller at each wake-up for `secs` and returns the times of the events
+    /// with `reason`.
+    fn run_for(
+        world: &mut World,
+        ctl: &mut VolumeController,
+        secs: i64,
+        reason: &str,
+    ) -> Vec<Timestamp> {
+        let mut names = NameGen::new(3);
+        let end = meta::add_secs(t0(), secs);
+        let mut now = t0();
+        while let Some(wake) =
+            world.run_controller(|w, now, n| ctl.reconcile_all(w, now, n), now, &mut names)
+        {
+            if wake > end {
+                break;
+            }
+            assert!(wake > now, "wake-ups move forward");
+            now = wake;
+        }
+        world
+            .events_with_reason(reason)
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_waiting_for_its_first_consumer_says_so_at_every_sync() {
+        let mut world = World::new();
+        world.add(class("local-path", "rancher.io/local-path", true));
+        world.add(claim());
+        let mut ctl = VolumeController::default();
+        let times = run_for(&mut world, &mut ctl, 5 * 60, "WaitForFirstConsumer");
+        assert_eq!(times.len(), 21);
+        assert!(times.windows(2).all(|w| w[1] == meta::add_secs(w[0], 15)));
     }
 }

@@ -710,3 +710,43 @@ fn pods_assumed_while_their_claims_are_provisioned_count_against_their_node() {
     nodes.sort();
     assert_eq!(nodes, ["a", "b"]);
 }
+
+#[test]
+fn a_crash_looping_pods_back_off_event_counts_every_sync() {
+    let images = BTreeMap::from([(
+        "crash:1".to_owned(),
+        crate::scenario::ImageBehaviour {
+            exit_after: Some(crate::scenario::ExitAfter {
+                duration: crate::scenario::Duration::from_secs(0),
+                code: 1,
+            }),
+            ..crate::scenario::ImageBehaviour::default()
+        },
+    )]);
+    let mut e =
+        SimEngine::new(EngineConfig::new(ClusterShape::default(), images).unwrap()).unwrap();
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "crash", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "crash:1"}]}}),
+    );
+    e.run_until(at(&e, 600)).unwrap();
+    let events = events_about(&e, "Pod", "crash");
+    let backoff: Vec<&Value> = events
+        .iter()
+        .filter(|ev| ev["reason"] == "BackOff")
+        .collect();
+    // One Event object whose count grows at every pod sync (every 10–15 s while backing off),
+    // not once per back-off period.
+    assert_eq!(backoff.len(), 1, "{backoff:?}");
+    let count = backoff[0]["count"].as_u64().unwrap();
+    let pod = &list(&e, "v1", "Pod")[0];
+    let restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+        .as_u64()
+        .unwrap();
+    // Back-offs of 10, 20, 40, 80 and 160 s ended (1, 2, 3–4, 6–8 and 11–16 syncs), and
+    // the 300 s one that followed is 210–290 s old (15–30 syncs).
+    assert_eq!(restarts, 6, "{pod}");
+    assert!((38..=61).contains(&count), "{count}");
+}

@@ -15,6 +15,7 @@ mod pod;
 mod probe;
 mod state;
 mod status;
+mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 

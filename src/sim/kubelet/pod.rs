@@ -16,6 +16,7 @@ use super::image::{self, FAILED_PULL, ImageRef, PullOutcome, PullPolicy, hex_dig
 use super::probe::{ProbeKind, ProbeSpec, ProbeState};
 use super::state::{Attempt, ContainerState, Input, Lifecycle, Pull, Run, WaitingReason};
 use super::status;
+use super::worker;
 use crate::scenario::{ExitAfter, ImageBehaviour};
 use crate::sim::behaviour::time::{after, earliest, since};
 use crate::sim::behaviour::{
@@ -26,9 +27,6 @@ use crate::sim::events::{Event, EventType, Involved, Reporter};
 /// How long after a container exits the kubelet notices and acts (PLEG relist period, 1 s;
 /// pkg/kubelet/kubelet.go `plegRelistPeriod`).
 pub(super) const PLEG_RELIST: Duration = Duration::from_secs(1);
-/// How soon a pod whose sync failed is synced again (pkg/kubelet/kubelet.go `backOffPeriod`,
-/// without the worker's jitter).
-const RESYNC_AFTER_ERROR: Duration = Duration::from_secs(10);
 /// How often a pod waiting for a volume to be attached looks again (a simulator interval; the
 /// kubelet polls every 300 ms).
 const ATTACH_RECHECK: Duration = Duration::from_secs(2);
@@ -172,7 +170,18 @@ pub(super) struct PodRuntime {
     /// The last failed pull's `<reason>: <message>` by back-off key, which the image manager
     /// appends to the back-off message (pkg/kubelet/images/image_manager.go, prevPullErrMsg).
     prev_pull_err: BTreeMap<String, String>,
-    resync_at: Option<Timestamp>,
+    /// When the pod worker syncs the pod again on its own (its work queue entry).
+    requeue_at: Option<Timestamp>,
+    /// The last pod worker sync; `None` before the first.
+    last_worker_sync: Option<Timestamp>,
+    /// A worker sync is waiting for the volumes (`WaitForAttachAndMount` blocks inside it).
+    sync_pending: bool,
+    /// The sync under way failed (its requeue is the short one).
+    sync_error: bool,
+    /// Seeds the jitter of the requeues: the pod's uid and name.
+    seed: String,
+    /// Jitter draws so far.
+    draws: u64,
     finished: bool,
 }
 
@@ -252,7 +261,16 @@ impl PodRuntime {
             crash: Backoff::default(),
             pulls: Backoff::default(),
             prev_pull_err: BTreeMap::new(),
-            resync_at: None,
+            requeue_at: None,
+            last_worker_sync: None,
+            sync_pending: false,
+            sync_error: false,
+            seed: format!(
+                "{}/{}",
+                str_at(pod, "/metadata/uid"),
+                str_at(pod, "/metadata/name")
+            ),
+            draws: 0,
             finished: false,
         }
     }
@@ -326,7 +344,7 @@ impl PodRuntime {
                 w = earliest(w, Some(t));
             }
         };
-        consider(self.resync_at);
+        consider(self.requeue_at);
         consider(self.attach_recheck);
         for (t, _) in self.mount_retry.values() {
             consider(Some(*t));
@@ -522,14 +540,46 @@ impl PodRuntime {
         now: Timestamp,
         out: &mut Out<'_>,
     ) {
-        if self.resync_at.is_some_and(|t| t <= now) {
-            self.resync_at = None;
-        }
+        // A sync of the pod worker, as opposed to a look at the simulator's own timers (probes,
+        // programs, pulls): the first one, the one the worker requeued, or one the PLEG relist
+        // triggers by reporting a container exit.
+        let last = self.last_worker_sync;
+        let worker_sync = self.sync_pending
+            || last.is_none()
+            || self.requeue_at.is_some_and(|t| t <= now)
+            || self
+                .containers
+                .iter()
+                .any(|c| c.lifecycle.noticed_between(last, now));
         if !self.volumes_ready && !self.mount_volumes(pod, ctx, now, out) {
+            // SyncPod waits for the volumes (WaitForAttachAndMount) inside the sync.
+            self.sync_pending |= worker_sync;
             return;
         }
         self.sandbox = true;
         self.had_sandbox = true;
+        if worker_sync {
+            self.sync_pending = false;
+            self.last_worker_sync = Some(now);
+            self.requeue_at = None;
+            // SyncPod fetches the pull secrets at every sync, whether or not anything is
+            // pulled (pkg/kubelet/kubelet.go `SyncPod` → kubelet_pods.go `getPullSecretsForPod`).
+            let (_, missing) = pull_secrets(pod, ctx.view);
+            if !missing.is_empty() {
+                // pkg/kubelet/kubelet_pods.go getPullSecretsForPod.
+                out.event(
+                    now,
+                    EventType::Warning,
+                    "FailedToRetrieveImagePullSecret",
+                    format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        missing.join(", ")
+                    ),
+                    None,
+                );
+            }
+        }
+        let failed_before = self.sync_error;
 
         // Finish pulls that are done; a failed pull is retried at a later sync, not this one.
         let mut pulled = Vec::new();
@@ -546,10 +596,31 @@ impl PodRuntime {
 
         for i in self.to_start(policy, now) {
             let c = &self.containers[i];
-            if pulled.contains(&i) || c.lifecycle.pull().is_some() || c.lifecycle.unnoticed(now) {
+            // A container whose last (re)start failed or is backing off is tried again only
+            // when the worker syncs the pod: the back-offs are checked, not waited on.
+            if pulled.contains(&i)
+                || c.lifecycle.pull().is_some()
+                || c.lifecycle.unnoticed(now)
+                || (!worker_sync && c.lifecycle.held_back())
+            {
                 continue;
             }
             self.start(i, pod, ctx, now, out);
+        }
+
+        // The sync ends once its pulls are done (they run inside it); the worker then requeues
+        // the pod.
+        let ended = worker_sync || !pulled.is_empty() || self.sync_error != failed_before;
+        let pulling = self.containers.iter().any(|c| c.lifecycle.pull().is_some());
+        if ended && !pulling {
+            let base = if self.sync_error {
+                worker::BACKOFF_PERIOD
+            } else {
+                worker::RESYNC_INTERVAL
+            };
+            self.requeue_at = Some(after(now, worker::jitter(base, &self.seed, self.draws)));
+            self.draws += 1;
+            self.sync_error = false;
         }
     }
 
@@ -701,8 +772,13 @@ impl PodRuntime {
                     go_duration(self.crash.get(&key)),
                     c.name
                 );
-                let until = self.crash.until(&key, finished_at);
-                self.containers[i].step(Input::BackedOff { message, until });
+                // The sync fails; the restart waits for the first worker sync after the
+                // back-off ends, not for the back-off's own end.
+                self.containers[i].step(Input::BackedOff {
+                    message,
+                    until: None,
+                });
+                self.sync_error = true;
                 return;
             }
             self.crash.next(&key, finished_at, now);
@@ -762,7 +838,7 @@ impl PodRuntime {
                 reason: WaitingReason::ErrImageNeverPull,
                 message,
             });
-            self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+            self.sync_error = true;
             return;
         }
         let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
@@ -792,12 +868,13 @@ impl PodRuntime {
                 reason: WaitingReason::ImagePullBackOff,
                 message,
             });
-            self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+            self.sync_error = true;
             return;
         }
         // "Ensure that the map cannot grow indefinitely" before a new pull.
         self.prev_pull_err.remove(&key);
-        let has_credentials = self.pull_credentials(pod, ctx.view, now, out);
+        // Missing secrets were reported at the start of the sync.
+        let (has_credentials, _) = pull_secrets(pod, ctx.view);
         let c = &self.containers[i];
         out.event(
             now,
@@ -827,49 +904,6 @@ impl PodRuntime {
             image,
             duration,
         }));
-    }
-
-    /// getPullSecretsForPod (pkg/kubelet/kubelet_pods.go): whether any referenced pull secret
-    /// exists; missing ones are reported.
-    fn pull_credentials(
-        &self,
-        pod: &Value,
-        view: &dyn ClusterViewExt,
-        now: Timestamp,
-        out: &mut Out<'_>,
-    ) -> bool {
-        let ns = str_at(pod, "/metadata/namespace");
-        let mut found = false;
-        let mut missing = Vec::new();
-        for r in pod
-            .pointer("/spec/imagePullSecrets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = str_at(r, "/name");
-            if name.is_empty() {
-                continue;
-            }
-            if view.get("v1", "Secret", Some(ns), name).is_some() {
-                found = true;
-            } else {
-                missing.push(name.to_owned());
-            }
-        }
-        if !missing.is_empty() {
-            out.event(
-                now,
-                EventType::Warning,
-                "FailedToRetrieveImagePullSecret",
-                format!(
-                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
-                    missing.join(", ")
-                ),
-                None,
-            );
-        }
-        found
     }
 
     fn finish_pull(&mut self, i: usize, pod: &Value, ctx: &mut NodeContext<'_>, out: &mut Out<'_>) {
@@ -916,8 +950,7 @@ impl PodRuntime {
                     reason: WaitingReason::ErrImagePull,
                     message: err,
                 });
-                self.resync_at =
-                    earliest(self.resync_at, Some(after(p.done_at, RESYNC_AFTER_ERROR)));
+                self.sync_error = true;
             }
         }
     }
@@ -947,7 +980,7 @@ impl PodRuntime {
                     reason: WaitingReason::CreateContainerConfigError,
                     message,
                 });
-                self.resync_at = earliest(self.resync_at, Some(after(now, RESYNC_AFTER_ERROR)));
+                self.sync_error = true;
                 return;
             }
         };
@@ -1070,6 +1103,31 @@ impl PodRuntime {
             });
         }
     }
+}
+
+/// getPullSecretsForPod (pkg/kubelet/kubelet_pods.go): whether any referenced pull secret
+/// exists, and the names of those that do not.
+fn pull_secrets(pod: &Value, view: &dyn ClusterViewExt) -> (bool, Vec<String>) {
+    let ns = str_at(pod, "/metadata/namespace");
+    let mut found = false;
+    let mut missing = Vec::new();
+    for r in pod
+        .pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = str_at(r, "/name");
+        if name.is_empty() {
+            continue;
+        }
+        if view.get("v1", "Secret", Some(ns), name).is_some() {
+            found = true;
+        } else {
+            missing.push(name.to_owned());
+        }
+    }
+    (found, missing)
 }
 
 /// When the run of `c` that started at `started` is killed: by a kill fault, or by the OOM

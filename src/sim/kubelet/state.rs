@@ -373,6 +373,26 @@ impl Lifecycle {
         }
     }
 
+    /// Whether the container waits after a failed (re)start or a restart back-off, and is not
+    /// pulling: the kubelet tries it again at its pod's next sync.
+    pub const fn held_back(&self) -> bool {
+        match &self.state {
+            ContainerState::Waiting {
+                reason,
+                attempt: Attempt::Idle | Attempt::BackOff { .. },
+                ..
+            } => matches!(reason, WaitingReason::CrashLoopBackOff) || reason.is_start_error(),
+            _ => false,
+        }
+    }
+
+    /// Whether the kubelet noticed the container's exit after `since` (never, if `None`) and
+    /// no later than `now`: the relist that notices it syncs the pod.
+    pub fn noticed_between(&self, since: Option<Timestamp>, now: Timestamp) -> bool {
+        matches!(self.state, ContainerState::Terminated { noticed_at, .. }
+            if noticed_at <= now && since.is_none_or(|s| noticed_at > s))
+    }
+
     /// Whether the container exited and the kubelet has not noticed yet.
     pub fn unnoticed(&self, now: Timestamp) -> bool {
         matches!(self.state, ContainerState::Terminated { noticed_at, .. } if noticed_at > now)

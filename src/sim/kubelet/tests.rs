@@ -193,8 +193,9 @@ fn crash_loop_back_off_doubles_from_ten_seconds() {
     );
     let d = pulled[0].0;
 
-    // Six runs: the first exit is restarted at once (no back-off yet), then 10s, 20s, ...
-    // measured from each exit, each exit noticed one second later.
+    // Six runs: the first exit is restarted at once (no back-off yet), noticed one second
+    // later; each later one at the first pod sync (every 10–15 s) after its back-off of 10s,
+    // 20s, ... measured from the exit. Every run exits as soon as it starts.
     let d = (d * 1000.0).round() as u128;
     let started: Vec<u128> = r
         .events
@@ -202,11 +203,15 @@ fn crash_loop_back_off_doubles_from_ten_seconds() {
         .filter(|e| e.reason == "Started")
         .map(|e| ms(e.at.expect("kubelet events are timed")))
         .collect();
-    let expect: Vec<u128> = [0, 1, 11, 31, 71, 151]
-        .iter()
-        .map(|x| x * 1000 + d)
-        .collect();
-    assert_eq!(started, expect);
+    assert_eq!(started.len(), 6);
+    assert_eq!(started[..2], [d, d + 1000]);
+    for (k, backoff) in [10_000, 20_000, 40_000, 80_000].into_iter().enumerate() {
+        let (exit, restart) = (started[k + 1], started[k + 2]);
+        assert!(
+            restart >= exit + backoff && restart < exit + backoff + 15_000,
+            "run {k}: exit {exit} restart {restart}"
+        );
+    }
     assert_eq!(
         r.event_messages("Started")[0].1,
         "Started container keycloak"
@@ -216,7 +221,9 @@ fn crash_loop_back_off_doubles_from_ten_seconds() {
         "Created container: keycloak"
     );
     let backoffs = r.event_messages("BackOff");
-    assert_eq!(backoffs.len(), 5);
+    // One at each sync while backing off: 1, 2, 3–4 and 6–8 for the four back-offs that ended,
+    // at least one for the fifth.
+    assert!((13..=16).contains(&backoffs.len()), "{}", backoffs.len());
     assert!(
         backoffs
             .iter()
@@ -411,13 +418,14 @@ fn missing_secret_in_env_is_a_config_error() {
         .objects
         .push(json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "db", "namespace": "apps"}, "data": {"user": "dQ=="}}));
-    r.until(after(r.now, Duration::from_secs(11)));
+    // The pod is synced again 10–15 s after the failed one.
+    r.until(after(r.now, Duration::from_secs(15)));
     assert_eq!(
         r.status()["containerStatuses"][0]["state"]["waiting"]["message"],
         "couldn't find key password in Secret apps/db"
     );
     r.view.objects[0]["data"]["password"] = json!("cA==");
-    r.until(after(r.now, Duration::from_secs(11)));
+    r.until(after(r.now, Duration::from_secs(15)));
     assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
 }
 
@@ -807,7 +815,9 @@ fn postgres_checks_round_trip_through_the_node_agent() {
             },
         }]
     );
-    assert_eq!(r.last.wake_at, None, "waits for the answer");
+    // Waits for the answer: only the pod worker's periodic resync (1m + jitter) is due.
+    let wake = r.last.wake_at.expect("running pods are resynced");
+    assert!(wake >= after(t0(), Duration::from_secs(60)), "{wake}");
     r.kubelet.postgres_result(
         "uid-1",
         "backstage",
@@ -1084,8 +1094,9 @@ fn pulls_fail_while_the_registry_is_down_and_succeed_after() {
     );
     let view = StaticView::default().with_faults(faults);
     let mut r = Run::new(one_container("busybox:1.36.1"), BTreeMap::new(), view);
-    // Pulls fail at 0.5s and 11s; the retry after that backs off for 20s.
-    r.until(after(t0(), Duration::from_secs(25)));
+    // Pulls fail at 0.5s and 10.5–15.5s (the pod is synced again 10–15 s after a failure);
+    // the sync after that finds the pull backing off for 20s.
+    r.until(after(t0(), Duration::from_secs(40)));
     let failed = r.event_messages("Failed");
     assert_eq!(
         failed[0].1,
@@ -1134,4 +1145,99 @@ fn a_program_using_more_memory_than_its_limit_is_oom_killed() {
     let cs = &r.status()["containerStatuses"][0];
     assert_eq!(cs["restartCount"], 0, "{cs}");
     assert!(cs["state"]["running"].is_object());
+}
+
+/// Seconds between consecutive times.
+fn gaps(times: &[f64]) -> Vec<f64> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn a_crash_looping_pod_is_synced_every_ten_to_fifteen_seconds_and_restarted_at_the_first_sync_after_its_back_off()
+ {
+    let mut r = Run::new(
+        one_container("registry.example/keycloak:26.1.1"),
+        keycloak_arm64(),
+        StaticView::default(),
+    );
+    r.until(after(t0(), Duration::from_secs(30 * 60)));
+    let started: Vec<f64> = r.event_messages("Started").iter().map(|e| e.0).collect();
+    let backoffs: Vec<f64> = r.event_messages("BackOff").iter().map(|e| e.0).collect();
+    // The first exit is restarted at once; from the second on the back-off doubles from 10 s
+    // to its 5 m cap. Each run exits as it starts and is noticed a second later.
+    let periods = [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0, 300.0];
+    assert!(started.len() >= periods.len() + 2, "{started:?}");
+    for (k, backoff) in periods.iter().enumerate() {
+        let (exit, restart) = (started[k + 1], started[k + 2]);
+        assert!(
+            restart >= exit + backoff && restart < exit + backoff + 15.0,
+            "run {k}: exit {exit} restart {restart}"
+        );
+        // A BackOff event when the exit is noticed, then one at every sync (10–15 s apart)
+        // until the back-off is over.
+        let during: Vec<f64> = backoffs
+            .iter()
+            .copied()
+            .filter(|t| *t > exit && *t < restart)
+            .collect();
+        assert!((during[0] - (exit + 1.0)).abs() < 0.001, "{during:?}");
+        assert!(
+            gaps(&during).iter().all(|g| (10.0..15.0).contains(g)),
+            "{during:?}"
+        );
+        assert!(restart - during[during.len() - 1] < 15.0);
+        let lo = 1 + (*backoff as usize - 1) / 15;
+        let hi = (*backoff as usize - 1).div_ceil(10);
+        assert!(
+            (lo..=hi).contains(&during.len()),
+            "{backoff}s back-off: {} events",
+            during.len()
+        );
+    }
+    // The jitter spreads the syncs: not every gap is the same.
+    let all = gaps(&backoffs);
+    assert!(all.iter().any(|g| *g < 12.0) && all.iter().any(|g| (13.0..15.0).contains(g)));
+    // The same pod replays the same way.
+    let mut again = Run::new(
+        one_container("registry.example/keycloak:26.1.1"),
+        keycloak_arm64(),
+        StaticView::default(),
+    );
+    again.until(after(t0(), Duration::from_secs(30 * 60)));
+    assert_eq!(again.event_messages("BackOff"), r.event_messages("BackOff"));
+}
+
+#[test]
+fn a_failed_start_is_retried_ten_to_fifteen_seconds_later() {
+    let spec = json!({"containers": [{"name": "app", "image": "app:1",
+        "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]});
+    let mut r = Run::new(pod(spec), BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(10 * 60)));
+    let failed: Vec<f64> = r.event_messages("Failed").iter().map(|e| e.0).collect();
+    let g = gaps(&failed);
+    assert!(g.iter().all(|g| (10.0..15.0).contains(g)), "{g:?}");
+    assert!(g.iter().any(|g| *g > 11.0), "jittered: {g:?}");
+    // 600 s at 10–15 s per retry.
+    assert!((40..=61).contains(&failed.len()), "{}", failed.len());
+}
+
+#[test]
+fn a_missing_pull_secret_is_reported_at_every_sync_of_a_running_pod() {
+    let mut p = one_container("busybox:1.36.1");
+    p["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let mut r = Run::new(p, BTreeMap::new(), StaticView::default());
+    r.until(after(t0(), Duration::from_secs(10 * 60)));
+    assert!(r.status()["containerStatuses"][0]["state"]["running"].is_object());
+    // Pulled once; the secret is looked up at the first sync and at every periodic resync
+    // (1m + up to 30 s of jitter) after it.
+    assert_eq!(r.event_messages("Pulling").len(), 1);
+    let reported: Vec<f64> = r
+        .event_messages("FailedToRetrieveImagePullSecret")
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(reported[0], 0.0);
+    let g = gaps(&reported[1..]);
+    assert!(g.iter().all(|g| (60.0..90.0).contains(g)), "{reported:?}");
+    assert!((7..=11).contains(&reported.len()), "{reported:?}");
 }
