@@ -5,7 +5,8 @@
 //! write semantics: defaulting, validation, uid/creationTimestamp/generation bookkeeping,
 //! optimistic concurrency, deletion with finalizers, ownerReference garbage collection
 //! (background, foreground, orphan), namespace lifecycle and CustomResourceDefinition
-//! establishment. Every change is broadcast to watchers and kept in a bounded history.
+//! establishment. Every change is kept in a history bounded by count and by size, which
+//! watchers and read caches follow; one that falls behind the history gets 410 Expired.
 
 pub mod defaults;
 pub mod error;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::sim::clock::{Clock, format_time};
 use crate::sim::resources::{self, ResourceDef};
@@ -35,11 +36,18 @@ const FOREGROUND: &str = "foregroundDeletion";
 /// Finalizer of orphaning deletion (metav1.FinalizerOrphanDependents).
 const ORPHAN: &str = "orphan";
 
+/// The default of [`StoreConfig::watch_history_bytes`]: 64 MiB.
+pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 64 << 20;
+
 /// Tunables of the store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// How many change events the watch history keeps; older resourceVersions get 410 Expired.
     pub watch_history: usize,
+    /// How many bytes of serialized objects the watch history keeps (each event counts the
+    /// JSON size of its object); older resourceVersions get 410 Expired. The history also
+    /// keeps each change's previous state, so it holds about twice this in objects.
+    pub watch_history_bytes: usize,
     /// Whether deleting a pod bound to a node waits for a kubelet to finish it (graceful
     /// deletion). Off until a simulated kubelet runs, so that deletes complete.
     pub graceful_pod_deletion: bool,
@@ -52,6 +60,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             watch_history: 50_000,
+            watch_history_bytes: DEFAULT_WATCH_HISTORY_BYTES,
             graceful_pod_deletion: false,
             seed: None,
         }
@@ -98,6 +107,9 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// The object before the change, for MODIFIED.
     pub previous: Option<Arc<Value>>,
+    /// The size of `object` serialized as JSON, what the event counts against
+    /// [`StoreConfig::watch_history_bytes`].
+    pub size: usize,
 }
 
 /// A list result.
@@ -186,8 +198,9 @@ pub struct Subscription {
     /// History events after the requested resourceVersion (or synthetic ADDED events for the
     /// current state when no resourceVersion was given).
     pub initial: Vec<Arc<WatchEvent>>,
-    /// Live events from here on.
-    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+    /// Changes whenever the store's resourceVersion moves; the watcher then reads the events
+    /// after the last resourceVersion it has seen with [`Store::changes_since`].
+    pub changed: watch::Receiver<u64>,
     /// The store's resourceVersion when subscribed.
     pub resource_version: u64,
 }
@@ -199,6 +212,8 @@ struct Inner {
     objects: HashMap<Key, BTreeMap<ObjKey, Value>>,
     uids: HashMap<String, (Key, ObjKey)>,
     history: VecDeque<Arc<WatchEvent>>,
+    /// The sum of the `size` of the events in `history`.
+    history_bytes: usize,
     /// Every event with rv >= window_start is in `history`.
     window_start: u64,
     next_cluster_ip: u32,
@@ -216,7 +231,8 @@ struct Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// The resourceVersion of the last change, for watchers to wait on.
+    latest: watch::Sender<u64>,
     logs: LogStore,
     config: StoreConfig,
 }
@@ -228,7 +244,7 @@ impl Store {
     /// A store with the built-in resources, the initial namespaces and the `kubernetes` service.
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>, config: StoreConfig) -> Self {
-        let (events, _) = broadcast::channel(16_384);
+        let (latest, _) = watch::channel(0);
         let store = Self {
             inner: Mutex::new(Inner {
                 rv: 0,
@@ -236,6 +252,7 @@ impl Store {
                 objects: HashMap::new(),
                 uids: HashMap::new(),
                 history: VecDeque::new(),
+                history_bytes: 0,
                 window_start: 1,
                 next_cluster_ip: SERVICE_CIDR_BASE + 2,
                 next_node_port: 30000,
@@ -246,7 +263,7 @@ impl Store {
                     .map_or_else(|| StdRng::from_rng(&mut rand::rng()), StdRng::seed_from_u64),
             }),
             clock,
-            events,
+            latest,
             logs: LogStore::default(),
             config,
         };
@@ -333,7 +350,7 @@ impl Store {
     /// How many watches are open right now (for tests that must wait for a watcher).
     #[must_use]
     pub fn watcher_count(&self) -> usize {
-        self.events.receiver_count()
+        self.latest.receiver_count()
     }
 
     /// Forgets the watch history: every watch from an older resourceVersion gets 410 Expired.
@@ -341,6 +358,7 @@ impl Store {
     pub fn compact(&self) {
         let mut inner = self.lock();
         inner.history.clear();
+        inner.history_bytes = 0;
         inner.window_start = inner.rv + 1;
     }
 
@@ -578,7 +596,7 @@ impl Store {
     /// Expired (410) when `since` is older than the history window.
     pub fn watch(&self, res: &ResourceDef, since: Option<u64>) -> Result<Subscription, ApiError> {
         let inner = self.lock();
-        let live = self.events.subscribe();
+        let changed = self.latest.subscribe();
         let key = res.storage_key();
         let initial = match since {
             None => inner
@@ -598,49 +616,80 @@ impl Store {
                             .to_string(),
                         object: Arc::new(o.clone()),
                         previous: None,
+                        size: 0,
                     })
                 })
                 .collect(),
-            Some(rv) => {
-                if rv + 1 < inner.window_start {
-                    // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go
-                    return Err(ApiError::expired(format!(
-                        "too old resource version: {rv} ({})",
-                        inner.window_start - 1
-                    )));
-                }
-                inner
-                    .history
-                    .iter()
-                    .filter(|e| e.rv > rv && e.group == res.group && e.plural == res.plural)
-                    .cloned()
-                    .collect()
-            }
+            Some(rv) => inner.changes_since(rv, Some(res))?,
         };
         Ok(Subscription {
             initial,
-            live,
+            changed,
             resource_version: inner.rv,
         })
     }
 
-    /// Moves events produced under the lock to the history and to live watchers.
+    /// The changes after resourceVersion `since`, oldest first, of one resource (or of all
+    /// with `None`), and the store's resourceVersion they reach: a watcher or read cache that
+    /// has seen everything up to `since` has seen everything up to the returned version once
+    /// it has seen these.
+    ///
+    /// # Errors
+    /// Expired (410) when changes after `since` have already left the history: the caller
+    /// fell behind and has to list again.
+    pub fn changes_since(
+        &self,
+        since: u64,
+        res: Option<&ResourceDef>,
+    ) -> Result<(Vec<Arc<WatchEvent>>, u64), ApiError> {
+        let inner = self.lock();
+        Ok((inner.changes_since(since, res)?, inner.rv))
+    }
+
+    /// Moves events produced under the lock to the history, drops what no longer fits, and
+    /// wakes the watchers.
     fn flush(&self, inner: &mut Inner) {
         let pending: Vec<Arc<WatchEvent>> = inner.pending_events();
+        if pending.is_empty() {
+            return;
+        }
         for ev in pending {
             if ev.kind == EventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
                 let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
                 self.logs.remove_pod(&ev.namespace, name);
             }
-            inner.history.push_back(ev.clone());
-            while inner.history.len() > self.config.watch_history {
-                if let Some(old) = inner.history.pop_front() {
-                    inner.window_start = old.rv + 1;
-                }
-            }
-            let _ = self.events.send(ev);
+            inner.history_bytes += ev.size;
+            inner.history.push_back(ev);
+        }
+        while inner.history.len() > self.config.watch_history
+            || inner.history_bytes > self.config.watch_history_bytes
+        {
+            let Some(old) = inner.history.pop_front() else {
+                break;
+            };
+            inner.history_bytes -= old.size;
+            inner.window_start = old.rv + 1;
+        }
+        self.latest.send_replace(inner.rv);
+    }
+}
+
+/// How many bytes `v` takes serialized as JSON, without building the text.
+fn serialized_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 /// Sets `apiVersion` to the version the object is read through.
@@ -812,7 +861,29 @@ impl Inner {
         std::mem::take(&mut self.pending)
     }
 
-    fn emit(&mut self, res: &ResourceDef, kind: EventType, obj: &Value, previous: Option<&Value>) {
+    /// See [`Store::changes_since`].
+    fn changes_since(
+        &self,
+        since: u64,
+        res: Option<&ResourceDef>,
+    ) -> Result<Vec<Arc<WatchEvent>>, ApiError> {
+        if since + 1 < self.window_start {
+            // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go
+            return Err(ApiError::expired(format!(
+                "too old resource version: {since} ({})",
+                self.window_start - 1
+            )));
+        }
+        let from = self.history.partition_point(|e| e.rv <= since);
+        Ok(self
+            .history
+            .range(from..)
+            .filter(|e| res.is_none_or(|r| e.group == r.group && e.plural == r.plural))
+            .cloned()
+            .collect())
+    }
+
+    fn emit(&mut self, res: &ResourceDef, kind: EventType, obj: &Value, previous: Option<Value>) {
         let ev = WatchEvent {
             rv: self.rv,
             kind,
@@ -823,7 +894,8 @@ impl Inner {
                 .unwrap_or_default()
                 .to_string(),
             object: Arc::new(obj.clone()),
-            previous: previous.map(|p| Arc::new(p.clone())),
+            previous: previous.map(Arc::new),
+            size: serialized_size(obj),
         };
         self.pending.push(Arc::new(ev));
     }
@@ -1225,7 +1297,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, EventType::Modified, &new, Some(old));
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1379,7 +1451,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key, obj.clone());
-        self.emit(res, EventType::Modified, &obj, Some(&current));
+        self.emit(res, EventType::Modified, &obj, Some(current));
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1556,7 +1628,7 @@ impl Inner {
             .entry(res.storage_key())
             .or_default()
             .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(&old));
+        self.emit(res, EventType::Modified, &new, Some(old));
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
