@@ -8,13 +8,15 @@
 //! that whoever drives the cluster can look at it. Wall time never enters: the same
 //! configuration and seed give the same objects, names, events and logs every run.
 //!
-//! Writes made through the API between two calls are picked up by the next call: every round
-//! reconciles everything (the controllers are cheap and idempotent), and the node agents look
-//! again at every pod whose metadata or spec changed. Everything reads through [`Informers`],
-//! per-resource caches brought up to date whenever the store's resourceVersion moved, so a
-//! reconcile sees the writes of the ones before it without copying the store.
+//! Writes made through the API between two calls are picked up by the next call: each
+//! controller reconciles the objects whose inputs changed since it last looked, that wait on
+//! time, or whose writes failed (its work queue, [`queue`]), and the node agents look again at
+//! every pod whose metadata or spec changed. Everything reads through [`Informers`],
+//! per-resource caches that follow the store's watch history, so a reconcile sees the writes
+//! of the ones before it without copying the store.
 
 mod nodes;
+mod queue;
 mod recorder;
 mod view;
 
@@ -25,6 +27,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 pub use nodes::{NO_POSTGRES, PostgresCall};
+pub use queue::{Queues, WorkQueue};
 pub use recorder::{EventRecorder, Incoming, Involved};
 pub use view::{Informers, StoreView};
 
@@ -137,8 +140,8 @@ pub struct SimEngine {
     recorder: EventRecorder,
     /// The read caches every reconcile reads through.
     informers: Arc<Informers>,
-    /// Wake-ups the controllers asked for in the last round.
-    requeues: Vec<Timestamp>,
+    /// What each controller has left to reconcile.
+    queues: Queues,
 }
 
 /// The one node of a cluster that declares none.
@@ -269,7 +272,7 @@ impl SimEngine {
             load_balancer,
             nodes: nodes::Nodes::new(agents),
             informers: Arc::default(),
-            requeues: Vec::new(),
+            queues: Queues::default(),
         })
     }
 
@@ -340,11 +343,10 @@ impl SimEngine {
     #[must_use]
     pub fn next_wake(&self) -> Option<Timestamp> {
         let now = self.now;
-        self.requeues
-            .iter()
-            .copied()
-            .filter(|t| *t > now)
-            .chain(self.nodes.next_wake(now))
+        self.nodes
+            .next_wake(now)
+            .into_iter()
+            .chain(self.queues.next_wake(now))
             .min()
     }
 
@@ -414,7 +416,7 @@ impl SimEngine {
 
     /// Whether only node agent timers are due now (no controller requeue, no scheduling retry).
     fn only_kubelets_due(&self) -> bool {
-        !self.requeues.iter().any(|r| *r <= self.now) && !self.nodes.retry_due(self.now)
+        !self.queues.due(self.now) && !self.nodes.retry_due(self.now)
     }
 
     /// The node agents alone, at the current instant; returns whether anything changed.
@@ -454,7 +456,6 @@ impl SimEngine {
         let view = StoreView::new(&store, &informers, &drivers);
         let now = self.now;
         let mut changing = Vec::new();
-        self.requeues.clear();
         let mut step =
             |name: &'static str, engine: &mut Self, f: &mut dyn FnMut(&mut Self) -> bool| {
                 let before = store.resource_version();
@@ -463,49 +464,87 @@ impl SimEngine {
                     changing.push(name);
                 }
             };
+        // Each controller reconciles what its work queue holds (see `queue`).
         step("deployment-controller", self, &mut |e| {
-            let out = deployment::reconcile_all(&view, now);
-            e.apply(&store, out);
+            e.queues.deployment.run(
+                &view,
+                now,
+                |v, (ns, name)| deployment::reconcile(v, ns, name, now),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("replicaset-controller", self, &mut |e| {
-            let out = replicaset::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
+            e.queues.replicaset.run(
+                &view,
+                now,
+                |v, (ns, name)| replicaset::reconcile(v, ns, name, now, &mut e.names),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("statefulset-controller", self, &mut |e| {
-            let out = statefulset::reconcile_all(&view, now);
-            e.apply(&store, out);
+            e.queues.statefulset.run(
+                &view,
+                now,
+                |v, (ns, name)| statefulset::reconcile(v, ns, name, now),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("daemonset-controller", self, &mut |e| {
-            let out = daemonset::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
+            e.queues.daemonset.run(
+                &view,
+                now,
+                |v, (ns, name)| daemonset::reconcile(v, ns, name, now, &mut e.names),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("job-controller", self, &mut |e| {
-            let out = job::reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
+            e.queues.job.run(
+                &view,
+                now,
+                |v, (ns, name)| job::reconcile(v, ns, name, now, &mut e.names),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("cronjob-controller", self, &mut |e| {
-            let out = cronjob::reconcile_all(&view, now);
-            e.apply(&store, out);
+            e.queues.cronjob.run(
+                &view,
+                now,
+                |v, (ns, name)| cronjob::reconcile(v, ns, name, now),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("endpoint-controller", self, &mut |e| {
-            let out = endpoints::reconcile_all(&view, now, &mut e.names, e.load_balancer);
-            e.apply(&store, out);
+            let lb = e.load_balancer;
+            e.queues.endpoints.run(
+                &view,
+                now,
+                |v, (ns, name)| endpoints::reconcile(v, ns, name, &mut e.names, lb),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("persistentvolume-controller", self, &mut |e| {
-            let out = e.volumes.reconcile_all(&view, now, &mut e.names);
-            e.apply(&store, out);
+            e.queues.volume.run(
+                &view,
+                now,
+                |v, _| e.volumes.reconcile_all(v, now, &mut e.names),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("attachdetach-controller", self, &mut |e| {
-            let out = e.attach.reconcile(&view, now);
-            e.apply(&store, out);
+            e.queues.attach.run(
+                &view,
+                now,
+                |v, _| e.attach.reconcile(v, now),
+                |out| apply(&store, &mut e.recorder, now, out),
+            );
             false
         });
         step("default-scheduler", self, &mut |e| {
@@ -523,45 +562,36 @@ impl SimEngine {
         });
         changing
     }
+}
 
-    /// Applies a controller's effects in order and keeps its wake-up request.
-    fn apply(&mut self, store: &Store, out: Reconciled) {
-        if let Some(at) = out.requeue_at {
-            self.requeues.push(at);
-        }
-        for effect in out.effects {
-            match effect {
-                Effect::Create(obj) => {
-                    let _ = write(store, &obj, None);
-                }
-                Effect::Update(obj) => {
-                    let _ = write(store, &obj, Some(Part::Main));
-                }
-                Effect::UpdateStatus(obj) => {
-                    let _ = write(store, &obj, Some(Part::Status));
-                }
-                Effect::Delete {
-                    api_version,
-                    kind,
-                    namespace,
-                    name,
-                } => {
-                    if let Some(res) = store.resource_for_kind(&api_version, &kind) {
-                        let _ = store.delete(
-                            &res,
-                            namespace.as_deref(),
-                            &name,
-                            &DeleteOptions::default(),
-                        );
-                    }
-                }
-                Effect::Event(ev) => {
-                    let incoming = controller_event(&ev, self.now);
-                    self.recorder.record(store, &incoming);
-                }
+/// Applies a controller's effects in order (its wake-up request is its queue's business).
+/// Returns whether every write went through: a reconcile whose writes failed runs again.
+fn apply(store: &Store, recorder: &mut EventRecorder, now: Timestamp, out: Reconciled) -> bool {
+    let mut applied = true;
+    for effect in out.effects {
+        let written = match effect {
+            Effect::Create(obj) => write(store, &obj, None),
+            Effect::Update(obj) => write(store, &obj, Some(Part::Main)),
+            Effect::UpdateStatus(obj) => write(store, &obj, Some(Part::Status)),
+            Effect::Delete {
+                api_version,
+                kind,
+                namespace,
+                name,
+            } => match store.resource_for_kind(&api_version, &kind) {
+                Some(res) => store
+                    .delete(&res, namespace.as_deref(), &name, &DeleteOptions::default())
+                    .map(|_| ()),
+                None => Ok(()),
+            },
+            Effect::Event(ev) => {
+                recorder.record(store, &controller_event(&ev, now));
+                Ok(())
             }
-        }
+        };
+        applied &= written.is_ok();
     }
+    applied
 }
 
 /// The recorder's form of a controller event, recorded at `now`.

@@ -491,7 +491,10 @@ fn watch_history_is_bounded_by_count() {
         err.message,
         format!("too old resource version: {} ({})", rv - 4, rv - 3)
     );
-    assert_eq!(s.watch(&cm, Some(start)).unwrap_err().reason, Reason::Expired);
+    assert_eq!(
+        s.watch(&cm, Some(start)).unwrap_err().reason,
+        Reason::Expired
+    );
     assert_eq!(s.watch(&cm, Some(rv - 3)).unwrap().initial.len(), 3);
 }
 
