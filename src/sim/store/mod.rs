@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::sim::clock::{Clock, format_time};
@@ -209,7 +209,9 @@ pub struct Subscription {
 struct Inner {
     rv: u64,
     resources: Vec<ResourceDef>,
-    objects: HashMap<Key, BTreeMap<ObjKey, Value>>,
+    /// Shared with the watch history (and the read caches that follow it): a change stores a
+    /// new object and the history keeps the one it replaced, without copies.
+    objects: HashMap<Key, BTreeMap<ObjKey, Arc<Value>>>,
     uids: HashMap<String, (Key, ObjKey)>,
     history: VecDeque<Arc<WatchEvent>>,
     /// The sum of the `size` of the events in `history`.
@@ -394,7 +396,7 @@ impl Store {
         let mut remaining = 0u64;
         let mut last_key: Option<ObjKey> = None;
         if let Some(objects) = inner.objects.get(&res.storage_key()) {
-            let range: Box<dyn Iterator<Item = (&ObjKey, &Value)>> = match &start {
+            let range: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> = match &start {
                 Some(after) => Box::new(objects.range::<ObjKey, _>((
                     std::ops::Bound::Excluded(after.clone()),
                     std::ops::Bound::Unbounded,
@@ -415,7 +417,7 @@ impl Store {
                     continue;
                 }
                 last_key = Some(key.clone());
-                items.push(with_version(obj.clone(), res));
+                items.push(with_version(Value::clone(obj), res));
             }
         }
         let continue_token = (remaining > 0).then(|| encode_continue(rv, last_key.as_ref()));
@@ -428,11 +430,11 @@ impl Store {
     }
 
     /// Visits every stored object of a resource in namespace/name order under the store lock
-    /// and returns the store's resourceVersion at that moment; for read caches that copy only
-    /// the objects whose `metadata.resourceVersion` changed. The objects are as stored (without
-    /// the `apiVersion` and `kind` of the version they are read through); `f` must not call
+    /// and returns the store's resourceVersion at that moment; for read caches, which share the
+    /// objects. The objects are as stored (with the `apiVersion` and `kind` they were written
+    /// with, not necessarily those of the version they are read through); `f` must not call
     /// back into the store.
-    pub fn scan(&self, res: &ResourceDef, mut f: impl FnMut(&str, &str, &Value)) -> u64 {
+    pub fn scan(&self, res: &ResourceDef, mut f: impl FnMut(&str, &str, &Arc<Value>)) -> u64 {
         let inner = self.lock();
         if let Some(objects) = inner.objects_of(res) {
             for ((ns, name), obj) in objects {
@@ -614,7 +616,7 @@ impl Store {
                             .as_str()
                             .unwrap_or_default()
                             .to_string(),
-                        object: Arc::new(o.clone()),
+                        object: o.clone(),
                         previous: None,
                         size: 0,
                     })
@@ -811,17 +813,16 @@ fn set_finalizers(obj: &mut Value, list: &[String]) {
 }
 
 /// Everything but metadata and status: a change here bumps `metadata.generation`.
-fn spec_part(obj: &Value) -> Map<String, Value> {
+fn spec_part(obj: &Value) -> impl Iterator<Item = (&String, &Value)> {
     obj.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+}
+
+/// Whether two objects have the same [`spec_part`], compared in place.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    spec_part(a).count() == spec_part(b).count() && spec_part(a).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// GC work items, processed until none is left.
@@ -835,7 +836,7 @@ enum Task {
 }
 
 impl Inner {
-    fn objects_of(&self, res: &ResourceDef) -> Option<&BTreeMap<ObjKey, Value>> {
+    fn objects_of(&self, res: &ResourceDef) -> Option<&BTreeMap<ObjKey, Arc<Value>>> {
         self.objects.get(&res.storage_key())
     }
 
@@ -843,6 +844,18 @@ impl Inner {
         let ns = if res.namespaced { ns } else { "" };
         self.objects_of(res)?
             .get(&(ns.to_string(), name.to_string()))
+            .map(AsRef::as_ref)
+    }
+
+    /// Stores a new state of an object and records the change, with the state it replaced.
+    fn store(&mut self, res: &ResourceDef, key: ObjKey, obj: &Value, kind: EventType) {
+        let stored = Arc::new(obj.clone());
+        let previous = self
+            .objects
+            .entry(res.storage_key())
+            .or_default()
+            .insert(key, stored.clone());
+        self.emit(res, kind, stored, previous);
     }
 
     fn find_resource(&self, group: &str, plural: &str) -> Option<ResourceDef> {
@@ -883,7 +896,13 @@ impl Inner {
             .collect())
     }
 
-    fn emit(&mut self, res: &ResourceDef, kind: EventType, obj: &Value, previous: Option<Value>) {
+    fn emit(
+        &mut self,
+        res: &ResourceDef,
+        kind: EventType,
+        obj: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
         let ev = WatchEvent {
             rv: self.rv,
             kind,
@@ -893,9 +912,9 @@ impl Inner {
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            object: Arc::new(obj.clone()),
-            previous: previous.map(Arc::new),
-            size: serialized_size(obj),
+            size: serialized_size(&obj),
+            object: obj,
+            previous,
         };
         self.pending.push(Arc::new(ev));
     }
@@ -1028,13 +1047,9 @@ impl Inner {
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert((ns.clone(), name.clone()), obj.clone());
+        self.store(res, (ns.clone(), name.clone()), &obj, EventType::Added);
         self.uids
             .insert(uid, (res.storage_key(), (ns.clone(), name.clone())));
-        self.emit(res, EventType::Added, &obj, None);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&obj);
         }
@@ -1270,14 +1285,13 @@ impl Inner {
         if !errs.is_empty() {
             return Err(ApiError::invalid(res, name, errs));
         }
-        if res.generation && spec_part(&old) != spec_part(&new) {
+        if res.generation && !same_spec(&old, &new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             defaults::child(&mut new, "metadata")["generation"] = json!(g);
         }
         // A no-op write changes nothing, not even the resourceVersion.
-        let mut unchanged = new.clone();
-        defaults::child(&mut unchanged, "metadata")["resourceVersion"] = json!(old_rv);
-        if unchanged == old {
+        defaults::child(&mut new, "metadata")["resourceVersion"] = json!(old_rv);
+        if new == old {
             return Ok(old);
         }
         if dry_run {
@@ -1293,11 +1307,7 @@ impl Inner {
             },
             name.to_string(),
         );
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(old));
+        self.store(res, key.clone(), &new, EventType::Modified);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1447,11 +1457,7 @@ impl Inner {
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key, obj.clone());
-        self.emit(res, EventType::Modified, &obj, Some(current));
+        self.store(res, key, &obj, EventType::Modified);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1485,16 +1491,17 @@ impl Inner {
 
     /// Removes an object for good and queues the garbage collection it triggers.
     fn remove(&mut self, res: &ResourceDef, key: &ObjKey, _now: &str) -> Value {
-        let Some(mut obj) = self
+        let Some(last) = self
             .objects
             .get_mut(&res.storage_key())
             .and_then(|m| m.remove(key))
         else {
             return Value::Null;
         };
+        let mut obj = Arc::unwrap_or_clone(last);
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.emit(res, EventType::Deleted, &obj, None);
+        self.emit(res, EventType::Deleted, Arc::new(obj.clone()), None);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1542,7 +1549,7 @@ impl Inner {
                     .as_array()
                     .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)));
                 if owned {
-                    out.push((res.clone(), k.clone(), o.clone()));
+                    out.push((res.clone(), k.clone(), Value::clone(o)));
                 }
             }
         }
@@ -1552,7 +1559,7 @@ impl Inner {
     fn by_uid(&self, uid: &str) -> Option<(ResourceDef, ObjKey, Value)> {
         let (key, okey) = self.uids.get(uid)?;
         let res = self.find_resource(&key.0, &key.1)?;
-        let obj = self.objects.get(key)?.get(okey)?.clone();
+        let obj = Value::clone(self.objects.get(key)?.get(okey)?);
         Some((res, okey.clone(), obj))
     }
 
@@ -1579,8 +1586,7 @@ impl Inner {
                     }
                 }
                 Task::OrphanDependents { uid } => {
-                    for (res, key, old) in self.dependents(&uid) {
-                        let mut new = old.clone();
+                    for (res, key, mut new) in self.dependents(&uid) {
                         if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
                             refs.retain(|r| r["uid"].as_str() != Some(&uid));
                             if refs.is_empty()
@@ -1589,7 +1595,7 @@ impl Inner {
                                 m.remove("ownerReferences");
                             }
                         }
-                        self.rewrite(&res, &key, old, new, now);
+                        self.rewrite(&res, &key, new, now);
                     }
                     self.drop_finalizer(&uid, ORPHAN, now);
                 }
@@ -1621,14 +1627,10 @@ impl Inner {
     }
 
     /// Stores a changed object outside the validation path (GC bookkeeping).
-    fn rewrite(&mut self, res: &ResourceDef, key: &ObjKey, old: Value, mut new: Value, now: &str) {
+    fn rewrite(&mut self, res: &ResourceDef, key: &ObjKey, mut new: Value, now: &str) {
         let rv = self.next_rv();
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.emit(res, EventType::Modified, &new, Some(old));
+        self.store(res, key.clone(), &new, EventType::Modified);
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
@@ -1651,9 +1653,9 @@ impl Inner {
             return;
         }
         fins.retain(|f| f != finalizer);
-        let mut new = old.clone();
+        let mut new = old;
         set_finalizers(&mut new, &fins);
-        self.rewrite(&res, &key, old, new, now);
+        self.rewrite(&res, &key, new, now);
     }
 
     fn finalize_namespace(&mut self, name: &str, now: &str, config: &StoreConfig) {
@@ -1707,7 +1709,7 @@ impl Inner {
         if finalizers(&new).is_empty() {
             self.remove(&ns_res, &key, now);
         } else if new != ns_obj {
-            self.rewrite(&ns_res, &key, ns_obj, new, now);
+            self.rewrite(&ns_res, &key, new, now);
         }
     }
 
