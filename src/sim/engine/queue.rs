@@ -57,6 +57,8 @@ pub struct WorkQueue {
     seen: BTreeMap<Key, Seen>,
     /// Keys by what they read.
     readers: HashMap<Read, BTreeSet<Key>>,
+    /// How many entries of `readers` each resource has: changes to others are skipped.
+    watched: HashMap<ResourceId, usize>,
     /// Wake-ups, earliest first.
     timers: BTreeSet<(Timestamp, Key)>,
     /// Keys that read a kind the cluster does not serve: they are reconciled every pass.
@@ -88,6 +90,7 @@ impl WorkQueue {
             primary_res: None,
             seen: BTreeMap::new(),
             readers: HashMap::new(),
+            watched: HashMap::new(),
             timers: BTreeSet::new(),
             volatile: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -226,6 +229,7 @@ impl WorkQueue {
         let Self {
             primary_res,
             readers,
+            watched,
             dirty,
             ..
         } = self;
@@ -233,8 +237,11 @@ impl WorkQueue {
             if Some(change.res) == *primary_res {
                 dirty.insert((change.namespace.clone(), change.name.clone()));
             }
-            for read in change.reads() {
-                if let Some(keys) = readers.get(&read) {
+            if !watched.contains_key(&change.res) {
+                return;
+            }
+            for read in &change.reads {
+                if let Some(keys) = readers.get(read) {
                     dirty.extend(keys.iter().cloned());
                 }
             }
@@ -253,6 +260,14 @@ impl WorkQueue {
                 keys.remove(key);
                 if keys.is_empty() {
                     self.readers.remove(read);
+                    if let Some(res) = read.resource()
+                        && let Some(n) = self.watched.get_mut(&res)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.watched.remove(&res);
+                        }
+                    }
                 }
             }
         }
@@ -272,10 +287,13 @@ impl WorkQueue {
             if *read == Read::Unserved {
                 self.volatile.insert(key.clone());
             } else {
-                self.readers
-                    .entry(read.clone())
-                    .or_default()
-                    .insert(key.clone());
+                let keys = self.readers.entry(read.clone()).or_default();
+                if keys.is_empty()
+                    && let Some(res) = read.resource()
+                {
+                    *self.watched.entry(res).or_default() += 1;
+                }
+                keys.insert(key.clone());
             }
         }
         if let Some(at) = wake {

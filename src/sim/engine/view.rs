@@ -58,6 +58,19 @@ pub enum Read {
     Unserved,
 }
 
+impl Read {
+    /// The resource read, if any.
+    #[must_use]
+    pub const fn resource(&self) -> Option<ResourceId> {
+        match self {
+            Self::Get { res, .. } | Self::List { res, .. } | Self::Controlled { res, .. } => {
+                Some(*res)
+            }
+            Self::Unserved => None,
+        }
+    }
+}
+
 /// One object that changed, as the caches saw it.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -71,11 +84,30 @@ pub struct Change {
     pub old: Option<Arc<Value>>,
     /// After; `None` when it was deleted.
     pub new: Option<Arc<Value>>,
+    /// Every read whose answer this change may have changed (filled in when journaled).
+    pub reads: Vec<Read>,
 }
 
 impl Change {
+    fn new(
+        res: ResourceId,
+        namespace: String,
+        name: String,
+        old: Option<Arc<Value>>,
+        new: Option<Arc<Value>>,
+    ) -> Self {
+        Self {
+            res,
+            namespace,
+            name,
+            old,
+            new,
+            reads: Vec::new(),
+        }
+    }
+
     /// Every read whose answer this change may have changed.
-    pub fn reads(&self) -> Vec<Read> {
+    fn affected_reads(&self) -> Vec<Read> {
         let mut owners: Vec<String> = [&self.old, &self.new]
             .into_iter()
             .flatten()
@@ -127,9 +159,10 @@ struct Journal {
 }
 
 impl Journal {
-    fn push(&mut self, change: Change) {
+    fn push(&mut self, mut change: Change) {
         // Nobody would read it.
         if !self.cursors.is_empty() {
+            change.reads = change.affected_reads();
             self.entries.push_back(change);
         }
     }
@@ -230,7 +263,7 @@ impl Informer {
                 e["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
             });
             if !same {
-                current.push((key, Arc::new(obj.clone())));
+                current.push((key, obj.clone()));
             } else if let Some(e) = self.entries.get(&key) {
                 current.push((key, e.clone()));
             }
@@ -250,13 +283,7 @@ impl Informer {
         };
         for (ns, name) in gone {
             let old = self.put(&ns, &name, None);
-            changed(Change {
-                res: 0,
-                namespace: ns,
-                name,
-                old,
-                new: None,
-            });
+            changed(Change::new(0, ns, name, old, None));
         }
         for ((ns, name), obj) in current {
             if self
@@ -268,13 +295,7 @@ impl Informer {
             }
             let obj = self.read_through(&obj);
             let old = self.put(&ns, &name, Some(obj.clone()));
-            changed(Change {
-                res: 0,
-                namespace: ns,
-                name,
-                old,
-                new: Some(obj),
-            });
+            changed(Change::new(0, ns, name, old, Some(obj)));
         }
         self.synced_at = scanned;
     }
@@ -336,13 +357,13 @@ impl Caches {
                         }
                     };
                     let old = informer.put(&ev.namespace, name, new.clone());
-                    journal.push(Change {
-                        res: at,
-                        namespace: ev.namespace.clone(),
-                        name: name.to_owned(),
+                    journal.push(Change::new(
+                        at,
+                        ev.namespace.clone(),
+                        name.to_owned(),
                         old,
                         new,
-                    });
+                    ));
                 }
                 for informer in &mut self.informers {
                     informer.synced_at = informer.synced_at.max(upto);
@@ -359,13 +380,7 @@ impl Caches {
                             informer.entries.keys().cloned().collect();
                         for (ns, name) in gone {
                             let old = informer.put(&ns, &name, None);
-                            journal.push(Change {
-                                res: at,
-                                namespace: ns,
-                                name,
-                                old,
-                                new: None,
-                            });
+                            journal.push(Change::new(at, ns, name, old, None));
                         }
                         informer.synced_at = store.resource_version();
                         continue;
