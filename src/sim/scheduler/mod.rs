@@ -11,7 +11,8 @@
 pub mod node;
 pub mod quantity;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -221,6 +222,9 @@ pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Decision
 #[derive(Debug, Default)]
 pub struct NodeUsage {
     by_node: BTreeMap<String, Usage>,
+    /// Each node's allocatable CPU, memory and pods by name, with the resourceVersion it was
+    /// read at: parsed once, not for every pod that is tried on the node.
+    allocatable: RefCell<HashMap<String, (String, (i128, i128, i128))>>,
 }
 
 impl NodeUsage {
@@ -240,6 +244,23 @@ impl NodeUsage {
             }
         }
         usage
+    }
+
+    /// [`allocatable`] of `node`, from the cache while the node is unchanged.
+    fn allocatable_of(&self, node: &Value) -> (i128, i128, i128) {
+        let name = str_at(node, "/metadata/name");
+        let rv = str_at(node, "/metadata/resourceVersion");
+        if !rv.is_empty()
+            && let Some((at, alloc)) = self.allocatable.borrow().get(name)
+            && at == rv
+        {
+            return *alloc;
+        }
+        let alloc = allocatable(node);
+        self.allocatable
+            .borrow_mut()
+            .insert(name.to_owned(), (rv.to_owned(), alloc));
+        alloc
     }
 
     /// Counts a pod against its node (nothing for unbound or terminal pods).
@@ -329,21 +350,23 @@ pub fn schedule_with(
     }
 
     let (want_cpu, want_mem) = requests(pod, false);
+    let scored = requests(pod, true);
     let none = Usage::default();
     let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
     let mut feasible: Vec<(i128, String)> = Vec::new();
     for node in cluster.nodes {
         let name = str_at(node, "/metadata/name").to_owned();
         let used = usage.by_node.get(name.as_str()).unwrap_or(&none);
+        let alloc = usage.allocatable_of(node);
         match filter(
             pod,
             node,
             cluster,
             (want_cpu, want_mem),
             rwop_conflict,
-            used,
+            (used, alloc),
         ) {
-            Ok(()) => feasible.push((score(pod, node, used), name)),
+            Ok(()) => feasible.push((score(scored, used, alloc), name)),
             Err(status) => {
                 statuses.insert(name, status);
             }
@@ -476,14 +499,16 @@ fn filter(
     cluster: &Snapshot<'_>,
     (want_cpu, want_mem): (i128, i128),
     rwop_conflict: bool,
-    used: &Usage,
+    (used, (cpu, mem, max_pods)): (&Usage, (i128, i128, i128)),
 ) -> Result<(), (Code, Vec<String>)> {
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
     // NodeUnschedulable (nodeunschedulable/node_unschedulable.go).
-    let cordon = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
-        && !tolerates(pod, &cordon)
+        && !tolerates(
+            pod,
+            &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
+        )
     {
         return fail(Code::Unresolvable, "node(s) were unschedulable");
     }
@@ -534,7 +559,6 @@ fn filter(
         }
     }
     // NodeResourcesFit (noderesources/fit.go): every shortfall is a reason.
-    let (cpu, mem, max_pods) = allocatable(node);
     let (used_cpu, used_mem, count) = (used.cpu, used.mem, used.count);
     let mut short = Vec::new();
     if count + 1 > max_pods {
@@ -577,11 +601,13 @@ fn filter(
     Ok(())
 }
 
-/// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the
-/// scheduler's non-zero defaults for containers without requests.
-fn score(pod: &Value, node: &Value, used: &Usage) -> i128 {
-    let (cpu, mem, _) = allocatable(node);
-    let (req_cpu, req_mem) = requests(pod, true);
+/// NodeResourcesFit's least-allocated score (0–100) over CPU and memory: the pod's requests
+/// with the scheduler's non-zero defaults for containers without requests, plus the node's.
+fn score(
+    (req_cpu, req_mem): (i128, i128),
+    used: &Usage,
+    (cpu, mem, _): (i128, i128, i128),
+) -> i128 {
     let (req_cpu, req_mem) = (req_cpu + used.score_cpu, req_mem + used.score_mem);
     let least = |cap: i128, req: i128| {
         if cap <= 0 || req > cap {
