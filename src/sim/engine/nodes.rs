@@ -86,19 +86,56 @@ pub struct Nodes {
 fn hash_of(parts: &[&Value]) -> u64 {
     let mut h = DefaultHasher::new();
     for p in parts {
-        p.to_string().hash(&mut h);
+        hash_value(p, &mut h);
     }
     h.finish()
 }
 
+/// Feeds a JSON value to a hasher, walking it rather than printing it.
+fn hash_value(v: &Value, h: &mut DefaultHasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => {
+            2u8.hash(h);
+            match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i.hash(h),
+                (None, Some(u)) => u.hash(h),
+                (None, None) => n.as_f64().map(f64::to_bits).hash(h),
+            }
+        }
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            for item in items {
+                hash_value(item, h);
+            }
+        }
+        Value::Object(m) => {
+            (5u8, m.len()).hash(h);
+            for (k, item) in m {
+                k.hash(h);
+                hash_value(item, h);
+            }
+        }
+    }
+}
+
 /// What makes the node agent look at a pod again: anything but its status and bookkeeping.
 fn pod_fingerprint(pod: &Value) -> u64 {
-    let mut meta = pod.get("metadata").cloned().unwrap_or(Value::Null);
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
+    let mut h = DefaultHasher::new();
+    for (k, v) in pod
+        .get("metadata")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "resourceVersion" | "managedFields"))
+    {
+        k.hash(&mut h);
+        hash_value(v, &mut h);
     }
-    hash_of(&[&meta, pod.get("spec").unwrap_or(&Value::Null)])
+    hash_value(pod.get("spec").unwrap_or(&Value::Null), &mut h);
+    h.finish()
 }
 
 fn event_type(t: EventType) -> &'static str {
