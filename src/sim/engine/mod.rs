@@ -570,9 +570,9 @@ fn apply(store: &Store, recorder: &mut EventRecorder, now: Timestamp, out: Recon
     let mut applied = true;
     for effect in out.effects {
         let written = match effect {
-            Effect::Create(obj) => write(store, &obj, None),
-            Effect::Update(obj) => write(store, &obj, Some(Part::Main)),
-            Effect::UpdateStatus(obj) => write(store, &obj, Some(Part::Status)),
+            Effect::Create(obj) => write(store, obj, None),
+            Effect::Update(obj) => write(store, obj, Some(Part::Main)),
+            Effect::UpdateStatus(obj) => write(store, obj, Some(Part::Status)),
             Effect::Delete {
                 api_version,
                 kind,
@@ -618,11 +618,16 @@ fn controller_event(ev: &controllers::Event, now: Timestamp) -> Incoming {
 /// Creates (`part == None`) or updates an object as a controller's client would. Updates are
 /// unconditional: the stored resourceVersion is used, as several effects of one reconcile may
 /// touch the same object.
-fn write(store: &Store, obj: &Value, part: Option<Part>) -> Result<(), ApiError> {
+fn write(store: &Store, obj: Value, part: Option<Part>) -> Result<(), ApiError> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default();
     let kind = obj["kind"].as_str().unwrap_or_default();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    let ns = obj["metadata"]["namespace"].as_str();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
+    let ns = ns.as_deref();
+    let name = name.as_str();
     let Some(res) = store.resource_for_kind(api_version, kind) else {
         return Err(ApiError::new(
             Reason::NotFound,
@@ -631,7 +636,7 @@ fn write(store: &Store, obj: &Value, part: Option<Part>) -> Result<(), ApiError>
     };
     match part {
         None => store
-            .create(&res, ns, obj.clone(), &WriteOptions::default())
+            .create(&res, ns, obj, &WriteOptions::default())
             .map(|_| ()),
         Some(part) => store
             .modify(
@@ -642,7 +647,7 @@ fn write(store: &Store, obj: &Value, part: Option<Part>) -> Result<(), ApiError>
                 &WriteOptions::default(),
                 |current| match current {
                     Some(cur) => {
-                        let mut next = obj.clone();
+                        let mut next = obj;
                         next["metadata"]["resourceVersion"] =
                             cur["metadata"]["resourceVersion"].clone();
                         Ok(next)

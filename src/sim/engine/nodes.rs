@@ -629,9 +629,10 @@ fn set_condition(store: &Store, pod: &Value, condition: &Value) {
             let Some(p) = current else {
                 return Err(ApiError::not_found(&res, name));
             };
-            let mut p = p.clone();
-            let mut conditions: Vec<Value> = p
-                .pointer("/status/conditions")
+            // A status write takes only the status from the body.
+            let mut status = p.get("status").cloned().unwrap_or_else(|| json!({}));
+            let mut conditions: Vec<Value> = status
+                .pointer("/conditions")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -648,10 +649,15 @@ fn set_condition(store: &Store, pod: &Value, condition: &Value) {
                 }
                 None => conditions.push(next),
             }
-            p["status"]["conditions"] = Value::Array(conditions);
-            Ok(p)
+            status["conditions"] = Value::Array(conditions);
+            Ok(status_body(status))
         },
     );
+}
+
+/// The body of a status write: the status subresource takes nothing else from it.
+fn status_body(status: Value) -> Value {
+    Value::Object(serde_json::Map::from_iter([("status".to_owned(), status)]))
 }
 
 /// Writes the status the node agent computed.
@@ -672,11 +678,8 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
         Part::Status,
         &WriteOptions::default(),
         |current| match current {
-            Some(p) if str_at(p, "/metadata/uid") == uid => {
-                let mut p = p.clone();
-                p["status"] = status.clone();
-                Ok(p)
-            }
+            // A status write takes only the status from the body.
+            Some(p) if str_at(p, "/metadata/uid") == uid => Ok(status_body(status.clone())),
             _ => Err(ApiError::not_found(&res, name)),
         },
     );

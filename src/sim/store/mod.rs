@@ -506,10 +506,16 @@ impl Store {
         } else {
             ""
         };
-        let current = inner
-            .get(res, ns_str, name)
-            .map(|o| with_version(o.clone(), res));
-        let desired = f(current.as_ref())?;
+        // Read through the resource's version; most objects are stored that way already and
+        // need no copy.
+        let current = inner.get_arc(res, ns_str, name).map(|o| {
+            if has_version(&o, res) {
+                o
+            } else {
+                Arc::new(with_version(Value::clone(&o), res))
+            }
+        });
+        let desired = f(current.as_deref())?;
         let result = match current {
             None => (inner.create(res, ns, desired, &now, opts.dry_run)?, true),
             Some(old) => (
@@ -694,6 +700,18 @@ fn serialized_size(v: &Value) -> usize {
     count.0
 }
 
+/// Whether `obj` already has the `apiVersion` and `kind` it is read through.
+fn has_version(obj: &Value, res: &ResourceDef) -> bool {
+    obj.get("kind").and_then(Value::as_str) == Some(res.kind.as_str())
+        && obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|av| match av.split_once('/') {
+                Some((group, version)) => group == res.group && version == res.version,
+                None => res.group.is_empty() && av == res.version,
+            })
+}
+
 /// Sets `apiVersion` to the version the object is read through.
 fn with_version(mut obj: Value, res: &ResourceDef) -> Value {
     if let Value::Object(m) = &mut obj {
@@ -841,10 +859,17 @@ impl Inner {
     }
 
     fn get(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<&Value> {
+        self.get_shared(res, ns, name).map(AsRef::as_ref)
+    }
+
+    fn get_shared(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<&Arc<Value>> {
         let ns = if res.namespaced { ns } else { "" };
         self.objects_of(res)?
             .get(&(ns.to_string(), name.to_string()))
-            .map(AsRef::as_ref)
+    }
+
+    fn get_arc(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.get_shared(res, ns, name).cloned()
     }
 
     /// Stores a new state of an object and records the change, with the state it replaced.
@@ -1169,7 +1194,7 @@ impl Inner {
         res: &ResourceDef,
         ns: &str,
         name: &str,
-        old: Value,
+        old: Arc<Value>,
         mut new: Value,
         part: Part,
         now: &str,
@@ -1220,9 +1245,17 @@ impl Inner {
         }
         match part {
             Part::Status => {
-                let mut merged = old.clone();
-                merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-                new = merged;
+                // The stored object with the new status, without copying the old status.
+                let status = new.get_mut("status").map_or(Value::Null, Value::take);
+                let mut merged: serde_json::Map<String, Value> = old
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| *k != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                merged.insert("status".into(), status);
+                new = Value::Object(merged);
             }
             Part::Main => {
                 if res.status
@@ -1291,8 +1324,8 @@ impl Inner {
         }
         // A no-op write changes nothing, not even the resourceVersion.
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(old_rv);
-        if new == old {
-            return Ok(old);
+        if new == *old {
+            return Ok(Arc::unwrap_or_clone(old));
         }
         if dry_run {
             return Ok(new);
