@@ -271,7 +271,7 @@ impl SimEngine {
             attach: AttachDetachController::default(),
             load_balancer,
             nodes: nodes::Nodes::new(agents),
-            informers: Arc::default(),
+            informers: Informers::follow(&store),
             queues: Queues::default(),
         })
     }
@@ -636,26 +636,23 @@ fn write(store: &Store, obj: Value, part: Option<Part>) -> Result<(), ApiError> 
     };
     match part {
         None => store
-            .create(&res, ns, obj, &WriteOptions::default())
+            .create_shared(&res, ns, obj, &WriteOptions::default())
             .map(|_| ()),
-        Some(part) => store
-            .modify(
-                &res,
-                ns,
-                name,
-                part,
-                &WriteOptions::default(),
-                |current| match current {
-                    Some(cur) => {
-                        let mut next = obj;
-                        next["metadata"]["resourceVersion"] =
-                            cur["metadata"]["resourceVersion"].clone();
-                        Ok(next)
+        Some(part) => {
+            store
+                .modify_shared(&res, ns, name, part, &WriteOptions::default(), |current| {
+                    match current {
+                        Some(cur) => {
+                            let mut next = obj;
+                            next["metadata"]["resourceVersion"] =
+                                cur["metadata"]["resourceVersion"].clone();
+                            Ok(next)
+                        }
+                        None => Err(ApiError::not_found(&res, name)),
                     }
-                    None => Err(ApiError::not_found(&res, name)),
-                },
-            )
-            .map(|_| ()),
+                })
+                .map(|_| ())
+        }
     }
 }
 
@@ -670,7 +667,7 @@ fn ensure_owned(store: &Store, desired: &Value) {
     let Some(res) = store.resource_for_kind(api_version, kind) else {
         return;
     };
-    let _ = store.modify(
+    let _ = store.modify_shared(
         &res,
         ns,
         name,

@@ -253,10 +253,12 @@ impl Nodes {
             })
             .map(|p| Value::clone(p))
             .collect();
-        let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
-        self.binding.retain(|uid, _| live.contains(uid.as_str()));
-        self.unschedulable
-            .retain(|uid, _| live.contains(uid.as_str()));
+        if !self.binding.is_empty() || !self.unschedulable.is_empty() {
+            let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
+            self.binding.retain(|uid, _| live.contains(uid.as_str()));
+            self.unschedulable
+                .retain(|uid, _| live.contains(uid.as_str()));
+        }
         if pending.is_empty() {
             return;
         }
@@ -619,7 +621,7 @@ fn set_condition(store: &Store, pod: &Value, condition: &Value) {
     };
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
-    let _ = store.modify(
+    let _ = store.modify_shared(
         &res,
         Some(ns),
         name,
@@ -671,7 +673,7 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
     let uid = str_at(pod, "/metadata/uid");
-    let _ = store.modify(
+    let _ = store.modify_shared(
         &res,
         Some(ns),
         name,

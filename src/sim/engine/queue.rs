@@ -129,7 +129,7 @@ impl WorkQueue {
         let mut done = Vec::new();
         for key in std::mem::take(&mut self.dirty) {
             if let Some((api_version, kind)) = self.primary
-                && view.get(api_version, kind, Some(&key.0), &key.1).is_none()
+                && !view.contains(api_version, kind, &key.0, &key.1)
             {
                 // Gone: nothing to reconcile, nothing to remember.
                 self.forget(&key);
@@ -233,7 +233,7 @@ impl WorkQueue {
             dirty,
             ..
         } = self;
-        informers.changes(store, consumer, |change| {
+        informers.changes(consumer, |change| {
             if Some(change.res) == *primary_res {
                 dirty.insert((change.namespace.clone(), change.name.clone()));
             }
@@ -400,8 +400,7 @@ mod tests {
 
     fn create(store: &Store, plural: &str, obj: Value) -> Value {
         let group = if plural == "pods" { "" } else { "apps" };
-        let version = if plural == "pods" { "v1" } else { "v1" };
-        let res = store.resource(group, version, plural).unwrap();
+        let res = store.resource(group, "v1", plural).unwrap();
         store
             .create(&res, Some("default"), obj, &WriteOptions::default())
             .unwrap()
@@ -480,7 +479,7 @@ mod tests {
     #[test]
     fn reconciles_only_keys_whose_reads_changed() {
         let store = store(StoreConfig::default());
-        let informers = Informers::default();
+        let informers = Informers::follow(&store);
         let view = StoreView::new(&store, &informers, &[]);
         let a = create(&store, "replicasets", rs("a"));
         let b = create(&store, "replicasets", rs("b"));
@@ -574,12 +573,12 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_that_fell_behind_the_history_relists_and_still_sees_every_change() {
+    fn the_caches_follow_every_change_whatever_the_watch_history_keeps() {
         let store = store(StoreConfig {
             watch_history: 4,
             ..StoreConfig::default()
         });
-        let informers = Informers::default();
+        let informers = Informers::follow(&store);
         let view = StoreView::new(&store, &informers, &[]);
         let sets: Vec<Value> = (0..3)
             .map(|i| create(&store, "replicasets", rs(&format!("r{i}"))))
@@ -611,7 +610,7 @@ mod tests {
     #[should_panic(expected = "missed")]
     fn the_check_catches_a_reconcile_that_depends_on_something_it_did_not_read() {
         let store = store(StoreConfig::default());
-        let informers = Informers::default();
+        let informers = Informers::follow(&store);
         let view = StoreView::new(&store, &informers, &[]);
         create(&store, "replicasets", rs("a"));
         let mut queue = WorkQueue::of("apps/v1", "ReplicaSet");

@@ -268,7 +268,7 @@ fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, Stri
     for _ in 0..1000 {
         let name = format!("{}.{nanos:x}", ev.involved.name);
         body["metadata"] = json!({"name": name, "namespace": namespace});
-        match store.create(
+        match store.create_shared(
             &res,
             Some(&namespace),
             body.clone(),
@@ -288,7 +288,7 @@ fn update(store: &Store, namespace: &str, name: &str, f: impl FnOnce(&mut Value)
         return false;
     };
     store
-        .modify(
+        .modify_shared(
             &res,
             Some(namespace),
             name,

@@ -1,12 +1,10 @@
 //! The controllers' and node agents' read-only window on the object store.
 //!
 //! Reads go through [`Informers`], one cache per resource shared by every reconcile, as a
-//! real controller manager's informers are: a list hands out the cached objects ([`Arc`]s)
-//! instead of copying the store. Before a read, every cache catches up with the store by
-//! applying the changes in the store's watch history since it was last brought up to date
-//! (a watch); one that fell behind the history lists the store again and compares (a relist).
-//! So every reconcile sees the writes of the ones before it, and writes made through the API
-//! between two rounds are seen by the next one.
+//! real controller manager's informers are: a list hands out the cached objects ([`Arc`]s,
+//! the store's own) instead of copying the store. A cache starts from a list of the store and
+//! then follows every change as the store makes it, so every reconcile sees the writes of the
+//! ones before it, and writes made through the API between two rounds are seen by the next one.
 //!
 //! The caches also keep a journal of what changed (the object before and after), for the
 //! work queues ([`super::queue`]) to find the keys whose reconcile read something that changed:
@@ -15,12 +13,12 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde_json::{Value, json};
 
 use crate::sim::controllers::{self, attachdetach, meta};
-use crate::sim::store::{EventType, Store};
+use crate::sim::store::{EventType, Listener, Store, WatchEvent};
 use crate::sim::{behaviour, resources::ResourceDef};
 
 /// Which cache (resource) a read or a change concerns: its position in [`Informers`].
@@ -73,23 +71,18 @@ impl Read {
 
 /// One object that changed, as the caches saw it.
 #[derive(Debug, Clone)]
-pub struct Change {
-    /// The resource.
-    pub res: ResourceId,
-    /// Namespace, empty for cluster-scoped objects.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
+struct Change {
+    res: ResourceId,
+    namespace: String,
+    name: String,
     /// Before; `None` when it was created.
-    pub old: Option<Arc<Value>>,
+    old: Option<Arc<Value>>,
     /// After; `None` when it was deleted.
-    pub new: Option<Arc<Value>>,
-    /// Every read whose answer this change may have changed (filled in when journaled).
-    pub reads: Vec<Read>,
+    new: Option<Arc<Value>>,
 }
 
 impl Change {
-    fn new(
+    const fn new(
         res: ResourceId,
         namespace: String,
         name: String,
@@ -102,12 +95,12 @@ impl Change {
             name,
             old,
             new,
-            reads: Vec::new(),
         }
     }
 
-    /// Every read whose answer this change may have changed.
-    fn affected_reads(&self) -> Vec<Read> {
+    /// The journal's record of this change: which object, and every read whose answer the
+    /// change may have changed. The objects themselves are not kept.
+    fn into_changed(self) -> Changed {
         let mut owners: Vec<String> = [&self.old, &self.new]
             .into_iter()
             .flatten()
@@ -136,8 +129,26 @@ impl Change {
             namespace: self.namespace.clone(),
             owner,
         }));
-        reads
+        Changed {
+            res: self.res,
+            namespace: self.namespace,
+            name: self.name,
+            reads,
+        }
     }
+}
+
+/// One object that changed, as the change journal records it.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// The resource.
+    pub res: ResourceId,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Every read whose answer the change may have changed.
+    pub reads: Vec<Read>,
 }
 
 /// The uid of an object's controller, empty when it has none.
@@ -153,17 +164,16 @@ pub type ConsumerId = usize;
 struct Journal {
     /// The sequence number of the first entry.
     base: u64,
-    entries: VecDeque<Change>,
+    entries: VecDeque<Changed>,
     /// The next sequence number each consumer reads.
     cursors: Vec<u64>,
 }
 
 impl Journal {
-    fn push(&mut self, mut change: Change) {
+    fn push(&mut self, change: Change) {
         // Nobody would read it.
         if !self.cursors.is_empty() {
-            change.reads = change.affected_reads();
-            self.entries.push_back(change);
+            self.entries.push_back(change.into_changed());
         }
     }
 
@@ -188,8 +198,6 @@ struct Informer {
     /// `apiVersion` and `kind` of the version the cache reads through.
     api_version: Value,
     kind: Value,
-    /// The store's resourceVersion the cache was last brought up to date at.
-    synced_at: u64,
     /// Every object by namespace (empty for cluster-scoped objects) and name: the store's order.
     entries: BTreeMap<(String, String), Arc<Value>>,
     /// Names by (namespace, controller uid; empty for objects without a controller).
@@ -197,17 +205,23 @@ struct Informer {
 }
 
 impl Informer {
-    fn new(store: &Store, res: &ResourceDef) -> Self {
+    /// A cache of `res` holding the listed objects.
+    fn listed(
+        res: &ResourceDef,
+        objects: &mut dyn Iterator<Item = (&str, &str, &Arc<Value>)>,
+    ) -> Self {
         let mut informer = Self {
             group: res.group.clone(),
             plural: res.plural.clone(),
             api_version: json!(res.api_version()),
             kind: json!(res.kind),
-            synced_at: 0,
             entries: BTreeMap::new(),
             controlled: HashMap::new(),
         };
-        informer.relist(store, res, &mut |_| {});
+        for (ns, name, obj) in objects {
+            let obj = informer.read_through(obj);
+            informer.put(ns, name, Some(obj));
+        }
         informer
     }
 
@@ -254,52 +268,6 @@ impl Informer {
         old
     }
 
-    /// Lists the store again and records every difference to what was cached.
-    fn relist(&mut self, store: &Store, res: &ResourceDef, changed: &mut dyn FnMut(Change)) {
-        let mut current: Vec<((String, String), Arc<Value>)> = Vec::new();
-        let scanned = store.scan(res, |ns, name, obj| {
-            let key = (ns.to_owned(), name.to_owned());
-            let same = self.entries.get(&key).is_some_and(|e| {
-                e["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
-            });
-            if !same {
-                current.push((key, obj.clone()));
-            } else if let Some(e) = self.entries.get(&key) {
-                current.push((key, e.clone()));
-            }
-        });
-        let gone: Vec<(String, String)> = {
-            let mut listed = current.iter().map(|(k, _)| k).peekable();
-            self.entries
-                .keys()
-                .filter(|k| {
-                    while listed.peek().is_some_and(|l| l < k) {
-                        listed.next();
-                    }
-                    listed.peek() != Some(k)
-                })
-                .cloned()
-                .collect()
-        };
-        for (ns, name) in gone {
-            let old = self.put(&ns, &name, None);
-            changed(Change::new(0, ns, name, old, None));
-        }
-        for ((ns, name), obj) in current {
-            if self
-                .entries
-                .get(&(ns.clone(), name.clone()))
-                .is_some_and(|e| Arc::ptr_eq(e, &obj))
-            {
-                continue;
-            }
-            let obj = self.read_through(&obj);
-            let old = self.put(&ns, &name, Some(obj.clone()));
-            changed(Change::new(0, ns, name, old, Some(obj)));
-        }
-        self.synced_at = scanned;
-    }
-
     /// The entries of one namespace (all with `None`), in namespace/name order.
     fn range(&self, namespace: Option<&str>) -> impl Iterator<Item = &Arc<Value>> {
         let (from, to) = match namespace {
@@ -325,113 +293,85 @@ impl Caches {
             .iter()
             .position(|i| i.group == group && i.plural == plural)
     }
-
-    /// Brings every cache up to the store's current state.
-    fn sync(&mut self, store: &Store) {
-        let Some(from) = self.informers.iter().map(|i| i.synced_at).min() else {
-            return;
-        };
-        if from == store.resource_version() {
-            return;
-        }
-        let journal = &mut self.journal;
-        match store.changes_since(from, None) {
-            Ok((events, upto)) => {
-                for ev in events {
-                    let Some(at) = self
-                        .informers
-                        .iter()
-                        .position(|i| i.group == ev.group && i.plural == ev.plural)
-                    else {
-                        continue;
-                    };
-                    let informer = &mut self.informers[at];
-                    if ev.rv <= informer.synced_at {
-                        continue;
-                    }
-                    let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
-                    let new = match ev.kind {
-                        EventType::Deleted => None,
-                        EventType::Added | EventType::Modified => {
-                            Some(informer.read_through(&ev.object))
-                        }
-                    };
-                    let old = informer.put(&ev.namespace, name, new.clone());
-                    journal.push(Change::new(
-                        at,
-                        ev.namespace.clone(),
-                        name.to_owned(),
-                        old,
-                        new,
-                    ));
-                }
-                for informer in &mut self.informers {
-                    informer.synced_at = informer.synced_at.max(upto);
-                }
-            }
-            Err(_) => {
-                // Fell behind the history: list everything again, as a reflector does on 410.
-                for (at, informer) in self.informers.iter_mut().enumerate() {
-                    let Some(res) =
-                        store.resource(&informer.group, version_of(informer), &informer.plural)
-                    else {
-                        // The resource is gone (a deleted custom resource definition).
-                        let gone: Vec<(String, String)> =
-                            informer.entries.keys().cloned().collect();
-                        for (ns, name) in gone {
-                            let old = informer.put(&ns, &name, None);
-                            journal.push(Change::new(at, ns, name, old, None));
-                        }
-                        informer.synced_at = store.resource_version();
-                        continue;
-                    };
-                    informer.relist(store, &res, &mut |c| {
-                        journal.push(Change { res: at, ..c });
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// The version part of a cache's `apiVersion`.
-fn version_of(informer: &Informer) -> &str {
-    let api_version = informer.api_version.as_str().unwrap_or_default();
-    api_version.rsplit('/').next().unwrap_or(api_version)
 }
 
 /// The per-resource read caches of one simulated cluster, kept from round to round.
-#[derive(Debug, Default)]
+///
+/// They follow the store as it changes ([`Store::listen`]): every change reaches them before
+/// the write that made it returns, so they never fall behind and never list the store again.
+#[derive(Debug)]
 pub struct Informers {
     caches: Mutex<Caches>,
 }
 
+impl Listener for Informers {
+    fn changed(&self, ev: &WatchEvent) {
+        let mut caches = self.lock();
+        let Some(at) = caches.position(&ev.group, &ev.plural) else {
+            // Nobody has read this resource: a cache made later starts from a list.
+            return;
+        };
+        let informer = &mut caches.informers[at];
+        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
+        let new = match ev.kind {
+            EventType::Deleted => None,
+            EventType::Added | EventType::Modified => Some(informer.read_through(&ev.object)),
+        };
+        let old = informer.put(&ev.namespace, name, new.clone());
+        let change = Change::new(at, ev.namespace.clone(), name.to_owned(), old, new);
+        caches.journal.push(change);
+    }
+}
+
 impl Informers {
+    /// Caches that follow `store` from now on.
+    #[must_use]
+    pub fn follow(store: &Store) -> Arc<Self> {
+        let informers = Arc::new(Self {
+            caches: Mutex::default(),
+        });
+        let weak: Weak<dyn Listener> = Arc::downgrade(&informers) as Weak<dyn Listener>;
+        store.listen(weak);
+        informers
+    }
+
     fn lock(&self) -> MutexGuard<'_, Caches> {
         self.caches
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs `f` on the up-to-date cache of `res`.
+    /// Runs `f` on the cache of `res`, made from a list of the store on first use.
     fn with<T>(
         &self,
         store: &Store,
         res: &ResourceDef,
         f: impl FnOnce(ResourceId, &Informer) -> T,
     ) -> T {
-        let mut caches = self.lock();
-        caches.sync(store);
-        let at = match caches.position(&res.group, &res.plural) {
-            Some(at) => at,
-            None => {
-                // A new cache starts from a list; the others catch up to it.
-                caches.informers.push(Informer::new(store, res));
-                caches.sync(store);
-                caches.informers.len() - 1
+        {
+            let caches = self.lock();
+            if let Some(at) = caches.position(&res.group, &res.plural) {
+                return f(at, &caches.informers[at]);
             }
-        };
-        f(at, &caches.informers[at])
+        }
+        // Listed and installed under the store's lock, so that no change comes between the
+        // list and the first change the cache follows (the store calls its listeners under
+        // the same lock, and always before taking the caches' lock: the same order).
+        store.scan(res, |objects| {
+            let mut caches = self.lock();
+            if caches.position(&res.group, &res.plural).is_none() {
+                caches.informers.push(Informer::listed(res, objects));
+            }
+        });
+        let caches = self.lock();
+        let at = caches
+            .position(&res.group, &res.plural)
+            .unwrap_or(caches.informers.len());
+        match caches.informers.get(at) {
+            Some(informer) => f(at, informer),
+            // Cannot happen: it was just installed and caches are never removed.
+            None => f(at, &Informer::listed(res, &mut std::iter::empty())),
+        }
     }
 
     /// The cache of `api_version`/`kind`, created (from a list) if needed.
@@ -448,11 +388,9 @@ impl Informers {
         caches.journal.cursors.len() - 1
     }
 
-    /// Brings every cache up to date and visits the changes `consumer` has not seen, oldest
-    /// first.
-    pub fn changes(&self, store: &Store, consumer: ConsumerId, mut f: impl FnMut(&Change)) {
+    /// Visits the changes `consumer` has not seen, oldest first.
+    pub fn changes(&self, consumer: ConsumerId, mut f: impl FnMut(&Changed)) {
         let mut caches = self.lock();
-        caches.sync(store);
         let journal = &mut caches.journal;
         let Some(cursor) = journal.cursors.get(consumer).copied() else {
             return;
@@ -513,6 +451,18 @@ impl<'a> StoreView<'a> {
     #[must_use]
     pub const fn informers(&self) -> &'a Informers {
         self.informers
+    }
+
+    /// Whether the object exists, without copying it (and without noting the read).
+    #[must_use]
+    pub fn contains(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        let Some(res) = self.store.resource_for_kind(api_version, kind) else {
+            return false;
+        };
+        let ns = if res.namespaced { namespace } else { "" };
+        self.informers.with(self.store, &res, |_, i| {
+            i.entries.contains_key(&(ns.to_owned(), name.to_owned()))
+        })
     }
 
     fn note(&self, read: Read) {
@@ -694,7 +644,7 @@ mod tests {
     #[test]
     fn lists_follow_every_write_and_share_unchanged_objects() {
         let store = store();
-        let informers = Informers::default();
+        let informers = Informers::follow(&store);
         let view = StoreView::new(&store, &informers, &[]);
         let pods = store.resource("", "v1", "pods").unwrap();
         for name in ["b", "a", "c"] {
@@ -760,7 +710,7 @@ mod tests {
     #[test]
     fn controlled_lists_equal_the_filtered_list() {
         let store = store();
-        let informers = Informers::default();
+        let informers = Informers::follow(&store);
         let view = StoreView::new(&store, &informers, &[]);
         let pods = store.resource("", "v1", "pods").unwrap();
         for (name, owner) in [

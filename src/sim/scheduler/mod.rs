@@ -224,7 +224,7 @@ pub struct NodeUsage {
     by_node: BTreeMap<String, Usage>,
     /// Each node's allocatable CPU, memory and pods by name, with the resourceVersion it was
     /// read at: parsed once, not for every pod that is tried on the node.
-    allocatable: RefCell<HashMap<String, (String, (i128, i128, i128))>>,
+    allocatable: RefCell<HashMap<String, (String, Allocatable)>>,
 }
 
 impl NodeUsage {
@@ -247,7 +247,7 @@ impl NodeUsage {
     }
 
     /// [`allocatable`] of `node`, from the cache while the node is unchanged.
-    fn allocatable_of(&self, node: &Value) -> (i128, i128, i128) {
+    fn allocatable_of(&self, node: &Value) -> Allocatable {
         let name = str_at(node, "/metadata/name");
         let rv = str_at(node, "/metadata/resourceVersion");
         if !rv.is_empty()
@@ -475,7 +475,10 @@ fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item =
         .filter(move |p| str_at(p, "/spec/nodeName") == node && !terminal(p))
 }
 
-fn allocatable(node: &Value) -> (i128, i128, i128) {
+/// A node's allocatable CPU (millicores), memory (bytes) and pods.
+type Allocatable = (i128, i128, i128);
+
+fn allocatable(node: &Value) -> Allocatable {
     let q = |r: &str, parse: fn(&str) -> Option<i128>| {
         node.pointer(&format!("/status/allocatable/{r}"))
             .and_then(|v| match v {
@@ -499,7 +502,7 @@ fn filter(
     cluster: &Snapshot<'_>,
     (want_cpu, want_mem): (i128, i128),
     rwop_conflict: bool,
-    (used, (cpu, mem, max_pods)): (&Usage, (i128, i128, i128)),
+    (used, (cpu, mem, max_pods)): (&Usage, Allocatable),
 ) -> Result<(), (Code, Vec<String>)> {
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
@@ -603,11 +606,7 @@ fn filter(
 
 /// NodeResourcesFit's least-allocated score (0–100) over CPU and memory: the pod's requests
 /// with the scheduler's non-zero defaults for containers without requests, plus the node's.
-fn score(
-    (req_cpu, req_mem): (i128, i128),
-    used: &Usage,
-    (cpu, mem, _): (i128, i128, i128),
-) -> i128 {
+fn score((req_cpu, req_mem): (i128, i128), used: &Usage, (cpu, mem, _): Allocatable) -> i128 {
     let (req_cpu, req_mem) = (req_cpu + used.score_cpu, req_mem + used.score_mem);
     let least = |cap: i128, req: i128| {
         if cap <= 0 || req > cap {

@@ -15,7 +15,7 @@ pub mod selector;
 pub mod validation;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -36,8 +36,11 @@ const FOREGROUND: &str = "foregroundDeletion";
 /// Finalizer of orphaning deletion (metav1.FinalizerOrphanDependents).
 const ORPHAN: &str = "orphan";
 
-/// The default of [`StoreConfig::watch_history_bytes`]: 64 MiB.
-pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 64 << 20;
+/// The default of [`StoreConfig::watch_history_bytes`]: 16 MiB, some 5,000 pod updates. A
+/// choice of the simulator (the API server's watch cache counts events, not bytes): enough for
+/// any watcher that keeps reading, small enough that a cluster of thousands of pods does not
+/// keep hundreds of megabytes of old versions.
+pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 16 << 20;
 
 /// Tunables of the store.
 #[derive(Debug, Clone)]
@@ -45,8 +48,8 @@ pub struct StoreConfig {
     /// How many change events the watch history keeps; older resourceVersions get 410 Expired.
     pub watch_history: usize,
     /// How many bytes of serialized objects the watch history keeps (each event counts the
-    /// JSON size of its object); older resourceVersions get 410 Expired. The history also
-    /// keeps each change's previous state, so it holds about twice this in objects.
+    /// JSON size of its object; the state it replaced, kept for filtered watches, is not
+    /// counted); older resourceVersions get 410 Expired.
     pub watch_history_bytes: usize,
     /// Whether deleting a pod bound to a node waits for a kubelet to finish it (graceful
     /// deletion). Off until a simulated kubelet runs, so that deletes complete.
@@ -192,6 +195,14 @@ pub struct WriteOptions {
 type Key = (String, String);
 type ObjKey = (String, String);
 
+/// An in-process follower of every change (a read cache): told of each one as it is made,
+/// before the write that made it returns.
+pub trait Listener: Send + Sync + std::fmt::Debug {
+    /// One change, in resourceVersion order, while the store is locked: it must not call back
+    /// into the store.
+    fn changed(&self, event: &WatchEvent);
+}
+
 /// The watch subscription of one watcher.
 #[derive(Debug)]
 pub struct Subscription {
@@ -235,6 +246,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// The resourceVersion of the last change, for watchers to wait on.
     latest: watch::Sender<u64>,
+    /// In-process followers, told of every change under the store's lock.
+    listeners: Mutex<Vec<Weak<dyn Listener>>>,
     logs: LogStore,
     config: StoreConfig,
 }
@@ -266,6 +279,7 @@ impl Store {
             }),
             clock,
             latest,
+            listeners: Mutex::new(Vec::new()),
             logs: LogStore::default(),
             config,
         };
@@ -429,19 +443,33 @@ impl Store {
         })
     }
 
-    /// Visits every stored object of a resource in namespace/name order under the store lock
-    /// and returns the store's resourceVersion at that moment; for read caches, which share the
-    /// objects. The objects are as stored (with the `apiVersion` and `kind` they were written
-    /// with, not necessarily those of the version they are read through); `f` must not call
-    /// back into the store.
-    pub fn scan(&self, res: &ResourceDef, mut f: impl FnMut(&str, &str, &Arc<Value>)) -> u64 {
+    /// Hands `f` every stored object of a resource, as (namespace, name, object) in
+    /// namespace/name order, under the store's lock: for a read cache that shares the objects
+    /// and starts following the changes ([`Store::listen`]) before another one is made. The
+    /// objects are as stored (with the `apiVersion` and `kind` they were written with, not
+    /// necessarily those of the version they are read through); `f` must not call back into
+    /// the store.
+    pub fn scan<T>(
+        &self,
+        res: &ResourceDef,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &str, &Arc<Value>)>) -> T,
+    ) -> T {
         let inner = self.lock();
-        if let Some(objects) = inner.objects_of(res) {
-            for ((ns, name), obj) in objects {
-                f(ns, name, obj);
-            }
-        }
-        inner.rv
+        let mut objects = inner
+            .objects_of(res)
+            .into_iter()
+            .flatten()
+            .map(|((ns, name), obj)| (ns.as_str(), name.as_str(), obj));
+        f(&mut objects)
+    }
+
+    /// Tells `listener` of every change from now on, until it is dropped.
+    pub fn listen(&self, listener: Weak<dyn Listener>) {
+        let _inner = self.lock();
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(listener);
     }
 
     /// Creates an object.
@@ -455,13 +483,30 @@ impl Store {
         obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        self.create_shared(res, ns, obj, opts)
+            .map(|created| with_version(Value::clone(&created), res))
+    }
+
+    /// [`Store::create`], handing back the stored object itself rather than a copy read
+    /// through the resource's version (its `apiVersion` and `kind` are those it was written
+    /// with): for writers that do not need it.
+    ///
+    /// # Errors
+    /// See [`Store::create`].
+    pub fn create_shared(
+        &self,
+        res: &ResourceDef,
+        ns: Option<&str>,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
         let now = self.now();
         let mut inner = self.lock();
         let created = inner.create(res, ns, obj, &now, opts.dry_run)?;
         if !opts.dry_run {
             self.flush(&mut inner);
         }
-        Ok(with_version(created, res))
+        Ok(created)
     }
 
     /// Replaces an object (PUT). A non-empty `metadata.resourceVersion` in the body must match.
@@ -499,6 +544,25 @@ impl Store {
         opts: &WriteOptions,
         f: impl FnOnce(Option<&Value>) -> Result<Value, ApiError>,
     ) -> Result<(Value, bool), ApiError> {
+        self.modify_shared(res, ns, name, part, opts, f)
+            .map(|(stored, created)| (with_version(Value::clone(&stored), res), created))
+    }
+
+    /// [`Store::modify`], handing back the stored object itself rather than a copy read
+    /// through the resource's version (its `apiVersion` and `kind` are those it was written
+    /// with): for writers that do not need it.
+    ///
+    /// # Errors
+    /// See [`Store::modify`].
+    pub fn modify_shared(
+        &self,
+        res: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        f: impl FnOnce(Option<&Value>) -> Result<Value, ApiError>,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
         let now = self.now();
         let mut inner = self.lock();
         let ns_str = if res.namespaced {
@@ -526,7 +590,7 @@ impl Store {
         if !opts.dry_run {
             self.flush(&mut inner);
         }
-        Ok((with_version(result.0, res), result.1))
+        Ok(result)
     }
 
     /// Deletes an object.
@@ -661,10 +725,20 @@ impl Store {
         if pending.is_empty() {
             return;
         }
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        listeners.retain(|l| l.strong_count() > 0);
+        let listeners: Vec<Arc<dyn Listener>> =
+            listeners.iter().filter_map(Weak::upgrade).collect();
         for ev in pending {
             if ev.kind == EventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
                 let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
                 self.logs.remove_pod(&ev.namespace, name);
+            }
+            for listener in &listeners {
+                listener.changed(&ev);
             }
             inner.history_bytes += ev.size;
             inner.history.push_back(ev);
@@ -873,8 +947,7 @@ impl Inner {
     }
 
     /// Stores a new state of an object and records the change, with the state it replaced.
-    fn store(&mut self, res: &ResourceDef, key: ObjKey, obj: &Value, kind: EventType) {
-        let stored = Arc::new(obj.clone());
+    fn store(&mut self, res: &ResourceDef, key: ObjKey, stored: Arc<Value>, kind: EventType) {
         let previous = self
             .objects
             .entry(res.storage_key())
@@ -961,7 +1034,7 @@ impl Inner {
         mut obj: Value,
         now: &str,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {})",
@@ -1068,11 +1141,17 @@ impl Inner {
             _ => {}
         }
         if dry_run {
-            return Ok(obj);
+            return Ok(Arc::new(obj));
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.store(res, (ns.clone(), name.clone()), &obj, EventType::Added);
+        let obj = Arc::new(obj);
+        self.store(
+            res,
+            (ns.clone(), name.clone()),
+            obj.clone(),
+            EventType::Added,
+        );
         self.uids
             .insert(uid, (res.storage_key(), (ns.clone(), name.clone())));
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
@@ -1199,7 +1278,7 @@ impl Inner {
         part: Part,
         now: &str,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !new.is_object() {
             return Err(ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {})",
@@ -1325,10 +1404,10 @@ impl Inner {
         // A no-op write changes nothing, not even the resourceVersion.
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(old_rv);
         if new == *old {
-            return Ok(Arc::unwrap_or_clone(old));
+            return Ok(old);
         }
         if dry_run {
-            return Ok(new);
+            return Ok(Arc::new(new));
         }
         let rv = self.next_rv();
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(rv.to_string());
@@ -1340,7 +1419,8 @@ impl Inner {
             },
             name.to_string(),
         );
-        self.store(res, key.clone(), &new, EventType::Modified);
+        let new = Arc::new(new);
+        self.store(res, key.clone(), new.clone(), EventType::Modified);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1490,7 +1570,7 @@ impl Inner {
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.store(res, key, &obj, EventType::Modified);
+        self.store(res, key, Arc::new(obj.clone()), EventType::Modified);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1663,7 +1743,8 @@ impl Inner {
     fn rewrite(&mut self, res: &ResourceDef, key: &ObjKey, mut new: Value, now: &str) {
         let rv = self.next_rv();
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.store(res, key.clone(), &new, EventType::Modified);
+        let new = Arc::new(new);
+        self.store(res, key.clone(), new.clone(), EventType::Modified);
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
