@@ -280,6 +280,21 @@ impl WorkQueue {
     fn remember(&mut self, key: Key, mut reads: Vec<Read>, wake: Option<Timestamp>) {
         reads.sort_unstable();
         reads.dedup();
+        if let Some(seen) = self.seen.get_mut(&key)
+            && seen.reads == reads
+        {
+            // Read the same as last time (the usual case): only the wake-up may move.
+            if seen.wake != wake {
+                if let Some(at) = seen.wake {
+                    self.timers.remove(&(at, key.clone()));
+                }
+                if let Some(at) = wake {
+                    self.timers.insert((at, key.clone()));
+                }
+                seen.wake = wake;
+            }
+            return;
+        }
         if let Some(old) = self.seen.remove(&key) {
             self.unindex(&key, &old);
         }
