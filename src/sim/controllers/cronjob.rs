@@ -58,7 +58,7 @@ pub fn reconcile(
     name: &str,
     now: Timestamp,
 ) -> Reconciled {
-    match view.get("batch/v1", "CronJob", Some(namespace), name) {
+    match view.get_shared("batch/v1", "CronJob", Some(namespace), name) {
         Some(cj) => reconcile_one(view, &cj, now),
         None => Reconciled::default(),
     }

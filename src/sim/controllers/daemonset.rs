@@ -110,7 +110,7 @@ pub fn reconcile(
     now: Timestamp,
     names: &mut NameGen,
 ) -> Reconciled {
-    let Some(ds) = view.get("apps/v1", "DaemonSet", Some(namespace), name) else {
+    let Some(ds) = view.get_shared("apps/v1", "DaemonSet", Some(namespace), name) else {
         return Reconciled::default();
     };
     let mut nodes: Vec<Value> = meta::owned(view.list("v1", "Node", None));

@@ -77,7 +77,7 @@ pub fn reconcile(
     lb: LoadBalancerProvider,
 ) -> Reconciled {
     let mut out = Reconciled::default();
-    if let Some(svc) = view.get("v1", "Service", Some(namespace), name) {
+    if let Some(svc) = view.get_shared("v1", "Service", Some(namespace), name) {
         reconcile_one(view, &svc, names, lb, &mut out);
     }
     out

@@ -57,7 +57,7 @@ pub fn reconcile(
     now: Timestamp,
     names: &mut NameGen,
 ) -> Reconciled {
-    match view.get("batch/v1", "Job", Some(namespace), name) {
+    match view.get_shared("batch/v1", "Job", Some(namespace), name) {
         Some(job) => reconcile_one(view, &job, now, names),
         None => Reconciled::default(),
     }

@@ -55,7 +55,7 @@ pub fn reconcile(
     name: &str,
     now: Timestamp,
 ) -> Reconciled {
-    match view.get("apps/v1", "StatefulSet", Some(namespace), name) {
+    match view.get_shared("apps/v1", "StatefulSet", Some(namespace), name) {
         Some(set) => reconcile_one(view, &set, now),
         None => Reconciled::default(),
     }

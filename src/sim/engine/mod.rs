@@ -578,7 +578,7 @@ fn apply(store: &Store, recorder: &mut EventRecorder, now: Timestamp, out: Recon
                 kind,
                 namespace,
                 name,
-            } => match store.resource_for_kind(&api_version, &kind) {
+            } => match store.resource_for_kind_shared(&api_version, &kind) {
                 Some(res) => store
                     .delete(&res, namespace.as_deref(), &name, &DeleteOptions::default())
                     .map(|_| ()),
@@ -628,7 +628,7 @@ fn write(store: &Store, obj: Value, part: Option<Part>) -> Result<(), ApiError> 
     let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
     let ns = ns.as_deref();
     let name = name.as_str();
-    let Some(res) = store.resource_for_kind(api_version, kind) else {
+    let Some(res) = store.resource_for_kind_shared(api_version, kind) else {
         return Err(ApiError::new(
             Reason::NotFound,
             format!("no resource serves {api_version} {kind}"),
@@ -664,7 +664,7 @@ fn ensure_owned(store: &Store, desired: &Value) {
     let kind = desired["kind"].as_str().unwrap_or_default();
     let name = desired["metadata"]["name"].as_str().unwrap_or_default();
     let ns = desired["metadata"]["namespace"].as_str();
-    let Some(res) = store.resource_for_kind(api_version, kind) else {
+    let Some(res) = store.resource_for_kind_shared(api_version, kind) else {
         return;
     };
     let _ = store.modify_shared(

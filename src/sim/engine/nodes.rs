@@ -247,7 +247,7 @@ impl Nodes {
             .iter()
             .filter(|p| {
                 str_at(p, "/spec/nodeName").is_empty()
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && pointer(p, "/metadata/deletionTimestamp").is_none()
                     && matches!(str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
                     && !matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
             })
@@ -470,7 +470,7 @@ impl Nodes {
             if finished {
                 // The kubelet's final delete once every container has stopped
                 // (pkg/kubelet/status/status_manager.go, `canBeDeleted` then a zero grace period).
-                if let Some(res) = store.resource("", "v1", "pods") {
+                if let Some(res) = store.resource_shared("", "v1", "pods") {
                     let _ = store.delete(
                         &res,
                         Some(&tracked.namespace),
@@ -513,14 +513,11 @@ impl Nodes {
 /// Claims of the pod that are not bound yet and whose class waits for the first consumer.
 fn unbound_delayed_claims(pod: &Value, pvcs: &[Value], classes: &[Value]) -> Vec<String> {
     let ns = str_at(pod, "/metadata/namespace");
-    pod.pointer("/spec/volumes")
+    pointer(pod, "/spec/volumes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|v| {
-            v.pointer("/persistentVolumeClaim/claimName")
-                .and_then(Value::as_str)
-        })
+        .filter_map(|v| pointer(v, "/persistentVolumeClaim/claimName").and_then(Value::as_str))
         .filter(|claim| {
             pvcs.iter()
                 .find(|c| {
@@ -582,7 +579,7 @@ fn bind(
     now: Timestamp,
     (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
 ) {
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace").to_owned();
@@ -616,7 +613,7 @@ fn bind(
 
 /// Puts a condition into a pod's status, keeping the transition time when the status is the same.
 fn set_condition(store: &Store, pod: &Value, condition: &Value) {
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace");
@@ -667,7 +664,7 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
     if status.is_null() {
         return;
     }
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace");

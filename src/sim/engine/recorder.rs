@@ -257,7 +257,7 @@ impl EventRecorder {
 /// object's namespace, or `default` for cluster-scoped objects (`makeEvent`). Two events of one
 /// object at one simulated instant would share a name; the later one moves a nanosecond on.
 fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, String)> {
-    let res = store.resource("", "v1", "events")?;
+    let res = store.resource_shared("", "v1", "events")?;
     let namespace = ev
         .involved
         .namespace
@@ -284,7 +284,7 @@ fn create(store: &Store, ev: &Incoming, mut body: Value) -> Option<(String, Stri
 
 /// Changes a stored event; false when it no longer exists.
 fn update(store: &Store, namespace: &str, name: &str, f: impl FnOnce(&mut Value)) -> bool {
-    let Some(res) = store.resource("", "v1", "events") else {
+    let Some(res) = store.resource_shared("", "v1", "events") else {
         return false;
     };
     store

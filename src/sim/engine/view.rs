@@ -376,7 +376,7 @@ impl Informers {
 
     /// The cache of `api_version`/`kind`, created (from a list) if needed.
     pub fn resource_id(&self, store: &Store, api_version: &str, kind: &str) -> Option<ResourceId> {
-        let res = store.resource_for_kind(api_version, kind)?;
+        let res = store.resource_for_kind_shared(api_version, kind)?;
         Some(self.with(store, &res, |at, _| at))
     }
 
@@ -456,7 +456,7 @@ impl<'a> StoreView<'a> {
     /// Whether the object exists, without copying it (and without noting the read).
     #[must_use]
     pub fn contains(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> bool {
-        let Some(res) = self.store.resource_for_kind(api_version, kind) else {
+        let Some(res) = self.store.resource_for_kind_shared(api_version, kind) else {
             return false;
         };
         let ns = if res.namespaced { namespace } else { "" };
@@ -471,8 +471,8 @@ impl<'a> StoreView<'a> {
         }
     }
 
-    fn resource(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
-        let res = self.store.resource_for_kind(api_version, kind);
+    fn resource(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceDef>> {
+        let res = self.store.resource_for_kind_shared(api_version, kind);
         if res.is_none() {
             self.note(Read::Unserved);
         }
@@ -503,6 +503,29 @@ impl controllers::ClusterView for StoreView<'_> {
             i.entries
                 .get(&(ns.to_owned(), name.to_owned()))
                 .map(|o| Value::clone(o))
+        })
+    }
+
+    fn get_shared(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        let res = self.resource(api_version, kind)?;
+        let ns = if res.namespaced {
+            namespace.unwrap_or_default()
+        } else {
+            ""
+        };
+        self.informers.with(self.store, &res, |at, i| {
+            self.note(Read::Get {
+                res: at,
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            });
+            i.entries.get(&(ns.to_owned(), name.to_owned())).cloned()
         })
     }
 
@@ -580,7 +603,7 @@ impl behaviour::ClusterViewExt for StoreView<'_> {
     }
 
     fn resource_name(&self, api_version: &str, kind: &str) -> Option<String> {
-        self.resource(api_version, kind).map(|r| r.plural)
+        self.resource(api_version, kind).map(|r| r.plural.clone())
     }
 
     fn volume_attached(&self, pv: &str, node: &str) -> bool {

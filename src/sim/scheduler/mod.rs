@@ -136,7 +136,7 @@ fn tolerates(pod: &Value, taint: &Value) -> bool {
 }
 
 fn label<'a>(node: &'a Value, key: &str) -> Option<&'a str> {
-    node.pointer("/metadata/labels")
+    pointer(node, "/metadata/labels")
         .and_then(|l| l.get(key))
         .and_then(Value::as_str)
 }
@@ -169,13 +169,13 @@ fn expression_matches(node: &Value, e: &Value, field: bool) -> bool {
 
 /// nodeSelector and required node affinity (pkg/scheduler/framework/plugins/nodeaffinity).
 fn affinity_matches(pod: &Value, node: &Value) -> bool {
-    let selector_ok = pod
-        .pointer("/spec/nodeSelector")
+    let selector_ok = pointer(pod, "/spec/nodeSelector")
         .and_then(Value::as_object)
         .is_none_or(|sel| sel.iter().all(|(k, v)| label(node, k) == v.as_str()));
-    let Some(required) =
-        pod.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
-    else {
+    let Some(required) = pointer(
+        pod,
+        "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
+    ) else {
         return selector_ok;
     };
     selector_ok && terms_match(required, node)
@@ -205,7 +205,7 @@ fn find<'a>(items: &'a [Value], namespace: Option<&str>, name: &str) -> Option<&
 
 fn claims(pod: &Value) -> Vec<&str> {
     array(pod, "/spec/volumes")
-        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
+        .filter_map(|v| pointer(v, "/persistentVolumeClaim/claimName"))
         .filter_map(Value::as_str)
         .collect()
 }
@@ -352,11 +352,11 @@ pub fn schedule_with(
     let (want_cpu, want_mem) = requests(pod, false);
     let scored = requests(pod, true);
     let none = Usage::default();
-    let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
-    let mut feasible: Vec<(i128, String)> = Vec::new();
+    let mut statuses: BTreeMap<&str, (Code, Vec<String>)> = BTreeMap::new();
+    let mut feasible: Vec<(i128, &str)> = Vec::new();
     for node in cluster.nodes {
-        let name = str_at(node, "/metadata/name").to_owned();
-        let used = usage.by_node.get(name.as_str()).unwrap_or(&none);
+        let name = str_at(node, "/metadata/name");
+        let used = usage.by_node.get(name).unwrap_or(&none);
         let alloc = usage.allocatable_of(node);
         match filter(
             pod,
@@ -373,8 +373,9 @@ pub fn schedule_with(
         }
     }
     // Highest score first; equal scores go to the first name.
-    feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     if let Some((_, node)) = feasible.into_iter().next() {
+        let node = node.to_owned();
         let event = RecordedEvent {
             at: now,
             kind: EventType::Normal,
@@ -507,7 +508,7 @@ fn filter(
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
     // NodeUnschedulable (nodeunschedulable/node_unschedulable.go).
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
+    if pointer(node, "/spec/unschedulable").and_then(Value::as_bool) == Some(true)
         && !tolerates(
             pod,
             &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),

@@ -219,7 +219,8 @@ pub struct Subscription {
 #[derive(Debug)]
 struct Inner {
     rv: u64,
-    resources: Vec<ResourceDef>,
+    /// Shared, so that finding one does not copy it.
+    resources: Vec<Arc<ResourceDef>>,
     /// Shared with the watch history (and the read caches that follow it): a change stores a
     /// new object and the history keeps the one it replaced, without copies.
     objects: HashMap<Key, BTreeMap<ObjKey, Arc<Value>>>,
@@ -263,7 +264,7 @@ impl Store {
         let store = Self {
             inner: Mutex::new(Inner {
                 rv: 0,
-                resources: resources::builtins(),
+                resources: resources::builtins().into_iter().map(Arc::new).collect(),
                 objects: HashMap::new(),
                 uids: HashMap::new(),
                 history: VecDeque::new(),
@@ -339,12 +340,29 @@ impl Store {
     /// Every served resource (built-ins and established custom resources).
     #[must_use]
     pub fn resources(&self) -> Vec<ResourceDef> {
-        self.lock().resources.clone()
+        self.lock()
+            .resources
+            .iter()
+            .map(|r| ResourceDef::clone(r))
+            .collect()
     }
 
     /// The resource served at `group`/`version`/`plural`.
     #[must_use]
     pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
+        self.resource_shared(group, version, plural)
+            .map(|r| ResourceDef::clone(&r))
+    }
+
+    /// [`Store::resource`], shared rather than copied: for callers that look resources up
+    /// for every read or write.
+    #[must_use]
+    pub fn resource_shared(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceDef>> {
         self.lock()
             .resources
             .iter()
@@ -355,6 +373,18 @@ impl Store {
     /// The resource of `apiVersion`/`kind`, e.g. (`apps/v1`, `Deployment`).
     #[must_use]
     pub fn resource_for_kind(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
+        self.resource_for_kind_shared(api_version, kind)
+            .map(|r| ResourceDef::clone(&r))
+    }
+
+    /// [`Store::resource_for_kind`], shared rather than copied: for callers that look
+    /// resources up for every read or write.
+    #[must_use]
+    pub fn resource_for_kind_shared(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<Arc<ResourceDef>> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         self.lock()
             .resources
@@ -856,10 +886,15 @@ pub fn unbase64(text: &str) -> Option<Vec<u8>> {
 }
 
 fn new_uid(rng: &mut StdRng) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h: String = b
+        .iter()
+        .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 0x0f)]])
+        .map(char::from)
+        .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -956,7 +991,7 @@ impl Inner {
         self.emit(res, kind, stored, previous);
     }
 
-    fn find_resource(&self, group: &str, plural: &str) -> Option<ResourceDef> {
+    fn find_resource(&self, group: &str, plural: &str) -> Option<Arc<ResourceDef>> {
         self.resources
             .iter()
             .find(|r| r.group == group && r.plural == plural)
@@ -1250,7 +1285,8 @@ impl Inner {
             .to_string();
         self.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
-        self.resources.extend(resources::from_crd(crd));
+        self.resources
+            .extend(resources::from_crd(crd).into_iter().map(Arc::new));
     }
 
     fn unregister_crd(&mut self, crd: &Value) {
@@ -1651,7 +1687,7 @@ impl Inner {
     }
 
     /// Objects whose ownerReferences name `uid`.
-    fn dependents(&self, uid: &str) -> Vec<(ResourceDef, ObjKey, Value)> {
+    fn dependents(&self, uid: &str) -> Vec<(Arc<ResourceDef>, ObjKey, Value)> {
         let mut out = Vec::new();
         for (key, objects) in &self.objects {
             let Some(res) = self.find_resource(&key.0, &key.1) else {
@@ -1669,7 +1705,7 @@ impl Inner {
         out
     }
 
-    fn by_uid(&self, uid: &str) -> Option<(ResourceDef, ObjKey, Value)> {
+    fn by_uid(&self, uid: &str) -> Option<(Arc<ResourceDef>, ObjKey, Value)> {
         let (key, okey) = self.uids.get(uid)?;
         let res = self.find_resource(&key.0, &key.1)?;
         let obj = Value::clone(self.objects.get(key)?.get(okey)?);
