@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::apply::{Refusals, Target};
 use super::nodes::Nodes;
+use super::queue::{Retries, WorkQueue};
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
 use crate::sim::controllers::attachdetach::AttachDetachController;
@@ -41,6 +42,8 @@ pub(crate) struct Context<'a> {
     pub nodes: &'a mut Nodes,
     /// Where a part that writes itself notes the writes the store refused.
     pub refusals: &'a mut Refusals,
+    /// Its failed syncs due again and those still waiting, for its work queue.
+    pub retries: &'a Retries,
 }
 
 /// The work queue's back-off after a failed sync: `base * 2^(failures - 1)`, at most `max`
@@ -99,13 +102,39 @@ pub(crate) trait Controller: std::fmt::Debug + Send {
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
+
+    /// Its work queue, for a controller that reconciles only what changed (all of them; the
+    /// scheduler and the node agents keep their own account of what changed).
+    fn queue(&self) -> Option<&WorkQueue> {
+        None
+    }
+
+    /// See [`Controller::queue`].
+    fn queue_mut(&mut self) -> Option<&mut WorkQueue> {
+        None
+    }
+}
+
+/// The [`Controller::queue`] methods of a controller with a `queue` field.
+macro_rules! with_queue {
+    () => {
+        fn queue(&self) -> Option<&WorkQueue> {
+            Some(&self.queue)
+        }
+
+        fn queue_mut(&mut self) -> Option<&mut WorkQueue> {
+            Some(&mut self.queue)
+        }
+    };
 }
 
 const PODS: &[(&str, &str)] = &[("v1", "Pod")];
 
 /// The Deployment controller.
 #[derive(Debug)]
-struct Deployments;
+struct Deployments {
+    queue: WorkQueue,
+}
 
 impl Controller for Deployments {
     fn name(&self) -> &'static str {
@@ -113,8 +142,13 @@ impl Controller for Deployments {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        deployment::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            deployment::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[("apps/v1", "ReplicaSet")]
@@ -123,7 +157,9 @@ impl Controller for Deployments {
 
 /// The ReplicaSet controller.
 #[derive(Debug)]
-struct ReplicaSets;
+struct ReplicaSets {
+    queue: WorkQueue,
+}
 
 impl Controller for ReplicaSets {
     fn name(&self) -> &'static str {
@@ -131,8 +167,13 @@ impl Controller for ReplicaSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        replicaset::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            replicaset::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -141,7 +182,9 @@ impl Controller for ReplicaSets {
 
 /// The StatefulSet controller.
 #[derive(Debug)]
-struct StatefulSets;
+struct StatefulSets {
+    queue: WorkQueue,
+}
 
 impl Controller for StatefulSets {
     fn name(&self) -> &'static str {
@@ -149,8 +192,13 @@ impl Controller for StatefulSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        statefulset::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            statefulset::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -159,7 +207,9 @@ impl Controller for StatefulSets {
 
 /// The DaemonSet controller.
 #[derive(Debug)]
-struct DaemonSets;
+struct DaemonSets {
+    queue: WorkQueue,
+}
 
 impl Controller for DaemonSets {
     fn name(&self) -> &'static str {
@@ -167,8 +217,13 @@ impl Controller for DaemonSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        daemonset::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            daemonset::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -177,7 +232,9 @@ impl Controller for DaemonSets {
 
 /// The Job controller.
 #[derive(Debug)]
-struct Jobs;
+struct Jobs {
+    queue: WorkQueue,
+}
 
 impl Controller for Jobs {
     fn name(&self) -> &'static str {
@@ -185,8 +242,13 @@ impl Controller for Jobs {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        job::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            job::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn retry(&self) -> RetryBackoff {
         RetryBackoff::JOB
@@ -199,7 +261,9 @@ impl Controller for Jobs {
 
 /// The CronJob controller.
 #[derive(Debug)]
-struct CronJobs;
+struct CronJobs {
+    queue: WorkQueue,
+}
 
 impl Controller for CronJobs {
     fn name(&self) -> &'static str {
@@ -207,8 +271,13 @@ impl Controller for CronJobs {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        cronjob::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            cronjob::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[("batch/v1", "Job")]
@@ -219,6 +288,7 @@ impl Controller for CronJobs {
 #[derive(Debug)]
 struct Endpoints {
     load_balancer: LoadBalancerMode,
+    queue: WorkQueue,
 }
 
 impl Controller for Endpoints {
@@ -227,28 +297,58 @@ impl Controller for Endpoints {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        endpoints::reconcile_all(cx.view, cx.now, cx.names, self.load_balancer)
+        let (lb, names) = (self.load_balancer, &mut *cx.names);
+        self.queue
+            .run(cx.view, cx.now, cx.retries, |v, (ns, name)| {
+                endpoints::reconcile(v, ns, name, names, lb)
+            })
     }
+
+    with_queue!();
 }
 
-impl Controller for VolumeController {
+/// The PersistentVolume controller, which looks at every claim at once (a single key).
+#[derive(Debug)]
+struct Volumes {
+    controller: VolumeController,
+    queue: WorkQueue,
+}
+
+impl Controller for Volumes {
     fn name(&self) -> &'static str {
         crate::sim::controllers::volume::COMPONENT
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        self.reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names, controller) = (cx.now, &mut *cx.names, &mut self.controller);
+        self.queue.run(cx.view, now, cx.retries, |v, _| {
+            controller.reconcile_all(v, now, names)
+        })
     }
+
+    with_queue!();
 }
 
-impl Controller for AttachDetachController {
+/// The attach/detach controller, which looks at every attachment at once (a single key).
+#[derive(Debug)]
+struct Attachments {
+    controller: AttachDetachController,
+    queue: WorkQueue,
+}
+
+impl Controller for Attachments {
     fn name(&self) -> &'static str {
         crate::sim::controllers::attachdetach::COMPONENT
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        AttachDetachController::reconcile(self, cx.view, cx.now)
+        let (now, controller) = (cx.now, &mut self.controller);
+        self.queue.run(cx.view, now, cx.retries, |v, _| {
+            controller.reconcile(v, now)
+        })
     }
+
+    with_queue!();
 }
 
 /// kube-scheduler.
@@ -312,15 +412,36 @@ pub(crate) fn control_loop(
     attach: AttachDetachController,
 ) -> Vec<Box<dyn Controller>> {
     vec![
-        Box::new(Deployments),
-        Box::new(ReplicaSets),
-        Box::new(StatefulSets),
-        Box::new(DaemonSets),
-        Box::new(Jobs),
-        Box::new(CronJobs),
-        Box::new(Endpoints { load_balancer }),
-        Box::new(volumes),
-        Box::new(attach),
+        Box::new(Deployments {
+            queue: WorkQueue::of("apps/v1", "Deployment"),
+        }),
+        Box::new(ReplicaSets {
+            queue: WorkQueue::of("apps/v1", "ReplicaSet"),
+        }),
+        Box::new(StatefulSets {
+            queue: WorkQueue::of("apps/v1", "StatefulSet"),
+        }),
+        Box::new(DaemonSets {
+            queue: WorkQueue::of("apps/v1", "DaemonSet"),
+        }),
+        Box::new(Jobs {
+            queue: WorkQueue::of("batch/v1", "Job"),
+        }),
+        Box::new(CronJobs {
+            queue: WorkQueue::of("batch/v1", "CronJob"),
+        }),
+        Box::new(Endpoints {
+            load_balancer,
+            queue: WorkQueue::of("v1", "Service"),
+        }),
+        Box::new(Volumes {
+            controller: volumes,
+            queue: WorkQueue::single(),
+        }),
+        Box::new(Attachments {
+            controller: attach,
+            queue: WorkQueue::single(),
+        }),
         Box::new(Scheduler),
         Box::new(Kubelets),
         Box::new(Operators),
