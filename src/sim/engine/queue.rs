@@ -24,9 +24,11 @@
 //! would have done, since the others would have had nothing to do. Controllers that look at
 //! the whole cluster at once use a queue with a single key.
 //!
-//! Debug builds check this on every pass: they also reconcile the keys that were not queued
-//! and panic if one of them would have changed anything, so every test that runs the engine
-//! proves the derived dependencies complete.
+//! The unit tests check this on every pass, and so does any build run with
+//! `RELAPSE_CHECK_QUEUES=1` (`just check-queues` runs the sim scenarios so): they also
+//! reconcile the keys that were not queued and panic if one of them would have changed
+//! anything, proving the derived dependencies complete. It is off otherwise, as it costs a
+//! reconcile of every object on every pass, what the queues exist to save.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -100,7 +102,7 @@ impl WorkQueue {
             dirty: BTreeSet::new(),
             last_pass: None,
             returned: Vec::new(),
-            verify: cfg!(debug_assertions),
+            verify: cfg!(test) || check_requested(),
         }
     }
 
@@ -346,6 +348,14 @@ pub struct Retries {
     pub due: Vec<Key>,
     /// Keys whose failed sync waits for its retry: whatever they return is not applied.
     pub waiting: BTreeSet<Key>,
+}
+
+/// Whether `RELAPSE_CHECK_QUEUES` asks for the check of every pass (read once).
+fn check_requested() -> bool {
+    static REQUESTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REQUESTED.get_or_init(|| {
+        std::env::var_os("RELAPSE_CHECK_QUEUES").is_some_and(|v| !v.is_empty() && v != "0")
+    })
 }
 
 fn key_of(obj: &serde_json::Value) -> Key {
