@@ -474,15 +474,29 @@ async fn a_watcher_that_falls_behind_gets_410_and_its_stream_ends() {
     assert_eq!(last["type"], "ERROR", "{last}");
     assert_eq!(last["object"]["code"], 410);
     assert_eq!(last["object"]["reason"], "Expired");
-    assert!(
-        last["object"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("too old resource version: "),
-        "{last}"
-    );
+    // `too old resource version: %d (%d)`, the resourceVersion the watcher had reached and the
+    // one just before the oldest change still kept (`getAllEventsSinceLocked`,
+    // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go).
+    let message = last["object"]["message"].as_str().unwrap();
+    let (reached, oldest) = message
+        .strip_prefix("too old resource version: ")
+        .and_then(|m| m.strip_suffix(')'))
+        .and_then(|m| m.split_once(" ("))
+        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_eq!(last["object"]["kind"], "Status");
+    assert_eq!(last["object"]["status"], "Failure");
     // What it did send is the beginning of the changes, in order, and not all of them.
     assert!(!sent.is_empty() && sent.len() < 300, "{}", sent.len());
+    let last_sent: u64 = sent.last().unwrap()["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        last_sent <= reached && reached < oldest,
+        "{last_sent} {message}"
+    );
     for (i, line) in sent.iter().enumerate() {
         assert_eq!(line["type"], "ADDED");
         assert_eq!(line["object"]["metadata"]["name"], format!("c{i:03}"));
