@@ -619,4 +619,41 @@ mod tests {
         hidden.set(true);
         run(&mut queue);
     }
+
+    #[test]
+    fn failed_syncs_are_queued_when_due_and_passed_over_while_they_wait() {
+        let store = store(StoreConfig::default());
+        let informers = Informers::follow(&store);
+        let view = StoreView::new(&store, &informers, &[]);
+        create(&store, "replicasets", rs("a"));
+        create(&store, "replicasets", rs("b"));
+        let mut queue = WorkQueue::of("apps/v1", "ReplicaSet");
+        queue.verify = true;
+        let key = |name: &str| ("default".to_owned(), name.to_owned());
+        // Both would write again (their last sync failed): `a` waits for its retry, `b`'s is due.
+        let mut run = |retries: &Retries| {
+            let called = std::cell::RefCell::new(Vec::new());
+            queue.run(&view, t0(), retries, |v, k: &Key| {
+                called.borrow_mut().push(k.1.clone());
+                let rs = v.get("apps/v1", "ReplicaSet", Some(&k.0), &k.1).unwrap();
+                let mut out = Reconciled::default();
+                out.push(Effect::UpdateStatus(rs));
+                out
+            });
+            called.into_inner()
+        };
+        assert_eq!(run(&Retries::default()), ["a", "b"]);
+        let retries = Retries {
+            due: vec![key("b")],
+            waiting: [key("a")].into(),
+        };
+        // The check passes `a` over (its writes would not be applied) and `b` is synced again
+        // though nothing it read changed.
+        assert_eq!(run(&retries), ["b"]);
+        let both_wait = Retries {
+            due: Vec::new(),
+            waiting: [key("a"), key("b")].into(),
+        };
+        assert!(run(&both_wait).is_empty());
+    }
 }
