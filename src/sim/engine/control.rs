@@ -334,9 +334,10 @@ impl Controller for Endpoints {
             self.queue.requeue_all();
         }
         let names = &mut *cx.names;
-        self.queue.run(cx.view, cx.now, cx.retries, |v, (ns, name)| {
-            endpoints::reconcile(v, ns, name, names, lb)
-        })
+        self.queue
+            .run(cx.view, cx.now, cx.retries, |v, (ns, name)| {
+                endpoints::reconcile(v, ns, name, names, lb)
+            })
     }
 
     with_queue!();
