@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use serde_json::{Value, json};
 
 use crate::sim::controllers::{self, attachdetach, meta};
-use crate::sim::store::{Listener, Store, WatchEvent, WatchEventType};
+use crate::sim::store::{ChangeListener, Store, WatchEvent, WatchEventType};
 use crate::sim::{behaviour, resources::ResourceDef};
 
 /// Which cache (resource) a read or a change concerns: its position in [`Informers`].
@@ -304,7 +304,7 @@ pub struct Informers {
     caches: Mutex<Caches>,
 }
 
-impl Listener for Informers {
+impl ChangeListener for Informers {
     fn changed(&self, ev: &WatchEvent) {
         let mut caches = self.lock();
         let Some(at) = caches.position(&ev.group, &ev.plural) else {
@@ -332,7 +332,7 @@ impl Informers {
         let informers = Arc::new(Self {
             caches: Mutex::default(),
         });
-        let weak: Weak<dyn Listener> = Arc::downgrade(&informers) as Weak<dyn Listener>;
+        let weak: Weak<dyn ChangeListener> = Arc::downgrade(&informers) as Weak<dyn ChangeListener>;
         store.listen(weak);
         informers
     }

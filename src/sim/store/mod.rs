@@ -197,7 +197,7 @@ type ObjKey = (String, String);
 
 /// An in-process follower of every change (a read cache): told of each one as it is made,
 /// before the write that made it returns.
-pub trait Listener: Send + Sync + std::fmt::Debug {
+pub trait ChangeListener: Send + Sync + std::fmt::Debug {
     /// One change, in resourceVersion order, while the store is locked: it must not call back
     /// into the store.
     fn changed(&self, event: &WatchEvent);
@@ -250,7 +250,7 @@ pub struct Store {
     /// The resourceVersion of the last change, for watchers to wait on.
     latest: watch::Sender<u64>,
     /// In-process followers, told of every change under the store's lock.
-    listeners: Mutex<Vec<Weak<dyn Listener>>>,
+    listeners: Mutex<Vec<Weak<dyn ChangeListener>>>,
     logs: LogStore,
     config: StoreConfig,
     /// Resources (by plural) whose creates a test has an admission step refuse, with the
@@ -504,7 +504,7 @@ impl Store {
     }
 
     /// Tells `listener` of every change from now on, until it is dropped.
-    pub fn listen(&self, listener: Weak<dyn Listener>) {
+    pub fn listen(&self, listener: Weak<dyn ChangeListener>) {
         let _inner = self.lock();
         self.listeners
             .lock()
@@ -794,7 +794,7 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         listeners.retain(|l| l.strong_count() > 0);
-        let listeners: Vec<Arc<dyn Listener>> =
+        let listeners: Vec<Arc<dyn ChangeListener>> =
             listeners.iter().filter_map(Weak::upgrade).collect();
         for ev in pending {
             if ev.kind == WatchEventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
