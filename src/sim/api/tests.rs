@@ -442,6 +442,85 @@ async fn watch_streams_events_and_expires_old_versions() {
 }
 
 #[tokio::test]
+async fn a_watcher_that_falls_behind_gets_410_and_its_stream_ends() {
+    let cluster = crate::sim::SimClusterBuilder::default()
+        .store_config(crate::sim::store::StoreConfig {
+            watch_history: 100,
+            ..crate::sim::store::StoreConfig::default()
+        })
+        .start();
+    let api = cluster.api().clone();
+    let store = cluster.store().clone();
+    let cm = store.resource("", "v1", "configmaps").unwrap();
+    let create = |i: usize| {
+        store
+            .create(
+                &cm,
+                Some("default"),
+                json!({"metadata": {"name": format!("c{i:03}")}}),
+                &crate::sim::store::WriteOptions::default(),
+            )
+            .unwrap();
+    };
+    let rv = store.resource_version();
+    let req = Request::builder()
+        .uri(format!("{CM}?watch=true&resourceVersion={rv}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let body = api.handle(req).await.into_body();
+    // The client reads nothing: the watcher fills its stream and waits for room...
+    for i in 0..80 {
+        create(i);
+        tokio::task::yield_now().await;
+    }
+    // ...while the history moves on past what it has not sent yet.
+    for i in 80..300 {
+        create(i);
+    }
+    let bytes = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let lines: Vec<Value> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let (last, sent) = lines.split_last().unwrap();
+    assert_eq!(last["type"], "ERROR", "{last}");
+    assert_eq!(last["object"]["code"], 410);
+    assert_eq!(last["object"]["reason"], "Expired");
+    // `too old resource version: %d (%d)`, the resourceVersion the watcher had reached and the
+    // one just before the oldest change still kept (`getAllEventsSinceLocked`,
+    // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go).
+    let message = last["object"]["message"].as_str().unwrap();
+    let (reached, oldest) = message
+        .strip_prefix("too old resource version: ")
+        .and_then(|m| m.strip_suffix(')'))
+        .and_then(|m| m.split_once(" ("))
+        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_eq!(last["object"]["kind"], "Status");
+    assert_eq!(last["object"]["status"], "Failure");
+    // What it did send is the beginning of the changes, in order, and not all of them.
+    assert!(!sent.is_empty() && sent.len() < 300, "{}", sent.len());
+    let last_sent: u64 = sent.last().unwrap()["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        last_sent <= reached && reached < oldest,
+        "{last_sent} {message}"
+    );
+    for (i, line) in sent.iter().enumerate() {
+        assert_eq!(line["type"], "ADDED");
+        assert_eq!(line["object"]["metadata"]["name"], format!("c{i:03}"));
+    }
+}
+
+#[tokio::test]
 async fn table_output_for_kubectl() {
     let api = api();
     let req = Request::builder()

@@ -1,5 +1,6 @@
 //! Watches: newline-delimited JSON events over a chunked response, with bookmarks, timeouts and
-//! the in-stream 410 Expired error for a resourceVersion older than the history window.
+//! the in-stream 410 Expired error for a resourceVersion older than the history window, or for
+//! a watcher so slow that the changes it has not sent yet left the history.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::body::Body;
 use super::objects::Ctx;
@@ -172,6 +172,8 @@ impl Ctx<'_> {
             // ahead of the store (staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go).
             let floor = since.map_or(sub.resource_version, |s| s.max(sub.resource_version));
             let mut last_rv = sub.resource_version;
+            // Everything up to here has been sent (or did not match).
+            let mut seen = sub.resource_version;
             let mut tick = tokio::time::interval(BOOKMARK_EVERY);
             tick.tick().await;
             loop {
@@ -183,9 +185,27 @@ impl Ctx<'_> {
                             return;
                         }
                     }
-                    ev = sub.live.recv() => match ev {
-                        Ok(ev) => {
-                            if ev.rv <= floor || ev.group != encoder.res.group || ev.plural != encoder.res.plural {
+                    changed = sub.changed.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        // A watcher too slow to keep up (its client does not read) finds the
+                        // changes it has not sent gone from the history: it gets the 410 that
+                        // a client resuming from its last resourceVersion would get, and ends
+                        // (the watch cache likewise ends watchers whose buffer is full,
+                        // `cacheWatcher.add`, staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go).
+                        let events = match store.changes_since(seen, Some(&encoder.res)) {
+                            Ok((events, upto)) => {
+                                seen = upto;
+                                events
+                            }
+                            Err(e) => {
+                                let _ = tx.send(encoder.error(&e)).await;
+                                return;
+                            }
+                        };
+                        for ev in events {
+                            if ev.rv <= floor {
                                 continue;
                             }
                             last_rv = ev.rv;
@@ -195,10 +215,7 @@ impl Ctx<'_> {
                                 return;
                             }
                         }
-                        // A watcher that fell behind is closed; clients resume from their last
-                        // resourceVersion or re-list.
-                        Err(RecvError::Lagged(_) | RecvError::Closed) => return,
-                    },
+                    }
                 }
             }
         });

@@ -65,6 +65,19 @@ pub fn reconcile_all(view: &dyn ClusterView, now: Timestamp) -> Reconciled {
     out
 }
 
+/// Reconciles one CronJob by namespace and name, the unit of the controller's work queue.
+pub fn reconcile(
+    view: &dyn ClusterView,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+) -> Reconciled {
+    match view.get_shared("batch/v1", "CronJob", Some(namespace), name) {
+        Some(cj) => reconcile_one(view, &cj, now),
+        None => Reconciled::default(),
+    }
+}
+
 fn in_active(status: &Value, name: &str) -> bool {
     meta::array_at(status, &["active"])
         .iter()

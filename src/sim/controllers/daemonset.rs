@@ -100,6 +100,22 @@ pub fn reconcile_all(view: &dyn ClusterView, now: Timestamp, names: &mut NameGen
     out
 }
 
+/// Reconciles one DaemonSet by namespace and name, the unit of the controller's work queue.
+pub fn reconcile(
+    view: &dyn ClusterView,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+    names: &mut NameGen,
+) -> Reconciled {
+    let Some(ds) = view.get_shared("apps/v1", "DaemonSet", Some(namespace), name) else {
+        return Reconciled::default();
+    };
+    let mut nodes: Vec<Value> = meta::owned(view.list("v1", "Node", None));
+    nodes.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
+    reconcile_one(view, &ds, &nodes, now, names)
+}
+
 fn reconcile_one(
     view: &dyn ClusterView,
     ds: &Value,

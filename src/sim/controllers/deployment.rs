@@ -139,13 +139,13 @@ pub fn reconcile(
     name: &str,
     now: Timestamp,
 ) -> Reconciled {
-    match view.get("apps/v1", "Deployment", Some(namespace), name) {
+    match view.get_shared("apps/v1", "Deployment", Some(namespace), name) {
         Some(d) => reconcile_one(view, &d, now),
         None => Reconciled::default(),
     }
 }
 
-fn reconcile_one(view: &dyn ClusterView, d: &Value, now: Timestamp) -> Reconciled {
+fn reconcile_one(view: &dyn ClusterView, d: &Arc<Value>, now: Timestamp) -> Reconciled {
     let mut s = Sync::new(view, d, now);
     s.run();
     s.finish()
@@ -215,8 +215,41 @@ fn revision_of(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-/// `EqualIgnoreHash`: templates equal once the pod-template-hash label is removed.
+/// `EqualIgnoreHash`: templates equal once the pod-template-hash label is removed (and labels
+/// or metadata left empty by that with it). Compared in place; templates whose metadata or
+/// labels are not objects are compared on stripped copies.
 fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
+    type Map = serde_json::Map<String, Value>;
+    /// Whether two maps are equal but for `skip`.
+    fn eq_except(x: &Map, y: &Map, skip: &str) -> bool {
+        let rest = |m: &Map| m.keys().filter(|k| *k != skip).count();
+        rest(x) == rest(y) && x.iter().all(|(k, v)| k == skip || y.get(k) == Some(v))
+    }
+    /// The template, its metadata and its labels as maps (absent ones empty), if they are.
+    fn parts(t: &Value) -> Option<(&Map, &Map, &Map)> {
+        static EMPTY: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(Map::new);
+        let top = t.as_object()?;
+        let metadata = match top.get("metadata") {
+            None => empty,
+            Some(m) => m.as_object()?,
+        };
+        let labels = match metadata.get("labels") {
+            None => empty,
+            Some(l) => l.as_object()?,
+        };
+        Some((top, metadata, labels))
+    }
+    if let (Some((ta, ma, la)), Some((tb, mb, lb))) = (parts(a), parts(b)) {
+        return eq_except(ta, tb, "metadata")
+            && eq_except(ma, mb, "labels")
+            && eq_except(la, lb, POD_TEMPLATE_HASH_LABEL);
+    }
+    equal_ignore_hash_copied(a, b)
+}
+
+/// [`equal_ignore_hash`] on stripped copies, as `EqualIgnoreHash` does it.
+fn equal_ignore_hash_copied(a: &Value, b: &Value) -> bool {
     fn strip(t: &Value) -> Value {
         let mut t = t.clone();
         meta::remove_at(&mut t, &["metadata", "labels", POD_TEMPLATE_HASH_LABEL]);
@@ -300,7 +333,7 @@ fn set_condition(status: &mut Value, mut cond: Value) {
 struct Sync<'a> {
     view: &'a dyn ClusterView,
     now: Timestamp,
-    original: Value,
+    original: Arc<Value>,
     d: Value,
     /// Working copies of the ReplicaSets the Deployment owns, oldest first.
     rs_list: Vec<Value>,
@@ -312,12 +345,12 @@ struct Sync<'a> {
 }
 
 impl<'a> Sync<'a> {
-    fn new(view: &'a dyn ClusterView, d: &Value, now: Timestamp) -> Self {
+    fn new(view: &'a dyn ClusterView, d: &Arc<Value>, now: Timestamp) -> Self {
         Self {
             view,
             now,
             original: d.clone(),
-            d: d.clone(),
+            d: Value::clone(d),
             rs_list: Vec::new(),
             pod_map: BTreeMap::new(),
             out: Reconciled::default(),
@@ -1342,6 +1375,40 @@ mod tests {
     use super::*;
     use crate::sim::controllers::NameGen;
     use crate::sim::controllers::testing::{World, t0};
+
+    #[test]
+    fn templates_compare_in_place_as_on_stripped_copies() {
+        let spec = json!({"containers": [{"name": "c", "image": "i"}]});
+        let templates = [
+            json!({"spec": spec}),
+            json!({"metadata": {}, "spec": spec}),
+            json!({"metadata": {"labels": {}}, "spec": spec}),
+            json!({"metadata": {"labels": {"pod-template-hash": "abc"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"pod-template-hash": "xyz"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"app": "a", "pod-template-hash": "abc"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"app": "a"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"app": "b"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"app": "a"}, "annotations": {"x": "1"}}, "spec": spec}),
+            json!({"metadata": {"annotations": {"x": "1"}}, "spec": spec}),
+            json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": []}}),
+            json!({"metadata": null, "spec": spec}),
+            json!({"metadata": {"labels": null}, "spec": spec}),
+            json!(null),
+        ];
+        let mut equal = 0;
+        for a in &templates {
+            for b in &templates {
+                assert_eq!(
+                    equal_ignore_hash(a, b),
+                    equal_ignore_hash_copied(a, b),
+                    "{a} vs {b}"
+                );
+                equal += usize::from(equal_ignore_hash(a, b));
+            }
+        }
+        // Not everything is equal: the first five are one class, the two `app: a` ones another.
+        assert!(equal > templates.len() && equal < templates.len() * templates.len());
+    }
 
     fn deployment(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment",

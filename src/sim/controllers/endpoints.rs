@@ -63,48 +63,73 @@ pub fn reconcile_all(
         (meta::namespace(a), meta::name(a)).cmp(&(meta::namespace(b), meta::name(b)))
     });
     for svc in services {
-        load_balancer(view, &svc, lb, &mut out);
-        let selector = meta::string_map(&svc, &["spec", "selector"]);
-        if selector.is_empty() || meta::is_deleting(&svc) {
-            continue;
-        }
-        let ns = meta::namespace(&svc).unwrap_or("default").to_owned();
-        let publish_not_ready = meta::bool_at(&svc, &["spec", "publishNotReadyAddresses"]);
-        let mut pods: Vec<Value> = view
-            .list("v1", "Pod", Some(&ns))
-            .into_iter()
-            .filter(|p| meta::map_selector_matches(&selector, &meta::labels(p)))
-            .filter(|p| !str_at(p, &["status", "podIP"]).is_empty())
-            .filter(|p| !matches!(meta::pod_phase(p), "Succeeded" | "Failed"))
-            .filter(|p| publish_not_ready || !meta::is_deleting(p))
-            .map(Arc::unwrap_or_clone)
-            .collect();
-        pods.sort_by(|a, b| {
-            (str_at(a, &["status", "podIP"]), meta::name(a))
-                .cmp(&(str_at(b, &["status", "podIP"]), meta::name(b)))
-        });
-
-        // Group addresses by the set of ports they serve.
-        let mut groups: BTreeMap<Vec<Port>, Vec<Address>> = BTreeMap::new();
-        for pod in pods {
-            let ports = resolve_ports(&svc, &pod);
-            if ports.is_empty() && !meta::array_at(&svc, &["spec", "ports"]).is_empty() {
-                continue;
-            }
-            let ready = meta::is_pod_ready(&pod);
-            let terminating = meta::is_deleting(&pod);
-            groups.entry(ports).or_default().push(Address {
-                ip: str_at(&pod, &["status", "podIP"]).to_owned(),
-                ready: publish_not_ready || (ready && !terminating),
-                serving: publish_not_ready || ready,
-                terminating,
-                pod,
-            });
-        }
-        sync_endpoints(view, &svc, &groups, &mut out);
-        sync_slices(view, &svc, &groups, names, &mut out);
+        reconcile_one(view, &svc, names, lb, &mut out);
     }
     out
+}
+
+/// Reconciles one Service by namespace and name, the unit of the controller's work queue.
+pub fn reconcile(
+    view: &dyn ClusterView,
+    namespace: &str,
+    name: &str,
+    names: &mut NameGen,
+    lb: LoadBalancerMode,
+) -> Reconciled {
+    let mut out = Reconciled::default();
+    if let Some(svc) = view.get_shared("v1", "Service", Some(namespace), name) {
+        reconcile_one(view, &svc, names, lb, &mut out);
+    }
+    out
+}
+
+fn reconcile_one(
+    view: &dyn ClusterView,
+    svc: &Value,
+    names: &mut NameGen,
+    lb: LoadBalancerMode,
+    out: &mut Reconciled,
+) {
+    load_balancer(view, svc, lb, out);
+    let selector = meta::string_map(svc, &["spec", "selector"]);
+    if selector.is_empty() || meta::is_deleting(svc) {
+        return;
+    }
+    let ns = meta::namespace(svc).unwrap_or("default").to_owned();
+    let publish_not_ready = meta::bool_at(svc, &["spec", "publishNotReadyAddresses"]);
+    let mut pods: Vec<Value> = view
+        .list("v1", "Pod", Some(&ns))
+        .into_iter()
+        .filter(|p| meta::map_selector_matches(&selector, &meta::labels(p)))
+        .filter(|p| !str_at(p, &["status", "podIP"]).is_empty())
+        .filter(|p| !matches!(meta::pod_phase(p), "Succeeded" | "Failed"))
+        .filter(|p| publish_not_ready || !meta::is_deleting(p))
+        .map(Arc::unwrap_or_clone)
+        .collect();
+    pods.sort_by(|a, b| {
+        (str_at(a, &["status", "podIP"]), meta::name(a))
+            .cmp(&(str_at(b, &["status", "podIP"]), meta::name(b)))
+    });
+
+    // Group addresses by the set of ports they serve.
+    let mut groups: BTreeMap<Vec<Port>, Vec<Address>> = BTreeMap::new();
+    for pod in pods {
+        let ports = resolve_ports(svc, &pod);
+        if ports.is_empty() && !meta::array_at(svc, &["spec", "ports"]).is_empty() {
+            continue;
+        }
+        let ready = meta::is_pod_ready(&pod);
+        let terminating = meta::is_deleting(&pod);
+        groups.entry(ports).or_default().push(Address {
+            ip: str_at(&pod, &["status", "podIP"]).to_owned(),
+            ready: publish_not_ready || (ready && !terminating),
+            serving: publish_not_ready || ready,
+            terminating,
+            pod,
+        });
+    }
+    sync_endpoints(view, svc, &groups, out);
+    sync_slices(view, svc, &groups, names, out);
 }
 
 /// The Service's ports as they apply to `pod`, named target ports resolved (`podutil.FindPort`).

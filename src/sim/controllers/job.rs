@@ -52,6 +52,20 @@ pub fn reconcile_all(view: &dyn ClusterView, now: Timestamp, names: &mut NameGen
     out
 }
 
+/// Reconciles one Job by namespace and name, the unit of the controller's work queue.
+pub fn reconcile(
+    view: &dyn ClusterView,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+    names: &mut NameGen,
+) -> Reconciled {
+    match view.get_shared("batch/v1", "Job", Some(namespace), name) {
+        Some(job) => reconcile_one(view, &job, now, names),
+        None => Reconciled::default(),
+    }
+}
+
 /// Whether a Job has finished: a `Complete` or `Failed` condition is `True` (`IsJobFinished`).
 #[must_use]
 pub fn finished_condition(job: &Value) -> Option<&str> {

@@ -69,6 +69,19 @@ pub trait ClusterView {
         name: &str,
     ) -> Option<Value>;
 
+    /// [`ClusterView::get`], sharing the object rather than copying it.
+    ///
+    /// The default copies what [`ClusterView::get`] returns; the simulator shares its cache's.
+    fn get_shared(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        self.get(api_version, kind, namespace, name).map(Arc::new)
+    }
+
     /// All objects of a kind, in one namespace or (with `None`) in all namespaces.
     fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>>;
 

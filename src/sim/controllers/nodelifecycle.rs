@@ -64,14 +64,10 @@ fn kubelet_condition(t: &str) -> (&'static str, &'static str, &'static str) {
 #[must_use]
 pub fn reconcile_all(view: &dyn ClusterView, faults: &Faults, now: Timestamp) -> Reconciled {
     let mut out = Reconciled::default();
-    let pods = view.list("v1", "Pod", None);
+    // Listed only once a node is down: most passes find every node healthy.
+    let mut pods = None;
     for node in view.list("v1", "Node", None) {
         let name = meta::name(&node);
-        let on_node: Vec<&Value> = pods
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|p| str_at(p, &["spec", "nodeName"]) == name)
-            .collect();
         match faults.node_down_since(name, now) {
             Some(since) => {
                 let unknown_at = after(since, GRACE_PERIOD);
@@ -79,6 +75,12 @@ pub fn reconcile_all(view: &dyn ClusterView, faults: &Faults, now: Timestamp) ->
                     wake(&mut out, unknown_at);
                     continue;
                 }
+                let on_node: Vec<&Value> = pods
+                    .get_or_insert_with(|| view.list("v1", "Pod", None))
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|p| str_at(p, &["spec", "nodeName"]) == name)
+                    .collect();
                 if !is_unknown(&node) {
                     mark_unknown(&mut out, &node, &on_node, now);
                 }

@@ -120,7 +120,7 @@ pub fn reconcile(
     now: Timestamp,
     names: &mut NameGen,
 ) -> Reconciled {
-    match view.get("apps/v1", "ReplicaSet", Some(namespace), name) {
+    match view.get_shared("apps/v1", "ReplicaSet", Some(namespace), name) {
         Some(rs) => reconcile_one(view, &rs, now, names),
         None => Reconciled::default(),
     }

@@ -62,6 +62,19 @@ pub fn reconcile_all(view: &dyn ClusterView, now: Timestamp) -> Reconciled {
     out
 }
 
+/// Reconciles one StatefulSet by namespace and name, the unit of the controller's work queue.
+pub fn reconcile(
+    view: &dyn ClusterView,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+) -> Reconciled {
+    match view.get_shared("apps/v1", "StatefulSet", Some(namespace), name) {
+        Some(set) => reconcile_one(view, &set, now),
+        None => Reconciled::default(),
+    }
+}
+
 fn ordinal_of(set: &str, pod: &str) -> Option<usize> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }

@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::control::Controller;
+use super::queue::Retries;
 use super::view::StoreView;
 use crate::sim::controllers::meta;
 use crate::sim::controllers::{ClusterView as _, Effect, Reconciled, Reported};
@@ -170,11 +171,40 @@ struct Failed {
 
 /// The work queues' memory of failed syncs: by controller, then by owner.
 #[derive(Debug, Default)]
-pub(crate) struct WorkQueue {
+pub(crate) struct FailedSyncs {
     failed: BTreeMap<&'static str, BTreeMap<String, Failed>>,
 }
 
-impl WorkQueue {
+impl FailedSyncs {
+    /// The failed syncs of `controller` (which makes objects of the `owns` kinds) due again at
+    /// `now`, and those still waiting: what its work queue queues and passes over.
+    pub fn retries_of(
+        &self,
+        controller: &str,
+        view: &StoreView<'_>,
+        now: Timestamp,
+        owns: &[(&str, &str)],
+    ) -> Retries {
+        let mut retries = Retries::default();
+        for f in self
+            .failed
+            .get(controller)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+        {
+            let key = (
+                f.owner.namespace.clone().unwrap_or_default(),
+                f.owner.name.clone(),
+            );
+            if waits(f, view, now, owns) {
+                retries.waiting.insert(key);
+            } else {
+                retries.due.push(key);
+            }
+        }
+        retries
+    }
+
     /// The earliest retry after `now`.
     pub fn next_retry(&self, now: Timestamp) -> Option<Timestamp> {
         self.retries().filter(|t| *t > now).min()
@@ -191,6 +221,12 @@ impl WorkQueue {
             .flat_map(BTreeMap::values)
             .map(|f| f.retry_at)
     }
+}
+
+/// Whether a failed sync still waits for its retry: its back-off is not over and neither the
+/// owner nor what it made changed.
+fn waits(f: &Failed, view: &StoreView<'_>, now: Timestamp, owns: &[(&str, &str)]) -> bool {
+    f.retry_at > now && fingerprint(view, &f.owner, owns) == f.fingerprint
 }
 
 /// The owner and the objects of the `owns` kinds it controls, by resourceVersion: what the
@@ -266,34 +302,36 @@ pub(crate) struct Apply<'a> {
     /// The controllers' event recorder.
     pub recorder: &'a mut EventRecorder,
     /// Failed syncs.
-    pub queue: &'a mut WorkQueue,
+    pub failed: &'a mut FailedSyncs,
     /// Refused writes.
     pub refusals: &'a mut Refusals,
 }
 
 impl Apply<'_> {
-    /// Applies a controller's effects in order.
-    pub fn run(self, controller: &dyn Controller, out: Reconciled) {
+    /// Applies a controller's effects in order; returns the positions of the writes the store
+    /// refused (not those a controller passes over) for its work queue.
+    pub fn run(self, controller: &dyn Controller, out: Reconciled) -> BTreeSet<usize> {
         let name = controller.name();
         let Self {
             store,
             view,
             now,
             recorder,
-            queue,
+            failed,
             refusals,
         } = self;
         let owns = controller.owns();
-        let failed = queue.failed.entry(name).or_default();
+        let failed = failed.failed.entry(name).or_default();
         // Owners waiting for their retry are not synced; those whose sync fails now stop there.
         let waiting: BTreeSet<String> = failed
             .iter()
-            .filter(|(_, f)| f.retry_at > now && fingerprint(view, &f.owner, owns) == f.fingerprint)
+            .filter(|(_, f)| waits(f, view, now, owns))
             .map(|(key, _)| key.clone())
             .collect();
         let mut stopped: Vec<Involved> = waiting.iter().map(|k| failed[k].owner.clone()).collect();
         let mut failing: Vec<Involved> = Vec::new();
-        for effect in out.effects {
+        let mut refused_at = BTreeSet::new();
+        for (at, effect) in out.effects.into_iter().enumerate() {
             if stopped.iter().any(|owner| concerns(&effect, owner)) {
                 continue;
             }
@@ -327,6 +365,7 @@ impl Apply<'_> {
                             if passed_over {
                                 continue;
                             }
+                            refused_at.insert(at);
                             for mut ev in refused {
                                 ev.message.push_str(&err.message);
                                 recorder.record(store, now, &ev);
@@ -337,10 +376,13 @@ impl Apply<'_> {
                     }
                 }
                 write => {
-                    if let Err(err) = perform(store, &write)
-                        && let Some(target) = Target::of_effect(&write)
-                    {
-                        refusals.record(now, name, target, err);
+                    if let Err(err) = perform(store, &write) {
+                        if !passed_over(&write, &err) {
+                            refused_at.insert(at);
+                        }
+                        if let Some(target) = Target::of_effect(&write) {
+                            refusals.record(now, name, target, err);
+                        }
                     }
                 }
             }
@@ -367,6 +409,7 @@ impl Apply<'_> {
                 },
             );
         }
+        refused_at
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::apply::{Refusals, Target};
 use super::nodes::Nodes;
+use super::queue::{Retries, WorkQueue};
 use super::view::StoreView;
 use crate::scenario::ImageBehaviour;
 use crate::sim::behaviour::{StatusReport, Work};
@@ -49,6 +50,8 @@ pub(crate) struct Context<'a> {
     pub refusals: &'a mut Refusals,
     /// Who assigns LoadBalancer addresses now (a step can switch it).
     pub load_balancer: LoadBalancerMode,
+    /// Its failed syncs due again and those still waiting, for its work queue.
+    pub retries: &'a Retries,
 }
 
 /// The work queue's back-off after a failed sync: `base * 2^(failures - 1)`, at most `max`
@@ -107,11 +110,42 @@ pub(crate) trait Controller: std::fmt::Debug + Send {
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
+
+    /// Its work queue, for a controller that reconciles only what changed (the workload,
+    /// endpoint and volume controllers; the scheduler and the node agents keep their own
+    /// account of what changed; the node lifecycle controller and the operators run every
+    /// round, see theirs).
+    fn queue(&self) -> Option<&WorkQueue> {
+        None
+    }
+
+    /// See [`Controller::queue`].
+    fn queue_mut(&mut self) -> Option<&mut WorkQueue> {
+        None
+    }
+}
+
+/// The [`Controller::queue`] methods of a controller with a `queue` field.
+macro_rules! with_queue {
+    () => {
+        fn queue(&self) -> Option<&WorkQueue> {
+            Some(&self.queue)
+        }
+
+        fn queue_mut(&mut self) -> Option<&mut WorkQueue> {
+            Some(&mut self.queue)
+        }
+    };
 }
 
 const PODS: &[(&str, &str)] = &[("v1", "Pod")];
 
 /// The node lifecycle controller, with the taint eviction controller.
+///
+/// It runs every round rather than from a work queue: what it acts on is a node's kubelet
+/// going silent, a fault that is no object in the store and so never reaches a queue's change
+/// journal. A round with no node down only looks at the nodes. Its wake-ups (the end of the
+/// grace period, a toleration running out) are kept by the engine.
 #[derive(Debug)]
 struct NodeLifecycle;
 
@@ -128,7 +162,9 @@ impl Controller for NodeLifecycle {
 
 /// The Deployment controller.
 #[derive(Debug)]
-struct Deployments;
+struct Deployments {
+    queue: WorkQueue,
+}
 
 impl Controller for Deployments {
     fn name(&self) -> &'static str {
@@ -136,8 +172,13 @@ impl Controller for Deployments {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        deployment::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            deployment::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[("apps/v1", "ReplicaSet")]
@@ -146,7 +187,9 @@ impl Controller for Deployments {
 
 /// The ReplicaSet controller.
 #[derive(Debug)]
-struct ReplicaSets;
+struct ReplicaSets {
+    queue: WorkQueue,
+}
 
 impl Controller for ReplicaSets {
     fn name(&self) -> &'static str {
@@ -154,8 +197,13 @@ impl Controller for ReplicaSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        replicaset::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            replicaset::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -164,7 +212,9 @@ impl Controller for ReplicaSets {
 
 /// The StatefulSet controller.
 #[derive(Debug)]
-struct StatefulSets;
+struct StatefulSets {
+    queue: WorkQueue,
+}
 
 impl Controller for StatefulSets {
     fn name(&self) -> &'static str {
@@ -172,8 +222,13 @@ impl Controller for StatefulSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        statefulset::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            statefulset::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -182,7 +237,9 @@ impl Controller for StatefulSets {
 
 /// The DaemonSet controller.
 #[derive(Debug)]
-struct DaemonSets;
+struct DaemonSets {
+    queue: WorkQueue,
+}
 
 impl Controller for DaemonSets {
     fn name(&self) -> &'static str {
@@ -190,8 +247,13 @@ impl Controller for DaemonSets {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        daemonset::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            daemonset::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         PODS
@@ -200,7 +262,9 @@ impl Controller for DaemonSets {
 
 /// The Job controller.
 #[derive(Debug)]
-struct Jobs;
+struct Jobs {
+    queue: WorkQueue,
+}
 
 impl Controller for Jobs {
     fn name(&self) -> &'static str {
@@ -208,8 +272,13 @@ impl Controller for Jobs {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        job::reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names) = (cx.now, &mut *cx.names);
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            job::reconcile(v, ns, name, now, names)
+        })
     }
+
+    with_queue!();
 
     fn retry(&self) -> RetryBackoff {
         RetryBackoff::JOB
@@ -222,7 +291,9 @@ impl Controller for Jobs {
 
 /// The CronJob controller.
 #[derive(Debug)]
-struct CronJobs;
+struct CronJobs {
+    queue: WorkQueue,
+}
 
 impl Controller for CronJobs {
     fn name(&self) -> &'static str {
@@ -230,8 +301,13 @@ impl Controller for CronJobs {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        cronjob::reconcile_all(cx.view, cx.now)
+        let now = cx.now;
+        self.queue.run(cx.view, now, cx.retries, |v, (ns, name)| {
+            cronjob::reconcile(v, ns, name, now)
+        })
     }
+
+    with_queue!();
 
     fn owns(&self) -> &'static [(&'static str, &'static str)] {
         &[("batch/v1", "Job")]
@@ -240,7 +316,12 @@ impl Controller for CronJobs {
 
 /// The endpoint and EndpointSlice controllers, and the LoadBalancer implementation.
 #[derive(Debug)]
-struct Endpoints;
+struct Endpoints {
+    /// The LoadBalancer implementation of its last pass: when a step switches it, every
+    /// Service is queued again, as its status depends on it.
+    load_balancer: Option<LoadBalancerMode>,
+    queue: WorkQueue,
+}
 
 impl Controller for Endpoints {
     fn name(&self) -> &'static str {
@@ -248,28 +329,62 @@ impl Controller for Endpoints {
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        endpoints::reconcile_all(cx.view, cx.now, cx.names, cx.load_balancer)
+        let lb = cx.load_balancer;
+        if self.load_balancer.replace(lb) != Some(lb) {
+            self.queue.requeue_all();
+        }
+        let names = &mut *cx.names;
+        self.queue
+            .run(cx.view, cx.now, cx.retries, |v, (ns, name)| {
+                endpoints::reconcile(v, ns, name, names, lb)
+            })
     }
+
+    with_queue!();
 }
 
-impl Controller for VolumeController {
+/// The PersistentVolume controller, which looks at every claim at once (a single key).
+#[derive(Debug)]
+struct Volumes {
+    controller: VolumeController,
+    queue: WorkQueue,
+}
+
+impl Controller for Volumes {
     fn name(&self) -> &'static str {
         crate::sim::controllers::volume::COMPONENT
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        self.reconcile_all(cx.view, cx.now, cx.names)
+        let (now, names, controller) = (cx.now, &mut *cx.names, &mut self.controller);
+        self.queue.run(cx.view, now, cx.retries, |v, _| {
+            controller.reconcile_all(v, now, names)
+        })
     }
+
+    with_queue!();
 }
 
-impl Controller for AttachDetachController {
+/// The attach/detach controller, which looks at every attachment at once (a single key).
+#[derive(Debug)]
+struct Attachments {
+    controller: AttachDetachController,
+    queue: WorkQueue,
+}
+
+impl Controller for Attachments {
     fn name(&self) -> &'static str {
         crate::sim::controllers::attachdetach::COMPONENT
     }
 
     fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
-        AttachDetachController::reconcile(self, cx.view, cx.now)
+        let (now, controller) = (cx.now, &mut self.controller);
+        self.queue.run(cx.view, now, cx.retries, |v, _| {
+            controller.reconcile(v, now)
+        })
     }
+
+    with_queue!();
 }
 
 /// kube-scheduler.
@@ -305,6 +420,10 @@ impl Controller for Kubelets {
 }
 
 /// The declarative operators the containers' programs run.
+///
+/// They run every round rather than from a work queue: their work follows the programs'
+/// state in the node agents (a program that started, a requirement that now holds), not the
+/// objects alone, and the writes they make are compared with what is stored first.
 #[derive(Debug)]
 struct Operators;
 
@@ -344,15 +463,36 @@ pub(crate) fn control_loop(
 ) -> Vec<Box<dyn Controller>> {
     vec![
         Box::new(NodeLifecycle),
-        Box::new(Deployments),
-        Box::new(ReplicaSets),
-        Box::new(StatefulSets),
-        Box::new(DaemonSets),
-        Box::new(Jobs),
-        Box::new(CronJobs),
-        Box::new(Endpoints),
-        Box::new(volumes),
-        Box::new(attach),
+        Box::new(Deployments {
+            queue: WorkQueue::of("apps/v1", "Deployment"),
+        }),
+        Box::new(ReplicaSets {
+            queue: WorkQueue::of("apps/v1", "ReplicaSet"),
+        }),
+        Box::new(StatefulSets {
+            queue: WorkQueue::of("apps/v1", "StatefulSet"),
+        }),
+        Box::new(DaemonSets {
+            queue: WorkQueue::of("apps/v1", "DaemonSet"),
+        }),
+        Box::new(Jobs {
+            queue: WorkQueue::of("batch/v1", "Job"),
+        }),
+        Box::new(CronJobs {
+            queue: WorkQueue::of("batch/v1", "CronJob"),
+        }),
+        Box::new(Endpoints {
+            load_balancer: None,
+            queue: WorkQueue::of("v1", "Service"),
+        }),
+        Box::new(Volumes {
+            controller: volumes,
+            queue: WorkQueue::single(),
+        }),
+        Box::new(Attachments {
+            controller: attach,
+            queue: WorkQueue::single(),
+        }),
         Box::new(Scheduler),
         Box::new(Kubelets),
         Box::new(Operators),

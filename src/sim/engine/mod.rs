@@ -8,11 +8,12 @@
 //! there, so that whoever drives the cluster can look at it. Wall time never enters: the same
 //! configuration and seed give the same objects, names, events and logs every run.
 //!
-//! Writes made through the API between two calls are picked up by the next call: every round
-//! reconciles everything (the controllers are cheap and idempotent), and the node agents look
-//! again at every pod whose metadata or spec changed. Everything reads through [`Informers`],
-//! per-resource caches brought up to date whenever the store's resourceVersion moved, so a
-//! reconcile sees the writes of the ones before it without copying the store.
+//! Writes made through the API between two calls are picked up by the next call: each
+//! controller reconciles the objects whose inputs changed since it last looked, that wait on
+//! time, or whose sync is due again (its work queue, [`queue`]), and the node agents look again
+//! at every pod whose metadata or spec changed. Everything reads through [`Informers`],
+//! per-resource caches that follow the store as it changes, so a reconcile sees the writes of
+//! the ones before it without copying the store.
 //!
 //! A round runs the parts of the control loop (the workload, endpoint and volume controllers,
 //! the scheduler, the node agents, the operators) through one interface, in an order kept as
@@ -24,6 +25,7 @@
 mod apply;
 mod control;
 mod nodes;
+mod queue;
 mod view;
 
 use std::collections::BTreeMap;
@@ -50,7 +52,7 @@ use crate::sim::kubelet::Kubelet;
 use crate::sim::scheduler::{csi_node_object, kubelet_config, node_object};
 use crate::sim::store::{ApiError, Reason, Store, StoreConfig, WriteOptions};
 use crate::sim::{SimCluster, SimClusterBuilder};
-use apply::{Apply, Refusals, WorkQueue};
+use apply::{Apply, FailedSyncs, Refusals};
 use control::{Context, Controller, KUBELET, OPERATORS};
 
 /// The instant every simulated cluster starts at, so that timestamps are the same every run.
@@ -157,10 +159,10 @@ pub struct SimEngine {
     recorder: EventRecorder,
     /// The read caches every reconcile reads through.
     informers: Arc<Informers>,
-    /// Wake-ups the controllers asked for in the last round.
+    /// Wake-ups the parts without a work queue asked for in the last round.
     requeues: Vec<Timestamp>,
     /// Syncs that failed on a refused write, waiting for their retry.
-    queue: WorkQueue,
+    failed: FailedSyncs,
     /// Every write the store refused.
     refusals: Refusals,
     /// Infrastructure faults started by [`Self::start_fault`].
@@ -300,9 +302,9 @@ impl SimEngine {
             load_balancer,
             parts: control::control_loop(VolumeController::new(StorageConfig::default()), attach),
             nodes: nodes::Nodes::new(agents),
-            informers: Arc::default(),
+            informers: Informers::follow(&store),
             requeues: Vec::new(),
-            queue: WorkQueue::default(),
+            failed: FailedSyncs::default(),
             refusals: Refusals::default(),
             faults: crate::sim::faults::Faults::default(),
         })
@@ -448,12 +450,12 @@ impl SimEngine {
     #[must_use]
     pub fn next_wake(&self) -> Option<Timestamp> {
         let now = self.now;
-        self.requeues
-            .iter()
-            .copied()
-            .filter(|t| *t > now)
-            .chain(self.nodes.next_wake(now))
-            .chain(self.queue.next_retry(now))
+        self.nodes
+            .next_wake(now)
+            .into_iter()
+            .chain(self.parts.iter().filter_map(|p| p.queue()?.next_wake(now)))
+            .chain(self.requeues.iter().copied().filter(|t| *t > now))
+            .chain(self.failed.next_retry(now))
             .chain(self.faults.next_change(now))
             .min()
     }
@@ -536,8 +538,12 @@ impl SimEngine {
     /// Whether only node agent timers are due now (no controller requeue or retry, no
     /// scheduling retry).
     fn only_kubelets_due(&self) -> bool {
-        !self.requeues.iter().any(|r| *r <= self.now)
-            && !self.queue.retry_due(self.now)
+        !self
+            .parts
+            .iter()
+            .any(|p| p.queue().is_some_and(|q| q.due(self.now)))
+            && !self.requeues.iter().any(|r| *r <= self.now)
+            && !self.failed.retry_due(self.now)
             && !self.nodes.retry_due(self.now)
     }
 
@@ -588,6 +594,7 @@ impl SimEngine {
         let mut changing = Vec::new();
         for part in parts.iter_mut().filter(|p| pick(p.as_ref())) {
             let before = changed(&store);
+            let retries = self.failed.retries_of(part.name(), &view, now, part.owns());
             let out = part.reconcile(&mut Context {
                 store: &store,
                 view: &view,
@@ -598,19 +605,25 @@ impl SimEngine {
                 nodes: &mut self.nodes,
                 refusals: &mut self.refusals,
                 load_balancer: self.load_balancer,
+                retries: &retries,
             });
-            if let Some(at) = out.requeue_at {
+            if part.queue().is_none()
+                && let Some(at) = out.requeue_at
+            {
                 self.requeues.push(at);
             }
-            Apply {
+            let refused = Apply {
                 store: &store,
                 view: &view,
                 now,
                 recorder: &mut self.recorder,
-                queue: &mut self.queue,
+                failed: &mut self.failed,
                 refusals: &mut self.refusals,
             }
             .run(part.as_ref(), out);
+            if let Some(queue) = part.queue_mut() {
+                queue.refused(&refused);
+            }
             if changed(&store) != before {
                 changing.push(part.name());
             }

@@ -89,19 +89,56 @@ pub struct Nodes {
 fn hash_of(parts: &[&Value]) -> u64 {
     let mut h = DefaultHasher::new();
     for p in parts {
-        p.to_string().hash(&mut h);
+        hash_value(p, &mut h);
     }
     h.finish()
 }
 
+/// Feeds a JSON value to a hasher, walking it rather than printing it.
+fn hash_value(v: &Value, h: &mut DefaultHasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => {
+            2u8.hash(h);
+            match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i.hash(h),
+                (None, Some(u)) => u.hash(h),
+                (None, None) => n.as_f64().map(f64::to_bits).hash(h),
+            }
+        }
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            for item in items {
+                hash_value(item, h);
+            }
+        }
+        Value::Object(m) => {
+            (5u8, m.len()).hash(h);
+            for (k, item) in m {
+                k.hash(h);
+                hash_value(item, h);
+            }
+        }
+    }
+}
+
 /// What makes the node agent look at a pod again: anything but its status and bookkeeping.
 fn pod_fingerprint(pod: &Value) -> u64 {
-    let mut meta = pod.get("metadata").cloned().unwrap_or(Value::Null);
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
+    let mut h = DefaultHasher::new();
+    for (k, v) in pod
+        .get("metadata")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "resourceVersion" | "managedFields"))
+    {
+        k.hash(&mut h);
+        hash_value(v, &mut h);
     }
-    hash_of(&[&meta, pod.get("spec").unwrap_or(&Value::Null)])
+    hash_value(pod.get("spec").unwrap_or(&Value::Null), &mut h);
+    h.finish()
 }
 
 impl Nodes {
@@ -193,16 +230,18 @@ impl Nodes {
             .iter()
             .filter(|p| {
                 str_at(p, "/spec/nodeName").is_empty()
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && pointer(p, "/metadata/deletionTimestamp").is_none()
                     && matches!(str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
                     && !matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
             })
             .map(|p| Value::clone(p))
             .collect();
-        let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
-        self.binding.retain(|uid, _| live.contains(uid.as_str()));
-        self.unschedulable
-            .retain(|uid, _| live.contains(uid.as_str()));
+        if !self.binding.is_empty() || !self.unschedulable.is_empty() {
+            let live: BTreeSet<&str> = shared.iter().map(|p| str_at(p, "/metadata/uid")).collect();
+            self.binding.retain(|uid, _| live.contains(uid.as_str()));
+            self.unschedulable
+                .retain(|uid, _| live.contains(uid.as_str()));
+        }
         if pending.is_empty() {
             return;
         }
@@ -505,7 +544,7 @@ impl Nodes {
             if finished {
                 // The kubelet's final delete once every container has stopped
                 // (pkg/kubelet/status/status_manager.go, `canBeDeleted` then a zero grace period).
-                if let Some(res) = store.resource("", "v1", "pods") {
+                if let Some(res) = store.resource_shared("", "v1", "pods") {
                     let _ = store.delete(
                         &res,
                         Some(&tracked.namespace),
@@ -660,14 +699,11 @@ fn register_status(store: &Store, name: &str, registered: &Value) {
 /// Claims of the pod that are not bound yet and whose class waits for the first consumer.
 fn unbound_delayed_claims(pod: &Value, pvcs: &[Value], classes: &[Value]) -> Vec<String> {
     let ns = str_at(pod, "/metadata/namespace");
-    pod.pointer("/spec/volumes")
+    pointer(pod, "/spec/volumes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|v| {
-            v.pointer("/persistentVolumeClaim/claimName")
-                .and_then(Value::as_str)
-        })
+        .filter_map(|v| pointer(v, "/persistentVolumeClaim/claimName").and_then(Value::as_str))
         .filter(|claim| {
             pvcs.iter()
                 .find(|c| {
@@ -741,7 +777,7 @@ fn bind(
     (now, assumed): (Timestamp, bool),
     (pods, at, usage): (&mut [Value], &BTreeMap<String, usize>, &mut NodeUsage),
 ) {
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace").to_owned();
@@ -777,12 +813,12 @@ fn bind(
 
 /// Puts a condition into a pod's status, keeping the transition time when the status is the same.
 fn set_condition(store: &Store, pod: &Value, condition: &Value) {
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
-    let _ = store.modify(
+    let _ = store.modify_shared(
         &res,
         Some(ns),
         name,
@@ -792,9 +828,10 @@ fn set_condition(store: &Store, pod: &Value, condition: &Value) {
             let Some(p) = current else {
                 return Err(ApiError::not_found(&res, name));
             };
-            let mut p = p.clone();
-            let mut conditions: Vec<Value> = p
-                .pointer("/status/conditions")
+            // A status write takes only the status from the body.
+            let mut status = p.get("status").cloned().unwrap_or_else(|| json!({}));
+            let mut conditions: Vec<Value> = status
+                .pointer("/conditions")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -811,10 +848,15 @@ fn set_condition(store: &Store, pod: &Value, condition: &Value) {
                 }
                 None => conditions.push(next),
             }
-            p["status"]["conditions"] = Value::Array(conditions);
-            Ok(p)
+            status["conditions"] = Value::Array(conditions);
+            Ok(status_body(status))
         },
     );
+}
+
+/// The body of a status write: the status subresource takes nothing else from it.
+fn status_body(status: Value) -> Value {
+    Value::Object(serde_json::Map::from_iter([("status".to_owned(), status)]))
 }
 
 /// Writes the status the node agent computed.
@@ -822,24 +864,21 @@ fn write_status(store: &Store, pod: &Value, status: &Value) {
     if status.is_null() {
         return;
     }
-    let Some(res) = store.resource("", "v1", "pods") else {
+    let Some(res) = store.resource_shared("", "v1", "pods") else {
         return;
     };
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
     let uid = str_at(pod, "/metadata/uid");
-    let _ = store.modify(
+    let _ = store.modify_shared(
         &res,
         Some(ns),
         name,
         Part::Status,
         &WriteOptions::default(),
         |current| match current {
-            Some(p) if str_at(p, "/metadata/uid") == uid => {
-                let mut p = p.clone();
-                p["status"] = status.clone();
-                Ok(p)
-            }
+            // A status write takes only the status from the body.
+            Some(p) if str_at(p, "/metadata/uid") == uid => Ok(status_body(status.clone())),
             _ => Err(ApiError::not_found(&res, name)),
         },
     );
@@ -913,6 +952,16 @@ impl ClusterView for ServingView<'_> {
         name: &str,
     ) -> Option<Value> {
         self.view.get(api_version, kind, namespace, name)
+    }
+
+    fn get_shared(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        self.view.get_shared(api_version, kind, namespace, name)
     }
 
     fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {

@@ -194,7 +194,7 @@ impl EventRecorder {
 /// object's namespace, or `default` for cluster-scoped objects (`makeEvent`). Two events of one
 /// object at one simulated instant would share a name; the later one moves a nanosecond on.
 fn create(store: &Store, at: Timestamp, ev: &Event, mut body: Value) -> Option<(String, String)> {
-    let res = store.resource("", "v1", "events")?;
+    let res = store.resource_shared("", "v1", "events")?;
     let namespace = ev
         .involved
         .namespace
@@ -205,7 +205,7 @@ fn create(store: &Store, at: Timestamp, ev: &Event, mut body: Value) -> Option<(
     for _ in 0..1000 {
         let name = format!("{}.{nanos:x}", ev.involved.name);
         body["metadata"] = json!({"name": name, "namespace": namespace});
-        match store.create(
+        match store.create_shared(
             &res,
             Some(&namespace),
             body.clone(),
@@ -221,11 +221,11 @@ fn create(store: &Store, at: Timestamp, ev: &Event, mut body: Value) -> Option<(
 
 /// Changes a stored event; false when it no longer exists.
 fn update(store: &Store, namespace: &str, name: &str, f: impl FnOnce(&mut Value)) -> bool {
-    let Some(res) = store.resource("", "v1", "events") else {
+    let Some(res) = store.resource_shared("", "v1", "events") else {
         return false;
     };
     store
-        .modify(
+        .modify_shared(
             &res,
             Some(namespace),
             name,

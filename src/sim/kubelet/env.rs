@@ -35,7 +35,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr).and_then(Value::as_str)
+    crate::sim::controllers::meta::pointer(v, ptr).and_then(Value::as_str)
 }
 
 fn optional(v: &Value) -> bool {

@@ -186,7 +186,9 @@ pub(super) struct PodRuntime {
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    crate::sim::controllers::meta::pointer(v, ptr)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `format.Pod`: `<name>_<namespace>(<uid>)` (pkg/kubelet/util/format/pod.go).

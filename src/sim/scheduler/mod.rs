@@ -11,7 +11,8 @@
 pub mod node;
 pub mod quantity;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -141,7 +142,7 @@ fn tolerates(pod: &Value, taint: &Value) -> bool {
 }
 
 fn label<'a>(node: &'a Value, key: &str) -> Option<&'a str> {
-    node.pointer("/metadata/labels")
+    pointer(node, "/metadata/labels")
         .and_then(|l| l.get(key))
         .and_then(Value::as_str)
 }
@@ -174,13 +175,13 @@ fn expression_matches(node: &Value, e: &Value, field: bool) -> bool {
 
 /// nodeSelector and required node affinity (pkg/scheduler/framework/plugins/nodeaffinity).
 fn affinity_matches(pod: &Value, node: &Value) -> bool {
-    let selector_ok = pod
-        .pointer("/spec/nodeSelector")
+    let selector_ok = pointer(pod, "/spec/nodeSelector")
         .and_then(Value::as_object)
         .is_none_or(|sel| sel.iter().all(|(k, v)| label(node, k) == v.as_str()));
-    let Some(required) =
-        pod.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
-    else {
+    let Some(required) = pointer(
+        pod,
+        "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
+    ) else {
         return selector_ok;
     };
     selector_ok && terms_match(required, node)
@@ -210,7 +211,7 @@ fn find<'a>(items: &'a [Value], namespace: Option<&str>, name: &str) -> Option<&
 
 fn claims(pod: &Value) -> Vec<&str> {
     array(pod, "/spec/volumes")
-        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
+        .filter_map(|v| pointer(v, "/persistentVolumeClaim/claimName"))
         .filter_map(Value::as_str)
         .collect()
 }
@@ -227,6 +228,9 @@ pub fn schedule(pod: &Value, cluster: &Snapshot<'_>, now: Timestamp) -> Placemen
 #[derive(Debug, Default)]
 pub struct NodeUsage {
     by_node: BTreeMap<String, Usage>,
+    /// Each node's allocatable CPU, memory and pods by name, with the resourceVersion it was
+    /// read at: parsed once, not for every pod that is tried on the node.
+    allocatable: RefCell<HashMap<String, (String, Allocatable)>>,
 }
 
 impl NodeUsage {
@@ -246,6 +250,23 @@ impl NodeUsage {
             }
         }
         usage
+    }
+
+    /// [`allocatable`] of `node`, from the cache while the node is unchanged.
+    fn allocatable_of(&self, node: &Value) -> Allocatable {
+        let name = str_at(node, "/metadata/name");
+        let rv = str_at(node, "/metadata/resourceVersion");
+        if !rv.is_empty()
+            && let Some((at, alloc)) = self.allocatable.borrow().get(name)
+            && at == rv
+        {
+            return *alloc;
+        }
+        let alloc = allocatable(node);
+        self.allocatable
+            .borrow_mut()
+            .insert(name.to_owned(), (rv.to_owned(), alloc));
+        alloc
     }
 
     /// Counts a pod against its node (nothing for unbound or terminal pods).
@@ -335,29 +356,32 @@ pub fn schedule_with(
     }
 
     let (want_cpu, want_mem) = requests(pod, false);
+    let scored = requests(pod, true);
     let none = Usage::default();
-    let mut statuses: BTreeMap<String, (Code, Vec<String>)> = BTreeMap::new();
-    let mut feasible: Vec<(i128, String)> = Vec::new();
+    let mut statuses: BTreeMap<&str, (Code, Vec<String>)> = BTreeMap::new();
+    let mut feasible: Vec<(i128, &str)> = Vec::new();
     for node in cluster.nodes {
-        let name = str_at(node, "/metadata/name").to_owned();
-        let used = usage.by_node.get(name.as_str()).unwrap_or(&none);
+        let name = str_at(node, "/metadata/name");
+        let used = usage.by_node.get(name).unwrap_or(&none);
+        let alloc = usage.allocatable_of(node);
         match filter(
             pod,
             node,
             cluster,
             (want_cpu, want_mem),
             rwop_conflict,
-            used,
+            (used, alloc),
         ) {
-            Ok(()) => feasible.push((score(pod, node, used), name)),
+            Ok(()) => feasible.push((score(scored, used, alloc), name)),
             Err(status) => {
                 statuses.insert(name, status);
             }
         }
     }
     // Highest score first; equal scores go to the first name.
-    feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    feasible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     if let Some((_, node)) = feasible.into_iter().next() {
+        let node = node.to_owned();
         let event = Event::new(
             EventType::Normal,
             "Scheduled",
@@ -454,7 +478,10 @@ fn pods_on<'a>(cluster: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item =
         .filter(move |p| str_at(p, "/spec/nodeName") == node && !terminal(p))
 }
 
-fn allocatable(node: &Value) -> (i128, i128, i128) {
+/// A node's allocatable CPU (millicores), memory (bytes) and pods.
+type Allocatable = (i128, i128, i128);
+
+fn allocatable(node: &Value) -> Allocatable {
     let q = |r: &str, parse: fn(&str) -> Option<i128>| {
         node.pointer(&format!("/status/allocatable/{r}"))
             .and_then(|v| match v {
@@ -478,14 +505,16 @@ fn filter(
     cluster: &Snapshot<'_>,
     (want_cpu, want_mem): (i128, i128),
     rwop_conflict: bool,
-    used: &Usage,
+    (used, (cpu, mem, max_pods)): (&Usage, Allocatable),
 ) -> Result<(), (Code, Vec<String>)> {
     let fail = |code, reason: &str| Err((code, vec![reason.to_owned()]));
     let name = str_at(node, "/metadata/name");
     // NodeUnschedulable (nodeunschedulable/node_unschedulable.go).
-    let cordon = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
-        && !tolerates(pod, &cordon)
+    if pointer(node, "/spec/unschedulable").and_then(Value::as_bool) == Some(true)
+        && !tolerates(
+            pod,
+            &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
+        )
     {
         return fail(Code::Unresolvable, "node(s) were unschedulable");
     }
@@ -536,7 +565,6 @@ fn filter(
         }
     }
     // NodeResourcesFit (noderesources/fit.go): every shortfall is a reason.
-    let (cpu, mem, max_pods) = allocatable(node);
     let (used_cpu, used_mem, count) = (used.cpu, used.mem, used.count);
     let mut short = Vec::new();
     if count + 1 > max_pods {
@@ -681,11 +709,9 @@ fn exceeds_volume_limits(pod: &Value, node: &Value, cluster: &Snapshot<'_>) -> b
     })
 }
 
-/// NodeResourcesFit's least-allocated score (0–100) over CPU and memory, counting the
-/// scheduler's non-zero defaults for containers without requests.
-fn score(pod: &Value, node: &Value, used: &Usage) -> i128 {
-    let (cpu, mem, _) = allocatable(node);
-    let (req_cpu, req_mem) = requests(pod, true);
+/// NodeResourcesFit's least-allocated score (0–100) over CPU and memory: the pod's requests
+/// with the scheduler's non-zero defaults for containers without requests, plus the node's.
+fn score((req_cpu, req_mem): (i128, i128), used: &Usage, (cpu, mem, _): Allocatable) -> i128 {
     let (req_cpu, req_mem) = (req_cpu + used.score_cpu, req_mem + used.score_mem);
     let least = |cap: i128, req: i128| {
         if cap <= 0 || req > cap {

@@ -5,7 +5,8 @@
 //! write semantics: defaulting, validation, uid/creationTimestamp/generation bookkeeping,
 //! optimistic concurrency, deletion with finalizers, ownerReference garbage collection
 //! (background, foreground, orphan), namespace lifecycle and CustomResourceDefinition
-//! establishment. Every change is broadcast to watchers and kept in a bounded history.
+//! establishment. Every change is kept in a history bounded by count and by size, which
+//! watchers and read caches follow; one that falls behind the history gets 410 Expired.
 
 pub mod defaults;
 pub mod error;
@@ -15,12 +16,12 @@ pub mod selector;
 pub mod validation;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
+use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::sim::clock::{Clock, format_time};
 use crate::sim::resources::{self, ResourceDef};
@@ -36,11 +37,21 @@ const FOREGROUND: &str = "foregroundDeletion";
 /// Finalizer of orphaning deletion (metav1.FinalizerOrphanDependents).
 const ORPHAN: &str = "orphan";
 
+/// The default of [`StoreConfig::watch_history_bytes`]: 16 MiB, some 5,000 pod updates. A
+/// choice of the simulator (the API server's watch cache counts events, not bytes): enough for
+/// any watcher that keeps reading, small enough that a cluster of thousands of pods does not
+/// keep hundreds of megabytes of old versions.
+pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 16 << 20;
+
 /// Tunables of the store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// How many change events the watch history keeps; older resourceVersions get 410 Expired.
     pub watch_history: usize,
+    /// How many bytes of serialized objects the watch history keeps (each event counts the
+    /// JSON size of its object; the state it replaced, kept for filtered watches, is not
+    /// counted); older resourceVersions get 410 Expired.
+    pub watch_history_bytes: usize,
     /// Whether deleting a pod bound to a node waits for a kubelet to finish it (graceful
     /// deletion). Off until a simulated kubelet runs, so that deletes complete.
     pub graceful_pod_deletion: bool,
@@ -53,6 +64,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             watch_history: 50_000,
+            watch_history_bytes: DEFAULT_WATCH_HISTORY_BYTES,
             graceful_pod_deletion: false,
             seed: None,
         }
@@ -99,6 +111,9 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// The object before the change, for MODIFIED.
     pub previous: Option<Arc<Value>>,
+    /// The size of `object` serialized as JSON, what the event counts against
+    /// [`StoreConfig::watch_history_bytes`].
+    pub size: usize,
 }
 
 /// A list result.
@@ -181,14 +196,23 @@ pub struct WriteOptions {
 type Key = (String, String);
 type ObjKey = (String, String);
 
+/// An in-process follower of every change (a read cache): told of each one as it is made,
+/// before the write that made it returns.
+pub trait ChangeListener: Send + Sync + std::fmt::Debug {
+    /// One change, in resourceVersion order, while the store is locked: it must not call back
+    /// into the store.
+    fn changed(&self, event: &WatchEvent);
+}
+
 /// The watch subscription of one watcher.
 #[derive(Debug)]
 pub struct Subscription {
     /// History events after the requested resourceVersion (or synthetic ADDED events for the
     /// current state when no resourceVersion was given).
     pub initial: Vec<Arc<WatchEvent>>,
-    /// Live events from here on.
-    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+    /// Changes whenever the store's resourceVersion moves; the watcher then reads the events
+    /// after the last resourceVersion it has seen with [`Store::changes_since`].
+    pub changed: watch::Receiver<u64>,
     /// The store's resourceVersion when subscribed.
     pub resource_version: u64,
 }
@@ -196,10 +220,15 @@ pub struct Subscription {
 #[derive(Debug)]
 struct Inner {
     rv: u64,
-    resources: Vec<ResourceDef>,
-    objects: HashMap<Key, BTreeMap<ObjKey, Value>>,
+    /// Shared, so that finding one does not copy it.
+    resources: Vec<Arc<ResourceDef>>,
+    /// Shared with the watch history (and the read caches that follow it): a change stores a
+    /// new object and the history keeps the one it replaced, without copies.
+    objects: HashMap<Key, BTreeMap<ObjKey, Arc<Value>>>,
     uids: HashMap<String, (Key, ObjKey)>,
     history: VecDeque<Arc<WatchEvent>>,
+    /// The sum of the `size` of the events in `history`.
+    history_bytes: usize,
     /// Every event with rv >= window_start is in `history`.
     window_start: u64,
     next_cluster_ip: u32,
@@ -219,7 +248,10 @@ struct Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// The resourceVersion of the last change, for watchers to wait on.
+    latest: watch::Sender<u64>,
+    /// In-process followers, told of every change under the store's lock.
+    listeners: Mutex<Vec<Weak<dyn ChangeListener>>>,
     logs: LogStore,
     config: StoreConfig,
     /// Resources (by plural) whose creates a test has an admission step refuse, with the
@@ -236,14 +268,15 @@ impl Store {
     /// A store with the built-in resources, the initial namespaces and the `kubernetes` service.
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>, config: StoreConfig) -> Self {
-        let (events, _) = broadcast::channel(16_384);
+        let (latest, _) = watch::channel(0);
         let store = Self {
             inner: Mutex::new(Inner {
                 rv: 0,
-                resources: resources::builtins(),
+                resources: resources::builtins().into_iter().map(Arc::new).collect(),
                 objects: HashMap::new(),
                 uids: HashMap::new(),
                 history: VecDeque::new(),
+                history_bytes: 0,
                 window_start: 1,
                 next_cluster_ip: SERVICE_CIDR_BASE + 2,
                 next_node_port: 30000,
@@ -255,7 +288,8 @@ impl Store {
                     .map_or_else(|| StdRng::from_rng(&mut rand::rng()), StdRng::seed_from_u64),
             }),
             clock,
-            events,
+            latest,
+            listeners: Mutex::new(Vec::new()),
             logs: LogStore::default(),
             config,
             #[cfg(test)]
@@ -317,12 +351,29 @@ impl Store {
     /// Every served resource (built-ins and established custom resources).
     #[must_use]
     pub fn resources(&self) -> Vec<ResourceDef> {
-        self.lock().resources.clone()
+        self.lock()
+            .resources
+            .iter()
+            .map(|r| ResourceDef::clone(r))
+            .collect()
     }
 
     /// The resource served at `group`/`version`/`plural`.
     #[must_use]
     pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
+        self.resource_shared(group, version, plural)
+            .map(|r| ResourceDef::clone(&r))
+    }
+
+    /// [`Store::resource`], shared rather than copied: for callers that look resources up
+    /// for every read or write.
+    #[must_use]
+    pub fn resource_shared(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceDef>> {
         self.lock()
             .resources
             .iter()
@@ -333,6 +384,18 @@ impl Store {
     /// The resource of `apiVersion`/`kind`, e.g. (`apps/v1`, `Deployment`).
     #[must_use]
     pub fn resource_for_kind(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
+        self.resource_for_kind_shared(api_version, kind)
+            .map(|r| ResourceDef::clone(&r))
+    }
+
+    /// [`Store::resource_for_kind`], shared rather than copied: for callers that look
+    /// resources up for every read or write.
+    #[must_use]
+    pub fn resource_for_kind_shared(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<Arc<ResourceDef>> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         self.lock()
             .resources
@@ -344,7 +407,7 @@ impl Store {
     /// How many watches are open right now (for tests that must wait for a watcher).
     #[must_use]
     pub fn watcher_count(&self) -> usize {
-        self.events.receiver_count()
+        self.latest.receiver_count()
     }
 
     /// Forgets the watch history: every watch from an older resourceVersion gets 410 Expired.
@@ -352,6 +415,7 @@ impl Store {
     pub fn compact(&self) {
         let mut inner = self.lock();
         inner.history.clear();
+        inner.history_bytes = 0;
         inner.window_start = inner.rv + 1;
     }
 
@@ -387,7 +451,7 @@ impl Store {
         let mut remaining = 0u64;
         let mut last_key: Option<ObjKey> = None;
         if let Some(objects) = inner.objects.get(&res.storage_key()) {
-            let range: Box<dyn Iterator<Item = (&ObjKey, &Value)>> = match &start {
+            let range: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> = match &start {
                 Some(after) => Box::new(objects.range::<ObjKey, _>((
                     std::ops::Bound::Excluded(after.clone()),
                     std::ops::Bound::Unbounded,
@@ -408,7 +472,7 @@ impl Store {
                     continue;
                 }
                 last_key = Some(key.clone());
-                items.push(with_version(obj.clone(), res));
+                items.push(with_version(Value::clone(obj), res));
             }
         }
         let continue_token = (remaining > 0).then(|| encode_continue(rv, last_key.as_ref()));
@@ -420,19 +484,33 @@ impl Store {
         })
     }
 
-    /// Visits every stored object of a resource in namespace/name order under the store lock
-    /// and returns the store's resourceVersion at that moment; for read caches that copy only
-    /// the objects whose `metadata.resourceVersion` changed. The objects are as stored (without
-    /// the `apiVersion` and `kind` of the version they are read through); `f` must not call
-    /// back into the store.
-    pub fn scan(&self, res: &ResourceDef, mut f: impl FnMut(&str, &str, &Value)) -> u64 {
+    /// Hands `f` every stored object of a resource, as (namespace, name, object) in
+    /// namespace/name order, under the store's lock: for a read cache that shares the objects
+    /// and starts following the changes ([`Store::listen`]) before another one is made. The
+    /// objects are as stored (with the `apiVersion` and `kind` they were written with, not
+    /// necessarily those of the version they are read through); `f` must not call back into
+    /// the store.
+    pub fn scan<T>(
+        &self,
+        res: &ResourceDef,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &str, &Arc<Value>)>) -> T,
+    ) -> T {
         let inner = self.lock();
-        if let Some(objects) = inner.objects_of(res) {
-            for ((ns, name), obj) in objects {
-                f(ns, name, obj);
-            }
-        }
-        inner.rv
+        let mut objects = inner
+            .objects_of(res)
+            .into_iter()
+            .flatten()
+            .map(|((ns, name), obj)| (ns.as_str(), name.as_str(), obj));
+        f(&mut objects)
+    }
+
+    /// Tells `listener` of every change from now on, until it is dropped.
+    pub fn listen(&self, listener: Weak<dyn ChangeListener>) {
+        let _inner = self.lock();
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(listener);
     }
 
     /// Creates an object.
@@ -446,6 +524,23 @@ impl Store {
         obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        self.create_shared(res, ns, obj, opts)
+            .map(|created| with_version(Value::clone(&created), res))
+    }
+
+    /// [`Store::create`], handing back the stored object itself rather than a copy read
+    /// through the resource's version (its `apiVersion` and `kind` are those it was written
+    /// with): for writers that do not need it.
+    ///
+    /// # Errors
+    /// See [`Store::create`].
+    pub fn create_shared(
+        &self,
+        res: &ResourceDef,
+        ns: Option<&str>,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
         #[cfg(test)]
         if let Some(detail) = self
             .refused_creates
@@ -462,7 +557,7 @@ impl Store {
         if !opts.dry_run {
             self.flush(&mut inner);
         }
-        Ok(with_version(created, res))
+        Ok(created)
     }
 
     /// From now on refuses every create of `plural` as an admission plugin would:
@@ -514,6 +609,25 @@ impl Store {
         opts: &WriteOptions,
         f: impl FnOnce(Option<&Value>) -> Result<Value, ApiError>,
     ) -> Result<(Value, bool), ApiError> {
+        self.modify_shared(res, ns, name, part, opts, f)
+            .map(|(stored, created)| (with_version(Value::clone(&stored), res), created))
+    }
+
+    /// [`Store::modify`], handing back the stored object itself rather than a copy read
+    /// through the resource's version (its `apiVersion` and `kind` are those it was written
+    /// with): for writers that do not need it.
+    ///
+    /// # Errors
+    /// See [`Store::modify`].
+    pub fn modify_shared(
+        &self,
+        res: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        f: impl FnOnce(Option<&Value>) -> Result<Value, ApiError>,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
         let now = self.now();
         let mut inner = self.lock();
         let ns_str = if res.namespaced {
@@ -521,10 +635,16 @@ impl Store {
         } else {
             ""
         };
-        let current = inner
-            .get(res, ns_str, name)
-            .map(|o| with_version(o.clone(), res));
-        let desired = f(current.as_ref())?;
+        // Read through the resource's version; most objects are stored that way already and
+        // need no copy.
+        let current = inner.get_arc(res, ns_str, name).map(|o| {
+            if has_version(&o, res) {
+                o
+            } else {
+                Arc::new(with_version(Value::clone(&o), res))
+            }
+        });
+        let desired = f(current.as_deref())?;
         let result = match current {
             None => (inner.create(res, ns, desired, &now, opts.dry_run)?, true),
             Some(old) => (
@@ -535,7 +655,7 @@ impl Store {
         if !opts.dry_run {
             self.flush(&mut inner);
         }
-        Ok((with_version(result.0, res), result.1))
+        Ok(result)
     }
 
     /// Deletes an object.
@@ -613,7 +733,7 @@ impl Store {
     /// Expired (410) when `since` is older than the history window.
     pub fn watch(&self, res: &ResourceDef, since: Option<u64>) -> Result<Subscription, ApiError> {
         let inner = self.lock();
-        let live = self.events.subscribe();
+        let changed = self.latest.subscribe();
         let key = res.storage_key();
         let initial = match since {
             None => inner
@@ -631,51 +751,104 @@ impl Store {
                             .as_str()
                             .unwrap_or_default()
                             .to_string(),
-                        object: Arc::new(o.clone()),
+                        object: o.clone(),
                         previous: None,
+                        size: 0,
                     })
                 })
                 .collect(),
-            Some(rv) => {
-                if rv.saturating_add(1) < inner.window_start {
-                    // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go
-                    return Err(ApiError::expired(format!(
-                        "too old resource version: {rv} ({})",
-                        inner.window_start - 1
-                    )));
-                }
-                inner
-                    .history
-                    .iter()
-                    .filter(|e| e.rv > rv && e.group == res.group && e.plural == res.plural)
-                    .cloned()
-                    .collect()
-            }
+            Some(rv) => inner.changes_since(rv, Some(res))?,
         };
         Ok(Subscription {
             initial,
-            live,
+            changed,
             resource_version: inner.rv,
         })
     }
 
-    /// Moves events produced under the lock to the history and to live watchers.
+    /// The changes after resourceVersion `since`, oldest first, of one resource (or of all
+    /// with `None`), and the store's resourceVersion they reach: a watcher or read cache that
+    /// has seen everything up to `since` has seen everything up to the returned version once
+    /// it has seen these.
+    ///
+    /// # Errors
+    /// Expired (410) when changes after `since` have already left the history: the caller
+    /// fell behind and has to list again.
+    pub fn changes_since(
+        &self,
+        since: u64,
+        res: Option<&ResourceDef>,
+    ) -> Result<(Vec<Arc<WatchEvent>>, u64), ApiError> {
+        let inner = self.lock();
+        Ok((inner.changes_since(since, res)?, inner.rv))
+    }
+
+    /// Moves events produced under the lock to the history, drops what no longer fits, and
+    /// wakes the watchers.
     fn flush(&self, inner: &mut Inner) {
         let pending: Vec<Arc<WatchEvent>> = inner.pending_events();
+        if pending.is_empty() {
+            return;
+        }
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        listeners.retain(|l| l.strong_count() > 0);
+        let listeners: Vec<Arc<dyn ChangeListener>> =
+            listeners.iter().filter_map(Weak::upgrade).collect();
         for ev in pending {
             if ev.kind == WatchEventType::Deleted && ev.group.is_empty() && ev.plural == "pods" {
                 let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
                 self.logs.remove_pod(&ev.namespace, name);
             }
-            inner.history.push_back(ev.clone());
-            while inner.history.len() > self.config.watch_history {
-                if let Some(old) = inner.history.pop_front() {
-                    inner.window_start = old.rv + 1;
-                }
+            for listener in &listeners {
+                listener.changed(&ev);
             }
-            let _ = self.events.send(ev);
+            inner.history_bytes += ev.size;
+            inner.history.push_back(ev);
+        }
+        while inner.history.len() > self.config.watch_history
+            || inner.history_bytes > self.config.watch_history_bytes
+        {
+            let Some(old) = inner.history.pop_front() else {
+                break;
+            };
+            inner.history_bytes -= old.size;
+            inner.window_start = old.rv + 1;
+        }
+        self.latest.send_replace(inner.rv);
+    }
+}
+
+/// How many bytes `v` takes serialized as JSON, without building the text.
+fn serialized_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+/// Whether `obj` already has the `apiVersion` and `kind` it is read through.
+fn has_version(obj: &Value, res: &ResourceDef) -> bool {
+    obj.get("kind").and_then(Value::as_str) == Some(res.kind.as_str())
+        && obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|av| match av.split_once('/') {
+                Some((group, version)) => group == res.group && version == res.version,
+                None => res.group.is_empty() && av == res.version,
+            })
 }
 
 /// Sets `apiVersion` to the version the object is read through.
@@ -748,10 +921,15 @@ pub fn unbase64(text: &str) -> Option<Vec<u8>> {
 }
 
 fn new_uid(rng: &mut StdRng) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h: String = b
+        .iter()
+        .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 0x0f)]])
+        .map(char::from)
+        .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -797,17 +975,16 @@ fn set_finalizers(obj: &mut Value, list: &[String]) {
 }
 
 /// Everything but metadata and status: a change here bumps `metadata.generation`.
-fn spec_part(obj: &Value) -> Map<String, Value> {
+fn spec_part(obj: &Value) -> impl Iterator<Item = (&String, &Value)> {
     obj.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+}
+
+/// Whether two objects have the same [`spec_part`], compared in place.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    spec_part(a).count() == spec_part(b).count() && spec_part(a).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// GC work items, processed until none is left.
@@ -821,17 +998,35 @@ enum Task {
 }
 
 impl Inner {
-    fn objects_of(&self, res: &ResourceDef) -> Option<&BTreeMap<ObjKey, Value>> {
+    fn objects_of(&self, res: &ResourceDef) -> Option<&BTreeMap<ObjKey, Arc<Value>>> {
         self.objects.get(&res.storage_key())
     }
 
     fn get(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<&Value> {
+        self.get_shared(res, ns, name).map(AsRef::as_ref)
+    }
+
+    fn get_shared(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<&Arc<Value>> {
         let ns = if res.namespaced { ns } else { "" };
         self.objects_of(res)?
             .get(&(ns.to_string(), name.to_string()))
     }
 
-    fn find_resource(&self, group: &str, plural: &str) -> Option<ResourceDef> {
+    fn get_arc(&self, res: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.get_shared(res, ns, name).cloned()
+    }
+
+    /// Stores a new state of an object and records the change, with the state it replaced.
+    fn store(&mut self, res: &ResourceDef, key: ObjKey, stored: Arc<Value>, kind: WatchEventType) {
+        let previous = self
+            .objects
+            .entry(res.storage_key())
+            .or_default()
+            .insert(key, stored.clone());
+        self.emit(res, kind, stored, previous);
+    }
+
+    fn find_resource(&self, group: &str, plural: &str) -> Option<Arc<ResourceDef>> {
         self.resources
             .iter()
             .find(|r| r.group == group && r.plural == plural)
@@ -847,12 +1042,34 @@ impl Inner {
         std::mem::take(&mut self.pending)
     }
 
+    /// See [`Store::changes_since`].
+    fn changes_since(
+        &self,
+        since: u64,
+        res: Option<&ResourceDef>,
+    ) -> Result<Vec<Arc<WatchEvent>>, ApiError> {
+        if since.saturating_add(1) < self.window_start {
+            // staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go
+            return Err(ApiError::expired(format!(
+                "too old resource version: {since} ({})",
+                self.window_start - 1
+            )));
+        }
+        let from = self.history.partition_point(|e| e.rv <= since);
+        Ok(self
+            .history
+            .range(from..)
+            .filter(|e| res.is_none_or(|r| e.group == r.group && e.plural == r.plural))
+            .cloned()
+            .collect())
+    }
+
     fn emit(
         &mut self,
         res: &ResourceDef,
         kind: WatchEventType,
-        obj: &Value,
-        previous: Option<&Value>,
+        obj: Arc<Value>,
+        previous: Option<Arc<Value>>,
     ) {
         let ev = WatchEvent {
             rv: self.rv,
@@ -863,8 +1080,9 @@ impl Inner {
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            object: Arc::new(obj.clone()),
-            previous: previous.map(|p| Arc::new(p.clone())),
+            size: serialized_size(&obj),
+            object: obj,
+            previous,
         };
         self.pending.push(Arc::new(ev));
     }
@@ -885,7 +1103,7 @@ impl Inner {
         mut obj: Value,
         now: &str,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {})",
@@ -995,17 +1213,19 @@ impl Inner {
             _ => {}
         }
         if dry_run {
-            return Ok(obj);
+            return Ok(Arc::new(obj));
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert((ns.clone(), name.clone()), obj.clone());
+        let obj = Arc::new(obj);
+        self.store(
+            res,
+            (ns.clone(), name.clone()),
+            obj.clone(),
+            WatchEventType::Added,
+        );
         self.uids
             .insert(uid, (res.storage_key(), (ns.clone(), name.clone())));
-        self.emit(res, WatchEventType::Added, &obj, None);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&obj);
         }
@@ -1102,7 +1322,8 @@ impl Inner {
             .to_string();
         self.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
-        self.resources.extend(resources::from_crd(crd));
+        self.resources
+            .extend(resources::from_crd(crd).into_iter().map(Arc::new));
     }
 
     fn unregister_crd(&mut self, crd: &Value) {
@@ -1128,12 +1349,12 @@ impl Inner {
         res: &ResourceDef,
         ns: &str,
         name: &str,
-        old: Value,
+        old: Arc<Value>,
         mut new: Value,
         part: Part,
         now: &str,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !new.is_object() {
             return Err(ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {})",
@@ -1181,9 +1402,17 @@ impl Inner {
         }
         match part {
             Part::Status => {
-                let mut merged = old.clone();
-                merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-                new = merged;
+                // The stored object with the new status, without copying the old status.
+                let status = new.get_mut("status").map_or(Value::Null, Value::take);
+                let mut merged: serde_json::Map<String, Value> = old
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| *k != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                merged.insert("status".into(), status);
+                new = Value::Object(merged);
             }
             Part::Main => {
                 if res.status
@@ -1246,18 +1475,17 @@ impl Inner {
         if !errs.is_empty() {
             return Err(ApiError::invalid(res, name, errs));
         }
-        if res.generation && spec_part(&old) != spec_part(&new) {
+        if res.generation && !same_spec(&old, &new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             defaults::child(&mut new, "metadata")["generation"] = json!(g);
         }
         // A no-op write changes nothing, not even the resourceVersion.
-        let mut unchanged = new.clone();
-        defaults::child(&mut unchanged, "metadata")["resourceVersion"] = json!(old_rv);
-        if unchanged == old {
+        defaults::child(&mut new, "metadata")["resourceVersion"] = json!(old_rv);
+        if new == *old {
             return Ok(old);
         }
         if dry_run {
-            return Ok(new);
+            return Ok(Arc::new(new));
         }
         let rv = self.next_rv();
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(rv.to_string());
@@ -1269,11 +1497,8 @@ impl Inner {
             },
             name.to_string(),
         );
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.emit(res, WatchEventType::Modified, &new, Some(&old));
+        let new = Arc::new(new);
+        self.store(res, key.clone(), new.clone(), WatchEventType::Modified);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             self.register_crd(&new);
         }
@@ -1424,11 +1649,7 @@ impl Inner {
         }
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key, obj.clone());
-        self.emit(res, WatchEventType::Modified, &obj, Some(&current));
+        self.store(res, key, Arc::new(obj.clone()), WatchEventType::Modified);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1462,16 +1683,17 @@ impl Inner {
 
     /// Removes an object for good and queues the garbage collection it triggers.
     fn remove(&mut self, res: &ResourceDef, key: &ObjKey, _now: &str) -> Value {
-        let Some(mut obj) = self
+        let Some(last) = self
             .objects
             .get_mut(&res.storage_key())
             .and_then(|m| m.remove(key))
         else {
             return Value::Null;
         };
+        let mut obj = Arc::unwrap_or_clone(last);
         let rv = self.next_rv();
         defaults::child(&mut obj, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.emit(res, WatchEventType::Deleted, &obj, None);
+        self.emit(res, WatchEventType::Deleted, Arc::new(obj.clone()), None);
         let uid = obj["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -1508,7 +1730,7 @@ impl Inner {
     }
 
     /// Objects whose ownerReferences name `uid`.
-    fn dependents(&self, uid: &str) -> Vec<(ResourceDef, ObjKey, Value)> {
+    fn dependents(&self, uid: &str) -> Vec<(Arc<ResourceDef>, ObjKey, Value)> {
         let mut out = Vec::new();
         for (key, objects) in &self.objects {
             let Some(res) = self.find_resource(&key.0, &key.1) else {
@@ -1519,17 +1741,17 @@ impl Inner {
                     .as_array()
                     .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)));
                 if owned {
-                    out.push((res.clone(), k.clone(), o.clone()));
+                    out.push((res.clone(), k.clone(), Value::clone(o)));
                 }
             }
         }
         out
     }
 
-    fn by_uid(&self, uid: &str) -> Option<(ResourceDef, ObjKey, Value)> {
+    fn by_uid(&self, uid: &str) -> Option<(Arc<ResourceDef>, ObjKey, Value)> {
         let (key, okey) = self.uids.get(uid)?;
         let res = self.find_resource(&key.0, &key.1)?;
-        let obj = self.objects.get(key)?.get(okey)?.clone();
+        let obj = Value::clone(self.objects.get(key)?.get(okey)?);
         Some((res, okey.clone(), obj))
     }
 
@@ -1568,8 +1790,7 @@ impl Inner {
                     }
                 }
                 Task::OrphanDependents { uid } => {
-                    for (res, key, old) in self.dependents(&uid) {
-                        let mut new = old.clone();
+                    for (res, key, mut new) in self.dependents(&uid) {
                         if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
                             refs.retain(|r| r["uid"].as_str() != Some(&uid));
                             if refs.is_empty()
@@ -1578,7 +1799,7 @@ impl Inner {
                                 m.remove("ownerReferences");
                             }
                         }
-                        self.rewrite(&res, &key, old, new, now);
+                        self.rewrite(&res, &key, new, now);
                     }
                     self.drop_finalizer(&uid, ORPHAN, now);
                 }
@@ -1610,14 +1831,11 @@ impl Inner {
     }
 
     /// Stores a changed object outside the validation path (GC bookkeeping).
-    fn rewrite(&mut self, res: &ResourceDef, key: &ObjKey, old: Value, mut new: Value, now: &str) {
+    fn rewrite(&mut self, res: &ResourceDef, key: &ObjKey, mut new: Value, now: &str) {
         let rv = self.next_rv();
         defaults::child(&mut new, "metadata")["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .entry(res.storage_key())
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.emit(res, WatchEventType::Modified, &new, Some(&old));
+        let new = Arc::new(new);
+        self.store(res, key.clone(), new.clone(), WatchEventType::Modified);
         // An object still in its grace period is not removed by an update
         // (`shouldDeleteDuringUpdate`, k8s.io/apiserver/pkg/registry/generic/registry/store.go).
         let in_grace = new["metadata"]["deletionGracePeriodSeconds"]
@@ -1640,9 +1858,9 @@ impl Inner {
             return;
         }
         fins.retain(|f| f != finalizer);
-        let mut new = old.clone();
+        let mut new = old;
         set_finalizers(&mut new, &fins);
-        self.rewrite(&res, &key, old, new, now);
+        self.rewrite(&res, &key, new, now);
     }
 
     fn finalize_namespace(&mut self, name: &str, now: &str, config: &StoreConfig) {
@@ -1696,7 +1914,7 @@ impl Inner {
         if finalizers(&new).is_empty() {
             self.remove(&ns_res, &key, now);
         } else if new != ns_obj {
-            self.rewrite(&ns_res, &key, ns_obj, new, now);
+            self.rewrite(&ns_res, &key, new, now);
         }
     }
 

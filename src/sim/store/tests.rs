@@ -446,6 +446,109 @@ fn watch_history_and_expiry() {
     assert!(s.watch(&cm, Some(s.resource_version())).is_ok());
 }
 
+fn store_with(config: StoreConfig) -> Store {
+    Store::new(
+        Arc::new(ManualClock::new("2024-05-01T10:00:00Z".parse().unwrap())),
+        config,
+    )
+}
+
+/// Creates ConfigMaps `c0`.. with `size` bytes of data each; returns the resourceVersion before.
+fn create_config_maps(s: &Store, names: std::ops::Range<usize>, size: usize) -> u64 {
+    let cm = res(s, "", "configmaps");
+    let before = s.resource_version();
+    for i in names {
+        s.create(
+            &cm,
+            Some("default"),
+            json!({"metadata": {"name": format!("c{i}")}, "data": {"k": "x".repeat(size)}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    }
+    before
+}
+
+#[test]
+fn watch_history_is_bounded_by_count() {
+    let s = store_with(StoreConfig {
+        watch_history: 3,
+        ..StoreConfig::default()
+    });
+    let cm = res(&s, "", "configmaps");
+    let start = create_config_maps(&s, 0..5, 10);
+    let rv = s.resource_version();
+    // The last three changes are kept: from rv - 3 on, nothing is missing.
+    let (events, upto) = s.changes_since(rv - 3, None).unwrap();
+    assert_eq!(upto, rv);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e.object["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c2", "c3", "c4"]);
+    let err = s.changes_since(rv - 4, None).unwrap_err();
+    assert_eq!(err.reason, Reason::Expired);
+    assert_eq!(
+        err.message,
+        format!("too old resource version: {} ({})", rv - 4, rv - 3)
+    );
+    assert_eq!(
+        s.watch(&cm, Some(start)).unwrap_err().reason,
+        Reason::Expired
+    );
+    assert_eq!(s.watch(&cm, Some(rv - 3)).unwrap().initial.len(), 3);
+}
+
+#[test]
+fn watch_history_is_bounded_by_serialized_size() {
+    let probe = store();
+    create_config_maps(&probe, 0..1, 1000);
+    let (events, _) = probe.changes_since(0, None).unwrap();
+    let one = events.last().unwrap();
+    assert_eq!(one.size, serde_json::to_vec(&*one.object).unwrap().len());
+    assert!(one.size > 1000);
+
+    // Room for two and a half such objects: two are kept, whatever the count allows.
+    let s = store_with(StoreConfig {
+        watch_history_bytes: one.size * 5 / 2,
+        ..StoreConfig::default()
+    });
+    create_config_maps(&s, 0..4, 1000);
+    let rv = s.resource_version();
+    let (events, _) = s.changes_since(rv - 2, None).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].object["metadata"]["name"], "c2");
+    assert_eq!(
+        s.changes_since(rv - 3, None).unwrap_err().reason,
+        Reason::Expired
+    );
+    // Small changes fill the same room with more events.
+    create_config_maps(&s, 10..20, 1);
+    let rv = s.resource_version();
+    assert_eq!(s.changes_since(rv - 10, None).unwrap().0.len(), 10);
+}
+
+#[test]
+fn changes_since_filters_by_resource_and_reports_how_far_it_read() {
+    let s = store();
+    let secrets = res(&s, "", "secrets");
+    let cm = res(&s, "", "configmaps");
+    let start = create_config_maps(&s, 0..2, 1);
+    s.create(
+        &secrets,
+        Some("default"),
+        json!({"metadata": {"name": "s"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let (events, upto) = s.changes_since(start, Some(&cm)).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(upto, s.resource_version());
+    let (events, _) = s.changes_since(start, Some(&secrets)).unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(s.changes_since(upto, None).unwrap().0.is_empty());
+}
+
 #[test]
 fn list_pages_and_selectors() {
     let s = store();
