@@ -48,6 +48,8 @@ struct Seen {
     reads: Vec<Read>,
     /// When it asked to be woken.
     wake: Option<Timestamp>,
+    /// When it was last reconciled.
+    synced: Timestamp,
 }
 
 /// The work queue of one controller.
@@ -146,7 +148,7 @@ impl WorkQueue {
             }
             let reads = RefCell::new(Vec::new());
             let out = reconcile(&view.tracking(&reads), &key);
-            self.remember(key.clone(), reads.into_inner(), out.requeue_at);
+            self.remember(key.clone(), reads.into_inner(), out.requeue_at, now);
             if !out.effects.is_empty() {
                 self.returned.push((key, out.effects.len()));
             }
@@ -204,14 +206,26 @@ impl WorkQueue {
             if out.effects.is_empty() && same_wake {
                 continue;
             }
+            // Events a controller records at every sync of a key (a CronJob's
+            // `JobAlreadyActive` while its Job runs) repeat when the key is synced again in the
+            // instant it was just synced in; the queue rightly did not sync it twice.
+            let events_only = out
+                .effects
+                .iter()
+                .all(|e| matches!(e, crate::sim::controllers::Effect::Event(_)));
+            let synced_now = self.seen.get(key).is_some_and(|s| s.synced == now);
+            if events_only && synced_now && same_wake {
+                continue;
+            }
             // A write that came in since the queue looked (from a client of a served cluster)
             // queues the key now: not a miss.
             self.collect(view);
             assert!(
                 self.dirty.contains(key),
-                "the work queue of {:?} missed {key:?} at {now}: not queued, but its reconcile \
-                 asks for {:?} instead of {wake:?} and would do {:#?}",
+                "the work queue of {:?} missed {key:?} at {now} (last synced at {:?}): not \
+                 queued, but its reconcile asks for {:?} instead of {wake:?} and would do {:#?}",
                 self.primary,
+                self.seen.get(key).map(|s| s.synced),
                 out.requeue_at,
                 out.effects,
             );
@@ -306,13 +320,20 @@ impl WorkQueue {
         self.volatile.remove(key);
     }
 
-    fn remember(&mut self, key: Key, mut reads: Vec<Read>, wake: Option<Timestamp>) {
+    fn remember(
+        &mut self,
+        key: Key,
+        mut reads: Vec<Read>,
+        wake: Option<Timestamp>,
+        synced: Timestamp,
+    ) {
         reads.sort_unstable();
         reads.dedup();
         if let Some(seen) = self.seen.get_mut(&key)
             && seen.reads == reads
         {
             // Read the same as last time (the usual case): only the wake-up may move.
+            seen.synced = synced;
             if seen.wake != wake {
                 if let Some(at) = seen.wake {
                     self.timers.remove(&(at, key.clone()));
@@ -343,7 +364,14 @@ impl WorkQueue {
         if let Some(at) = wake {
             self.timers.insert((at, key.clone()));
         }
-        self.seen.insert(key, Seen { reads, wake });
+        self.seen.insert(
+            key,
+            Seen {
+                reads,
+                wake,
+                synced,
+            },
+        );
     }
 }
 
