@@ -380,6 +380,23 @@ pub enum VolumeProblem {
     NotAttached,
 }
 
+/// The text of client-go's error aggregate (apimachinery pkg/util/errors/errors.go
+/// `aggregate.Error`): nothing for no error, the one message alone, else the distinct messages
+/// in order, joined by `, ` inside `[` `]`.
+fn aggregate(errors: &[String]) -> Option<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for e in errors {
+        if !distinct.contains(&e.as_str()) {
+            distinct.push(e);
+        }
+    }
+    match distinct.as_slice() {
+        [] => None,
+        [one] => Some((*one).to_owned()),
+        many => Some(format!("[{}]", many.join(", "))),
+    }
+}
+
 /// Checks every volume of the pod on `node`, in spec order, and returns the problems by volume name.
 #[must_use]
 pub fn check_volumes(
@@ -415,11 +432,14 @@ pub fn check_volumes(
                 .filter(|_| !optional(c))
                 .map(setup)
         } else if let Some(p) = vol.get("projected") {
-            p.get("sources")
+            // projected.go `collectData` tries every source and returns
+            // `utilerrors.NewAggregate(errlist)` of all that failed.
+            let errors: Vec<String> = p
+                .get("sources")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .find_map(|src| {
+                .filter_map(|src| {
                     if let Some(s) = src.get("secret") {
                         let n = str_at(s, "/name").unwrap_or_default();
                         lookup.secret(n).err().filter(|_| !optional(s))
@@ -436,7 +456,8 @@ pub fn check_volumes(
                         None
                     }
                 })
-                .map(setup)
+                .collect();
+            aggregate(&errors).map(setup)
         } else if let Some(c) = vol.get("persistentVolumeClaim") {
             let claim = str_at(c, "/claimName").unwrap_or_default();
             let pv = view
@@ -595,5 +616,25 @@ mod tests {
         );
         view.attached = Some(vec![("pvc-1".into(), "n1".into())]);
         assert_eq!(check_volumes(&p, &view, "n1").len(), 2);
+    }
+
+    #[test]
+    fn a_projected_volume_reports_every_missing_source_at_once() {
+        let p = pod(json!([
+            {"name": "all", "projected": {"sources": [
+                {"secret": {"name": "a"}},
+                {"secret": {"name": "opt", "optional": true}},
+                {"configMap": {"name": "b"}},
+                {"secret": {"name": "a"}}]}},
+            {"name": "one", "projected": {"sources": [{"configMap": {"name": "b"}}]}}
+        ]));
+        let view = StaticView::new(vec![]);
+        assert_eq!(
+            check_volumes(&p, &view, "n1"),
+            vec![
+                ("all".to_owned(), VolumeProblem::SetUpFailed("MountVolume.SetUp failed for volume \"all\" : [secret \"a\" not found, configmap \"b\" not found]".into())),
+                ("one".to_owned(), VolumeProblem::SetUpFailed("MountVolume.SetUp failed for volume \"one\" : configmap \"b\" not found".into())),
+            ]
+        );
     }
 }
