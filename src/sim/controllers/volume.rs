@@ -126,7 +126,10 @@ pub struct VolumeProvisioner {
     pub name: String,
     /// How it places volumes.
     pub kind: ProvisionerKind,
-    /// `source.component` of its events (the real ones carry the controller pod's identity).
+    /// `source.component` of its events: `<provisioner>_<pod>_<uuid>`, the identity
+    /// sig-storage-lib-external-provisioner's `NewProvisionController` gives its recorder
+    /// (`provisionerName + "_" + hostname + "_" + uuid`; the hostname is the provisioner's pod,
+    /// the UUID new at every start). The sim's pods and UUIDs are fixed, so replays read alike.
     pub component: String,
 }
 
@@ -147,14 +150,17 @@ impl Default for StorageConfig {
                 VolumeProvisioner {
                     name: "rancher.io/local-path".to_owned(),
                     kind: ProvisionerKind::NodeLocal,
-                    component: "rancher.io/local-path_local-path-provisioner".to_owned(),
+                    // k3s' kube-system/local-path-provisioner Deployment.
+                    component: "rancher.io/local-path_local-path-provisioner-5cf85fd84d-4mz7b_3f0f8a8e-6d2b-4a4e-9c61-2b7a3c1d9e05".to_owned(),
                 },
                 VolumeProvisioner {
                     name: "ebs.csi.aws.com".to_owned(),
                     kind: ProvisionerKind::Attachable {
                         zone_label: "topology.kubernetes.io/zone".to_owned(),
                     },
-                    component: "ebs.csi.aws.com_ebs-csi-controller".to_owned(),
+                    // The EBS CSI driver's kube-system/ebs-csi-controller Deployment (its csi-provisioner
+                    // sidecar records the events).
+                    component: "ebs.csi.aws.com_ebs-csi-controller-6d7b9c8f5d-x2k4p_9b1e4c7a-0f3d-4e2b-8a56-7c9d1e2f3a4b".to_owned(),
                 },
             ],
             provision_delay_secs: 2,
