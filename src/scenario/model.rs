@@ -115,6 +115,179 @@ pub struct ClusterShape {
     /// Storage classes. Empty means one default node-local class named `local-path`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage_classes: Vec<StorageClass>,
+    /// The Kubernetes and containerd versions the cluster reports (`/version`, the Node's
+    /// `nodeInfo`) and whose texts it shows. Default: Kubernetes 1.32, containerd 1.7.
+    #[serde(default, skip_serializing_if = "Versions::is_default")]
+    pub versions: Versions,
+}
+
+/// The versions a cluster runs; texts that differ between them follow these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Versions {
+    /// Kubernetes minor release (`"1.31"` or `"1.32"`; quote it).
+    #[serde(default)]
+    pub kubernetes: KubernetesVersion,
+    /// containerd minor release (`"1.7"` or `"2.0"`; quote it).
+    #[serde(default)]
+    pub containerd: ContainerdVersion,
+}
+
+impl Versions {
+    /// Whether these are the defaults (1.32 / 1.7).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A Kubernetes minor release the simulator knows the texts of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+pub enum KubernetesVersion {
+    /// Kubernetes 1.31.
+    #[serde(rename = "1.31")]
+    V1_31,
+    /// Kubernetes 1.32.
+    #[default]
+    #[serde(rename = "1.32")]
+    V1_32,
+}
+
+/// A containerd minor release the simulator knows the texts of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+pub enum ContainerdVersion {
+    /// containerd 1.7.
+    #[default]
+    #[serde(rename = "1.7")]
+    V1_7,
+    /// containerd 2.0.
+    #[serde(rename = "2.0")]
+    V2_0,
+}
+
+/// Reads a version written as a string (`"1.32"`) or, unquoted, as the YAML number it
+/// parses to (`1.32`), and names the known ones when it is none of them.
+fn version_from<'de, D, T: Copy>(
+    deserializer: D,
+    what: &'static str,
+    known: &'static [(&'static str, T)],
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visit<T: 'static> {
+        what: &'static str,
+        known: &'static [(&'static str, T)],
+    }
+    impl<T: Copy> Visit<T> {
+        fn pick<E: serde::de::Error>(&self, text: &str) -> Result<T, E> {
+            self.known
+                .iter()
+                .find(|(name, _)| *name == text)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| {
+                    let names: Vec<String> =
+                        self.known.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                    E::custom(format!(
+                        "unknown {} version `{text}`, expected one of {}",
+                        self.what,
+                        names.join(", ")
+                    ))
+                })
+        }
+    }
+    impl<T: Copy> serde::de::Visitor<'_> for Visit<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a {} version such as \"{}\"", self.what, self.known[0].0)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            self.pick(v)
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+            // `2.0` unquoted is the float 2, which Display writes as `2`.
+            let text = if v.fract() == 0.0 {
+                format!("{v:.1}")
+            } else {
+                v.to_string()
+            };
+            self.pick(&text)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            self.pick(&v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            self.pick(&v.to_string())
+        }
+    }
+    deserializer.deserialize_any(Visit { what, known })
+}
+
+impl<'de> Deserialize<'de> for KubernetesVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        version_from(
+            deserializer,
+            "Kubernetes",
+            &[("1.31", Self::V1_31), ("1.32", Self::V1_32)],
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for ContainerdVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        version_from(
+            deserializer,
+            "containerd",
+            &[("1.7", Self::V1_7), ("2.0", Self::V2_0)],
+        )
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    fn versions(yaml: &str) -> Result<Versions, String> {
+        crate::yaml::from_str::<Versions>(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn versions_read_quoted_or_unquoted_and_default_to_1_32_and_1_7() {
+        assert_eq!(versions("{}").unwrap(), Versions::default());
+        assert_eq!(
+            Versions::default(),
+            Versions {
+                kubernetes: KubernetesVersion::V1_32,
+                containerd: ContainerdVersion::V1_7
+            }
+        );
+        let pinned = Versions {
+            kubernetes: KubernetesVersion::V1_31,
+            containerd: ContainerdVersion::V2_0,
+        };
+        assert_eq!(
+            versions("{kubernetes: \"1.31\", containerd: \"2.0\"}").unwrap(),
+            pinned
+        );
+        assert_eq!(
+            versions("{kubernetes: 1.31, containerd: 2.0}").unwrap(),
+            pinned
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_is_an_error_naming_the_known_ones() {
+        let err = versions("{kubernetes: \"1.30\"}").unwrap_err();
+        assert!(
+            err.contains("unknown Kubernetes version `1.30`, expected one of \"1.31\", \"1.32\""),
+            "{err}"
+        );
+        let err = versions("{containerd: 2.1}").unwrap_err();
+        assert!(
+            err.contains("unknown containerd version `2.1`, expected one of \"1.7\", \"2.0\""),
+            "{err}"
+        );
+    }
 }
 
 /// One node of the cluster.

@@ -40,6 +40,15 @@ impl SimClusterBuilder {
         self
     }
 
+    /// The Kubernetes release `/version` reports (its minor and build details).
+    #[must_use]
+    pub fn versions(mut self, versions: crate::scenario::Versions) -> Self {
+        let release = crate::sim::versions::server_version(versions.kubernetes);
+        self.api.minor = release.minor.to_owned();
+        self.api.kubernetes = versions.kubernetes;
+        self
+    }
+
     /// Store tunables (watch history size, graceful pod deletion).
     #[must_use]
     pub fn store_config(mut self, config: StoreConfig) -> Self {

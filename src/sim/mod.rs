@@ -32,6 +32,7 @@ pub mod resources;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod versions;
 
 use std::path::Path;
 

@@ -37,6 +37,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct ApiConfig {
     /// The `minor` version `/version` reports (kubectl's dispatcher picks its binary by it).
     pub minor: String,
+    /// The release whose build details `/version` reports.
+    pub kubernetes: crate::scenario::KubernetesVersion,
     /// The address `/api` advertises (`host:port`).
     pub server_address: String,
 }
@@ -45,6 +47,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             minor: "32".to_string(),
+            kubernetes: crate::scenario::KubernetesVersion::default(),
             server_address: "127.0.0.1:6443".to_string(),
         }
     }
@@ -244,14 +247,15 @@ impl ApiServer {
 
     fn version(&self) -> serde_json::Value {
         let minor = &self.config.minor;
+        let release = crate::sim::versions::server_version(self.config.kubernetes);
         json!({
             "major": "1",
             "minor": minor,
             "gitVersion": format!("v1.{minor}.0"),
             "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean",
-            "buildDate": "2024-12-11T00:00:00Z",
-            "goVersion": "go1.23.4",
+            "buildDate": release.build_date,
+            "goVersion": release.go_version,
             "compiler": "gc",
             "platform": "linux/amd64"
         })

@@ -1529,3 +1529,21 @@ async fn creates_updates_and_patches_record_their_manager() {
     let kubectl = entries.iter().find(|e| e["manager"] == "kubectl").unwrap();
     assert_eq!(kubectl["fieldsV1"]["f:data"]["f:a"], json!({}));
 }
+
+#[tokio::test]
+async fn version_follows_the_cluster_release() {
+    let (_, v) = call(&api(), "GET", "/version", "", "").await;
+    assert_eq!(v["gitVersion"], "v1.32.0");
+    assert_eq!(v["goVersion"], "go1.23.4");
+    let cluster = crate::sim::SimClusterBuilder::default()
+        .versions(crate::scenario::Versions {
+            kubernetes: crate::scenario::KubernetesVersion::V1_31,
+            ..crate::scenario::Versions::default()
+        })
+        .start();
+    let (code, v) = call(cluster.api(), "GET", "/version", "", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["minor"], "31");
+    assert_eq!(v["gitVersion"], "v1.31.0");
+    assert_eq!(v["goVersion"], "go1.22.5");
+}

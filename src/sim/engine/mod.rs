@@ -240,6 +240,7 @@ impl SimEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let clock = Arc::new(ManualClock::new(config.start));
         let cluster = SimClusterBuilder::default()
+            .versions(config.cluster.versions)
             .clock(clock.clone() as Arc<dyn Clock>)
             .store_config(StoreConfig {
                 graceful_pod_deletion: true,
@@ -257,13 +258,16 @@ impl SimEngine {
         for (i, node) in declared.iter().enumerate() {
             create(
                 &store,
-                node_object(node, i, config.start),
+                node_object(node, i, config.start, config.cluster.versions),
                 format!("Node {}", node.name),
             )?;
             if let Some(csi) = csi_node_object(node, ATTACHABLE_PROVISIONER) {
                 create(&store, csi, format!("CSINode {}", node.name))?;
             }
-            agents.push((node.name.clone(), Kubelet::new(kubelet_config(node, i))));
+            agents.push((
+                node.name.clone(),
+                Kubelet::new(kubelet_config(node, i, config.cluster.versions)),
+            ));
         }
         let classes = if config.cluster.storage_classes.is_empty() {
             vec![default_storage_class()]
@@ -301,7 +305,7 @@ impl SimEngine {
             attachable_drivers: attach.attachable_drivers.clone(),
             load_balancer,
             parts: control::control_loop(VolumeController::new(StorageConfig::default()), attach),
-            nodes: nodes::Nodes::new(agents),
+            nodes: nodes::Nodes::new(agents, config.cluster.versions),
             informers: Informers::follow(&store),
             requeues: Vec::new(),
             failed: FailedSyncs::default(),
@@ -400,7 +404,7 @@ impl SimEngine {
     pub fn add_node(&mut self, node: &Node) -> Result<(), EngineError> {
         create(
             self.cluster.store(),
-            node_object(node, self.nodes.joined(), self.now),
+            node_object(node, self.nodes.joined(), self.now, self.nodes.versions()),
             format!("Node {}", node.name),
         )?;
         if let Some(csi) = csi_node_object(node, ATTACHABLE_PROVISIONER) {

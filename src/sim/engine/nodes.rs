@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::view::StoreView;
-use crate::scenario::ImageBehaviour;
+use crate::scenario::{ImageBehaviour, Versions};
 use crate::sim::behaviour::{ClusterViewExt, Listener, PostgresOutcome, PostgresRequest, Served};
 use crate::sim::clock::format_time;
 use crate::sim::controllers::ClusterView;
@@ -69,6 +69,8 @@ struct Unschedulable {
 pub struct Nodes {
     names: Vec<String>,
     kubelets: Vec<Kubelet>,
+    /// The versions every node reports and runs.
+    versions: Versions,
     tracked: BTreeMap<String, Tracked>,
     /// Pods assumed on a node while their WaitForFirstConsumer claims are provisioned
     /// (the volume binding plugin's PreBind), by uid.
@@ -144,11 +146,12 @@ fn pod_fingerprint(pod: &Value) -> u64 {
 impl Nodes {
     /// Node agents for the named nodes.
     #[must_use]
-    pub fn new(agents: Vec<(String, Kubelet)>) -> Self {
+    pub fn new(agents: Vec<(String, Kubelet)>, versions: Versions) -> Self {
         let (names, kubelets) = agents.into_iter().unzip();
         Self {
             names,
             kubelets,
+            versions,
             tracked: BTreeMap::new(),
             binding: BTreeMap::new(),
             unschedulable: BTreeMap::new(),
@@ -365,6 +368,12 @@ impl Nodes {
             .position(|(i, n)| n == node && !self.left.contains(&i))
     }
 
+    /// The versions every node reports and runs.
+    #[must_use]
+    pub const fn versions(&self) -> Versions {
+        self.versions
+    }
+
     /// How many agents ever joined (the next one's index, which picks its addresses).
     #[must_use]
     pub fn joined(&self) -> usize {
@@ -395,8 +404,8 @@ impl Nodes {
             }
             let index = self.names.len();
             let declared = declared_node(node);
-            let registered = node_object(&declared, index, now);
-            let mut config = kubelet_config(&declared, index);
+            let registered = node_object(&declared, index, now, self.versions);
+            let mut config = kubelet_config(&declared, index, self.versions);
             if let Some(ip) = internal_ip(node) {
                 config.host_ip = ip;
             }

@@ -750,3 +750,39 @@ fn a_crash_looping_pods_back_off_event_counts_every_sync() {
     assert_eq!(restarts, 6, "{pod}");
     assert!((38..=61).contains(&count), "{count}");
 }
+
+#[test]
+fn nodes_report_the_cluster_versions() {
+    let default = engine();
+    let info = &list(&default, "v1", "Node")[0]["status"]["nodeInfo"];
+    assert_eq!(info["kubeletVersion"], "v1.32.0");
+    assert_eq!(info["kubeProxyVersion"], "v1.32.0");
+    assert_eq!(info["containerRuntimeVersion"], "containerd://1.7.24");
+
+    let pinned = ClusterShape {
+        versions: crate::scenario::Versions {
+            kubernetes: crate::scenario::KubernetesVersion::V1_31,
+            containerd: crate::scenario::ContainerdVersion::V2_0,
+        },
+        ..ClusterShape::default()
+    };
+    let mut e = SimEngine::new(EngineConfig::new(pinned, BTreeMap::new()).unwrap()).unwrap();
+    let info = &list(&e, "v1", "Node")[0]["status"]["nodeInfo"];
+    assert_eq!(info["kubeletVersion"], "v1.31.0");
+    assert_eq!(info["containerRuntimeVersion"], "containerd://2.0.11");
+    // A node that joins later reports the same versions.
+    create(
+        &e,
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "agent-1"}}),
+    );
+    e.run_until(at(&e, 60)).unwrap();
+    let joined = list(&e, "v1", "Node")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == "agent-1")
+        .unwrap();
+    assert_eq!(joined["status"]["nodeInfo"]["kubeletVersion"], "v1.31.0");
+    assert_eq!(
+        joined["status"]["nodeInfo"]["containerRuntimeVersion"],
+        "containerd://2.0.11"
+    );
+}

@@ -28,7 +28,7 @@ pub use image::{ImageRef, PullOutcome, PullPolicy, hex_digest, pull};
 pub use pod::{ContainerLog, PendingPostgres, PodSync};
 pub use probe::{Handler, ProbeKind, ProbeSpec, ProbeState};
 
-use crate::scenario::{Arch, ImageBehaviour};
+use crate::scenario::{Arch, ImageBehaviour, Versions};
 use crate::sim::behaviour::{ClusterViewExt, Listener, PostgresOutcome};
 
 /// Who the node agent is.
@@ -42,6 +42,8 @@ pub struct KubeletConfig {
     pub host_ip: String,
     /// Pod addresses are this prefix followed by a counter (`10.42.1.` gives `10.42.1.2`, …).
     pub pod_ip_prefix: String,
+    /// The Kubernetes and containerd versions whose texts the kubelet shows.
+    pub versions: Versions,
 }
 
 /// The node agent of one simulated node.

@@ -853,11 +853,12 @@ impl PodRuntime {
                 event.clone(),
                 Some((&c.name, c.init)),
             );
-            // The waiting message carries the last pull error; the event does not.
-            let message = match self.prev_pull_err.get(&key) {
-                Some(prev) => format!("{event}: {prev}"),
-                None => event,
-            };
+            // From 1.32 the waiting message carries the last pull error; the event never does.
+            let message = crate::sim::versions::image_pull_backoff_message(
+                ctx.config.versions,
+                &event,
+                self.prev_pull_err.get(&key).map(String::as_str),
+            );
             // kuberuntime_container.go startContainer: `Error: %v` with the ErrImagePullBackOff reason.
             out.event(
                 now,

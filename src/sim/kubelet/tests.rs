@@ -7,7 +7,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::scenario::{Duration as D, ManifestKind, Need, Otherwise, Requirement, ResourceNeed};
+use crate::scenario::{
+    Duration as D, ManifestKind, Need, Otherwise, Requirement, ResourceNeed, Versions,
+};
 use crate::sim::behaviour::StaticView;
 use crate::sim::behaviour::time::{after, since};
 use crate::sim::events::{Event, EventType};
@@ -25,11 +27,16 @@ fn ms(t: Timestamp) -> u128 {
 }
 
 fn kubelet() -> Kubelet {
+    kubelet_on(Versions::default())
+}
+
+fn kubelet_on(versions: Versions) -> Kubelet {
     Kubelet::new(KubeletConfig {
         node_name: "node-1".into(),
         arch: Arch::Amd64,
         host_ip: "172.18.0.2".into(),
         pod_ip_prefix: "10.42.1.".into(),
+        versions,
     })
 }
 
@@ -1240,4 +1247,67 @@ fn a_missing_pull_secret_is_reported_at_every_sync_of_a_running_pod() {
     let g = gaps(&reported[1..]);
     assert!(g.iter().all(|g| (60.0..90.0).contains(g)), "{reported:?}");
     assert!((7..=11).contains(&reported.len()), "{reported:?}");
+}
+
+/// Runs a pod whose image lacks the node's platform on a kubelet of `versions`, one minute.
+fn platformless_pull_on(versions: Versions) -> Run {
+    let images = BTreeMap::from([(
+        "foundationdb/fdb-kubernetes-operator:v2.6.0".to_owned(),
+        ImageBehaviour {
+            platforms: vec!["linux/arm64".into()],
+            ..ImageBehaviour::default()
+        },
+    )]);
+    let mut r = Run::new(
+        one_container("foundationdb/fdb-kubernetes-operator:v2.6.0"),
+        images,
+        StaticView::default(),
+    );
+    r.kubelet = kubelet_on(versions);
+    r.until(after(t0(), Duration::from_secs(60)));
+    r
+}
+
+fn backoff_message(r: &Run) -> Value {
+    r.statuses
+        .iter()
+        .find(|(_, s)| {
+            s.pointer("/containerStatuses/0/state/waiting/reason")
+                == Some(&json!("ImagePullBackOff"))
+        })
+        .unwrap()
+        .1["containerStatuses"][0]["state"]["waiting"]["message"]
+        .clone()
+}
+
+#[test]
+fn on_kubernetes_1_31_the_backoff_message_is_the_event_alone() {
+    let r = platformless_pull_on(Versions {
+        kubernetes: crate::scenario::KubernetesVersion::V1_31,
+        ..Versions::default()
+    });
+    assert_eq!(
+        backoff_message(&r),
+        "Back-off pulling image \"foundationdb/fdb-kubernetes-operator:v2.6.0\""
+    );
+    let default = platformless_pull_on(Versions::default());
+    assert!(
+        backoff_message(&default)
+            .as_str()
+            .unwrap()
+            .ends_with(": no match for platform in manifest: not found")
+    );
+}
+
+#[test]
+fn containerd_2_0_words_the_pull_error_as_1_7_does() {
+    let r = platformless_pull_on(Versions {
+        containerd: crate::scenario::ContainerdVersion::V2_0,
+        ..Versions::default()
+    });
+    let failed = r.event_messages("Failed");
+    assert_eq!(
+        failed[0].1,
+        "Failed to pull image \"foundationdb/fdb-kubernetes-operator:v2.6.0\": rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/foundationdb/fdb-kubernetes-operator:v2.6.0\": no match for platform in manifest: not found"
+    );
 }

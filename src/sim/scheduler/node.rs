@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::scenario::{Node, NodeRole, TaintEffect};
+use crate::scenario::{Node, NodeRole, TaintEffect, Versions};
 use crate::sim::behaviour::time::rfc3339;
 use crate::sim::kubelet::KubeletConfig;
 
@@ -26,8 +26,9 @@ pub fn pod_cidr(index: usize) -> String {
 
 /// The node agent settings that go with [`node_object`] for the same node.
 #[must_use]
-pub fn kubelet_config(node: &Node, index: usize) -> KubeletConfig {
+pub fn kubelet_config(node: &Node, index: usize, versions: Versions) -> KubeletConfig {
     KubeletConfig {
+        versions,
         node_name: node.name.clone(),
         arch: node.arch,
         host_ip: host_ip(index),
@@ -53,7 +54,7 @@ const fn effect(e: TaintEffect) -> &'static str {
 /// `node-role.kubernetes.io/control-plane:NoSchedule` taint. Conditions carry the kubelet's
 /// reasons and messages (pkg/kubelet/nodestatus/setters.go).
 #[must_use]
-pub fn node_object(node: &Node, index: usize, now: Timestamp) -> Value {
+pub fn node_object(node: &Node, index: usize, now: Timestamp, versions: Versions) -> Value {
     let arch = node.arch.as_str();
     let mut labels = Map::new();
     labels.insert("beta.kubernetes.io/arch".into(), json!(arch));
@@ -130,9 +131,9 @@ pub fn node_object(node: &Node, index: usize, now: Timestamp) -> Value {
                 "operatingSystem": "linux",
                 "osImage": "Debian GNU/Linux 12 (bookworm)",
                 "kernelVersion": "6.8.0-generic",
-                "containerRuntimeVersion": "containerd://1.7.24",
-                "kubeletVersion": "v1.32.0",
-                "kubeProxyVersion": "v1.32.0",
+                "containerRuntimeVersion": crate::sim::versions::container_runtime_version(versions.containerd),
+                "kubeletVersion": crate::sim::versions::kubelet_version(versions.kubernetes),
+                "kubeProxyVersion": crate::sim::versions::kubelet_version(versions.kubernetes),
                 "machineID": crate::sim::kubelet::hex_digest(&node.name)[..32],
                 "systemUUID": crate::sim::kubelet::hex_digest(&format!("uuid/{}", node.name))[..32],
                 "bootID": crate::sim::kubelet::hex_digest(&format!("boot/{}", node.name))[..32],
@@ -187,7 +188,12 @@ mod tests {
     #[test]
     fn control_plane_only_nodes_are_tainted() {
         let now: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-        let n = node_object(&node(vec![NodeRole::ControlPlane]), 1, now);
+        let n = node_object(
+            &node(vec![NodeRole::ControlPlane]),
+            1,
+            now,
+            Versions::default(),
+        );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], "arm64");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "cp-1");
         assert_eq!(n["metadata"]["labels"][CONTROL_PLANE], "true");
@@ -225,12 +231,13 @@ mod tests {
             &node(vec![NodeRole::ControlPlane, NodeRole::Worker]),
             0,
             now,
+            Versions::default(),
         );
         assert_eq!(both["spec"]["taints"].as_array().unwrap().len(), 1);
-        let worker = node_object(&node(vec![NodeRole::Worker]), 0, now);
+        let worker = node_object(&node(vec![NodeRole::Worker]), 0, now, Versions::default());
         assert!(worker["metadata"]["labels"].get(CONTROL_PLANE).is_none());
 
-        let cfg = kubelet_config(&node(vec![NodeRole::Worker]), 2);
+        let cfg = kubelet_config(&node(vec![NodeRole::Worker]), 2, Versions::default());
         assert_eq!(
             (cfg.host_ip.as_str(), cfg.pod_ip_prefix.as_str()),
             ("172.18.0.4", "10.42.2.")

@@ -24,7 +24,7 @@ fn node(name: &str, roles: Vec<NodeRole>, labels: &[(&str, &str)], cpu: &str) ->
             ..Capacity::default()
         },
     };
-    node_object(&n, 0, now())
+    node_object(&n, 0, now(), crate::scenario::Versions::default())
 }
 
 fn pod(name: &str, spec: Value) -> Value {
