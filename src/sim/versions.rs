@@ -29,9 +29,10 @@ pub struct ServerVersion {
     pub go_version: &'static str,
 }
 
-/// `/version` of a Kubernetes release: the .0 patch, built on its release day with the Go
-/// release its `.go-version` names (1.31.0: 2024-08-13, go1.22.5; 1.32.0: 2024-12-11,
-/// go1.23.4).
+/// `/version` of a Kubernetes release: the .0 patch (pkg/version/base.go fields as
+/// `version.Info`), dated its release day (1.31.0: 2024-08-13; 1.32.0: 2024-12-11) with the
+/// Go release it was built with (1.31 was on Go 1.22 until 1.31.1 moved to go1.22.6, as
+/// k3s-io/k3s#10889 "Update to v1.31.1-k3s1 and Go 1.22.6" records; 1.32.0 on go1.23).
 #[must_use]
 pub const fn server_version(k: KubernetesVersion) -> ServerVersion {
     match k {
