@@ -180,7 +180,7 @@ where
         known: &'static [(&'static str, T)],
     }
     impl<T: Copy> Visit<T> {
-        fn pick<E: serde::de::Error>(&self, text: &str) -> Result<T, E> {
+        fn pick<E: serde::de::Error>(&self, text: &str, unquoted: bool) -> Result<T, E> {
             self.known
                 .iter()
                 .find(|(name, _)| *name == text)
@@ -188,8 +188,14 @@ where
                 .ok_or_else(|| {
                     let names: Vec<String> =
                         self.known.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                    // An unquoted `1.30` reaches us as the number 1.3.
+                    let note = if unquoted {
+                        " (read as a number: quote the version)"
+                    } else {
+                        ""
+                    };
                     E::custom(format!(
-                        "unknown {} version `{text}`, expected one of {}",
+                        "unknown {} version `{text}`{note}, expected one of {}",
                         self.what,
                         names.join(", ")
                     ))
@@ -202,7 +208,7 @@ where
             write!(f, "a {} version such as \"{}\"", self.what, self.known[0].0)
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
-            self.pick(v)
+            self.pick(v, false)
         }
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
             // `2.0` unquoted is the float 2, which Display writes as `2`.
@@ -211,13 +217,13 @@ where
             } else {
                 v.to_string()
             };
-            self.pick(&text)
+            self.pick(&text, true)
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
-            self.pick(&v.to_string())
+            self.pick(&v.to_string(), true)
         }
         fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
-            self.pick(&v.to_string())
+            self.pick(&v.to_string(), true)
         }
     }
     deserializer.deserialize_any(Visit { what, known })
@@ -284,7 +290,9 @@ mod version_tests {
         );
         let err = versions("{containerd: 2.1}").unwrap_err();
         assert!(
-            err.contains("unknown containerd version `2.1`, expected one of \"1.7\", \"2.0\""),
+            err.contains(
+                "unknown containerd version `2.1` (read as a number: quote the version), expected one of \"1.7\", \"2.0\""
+            ),
             "{err}"
         );
     }
