@@ -40,6 +40,27 @@ fn vendored() -> &'static Value {
     })
 }
 
+/// A built-in kind's published schema (the one whose `x-kubernetes-group-version-kind` names
+/// it) and every named schema, which its `$ref`s point into.
+#[must_use]
+pub fn builtin_schema(
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Option<(&'static Value, &'static Map<String, Value>)> {
+    let all = vendored()["schemas"].as_object()?;
+    let schema = all.values().find(|s| {
+        s["x-kubernetes-group-version-kind"]
+            .as_array()
+            .is_some_and(|gvks| {
+                gvks.iter().any(|g| {
+                    g["group"] == group && g["version"] == version && g["kind"] == kind
+                })
+            })
+    })?;
+    Some((schema, all))
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
