@@ -53,9 +53,8 @@ pub fn builtin_schema(
         s["x-kubernetes-group-version-kind"]
             .as_array()
             .is_some_and(|gvks| {
-                gvks.iter().any(|g| {
-                    g["group"] == group && g["version"] == version && g["kind"] == kind
-                })
+                gvks.iter()
+                    .any(|g| g["group"] == group && g["version"] == version && g["kind"] == kind)
             })
     })?;
     Some((schema, all))

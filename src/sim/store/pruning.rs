@@ -134,124 +134,124 @@ impl<'d> Walk<'d> {
         Some(s)
     }
 
-fn walk(
-    &self,
-    x: &mut Value,
-    schema: Option<&Value>,
-    root: bool,
-    path: &mut String,
-    unknown: &mut Vec<String>,
-) {
-    let schema = self.resolve(schema);
-    if flag(schema, "x-kubernetes-preserve-unknown-fields") {
-        if self.defs.is_none() {
-            self.skip(x, schema, root, path, unknown);
+    fn walk(
+        &self,
+        x: &mut Value,
+        schema: Option<&Value>,
+        root: bool,
+        path: &mut String,
+        unknown: &mut Vec<String>,
+    ) {
+        let schema = self.resolve(schema);
+        if flag(schema, "x-kubernetes-preserve-unknown-fields") {
+            if self.defs.is_none() {
+                self.skip(x, schema, root, path, unknown);
+            }
+            return;
         }
-        return;
-    }
-    if self.defs.is_some()
-        && x.is_object()
-        && schema.is_some_and(|s| s.get("properties").is_none() && additional(s).is_none())
-    {
-        // A Go type with its own decoding (IntOrString, Quantity, RawExtension, JSON).
-        return;
-    }
-    let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
-    let len = path.len();
-    match x {
-        Value::Object(map) => {
-            let Some(s) = schema else {
-                if self.defs.is_some() {
+        if self.defs.is_some()
+            && x.is_object()
+            && schema.is_some_and(|s| s.get("properties").is_none() && additional(s).is_none())
+        {
+            // A Go type with its own decoding (IntOrString, Quantity, RawExtension, JSON).
+            return;
+        }
+        let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
+        let len = path.len();
+        match x {
+            Value::Object(map) => {
+                let Some(s) = schema else {
+                    if self.defs.is_some() {
+                        return;
+                    }
+                    for k in map.keys() {
+                        push(path, k);
+                        unknown.push(path.clone());
+                        path.truncate(len);
+                    }
+                    map.clear();
                     return;
-                }
-                for k in map.keys() {
-                    push(path, k);
-                    unknown.push(path.clone());
+                };
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    if embedded && META_FIELDS.contains(&k.as_str()) {
+                        continue;
+                    }
+                    push(path, &k);
+                    if let Some(prop) = s["properties"].get(&k) {
+                        if let Some(v) = map.get_mut(&k) {
+                            self.walk(v, Some(prop), false, path, unknown);
+                        }
+                    } else if let Some(items) = additional(s) {
+                        if let Some(v) = map.get_mut(&k) {
+                            // `additionalProperties: true` declares values of any shape.
+                            if let Some(items) = items {
+                                self.walk(v, Some(items), false, path, unknown);
+                            }
+                        }
+                    } else {
+                        unknown.push(path.clone());
+                        map.remove(&k);
+                    }
                     path.truncate(len);
                 }
-                map.clear();
-                return;
-            };
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
+            }
+            Value::Array(items) => {
+                let item_schema = schema
+                    .and_then(|s| s.get("items"))
+                    .filter(|i| i.is_object());
+                if self.defs.is_some() && item_schema.is_none() {
+                    return;
                 }
-                push(path, &k);
-                if let Some(prop) = s["properties"].get(&k) {
-                    if let Some(v) = map.get_mut(&k) {
-                        self.walk(v, Some(prop), false, path, unknown);
-                    }
-                } else if let Some(items) = additional(s) {
-                    if let Some(v) = map.get_mut(&k) {
-                        // `additionalProperties: true` declares values of any shape.
-                        if let Some(items) = items {
-                            self.walk(v, Some(items), false, path, unknown);
-                        }
-                    }
-                } else {
-                    unknown.push(path.clone());
-                    map.remove(&k);
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    self.walk(v, item_schema, false, path, unknown);
+                    path.truncate(len);
                 }
-                path.truncate(len);
             }
+            _ => {}
         }
-        Value::Array(items) => {
-            let item_schema = schema
-                .and_then(|s| s.get("items"))
-                .filter(|i| i.is_object());
-            if self.defs.is_some() && item_schema.is_none() {
-                return;
-            }
-            for (i, v) in items.iter_mut().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                self.walk(v, item_schema, false, path, unknown);
-                path.truncate(len);
-            }
-        }
-        _ => {}
     }
-}
 
-/// Below `x-kubernetes-preserve-unknown-fields`: undeclared fields stay, declared ones are
-/// pruned to their own schemas.
-fn skip(
-    &self,
-    x: &mut Value,
-    schema: Option<&Value>,
-    root: bool,
-    path: &mut String,
-    unknown: &mut Vec<String>,
-) {
-    let Some(s) = schema else { return };
-    let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
-    let len = path.len();
-    match x {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
+    /// Below `x-kubernetes-preserve-unknown-fields`: undeclared fields stay, declared ones are
+    /// pruned to their own schemas.
+    fn skip(
+        &self,
+        x: &mut Value,
+        schema: Option<&Value>,
+        root: bool,
+        path: &mut String,
+        unknown: &mut Vec<String>,
+    ) {
+        let Some(s) = schema else { return };
+        let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
+        let len = path.len();
+        match x {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if embedded && META_FIELDS.contains(&k.as_str()) {
+                        continue;
+                    }
+                    push(path, k);
+                    if let Some(prop) = s["properties"].get(k) {
+                        self.walk(v, Some(prop), false, path, unknown);
+                    } else if let Some(Some(items)) = additional(s) {
+                        self.walk(v, Some(items), false, path, unknown);
+                    }
+                    path.truncate(len);
                 }
-                push(path, k);
-                if let Some(prop) = s["properties"].get(k) {
-                    self.walk(v, Some(prop), false, path, unknown);
-                } else if let Some(Some(items)) = additional(s) {
-                    self.walk(v, Some(items), false, path, unknown);
+            }
+            Value::Array(items) => {
+                let item_schema = s.get("items").filter(|i| i.is_object());
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    self.skip(v, item_schema, false, path, unknown);
+                    path.truncate(len);
                 }
-                path.truncate(len);
             }
+            _ => {}
         }
-        Value::Array(items) => {
-            let item_schema = s.get("items").filter(|i| i.is_object());
-            for (i, v) in items.iter_mut().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                self.skip(v, item_schema, false, path, unknown);
-                path.truncate(len);
-            }
-        }
-        _ => {}
     }
-}
 }
 
 #[cfg(test)]
