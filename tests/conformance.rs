@@ -924,6 +924,76 @@ fn ignored(args: &Arguments, name: &str, reason: &str) -> Trial {
     .with_ignored_flag(true)
 }
 
+const TYPO_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: typo
+spec:
+  replica: 3
+  selector: {matchLabels: {app: typo}}
+  template:
+    metadata: {labels: {app: typo}}
+    spec:
+      containers:
+        - name: web
+          image: registry.k8s.io/pause:3.10
+          imagePullPolicys: Always
+          resources: {limits: {cpu: 100m, example.com/any-resource: '1'}}
+";
+
+/// Built-in kinds are decoded strictly: kubectl's default `fieldValidation=Strict` refuses a
+/// typo with the decoder's text, `--validate=warn` drops it with a warning, `--validate=false`
+/// drops it silently; a typo applied to an existing object fails the strategic merge patch.
+fn field_validation_builtin(c: &Ctx) -> Result<(), Failed> {
+    let err = c.fails(&["apply", "-f", "-"], TYPO_DEPLOYMENT)?;
+    has(
+        &err,
+        "Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replica\", unknown field \"spec.template.spec.containers[0].imagePullPolicys\"",
+    )?;
+    let out = with_server(|s| {
+        kubectl_in(
+            s,
+            &["-n", &c.ns, "apply", "--validate=warn", "-f", "-"],
+            TYPO_DEPLOYMENT,
+        )
+    });
+    has(&out.all(), "Warning: unknown field \"spec.replica\"")?;
+    has(
+        &out.all(),
+        "Warning: unknown field \"spec.template.spec.containers[0].imagePullPolicys\"",
+    )?;
+    has(&out.stdout, "deployment.apps/typo created")?;
+    equal(
+        &c.jsonpath(&["deployment", "typo"], "{.spec.replicas}")?,
+        "1",
+    )?;
+    equal(
+        &c.jsonpath(
+            &["deployment", "typo"],
+            "{.spec.template.spec.containers[0].resources.limits}",
+        )?,
+        "{\"cpu\":\"100m\",\"example.com/any-resource\":\"1\"}",
+    )?;
+    // The object exists now: apply patches it, and the patch handler refuses the typo.
+    let err = c.fails(&["apply", "-f", "-"], TYPO_DEPLOYMENT)?;
+    has(&err, "The request is invalid: patch: Invalid value: \"map[")?;
+    has(
+        &err,
+        "strict decoding error: unknown field \"spec.replica\"",
+    )?;
+    let out = with_server(|s| {
+        kubectl_in(
+            s,
+            &["-n", &c.ns, "apply", "--validate=false", "-f", "-"],
+            &TYPO_DEPLOYMENT.replace("name: typo\n", "name: quiet\n"),
+        )
+    });
+    if out.all().contains("Warning") {
+        return Err(format!("--validate=false warned: {}", out.all()).into());
+    }
+    has(&out.stdout, "deployment.apps/quiet created")
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let checks: &[(&str, Check)] = &[
@@ -944,6 +1014,7 @@ fn main() -> ExitCode {
         ("auth-can-i", auth_can_i),
         ("explain", explain),
         ("field-validation", field_validation),
+        ("field-validation-builtin", field_validation_builtin),
     ];
     let kubectl = kubectl_available();
     let mut trials = Vec::new();

@@ -9,6 +9,7 @@
 //! `openapi/k8s-1.32.json.gz`. Custom resources get their CRD's `openAPIV3Schema` as
 //! k8s.io/apiextensions-apiserver/pkg/controller/openapi/builder/builder.go builds it.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::OnceLock;
 
@@ -38,6 +39,37 @@ fn vendored() -> &'static Value {
             Err(_) => Value::Null,
         }
     })
+}
+
+/// A built-in kind's published schema (the one whose `x-kubernetes-group-version-kind` names
+/// it) and every named schema, which its `$ref`s point into.
+#[must_use]
+pub fn builtin_schema(
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Option<(&'static Value, &'static Map<String, Value>)> {
+    static BY_KIND: OnceLock<HashMap<(String, String, String), String>> = OnceLock::new();
+    let all = vendored()["schemas"].as_object()?;
+    let index = BY_KIND.get_or_init(|| {
+        let mut index = HashMap::new();
+        for (name, s) in all {
+            for g in s["x-kubernetes-group-version-kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let part = |f: &str| g[f].as_str().unwrap_or_default().to_string();
+                index
+                    .entry((part("group"), part("version"), part("kind")))
+                    .or_insert_with(|| name.clone());
+            }
+        }
+        index
+    });
+    let name = index.get(&(group.to_string(), version.to_string(), kind.to_string()))?;
+    let schema = all.get(name)?;
+    Some((schema, all))
 }
 
 fn gv_path(group: &str, version: &str) -> String {

@@ -1441,6 +1441,134 @@ async fn custom_resources_are_pruned_to_their_schema_by_field_validation() {
     assert_eq!(patched["status"]["addresses"][0]["value"], "172.18.0.2");
 }
 
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn typo_deployment(name: &str) -> String {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"any.example.com/key": "v"}, "annotations": {"a/b": "c"}},
+        "spec": {
+            "replica": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx", "imagePullPolicys": "Always",
+                    "resources": {"limits": {"cpu": "1", "vendor.example.com/gpu": "2"}}}]}
+            }
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn built_in_kinds_are_decoded_strictly_by_field_validation() {
+    let api = api();
+    // Strict: refused with every unknown field in decoding order, nothing stored.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Strict"),
+        "application/json",
+        &typo_deployment("a"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replica", unknown field "spec.template.spec.containers[0].imagePullPolicys""#
+    );
+    let (code, _) = call(&api, "GET", &format!("{DEPLOYMENTS}/a"), "", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Warn: stored without the fields, one warning each; maps keep any key.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Warn"),
+        "application/json",
+        &typo_deployment("a"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "unknown field \"spec.replica\"""#,
+            r#"299 - "unknown field \"spec.template.spec.containers[0].imagePullPolicys\"""#,
+        ]
+    );
+    assert!(created["spec"].get("replica").is_none());
+    assert_eq!(created["spec"]["replicas"], 1);
+    assert_eq!(created["metadata"]["labels"]["any.example.com/key"], "v");
+    assert_eq!(
+        created["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["vendor.example.com/gpu"],
+        "2"
+    );
+
+    // Ignore: dropped silently.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Ignore"),
+        "application/json",
+        &typo_deployment("b"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(warnings.is_empty());
+    assert!(created["spec"].get("replica").is_none());
+
+    // A merge patch: the patch handler's bare strict decoding error.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/a?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"spec":{"replica":2}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: unknown field "spec.replica""#
+    );
+
+    // A strategic merge patch: Invalid, the patch map printed as Go does.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/a?fieldValidation=Strict"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"replica":2,"paused":false}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        r#" "" is invalid: patch: Invalid value: "map[spec:map[paused:false replica:2]]": strict decoding error: unknown field "spec.replica""#
+    );
+    assert_eq!(status["details"].get("name"), None);
+    assert_eq!(status["details"]["causes"][0]["field"], "patch");
+
+    // Server-side apply converts the applied configuration to the type first (the apply
+    // patcher's own typed conversion, src/sim/patch/apply.rs).
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/c?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &typo_deployment("c").replace(r#""name":"c""#, r#""name":"c","namespace":"default""#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/c; apps/v1, Kind=Deployment): .spec.replica: field not declared in schema"
+    );
+}
+
 #[tokio::test]
 async fn server_side_apply_of_an_undeclared_field_fails_its_typed_conversion() {
     let api = api();

@@ -481,6 +481,22 @@ impl ApiError {
         Self::invalid_as(&res.group_resource(), &res.plural, res, name, causes)
     }
 
+    /// `NewInvalid(schema.GroupKind{}, "", errs)`, as the patch handler refuses a strategic
+    /// merge patch (k8s.io/apiserver/pkg/endpoints/handlers/patch.go `applyPatchToObject`):
+    /// the message starts ` "" is invalid` and `details` holds only the causes (its empty
+    /// `name`, `group` and `kind` are `omitempty`).
+    #[must_use]
+    pub fn invalid_unnamed(causes: Vec<FieldError>) -> Self {
+        let list: Vec<String> = causes.iter().map(ToString::to_string).collect();
+        let list = match list.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut e = Self::new(Reason::Invalid, format!(" \"\" is invalid: {list}"));
+        e.details_mut().causes = causes;
+        e
+    }
+
     fn invalid_as(
         qualifier: &str,
         details_kind: &str,

@@ -7,8 +7,15 @@
 //! `prune`, `skipPrune`) with the path bookkeeping of `UnknownFieldPathOptions`
 //! (pkg/apiserver/schema/unknownfieldpaths.go): keys joined by `.`, list items as `[i]`, the
 //! paths sorted.
+//!
+//! Built-in kinds are checked by the same walk against their published OpenAPI v3 schemas
+//! ([`unknown_builtin_fields`]), standing in for the strict JSON decoding of the Go types
+//! (k8s.io/apimachinery/pkg/runtime/serializer/json/json.go with sigs.k8s.io/json
+//! `UnmarshalStrict`): there, ObjectMeta is checked like any field, `$ref`s are followed, and a
+//! schema declaring neither properties nor a map's values (IntOrString, Quantity,
+//! RawExtension, FieldsV1, JSON) is a Go type decoding any value.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// TypeMeta and ObjectMeta, never pruned at a resource's root or in an embedded resource.
 const META_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
@@ -42,8 +49,25 @@ impl FieldValidation {
 pub fn prune(obj: &mut Value, schema: &Value) -> Vec<String> {
     let mut unknown = Vec::new();
     let mut path = String::new();
-    walk(obj, Some(schema), true, &mut path, &mut unknown);
+    Walk { defs: None }.walk(obj, Some(schema), true, &mut path, &mut unknown);
     unknown.sort();
+    unknown
+}
+
+/// Drops from `obj`, a built-in kind's object, the fields its published schema `schema` does
+/// not declare (`defs` holding the schemas its `$ref`s name) and returns their paths in the
+/// order a JSON decoder meets them in a body with sorted keys, as kubectl and the API server's
+/// own encoders write them (depth first), at most 100 of them (sigs.k8s.io/json
+/// internal/golang/encoding/json/kubernetes_patch.go `saveStrictError`).
+pub fn unknown_builtin_fields(
+    obj: &mut Value,
+    schema: &Value,
+    defs: &Map<String, Value>,
+) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut path = String::new();
+    Walk { defs: Some(defs) }.walk(obj, Some(schema), false, &mut path, &mut unknown);
+    unknown.truncate(100);
     unknown
 }
 
@@ -79,104 +103,154 @@ fn push(path: &mut String, key: &str) {
     path.push_str(key);
 }
 
-fn walk(
-    x: &mut Value,
-    schema: Option<&Value>,
-    root: bool,
-    path: &mut String,
-    unknown: &mut Vec<String>,
-) {
-    if flag(schema, "x-kubernetes-preserve-unknown-fields") {
-        skip(x, schema, root, path, unknown);
-        return;
-    }
-    let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
-    let len = path.len();
-    match x {
-        Value::Object(map) => {
-            let Some(s) = schema else {
-                for k in map.keys() {
-                    push(path, k);
-                    unknown.push(path.clone());
-                    path.truncate(len);
-                }
-                map.clear();
-                return;
-            };
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                push(path, &k);
-                if let Some(prop) = s["properties"].get(&k) {
-                    if let Some(v) = map.get_mut(&k) {
-                        walk(v, Some(prop), false, path, unknown);
-                    }
-                } else if let Some(items) = additional(s) {
-                    if let Some(v) = map.get_mut(&k) {
-                        // `additionalProperties: true` declares values of any shape.
-                        if let Some(items) = items {
-                            walk(v, Some(items), false, path, unknown);
-                        }
-                    }
-                } else {
-                    unknown.push(path.clone());
-                    map.remove(&k);
-                }
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            let item_schema = schema
-                .and_then(|s| s.get("items"))
-                .filter(|i| i.is_object());
-            for (i, v) in items.iter_mut().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                walk(v, item_schema, false, path, unknown);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
+/// One walk: `defs` are the named schemas `$ref`s point to, present for built-in kinds.
+struct Walk<'d> {
+    defs: Option<&'d Map<String, Value>>,
 }
 
-/// Below `x-kubernetes-preserve-unknown-fields`: undeclared fields stay, declared ones are
-/// pruned to their own schemas.
-fn skip(
-    x: &mut Value,
-    schema: Option<&Value>,
-    root: bool,
-    path: &mut String,
-    unknown: &mut Vec<String>,
-) {
-    let Some(s) = schema else { return };
-    let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
-    let len = path.len();
-    match x {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                push(path, k);
-                if let Some(prop) = s["properties"].get(k) {
-                    walk(v, Some(prop), false, path, unknown);
-                } else if let Some(Some(items)) = additional(s) {
-                    walk(v, Some(items), false, path, unknown);
-                }
-                path.truncate(len);
+impl<'d> Walk<'d> {
+    /// The schema `$ref` or a single-entry `allOf` of one refers to (the published schemas
+    /// wrap a reference in `allOf` to give it a description or default).
+    fn resolve<'s>(&self, schema: Option<&'s Value>) -> Option<&'s Value>
+    where
+        'd: 's,
+    {
+        let (Some(defs), Some(mut s)) = (self.defs, schema) else {
+            return schema;
+        };
+        for _ in 0..8 {
+            let target = s["$ref"].as_str().or_else(|| match &s["allOf"] {
+                Value::Array(all) if all.len() == 1 => all[0]["$ref"].as_str(),
+                _ => None,
+            });
+            let Some(name) = target.and_then(|r| r.strip_prefix("#/components/schemas/")) else {
+                break;
+            };
+            match defs.get(name) {
+                Some(next) => s = next,
+                None => break,
             }
         }
-        Value::Array(items) => {
-            let item_schema = s.get("items").filter(|i| i.is_object());
-            for (i, v) in items.iter_mut().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                skip(v, item_schema, false, path, unknown);
-                path.truncate(len);
+        Some(s)
+    }
+
+    fn walk(
+        &self,
+        x: &mut Value,
+        schema: Option<&Value>,
+        root: bool,
+        path: &mut String,
+        unknown: &mut Vec<String>,
+    ) {
+        let schema = self.resolve(schema);
+        if flag(schema, "x-kubernetes-preserve-unknown-fields") {
+            if self.defs.is_none() {
+                self.skip(x, schema, root, path, unknown);
             }
+            return;
         }
-        _ => {}
+        if self.defs.is_some()
+            && x.is_object()
+            && schema.is_some_and(|s| s.get("properties").is_none() && additional(s).is_none())
+        {
+            // A Go type with its own decoding (IntOrString, Quantity, RawExtension, JSON).
+            return;
+        }
+        let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
+        let len = path.len();
+        match x {
+            Value::Object(map) => {
+                let Some(s) = schema else {
+                    if self.defs.is_some() {
+                        return;
+                    }
+                    for k in map.keys() {
+                        push(path, k);
+                        unknown.push(path.clone());
+                        path.truncate(len);
+                    }
+                    map.clear();
+                    return;
+                };
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    if embedded && META_FIELDS.contains(&k.as_str()) {
+                        continue;
+                    }
+                    push(path, &k);
+                    if let Some(prop) = s["properties"].get(&k) {
+                        if let Some(v) = map.get_mut(&k) {
+                            self.walk(v, Some(prop), false, path, unknown);
+                        }
+                    } else if let Some(items) = additional(s) {
+                        if let Some(v) = map.get_mut(&k) {
+                            // `additionalProperties: true` declares values of any shape.
+                            if let Some(items) = items {
+                                self.walk(v, Some(items), false, path, unknown);
+                            }
+                        }
+                    } else {
+                        unknown.push(path.clone());
+                        map.remove(&k);
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                let item_schema = schema
+                    .and_then(|s| s.get("items"))
+                    .filter(|i| i.is_object());
+                if self.defs.is_some() && item_schema.is_none() {
+                    return;
+                }
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    self.walk(v, item_schema, false, path, unknown);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Below `x-kubernetes-preserve-unknown-fields`: undeclared fields stay, declared ones are
+    /// pruned to their own schemas.
+    fn skip(
+        &self,
+        x: &mut Value,
+        schema: Option<&Value>,
+        root: bool,
+        path: &mut String,
+        unknown: &mut Vec<String>,
+    ) {
+        let Some(s) = schema else { return };
+        let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
+        let len = path.len();
+        match x {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if embedded && META_FIELDS.contains(&k.as_str()) {
+                        continue;
+                    }
+                    push(path, k);
+                    if let Some(prop) = s["properties"].get(k) {
+                        self.walk(v, Some(prop), false, path, unknown);
+                    } else if let Some(Some(items)) = additional(s) {
+                        self.walk(v, Some(items), false, path, unknown);
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                let item_schema = s.get("items").filter(|i| i.is_object());
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    self.skip(v, item_schema, false, path, unknown);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -274,5 +348,105 @@ mod tests {
             FieldValidation::parse(Some("Ignore")),
             FieldValidation::Ignore
         );
+    }
+}
+
+#[cfg(test)]
+mod builtin_tests {
+    use super::*;
+    use crate::sim::api::openapi::builtin_schema;
+    use serde_json::json;
+
+    fn check(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
+        let (schema, defs) = builtin_schema(group, version, kind).unwrap();
+        unknown_builtin_fields(obj, schema, defs)
+    }
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "web",
+                "labels": {"app": "web", "example.com/any-key": "x"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+            },
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{
+                        "name": "web",
+                        "image": "nginx",
+                        "ports": [{"containerPort": 80}],
+                        "resources": {"limits": {"cpu": "500m", "memory": 128, "nvidia.com/gpu": 1}},
+                        "livenessProbe": {"httpGet": {"path": "/", "port": "http"}}
+                    }]}
+                }
+            },
+            "status": {"replicas": 3, "conditions": [{"type": "Available", "status": "True"}]}
+        })
+    }
+
+    #[test]
+    fn a_valid_deployment_has_no_unknown_field() {
+        let mut obj = deployment();
+        let before = obj.clone();
+        assert!(check("apps", "v1", "Deployment", &mut obj).is_empty());
+        assert_eq!(obj, before);
+    }
+
+    #[test]
+    fn typos_are_found_dropped_and_named_in_decoding_order() {
+        let mut obj = deployment();
+        obj["spec"]["replica"] = json!(3);
+        obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolicys"] = json!("Always");
+        obj["metadata"]["labelz"] = json!({"a": "b"});
+        obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limit"] = json!({});
+        let unknown = check("apps", "v1", "Deployment", &mut obj);
+        assert_eq!(
+            unknown,
+            [
+                "metadata.labelz",
+                "spec.replica",
+                "spec.template.spec.containers[0].imagePullPolicys",
+                "spec.template.spec.containers[0].resources.limit",
+            ]
+        );
+        assert_eq!(obj, deployment());
+    }
+
+    #[test]
+    fn a_cronjobs_pod_template_is_checked_too() {
+        let mut obj = json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "c"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox", "command": ["true"], "env": [{"name": "A", "valu": "1"}]}]
+            }}}}}
+        });
+        assert_eq!(
+            check("batch", "v1", "CronJob", &mut obj),
+            ["spec.jobTemplate.spec.template.spec.containers[0].env[0].valu"]
+        );
+    }
+
+    #[test]
+    fn values_decoded_by_their_own_go_type_accept_anything() {
+        // RawExtension (a ControllerRevision's data) and IntOrString in a Service's ports.
+        let mut rev = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "r"},
+            "revision": 1, "data": {"spec": {"template": {"anything": true}}}});
+        assert!(check("apps", "v1", "ControllerRevision", &mut rev).is_empty());
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"any/key": "v"}}});
+        assert!(check("", "v1", "Service", &mut svc).is_empty());
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"k": "v"}, "datas": {}});
+        assert_eq!(check("", "v1", "ConfigMap", &mut cm), ["datas"]);
     }
 }
