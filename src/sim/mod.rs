@@ -15,6 +15,7 @@
 //! - [`behaviour`]: stand-in programs that images run, and declarative operators.
 //! - [`controllers`]: Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, endpoints, volumes.
 //! - [`faults`]: infrastructure faults (API server latency and errors, node, kill, registry, DNS).
+//! - [`gitops`]: GitOps controllers a scenario can enable (Argo CD).
 //! - [`engine`]: the control loop that runs all of the above on simulated time.
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod controllers;
 pub mod engine;
 pub mod events;
 pub mod faults;
+pub mod gitops;
 pub mod kubelet;
 pub mod patch;
 pub mod rbac;

@@ -21,6 +21,7 @@ use crate::sim::controllers::{
     statefulset,
 };
 use crate::sim::events::{Event, EventRecorder, Involved, Reporter};
+use crate::sim::gitops::argocd::ArgoCd;
 use crate::sim::store::{ApiError, Part, Store, WriteOptions};
 
 /// The name of the node agents' part, which also runs on its own between rounds.
@@ -121,6 +122,11 @@ pub(crate) trait Controller: std::fmt::Debug + Send {
 
     /// See [`Controller::queue`].
     fn queue_mut(&mut self) -> Option<&mut WorkQueue> {
+        None
+    }
+
+    /// The Argo CD stand-in, for the part that runs it (its repositories take commits).
+    fn argocd(&mut self) -> Option<&mut ArgoCd> {
         None
     }
 }
@@ -449,6 +455,40 @@ impl Controller for Operators {
             }
         }
         Reconciled::default()
+    }
+}
+
+/// Argo CD's application controller, when the scenario enables it.
+///
+/// It runs every round, after the node agents and operators, rather than from a work queue:
+/// like the real one, it compares each Application with whatever changed in the cluster, and
+/// it writes an Application's status only when the status changes.
+#[derive(Debug)]
+pub(crate) struct GitOps {
+    argocd: ArgoCd,
+}
+
+impl GitOps {
+    /// The part running `argocd`.
+    pub(crate) fn new(argocd: ArgoCd) -> Self {
+        Self { argocd }
+    }
+}
+
+impl Controller for GitOps {
+    fn name(&self) -> &'static str {
+        crate::sim::gitops::argocd::COMPONENT
+    }
+
+    fn reconcile(&mut self, cx: &mut Context<'_>) -> Reconciled {
+        Reconciled {
+            effects: Vec::new(),
+            requeue_at: self.argocd.reconcile(cx.recorder, cx.now),
+        }
+    }
+
+    fn argocd(&mut self) -> Option<&mut ArgoCd> {
+        Some(&mut self.argocd)
     }
 }
 

@@ -87,6 +87,9 @@ pub enum EngineError {
         #[source]
         source: ApiError,
     },
+    /// Argo CD could not be installed, or a commit named a repository it does not have.
+    #[error("argo cd in the simulated cluster: {0}")]
+    Gitops(String),
     /// The epoch or a configured start time is not a valid instant.
     #[error("invalid start time `{0}`")]
     Start(String),
@@ -439,6 +442,48 @@ impl SimEngine {
             )
             .map(|_| ())
             .map_err(|source| EngineError::Remove { what, source })
+    }
+
+    /// Installs the Argo CD stand-in ([`crate::sim::gitops::argocd`]) with these
+    /// repositories; its application controller runs last in every round from now on.
+    ///
+    /// # Errors
+    /// When it is installed already or the API server refuses part of the installation.
+    pub fn install_argocd(
+        &mut self,
+        repos: crate::sim::gitops::argocd::repo::Repos,
+    ) -> Result<(), EngineError> {
+        if self.parts.iter_mut().any(|p| p.argocd().is_some()) {
+            return Err(EngineError::Gitops(
+                "argo cd is installed already".to_owned(),
+            ));
+        }
+        let argocd =
+            crate::sim::gitops::argocd::ArgoCd::install(self.cluster.store().clone(), repos)
+                .map_err(|e| EngineError::Gitops(format!("installing argo cd failed: {e}")))?;
+        self.parts.push(Box::new(control::GitOps::new(argocd)));
+        Ok(())
+    }
+
+    /// Commits `files` as the new tree of the Argo CD repository at `url`; returns the new SHA.
+    ///
+    /// # Errors
+    /// When Argo CD is not installed or has no repository at `url`.
+    pub fn commit(
+        &mut self,
+        url: &str,
+        files: crate::sim::gitops::argocd::repo::Tree,
+        message: &str,
+    ) -> Result<String, EngineError> {
+        let argocd = self
+            .parts
+            .iter_mut()
+            .find_map(|p| p.argocd())
+            .ok_or_else(|| EngineError::Gitops("argo cd is not installed".to_owned()))?;
+        if argocd.repos().repo(url).is_none() {
+            return Err(EngineError::Gitops(format!("no repository {url}")));
+        }
+        Ok(argocd.commit(url, files, message))
     }
 
     /// Switches the LoadBalancer provider. Switching it off leaves the addresses already
