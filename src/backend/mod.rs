@@ -330,6 +330,12 @@ pub fn refusal(kind: BackendKind, scenario: &crate::scenario::Scenario) -> Vec<S
         }
     };
     reasons.extend(faults::refusals(scenario));
+    if scenario.gitops.is_some() {
+        reasons.push(format!(
+            "the scenario runs Argo CD (`gitops:`), whose stand-in only the sim backend has; installing the real Argo CD {} on the {kind} backend and serving the scenario's repositories to it is not implemented",
+            crate::sim::gitops::argocd::VERSION
+        ));
+    }
     reasons
 }
 
@@ -457,6 +463,45 @@ pub trait Cluster: Send + Sync {
                     change.describe()
                 )],
             })
+        })
+    }
+
+    /// Installs the scenario's GitOps controller (`gitops:`) with its repositories, each
+    /// given by its URL and the files of its first commit. Only the simulator runs Argo CD's
+    /// stand-in; [`refusal`] keeps `gitops:` scenarios from the other backends.
+    ///
+    /// # Errors
+    /// When the backend has no GitOps controller or the installation fails.
+    fn install_gitops(
+        &self,
+        gitops: &crate::scenario::Gitops,
+        repos: Vec<(String, crate::sim::gitops::argocd::repo::Tree)>,
+    ) -> Result<(), BackendError> {
+        let _ = (gitops, repos);
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!(
+                "the {} backend has no GitOps controller: `gitops:` scenarios run on the sim backend",
+                self.backend()
+            ),
+        })
+    }
+
+    /// Pushes a commit whose whole tree is `files` to the GitOps repository at `url` (a
+    /// `commit` step); returns the new revision's SHA.
+    ///
+    /// # Errors
+    /// When the backend has no GitOps controller or no such repository.
+    fn commit(
+        &self,
+        url: &str,
+        files: crate::sim::gitops::argocd::repo::Tree,
+        message: &str,
+    ) -> Result<String, BackendError> {
+        let _ = (url, files, message);
+        Err(BackendError::Unavailable {
+            backend: self.backend(),
+            reason: format!("the {} backend has no GitOps repositories", self.backend()),
         })
     }
 

@@ -199,6 +199,36 @@ impl Cluster for SimClusterHandle {
         }
     }
 
+    fn install_gitops(
+        &self,
+        gitops: &crate::scenario::Gitops,
+        repos: Vec<(String, crate::sim::gitops::argocd::repo::Tree)>,
+    ) -> Result<(), BackendError> {
+        let crate::scenario::GitopsEngine::Argocd = gitops.engine;
+        let mut all = crate::sim::gitops::argocd::repo::Repos::new();
+        for (url, files) in repos {
+            all.commit(&url, files, "initial commit");
+        }
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .install_argocd(all)
+            .map_err(|e| lifecycle("install argo cd", e))
+    }
+
+    fn commit(
+        &self,
+        url: &str,
+        files: crate::sim::gitops::argocd::repo::Tree,
+        message: &str,
+    ) -> Result<String, BackendError> {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .commit(url, files, message)
+            .map_err(|e| lifecycle("commit", e))
+    }
+
     fn reshape<'a>(
         &'a self,
         change: &'a crate::scenario::ShapeChange,

@@ -186,6 +186,22 @@ fn symptom(e: &Expectation) -> String {
             texts.extend(ev.message.clone());
         }
         Expectation::Object(o) => collect_texts(&o.matches, &mut texts),
+        Expectation::App(a) => {
+            let o = a.to_object();
+            for (k, v) in [
+                ("sync", &a.sync),
+                ("health", &a.health),
+                ("operation", &a.operation),
+            ] {
+                if let Some(Value::String(s)) = v {
+                    texts.push(format!("{k} {s}"));
+                }
+            }
+            if let Some(Value::String(m)) = &a.message {
+                texts.push(m.clone());
+            }
+            collect_texts(&o.matches["status"]["conditions"], &mut texts);
+        }
         Expectation::SqlError(s) => {
             texts.push(format!("SQLSTATE {}", s.sqlstate));
             texts.extend(s.message.clone());
@@ -245,6 +261,7 @@ fn step(s: &Step) -> String {
             crate::scenario::LoadBalancerProvider::None => "none".to_owned(),
             crate::scenario::LoadBalancerProvider::ServiceLb => "service-lb".to_owned(),
         },
+        Step::Commit(c) => c.message.clone(),
     };
     format!("{} {}", s.keyword(), detail)
 }

@@ -135,6 +135,7 @@ pub async fn run_scenario_with(
         namespaces: BTreeSet::new(),
         tenant,
         trace: Trace::new(FIXED_RUN, record),
+        repos: std::collections::BTreeMap::new(),
     };
     // Before anything runs: log output may name what the scenario itself holds secret.
     super::redact::remember(&session.static_redactor());
@@ -241,6 +242,7 @@ async fn run_phase_steps(
     let s = &session.loaded.scenario;
     match phase {
         Phase::Setup => {
+            session.gitops(as_phase).await?;
             session.password_secrets(as_phase).await?;
             session.steps(as_phase, &s.setup).await?;
             session.baseline(as_phase).await
@@ -496,6 +498,7 @@ async fn replay_with(
         namespaces: BTreeSet::new(),
         tenant,
         trace: Trace::new(record.unwrap_or_default(), record.is_some()),
+        repos: std::collections::BTreeMap::new(),
     };
     let s = &loaded.scenario;
     let result = async {

@@ -70,6 +70,11 @@ pub fn describe(e: &Expectation) -> String {
             s.role.as_deref().unwrap_or("the administrator"),
             s.database.as_deref().unwrap_or("postgres")
         ),
+        Expectation::App(a) => format!(
+            "app {}/{}",
+            a.namespace.as_deref().unwrap_or("argocd"),
+            a.name
+        ),
     }
 }
 
@@ -89,6 +94,7 @@ fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
 pub async fn observe(client: &kube::Client, e: &Expectation) -> Result<Observation, StepError> {
     match e {
         Expectation::Object(o) => object(client, o).await,
+        Expectation::App(a) => object(client, &a.to_object()).await,
         Expectation::Absent(a) => absent(client, a).await,
         Expectation::Log(l) => log(client, l).await,
         Expectation::Event(ev) => event(client, ev).await,

@@ -342,6 +342,9 @@ impl Session<'_> {
         let namespace_of = |e: &'_ Expectation| -> Option<String> {
             match e {
                 Expectation::Object(o) => o.namespace.clone(),
+                Expectation::App(a) => {
+                    Some(a.namespace.clone().unwrap_or_else(|| "argocd".to_owned()))
+                }
                 Expectation::Absent(a) => a.object.namespace.clone(),
                 Expectation::Log(l) => Some(l.namespace.clone()),
                 Expectation::Event(e) => Some(e.namespace.clone()),
@@ -368,7 +371,8 @@ impl Session<'_> {
                 | Step::EndFault(_)
                 | Step::AddNode(_)
                 | Step::RemoveNode(_)
-                | Step::LoadBalancer(_) => None,
+                | Step::LoadBalancer(_)
+                | Step::Commit(_) => None,
             });
         }
         for role in s.postgres.iter().flat_map(|p| &p.roles) {

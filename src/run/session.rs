@@ -31,6 +31,8 @@ pub(super) struct Session<'a> {
     pub tenant: Option<Tenant>,
     /// What the run records for the recovery figures and the timeline report.
     pub trace: Trace,
+    /// The current tree of each GitOps repository, by normalized URL (commits edit it).
+    pub repos: std::collections::BTreeMap<String, crate::sim::gitops::argocd::repo::Tree>,
 }
 
 /// Whether a query returned exactly the expected rows (SQL NULL matches no text).
@@ -72,6 +74,84 @@ impl Session<'_> {
             }
             self.namespaces.insert(target.namespace.clone());
         }
+        Ok(())
+    }
+
+    /// Installs the scenario's GitOps controller with its repositories' first commits,
+    /// before anything the scenario applies.
+    pub(super) async fn gitops(&mut self, phase: Phase) -> Result<(), Failure> {
+        let Some(g) = &self.loaded.scenario.gitops else {
+            return Ok(());
+        };
+        let mut repos = Vec::new();
+        for repo in &g.repos {
+            let tree = self
+                .loaded
+                .repo_dirs
+                .get(std::path::Path::new(&repo.dir))
+                .cloned()
+                .unwrap_or_default();
+            self.repos.insert(
+                crate::sim::gitops::argocd::repo::normalize_url(&repo.url),
+                tree.clone(),
+            );
+            repos.push((repo.url.clone(), tree));
+        }
+        self.cluster.install_gitops(g, repos).map_err(|e| {
+            failure(
+                phase,
+                "could not install the scenario's GitOps controller",
+                "gitops".to_owned(),
+                vec![error_chain(&e)],
+                Context::default(),
+            )
+        })?;
+        self.namespaces
+            .insert(crate::sim::gitops::argocd::NAMESPACE.to_owned());
+        Ok(())
+    }
+
+    /// Pushes a `commit` step's new tree.
+    fn commit(&mut self, c: &crate::scenario::CommitStep) -> Result<(), Vec<String>> {
+        use crate::sim::gitops::argocd::repo::normalize_url;
+        let Some(g) = &self.loaded.scenario.gitops else {
+            return Err(vec!["commit step without a gitops: section".to_owned()]);
+        };
+        let url = match (&c.repo, g.repos.as_slice()) {
+            (Some(url), _) => url.clone(),
+            (None, [only]) => only.url.clone(),
+            (None, _) => return Err(vec!["commit step without `repo`".to_owned()]),
+        };
+        let key = normalize_url(&url);
+        let Some(current) = self.repos.get(&key) else {
+            return Err(vec![format!("no repository {url}")]);
+        };
+        let mut tree = match &c.dir {
+            Some(dir) => self
+                .loaded
+                .repo_dirs
+                .get(std::path::Path::new(dir))
+                .cloned()
+                .unwrap_or_default(),
+            None => current.clone(),
+        };
+        for gone in &c.remove {
+            let prefix = format!("{}/", gone.trim_end_matches('/'));
+            tree.retain(|path, _| path != gone && !path.starts_with(&prefix));
+        }
+        for (target, file) in &c.files {
+            let body = self
+                .loaded
+                .repo_files
+                .get(std::path::Path::new(file))
+                .cloned()
+                .unwrap_or_default();
+            tree.insert(target.clone(), body);
+        }
+        self.cluster
+            .commit(&url, tree.clone(), &c.message)
+            .map_err(|e| vec![error_chain(&e)])?;
+        self.repos.insert(key, tree);
         Ok(())
     }
 
@@ -175,6 +255,7 @@ impl Session<'_> {
                     .await
                     .map_err(|e| vec![error_chain(&e)])
             }
+            Step::Commit(c) => self.commit(c),
             Step::Sleep(d) => {
                 let until = self.cluster.now() + d.as_std();
                 while self.cluster.now() < until {

@@ -142,6 +142,58 @@ pub fn read_in_tree(root: &Path, reference: &Path) -> Result<String, FileError> 
     })
 }
 
+/// The most files a directory read with [`read_dir_in_tree`] may hold: far above any
+/// repository a scenario needs.
+pub const MAX_DIR_FILES: usize = 2_000;
+
+/// Reads every regular file below the directory `reference` (joined to its base), each as
+/// [`read_in_tree`] reads it, keyed by its path relative to the directory with `/` between
+/// components. Symlinks are followed only where they stay inside the tree.
+///
+/// # Errors
+/// [`FileError::Outside`] for a directory outside the tree, [`FileError::Unreadable`] when it
+/// does not exist or is not a directory (or holds more than [`MAX_DIR_FILES`] files), and the
+/// errors of [`read_in_tree`] for a file in it.
+pub fn read_dir_in_tree(
+    root: &Path,
+    reference: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, FileError> {
+    let real = resolve(root, reference)?;
+    let unreadable = |source| FileError::Unreadable {
+        reference: reference.to_owned(),
+        source,
+    };
+    if !std::fs::metadata(&real).map_err(unreadable)?.is_dir() {
+        return Err(unreadable(std::io::Error::other("not a directory")));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![(reference.to_owned(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(unreadable)?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = dir.join(&name);
+            let rel = format!("{prefix}{name}");
+            let real = resolve(root, &path)?;
+            if std::fs::metadata(&real).map_err(unreadable)?.is_dir() {
+                pending.push((path, format!("{rel}/")));
+            } else {
+                out.insert(rel, read_in_tree(root, &path)?);
+            }
+            if out.len() > MAX_DIR_FILES {
+                return Err(unreadable(std::io::Error::other(format!(
+                    "more than {MAX_DIR_FILES} files"
+                ))));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What is wrong with a file whose first invalid byte is `byte`.
 #[must_use]
 pub fn not_utf8_message(byte: u8) -> String {

@@ -15,6 +15,8 @@ use super::model::{Expectation, Fixture, ObjectRef, Scenario, Step};
 use crate::yaml::{self, Segment};
 use crate::yaml_path;
 
+mod gitops_checks;
+
 /// A scenario with its fixtures merged in and every file it applies read and checked.
 #[derive(Debug, Clone)]
 pub struct LoadedScenario {
@@ -26,6 +28,11 @@ pub struct LoadedScenario {
     pub scenario: Scenario,
     /// The objects of every applied file, by resolved path.
     pub manifests: BTreeMap<PathBuf, Vec<Value>>,
+    /// The files of every GitOps repository and commit directory (`gitops.repos[].dir`,
+    /// `commit.dir`), by resolved directory: path in the repository → content.
+    pub repo_dirs: BTreeMap<PathBuf, BTreeMap<String, String>>,
+    /// The single files commits write (`commit.files`), by resolved path.
+    pub repo_files: BTreeMap<PathBuf, String>,
 }
 
 /// Directory names that hold files scenarios use, never scenarios themselves.
@@ -174,10 +181,19 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         kind_refs: Vec::new(),
         inline_objects: Vec::new(),
         kinds_recorded: HashSet::new(),
+        gitops: scenario.gitops.clone(),
+        repo_dirs: BTreeMap::new(),
+        repo_files: BTreeMap::new(),
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
     ctx.check_scenario(path, &text, &scenario);
+    ctx.check_gitops(path, &text, base, &scenario);
+    if let Some(g) = &mut scenario.gitops {
+        for repo in &mut g.repos {
+            repo.dir = base.join(&repo.dir).to_string_lossy().into_owned();
+        }
+    }
     resolve_steps(base, &mut scenario.setup);
     resolve_steps(base, &mut scenario.break_.steps);
     resolve_steps(base, &mut scenario.fix);
@@ -224,6 +240,8 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         path: path.to_owned(),
         scenario,
         manifests: ctx.manifests,
+        repo_dirs: ctx.repo_dirs,
+        repo_files: ctx.repo_files,
     })
 }
 
@@ -263,11 +281,23 @@ fn not_utf8_problem(e: &FileError) -> Problem {
 }
 
 fn resolve_steps(base: &Path, steps: &mut [Step]) {
+    let resolve = |f: &str| base.join(f).to_string_lossy().into_owned();
     for step in steps {
-        if let Step::Apply(apply) = step
-            && let Some(file) = &apply.file
-        {
-            apply.file = Some(base.join(file).to_string_lossy().into_owned());
+        match step {
+            Step::Apply(apply) => {
+                if let Some(file) = &apply.file {
+                    apply.file = Some(resolve(file));
+                }
+            }
+            Step::Commit(commit) => {
+                if let Some(dir) = &commit.dir {
+                    commit.dir = Some(resolve(dir));
+                }
+                for file in commit.files.values_mut() {
+                    *file = resolve(file);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -353,6 +383,12 @@ struct Checker {
     inline_objects: Vec<Value>,
     /// Manifest files whose kinds are recorded.
     kinds_recorded: HashSet<PathBuf>,
+    /// The scenario's `gitops:` section.
+    gitops: Option<super::Gitops>,
+    /// See [`LoadedScenario::repo_dirs`].
+    repo_dirs: BTreeMap<PathBuf, BTreeMap<String, String>>,
+    /// See [`LoadedScenario::repo_files`].
+    repo_files: BTreeMap<PathBuf, String>,
 }
 
 /// A kind (and `apiVersion`) a scenario names, with where it is written.
@@ -1143,6 +1179,7 @@ impl Checker {
                         self.problem(path, text, &node, format!("invalid node name `{name}`: expected a DNS subdomain (lowercase letters, digits, `-` and `.`)"), None);
                     }
                 }
+                Step::Commit(c) => self.commit_step(path, text, &here, base, c),
                 Step::Sleep(_) | Step::EndFault(_) | Step::LoadBalancer(_) => {}
             }
         }
@@ -1184,6 +1221,21 @@ impl Checker {
                     let mut node = here.clone();
                     node.push("involvedKind".into());
                     self.kind_name_ref(path, text, &node, kind);
+                }
+            }
+            Expectation::App(a) => {
+                if self.gitops.is_none() {
+                    self.problem(
+                        path,
+                        text,
+                        &here,
+                        "app expectation without a `gitops:` section",
+                        Some("declare `gitops: {engine: argocd, repos: [...]}`"),
+                    );
+                }
+                let o = a.to_object();
+                for problem in super::operators::check_operators(&o.matches) {
+                    self.problem(path, text, &here, format!("in `app`: {problem}"), None);
                 }
             }
             Expectation::Log(_) | Expectation::SqlError(_) | Expectation::Sql(_) => {}

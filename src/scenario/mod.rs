@@ -4,10 +4,12 @@
 
 mod duration;
 mod faults;
+mod gitops;
 mod model;
 
 pub use duration::{Duration, DurationError};
 pub use faults::*;
+pub use gitops::*;
 pub use model::*;
 mod reports;
 mod shape;

@@ -38,6 +38,9 @@ pub struct Scenario {
     /// A PostgreSQL server this scenario needs, with its roles, databases and access rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<Postgres>,
+    /// A GitOps controller (Argo CD) and the Git repositories it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<super::Gitops>,
     /// Steps that build the healthy starting point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<Step>,
@@ -1195,6 +1198,8 @@ pub enum Step {
     RemoveNode(super::shape::NodeRemoval),
     /// Switch the cluster's LoadBalancer provider (`none` or `service-lb`).
     LoadBalancer(LoadBalancerProvider),
+    /// Push a new commit to a GitOps repository (`gitops.repos`).
+    Commit(super::CommitStep),
 }
 
 impl Step {
@@ -1215,6 +1220,7 @@ impl Step {
             Self::AddNode(_) => "addNode",
             Self::RemoveNode(_) => "removeNode",
             Self::LoadBalancer(_) => "loadBalancer",
+            Self::Commit(_) => "commit",
         }
     }
 }
@@ -1385,6 +1391,8 @@ pub enum Expectation {
     SqlError(SqlErrorCheck),
     /// A SQL query succeeds (and, optionally, returns these rows).
     Sql(SqlCheck),
+    /// An Argo CD Application's sync, health and last operation (`gitops:`).
+    App(super::AppExpectation),
 }
 
 impl Expectation {
@@ -1398,6 +1406,7 @@ impl Expectation {
             Self::Event(e) => e.within,
             Self::SqlError(e) => e.within,
             Self::Sql(e) => e.within,
+            Self::App(e) => e.within,
         }
     }
 
@@ -1407,6 +1416,7 @@ impl Expectation {
         match self {
             Self::Object(e) => e.for_,
             Self::Absent(e) => e.for_,
+            Self::App(e) => e.for_,
             Self::Log(_) | Self::Event(_) | Self::SqlError(_) | Self::Sql(_) => None,
         }
     }
@@ -1421,6 +1431,7 @@ impl Expectation {
             Self::Event(_) => "event",
             Self::SqlError(_) => "sqlError",
             Self::Sql(_) => "sql",
+            Self::App(_) => "app",
         }
     }
 }
