@@ -265,6 +265,7 @@ fn the_fidelity_table_matches_the_code() {
         }
         let cited = location
             .split(|ch: char| ch.is_whitespace() || ",;()".contains(ch))
+            .filter_map(|w| w.split(':').next())
             .filter_map(|w| w.rsplit('/').next())
             .find(|w| w.ends_with(".go"));
         match cited {
