@@ -204,3 +204,83 @@ fn no_public_type_name_is_declared_twice() {
         twice.join("\n")
     );
 }
+
+/// The cells of a Markdown table row, with `\|` kept inside its cell.
+fn cells(line: &str) -> Vec<String> {
+    line.trim()
+        .trim_matches('|')
+        .replace("\\|", "\u{0}")
+        .split('|')
+        .map(|c| c.trim().replace('\u{0}', "|"))
+        .collect()
+}
+
+/// The text of a code span (`x` or `` x ``).
+fn code(cell: &str) -> Option<&str> {
+    let inner = cell.strip_prefix("`` ").and_then(|c| c.strip_suffix(" ``"));
+    inner.or_else(|| cell.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+}
+
+/// The lines of a source file before its `mod tests`.
+fn code_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = (0..lines.len())
+        .find(|&i| {
+            lines[i].trim() == "#[cfg(test)]"
+                && lines.get(i + 1).is_some_and(|l| l.starts_with("mod "))
+        })
+        .unwrap_or(lines.len());
+    lines[..end].to_vec()
+}
+
+/// docs/fidelity-audit.md against the code: for every row, the quoted source text is still in
+/// the named file near the named line, and the upstream Go file the row names is cited there.
+#[test]
+fn the_fidelity_table_matches_the_code() {
+    const NEAR: usize = 60;
+    let doc = read("docs/fidelity-audit.md");
+    let mut problems = Vec::new();
+    let mut rows = 0;
+    for line in doc.lines().filter(|l| l.starts_with("| src/")) {
+        let c = cells(line);
+        let (place, text, location) = (&c[0], &c[1], &c[3]);
+        let (file, at) = place.rsplit_once(':').expect("file:line");
+        let at: usize = at.parse().expect("a line number");
+        let text = code(text).unwrap_or_else(|| panic!("{place}: the source text is no code span"));
+        rows += 1;
+        let source = read(file);
+        let lines = code_lines(&source);
+        let found: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains(text))
+            .map(|i| i + 1)
+            .collect();
+        if found.is_empty() {
+            problems.push(format!(
+                "{place}: `{text}` is no longer in {file} (changed or moved?)"
+            ));
+            continue;
+        }
+        if !found.iter().any(|&n| n.abs_diff(at) <= NEAR) {
+            problems.push(format!("{place}: `{text}` is now at {file}:{}", found[0]));
+        }
+        let cited = location
+            .split(|ch: char| ch.is_whitespace() || ",;()".contains(ch))
+            .filter_map(|w| w.split(':').next())
+            .filter_map(|w| w.rsplit('/').next())
+            .find(|w| w.ends_with(".go"));
+        match cited {
+            Some(go) if lines.iter().any(|l| l.contains(go)) => {}
+            Some(go) => problems.push(format!("{place}: {file} does not cite {go}")),
+            None => problems.push(format!("{place}: the location names no upstream Go file")),
+        }
+    }
+    assert!(
+        rows >= 130,
+        "only {rows} rows read from docs/fidelity-audit.md"
+    );
+    assert!(
+        problems.is_empty(),
+        "docs/fidelity-audit.md is out of date:\n{}",
+        problems.join("\n")
+    );
+}

@@ -16,7 +16,8 @@ pub const FIELD_MANAGER: &str = "relapse";
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// The kind is not served by the cluster. The message is the one kubectl prints.
+    /// The kind is not served by the cluster. The message is the one kubectl prints
+    /// (apimachinery pkg/api/meta/errors.go `NoKindMatchError`).
     #[error("no matches for kind \"{kind}\" in version \"{api_version}\"")]
     NoKindMatch {
         /// The kind.

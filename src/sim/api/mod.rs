@@ -349,7 +349,7 @@ impl ApiServer {
 }
 
 fn too_large() -> ApiError {
-    // k8s.io/apimachinery/pkg/api/errors.NewRequestEntityTooLargeError and the limit message of
+    // k8s.io/apimachinery/pkg/api/errors/errors.go NewRequestEntityTooLargeError and the limit message of
     // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (limitedReadBody).
     ApiError::new(
         Reason::RequestEntityTooLarge,
@@ -358,6 +358,7 @@ fn too_large() -> ApiError {
 }
 
 fn not_allowed() -> Response<Body> {
+    // k8s.io/apimachinery/pkg/api/errors/errors.go NewMethodNotSupported's generic 405 text.
     status::error(&ApiError::new(
         Reason::MethodNotAllowed,
         "the server does not allow this method on the requested resource",

@@ -363,7 +363,7 @@ impl Ctx<'_> {
                     .map_err(|e| self.protobuf_error(e));
             }
             _ => {
-                // k8s.io/apiserver/pkg/endpoints/handlers/negotiation (NewUnsupportedMediaTypeError):
+                // k8s.io/apiserver/pkg/endpoints/handlers/negotiation/errors.go (NewUnsupportedMediaTypeError):
                 // the media types the serializer decodes (CBOR is off by default in 1.32).
                 let accepted = if self.res.custom {
                     "application/json, application/yaml"

@@ -26,8 +26,9 @@ pub fn created_job_message(job: &str) -> String {
     format!("Created job {job}")
 }
 
-/// `Saw completed job: <name>, condition: <Complete|Failed>` (`syncCronJob`, 1.31+ wording;
-/// earlier versions said `status:`).
+/// `Saw completed job: <name>, condition: <Complete|Failed>` (pkg/controller/cronjob/
+/// cronjob_controllerv2.go `syncCronJob`, with `jobutil.FinishedCondition`; earlier versions said
+/// `status:`).
 #[must_use]
 pub fn saw_completed_message(job: &str, condition: &str) -> String {
     format!("Saw completed job: {job}, condition: {condition}")
@@ -146,6 +147,8 @@ fn reconcile_one(view: &dyn ClusterView, cj: &Value, now: Timestamp) -> Reconcil
         let job_name = str_at(entry, &["name"]);
         if !jobs.iter().any(|j| meta::name(j) == job_name) {
             remove_active(&mut status, job_name);
+            // pkg/controller/cronjob/cronjob_controllerv2.go syncCronJob: `Active job went
+            // missing: %v`.
             out.event(
                 cj,
                 EventType::Normal,
@@ -256,6 +259,7 @@ fn schedule_next(
         .collect();
     match str_at(cj, &["spec", "concurrencyPolicy"]) {
         "Forbid" if !active.is_empty() => {
+            // pkg/controller/cronjob/cronjob_controllerv2.go syncCronJob (ForbidConcurrent).
             out.event(
                 cj,
                 EventType::Normal,

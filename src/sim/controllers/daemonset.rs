@@ -183,6 +183,7 @@ fn reconcile_one(
         // Failed pods are killed and replaced; extra pods beyond the oldest go.
         let first = &pods[0];
         if meta::pod_phase(first) == "Failed" {
+            // pkg/controller/daemon/daemon_controller.go podsShouldBeOnNode (FailedDaemonPod).
             out.event(
                 ds,
                 EventType::Warning,

@@ -13,9 +13,15 @@
 //!   the same type, action, reason, reporter and regarding object (`getKey`, whatever the
 //!   message) becomes a series (`recordToSink`, `tools/events/event_broadcaster.go`).
 //!
-//! Not imitated: the legacy recorder's spam filter and its aggregation of similar events with
-//! different messages, and the events.k8s.io recorder's deferral of series counts after the
-//! second to a 30-minute heartbeat (the count is written at every repeat here).
+//! The legacy recorder's spam filter is imitated on simulated time (`EventSourceObjectSpamFilter`,
+//! `tools/record/events_cache.go`): one token bucket per source, involved object (without its
+//! field path) and type, 25 tokens, refilled at one token every 300 s; an event finding the
+//! bucket empty is not written, though the count it would have had is remembered, so the next
+//! event written carries it (`EventCorrelate` observes an event before it filters it).
+//!
+//! Not imitated: the legacy recorder's aggregation of similar events with different messages,
+//! the 4096-entry bound of its caches, and the events.k8s.io recorder's deferral of series
+//! counts after the second to a 30-minute heartbeat (the count is written at every repeat here).
 
 use std::collections::BTreeMap;
 
@@ -33,10 +39,77 @@ struct Observed {
     count: u64,
 }
 
+/// What the legacy recorder remembers of an event the spam filter dropped before it was ever
+/// written: `eventObserve` runs before the filter, so the next occurrence let through is created
+/// with the count and `firstTimestamp` of every occurrence before it.
+#[derive(Debug, Clone)]
+struct Unwritten {
+    first: Timestamp,
+    count: u64,
+}
+
+/// client-go 1.32 `tools/record/events_cache.go`: `defaultSpamBurst = 25`.
+const SPAM_BURST: f64 = 25.0;
+
+/// client-go 1.32 `tools/record/events_cache.go`: `defaultSpamQPS = 1. / 300.`, passed on as a
+/// `float32` (`NewEventSourceObjectSpamFilter`) and widened to `rate.Limit` (`float64`) by
+/// `flowcontrol.NewTokenBucketPassiveRateLimiterWithClock` (`util/flowcontrol/throttle.go`).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the refill rate is a float32 upstream; the truncation is what is imitated"
+)]
+const SPAM_QPS: f64 = (1.0_f64 / 300.0) as f32 as f64;
+
+/// One source and object's token bucket (`golang.org/x/time/rate` `Limiter`, as
+/// `tokenBucketPassiveRateLimiter.TryAccept` uses it: `AllowN(now, 1)`).
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    last: Timestamp,
+}
+
+impl Bucket {
+    /// A new limiter starts full (`rate.NewLimiter(limit, burst)`: its first `advance` fills it).
+    fn full(at: Timestamp) -> Self {
+        Self {
+            tokens: SPAM_BURST,
+            last: at,
+        }
+    }
+
+    /// `Limiter.reserveN` with no wait allowed: the tokens earned since the last accepted event
+    /// (`advance`: `elapsed.Seconds() * limit`, capped at the burst), then one taken if there is
+    /// one. A refusal leaves the limiter as it was.
+    fn try_accept(&mut self, at: Timestamp) -> bool {
+        let elapsed = if at > self.last {
+            at.duration_since(self.last)
+        } else {
+            jiff::SignedDuration::ZERO
+        };
+        // time.Duration.Seconds(): whole seconds plus the nanoseconds over 1e9.
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "Go's Duration.Seconds converts the same way"
+        )]
+        let seconds = elapsed.as_secs() as f64 + f64::from(elapsed.subsec_nanos()) / 1e9;
+        let tokens = (self.tokens + seconds * SPAM_QPS).min(SPAM_BURST) - 1.0;
+        if tokens < 0.0 {
+            return false;
+        }
+        self.tokens = tokens;
+        self.last = at;
+        true
+    }
+}
+
 /// Writes events to the store and remembers what it wrote, as each component's recorder does.
 #[derive(Debug, Clone, Default)]
 pub struct EventRecorder {
     legacy: BTreeMap<String, Observed>,
+    /// Legacy events dropped by the spam filter before any was written, by event key.
+    unwritten: BTreeMap<String, Unwritten>,
+    /// The spam filter's buckets, by spam key.
+    spam: BTreeMap<String, Bucket>,
     series: BTreeMap<String, Observed>,
     /// `reportingInstance` of the scheduler: `default-scheduler-<hostname>` (`NewRecorder`,
     /// `tools/events/event_broadcaster.go`).
@@ -87,6 +160,39 @@ impl EventRecorder {
             ev.message.as_str(),
         ]
         .join("\u{0}");
+        // getSpamKey (client-go 1.32 tools/record/events_cache.go): source, the involved object
+        // without its fieldPath, and the type; neither reason nor message.
+        let spam_key = [
+            component.as_str(),
+            host.as_deref().unwrap_or_default(),
+            ev.involved.kind.as_str(),
+            ev.involved.namespace.as_deref().unwrap_or_default(),
+            ev.involved.name.as_str(),
+            ev.involved.uid.as_deref().unwrap_or_default(),
+            ev.involved.api_version.as_str(),
+            ev.type_.as_str(),
+        ]
+        .join("\u{0}");
+        let accepted = self
+            .spam
+            .entry(spam_key)
+            .or_insert_with(|| Bucket::full(at))
+            .try_accept(at);
+        if !accepted {
+            // EventCorrelate: eventObserve counted the occurrence before filterFunc skipped it.
+            if let Some(seen) = self.legacy.get_mut(&key) {
+                seen.count += 1;
+            } else {
+                self.unwritten
+                    .entry(key)
+                    .and_modify(|u| u.count += 1)
+                    .or_insert(Unwritten {
+                        first: at,
+                        count: 1,
+                    });
+            }
+            return false;
+        }
         let time = format_time(at);
         if let Some(seen) = self.legacy.get_mut(&key) {
             seen.count += 1;
@@ -102,6 +208,12 @@ impl EventRecorder {
             // event anew, keeping its count.
             self.legacy.remove(&key);
         }
+        // An event whose earlier occurrences were all dropped: the patch of the name eventObserve
+        // remembered fails with NotFound and recordEvent creates it with the count so far.
+        let (first, count) = match self.unwritten.remove(&key) {
+            Some(u) => (u.first, u.count + 1),
+            None => (at, 1),
+        };
         let mut source = Map::new();
         source.insert("component".into(), json!(component));
         if let Some(h) = host {
@@ -113,21 +225,21 @@ impl EventRecorder {
             "message": ev.message,
             "type": ev.type_.as_str(),
             "source": source,
-            "firstTimestamp": time,
+            "firstTimestamp": format_time(first),
             "lastTimestamp": time,
-            "count": 1,
+            "count": count,
             "eventTime": null,
             "reportingComponent": component,
             "reportingInstance": host.clone().unwrap_or_default(),
         });
-        match create(store, at, ev, body) {
+        match create(store, first, ev, body) {
             Some((namespace, name)) => {
                 self.legacy.insert(
                     key,
                     Observed {
                         namespace,
                         name,
-                        count: 1,
+                        count,
                     },
                 );
                 true
@@ -326,6 +438,69 @@ mod tests {
             all[1]["metadata"]["name"],
             format!("app-1.{:x}", t0.as_nanosecond() + 1)
         );
+    }
+
+    #[test]
+    fn the_spam_filter_lets_25_events_through_then_one_every_five_minutes() {
+        let store = Store::new(
+            Arc::new(ManualClock::new(t("2025-01-01T00:00:00Z"))),
+            StoreConfig::default(),
+        );
+        let mut rec = EventRecorder::new("node-1");
+        let at = |secs: i64| t("2025-01-01T00:00:00Z") + jiff::SignedDuration::from_secs(secs);
+        let warn = |secs: i64, m: &str| pod_event(at(secs), "kubelet", "BackOff", m);
+        let now = Timestamp::UNIX_EPOCH;
+        for i in 0..25 {
+            assert!(
+                rec.record(&store, now, &warn(0, &format!("m{i}"))),
+                "event {i}"
+            );
+        }
+        // The 26th Warning about the pod from this kubelet finds the bucket empty, whatever its
+        // reason or message.
+        assert!(!rec.record(&store, now, &warn(0, "m0")));
+        assert!(!rec.record(&store, now, &warn(0, "never written")));
+        let mut other = warn(0, "m0");
+        other.reason = "Unhealthy".into();
+        assert!(!rec.record(&store, now, &other));
+        // The type is part of the key: a Normal event has its own bucket.
+        let mut normal = warn(0, "Pulling image");
+        normal.type_ = EventType::Normal;
+        assert!(rec.record(&store, now, &normal));
+        // Another kubelet (source host) has its own bucket too.
+        let mut elsewhere = warn(0, "m0");
+        elsewhere.reporter = Reporter::on_host("kubelet", "node-2");
+        assert!(rec.record(&store, now, &elsewhere));
+        assert_eq!(events(&store).len(), 27);
+        // One token comes back after 300 s, not before.
+        assert!(!rec.record(&store, now, &warn(299, "m0")));
+        assert!(rec.record(&store, now, &warn(300, "m0")));
+        assert!(!rec.record(&store, now, &warn(300, "m1")));
+        let by_message = |m: &str| {
+            events(&store)
+                .into_iter()
+                .find(|e| e["message"] == m && e["source"]["host"] == "node-1")
+                .unwrap()
+        };
+        // The written repeat counts the dropped ones (eventObserve runs before the filter).
+        let m0 = by_message("m0");
+        assert_eq!(m0["count"], 4);
+        assert_eq!(m0["lastTimestamp"], "2025-01-01T00:05:00Z");
+        assert_eq!(by_message("m1")["count"], 1);
+        // An event never written is created, once let through, with every occurrence counted
+        // since its first, under the name of its first occurrence.
+        assert!(rec.record(&store, now, &warn(600, "never written")));
+        let late = by_message("never written");
+        assert_eq!(late["count"], 2);
+        assert_eq!(late["firstTimestamp"], "2025-01-01T00:00:00Z");
+        assert_eq!(late["lastTimestamp"], "2025-01-01T00:10:00Z");
+        assert!(
+            late["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("app-1.")
+        );
+        assert_eq!(events(&store).len(), 28);
     }
 
     #[test]

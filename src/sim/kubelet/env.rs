@@ -89,6 +89,7 @@ impl Lookup<'_> {
         self.view
             .get("v1", "Secret", Some(self.namespace), name)
             .map(|s| secret_values(&s))
+            // pkg/kubelet/secret/secret_manager.go via apierrors.NewNotFound.
             .ok_or_else(|| format!("secret \"{name}\" not found"))
     }
 
@@ -96,6 +97,7 @@ impl Lookup<'_> {
         self.view
             .get("v1", "ConfigMap", Some(self.namespace), name)
             .map(|c| configmap_values(&c))
+            // pkg/kubelet/configmap/configmap_manager.go via apierrors.NewNotFound.
             .ok_or_else(|| format!("configmap \"{name}\" not found"))
     }
 }
@@ -415,7 +417,8 @@ pub fn check_volumes(
     {
         let name = str_at(vol, "/name").unwrap_or_default().to_owned();
         // operationexecutor GenerateError: `%v for volume %q %v` with the suffix `: <err>`
-        // (pkg/volume/util/operationexecutor/operation_executor.go).
+        // (pkg/volume/util/operationexecutor/operation_executor.go), for the MountVolume.SetUp
+        // step of operation_generator.go GenerateMountVolumeFunc.
         let setup = |err: String| {
             VolumeProblem::SetUpFailed(format!(
                 "MountVolume.SetUp failed for volume \"{name}\" : {err}"

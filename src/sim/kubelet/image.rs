@@ -217,6 +217,7 @@ pub fn pull(
                 query_escape(&format!("repository:{}:pull", image.path))
             )
         } else {
+            // remotes/errors/errors.go ErrUnexpectedStatus.
             format!(
                 "unexpected status from HEAD request to https://{}/v2/{}/manifests/{what}: 401 Unauthorized",
                 image.domain, image.path
@@ -230,6 +231,7 @@ pub fn pull(
     let has_platform =
         b.platforms.is_empty() || b.platforms.iter().any(|p| p == &want || p == arch.as_str());
     if b.manifest == ManifestKind::Index && !has_platform {
+        // images/handlers.go FilterPlatforms/LimitManifests: `no match for platform in manifest`.
         return PullOutcome::Failed(format!(
             "rpc error: code = NotFound desc = failed to pull and unpack image \"{n}\": no match for platform in manifest: not found"
         ));

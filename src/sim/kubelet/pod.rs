@@ -809,6 +809,7 @@ impl PodRuntime {
         let present = ctx.images.contains(&image.normalized());
         let c = &self.containers[i];
         if policy != PullPolicy::Always && present {
+            // pkg/kubelet/images/image_manager.go EnsureImageExists.
             out.event(
                 now,
                 EventType::Normal,
@@ -918,6 +919,7 @@ impl PodRuntime {
         let c = &self.containers[i];
         match p.outcome {
             PullOutcome::Pulled { size } => {
+                // pkg/kubelet/images/image_manager.go EnsureImageExists (1.32 wording).
                 let d = go_duration(p.duration);
                 out.event(
                     p.done_at,
@@ -930,6 +932,8 @@ impl PodRuntime {
                 self.create(i, pod, ctx, p.image, p.done_at, out);
             }
             PullOutcome::Failed(err) => {
+                // pkg/kubelet/images/image_manager.go EnsureImageExists (`Failed to pull image
+                // %q: %v`), then kuberuntime_container.go startContainer's `Error: %v`.
                 out.event(
                     p.done_at,
                     EventType::Warning,
@@ -946,7 +950,8 @@ impl PodRuntime {
                 );
                 let key = format!("{}_{written}", str_at(pod, "/metadata/uid"));
                 self.pulls.next(&key, p.done_at, p.done_at);
-                // evalCRIPullErr: ErrImagePull with the runtime's message.
+                // pkg/kubelet/images/image_manager.go evalCRIPullErr: ErrImagePull with the
+                // runtime's message.
                 self.prev_pull_err
                     .insert(key, format!("ErrImagePull: {err}"));
                 self.containers[i].step(Input::Failed {
@@ -972,6 +977,8 @@ impl PodRuntime {
         let env = match resolve_env(pod, &c.spec, ctx.view, &self.ip, &ctx.config.host_ip) {
             Ok(env) => env,
             Err(message) => {
+                // kuberuntime_container.go startContainer: generateContainerConfig failed,
+                // `Error: %v` with ErrCreateContainerConfig.
                 out.event(
                     now,
                     EventType::Warning,

@@ -221,6 +221,7 @@ impl ProbeSpec {
                     None
                 }
             }
+            // pkg/probe/tcp/tcp.go DoTCPProbe: the dial error as the probe's output.
             Handler::Tcp { port } => (!program.listens_on(*port, now))
                 .then(|| format!("dial tcp {pod_ip}:{port}: connect: connection refused")),
             Handler::Grpc { port } => {

@@ -306,7 +306,7 @@ pub fn schedule_with(
     let mut rwop_conflict = false;
     for claim in claims(pod) {
         let Some(pvc) = find(cluster.pvcs, Some(ns), claim) else {
-            // apimachinery NewNotFound for the claim lister.
+            // volumebinding/volume_binding.go PreFilter: the claim lister's NewNotFound.
             return prefilter_failure(
                 pod,
                 n,
@@ -315,7 +315,7 @@ pub fn schedule_with(
             );
         };
         if pvc.pointer("/metadata/deletionTimestamp").is_some() {
-            // volumebinding/binder.go GetPodVolumeClaims.
+            // volumebinding/volume_binding.go PreFilter (binder.go GetPodVolumeClaims).
             return prefilter_failure(
                 pod,
                 n,
@@ -333,7 +333,7 @@ pub fn schedule_with(
                 }
             });
             if mode != "WaitForFirstConsumer" {
-                // volumebinding.go ErrReasonBindConflict's sibling for immediate claims.
+                // volumebinding/volume_binding.go PreFilter: unbound immediate claims.
                 return prefilter_failure(
                     pod,
                     n,
@@ -406,7 +406,8 @@ pub fn schedule_with(
         }
         // pkg/scheduler/framework/preemption/preemption.go: nodes whose failure preemption
         // cannot resolve, and nodes where no lower-priority pod could be evicted (priorities
-        // are not simulated, so no victim is ever found).
+        // are not simulated, so no victim is ever found; defaultpreemption/default_preemption.go
+        // SelectVictimsOnNode).
         let why = match code {
             Code::Unresolvable => "Preemption is not helpful for scheduling",
             Code::Unschedulable => "No preemption victims found for incoming pod",
