@@ -183,6 +183,14 @@ impl Session<'_> {
                     {
                         self.namespaces.insert(n.to_owned());
                     }
+                    // What an Argo CD Application deploys lands in its destination.
+                    if o.get("kind").and_then(Value::as_str) == Some("Application")
+                        && let Some(n) = o
+                            .pointer("/spec/destination/namespace")
+                            .and_then(Value::as_str)
+                    {
+                        self.namespaces.insert(n.to_owned());
+                    }
                     if let Some(n) = o
                         .pointer("/metadata/namespace")
                         .and_then(Value::as_str)

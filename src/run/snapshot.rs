@@ -70,6 +70,10 @@ pub struct Projected {
     /// Keys of `data` (ConfigMaps: keys only; Secrets: keys with [`REDACTED`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+    /// An Argo CD Application's state as `sync/health/operation` (`Synced/Healthy/Succeeded`;
+    /// `-` where there is none yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// Projects `objects` (any kinds, any order) into a stable, sorted list.
@@ -167,10 +171,11 @@ fn project_one(
             cs.iter()
                 .map(|c| {
                     let t = str_at(c, &["type"]).unwrap_or_default();
-                    let s = str_at(c, &["status"]).unwrap_or_default();
-                    match str_at(c, &["reason"]) {
-                        Some(r) if !r.is_empty() => format!("{t}={s} ({r})"),
-                        _ => format!("{t}={s}"),
+                    match (str_at(c, &["status"]), str_at(c, &["reason"])) {
+                        // Argo CD's application conditions have a type and a message only.
+                        (None, _) => t.to_owned(),
+                        (Some(s), Some(r)) if !r.is_empty() => format!("{t}={s} ({r})"),
+                        (Some(s), _) => format!("{t}={s}"),
                     }
                 })
                 .collect()
@@ -236,7 +241,19 @@ fn project_one(
     } else {
         Vec::new()
     };
+    let app = (kind == "Application"
+        && str_at(o, &["apiVersion"]).is_some_and(|v| v.starts_with("argoproj.io/")))
+    .then(|| {
+        let at = |p: &[&str]| str_at(o, p).filter(|s| !s.is_empty()).unwrap_or("-");
+        format!(
+            "{}/{}/{}",
+            at(&["status", "sync", "status"]),
+            at(&["status", "health", "status"]),
+            at(&["status", "operationState", "phase"])
+        )
+    });
     Projected {
+        app,
         kind,
         namespace: str_at(o, &["metadata", "namespace"]).map(str::to_owned),
         name: stable(o),
@@ -483,6 +500,24 @@ mod tests {
             json!({"kind": "ExternalSecret", "metadata": {"name": "grafana-admin", "namespace": "monitoring", "uid": "e1"},
                    "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "could not get secret data from provider"}]}}),
         ]
+    }
+
+    #[test]
+    fn applications_show_sync_health_and_last_operation() {
+        let app = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "local-data-temporal", "namespace": "argocd", "uid": "a1"},
+            "status": {"sync": {"status": "OutOfSync", "revision": "0123456789abcdef0123456789abcdef01234567"},
+                       "health": {"status": "Missing"},
+                       "conditions": [{"type": "SyncError", "message": "Failed sync attempt", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                       "operationState": {"phase": "Failed", "startedAt": "2026-01-01T00:00:00Z"}}});
+        let fresh = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "fresh", "namespace": "argocd", "uid": "a2"}});
+        let projected = project(&[app, fresh], &arches());
+        assert_eq!(projected[0].app.as_deref(), Some("-/-/-"));
+        assert_eq!(projected[1].app.as_deref(), Some("OutOfSync/Missing/Failed"));
+        assert_eq!(projected[1].conditions, ["SyncError"]);
+        let text = render(&projected).unwrap();
+        assert!(!text.contains("0123456789abcdef"), "revisions stay out: {text}");
     }
 
     #[test]
