@@ -36,10 +36,10 @@ pub struct LoadedScenario {
 }
 
 /// Directory names that hold files scenarios use, never scenarios themselves.
-pub const NON_SCENARIO_DIRS: [&str; 2] = ["manifests", "fixtures"];
+pub const NON_SCENARIO_DIRS: [&str; 3] = ["manifests", "fixtures", "repos"];
 
 /// Finds scenario files: each path is a scenario file, or a directory searched recursively for
-/// `*.yaml`/`*.yml` outside `manifests/` and `fixtures/` directories. Returns (file, root)
+/// `*.yaml`/`*.yml` outside `manifests/`, `fixtures/` and `repos/` (GitOps repositories) directories. Returns (file, root)
 /// pairs, the root being what scenario ids are relative to; sorted, without duplicates.
 ///
 /// # Errors
