@@ -1675,3 +1675,144 @@ async fn version_follows_the_cluster_release() {
     assert_eq!(v["gitVersion"], "v1.31.0");
     assert_eq!(v["goVersion"], "go1.22.5");
 }
+
+const DUP_DEPLOYMENT: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":1,"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"nginx","imagePullPolicys":"Always"}]}}}}"#;
+
+#[tokio::test]
+async fn duplicate_fields_are_strict_decoding_errors_in_body_order() {
+    let api = api();
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Strict"),
+        "application/json",
+        DUP_DEPLOYMENT,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: duplicate field "spec.replicas", unknown field "spec.template.spec.containers[0].imagePullPolicys""#
+    );
+    // Warn: stored with the last value, one warning per error.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Warn"),
+        "application/json",
+        DUP_DEPLOYMENT,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "duplicate field \"spec.replicas\"""#,
+            r#"299 - "unknown field \"spec.template.spec.containers[0].imagePullPolicys\"""#,
+        ]
+    );
+    assert_eq!(created["spec"]["replicas"], 2);
+    // Ignore: accepted silently.
+    let body = DUP_DEPLOYMENT.replace(r#""name":"d""#, r#""name":"e""#);
+    let (code, warnings, _) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Ignore"),
+        "application/json",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(warnings.is_empty());
+
+    // YAML: the strict YAML decoder's error comes first.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n  a: \"2\"\ndatas: {}\n";
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{CM}?fieldValidation=Strict"),
+        "application/yaml",
+        yaml,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map, unknown field \"datas\""
+    );
+
+    // Merge and strategic patches: the patch's duplicates, then the object's unknown fields.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"spec":{"paused":true,"paused":false,"replica":1}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: duplicate field "spec.paused", unknown field "spec.replica""#
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"paused":true,"paused":false}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status["message"],
+        r#" "" is invalid: patch: Invalid value: "map[spec:map[paused:false]]": strict decoding error: duplicate field "spec.paused""#
+    );
+    // A JSON patch: the operations are decoded strictly, each error marked.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/json-patch+json",
+        r#"[{"op":"add","path":"/spec/paused","value":true,"value":false,"valu":1}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: json patch duplicate field "[0].value", json patch unknown field "[0].valu""#
+    );
+
+    // Server-side apply: checked after the apply, as YAML.
+    let apply =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s\ndata:\n  a: \"1\"\n  a: \"2\"\n";
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{CM}/s?fieldManager=kubectl&fieldValidation=Strict"),
+        "application/apply-patch+yaml",
+        apply,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map"
+    );
+    let (code, warnings, applied) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{CM}/s?fieldManager=kubectl&fieldValidation=Warn"),
+        "application/apply-patch+yaml",
+        apply,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{applied}");
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "error converting YAML to JSON: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map""#
+        ]
+    );
+    assert_eq!(applied["data"]["a"], "2");
+}

@@ -9,6 +9,7 @@
 //! watchers and read caches follow; one that falls behind the history gets 410 Expired.
 
 pub mod defaults;
+pub mod duplicates;
 pub mod error;
 pub mod logs;
 pub mod pruning;
