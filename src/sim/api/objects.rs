@@ -144,6 +144,41 @@ fn typed_patch_error(applied: &Value, api_version: &str, unknown: &[String]) -> 
     ))
 }
 
+/// The undeclared fields structured-merge-diff's typed conversion reports, given all of them
+/// sorted: sigs.k8s.io/structured-merge-diff/v4 typed/validate.go (`visitMapItems`) stops
+/// iterating a map at its first undeclared field, so each map yields at most one, and fields
+/// after it in that map are not descended into. Go iterates maps in random order; this takes
+/// them in sorted order, one of the orders a real server may show.
+fn first_undeclared_per_map(sorted: &[String]) -> Vec<String> {
+    // The parent path and key of a field path (`a.b[0].c` is `a.b[0]` and `c`).
+    fn split(path: &str) -> (&str, &str) {
+        path.rsplit_once('.').unwrap_or(("", path))
+    }
+    let mut cut: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for path in sorted {
+        let blocked = cut.iter().any(|(parent, key)| {
+            let rest = if parent.is_empty() {
+                Some(path.as_str())
+            } else {
+                path.strip_prefix(parent.as_str())
+                    .and_then(|r| r.strip_prefix('.'))
+            };
+            rest.is_some_and(|r| {
+                let next = r.split(['.', '[']).next().unwrap_or_default();
+                next > key.as_str()
+            })
+        });
+        if blocked {
+            continue;
+        }
+        let (parent, key) = split(path);
+        cut.push((parent.to_string(), key.to_string()));
+        out.push(path.clone());
+    }
+    out
+}
+
 fn unknown_warnings(unknown: &[String]) -> Vec<String> {
     // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (addStrictDecodingWarnings: each
     // error's text).
@@ -736,6 +771,7 @@ impl Ctx<'_> {
                             .unwrap_or(Value::Null);
                         let mut unknown = schema.prune(&mut applied);
                         unknown.sort();
+                        let unknown = first_undeclared_per_map(&unknown);
                         if !unknown.is_empty() {
                             return Err(typed_patch_error(&applied, &api_version, &unknown));
                         }

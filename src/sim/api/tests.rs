@@ -1816,3 +1816,52 @@ async fn duplicate_fields_are_strict_decoding_errors_in_body_order() {
     );
     assert_eq!(applied["data"]["a"], "2");
 }
+
+#[tokio::test]
+async fn server_side_apply_reports_one_undeclared_field_per_object() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        GATEWAY_CRD,
+    )
+    .await;
+    let body = gateway("a", true).replace(
+        r#""metadata":{"name":"a"}"#,
+        r#""metadata":{"name":"a","namespace":"default"},"zeta":1,"extra":2"#,
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    // The root stops at `extra`; `spec` (after it) is not looked into, `zeta` not reached.
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): .extra: field not declared in schema"
+    );
+    let body = gateway("a", true)
+        .replace(
+            r#""metadata":{"name":"a"}"#,
+            r#""metadata":{"name":"a","namespace":"default"}"#,
+        )
+        .replace(r#""spec":{"#, r#""spec":{"zzz":1,"#);
+    let (_, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): errors:\n  .spec.infrastructure.parametersRef.namespace: field not declared in schema\n  .spec.zzz: field not declared in schema"
+    );
+}
