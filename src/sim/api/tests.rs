@@ -1865,3 +1865,70 @@ async fn server_side_apply_reports_one_undeclared_field_per_object() {
         "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): errors:\n  .spec.infrastructure.parametersRef.namespace: field not declared in schema\n  .spec.zzz: field not declared in schema"
     );
 }
+
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+#[tokio::test]
+async fn a_jobs_pod_template_selector_and_completions_are_immutable() {
+    let api = api();
+    let job = |name: &str, suspend: bool| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"suspend": suspend, "completions": 2, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}})
+        .to_string()
+    };
+    let (code, created) = call(&api, "POST", JOBS, "application/json", &job("x", false)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/x"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        r#"Job.batch "x" is invalid: spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"#
+    );
+    let uid = created["metadata"]["uid"].as_str().unwrap();
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/x"),
+        "application/merge-patch+json",
+        r#"{"spec":{"completions":3,"selector":{"matchLabels":{"a":"b"}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            r#"Job.batch "x" is invalid: [spec.completions: Invalid value: 3: field is immutable, spec.selector: Invalid value: v1.LabelSelector{{MatchLabels:map[string]string{{"a":"b", "batch.kubernetes.io/controller-uid":"{uid}"}}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}: field is immutable"#
+        )),
+        "{message}"
+    );
+
+    // A suspended Job that never started may change its scheduling directives only.
+    call(&api, "POST", JOBS, "application/json", &job("s", true)).await;
+    let (code, _, patched) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/s"),
+        "application/merge-patch+json",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"a":"b"}},"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    let (code, _, _) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/s"),
+        "application/merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"activeDeadlineSeconds":5}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+}

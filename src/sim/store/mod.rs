@@ -1472,7 +1472,12 @@ impl Inner {
             new["status"] = old["status"].clone();
             establish_crd(&mut new, now);
         }
-        let errs = validation::validate(&res.group, &res.kind, &new);
+        let mut errs = validation::validate(&res.group, &res.kind, &new);
+        if part == Part::Main {
+            errs.extend(validation::validate_update(
+                &res.group, &res.kind, &old, &new,
+            ));
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(res, name, errs));
         }
