@@ -247,6 +247,13 @@ enum Schema {
 }
 
 impl Schema {
+    /// Rewrites a built-in kind's resource.Quantity fields as the Go type writes them back.
+    fn canonicalize(&self, obj: &mut Value) {
+        if let Self::Builtin(schema, defs) = self {
+            pruning::canonicalize_quantities(obj, schema, defs);
+        }
+    }
+
     fn prune(&self, obj: &mut Value) -> Vec<String> {
         match self {
             Self::Custom(schema) => pruning::prune(obj, schema),
@@ -624,6 +631,9 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            if let Some(schema) = &schema {
+                schema.canonicalize(&mut body);
+            }
             let now = self.store().now();
             self.record_update(None, &mut body, Part::Main, &now);
             self.store()
@@ -669,6 +679,9 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            if let Some(schema) = &schema {
+                schema.canonicalize(&mut body);
+            }
             let current = self.store().get(self.res, self.ns, self.name()).ok();
             let now = self.store().now();
             self.record_update(current.as_ref(), &mut body, part, &now);
@@ -829,6 +842,9 @@ impl Ctx<'_> {
                         }
                         warnings = vec![e];
                     }
+                }
+                if let Some(schema) = &schema {
+                    schema.canonicalize(&mut patched);
                 }
                 if kind != PatchKind::Apply {
                     self.record_update(current, &mut patched, part, &now);

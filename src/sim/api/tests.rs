@@ -1932,3 +1932,33 @@ async fn a_jobs_pod_template_selector_and_completions_are_immutable() {
     .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn quantities_are_stored_and_returned_in_canonical_form() {
+    let api = api();
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "q"},
+        "spec": {"selector": {"matchLabels": {"app": "q"}}, "template": {"metadata": {"labels": {"app": "q"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx",
+                "resources": {"requests": {"cpu": 0.5, "memory": 1_073_741_824}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}}]}}}})
+    .to_string();
+    let (code, created) = call(&api, "POST", DEPLOYMENTS, "application/json", &body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let resources = &created["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        *resources,
+        json!({"requests": {"cpu": "500m", "memory": "1073741824"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+    );
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/q"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","resources":{"limits":{"cpu":2.5}}}]}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "2500m"
+    );
+}
