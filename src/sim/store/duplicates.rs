@@ -219,27 +219,26 @@ pub fn yaml_error(text: &str) -> Option<String> {
                 | Event::SequenceStart(..)
                 | Event::Alias(_)
         );
-        if is_node {
-            if let Some(Frame::Map {
+        if is_node
+            && let Some(Frame::Map {
                 keys,
                 expect_key,
                 dup,
             }) = stack.last_mut()
-            {
-                if *expect_key {
-                    if let Event::Scalar(k, style, ..) = ev {
-                        let repr = go_key(k, *style);
-                        if !keys.insert(repr.clone()) {
-                            *dup = Some(repr);
-                        }
+        {
+            if *expect_key {
+                if let Event::Scalar(k, style, ..) = ev {
+                    let repr = go_key(k, *style);
+                    if !keys.insert(repr.clone()) {
+                        *dup = Some(repr);
                     }
-                    *expect_key = false;
-                } else {
-                    if let Some(k) = dup.take() {
-                        lines.push(format!("line {}: key {k} already set in map", mark.line()));
-                    }
-                    *expect_key = true;
                 }
+                *expect_key = false;
+            } else {
+                if let Some(k) = dup.take() {
+                    lines.push(format!("line {}: key {k} already set in map", mark.line()));
+                }
+                *expect_key = true;
             }
         }
         match ev {

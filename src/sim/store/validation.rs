@@ -736,8 +736,10 @@ fn set_or_remove(obj: &mut Value, parent: &str, key: &str, value: &Value) {
         } else {
             p.insert(key.to_string(), value.clone());
         }
-    } else if !value.is_null() {
-        obj[parent] = serde_json::json!({ key: value });
+    } else if !value.is_null()
+        && let Value::Object(o) = obj
+    {
+        o.insert(parent.to_string(), serde_json::json!({ key: value }));
     }
 }
 
