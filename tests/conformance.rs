@@ -994,6 +994,37 @@ fn field_validation_builtin(c: &Ctx) -> Result<(), Failed> {
     has(&out.stdout, "deployment.apps/quiet created")
 }
 
+/// A body with a key twice, sent as-is, and a Job's pod template changed after create.
+fn duplicates_and_job_immutability(c: &Ctx) -> Result<(), Failed> {
+    let path = format!(
+        "/api/v1/namespaces/{}/configmaps?fieldValidation=Strict",
+        c.ns
+    );
+    let err = c.fails(
+        &["create", "--raw", &path, "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup"},"data":{"a":"1","a":"2"}}"#,
+    )?;
+    has(
+        &err,
+        "Error from server (BadRequest): ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"data.a\"",
+    )?;
+    let out = c.ok(&[
+        "create",
+        "job",
+        "once",
+        "--image=registry.k8s.io/pause:3.10",
+    ])?;
+    has(&out, "job.batch/once created")?;
+    let err = c.fails(
+        &["set", "image", "job/once", "once=registry.k8s.io/pause:3.9"],
+        "",
+    )?;
+    has(
+        &err,
+        "spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable",
+    )
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let checks: &[(&str, Check)] = &[
@@ -1015,6 +1046,10 @@ fn main() -> ExitCode {
         ("explain", explain),
         ("field-validation", field_validation),
         ("field-validation-builtin", field_validation_builtin),
+        (
+            "duplicates-job-immutability",
+            duplicates_and_job_immutability,
+        ),
     ];
     let kubectl = kubectl_available();
     let mut trials = Vec::new();

@@ -92,16 +92,12 @@ fn set_path(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
-/// `runtime.NewStrictDecodingError` over the unknown field errors of
-/// k8s.io/apiextensions-apiserver/pkg/apiserver/customresource_handler.go
-/// (`schemaCoercingDecoder.Decode`: `unknown field "%s"` per pruned path).
-fn strict_decoding_error(unknown: &[String]) -> String {
-    let fields: Vec<String> = unknown
-        .iter()
-        .map(|p| format!("unknown field \"{p}\""))
-        .collect();
+/// `runtime.NewStrictDecodingError` over strict decoding errors, each already worded (the
+/// unknown fields as k8s.io/apiextensions-apiserver/pkg/apiserver/customresource_handler.go
+/// `schemaCoercingDecoder.Decode` and sigs.k8s.io/json `strictError.Error` write them).
+fn strict_decoding_error(errors: &[String]) -> String {
     // k8s.io/apimachinery/pkg/runtime/error.go (strictDecodingError.Error).
-    format!("strict decoding error: {}", fields.join(", "))
+    format!("strict decoding error: {}", errors.join(", "))
 }
 
 /// Adds one `Warning` header per text, as k8s.io/apiserver's warning recorder writes them
@@ -148,6 +144,41 @@ fn typed_patch_error(applied: &Value, api_version: &str, unknown: &[String]) -> 
     ))
 }
 
+/// The undeclared fields structured-merge-diff's typed conversion reports, given all of them
+/// sorted: sigs.k8s.io/structured-merge-diff/v4 typed/validate.go (`visitMapItems`) stops
+/// iterating a map at its first undeclared field, so each map yields at most one, and fields
+/// after it in that map are not descended into. Go iterates maps in random order; this takes
+/// them in sorted order, one of the orders a real server may show.
+fn first_undeclared_per_map(sorted: &[String]) -> Vec<String> {
+    // The parent path and key of a field path (`a.b[0].c` is `a.b[0]` and `c`).
+    fn split(path: &str) -> (&str, &str) {
+        path.rsplit_once('.').unwrap_or(("", path))
+    }
+    let mut cut: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for path in sorted {
+        let blocked = cut.iter().any(|(parent, key)| {
+            let rest = if parent.is_empty() {
+                Some(path.as_str())
+            } else {
+                path.strip_prefix(parent.as_str())
+                    .and_then(|r| r.strip_prefix('.'))
+            };
+            rest.is_some_and(|r| {
+                let next = r.split(['.', '[']).next().unwrap_or_default();
+                next > key.as_str()
+            })
+        });
+        if blocked {
+            continue;
+        }
+        let (parent, key) = split(path);
+        cut.push((parent.to_string(), key.to_string()));
+        out.push(path.clone());
+    }
+    out
+}
+
 fn unknown_warnings(unknown: &[String]) -> Vec<String> {
     // k8s.io/apiserver/pkg/endpoints/handlers/rest.go (addStrictDecodingWarnings: each
     // error's text).
@@ -155,6 +186,55 @@ fn unknown_warnings(unknown: &[String]) -> Vec<String> {
         .iter()
         .map(|p| format!("unknown field \"{p}\""))
         .collect()
+}
+
+/// The strict errors of a JSON, merge or strategic patch, in the order the patch handler
+/// collects them (k8s.io/apiserver/pkg/endpoints/handlers/patch.go): those of decoding the
+/// patch itself with sigs.k8s.io/json `UnmarshalStrict` (into a map for merge and strategic
+/// patches, so only duplicates; into `[]jsonPatchOp` for JSON patches, each error prefixed
+/// "json patch " in `applyJSPatch`), then the patched object's unknown fields.
+fn patch_strict_errors(kind: PatchKind, body: &[u8], unknown: &[String]) -> Vec<String> {
+    let scan = crate::sim::store::duplicates::scan_json(body);
+    let mut errors: Vec<String> = if kind == PatchKind::Json {
+        // `jsonPatchOp` declares op, path, from and value.
+        let mut unknown_ops: Vec<(String, usize)> = scan
+            .first_seen
+            .iter()
+            .filter(|(p, _)| {
+                p.strip_prefix('[')
+                    .and_then(|r| r.split_once("]."))
+                    .is_some_and(|(i, k)| {
+                        i.parse::<usize>().is_ok()
+                            && !k.contains(['.', '['])
+                            && !matches!(k, "op" | "path" | "from" | "value")
+                    })
+            })
+            .map(|(p, at)| (p.clone(), *at))
+            .collect();
+        unknown_ops.sort_by_key(|(_, at)| *at);
+        let paths: Vec<String> = unknown_ops.iter().map(|(p, _)| p.clone()).collect();
+        let mut all: Vec<(String, usize)> = unknown_ops
+            .into_iter()
+            .map(|(p, at)| {
+                (
+                    format!("unknown field {}", crate::sim::store::error::go_quote(&p)),
+                    at,
+                )
+            })
+            .chain(scan.duplicate_errors(&paths))
+            .collect();
+        all.sort_by_key(|(_, at)| *at);
+        all.into_iter()
+            .map(|(e, _)| format!("json patch {e}"))
+            .collect()
+    } else {
+        scan.duplicate_errors(&[])
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect()
+    };
+    errors.extend(unknown_warnings(unknown));
+    errors
 }
 
 /// What a written object's fields are checked against.
@@ -167,6 +247,13 @@ enum Schema {
 }
 
 impl Schema {
+    /// Rewrites a built-in kind's resource.Quantity fields as the Go type writes them back.
+    fn canonicalize(&self, obj: &mut Value) {
+        if let Self::Builtin(schema, defs) = self {
+            pruning::canonicalize_quantities(obj, schema, defs);
+        }
+    }
+
     fn prune(&self, obj: &mut Value) -> Vec<String> {
         match self {
             Self::Custom(schema) => pruning::prune(obj, schema),
@@ -297,20 +384,19 @@ impl Ctx<'_> {
         body: &mut Value,
         schema: Option<&Schema>,
     ) -> Result<Vec<String>, ApiError> {
-        let Some(schema) = schema else {
-            return Ok(Vec::new());
-        };
-        // Protobuf carries no field the Go type lacks.
-        if media_type(&self.req.content_type) == protobuf::MEDIA_TYPE {
+        let media = media_type(&self.req.content_type);
+        // Protobuf carries no field the Go type lacks, nor a key twice.
+        if media == protobuf::MEDIA_TYPE {
             return Ok(Vec::new());
         }
-        let unknown = schema.prune(body);
-        if unknown.is_empty() {
+        let unknown = schema.map(|s| s.prune(body)).unwrap_or_default();
+        let errors = self.strict_errors(&media, &unknown, schema);
+        if errors.is_empty() {
             return Ok(Vec::new());
         }
         match self.field_validation() {
             FieldValidation::Ignore => Ok(Vec::new()),
-            FieldValidation::Warn => Ok(unknown_warnings(&unknown)),
+            FieldValidation::Warn => Ok(errors),
             FieldValidation::Strict => {
                 let kind = body["kind"].as_str().unwrap_or(&self.res.kind);
                 let version = body["apiVersion"]
@@ -321,10 +407,56 @@ impl Ctx<'_> {
                     "{kind} in version {} cannot be handled as a {}: {}",
                     crate::sim::store::error::go_quote(version),
                     self.res.kind,
-                    strict_decoding_error(&unknown)
+                    strict_decoding_error(&errors)
                 )))
             }
         }
+    }
+
+    /// The errors strict decoding of a create or update body collects, in their order:
+    /// k8s.io/apimachinery/pkg/runtime/serializer/json/json.go (`Serializer.unmarshal`: for
+    /// YAML the error of `yaml.YAMLToJSONStrict` first, then sigs.k8s.io/json `UnmarshalStrict`'s
+    /// duplicate and unknown fields in the order the body holds them); a custom resource's
+    /// unknown fields come from pruning, after the decoder's own errors
+    /// (k8s.io/apiextensions-apiserver/pkg/apiserver/customresource_handler.go
+    /// `schemaCoercingDecoder.Decode`).
+    fn strict_errors(
+        &self,
+        media: &str,
+        unknown: &[String],
+        schema: Option<&Schema>,
+    ) -> Vec<String> {
+        let unknown_errs = unknown_warnings(unknown);
+        if matches!(
+            media,
+            "application/yaml" | "application/x-yaml" | "text/yaml"
+        ) {
+            let text = String::from_utf8_lossy(&self.req.body);
+            let mut errors: Vec<String> = crate::sim::store::duplicates::yaml_error(&text)
+                .into_iter()
+                .collect();
+            errors.extend(unknown_errs);
+            return errors;
+        }
+        let scan = crate::sim::store::duplicates::scan_json(&self.req.body);
+        let dups = scan.duplicate_errors(unknown);
+        if dups.is_empty() {
+            return unknown_errs;
+        }
+        if matches!(schema, Some(Schema::Builtin(..))) {
+            let mut all: Vec<(String, usize)> = unknown
+                .iter()
+                .zip(unknown_errs)
+                .map(|(p, e)| (e, scan.first_seen.get(p).copied().unwrap_or(usize::MAX)))
+                .chain(dups)
+                .collect();
+            all.sort_by_key(|(_, at)| *at);
+            return all.into_iter().map(|(e, _)| e).collect();
+        }
+        dups.into_iter()
+            .map(|(e, _)| e)
+            .chain(unknown_errs)
+            .collect()
     }
 
     fn respond<T>(
@@ -499,6 +631,9 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            if let Some(schema) = &schema {
+                schema.canonicalize(&mut body);
+            }
             let now = self.store().now();
             self.record_update(None, &mut body, Part::Main, &now);
             self.store()
@@ -544,6 +679,9 @@ impl Ctx<'_> {
         let mut warnings = Vec::new();
         let result = self.decode_body().and_then(|mut body| {
             warnings = self.coerce_body(&mut body, schema.as_ref())?;
+            if let Some(schema) = &schema {
+                schema.canonicalize(&mut body);
+            }
             let current = self.store().get(self.res, self.ns, self.name()).ok();
             let now = self.store().now();
             self.record_update(current.as_ref(), &mut body, part, &now);
@@ -646,6 +784,7 @@ impl Ctx<'_> {
                             .unwrap_or(Value::Null);
                         let mut unknown = schema.prune(&mut applied);
                         unknown.sort();
+                        let unknown = first_undeclared_per_map(&unknown);
                         if !unknown.is_empty() {
                             return Err(typed_patch_error(&applied, &api_version, &unknown));
                         }
@@ -657,10 +796,15 @@ impl Ctx<'_> {
                         // `FromUnstructuredWithValidation`).
                         unknown.sort();
                     }
+                    let errors = if kind == PatchKind::Apply {
+                        Vec::new()
+                    } else {
+                        patch_strict_errors(kind, &self.req.body, &unknown)
+                    };
                     match directive {
-                        _ if unknown.is_empty() || kind == PatchKind::Apply => {}
+                        _ if errors.is_empty() => {}
                         FieldValidation::Ignore => {}
-                        FieldValidation::Warn => warnings = unknown_warnings(&unknown),
+                        FieldValidation::Warn => warnings = errors,
                         // k8s.io/apiserver/pkg/endpoints/handlers/patch.go (applyPatchToObject:
                         // errors.NewInvalid with no kind or name, the patch map as Go's `%+v`
                         // prints it as the invalid value).
@@ -672,16 +816,35 @@ impl Ctx<'_> {
                             return Err(ApiError::invalid_unnamed(vec![FieldError::invalid_raw(
                                 "patch",
                                 crate::sim::store::error::go_quote(&go_format(&patch)),
-                                strict_decoding_error(&unknown),
+                                strict_decoding_error(&errors),
                             )]));
                         }
                         // k8s.io/apiserver/pkg/endpoints/handlers/patch.go
                         // (applyPatchToCurrentObject of the JSON and strategic patchers:
                         // errors.NewBadRequest of the strict decoding error).
                         FieldValidation::Strict => {
-                            return Err(ApiError::bad_request(strict_decoding_error(&unknown)));
+                            return Err(ApiError::bad_request(strict_decoding_error(&errors)));
                         }
                     }
+                }
+                if kind == PatchKind::Apply && directive != FieldValidation::Ignore {
+                    // k8s.io/apiserver/pkg/endpoints/handlers/patch.go
+                    // (applyPatcher.applyPatchToCurrentObject: after the apply succeeded,
+                    // sigs.k8s.io/yaml `UnmarshalStrict` of the body, whose error says
+                    // "error converting YAML to JSON: %w" around the YAML decoder's).
+                    let text = String::from_utf8_lossy(&self.req.body);
+                    if let Some(e) = crate::sim::store::duplicates::yaml_error(&text) {
+                        let e = format!("error converting YAML to JSON: {e}");
+                        if directive == FieldValidation::Strict {
+                            return Err(ApiError::bad_request(format!(
+                                "error strict decoding YAML: {e}"
+                            )));
+                        }
+                        warnings = vec![e];
+                    }
+                }
+                if let Some(schema) = &schema {
+                    schema.canonicalize(&mut patched);
                 }
                 if kind != PatchKind::Apply {
                     self.record_update(current, &mut patched, part, &now);

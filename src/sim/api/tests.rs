@@ -1675,3 +1675,290 @@ async fn version_follows_the_cluster_release() {
     assert_eq!(v["gitVersion"], "v1.31.0");
     assert_eq!(v["goVersion"], "go1.22.5");
 }
+
+const DUP_DEPLOYMENT: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":1,"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"nginx","imagePullPolicys":"Always"}]}}}}"#;
+
+#[tokio::test]
+async fn duplicate_fields_are_strict_decoding_errors_in_body_order() {
+    let api = api();
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Strict"),
+        "application/json",
+        DUP_DEPLOYMENT,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: duplicate field "spec.replicas", unknown field "spec.template.spec.containers[0].imagePullPolicys""#
+    );
+    // Warn: stored with the last value, one warning per error.
+    let (code, warnings, created) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Warn"),
+        "application/json",
+        DUP_DEPLOYMENT,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "duplicate field \"spec.replicas\"""#,
+            r#"299 - "unknown field \"spec.template.spec.containers[0].imagePullPolicys\"""#,
+        ]
+    );
+    assert_eq!(created["spec"]["replicas"], 2);
+    // Ignore: accepted silently.
+    let body = DUP_DEPLOYMENT.replace(r#""name":"d""#, r#""name":"e""#);
+    let (code, warnings, _) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{DEPLOYMENTS}?fieldValidation=Ignore"),
+        "application/json",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(warnings.is_empty());
+
+    // YAML: the strict YAML decoder's error comes first.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n  a: \"2\"\ndatas: {}\n";
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "POST",
+        &format!("{CM}?fieldValidation=Strict"),
+        "application/yaml",
+        yaml,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map, unknown field \"datas\""
+    );
+
+    // Merge and strategic patches: the patch's duplicates, then the object's unknown fields.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"spec":{"paused":true,"paused":false,"replica":1}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: duplicate field "spec.paused", unknown field "spec.replica""#
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"paused":true,"paused":false}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status["message"],
+        r#" "" is invalid: patch: Invalid value: "map[spec:map[paused:false]]": strict decoding error: duplicate field "spec.paused""#
+    );
+    // A JSON patch: the operations are decoded strictly, each error marked.
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/d?fieldValidation=Strict"),
+        "application/json-patch+json",
+        r#"[{"op":"add","path":"/spec/paused","value":true,"value":false,"valu":1}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: json patch duplicate field "[0].value", json patch unknown field "[0].valu""#
+    );
+
+    // Server-side apply: checked after the apply, as YAML.
+    let apply =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s\ndata:\n  a: \"1\"\n  a: \"2\"\n";
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{CM}/s?fieldManager=kubectl&fieldValidation=Strict"),
+        "application/apply-patch+yaml",
+        apply,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map"
+    );
+    let (code, warnings, applied) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{CM}/s?fieldManager=kubectl&fieldValidation=Warn"),
+        "application/apply-patch+yaml",
+        apply,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{applied}");
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "error converting YAML to JSON: yaml: unmarshal errors:\n  line 7: key \"a\" already set in map""#
+        ]
+    );
+    assert_eq!(applied["data"]["a"], "2");
+}
+
+#[tokio::test]
+async fn server_side_apply_reports_one_undeclared_field_per_object() {
+    let api = api();
+    call(
+        &api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        GATEWAY_CRD,
+    )
+    .await;
+    let body = gateway("a", true).replace(
+        r#""metadata":{"name":"a"}"#,
+        r#""metadata":{"name":"a","namespace":"default"},"zeta":1,"extra":2"#,
+    );
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    // The root stops at `extra`; `spec` (after it) is not looked into, `zeta` not reached.
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): .extra: field not declared in schema"
+    );
+    let body = gateway("a", true)
+        .replace(
+            r#""metadata":{"name":"a"}"#,
+            r#""metadata":{"name":"a","namespace":"default"}"#,
+        )
+        .replace(r#""spec":{"#, r#""spec":{"zzz":1,"#);
+    let (_, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{GATEWAYS}/a?fieldManager=kubectl&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &body,
+    )
+    .await;
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (default/a; gateway.networking.k8s.io/v1, Kind=Gateway): errors:\n  .spec.infrastructure.parametersRef.namespace: field not declared in schema\n  .spec.zzz: field not declared in schema"
+    );
+}
+
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+#[tokio::test]
+async fn a_jobs_pod_template_selector_and_completions_are_immutable() {
+    let api = api();
+    let job = |name: &str, suspend: bool| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"suspend": suspend, "completions": 2, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}})
+        .to_string()
+    };
+    let (code, created) = call(&api, "POST", JOBS, "application/json", &job("x", false)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/x"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        r#"Job.batch "x" is invalid: spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"#
+    );
+    let uid = created["metadata"]["uid"].as_str().unwrap();
+    let (code, _, status) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/x"),
+        "application/merge-patch+json",
+        r#"{"spec":{"completions":3,"selector":{"matchLabels":{"a":"b"}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            r#"Job.batch "x" is invalid: [spec.completions: Invalid value: 3: field is immutable, spec.selector: Invalid value: v1.LabelSelector{{MatchLabels:map[string]string{{"a":"b", "batch.kubernetes.io/controller-uid":"{uid}"}}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}: field is immutable"#
+        )),
+        "{message}"
+    );
+
+    // A suspended Job that never started may change its scheduling directives only.
+    call(&api, "POST", JOBS, "application/json", &job("s", true)).await;
+    let (code, _, patched) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/s"),
+        "application/merge-patch+json",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"a":"b"}},"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    let (code, _, _) = call_with_warnings(
+        &api,
+        "PATCH",
+        &format!("{JOBS}/s"),
+        "application/merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"activeDeadlineSeconds":5}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn quantities_are_stored_and_returned_in_canonical_form() {
+    let api = api();
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "q"},
+        "spec": {"selector": {"matchLabels": {"app": "q"}}, "template": {"metadata": {"labels": {"app": "q"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx",
+                "resources": {"requests": {"cpu": 0.5, "memory": 1_073_741_824}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}}]}}}})
+    .to_string();
+    let (code, created) = call(&api, "POST", DEPLOYMENTS, "application/json", &body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let resources = &created["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        *resources,
+        json!({"requests": {"cpu": "500m", "memory": "1073741824"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+    );
+    let (code, patched) = call(
+        &api,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/q"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","resources":{"limits":{"cpu":2.5}}}]}}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "2500m"
+    );
+}

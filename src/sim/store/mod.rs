@@ -9,6 +9,7 @@
 //! watchers and read caches follow; one that falls behind the history gets 410 Expired.
 
 pub mod defaults;
+pub mod duplicates;
 pub mod error;
 pub mod logs;
 pub mod pruning;
@@ -1471,7 +1472,12 @@ impl Inner {
             new["status"] = old["status"].clone();
             establish_crd(&mut new, now);
         }
-        let errs = validation::validate(&res.group, &res.kind, &new);
+        let mut errs = validation::validate(&res.group, &res.kind, &new);
+        if part == Part::Main {
+            errs.extend(validation::validate_update(
+                &res.group, &res.kind, &old, &new,
+            ));
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(res, name, errs));
         }

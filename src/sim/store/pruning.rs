@@ -71,6 +71,65 @@ pub fn unknown_builtin_fields(
     unknown
 }
 
+/// The published schema's name of resource.Quantity.
+const QUANTITY_REF: &str = "#/components/schemas/io.k8s.apimachinery.pkg.api.resource.Quantity";
+
+/// Rewrites every resource.Quantity in `obj`, a built-in kind's object, to its canonical
+/// string, as decoding into the Go type and encoding it back does
+/// (k8s.io/apimachinery/pkg/api/resource/quantity.go `UnmarshalJSON` takes a JSON number's
+/// text as the quantity, `MarshalJSON` writes `String()`, the canonical form). Which fields
+/// are quantities comes from the published schema's references to
+/// `io.k8s.apimachinery.pkg.api.resource.Quantity`. serde_json keeps a number as a binary
+/// float, so an exponent form such as `1e3` reaches the canonicaliser as `1000.0` and comes
+/// back `1k` where the real server keeps `1e3`.
+pub fn canonicalize_quantities(obj: &mut Value, schema: &Value, defs: &Map<String, Value>) {
+    canon_walk(obj, schema, defs, 0);
+}
+
+fn refers_to_quantity(schema: &Value) -> bool {
+    schema["$ref"] == QUANTITY_REF
+        || matches!(&schema["allOf"], Value::Array(all) if all.len() == 1 && all[0]["$ref"] == QUANTITY_REF)
+}
+
+fn canon_walk(x: &mut Value, schema: &Value, defs: &Map<String, Value>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    if refers_to_quantity(schema) {
+        let text = match x {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return,
+        };
+        if let Some(c) = crate::sim::scheduler::quantity::canonical(&text) {
+            *x = Value::String(c);
+        }
+        return;
+    }
+    let Some(schema) = (Walk { defs: Some(defs) }).resolve(Some(schema)) else {
+        return;
+    };
+    match x {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if let Some(prop) = schema["properties"].get(k) {
+                    canon_walk(v, prop, defs, depth + 1);
+                } else if let Some(Some(items)) = additional(schema) {
+                    canon_walk(v, items, defs, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
+                for v in items {
+                    canon_walk(v, item, defs, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The `openAPIV3Schema` of `version` in a CustomResourceDefinition, if it declares one.
 #[must_use]
 pub fn crd_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
@@ -448,5 +507,28 @@ mod builtin_tests {
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
             "data": {"k": "v"}, "datas": {}});
         assert_eq!(check("", "v1", "ConfigMap", &mut cm), ["datas"]);
+    }
+
+    #[test]
+    fn quantities_are_rewritten_canonically_wherever_the_schema_has_one() {
+        let (schema, defs) = builtin_schema("apps", "v1", "Deployment").unwrap();
+        let mut obj = deployment();
+        let c = &mut obj["spec"]["template"]["spec"]["containers"][0];
+        c["resources"] = json!({"requests": {"cpu": 0.5, "memory": 1073741824}, "limits": {"cpu": "1000m", "memory": "1024Mi"}});
+        c["name"] = json!("1000");
+        canonicalize_quantities(&mut obj, schema, defs);
+        let c = &obj["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["resources"],
+            json!({"requests": {"cpu": "500m", "memory": "1073741824"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+        );
+        assert_eq!(c["name"], "1000");
+        let (schema, defs) = builtin_schema("", "v1", "PersistentVolumeClaim").unwrap();
+        let mut pvc = json!({"spec": {"resources": {"requests": {"storage": 10737418240u64}}}});
+        canonicalize_quantities(&mut pvc, schema, defs);
+        assert_eq!(
+            pvc["spec"]["resources"]["requests"]["storage"],
+            "10737418240"
+        );
     }
 }

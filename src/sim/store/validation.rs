@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::error::{FieldError, go_string_map};
+use super::error::{FieldError, go_quote, go_string_map};
 use super::selector::LabelSelector;
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
@@ -605,6 +605,189 @@ fn crd(obj: &Value, errs: &mut Vec<FieldError>) {
             &["Cluster", "Namespaced"],
         )),
     }
+}
+
+/// Checks an update of an object against its old state: the fields the API server's
+/// `ValidateXUpdate` keeps immutable. Only Jobs so far.
+#[must_use]
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    match (group, kind) {
+        ("batch", "Job") => job_spec_update(old, new),
+        _ => Vec::new(),
+    }
+}
+
+/// pkg/apis/batch/validation/validation.go (`ValidateJobSpecUpdate`, in its order:
+/// completions, selector, the pod template through `validatePodTemplateUpdate`, completionMode,
+/// podFailurePolicy, backoffLimitPerIndex, managedBy, successPolicy), each through
+/// apimachinery's `ValidateImmutableField` ("field is immutable",
+/// k8s.io/apimachinery/pkg/api/validation/generic.go `FieldImmutableErrorMsg`).
+fn job_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    const IMMUTABLE: &str = "field is immutable";
+    let (o, n) = (&old["spec"], &new["spec"]);
+    let mut errs = Vec::new();
+    // Elastic indexed Jobs (on by default in 1.32) may change completions together with
+    // parallelism (`validateCompletions`).
+    let indexed = n["completionMode"] == "Indexed";
+    if o["completions"] != n["completions"] {
+        if !indexed {
+            // `*int32`: field.Error prints the pointed-to number, or null.
+            errs.push(FieldError::invalid_raw(
+                "spec.completions",
+                go_number_or_null(&n["completions"]),
+                IMMUTABLE,
+            ));
+        } else if !n["completions"].is_null() && n["completions"] != n["parallelism"] {
+            errs.push(FieldError::invalid_raw(
+                "spec.completions",
+                go_number_or_null(&n["completions"]),
+                "can only be modified in tandem with spec.parallelism",
+            ));
+        }
+    }
+    if o["selector"] != n["selector"] {
+        errs.push(FieldError::invalid_raw(
+            "spec.selector",
+            go_label_selector(&n["selector"]),
+            IMMUTABLE,
+        ));
+    }
+    // k8s.io/kubernetes/pkg/registry/batch/job/strategy.go (`validationOptionsForJob`): a
+    // suspended Job that never started may change its scheduling directives.
+    let mut old_template = o["template"].clone();
+    let new_template = &n["template"];
+    if o["suspend"] == true && old["status"]["startTime"].is_null() {
+        for (parent, key) in [
+            ("metadata", "labels"),
+            ("metadata", "annotations"),
+            ("spec", "nodeSelector"),
+            ("spec", "tolerations"),
+            ("spec", "schedulingGates"),
+        ] {
+            set_or_remove(&mut old_template, parent, key, &new_template[parent][key]);
+        }
+        let mut affinity = old_template["spec"]["affinity"].clone();
+        if let Value::Object(a) = &mut affinity {
+            a.remove("nodeAffinity");
+        }
+        let new_affinity = &new_template["spec"]["affinity"];
+        let merged = match (new_affinity, &affinity) {
+            (Value::Null, Value::Object(a)) if a.is_empty() => Value::Null,
+            (Value::Null, a) => a.clone(),
+            (Value::Object(na), _) => {
+                let mut a = match affinity {
+                    Value::Object(a) => a,
+                    _ => serde_json::Map::new(),
+                };
+                match na.get("nodeAffinity") {
+                    Some(v) => {
+                        a.insert("nodeAffinity".to_string(), v.clone());
+                    }
+                    None => {
+                        a.remove("nodeAffinity");
+                    }
+                }
+                Value::Object(a)
+            }
+            _ => affinity,
+        };
+        set_or_remove(&mut old_template, "spec", "affinity", &merged);
+    }
+    if old_template != *new_template {
+        // The real value is Go's `%#v` of the internal core.PodTemplateSpec: every field of
+        // ObjectMeta and PodSpec in declaration order, pointers as `(*int64)(0xc000...)`
+        // addresses that differ on every request, so no fixed text can equal it. Only the
+        // type's name is kept; the fields are elided.
+        errs.push(FieldError::invalid_raw(
+            "spec.template",
+            "core.PodTemplateSpec{...}",
+            IMMUTABLE,
+        ));
+    }
+    for key in [
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "managedBy",
+        "successPolicy",
+    ] {
+        if o[key] != n[key] {
+            let rendered = match &n[key] {
+                Value::Null => "null".to_string(),
+                Value::String(s) => go_quote(s),
+                Value::Number(num) => num.to_string(),
+                // Structs print as Go's `%#v`; approximated by their JSON.
+                other => other.to_string(),
+            };
+            errs.push(FieldError::invalid_raw(
+                format!("spec.{key}"),
+                rendered,
+                IMMUTABLE,
+            ));
+        }
+    }
+    errs
+}
+
+fn set_or_remove(obj: &mut Value, parent: &str, key: &str, value: &Value) {
+    if let Value::Object(p) = &mut obj[parent] {
+        if value.is_null() {
+            p.remove(key);
+        } else {
+            p.insert(key.to_string(), value.clone());
+        }
+    } else if !value.is_null()
+        && let Value::Object(o) = obj
+    {
+        o.insert(parent.to_string(), serde_json::json!({ key: value }));
+    }
+}
+
+fn go_number_or_null(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        _ => "null".to_string(),
+    }
+}
+
+/// A `*metav1.LabelSelector` as field.Error prints it: the pointed-to struct with Go's `%#v`
+/// (the value type has no `String` method; generated.pb.go defines it on the pointer).
+fn go_label_selector(sel: &Value) -> String {
+    if sel.is_null() {
+        return "null".to_string();
+    }
+    let labels = if sel["matchLabels"].is_object() {
+        crate::sim::store::error::go_string_map(&sel["matchLabels"])
+    } else {
+        "map[string]string(nil)".to_string()
+    };
+    let exprs = match sel["matchExpressions"].as_array() {
+        Some(list) => {
+            let items: Vec<String> = list
+                .iter()
+                .map(|r| {
+                    let values = match r["values"].as_array() {
+                        Some(v) => format!(
+                            "[]string{{{}}}",
+                            v.iter()
+                                .map(|x| go_quote(x.as_str().unwrap_or_default()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        None => "[]string(nil)".to_string(),
+                    };
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
+                        go_quote(r["key"].as_str().unwrap_or_default()),
+                        go_quote(r["operator"].as_str().unwrap_or_default()),
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+        }
+        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
 }
 
 #[cfg(test)]
