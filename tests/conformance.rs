@@ -994,6 +994,9 @@ fn default_kubectl() -> Result<u32, String> {
         .ok_or_else(|| format!("kubectl version --client -o json has no minor: {version}"))
 }
 
+/// A kubectl binary and its minor version, or why it is not there.
+type Installed = Result<(PathBuf, u32), String>;
+
 fn executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
@@ -1143,7 +1146,7 @@ fn main() -> ExitCode {
         ("field-validation-builtin", field_validation_builtin),
     ];
     // (trial prefix, namespace prefix, the binary and its minor, or why it is not there)
-    let mut kubectls: Vec<(String, String, Result<(PathBuf, u32), String>)> = vec![(
+    let mut kubectls: Vec<(String, String, Installed)> = vec![(
         "kubectl".to_string(),
         "c".to_string(),
         default_kubectl().map(|minor| (PathBuf::from(KUBECTL), minor)),
