@@ -1124,7 +1124,13 @@ fn field_validation_builtin(c: &Ctx) -> Result<(), Failed> {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // The checks mostly wait: for kubectl to start and for the simulated cluster's controllers.
+    // More of them at once than there are cores keeps the checklist of every kubectl short.
+    args.test_threads = args
+        .test_threads
+        .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
+        .or(Some(6));
     let checks: &[(&str, Check)] = &[
         ("crud-core", crud_core),
         ("crud-apps-batch", crud_apps_batch),
