@@ -2,9 +2,13 @@
 //! the client prints, not only its exit code.
 //!
 //! One `relapse sim up --pace fast` serves every check; each check works in a namespace of its
-//! own. The kubectl checks are ignored, with the reason, where `kubectl` is not installed; the
-//! Python check where the official `kubernetes` client (the version `.ci/run` installs) is not
-//! importable by `ci/.venv/bin/python3` (or `$RELAPSE_PYTHON`).
+//! own. The kubectl checks run once per kubectl binary: the `kubectl` on `PATH`
+//! (`conformance::kubectl::<check>`) and every `kubectl.1.NN` next to it or on `PATH`, as
+//! installers of several client versions lay them out (`conformance::kubectl-1.NN::<check>`).
+//! Each release from 1.27 to 1.33 that is not installed is listed ignored with the reason, as is
+//! the default where `kubectl` is missing; the Python check is ignored where the official
+//! `kubernetes` client (the version `.ci/run` installs) is not importable by
+//! `ci/.venv/bin/python3` (or `$RELAPSE_PYTHON`).
 
 #![expect(
     clippy::expect_used,
@@ -15,12 +19,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const KUBECTL: &str = "kubectl";
+/// The kubectl releases the checklist must pass with; each one missing is listed ignored.
+const MINORS: std::ops::RangeInclusive<u32> = 27..=33;
 /// The pinned official Python client, as `.ci/run` installs it.
 const REQUIREMENTS: &str = include_str!("../ci/conformance/requirements.txt");
 /// Upper bound for one client invocation.
@@ -32,9 +39,64 @@ struct Server {
     kubeconfig: PathBuf,
 }
 
-static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+/// One kubectl and the `relapse sim up` its checks share: started by the first check, stopped
+/// after the last. Each kubectl gets a cluster of its own, as the checks' pods would otherwise
+/// pile up on the one cluster's nodes until new ones stay Pending.
+struct Fleet {
+    kubectl: PathBuf,
+    server: OnceLock<Result<Server, String>>,
+    /// Checks of this kubectl not finished yet.
+    remaining: AtomicUsize,
+}
 
-fn start() -> Result<Server, String> {
+impl Fleet {
+    fn new(kubectl: PathBuf, checks: usize) -> Arc<Self> {
+        Arc::new(Self {
+            kubectl,
+            server: OnceLock::new(),
+            remaining: AtomicUsize::new(checks),
+        })
+    }
+
+    fn server(&self) -> &Server {
+        self.server
+            .get_or_init(|| start(&self.kubectl))
+            .as_ref()
+            .expect("relapse sim up")
+    }
+
+    fn stop(&self) {
+        if let Some(Ok(server)) = self.server.get() {
+            let mut child = server
+                .child
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if matches!(child.try_wait(), Ok(None)) {
+                // SIGTERM: `sim up` removes its kubeconfig and exits.
+                // SAFETY: kill(2) on the pid of the child this test started and has not reaped.
+                unsafe { libc::kill(child.id().cast_signed(), libc::SIGTERM) };
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Counts a check of its fleet as finished when dropped (also when the check panicked).
+struct Finished(Arc<Fleet>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self.0.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.stop();
+        }
+    }
+}
+
+/// Held while a check applies the cluster-scoped Widget CRD: two checks creating it at once
+/// would race each other's create (`AlreadyExists`).
+static CRD: Mutex<()> = Mutex::new(());
+
+fn start(probe: &Path) -> Result<Server, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let kubeconfig = dir.path().join("kubeconfig");
     let child = Command::new(env!("CARGO_BIN_EXE_relapse"))
@@ -52,7 +114,7 @@ fn start() -> Result<Server, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if server.kubeconfig.exists() {
-            let out = kubectl_in(&server, &["get", "--raw", "/readyz"], "");
+            let out = kubectl_in(&server, probe, &["get", "--raw", "/readyz"], "");
             if out.stdout == "ok" {
                 break;
             }
@@ -105,8 +167,8 @@ fn run_with_deadline(mut cmd: Command, stdin: &str, deadline: Duration) -> Out {
     }
 }
 
-fn kubectl_command(server: &Server, args: &[&str]) -> Command {
-    let mut cmd = Command::new(KUBECTL);
+fn kubectl_command(server: &Server, program: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .env("KUBECONFIG", &server.kubeconfig)
         .env("KUBECACHEDIR", server.dir.path().join("cache"))
@@ -114,24 +176,23 @@ fn kubectl_command(server: &Server, args: &[&str]) -> Command {
     cmd
 }
 
-fn kubectl_in(server: &Server, args: &[&str], stdin: &str) -> Out {
-    run_with_deadline(kubectl_command(server, args), stdin, DEADLINE)
+fn kubectl_in(server: &Server, program: &Path, args: &[&str], stdin: &str) -> Out {
+    run_with_deadline(kubectl_command(server, program, args), stdin, DEADLINE)
 }
 
-/// What a check gets: kubectl against the shared server, in its namespace.
+/// What a check gets: one kubectl against the shared server, in its namespace.
 struct Ctx {
     ns: String,
+    fleet: Arc<Fleet>,
+    /// The kubectl's minor version, for the few outputs that changed between releases.
+    minor: u32,
 }
 
 type Check = fn(&Ctx) -> Result<(), Failed>;
 
-fn with_server<T>(f: impl FnOnce(&Server) -> T) -> T {
-    f(SERVER.get_or_init(start).as_ref().expect("relapse sim up"))
-}
-
 impl Ctx {
     fn run(&self, args: &[&str], stdin: &str) -> Out {
-        with_server(|s| kubectl_in(s, args, stdin))
+        kubectl_in(self.fleet.server(), &self.fleet.kubectl, args, stdin)
     }
 
     /// Runs kubectl in the check's namespace; it must succeed.
@@ -172,6 +233,21 @@ impl Ctx {
         args.extend_from_slice(what);
         args.extend(["-o", &expr]);
         self.ok(&args)
+    }
+
+    /// Applies the Widget CRD (one check at a time) and waits until it is established.
+    fn widget_crd(&self) -> Result<(), Failed> {
+        let _one = CRD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.ok_stdin(&["apply", "-f", "-"], WIDGET_CRD)?;
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.conformance.example.com",
+            "--timeout=30s",
+        ])?;
+        Ok(())
     }
 
     /// A Deployment of `replicas` pods, waited for until Available.
@@ -553,9 +629,16 @@ fn label_annotate(c: &Ctx) -> Result<(), Failed> {
         &c.ok(&["label", "configmap", "settings", "tier=backend"])?,
         "configmap/settings labeled",
     )?;
+    // kubectl 1.27 printed the operation's name, `annotate`; kubernetes/kubernetes#118045
+    // (released in v1.28.0) made it `annotated` as `label` prints `labeled`.
+    let annotated = if c.minor <= 27 {
+        "configmap/settings annotate\n"
+    } else {
+        "configmap/settings annotated\n"
+    };
     has(
         &c.ok(&["annotate", "configmap", "settings", "owner=platform"])?,
-        "configmap/settings annotated",
+        annotated,
     )?;
     let selected = c.ok(&["get", "configmaps", "-l", "tier=backend", "-o", "name"])?;
     equal(&selected, "configmap/settings")?;
@@ -611,34 +694,36 @@ fn logs(c: &Ctx) -> Result<(), Failed> {
         return Err(format!("pause logged: {}", out.all()).into());
     }
     let err = c.fails(&["logs", "nope"], "")?;
-    // kubectl logs words a missing pod its own way.
-    has(
-        &err,
-        &format!(
+    // kubectl logs words a missing pod its own way since kubernetes/kubernetes#120111 (kubectl
+    // 1.30; 1.29.14 still prints the API server's Status as every command does).
+    let missing = if c.minor >= 30 {
+        format!(
             "error: error from server (NotFound): pods \"nope\" not found in namespace \"{}\"",
             c.ns
-        ),
-    )?;
+        )
+    } else {
+        "Error from server (NotFound): pods \"nope\" not found\n".to_string()
+    };
+    has(&err, &missing)?;
     let err = c.fails(&["logs", pod, "-c", "nope"], "")?;
     has(&err, "container nope is not valid for pod")
 }
 
 fn get_watch(c: &Ctx) -> Result<(), Failed> {
-    let mut cmd = with_server(|s| {
-        kubectl_command(
-            s,
-            &[
-                "-n",
-                &c.ns,
-                "get",
-                "configmaps",
-                "-w",
-                "--request-timeout=20s",
-                "-o",
-                "name",
-            ],
-        )
-    });
+    let mut cmd = kubectl_command(
+        c.fleet.server(),
+        &c.fleet.kubectl,
+        &[
+            "-n",
+            &c.ns,
+            "get",
+            "configmaps",
+            "-w",
+            "--request-timeout=20s",
+            "-o",
+            "name",
+        ],
+    );
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -783,13 +868,7 @@ fn explain(c: &Ctx) -> Result<(), Failed> {
     has(&out, "FIELD: containers <[]Container>")?;
     has(&out, "image\t<string>")?;
     has(&out, "name\t<string> -required-")?;
-    c.ok_stdin(&["apply", "-f", "-"], WIDGET_CRD)?;
-    c.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.conformance.example.com",
-        "--timeout=30s",
-    ])?;
+    c.widget_crd()?;
     let out = c.ok(&["explain", "widgets.spec.size"])?;
     has(&out, "GROUP:      conformance.example.com")?;
     has(&out, "KIND:       Widget")?;
@@ -798,13 +877,7 @@ fn explain(c: &Ctx) -> Result<(), Failed> {
 }
 
 fn field_validation(c: &Ctx) -> Result<(), Failed> {
-    c.ok_stdin(&["apply", "-f", "-"], WIDGET_CRD)?;
-    c.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.conformance.example.com",
-        "--timeout=30s",
-    ])?;
+    c.widget_crd()?;
     let widget = "apiVersion: conformance.example.com/v1
 kind: Widget
 metadata:
@@ -819,13 +892,10 @@ spec:
         &err,
         "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.colour\"",
     )?;
-    let out = with_server(|s| {
-        kubectl_in(
-            s,
-            &["-n", &c.ns, "apply", "--validate=warn", "-f", "-"],
-            widget,
-        )
-    });
+    let out = c.run(
+        &["-n", &c.ns, "apply", "--validate=warn", "-f", "-"],
+        widget,
+    );
     has(&out.all(), "Warning: unknown field \"spec.colour\"")?;
     has(&out.stdout, "widget.conformance.example.com/gear created")?;
     equal(
@@ -876,13 +946,12 @@ fn python() -> Result<PathBuf, String> {
     }
 }
 
-fn python_client(python: &Path, c: &Ctx) -> Result<(), Failed> {
+fn python_client(python: &Path, fleet: &Fleet, ns: &str) -> Result<(), Failed> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/conformance/python_client.py");
     let mut cmd = Command::new(python);
-    cmd.arg(&script).arg(&c.ns);
-    with_server(|s| {
-        cmd.env("KUBECONFIG", &s.kubeconfig);
-    });
+    cmd.arg(&script)
+        .arg(ns)
+        .env("KUBECONFIG", &fleet.server().kubeconfig);
     let out = run_with_deadline(cmd, "", DEADLINE);
     if !out.ok {
         return Err(format!("the Python client failed:\n{}", out.all()).into());
@@ -901,15 +970,81 @@ fn python_client(python: &Path, c: &Ctx) -> Result<(), Failed> {
     Ok(())
 }
 
-fn kubectl_available() -> Result<(), String> {
-    match Command::new(KUBECTL).args(["version", "--client"]).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
+/// The minor version of the `kubectl` on `PATH`, or why it cannot run. A dispatcher that
+/// picks a `kubectl.1.NN` by the server's version (Google Cloud SDK's) reports its own release
+/// and serves a server of that release itself.
+fn default_kubectl() -> Result<u32, String> {
+    let out = Command::new(KUBECTL)
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .map_err(|e| format!("kubectl is not installed ({e})"))?;
+    if !out.status.success() {
+        return Err(format!(
             "kubectl version --client failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("kubectl is not installed ({e})")),
+        ));
     }
+    let version: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("kubectl version --client -o json: {e}"))?;
+    // `"minor": "32+"` for builds past the tag.
+    version["clientVersion"]["minor"]
+        .as_str()
+        .map(|m| m.trim_end_matches('+'))
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| format!("kubectl version --client -o json has no minor: {version}"))
+}
+
+/// A kubectl binary and its minor version, or why it is not there.
+type Installed = Result<(PathBuf, u32), String>;
+
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The `kubectl.1.NN` binaries by minor: next to the `kubectl` that `PATH` resolves to (through
+/// its symlinks), then in each `PATH` directory; the first one found of each release. Also
+/// where it looked, for the reason a missing release gives.
+fn versioned_kubectls() -> (std::collections::BTreeMap<u32, PathBuf>, String) {
+    let path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let resolved = path
+        .iter()
+        .map(|dir| dir.join(KUBECTL))
+        .find(|k| executable(k))
+        .and_then(|k| std::fs::canonicalize(k).ok());
+    let mut dirs: Vec<PathBuf> = resolved
+        .as_ref()
+        .and_then(|k| k.parent())
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    dirs.extend(path);
+    let mut found = std::collections::BTreeMap::new();
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let minor = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("kubectl.1."))
+                .and_then(|m| m.parse::<u32>().ok());
+            if let Some(minor) = minor
+                && executable(&entry.path())
+            {
+                found.entry(minor).or_insert_with(|| entry.path());
+            }
+        }
+    }
+    let looked = match resolved {
+        Some(k) => format!("next to {} or on PATH", k.display()),
+        None => "on PATH".to_string(),
+    };
+    (found, looked)
 }
 
 fn ignored(args: &Arguments, name: &str, reason: &str) -> Trial {
@@ -950,13 +1085,10 @@ fn field_validation_builtin(c: &Ctx) -> Result<(), Failed> {
         &err,
         "Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replica\", unknown field \"spec.template.spec.containers[0].imagePullPolicys\"",
     )?;
-    let out = with_server(|s| {
-        kubectl_in(
-            s,
-            &["-n", &c.ns, "apply", "--validate=warn", "-f", "-"],
-            TYPO_DEPLOYMENT,
-        )
-    });
+    let out = c.run(
+        &["-n", &c.ns, "apply", "--validate=warn", "-f", "-"],
+        TYPO_DEPLOYMENT,
+    );
     has(&out.all(), "Warning: unknown field \"spec.replica\"")?;
     has(
         &out.all(),
@@ -981,13 +1113,10 @@ fn field_validation_builtin(c: &Ctx) -> Result<(), Failed> {
         &err,
         "strict decoding error: unknown field \"spec.replica\"",
     )?;
-    let out = with_server(|s| {
-        kubectl_in(
-            s,
-            &["-n", &c.ns, "apply", "--validate=false", "-f", "-"],
-            &TYPO_DEPLOYMENT.replace("name: typo\n", "name: quiet\n"),
-        )
-    });
+    let out = c.run(
+        &["-n", &c.ns, "apply", "--validate=false", "-f", "-"],
+        &TYPO_DEPLOYMENT.replace("name: typo\n", "name: quiet\n"),
+    );
     if out.all().contains("Warning") {
         return Err(format!("--validate=false warned: {}", out.all()).into());
     }
@@ -1026,7 +1155,13 @@ fn duplicates_and_job_immutability(c: &Ctx) -> Result<(), Failed> {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // The checks mostly wait: for kubectl to start and for the simulated cluster's controllers.
+    // More of them at once than there are cores keeps the checklist of every kubectl short.
+    args.test_threads = args
+        .test_threads
+        .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
+        .or(Some(6));
     let checks: &[(&str, Check)] = &[
         ("crud-core", crud_core),
         ("crud-apps-batch", crud_apps_batch),
@@ -1051,44 +1186,77 @@ fn main() -> ExitCode {
             duplicates_and_job_immutability,
         ),
     ];
-    let kubectl = kubectl_available();
+    // (trial prefix, namespace prefix, the binary and its minor, or why it is not there)
+    let mut kubectls: Vec<(String, String, Installed)> = vec![(
+        "kubectl".to_string(),
+        "c".to_string(),
+        default_kubectl().map(|minor| (PathBuf::from(KUBECTL), minor)),
+    )];
+    let (found, looked) = versioned_kubectls();
+    let mut minors: Vec<u32> = MINORS.chain(found.keys().copied()).collect();
+    minors.sort_unstable();
+    minors.dedup();
+    for minor in minors {
+        kubectls.push((
+            format!("kubectl-1.{minor}"),
+            format!("c1{minor}"),
+            found
+                .get(&minor)
+                .map(|path| (path.clone(), minor))
+                .ok_or_else(|| format!("kubectl.1.{minor} is not installed (looked {looked})")),
+        ));
+    }
+    let mut fleets = Vec::new();
     let mut trials = Vec::new();
-    for &(name, check) in checks {
-        let trial_name = format!("conformance::kubectl::{name}");
-        trials.push(match &kubectl {
-            Ok(()) => Trial::test(trial_name, move || {
-                let ctx = Ctx {
-                    ns: format!("c-{name}"),
-                };
-                ctx.run(&["create", "namespace", &ctx.ns], "");
-                check(&ctx)
-            }),
-            Err(reason) => ignored(&args, &trial_name, reason),
-        });
+    for (label, prefix, kubectl) in &kubectls {
+        let fleet = kubectl
+            .as_ref()
+            .ok()
+            .map(|(program, _)| Fleet::new(program.clone(), checks.len()));
+        fleets.extend(fleet.clone());
+        for &(name, check) in checks {
+            let trial_name = format!("conformance::{label}::{name}");
+            trials.push(match (kubectl, &fleet) {
+                (Ok((_, minor)), Some(fleet)) => {
+                    let ctx = Ctx {
+                        ns: format!("{prefix}-{name}"),
+                        fleet: fleet.clone(),
+                        minor: *minor,
+                    };
+                    Trial::test(trial_name, move || {
+                        let _finished = Finished(ctx.fleet.clone());
+                        ctx.run(&["create", "namespace", &ctx.ns], "");
+                        check(&ctx)
+                    })
+                }
+                (Err(reason), _) => ignored(&args, &trial_name, reason),
+                (Ok(_), None) => unreachable!("a fleet for every installed kubectl"),
+            });
+        }
     }
     let name = "conformance::python::kubernetes-client";
-    trials.push(match (python(), &kubectl) {
-        (Ok(python), Ok(())) => Trial::test(name, move || {
-            python_client(
-                &python,
-                &Ctx {
-                    ns: "c-python".to_string(),
-                },
-            )
-        }),
+    // The Python client's cluster, made ready with the first kubectl installed.
+    let probe = kubectls.iter().find_map(|(_, _, k)| k.as_ref().ok());
+    trials.push(match (python(), probe) {
+        (Ok(python), Some((program, _))) => {
+            let fleet = Fleet::new(program.clone(), 1);
+            fleets.push(fleet.clone());
+            Trial::test(name, move || {
+                let _finished = Finished(fleet.clone());
+                python_client(&python, &fleet, "c-python")
+            })
+        }
         (Err(reason), _) => ignored(&args, name, &reason),
-        (_, Err(reason)) => ignored(&args, name, reason),
+        (_, None) => ignored(
+            &args,
+            name,
+            "no kubectl is installed to wait for the server",
+        ),
     });
     let conclusion = libtest_mimic::run(&args, trials);
-    if let Some(Ok(server)) = SERVER.get() {
-        let mut child = server
-            .child
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // SIGTERM: `sim up` removes its kubeconfig and exits.
-        // SAFETY: kill(2) on the pid of the child this test started.
-        unsafe { libc::kill(child.id().cast_signed(), libc::SIGTERM) };
-        let _ = child.wait();
+    // Checks left out by a filter never finished: stop what they started.
+    for fleet in &fleets {
+        fleet.stop();
     }
     conclusion.exit_code()
 }

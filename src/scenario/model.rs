@@ -128,10 +128,10 @@ pub struct ClusterShape {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Versions {
-    /// Kubernetes minor release (`"1.31"` or `"1.32"`; quote it).
+    /// Kubernetes minor release (`"1.31"`, `"1.32"` or `"1.33"`; quote it).
     #[serde(default)]
     pub kubernetes: KubernetesVersion,
-    /// containerd minor release (`"1.7"` or `"2.0"`; quote it).
+    /// containerd minor release (`"1.7"`, `"2.0"` or `"2.1"`; quote it).
     #[serde(default)]
     pub containerd: ContainerdVersion,
 }
@@ -154,6 +154,9 @@ pub enum KubernetesVersion {
     #[default]
     #[serde(rename = "1.32")]
     V1_32,
+    /// Kubernetes 1.33.
+    #[serde(rename = "1.33")]
+    V1_33,
 }
 
 /// A containerd minor release the simulator knows the texts of.
@@ -166,6 +169,9 @@ pub enum ContainerdVersion {
     /// containerd 2.0.
     #[serde(rename = "2.0")]
     V2_0,
+    /// containerd 2.1.
+    #[serde(rename = "2.1")]
+    V2_1,
 }
 
 /// Reads a version written as a string (`"1.32"`) or, unquoted, as the YAML number it
@@ -237,7 +243,11 @@ impl<'de> Deserialize<'de> for KubernetesVersion {
         version_from(
             deserializer,
             "Kubernetes",
-            &[("1.31", Self::V1_31), ("1.32", Self::V1_32)],
+            &[
+                ("1.31", Self::V1_31),
+                ("1.32", Self::V1_32),
+                ("1.33", Self::V1_33),
+            ],
         )
     }
 }
@@ -247,7 +257,11 @@ impl<'de> Deserialize<'de> for ContainerdVersion {
         version_from(
             deserializer,
             "containerd",
-            &[("1.7", Self::V1_7), ("2.0", Self::V2_0)],
+            &[
+                ("1.7", Self::V1_7),
+                ("2.0", Self::V2_0),
+                ("2.1", Self::V2_1),
+            ],
         )
     }
 }
@@ -291,10 +305,10 @@ mod version_tests {
             err.contains("unknown Kubernetes version `1.30`, expected one of \"1.31\", \"1.32\""),
             "{err}"
         );
-        let err = versions("{containerd: 2.1}").unwrap_err();
+        let err = versions("{containerd: 2.2}").unwrap_err();
         assert!(
             err.contains(
-                "unknown containerd version `2.1` (read as a number: quote the version), expected one of \"1.7\", \"2.0\""
+                "unknown containerd version `2.2` (read as a number: quote the version), expected one of \"1.7\", \"2.0\", \"2.1\""
             ),
             "{err}"
         );

@@ -771,6 +771,22 @@ fn a_crash_looping_pods_back_off_event_counts_every_sync() {
 }
 
 #[test]
+fn nodes_of_a_1_33_cluster_on_containerd_2_1_report_those_versions() {
+    let pinned = ClusterShape {
+        versions: crate::scenario::Versions {
+            kubernetes: crate::scenario::KubernetesVersion::V1_33,
+            containerd: crate::scenario::ContainerdVersion::V2_1,
+        },
+        ..ClusterShape::default()
+    };
+    let e = SimEngine::new(EngineConfig::new(pinned, BTreeMap::new()).unwrap()).unwrap();
+    let info = &list(&e, "v1", "Node")[0]["status"]["nodeInfo"];
+    assert_eq!(info["kubeletVersion"], "v1.33.0");
+    assert_eq!(info["kubeProxyVersion"], "v1.33.0");
+    assert_eq!(info["containerRuntimeVersion"], "containerd://2.1.4");
+}
+
+#[test]
 fn nodes_report_the_cluster_versions() {
     let default = engine();
     let info = &list(&default, "v1", "Node")[0]["status"]["nodeInfo"];

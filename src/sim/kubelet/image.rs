@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Arch, ImageBehaviour, ManifestKind};
+use crate::scenario::{Arch, ContainerdVersion, ImageBehaviour, ManifestKind};
+use crate::sim::versions;
 
 /// A stable 64-hex-digit digest derived from `input` (FNV-1a, four rounds): the sim's stand-in
 /// for image digests and container ids, identical on every run.
@@ -166,15 +167,18 @@ pub fn pull_duration(size: u64) -> Duration {
 /// `failed to resolve reference %q: %w` and `%s: not found` (remotes/docker/resolver.go),
 /// `pulling from host %s failed with status code %v: %v` for a registry that wants
 /// credentials, and `no match for platform in manifest: not found` (images/image.go) for an
-/// index without the node's platform.
+/// index without the node's platform. What wraps a failed resolve follows the node's
+/// `containerd` ([`versions::resolve_failure`]).
 #[must_use]
 pub fn pull(
     image: &ImageRef,
     behaviour: Option<&ImageBehaviour>,
     arch: Arch,
     has_credentials: bool,
+    containerd: ContainerdVersion,
 ) -> PullOutcome {
     let n = image.normalized();
+    let resolve = versions::resolve_failure(containerd, &n);
     let Some(b) = behaviour else {
         return PullOutcome::Pulled {
             size: image_size(image),
@@ -182,7 +186,7 @@ pub fn pull(
     };
     if b.missing {
         return PullOutcome::Failed(format!(
-            "rpc error: code = NotFound desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": {n}: not found"
+            "rpc error: code = NotFound desc = failed to pull and unpack image \"{n}\": {resolve}: {n}: not found"
         ));
     }
     if b.private && !has_credentials {
@@ -224,7 +228,7 @@ pub fn pull(
             )
         };
         return PullOutcome::Failed(format!(
-            "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": {cause}"
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": {resolve}: {cause}"
         ));
     }
     let want = format!("linux/{}", arch.as_str());
@@ -278,8 +282,9 @@ fn registry_host(domain: &str) -> &str {
 /// `dial tcp: lookup <host> on <server>: no such host` (net `OpError`, `DNSError`), as
 /// clusters report it when the registry's name no longer resolves.
 #[must_use]
-pub fn unreachable(image: &ImageRef) -> PullOutcome {
+pub fn unreachable(image: &ImageRef, containerd: ContainerdVersion) -> PullOutcome {
     let n = image.normalized();
+    let resolve = versions::resolve_failure(containerd, &n);
     let host = registry_host(&image.domain);
     let what = image
         .digest
@@ -287,7 +292,7 @@ pub fn unreachable(image: &ImageRef) -> PullOutcome {
         .or_else(|| image.tag.clone())
         .unwrap_or_default();
     PullOutcome::Failed(format!(
-        "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": failed to resolve reference \"{n}\": failed to do request: Head \"https://{host}/v2/{}/manifests/{what}\": dial tcp: lookup {host} on {NODE_RESOLVER}: no such host",
+        "rpc error: code = Unknown desc = failed to pull and unpack image \"{n}\": {resolve}: failed to do request: Head \"https://{host}/v2/{}/manifests/{what}\": dial tcp: lookup {host} on {NODE_RESOLVER}: no such host",
         image.path
     ))
 }
@@ -295,6 +300,40 @@ pub fn unreachable(image: &ImageRef) -> PullOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const C17: ContainerdVersion = ContainerdVersion::V1_7;
+
+    #[test]
+    fn containerd_2_1_wraps_a_failed_resolve_as_its_transfer_service_does() {
+        let missing = ImageBehaviour {
+            missing: true,
+            ..ImageBehaviour::default()
+        };
+        let img = ImageRef::parse("nginx:1.27.test");
+        assert_eq!(
+            pull(&img, Some(&missing), Arch::Amd64, true, ContainerdVersion::V2_1),
+            PullOutcome::Failed("rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/library/nginx:1.27.test\": failed to resolve image: docker.io/library/nginx:1.27.test: not found".into())
+        );
+        assert_eq!(
+            pull(
+                &img,
+                Some(&missing),
+                Arch::Amd64,
+                true,
+                ContainerdVersion::V2_0
+            ),
+            pull(&img, Some(&missing), Arch::Amd64, true, C17)
+        );
+        let PullOutcome::Failed(e) =
+            unreachable(&ImageRef::parse("busybox:1.36.1"), ContainerdVersion::V2_1)
+        else {
+            panic!("an unreachable registry fails the pull")
+        };
+        assert_eq!(
+            e,
+            "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve image: failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
+        );
+    }
 
     #[test]
     fn normalizes_like_containerd() {
@@ -338,11 +377,11 @@ mod tests {
             ..ImageBehaviour::default()
         };
         assert_eq!(
-            pull(&img, Some(&index_arm), Arch::Amd64, false),
+            pull(&img, Some(&index_arm), Arch::Amd64, false, C17),
             PullOutcome::Failed("rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/foundationdb/fdb-kubernetes-operator:v2.6.0\": no match for platform in manifest: not found".into())
         );
         assert!(matches!(
-            pull(&img, Some(&index_arm), Arch::Arm64, false),
+            pull(&img, Some(&index_arm), Arch::Arm64, false, C17),
             PullOutcome::Pulled { .. }
         ));
         let single_arm = ImageBehaviour {
@@ -350,7 +389,7 @@ mod tests {
             ..index_arm
         };
         assert!(matches!(
-            pull(&img, Some(&single_arm), Arch::Amd64, false),
+            pull(&img, Some(&single_arm), Arch::Amd64, false, C17),
             PullOutcome::Pulled { .. }
         ));
 
@@ -359,7 +398,7 @@ mod tests {
             ..ImageBehaviour::default()
         };
         assert_eq!(
-            pull(&ImageRef::parse("nginx:1.27.test"), Some(&missing), Arch::Amd64, true),
+            pull(&ImageRef::parse("nginx:1.27.test"), Some(&missing), Arch::Amd64, true, C17),
             PullOutcome::Failed("rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/library/nginx:1.27.test\": failed to resolve reference \"docker.io/library/nginx:1.27.test\": docker.io/library/nginx:1.27.test: not found".into())
         );
 
@@ -369,16 +408,16 @@ mod tests {
         };
         let ecr = ImageRef::parse("123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1");
         assert_eq!(
-            pull(&ecr, Some(&private), Arch::Amd64, false),
+            pull(&ecr, Some(&private), Arch::Amd64, false, C17),
             PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": failed to resolve reference \"123456789012.dkr.ecr.eu-west-2.amazonaws.com/keycloak:26.1.1\": pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials".into())
         );
         assert!(matches!(
-            pull(&ecr, Some(&private), Arch::Amd64, true),
+            pull(&ecr, Some(&private), Arch::Amd64, true, C17),
             PullOutcome::Pulled { .. }
         ));
         let ghcr = ImageRef::parse("ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0");
         assert_eq!(
-            pull(&ghcr, Some(&private), Arch::Amd64, false),
+            pull(&ghcr, Some(&private), Arch::Amd64, false, C17),
             PullOutcome::Failed("rpc error: code = Unknown desc = failed to pull and unpack image \"ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0\": failed to resolve reference \"ghcr.io/ameideio/mirror/k8s-sidecar:1.28.0\": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aameideio%2Fmirror%2Fk8s-sidecar%3Apull&service=ghcr.io: 401 Unauthorized".into())
         );
         assert_eq!(query_escape("a b~c/d:e"), "a+b~c%2Fd%3Ae");
@@ -398,14 +437,14 @@ mod tests {
 
     #[test]
     fn an_unreachable_registry_fails_the_manifest_request() {
-        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("busybox:1.36.1")) else {
+        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("busybox:1.36.1"), C17) else {
             panic!("an unreachable registry pulls nothing");
         };
         assert_eq!(
             e,
             "rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/busybox:1.36.1\": failed to resolve reference \"docker.io/library/busybox:1.36.1\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/1.36.1\": dial tcp: lookup registry-1.docker.io on 127.0.0.11:53: no such host"
         );
-        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("ghcr.io/o/app@sha256:ab"))
+        let PullOutcome::Failed(e) = unreachable(&ImageRef::parse("ghcr.io/o/app@sha256:ab"), C17)
         else {
             panic!("an unreachable registry pulls nothing");
         };

@@ -888,13 +888,14 @@ impl PodRuntime {
             Some((&c.name, c.init)),
         );
         let outcome = if ctx.view.faults().registry_down(&image.domain, now) {
-            image::unreachable(&image)
+            image::unreachable(&image, ctx.config.versions.containerd)
         } else {
             image::pull(
                 &image,
                 ctx.behaviour(&written),
                 ctx.config.arch,
                 has_credentials,
+                ctx.config.versions.containerd,
             )
         };
         let duration = match &outcome {
