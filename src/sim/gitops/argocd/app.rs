@@ -25,6 +25,12 @@ const RESYNC: SignedDuration = SignedDuration::from_secs(180);
 /// `defaultAppResyncPeriodJitter`: up to 60 seconds added to each app's refresh.
 const JITTER_SECS: u64 = 60;
 
+/// Checks not yet built stand in for gitops-engine's in this module's tests.
+#[cfg(test)]
+const DEFAULT_HEALTH: HealthCheck = super::tests::health;
+#[cfg(not(test))]
+const DEFAULT_HEALTH: HealthCheck = super::health::of;
+
 /// How healthy a live object is; [`super::health::of`] unless a test replaces it.
 pub type HealthCheck = fn(&Value) -> Option<Health>;
 
@@ -43,7 +49,7 @@ impl Default for AppController {
             apps: BTreeMap::new(),
             last_version: None,
             wake: None,
-            health: super::health::of,
+            health: DEFAULT_HEALTH,
         }
     }
 }
@@ -193,7 +199,7 @@ impl AppController {
             self.apps.insert(key, mem);
         }
         self.apps.retain(|k, _| seen.contains(k));
-        self.last_version = Some(client.store().resource_version());
+        self.last_version = Some(version);
         self.wake = wake;
         wake
     }
