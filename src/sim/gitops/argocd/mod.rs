@@ -27,6 +27,8 @@ pub mod diff;
 pub mod health;
 pub mod repo;
 pub mod sync;
+#[cfg(test)]
+mod tests_sync;
 
 use serde_json::Value;
 
@@ -196,7 +198,9 @@ impl ArgoCd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    pub(crate) use super::tests_sync::health;
+
     use std::collections::BTreeMap;
 
     use super::repo::{Repos, Tree};

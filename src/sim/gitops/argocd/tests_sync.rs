@@ -1,0 +1,277 @@
+//! The application controller and sync operation driven through a simulated cluster.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use super::repo::{Repos, Tree};
+use super::{Health, HealthStatus, client::Client};
+use crate::scenario::{ClusterShape, ImageBehaviour};
+use crate::sim::engine::{EngineConfig, SimEngine};
+
+const REPO: &str = "https://git.example/gitops.git";
+
+/// [`super::health::of`], with gitops-engine's Job and Deployment checks
+/// (pkg/health/health_job.go, health_deployment.go) where it has none yet.
+pub(crate) fn health(obj: &Value) -> Option<Health> {
+    if let Some(h) = super::health::of(obj) {
+        return Some(h);
+    }
+    match obj["kind"].as_str()? {
+        "Job" => {
+            let conds = obj["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for c in &conds {
+                if c["type"] == "Failed" && c["status"] == "True" {
+                    let m = c["message"].as_str().unwrap_or_default();
+                    return Some(Health::new(HealthStatus::Degraded, m));
+                }
+            }
+            for c in &conds {
+                if c["type"] == "Complete" && c["status"] == "True" {
+                    let m = c["message"].as_str().unwrap_or_default();
+                    return Some(Health::new(HealthStatus::Healthy, m));
+                }
+            }
+            Some(Health::new(HealthStatus::Progressing, ""))
+        }
+        "Deployment" => {
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ok = obj["status"]["availableReplicas"].as_i64().unwrap_or(0) >= want
+                && obj["status"]["observedGeneration"] == obj["metadata"]["generation"];
+            Some(if ok {
+                Health::new(HealthStatus::Healthy, "")
+            } else {
+                Health::new(HealthStatus::Progressing, "")
+            })
+        }
+        _ => None,
+    }
+}
+
+fn engine(files: &[(&str, &str)]) -> SimEngine {
+    let failing: ImageBehaviour = crate::yaml::from_str(
+        "requires:\n  - needs:\n      postgres:\n        user: {value: app}\n        password: {value: pw}\n        database: {value: app}\n    otherwise:\n      log: [\"fatal: {error}\"]\n      exitCode: 1\n",
+    )
+    .expect("behaviour");
+    let images = BTreeMap::from([("migrate:1".to_owned(), failing)]);
+    let mut e = SimEngine::new(EngineConfig::new(ClusterShape::default(), images).expect("config"))
+        .expect("engine");
+    let mut repos = Repos::new();
+    repos.commit(REPO, tree(files), "initial");
+    e.install_argocd(repos).expect("installs");
+    e
+}
+
+fn tree(files: &[(&str, &str)]) -> Tree {
+    files
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+fn application(e: &SimEngine, sync_policy: Value) {
+    let client = Client::new(e.store().clone());
+    let app = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": REPO, "targetRevision": "HEAD", "path": "app"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
+            "syncPolicy": sync_policy,
+        },
+    });
+    client
+        .apply(&app, super::client::ApplyOptions::default())
+        .expect("application applies");
+}
+
+fn app(e: &SimEngine) -> Value {
+    Client::new(e.store().clone())
+        .get("argoproj.io/v1alpha1", "Application", Some("argocd"), "web")
+        .expect("get")
+        .expect("exists")
+}
+
+fn after(e: &SimEngine, secs: i64) -> Timestamp {
+    e.store().clock().now() + SignedDuration::from_secs(secs)
+}
+
+fn events(e: &SimEngine) -> Vec<String> {
+    Client::new(e.store().clone())
+        .list("v1", "Event", Some("argocd"))
+        .expect("events")
+        .iter()
+        .filter(|ev| ev["source"]["component"] == super::COMPONENT)
+        .map(|ev| {
+            format!(
+                "{} {}",
+                ev["reason"].as_str().unwrap_or_default(),
+                ev["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx:1.27}]\n";
+
+#[test]
+fn an_automated_app_syncs_a_deployment_and_reports_synced_and_healthy() {
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT)]);
+    application(&e, json!({"automated": {"prune": true}}));
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["status"], "Synced", "{a:#}");
+    assert_eq!(a["status"]["operationState"]["phase"], "Succeeded");
+    assert_eq!(
+        a["status"]["operationState"]["message"],
+        "successfully synced (all tasks run)"
+    );
+    let res = &a["status"]["operationState"]["syncResult"]["resources"][0];
+    assert_eq!(res["message"], "deployment.apps/web created");
+    assert_eq!(res["status"], "Synced");
+    assert!(a["operation"].is_null());
+    let live = Client::new(e.store().clone())
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .expect("get")
+        .expect("created");
+    assert_eq!(
+        live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"],
+        "web:apps/Deployment:default/web"
+    );
+    let sha = a["status"]["sync"]["revision"]
+        .as_str()
+        .expect("revision")
+        .to_owned();
+    let evs = events(&e);
+    assert!(
+        evs.contains(&format!(
+            "OperationStarted Initiated automated sync to '{sha}'"
+        )),
+        "{evs:?}"
+    );
+    assert!(
+        evs.contains(&format!(
+            "OperationCompleted Sync operation to {sha} succeeded"
+        )),
+        "{evs:?}"
+    );
+    assert!(
+        evs.contains(&"ResourceUpdated Updated sync status:  -> OutOfSync".to_owned()),
+        "{evs:?}"
+    );
+}
+
+const PRESYNC: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: migrate, image: migrate:1}]\n";
+
+#[test]
+fn a_failing_presync_hook_fails_the_sync_before_the_main_resources_exist() {
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT), ("app/migrate.yaml", PRESYNC)]);
+    application(&e, json!({"automated": {}, "retry": {"limit": 0}}));
+    let until = after(&e, 170);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    let op = &a["status"]["operationState"];
+    assert_eq!(op["phase"], "Failed", "{a:#}");
+    assert_eq!(
+        op["message"],
+        "one or more synchronization tasks completed unsuccessfully"
+    );
+    let hook = &op["syncResult"]["resources"][0];
+    assert_eq!(hook["hookType"], "PreSync");
+    assert_eq!(hook["hookPhase"], "Failed");
+    assert_eq!(
+        hook["message"],
+        "Job has reached the specified backoff limit"
+    );
+    assert_eq!(a["status"]["sync"]["status"], "OutOfSync");
+    let client = Client::new(e.store().clone());
+    assert!(
+        client
+            .get("apps/v1", "Deployment", Some("default"), "web")
+            .expect("get")
+            .is_none()
+    );
+    let job = client
+        .get("batch/v1", "Job", Some("default"), "migrate")
+        .expect("get")
+        .expect("hook");
+    assert!(
+        job["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| !f.iter().any(|x| x == super::sync::HOOK_FINALIZER))
+    );
+    // Not retried automatically for the same revision.
+    let conds = a["status"]["conditions"].to_string();
+    assert!(conds.contains("Failed last sync attempt to ["), "{conds}");
+}
+
+#[test]
+fn emptying_the_repository_with_prune_and_without_allow_empty_is_refused() {
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT)]);
+    application(&e, json!({"automated": {"prune": true}}));
+    let until = after(&e, 60);
+    e.run_until(until).expect("runs");
+    assert_eq!(app(&e)["status"]["sync"]["status"], "Synced");
+    let sha = e
+        .commit(REPO, tree(&[("app/README.md", "empty")]), "empty")
+        .expect("commits");
+    // Noticed only at the next refresh (180s and the app's jitter).
+    let soon = after(&e, 30);
+    e.run_until(soon).expect("runs");
+    assert_ne!(app(&e)["status"]["sync"]["revision"], sha.as_str());
+    let later = after(&e, 300);
+    e.run_until(later).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["revision"], sha.as_str());
+    let conds = a["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conds.iter().any(|c| c["type"] == "SyncError"
+            && c["message"]
+                == format!(
+                    "Skipping sync attempt to [{sha}]: auto-sync will wipe out all resources"
+                )),
+        "{conds:?}"
+    );
+}
+
+#[test]
+fn a_failed_sync_is_retried_with_backoff() {
+    let bad = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
+    let mut e = engine(&[("app/cm.yaml", bad)]);
+    application(
+        &e,
+        json!({"automated": {}, "retry": {"limit": 2, "backoff": {"duration": "10s"}}}),
+    );
+    let until = after(&e, 5);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    let msg = a["status"]["operationState"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.starts_with("one or more objects failed to apply (dry run)")
+            || msg.contains("Retrying attempt #1 at "),
+        "{a:#}"
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["operationState"]["phase"], "Failed", "{a:#}");
+    assert_eq!(a["status"]["operationState"]["retryCount"], 2);
+    assert!(
+        a["status"]["operationState"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(retried 2 times).")
+    );
+}
