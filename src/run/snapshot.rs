@@ -514,10 +514,16 @@ mod tests {
             "metadata": {"name": "fresh", "namespace": "argocd", "uid": "a2"}});
         let projected = project(&[app, fresh], &arches());
         assert_eq!(projected[0].app.as_deref(), Some("-/-/-"));
-        assert_eq!(projected[1].app.as_deref(), Some("OutOfSync/Missing/Failed"));
+        assert_eq!(
+            projected[1].app.as_deref(),
+            Some("OutOfSync/Missing/Failed")
+        );
         assert_eq!(projected[1].conditions, ["SyncError"]);
         let text = render(&projected).unwrap();
-        assert!(!text.contains("0123456789abcdef"), "revisions stay out: {text}");
+        assert!(
+            !text.contains("0123456789abcdef"),
+            "revisions stay out: {text}"
+        );
     }
 
     #[test]

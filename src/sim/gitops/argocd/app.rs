@@ -25,10 +25,6 @@ const RESYNC: SignedDuration = SignedDuration::from_secs(180);
 /// `defaultAppResyncPeriodJitter`: up to 60 seconds added to each app's refresh.
 const JITTER_SECS: u64 = 60;
 
-/// Checks not yet built stand in for gitops-engine's in this module's tests.
-#[cfg(test)]
-const DEFAULT_HEALTH: HealthCheck = super::tests::health;
-#[cfg(not(test))]
 const DEFAULT_HEALTH: HealthCheck = super::health::of;
 
 /// How healthy a live object is; [`super::health::of`] unless a test replaces it.
@@ -283,7 +279,7 @@ impl AppController {
         let healths: Vec<Option<Health>> = cmp
             .resources
             .iter()
-            .map(|r| r.live.as_ref().and_then(|l| (self.health)(l)))
+            .map(super::health::of_resource)
             .collect();
         let mut entries: Vec<(String, Value)> = Vec::new();
         for (i, r) in cmp.resources.iter().enumerate() {
@@ -306,11 +302,7 @@ impl AppController {
                     e["syncWave"] = json!(w);
                 }
             }
-            let h = if r.live.is_none() && r.target.is_some() {
-                Some(Health::new(HealthStatus::Missing, ""))
-            } else {
-                healths[i].clone()
-            };
+            let h = healths[i].clone();
             if let Some(h) = h
                 && !r.hook
             {
@@ -329,15 +321,14 @@ impl AppController {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         status["resources"] = Value::Array(entries.into_iter().map(|(_, e)| e).collect());
 
-        let non_hooks: Vec<(&ManagedResource, Option<&Health>)> = cmp
+        let all: Vec<(&ManagedResource, Option<&Health>)> = cmp
             .resources
             .iter()
             .zip(healths.iter())
-            .filter(|(r, _)| !r.hook)
             .map(|(r, h)| (r, h.as_ref()))
             .collect();
         let app_health = if cmp.errors.is_empty() {
-            super::health::of_application(&non_hooks).status
+            super::health::of_application_in(Some(&app), &all).status
         } else {
             HealthStatus::Unknown
         };
@@ -559,6 +550,7 @@ impl AppController {
         let opts = DiffOptions {
             ignore_differences: &opts_ignore,
             structured: server_side,
+            ..DiffOptions::default()
         };
         let mut resources = Vec::new();
         let mut statuses = Vec::new();

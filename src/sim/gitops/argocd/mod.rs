@@ -199,8 +199,6 @@ impl ArgoCd {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    pub(crate) use super::tests_sync::health;
-
     use std::collections::BTreeMap;
 
     use super::repo::{Repos, Tree};

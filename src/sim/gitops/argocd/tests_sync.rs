@@ -12,46 +12,6 @@ use crate::sim::engine::{EngineConfig, SimEngine};
 
 const REPO: &str = "https://git.example/gitops.git";
 
-/// [`super::health::of`], with gitops-engine's Job and Deployment checks
-/// (pkg/health/health_job.go, health_deployment.go) where it has none yet.
-pub(crate) fn health(obj: &Value) -> Option<Health> {
-    if let Some(h) = super::health::of(obj) {
-        return Some(h);
-    }
-    match obj["kind"].as_str()? {
-        "Job" => {
-            let conds = obj["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for c in &conds {
-                if c["type"] == "Failed" && c["status"] == "True" {
-                    let m = c["message"].as_str().unwrap_or_default();
-                    return Some(Health::new(HealthStatus::Degraded, m));
-                }
-            }
-            for c in &conds {
-                if c["type"] == "Complete" && c["status"] == "True" {
-                    let m = c["message"].as_str().unwrap_or_default();
-                    return Some(Health::new(HealthStatus::Healthy, m));
-                }
-            }
-            Some(Health::new(HealthStatus::Progressing, ""))
-        }
-        "Deployment" => {
-            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            let ok = obj["status"]["availableReplicas"].as_i64().unwrap_or(0) >= want
-                && obj["status"]["observedGeneration"] == obj["metadata"]["generation"];
-            Some(if ok {
-                Health::new(HealthStatus::Healthy, "")
-            } else {
-                Health::new(HealthStatus::Progressing, "")
-            })
-        }
-        _ => None,
-    }
-}
-
 fn engine(files: &[(&str, &str)]) -> SimEngine {
     let failing: ImageBehaviour = crate::yaml::from_str(
         "requires:\n  - needs:\n      postgres:\n        user: {value: app}\n        password: {value: pw}\n        database: {value: app}\n    otherwise:\n      log: [\"fatal: {error}\"]\n      exitCode: 1\n",
