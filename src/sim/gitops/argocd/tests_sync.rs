@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::repo::{Repos, Tree};
-use super::{Health, HealthStatus, client::Client};
+use super::client::Client;
 use crate::scenario::{ClusterShape, ImageBehaviour};
 use crate::sim::engine::{EngineConfig, SimEngine};
 
