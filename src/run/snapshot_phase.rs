@@ -67,8 +67,26 @@ impl Session<'_> {
                 })
                 .collect()
         };
-        // Custom resources the scenario applied are part of its state too.
-        for objects in self.loaded.manifests.values() {
+        // Custom resources the scenario applied are part of its state too, and so are its
+        // Argo CD Applications and what they deploy from its repositories.
+        let mut gitops_objects = Vec::new();
+        if s.gitops.is_some() {
+            gitops_objects.push(serde_json::json!({
+                "apiVersion": crate::sim::gitops::argocd::API_VERSION,
+                "kind": "Application",
+            }));
+            for tree in self.loaded.repo_dirs.values() {
+                for text in tree.values() {
+                    gitops_objects.extend(crate::yaml::documents(text).unwrap_or_default());
+                }
+            }
+        }
+        let scenario_objects = self
+            .loaded
+            .manifests
+            .values()
+            .chain(std::iter::once(&gitops_objects));
+        for objects in scenario_objects {
             for o in objects {
                 let (Some(v), Some(k)) = (
                     o.get("apiVersion").and_then(Value::as_str),

@@ -184,6 +184,7 @@ pub fn load(path: &Path, root: &Path) -> Result<LoadedScenario, LoadError> {
         gitops: scenario.gitops.clone(),
         repo_dirs: BTreeMap::new(),
         repo_files: BTreeMap::new(),
+        repo_objects: Vec::new(),
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
 
@@ -389,6 +390,8 @@ struct Checker {
     repo_dirs: BTreeMap<PathBuf, BTreeMap<String, String>>,
     /// See [`LoadedScenario::repo_files`].
     repo_files: BTreeMap<PathBuf, String>,
+    /// The objects of every repository manifest (their CRDs count as the scenario's).
+    repo_objects: Vec<Value>,
 }
 
 /// A kind (and `apiVersion`) a scenario names, with where it is written.
@@ -532,11 +535,19 @@ impl Checker {
 
     /// Checks every recorded kind against the built-in kinds and the scenario's CRDs.
     fn check_kinds(&mut self) {
+        // Argo CD brings its own CRDs; what it syncs from a repository may bring more.
+        let argocd = if self.gitops.is_some() {
+            crate::sim::gitops::argocd::crds::definitions().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let known = KnownKinds::with_crds(
             self.manifests
                 .values()
                 .flatten()
-                .chain(self.inline_objects.iter()),
+                .chain(self.inline_objects.iter())
+                .chain(argocd.iter())
+                .chain(self.repo_objects.iter()),
         );
         for r in std::mem::take(&mut self.kind_refs) {
             let result = if r.name_only {

@@ -101,6 +101,7 @@ impl Checker {
                         ));
                     }
                 }
+                self.repo_objects.extend(docs);
             }
             Err(e) => self.problems.push(Problem::from_yaml(file, body, &e)),
         }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::repo::{Repos, Tree};
 use super::client::Client;
+use super::repo::{Repos, Tree};
 use crate::scenario::{ClusterShape, ImageBehaviour};
 use crate::sim::engine::{EngineConfig, SimEngine};
 
