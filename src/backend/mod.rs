@@ -475,7 +475,7 @@ pub trait Cluster: Send + Sync {
     fn install_gitops(
         &self,
         gitops: &crate::scenario::Gitops,
-        repos: Vec<(String, crate::sim::gitops::argocd::repo::Tree)>,
+        repos: Vec<(String, crate::scenario::RepoTree)>,
     ) -> Result<(), BackendError> {
         let _ = (gitops, repos);
         Err(BackendError::Unavailable {
@@ -495,7 +495,7 @@ pub trait Cluster: Send + Sync {
     fn commit(
         &self,
         url: &str,
-        files: crate::sim::gitops::argocd::repo::Tree,
+        files: crate::scenario::RepoTree,
         message: &str,
     ) -> Result<String, BackendError> {
         let _ = (url, files, message);

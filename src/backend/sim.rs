@@ -202,7 +202,7 @@ impl Cluster for SimClusterHandle {
     fn install_gitops(
         &self,
         gitops: &crate::scenario::Gitops,
-        repos: Vec<(String, crate::sim::gitops::argocd::repo::Tree)>,
+        repos: Vec<(String, crate::scenario::RepoTree)>,
     ) -> Result<(), BackendError> {
         let crate::scenario::GitopsEngine::Argocd = gitops.engine;
         let mut all = crate::sim::gitops::argocd::repo::Repos::new();
@@ -219,7 +219,7 @@ impl Cluster for SimClusterHandle {
     fn commit(
         &self,
         url: &str,
-        files: crate::sim::gitops::argocd::repo::Tree,
+        files: crate::scenario::RepoTree,
         message: &str,
     ) -> Result<String, BackendError> {
         self.engine

@@ -32,7 +32,7 @@ pub(super) struct Session<'a> {
     /// What the run records for the recovery figures and the timeline report.
     pub trace: Trace,
     /// The current tree of each GitOps repository, by normalized URL (commits edit it).
-    pub repos: std::collections::BTreeMap<String, crate::sim::gitops::argocd::repo::Tree>,
+    pub repos: std::collections::BTreeMap<String, crate::scenario::RepoTree>,
 }
 
 /// Whether a query returned exactly the expected rows (SQL NULL matches no text).
@@ -92,7 +92,7 @@ impl Session<'_> {
                 .cloned()
                 .unwrap_or_default();
             self.repos.insert(
-                crate::sim::gitops::argocd::repo::normalize_url(&repo.url),
+                crate::scenario::normalize_repo_url(&repo.url),
                 tree.clone(),
             );
             repos.push((repo.url.clone(), tree));
@@ -107,13 +107,13 @@ impl Session<'_> {
             )
         })?;
         self.namespaces
-            .insert(crate::sim::gitops::argocd::NAMESPACE.to_owned());
+            .insert(crate::scenario::ARGOCD_NAMESPACE.to_owned());
         Ok(())
     }
 
     /// Pushes a `commit` step's new tree.
     fn commit(&mut self, c: &crate::scenario::CommitStep) -> Result<(), Vec<String>> {
-        use crate::sim::gitops::argocd::repo::normalize_url;
+        use crate::scenario::normalize_repo_url as normalize_url;
         let Some(g) = &self.loaded.scenario.gitops else {
             return Err(vec!["commit step without a gitops: section".to_owned()]);
         };

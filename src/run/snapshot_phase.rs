@@ -72,7 +72,7 @@ impl Session<'_> {
         let mut gitops_objects = Vec::new();
         if s.gitops.is_some() {
             gitops_objects.push(serde_json::json!({
-                "apiVersion": crate::sim::gitops::argocd::API_VERSION,
+                "apiVersion": crate::scenario::ARGOCD_API_VERSION,
                 "kind": "Application",
             }));
             for tree in self.loaded.repo_dirs.values() {

@@ -10,6 +10,46 @@ use serde_json::{Value, json};
 use super::Duration;
 use super::model::{ObjectExpectation, Quantifier};
 
+/// The files of one revision of a repository: path in the repository → content.
+pub type RepoTree = BTreeMap<String, String>;
+
+/// The namespace Argo CD runs in, where Applications live unless an expectation says otherwise.
+pub const ARGOCD_NAMESPACE: &str = "argocd";
+
+/// `apiVersion` of Argo CD's Applications and AppProjects.
+pub const ARGOCD_API_VERSION: &str = "argoproj.io/v1alpha1";
+
+/// A repository URL as Argo CD compares them (util/git `NormalizeGitURL`: case, a trailing
+/// `.git` or `/` do not matter).
+#[must_use]
+pub fn normalize_repo_url(url: &str) -> String {
+    let url = url.trim().to_lowercase();
+    let url = url.trim_end_matches('/');
+    url.strip_suffix(".git").unwrap_or(url).to_owned()
+}
+
+/// The kinds Argo CD's installation serves, as CustomResourceDefinition stubs (group, names,
+/// versions, scope) for the loader's kind checks; the simulated cluster installs the real ones.
+#[must_use]
+pub fn argocd_kinds() -> Vec<Value> {
+    [("Application", "applications"), ("AppProject", "appprojects")]
+        .iter()
+        .map(|(kind, plural)| {
+            json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.argoproj.io")},
+                "spec": {
+                    "group": "argoproj.io",
+                    "names": {"kind": kind, "plural": plural},
+                    "scope": "Namespaced",
+                    "versions": [{"name": "v1alpha1", "served": true, "storage": true}],
+                },
+            })
+        })
+        .collect()
+}
+
 /// The GitOps controller a scenario runs, and the Git repositories it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -147,13 +187,13 @@ impl AppExpectation {
             status.insert("resources".to_owned(), v.clone());
         }
         ObjectExpectation {
-            api_version: Some("argoproj.io/v1alpha1".to_owned()),
+            api_version: Some(ARGOCD_API_VERSION.to_owned()),
             kind: "Application".to_owned(),
             name: Some(self.name.clone()),
             namespace: Some(
                 self.namespace
                     .clone()
-                    .unwrap_or_else(|| "argocd".to_owned()),
+                    .unwrap_or_else(|| ARGOCD_NAMESPACE.to_owned()),
             ),
             labels: BTreeMap::new(),
             count: None,

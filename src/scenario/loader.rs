@@ -537,7 +537,7 @@ impl Checker {
     fn check_kinds(&mut self) {
         // Argo CD brings its own CRDs; what it syncs from a repository may bring more.
         let argocd = if self.gitops.is_some() {
-            crate::sim::gitops::argocd::crds::definitions().unwrap_or_default()
+            super::argocd_kinds()
         } else {
             Vec::new()
         };

@@ -33,7 +33,7 @@ impl Checker {
         let mut urls = std::collections::HashSet::new();
         for (i, repo) in g.repos.iter().enumerate() {
             let at = yaml_path!["gitops", "repos", i].to_vec();
-            let key = crate::sim::gitops::argocd::repo::normalize_url(&repo.url);
+            let key = crate::scenario::normalize_repo_url(&repo.url);
             if key.is_empty() {
                 let mut node = at.clone();
                 node.push("url".into());
@@ -134,11 +134,11 @@ impl Checker {
                 None,
             ),
             Some(url) => {
-                let key = crate::sim::gitops::argocd::repo::normalize_url(url);
+                let key = crate::scenario::normalize_repo_url(url);
                 if !g
                     .repos
                     .iter()
-                    .any(|r| crate::sim::gitops::argocd::repo::normalize_url(&r.url) == key)
+                    .any(|r| crate::scenario::normalize_repo_url(&r.url) == key)
                 {
                     let mut node = at.to_vec();
                     node.push("repo".into());

@@ -36,10 +36,10 @@ use serde_json::Value;
 pub const VERSION: &str = "v3.5.1";
 
 /// The namespace Argo CD runs in, and where Applications live unless told otherwise.
-pub const NAMESPACE: &str = "argocd";
+pub const NAMESPACE: &str = crate::scenario::ARGOCD_NAMESPACE;
 
 /// `apiVersion` of Applications and AppProjects.
-pub const API_VERSION: &str = "argoproj.io/v1alpha1";
+pub const API_VERSION: &str = crate::scenario::ARGOCD_API_VERSION;
 
 /// The `source.component` of the application controller's events
 /// (controller/appcontroller.go: the event recorder of `argocd-application-controller`).

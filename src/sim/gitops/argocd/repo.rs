@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 /// The files of one revision: path in the repository → content.
-pub type Tree = BTreeMap<String, String>;
+pub type Tree = crate::scenario::RepoTree;
 
 /// One commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +40,7 @@ pub struct Repos {
     repos: BTreeMap<String, Repo>,
 }
 
-/// A repository URL as Argo CD compares them (util/git `NormalizeGitURL`: lower case, without
-/// a trailing `.git` or `/`).
-#[must_use]
-pub fn normalize_url(url: &str) -> String {
-    let url = url.trim().to_lowercase();
-    let url = url.trim_end_matches('/');
-    url.strip_suffix(".git").unwrap_or(url).to_owned()
-}
+pub use crate::scenario::normalize_repo_url as normalize_url;
 
 impl Repos {
     /// No repositories.
