@@ -2330,3 +2330,118 @@ fn pause_on_the_kubeconfig_backend_names_the_file_and_the_renamed_namespace() {
     );
     assert!(err.contains("kubeconfig::apps/web  passed"), "{err}");
 }
+
+/// A scenario with Argo CD and one repository, its Application applied in setup.
+fn gitops_scenario(name: &str, extra_fix: &str) -> String {
+    format!(
+        r#"name: {name}
+description: An Application syncs a ConfigMap from Git.
+source: "test"
+gitops:
+  engine: argocd
+  repos:
+    - {{url: https://git.example/platform.git, dir: repos/platform}}
+setup:
+  - apply:
+      inline:
+        apiVersion: argoproj.io/v1alpha1
+        kind: Application
+        metadata: {{name: platform, namespace: argocd}}
+        spec:
+          project: default
+          source: {{repoURL: https://git.example/platform.git, targetRevision: HEAD, path: apps}}
+          destination: {{server: https://kubernetes.default.svc, namespace: demo}}
+break:
+  symptoms:
+    - app: {{name: platform, sync: OutOfSync, within: 5m}}
+fix:
+{extra_fix}
+converge:
+  within: 5m
+  expect:
+    - app: {{name: platform, sync: Synced, health: {{$not: Degraded}}}}
+"#
+    )
+}
+
+const REPO_MANIFEST: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata: {a: b}\n";
+
+#[test]
+fn gitops_repositories_and_commits_are_checked_when_the_scenario_loads() {
+    let fix = "  - commit: {message: x, files: {apps/more.yaml: manifests/more.yaml}}\n";
+    let dir = suite(&[
+        ("scenarios/gitops/sync.yaml", &gitops_scenario("sync", fix)),
+        (
+            "scenarios/gitops/repos/platform/apps/settings.yaml",
+            REPO_MANIFEST,
+        ),
+        ("scenarios/gitops/manifests/more.yaml", REPO_MANIFEST),
+    ]);
+    let out = validate_within(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The repository directory is not taken for scenarios.
+    let listed = relapse(dir.path(), &["list"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("gitops/sync") && !text.contains("settings"),
+        "{text}"
+    );
+
+    // A broken manifest in the repository: its own file, line and column.
+    std::fs::write(
+        dir.path()
+            .join("scenarios/gitops/repos/platform/apps/settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [settings\n",
+    )
+    .expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/gitops/repos/platform/apps/settings.yaml:",
+        "",
+    );
+    std::fs::write(
+        dir.path()
+            .join("scenarios/gitops/repos/platform/apps/settings.yaml"),
+        REPO_MANIFEST,
+    )
+    .expect("write");
+
+    // A commit to an undeclared repository, and a missing file.
+    let bad = "  - commit: {repo: https://git.example/other.git, files: {apps/x.yaml: manifests/missing.yaml}}\n";
+    std::fs::write(
+        dir.path().join("scenarios/gitops/sync.yaml"),
+        gitops_scenario("sync", bad),
+    )
+    .expect("write");
+    let out = validate_within(dir.path());
+    assert_invalid(
+        &out,
+        "scenarios/gitops/sync.yaml:",
+        "other.git` in `gitops.repos`",
+    );
+    assert!(
+        flat(&out).contains("missing.yaml does not exist"),
+        "{}",
+        flat(&out)
+    );
+
+    // `app` and `commit` need a gitops section.
+    let without = gitops_scenario("sync", fix).replace(
+        "gitops:\n  engine: argocd\n  repos:\n    - {url: https://git.example/platform.git, dir: repos/platform}\n",
+        "",
+    );
+    std::fs::write(dir.path().join("scenarios/gitops/sync.yaml"), without).expect("write");
+    let out = validate_within(dir.path());
+    let err = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sync.yaml:18:5: commit step without a `gitops:` section"),
+        "{err}"
+    );
+    assert!(
+        err.contains("app expectation without a `gitops:` section"),
+        "{err}"
+    );
+}

@@ -162,6 +162,27 @@ mod tests {
     }
 
     #[test]
+    fn gitops_scenarios_run_on_the_sim_only() {
+        let scenario: crate::scenario::Scenario = crate::yaml::from_str(
+            "name: demo\ndescription: d\nsource: s\n\
+             gitops: {engine: argocd, repos: [{url: https://git.example/p.git, dir: repos/p}]}\n\
+             break:\n  steps: []\n  symptoms: []\nfix: []\nconverge: {within: 1m, expect: []}\n",
+        )
+        .unwrap();
+        assert!(refusal(BackendKind::Sim, &scenario).is_empty());
+        for kind in [BackendKind::K3d, BackendKind::Kubeconfig] {
+            let reasons = refusal(kind, &scenario);
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("the scenario runs Argo CD (`gitops:`)")
+                        && r.contains(&format!("on the {kind} backend"))),
+                "{kind}: {reasons:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_mutant_the_backend_cannot_perform_is_refused_alone() {
         let scenario: crate::scenario::Scenario = crate::yaml::from_str(
             "name: demo\ndescription: d\nsource: s\nbreak:\n  steps: []\n  symptoms: []\n\

@@ -91,10 +91,8 @@ impl Session<'_> {
                 .get(std::path::Path::new(&repo.dir))
                 .cloned()
                 .unwrap_or_default();
-            self.repos.insert(
-                crate::scenario::normalize_repo_url(&repo.url),
-                tree.clone(),
-            );
+            self.repos
+                .insert(crate::scenario::normalize_repo_url(&repo.url), tree.clone());
             repos.push((repo.url.clone(), tree));
         }
         self.cluster.install_gitops(g, repos).map_err(|e| {

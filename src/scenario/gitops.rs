@@ -32,22 +32,25 @@ pub fn normalize_repo_url(url: &str) -> String {
 /// versions, scope) for the loader's kind checks; the simulated cluster installs the real ones.
 #[must_use]
 pub fn argocd_kinds() -> Vec<Value> {
-    [("Application", "applications"), ("AppProject", "appprojects")]
-        .iter()
-        .map(|(kind, plural)| {
-            json!({
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": format!("{plural}.argoproj.io")},
-                "spec": {
-                    "group": "argoproj.io",
-                    "names": {"kind": kind, "plural": plural},
-                    "scope": "Namespaced",
-                    "versions": [{"name": "v1alpha1", "served": true, "storage": true}],
-                },
-            })
+    [
+        ("Application", "applications"),
+        ("AppProject", "appprojects"),
+    ]
+    .iter()
+    .map(|(kind, plural)| {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.argoproj.io")},
+            "spec": {
+                "group": "argoproj.io",
+                "names": {"kind": kind, "plural": plural},
+                "scope": "Namespaced",
+                "versions": [{"name": "v1alpha1", "served": true, "storage": true}],
+            },
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// The GitOps controller a scenario runs, and the Git repositories it reads.
