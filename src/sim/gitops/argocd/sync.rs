@@ -633,6 +633,13 @@ impl Ctx<'_> {
         let Some(target) = &task.target else {
             return ("SyncFailed", String::new());
         };
+        // sync_context.go, applyObject: the dry run is kubectl's client dry run, and kubectl
+        // sends nothing for an object that exists (k8s.io/kubectl/pkg/cmd/apply/apply.go,
+        // applyOneObject: the patch only `if o.DryRunStrategy != cmdutil.DryRunClient`), so
+        // an immutable field (a hook Job's new pod template) fails no dry run.
+        if dry_run && task.live.is_some() {
+            return ("Synced", String::new());
+        }
         let server_side = !dry_run
             && (self.input.server_side
                 || csv(target, SYNC_OPTIONS)

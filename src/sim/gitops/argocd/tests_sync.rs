@@ -235,3 +235,54 @@ fn a_failed_sync_is_retried_with_backoff() {
             .ends_with("(retried 2 times).")
     );
 }
+
+const POSTSYNC: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\n  annotations: {argocd.argoproj.io/hook: PostSync}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: smoke, image: migrate:1}]\n";
+
+#[test]
+fn a_new_revision_re_creates_a_failed_hook_whose_pod_template_changed() {
+    let cm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: values}}\ndata: {{v: \"{v}\"}}\n"
+        )
+    };
+    let mut e = engine(&[("app/values.yaml", &cm("1")), ("app/smoke.yaml", POSTSYNC)]);
+    application(
+        &e,
+        json!({"automated": {"prune": true}, "retry": {"limit": 0}}),
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["operationState"]["phase"], "Failed", "{a:#}");
+    assert_eq!(a["status"]["sync"]["status"], "Synced");
+    // A Job's pod template is immutable: only a client-side dry run (as Argo CD's) lets the
+    // new revision reach BeforeHookCreation, which deletes the old Job and creates the new.
+    let changed = POSTSYNC.replace(
+        "image: migrate:1}",
+        "image: migrate:1, env: [{name: X, value: \"2\"}]}",
+    );
+    let sha = e
+        .commit(
+            REPO,
+            tree(&[("app/values.yaml", &cm("2")), ("app/smoke.yaml", &changed)]),
+            "values 2",
+        )
+        .expect("commits");
+    let later = after(&e, 400);
+    e.run_until(later).expect("runs");
+    let a = app(&e);
+    let op = &a["status"]["operationState"];
+    assert_eq!(op["syncResult"]["revision"], sha.as_str(), "{a:#}");
+    assert_eq!(
+        op["message"], "one or more synchronization tasks completed unsuccessfully",
+        "{a:#}"
+    );
+    let job = Client::new(e.store().clone())
+        .get("batch/v1", "Job", Some("default"), "smoke")
+        .expect("get")
+        .expect("hook");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "2"
+    );
+}
