@@ -235,3 +235,34 @@ fn a_failed_sync_is_retried_with_backoff() {
             .ends_with("(retried 2 times).")
     );
 }
+
+#[test]
+fn a_comparison_error_keeps_the_health_of_the_live_resources() {
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT)]);
+    application(
+        &e,
+        json!({"automated": {"prune": true}, "syncOptions": ["ServerSideApply=true"]}),
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["status"], "Synced", "{a:#}");
+    assert_eq!(a["status"]["health"]["status"], "Healthy", "{a:#}");
+    // A field the Deployment schema does not declare: the structured merge diff fails.
+    let undeclared = DEPLOYMENT.replace("replicas: 1", "replicas: 1\n  bogus: true");
+    e.commit(REPO, tree(&[("app/web.yaml", &undeclared)]), "bogus")
+        .expect("commits");
+    let later = after(&e, 300);
+    e.run_until(later).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["status"], "Unknown", "{a:#}");
+    let conds = a["status"]["conditions"].to_string();
+    assert!(
+        conds.contains(
+            "Failed to compare desired state to live state: failed to calculate diff: error calculating structured merge diff: error building typed value from config resource: .spec.bogus: field not declared in schema"
+        ),
+        "{conds}"
+    );
+    // controller/state.go: setApplicationHealth runs on the live resources all the same.
+    assert_eq!(a["status"]["health"]["status"], "Healthy", "{a:#}");
+}
