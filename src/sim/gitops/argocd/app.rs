@@ -825,6 +825,7 @@ impl AppController {
                     started_unix: started.as_second(),
                     prune: sync_op["prune"].as_bool().unwrap_or(false),
                     server_side: options.iter().any(|o| o == "ServerSideApply=true"),
+                    validate: !options.iter().any(|o| o == "Validate=false"),
                     health: &health,
                 };
                 let previous: Vec<ResourceResult> = state["syncResult"]["resources"]

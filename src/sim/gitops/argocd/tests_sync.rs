@@ -266,3 +266,32 @@ fn a_comparison_error_keeps_the_health_of_the_live_resources() {
     // controller/state.go: setApplicationHealth runs on the live resources all the same.
     assert_eq!(a["status"]["health"]["status"], "Healthy", "{a:#}");
 }
+
+#[test]
+fn a_sync_asks_for_strict_field_validation_unless_validate_is_false() {
+    let undeclared = DEPLOYMENT.replace("replicas: 1", "replicas: 1\n  bogus: true");
+    let mut e = engine(&[("app/web.yaml", &undeclared)]);
+    application(&e, json!({"automated": {}, "retry": {"limit": 0}}));
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    let op = &a["status"]["operationState"];
+    assert_eq!(op["phase"], "Failed", "{a:#}");
+    let res = op["syncResult"]["resources"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        res.contains(r#"strict decoding error: unknown field "spec.bogus""#),
+        "{a:#}"
+    );
+
+    let mut e = engine(&[("app/web.yaml", &undeclared)]);
+    application(
+        &e,
+        json!({"automated": {}, "retry": {"limit": 0}, "syncOptions": ["Validate=false"]}),
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["operationState"]["phase"], "Succeeded", "{a:#}");
+}
