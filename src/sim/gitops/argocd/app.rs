@@ -12,7 +12,7 @@ use super::client::Client;
 use super::diff::{self, DiffOptions};
 use super::repo::Repos;
 use super::sync::{self, OpPhase, ResourceResult, StepOutcome, SyncInput};
-use super::{API_VERSION, COMPONENT, Health, HealthStatus, ManagedResource, NAMESPACE, SyncStatus};
+use super::{API_VERSION, COMPONENT, Health, ManagedResource, NAMESPACE, SyncStatus};
 use crate::sim::events::{Event, EventRecorder, EventType, Involved, Reporter};
 
 /// The tracking annotation of the v3 default tracking method
@@ -327,11 +327,9 @@ impl AppController {
             .zip(healths.iter())
             .map(|(r, h)| (r, h.as_ref()))
             .collect();
-        let app_health = if cmp.errors.is_empty() {
-            super::health::of_application_in(Some(&app), &all).status
-        } else {
-            HealthStatus::Unknown
-        };
+        // controller/state.go (CompareAppState): a failed load or diff makes the sync status
+        // Unknown, but setApplicationHealth still assesses the live resources it has.
+        let app_health = super::health::of_application_in(Some(&app), &all).status;
         status["health"]["status"] = json!(app_health.as_str());
         status["sync"] = json!({
             "status": cmp.sync.as_str(),
@@ -827,6 +825,7 @@ impl AppController {
                     started_unix: started.as_second(),
                     prune: sync_op["prune"].as_bool().unwrap_or(false),
                     server_side: options.iter().any(|o| o == "ServerSideApply=true"),
+                    validate: !options.iter().any(|o| o == "Validate=false"),
                     health: &health,
                 };
                 let previous: Vec<ResourceResult> = state["syncResult"]["resources"]

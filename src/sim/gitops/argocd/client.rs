@@ -153,11 +153,32 @@ impl Client {
     /// # Errors
     /// The server's refusal, or a kind it does not serve.
     pub fn apply(&self, obj: &Value, opts: ApplyOptions) -> Result<Applied, ClientError> {
+        self.apply_validated(obj, opts, false)
+    }
+
+    /// [`Client::apply`], with `fieldValidation=Strict` when `validate` is set, as
+    /// gitops-engine's kubectl apply asks unless validation is disabled
+    /// (pkg/utils/kube/resource_ops.go, `newApplyOptions`: `FieldValidationStrict`); without
+    /// it no directive is sent.
+    ///
+    /// # Errors
+    /// The server's refusal (an undeclared field under `Strict`), or a kind it does not serve.
+    pub fn apply_validated(
+        &self,
+        obj: &Value,
+        opts: ApplyOptions,
+        validate: bool,
+    ) -> Result<Applied, ClientError> {
         let api_version = obj["apiVersion"].as_str().unwrap_or_default();
         let kind = obj["kind"].as_str().unwrap_or_default();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         let namespace = obj["metadata"]["namespace"].as_str();
-        let dry = if opts.dry_run { "&dryRun=All" } else { "" };
+        let dry = match (opts.dry_run, validate) {
+            (true, true) => "&dryRun=All&fieldValidation=Strict",
+            (true, false) => "&dryRun=All",
+            (false, true) => "&fieldValidation=Strict",
+            (false, false) => "",
+        };
         let current = self.get(api_version, kind, namespace, name)?;
         let before = current
             .as_ref()

@@ -198,6 +198,9 @@ pub struct SyncInput<'a> {
     pub prune: bool,
     /// `ServerSideApply=true` among the sync options.
     pub server_side: bool,
+    /// Manifest validation: on unless `Validate=false` is among the sync options
+    /// (controller/sync.go, `sync.WithManifestValidation`).
+    pub validate: bool,
     /// How healthy a live object is.
     pub health: &'a dyn Fn(&Value) -> Option<Health>,
 }
@@ -648,12 +651,21 @@ impl Ctx<'_> {
             && !csv(target, SYNC_OPTIONS)
                 .iter()
                 .any(|o| o == "ServerSideApply=false");
-        match self.input.client.apply(
+        // sync_context.go: `sc.validate` unless the resource says `Validate=false`; the dry
+        // run is kubectl's client dry run (applyObject), which sends nothing for the server
+        // to validate.
+        let validate = !dry_run
+            && self.input.validate
+            && !csv(target, SYNC_OPTIONS)
+                .iter()
+                .any(|o| o == "Validate=false");
+        match self.input.client.apply_validated(
             target,
             ApplyOptions {
                 server_side,
                 dry_run,
             },
+            validate,
         ) {
             Err(e) => ("SyncFailed", e.message),
             Ok(applied) => {

@@ -286,3 +286,63 @@ fn a_new_revision_re_creates_a_failed_hook_whose_pod_template_changed() {
         "2"
     );
 }
+
+#[test]
+fn a_comparison_error_keeps_the_health_of_the_live_resources() {
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT)]);
+    application(
+        &e,
+        json!({"automated": {"prune": true}, "syncOptions": ["ServerSideApply=true"]}),
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["status"], "Synced", "{a:#}");
+    assert_eq!(a["status"]["health"]["status"], "Healthy", "{a:#}");
+    // A field the Deployment schema does not declare: the structured merge diff fails.
+    let undeclared = DEPLOYMENT.replace("replicas: 1", "replicas: 1\n  bogus: true");
+    e.commit(REPO, tree(&[("app/web.yaml", &undeclared)]), "bogus")
+        .expect("commits");
+    let later = after(&e, 300);
+    e.run_until(later).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["sync"]["status"], "Unknown", "{a:#}");
+    let conds = a["status"]["conditions"].to_string();
+    assert!(
+        conds.contains(
+            "Failed to compare desired state to live state: failed to calculate diff: error calculating structured merge diff: error building typed value from config resource: .spec.bogus: field not declared in schema"
+        ),
+        "{conds}"
+    );
+    // controller/state.go: setApplicationHealth runs on the live resources all the same.
+    assert_eq!(a["status"]["health"]["status"], "Healthy", "{a:#}");
+}
+
+#[test]
+fn a_sync_asks_for_strict_field_validation_unless_validate_is_false() {
+    let undeclared = DEPLOYMENT.replace("replicas: 1", "replicas: 1\n  bogus: true");
+    let mut e = engine(&[("app/web.yaml", &undeclared)]);
+    application(&e, json!({"automated": {}, "retry": {"limit": 0}}));
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    let op = &a["status"]["operationState"];
+    assert_eq!(op["phase"], "Failed", "{a:#}");
+    let res = op["syncResult"]["resources"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        res.contains(r#"strict decoding error: unknown field "spec.bogus""#),
+        "{a:#}"
+    );
+
+    let mut e = engine(&[("app/web.yaml", &undeclared)]);
+    application(
+        &e,
+        json!({"automated": {}, "retry": {"limit": 0}, "syncOptions": ["Validate=false"]}),
+    );
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    assert_eq!(a["status"]["operationState"]["phase"], "Succeeded", "{a:#}");
+}
