@@ -51,7 +51,9 @@ pub struct ConditionReport {
     pub kind: String,
     /// `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
-    /// One-word reason, exactly as the real controller sets it (`SecretSyncedError`).
+    /// One-word reason, exactly as the real controller sets it (`SecretSyncedError`); left
+    /// out for condition types without one (the Keycloak operator's `StatusCondition`).
+    #[serde(default)]
     pub reason: String,
     /// Message, exactly as the real controller sets it (may be empty).
     #[serde(default)]

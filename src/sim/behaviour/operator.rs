@@ -237,9 +237,12 @@ fn report(
             let mut cond = json!({
                 "type": cx.fill(&c.kind),
                 "status": c.status.as_str(),
-                "reason": cx.fill(&c.reason),
                 "message": cx.fill(&c.message),
             });
+            // Condition types without a reason field (Keycloak's `StatusCondition`) write none.
+            if !c.reason.is_empty() {
+                cond["reason"] = json!(cx.fill(&c.reason));
+            }
             if c.observed_generation {
                 cond["observedGeneration"] = generation.clone();
             }
@@ -563,6 +566,39 @@ reports:
         assert_eq!(secret["metadata"]["namespace"], "app");
         assert_eq!(r.conditions[0]["observedGeneration"], 2);
         assert_eq!(r.status, Some(json!({"store": "aws"})));
+    }
+
+    #[test]
+    fn a_condition_without_a_reason_writes_none() {
+        let rule: OperatorRule = crate::yaml::from_str(
+            r#"
+forEach: {group: k8s.keycloak.org, version: v2alpha1, resource: keycloakrealmimports, kind: KeycloakRealmImport}
+owns: []
+reports:
+  - conditions: [{type: HasErrors, status: "True", message: Deployment not yet ready}]
+"#,
+        )
+        .unwrap();
+        let import = json!({"apiVersion": "k8s.keycloak.org/v2alpha1", "kind": "KeycloakRealmImport",
+                            "metadata": {"name": "r", "namespace": "n"}});
+        let view = StaticView::new(vec![import]).serving(
+            "k8s.keycloak.org",
+            "v2alpha1",
+            "keycloakrealmimports",
+        );
+        let report = reconcile(std::slice::from_ref(&rule), &view, "c")
+            .into_iter()
+            .find_map(|w| match w {
+                Work::Report(r) => Some(r),
+                Work::Own(_) => None,
+            })
+            .unwrap();
+        assert_eq!(
+            report.conditions,
+            vec![
+                json!({"type": "HasErrors", "status": "True", "message": "Deployment not yet ready"})
+            ]
+        );
     }
 
     #[test]

@@ -346,3 +346,43 @@ fn a_sync_asks_for_strict_field_validation_unless_validate_is_false() {
     let a = app(&e);
     assert_eq!(a["status"]["operationState"]["phase"], "Succeeded", "{a:#}");
 }
+
+#[test]
+fn a_custom_resource_hook_without_a_health_check_succeeds_once_created() {
+    // gitops-engine sync_context.go, getOperationPhase: a hook whose kind has no health check
+    // (KeycloakRealmImport in v3.5.1: resource_customizations/k8s.keycloak.org/ has only
+    // Keycloak) succeeds with `<name> created`, whatever its operator reports later.
+    let import = "apiVersion: k8s.keycloak.org/v2alpha1\nkind: KeycloakRealmImport\nmetadata:\n  name: realm\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {keycloakCRName: keycloak}\n";
+    let mut e = engine(&[("app/web.yaml", DEPLOYMENT), ("app/realm.yaml", import)]);
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "keycloakrealmimports.k8s.keycloak.org"},
+        "spec": {
+            "group": "k8s.keycloak.org", "scope": "Namespaced",
+            "names": {"kind": "KeycloakRealmImport", "plural": "keycloakrealmimports",
+                      "singular": "keycloakrealmimport", "listKind": "KeycloakRealmImportList"},
+            "versions": [{"name": "v2alpha1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    });
+    Client::new(e.store().clone())
+        .apply(&crd, super::client::ApplyOptions::default())
+        .expect("crd applies");
+    let until = after(&e, 5);
+    e.run_until(until).expect("runs");
+    application(&e, json!({"automated": {}}));
+    let until = after(&e, 120);
+    e.run_until(until).expect("runs");
+    let a = app(&e);
+    let op = &a["status"]["operationState"];
+    assert_eq!(op["phase"], "Succeeded", "{a:#}");
+    let hook = op["syncResult"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["kind"] == "KeycloakRealmImport")
+        .expect("the hook's result");
+    assert_eq!(hook["hookPhase"], "Succeeded");
+    assert_eq!(hook["message"], "realm created");
+}
