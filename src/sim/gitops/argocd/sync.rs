@@ -28,7 +28,7 @@ pub const SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
 
 /// A sync phase (`SyncPhase`, gitops-engine `pkg/sync/common/types.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub enum SyncPhase {
     /// `PreSync`.
     PreSync,
     /// `Sync`.
@@ -39,7 +39,7 @@ pub enum Phase {
     SyncFail,
 }
 
-impl Phase {
+impl SyncPhase {
     /// The phase as Argo CD writes it.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -118,7 +118,7 @@ pub struct ResourceResult {
     /// The task's phase (`hookPhase`), empty while pending.
     pub hook_phase: String,
     /// The sync phase it ran in.
-    pub sync_phase: Phase,
+    pub sync_phase: SyncPhase,
 }
 
 impl ResourceResult {
@@ -148,10 +148,10 @@ impl ResourceResult {
     pub fn from_json(v: &Value) -> Option<Self> {
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         let sync_phase = match v["syncPhase"].as_str()? {
-            "PreSync" => Phase::PreSync,
-            "PostSync" => Phase::PostSync,
-            "SyncFail" => Phase::SyncFail,
-            _ => Phase::Sync,
+            "PreSync" => SyncPhase::PreSync,
+            "PostSync" => SyncPhase::PostSync,
+            "SyncFail" => SyncPhase::SyncFail,
+            _ => SyncPhase::Sync,
         };
         Some(Self {
             group: s("group"),
@@ -218,7 +218,7 @@ pub struct StepOutcome {
 
 #[derive(Debug, Clone)]
 struct Task {
-    phase: Phase,
+    phase: SyncPhase,
     target: Option<Value>,
     live: Option<Value>,
     wave_override: Option<i64>,
@@ -286,20 +286,20 @@ pub fn is_hook(obj: &Value) -> bool {
 }
 
 /// `syncPhases` (gitops-engine `pkg/sync/sync_phase.go`).
-fn sync_phases(obj: &Value) -> Vec<Phase> {
+fn sync_phases(obj: &Value) -> Vec<SyncPhase> {
     if is_skipped(obj) {
         return Vec::new();
     }
     if !is_hook(obj) {
-        return vec![Phase::Sync];
+        return vec![SyncPhase::Sync];
     }
-    let mut phases: Vec<Phase> = hook_types(obj)
+    let mut phases: Vec<SyncPhase> = hook_types(obj)
         .iter()
         .filter_map(|t| match t.as_str() {
-            "PreSync" => Some(Phase::PreSync),
-            "Sync" => Some(Phase::Sync),
-            "PostSync" => Some(Phase::PostSync),
-            "SyncFail" => Some(Phase::SyncFail),
+            "PreSync" => Some(SyncPhase::PreSync),
+            "Sync" => Some(SyncPhase::Sync),
+            "PostSync" => Some(SyncPhase::PostSync),
+            "SyncFail" => Some(SyncPhase::SyncFail),
             _ => None,
         })
         .collect();
@@ -1013,7 +1013,7 @@ pub fn step(input: &SyncInput<'_>, previous: Vec<ResourceResult>) -> StepOutcome
         .filter(|&i| tasks[i].is_hook() && !tasks[i].running() && tasks[i].delete_on_failure())
         .collect();
     let (fail_tasks, main): (Vec<usize>, Vec<usize>) =
-        (0..tasks.len()).partition(|&i| tasks[i].phase == Phase::SyncFail);
+        (0..tasks.len()).partition(|&i| tasks[i].phase == SyncPhase::SyncFail);
     let sync_failed: Vec<usize> = main
         .iter()
         .copied()
@@ -1261,7 +1261,7 @@ fn sync_tasks(cx: &mut Ctx<'_>) -> (Vec<Task>, bool) {
     (tasks, ok)
 }
 
-fn new_task(phase: Phase, target: Option<Value>, live: Option<Value>) -> Task {
+fn new_task(phase: SyncPhase, target: Option<Value>, live: Option<Value>) -> Task {
     Task {
         phase,
         target,
