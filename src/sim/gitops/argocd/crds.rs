@@ -12,11 +12,17 @@ use super::{API_VERSION, NAMESPACE};
 static APPLICATION_CRD: &[u8] = include_bytes!("crds/application-crd.yaml.gz");
 static APPPROJECT_CRD: &[u8] = include_bytes!("crds/appproject-crd.yaml.gz");
 
-/// The vendored CRDs, parsed.
+/// The vendored CRDs, parsed once per process (the Application CRD is 400 KB of YAML, and
+/// every cluster of a run installs it).
 ///
 /// # Errors
 /// When a vendored file does not decompress or parse (a broken vendoring, not user input).
 pub fn definitions() -> Result<Vec<Value>, String> {
+    static PARSED: std::sync::OnceLock<Result<Vec<Value>, String>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(parse).clone()
+}
+
+fn parse() -> Result<Vec<Value>, String> {
     [APPLICATION_CRD, APPPROJECT_CRD]
         .iter()
         .map(|gz| {
